@@ -1,0 +1,50 @@
+# vaultbundle — developer entry points. Everything installs itself into .venv (Python 3.11).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: help venv lint test test-unit demo testbed-up testbed-down testbed-status clean
+
+help:
+	@echo "make demo            run the demo on the local test bed"
+	@echo "make test            lint, type-check and run the whole test suite (brings the test bed up and down)"
+	@echo "make test-unit       fast unit tests only (no test bed)"
+	@echo "make testbed-up|testbed-down|testbed-status"
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip==25.3
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: venv
+	$(VENV)/bin/ruff check operator tests e2e
+	$(VENV)/bin/ruff format --check operator tests e2e
+	$(VENV)/bin/mypy
+
+test-unit: venv
+	$(PY) -m pytest -m "not testbed" -q
+
+# The whole suite: lint + types, then every test against the real test bed; the bed always goes down.
+test: lint
+	$(PY) -m e2e.testbed up
+	$(PY) -m pytest -q; rc=$$?; $(PY) -m e2e.testbed down; exit $$rc
+
+demo: venv
+	$(PY) -m e2e.testbed up
+	$(PY) -m e2e.demo
+
+testbed-up: venv
+	$(PY) -m e2e.testbed up
+
+testbed-down: venv
+	$(PY) -m e2e.testbed down
+
+testbed-status: venv
+	$(PY) -m e2e.testbed status
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,348 @@
+"""`vaultbundle` command line: pull, push, inspect, token, share.
+
+Exit codes (fixed; see README): 0 ok, 2 usage, 10-16 vsync's error classes, 17 rollback refused,
+18 ambiguous layout, 19 bad vault folder, 1 anything unexpected. stderr names the error class and what
+to do; secret values are never printed unless `--reveal` asks for them on stdout.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import click
+
+from . import __version__, bundles
+from .bundles import Layout
+from .crypto import configblob, sls1
+from .crypto.configblob import BootstrapConfig
+from .crypto.rqem import is_timestamp
+from .errors import VSyncError
+from .localfiles import read_secret_file, read_vault_folder, write_files, write_secret_file
+from .pool import CryptoPool
+from .remote import S3Objects
+
+F = TypeVar("F", bound=Callable[..., Any])
+LAYOUTS = click.Choice([layout.value for layout in Layout])
+
+
+def _config_option(fn: F) -> F:
+    return click.option(
+        "--config-file",
+        "config_file",
+        required=True,
+        envvar="VSYNC_CONFIG_FILE",
+        type=click.Path(dir_okay=False),
+        help="File holding a vsync-cfg-v1: config blob (a trailing newline is fine). Env: VSYNC_CONFIG_FILE.",
+    )(fn)
+
+
+def _passphrase_option(fn: F) -> F:
+    return click.option(
+        "--passphrase-file",
+        "passphrase_file",
+        required=True,
+        envvar="VSYNC_PASSPHRASE_FILE",
+        type=click.Path(dir_okay=False),
+        help="File holding the bundle passphrase (trailing whitespace removed). Env: VSYNC_PASSPHRASE_FILE.",
+    )(fn)
+
+
+def _timestamp(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value and not is_timestamp(value):
+        raise click.BadParameter("expected a YYYYMMDD-HHMMSS timestamp")
+    return value
+
+
+def _load_config(path: str) -> BootstrapConfig:
+    return configblob.decode(read_secret_file(path, "config"))
+
+
+@contextmanager
+def _progress(message: str, quiet: bool) -> Iterator[None]:
+    """Tell the user about a slow step (the KDF) on stderr, with its duration."""
+    started = time.monotonic()
+    if not quiet:
+        click.echo(f"{message}...", err=True, nl=False)
+    yield
+    if not quiet:
+        click.echo(f" done ({time.monotonic() - started:.1f}s)", err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="vaultbundle")
+def cli() -> None:
+    """Read and write vsync secret bundles on S3 (both layouts) and run the vaultbundle operator."""
+
+
+@cli.command()
+@_config_option
+@_passphrase_option
+@click.option("--layout", type=LAYOUTS, default="auto", show_default=True, help="Bucket layout; auto detects it.")
+@click.option("--version", "version", callback=_timestamp, help="Pull this bundle timestamp instead of the latest.")
+@click.option("--not-older-than", callback=_timestamp, help="Refuse (exit 17) a bundle older than this timestamp.")
+@click.option("--env-file", help="ZIP entry holding the key/values (CLI layout); default .env.<env>.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Write the vault folder's files here.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary (never values unless --reveal).")
+@click.option("--reveal", is_flag=True, help="With --json: include values (kv) and files (files_b64).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress messages on stderr.")
+def pull(
+    config_file: str,
+    passphrase_file: str,
+    layout: str,
+    version: str | None,
+    not_older_than: str | None,
+    env_file: str | None,
+    out_dir: str | None,
+    as_json: bool,
+    reveal: bool,
+    quiet: bool,
+) -> None:
+    """Download, verify and decrypt the current (or a pinned) bundle."""
+    if reveal and not as_json:
+        raise click.UsageError("--reveal only works together with --json")
+    config = _load_config(config_file)
+    passphrase = read_secret_file(passphrase_file, "passphrase")
+    objects = S3Objects(config)
+    with CryptoPool(workers=1) as pool:
+        pointer = bundles.locate(objects, config, Layout(layout), version=version, not_older_than=not_older_than)
+        envelope = bundles.fetch(objects, config, pointer)
+        with _progress(f"Deriving key (PBKDF2-SHA256, {config.iterations} iterations)", quiet):
+            plaintext = pool.open_envelope(envelope, passphrase, config.salt, config.iterations)
+    generation = bundles.read_generation(objects, config, pointer.layout)
+    bundle = bundles.finish(pointer, plaintext, generation, env=config.env, env_file=env_file)
+    content = bundle.vault
+    if out_dir:
+        write_files(out_dir, content.folder_files())
+    summary: dict[str, Any] = {
+        "layout": bundle.layout.value,
+        "timestamp": bundle.timestamp,
+        "generation": bundle.generation,
+        "keys": sorted(content.kv),
+        "files": sorted(content.files),
+    }
+    if as_json:
+        if reveal:
+            summary["kv"] = dict(content.kv)
+            summary["files_b64"] = {
+                name: base64.b64encode(body).decode("ascii") for name, body in content.files.items()
+            }
+        click.echo(json.dumps(summary, ensure_ascii=False, sort_keys=False))
+    else:
+        click.echo(
+            f"{bundle.layout.value} bundle {bundle.timestamp} (generation {bundle.generation}): "
+            f"{len(content.kv)} keys, {len(content.files)} files" + (f" written to {out_dir}" if out_dir else "")
+        )
+        for name in summary["keys"]:
+            click.echo(f"  key  {name}")
+        for name in summary["files"]:
+            click.echo(f"  file {name}")
+
+
+@cli.command()
+@_config_option
+@_passphrase_option
+@click.option("--layout", type=click.Choice(["cli", "runtime"]), required=True, help="Bucket layout to write.")
+@click.option("--vault-folder", help="Path prefix of ZIP entries (CLI layout); default infra/vault/<env>.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress messages on stderr.")
+@click.argument("directory", type=click.Path(file_okay=False, exists=True))
+def push(
+    config_file: str, passphrase_file: str, layout: str, vault_folder: str | None, quiet: bool, directory: str
+) -> None:
+    """Seal DIRECTORY (a vault folder) and upload it; the pointer is written last.
+
+    CLI layout: the folder is zipped as `vsync push` does (`.env.<env>` holds the key/values).
+    Runtime layout: `.env` holds the key/values and every other file becomes an asset.
+    """
+    config = _load_config(config_file)
+    passphrase = read_secret_file(passphrase_file, "passphrase")
+    files = read_vault_folder(directory)
+    objects = S3Objects(config)
+    with CryptoPool(workers=1) as pool:
+        with _progress(f"Deriving key (PBKDF2-SHA256, {config.iterations} iterations)", quiet):
+            pool.derive(passphrase, config.salt, config.iterations)
+        pointer = bundles.push(objects, config, passphrase, pool, files, layout=Layout(layout), folder=vault_folder)
+    click.echo(f"pushed {pointer.layout.value} bundle {pointer.timestamp} ({len(files)} files)")
+
+
+@cli.command()
+@_config_option
+@click.option("--layout", type=LAYOUTS, default="auto", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def inspect(config_file: str, layout: str, as_json: bool) -> None:
+    """Show the pointer, the stored versions and the generation (no passphrase needed)."""
+    config = _load_config(config_file)
+    objects = S3Objects(config)
+    pointer = bundles.read_pointer(objects, config, Layout(layout))
+    assert pointer is not None
+    report = {
+        "bucket": config.bucket,
+        "prefix": config.prefix,
+        "layout": pointer.layout.value,
+        "timestamp": pointer.timestamp,
+        "pointer_etag": pointer.etag,
+        "generation": bundles.read_generation(objects, config, pointer.layout),
+        "versions": bundles.list_versions(objects, config, pointer.layout),
+    }
+    if as_json:
+        click.echo(json.dumps(report))
+    else:
+        for name, value in report.items():
+            click.echo(f"{name}: {' '.join(value) if isinstance(value, list) else value}")
+
+
+@cli.group()
+def token() -> None:
+    """Encode or decode vsync-cfg-v1: config blobs."""
+
+
+@token.command("decode")
+@_config_option
+@click.option("--reveal", is_flag=True, help="Show the secret access key too.")
+def token_decode(config_file: str, reveal: bool) -> None:
+    """Print a config blob's fields as JSON (secret access key redacted unless --reveal)."""
+    document = _load_config(config_file).to_json()
+    if not reveal:
+        document["secretAccessKey"] = "<redacted>"
+    click.echo(json.dumps(document, indent=2))
+
+
+@token.command("encode")
+@click.option(
+    "--from-json",
+    "from_json",
+    type=click.File("r"),
+    required=True,
+    help="JSON with endpoint, region, bucket, accessKeyId, secretAccessKey, prefix, env and optional "
+    "salt (generated when absent) and iterations (600000). '-' reads stdin.",
+)
+def token_encode(from_json: Any) -> None:
+    """Build a vsync-cfg-v1: blob (what `vsync runtime-token` prints)."""
+    try:
+        document = json.load(from_json)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not JSON: {exc.msg}", param_hint="--from-json") from None
+    if not isinstance(document, dict):
+        raise click.BadParameter("expected a JSON object", param_hint="--from-json")
+    document.setdefault("salt", base64.b64encode(os.urandom(18)).decode("ascii").rstrip("="))
+    document.setdefault("iterations", 600_000)
+    names = {
+        "endpoint": "endpoint",
+        "region": "region",
+        "bucket": "bucket",
+        "accessKeyId": "access_key_id",
+        "secretAccessKey": "secret_access_key",
+        "prefix": "prefix",
+        "env": "env",
+        "salt": "salt",
+        "iterations": "iterations",
+    }
+    missing = sorted(set(names) - set(document))
+    if missing:
+        raise click.BadParameter(f"missing fields: {', '.join(missing)}", param_hint="--from-json")
+    click.echo(configblob.encode(BootstrapConfig(**{attr: document[field] for field, attr in names.items()})))
+
+
+@cli.group()
+def share() -> None:
+    """Export or import vsync SLS1 .share files."""
+
+
+@share.command("export")
+@_config_option
+@_passphrase_option
+@click.option("--repo", help="vsync repo identity; default: the first path part of the prefix.")
+@click.option(
+    "--share-passphrase-file",
+    type=click.Path(dir_okay=False),
+    help="Share passphrase; when absent one is generated and printed on stderr.",
+)
+@click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False), help="The .share file to write.")
+def share_export(
+    config_file: str, passphrase_file: str, repo: str | None, share_passphrase_file: str | None, out_file: str
+) -> None:
+    """Write an SLS1 .share file that `vsync import` (and `share import`) can read."""
+    config = _load_config(config_file)
+    passphrase = read_secret_file(passphrase_file, "passphrase")
+    repo = repo or config.prefix.split("/")[0]
+    if not repo:
+        raise click.UsageError("cannot infer the repo from an empty prefix; pass --repo")
+    env_config = {
+        "version": 1,
+        "s3": {
+            "endpoint": config.endpoint,
+            "region": config.region,
+            "bucket": config.bucket,
+            "accessKeyId": config.access_key_id,
+            "secretAccessKey": config.secret_access_key,
+            "useSsl": not config.endpoint.startswith("http://"),
+        },
+        "encryption": {"salt": config.salt},
+        "prefix": config.prefix,
+    }
+    if share_passphrase_file:
+        share_passphrase = read_secret_file(share_passphrase_file, "share passphrase")
+    else:
+        share_passphrase = sls1.generate_share_passphrase()
+        click.echo(f"share passphrase: {share_passphrase}", err=True)
+    data = sls1.seal(sls1.ShareFile(repo=repo, env=config.env, config=env_config, key=passphrase), share_passphrase)
+    write_files(os.path.dirname(os.path.abspath(out_file)), {os.path.basename(out_file): data})
+    click.echo(f"wrote {out_file}")
+
+
+@share.command("import")
+@click.argument("share_file", type=click.Path(dir_okay=False, exists=True))
+@click.option("--share-passphrase-file", required=True, type=click.Path(dir_okay=False))
+@click.option("--config-out", required=True, type=click.Path(dir_okay=False), help="Where to write the config blob.")
+@click.option("--passphrase-out", required=True, type=click.Path(dir_okay=False), help="Where to write the passphrase.")
+def share_import(share_file: str, share_passphrase_file: str, config_out: str, passphrase_out: str) -> None:
+    """Open a .share file and write a config blob + passphrase file for `pull` and the operator.
+
+    The prefix is `<repo>/<env>/`, where `vsync push` writes (it ignores the stored prefix)."""
+    with open(share_file, "rb") as handle:
+        data = handle.read()
+    opened = sls1.open_share(data, read_secret_file(share_passphrase_file, "share passphrase"))
+    s3 = opened.config["s3"]
+    config = BootstrapConfig(
+        endpoint=s3["endpoint"],
+        region=s3["region"],
+        bucket=s3["bucket"],
+        access_key_id=s3["accessKeyId"],
+        secret_access_key=s3["secretAccessKey"],
+        prefix=f"{opened.repo}/{opened.env.lower()}/",
+        env=opened.env,
+        salt=opened.config["encryption"]["salt"],
+        iterations=600_000,
+    )
+    write_secret_file(config_out, configblob.encode(config))
+    write_secret_file(passphrase_out, opened.key)
+    click.echo(f"imported {opened.repo}/{opened.env}: wrote {config_out} and {passphrase_out}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI and turn our typed errors into their exit codes and a one-line hint."""
+    try:
+        cli.main(args=argv, prog_name="vaultbundle", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(1)
+    except VSyncError as exc:
+        click.echo(f"error: {type(exc).__name__}: {exc}", err=True)
+        if exc.hint:
+            click.echo(f"hint: {exc.hint}", err=True)
+        sys.exit(exc.exit_code)
+    except ValueError as exc:
+        click.echo(f"error: invalid input: {exc}", err=True)
+        sys.exit(2)
+    sys.exit(0)

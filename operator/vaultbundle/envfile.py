@@ -1,0 +1,66 @@
+"""`.env` text exactly as vsync reads it (spec §10), and a writer whose output that reader reads back.
+
+vsync's rules, quirks included:
+* lines split on `\\n` / `\\r\\n`, each trimmed; blank lines, `#` comments and lines without `=` are skipped;
+* key = text before the first `=`, trimmed; value = the rest, trimmed, then one pair of matching
+  surrounding `"…"` or `'…'` removed (only when at least 2 characters long);
+* no escape processing, no `export ` handling (`export A=1` gives key `export A`), no inline-comment
+  stripping (`A=b # c` gives `b # c`), no multi-line values (continuation lines have no `=` and are dropped);
+* duplicate keys are all emitted in order; when folded into a mapping, the last one wins.
+vsync's `sync` also expands `~/`, `${HOME}` and `${VAULT_ROOT}` on the laptop that runs it; a cluster has no
+such home, so we take values literally.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from .errors import VaultFolderError
+
+
+def parse_pairs(text: str) -> list[tuple[str, str]]:
+    pairs: list[tuple[str, str]] = []
+    for raw_line in text.split("\n"):
+        line = raw_line.removesuffix("\r").strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        key, value = key.strip(), value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        pairs.append((key, value))
+    return pairs
+
+
+def parse(text: str) -> dict[str, str]:
+    return dict(parse_pairs(text))
+
+
+def render(values: Mapping[str, str]) -> str:
+    """Write values so that `parse` returns them unchanged; each value goes in double quotes.
+
+    Values vsync's reader cannot carry (line breaks) and keys it would mangle are refused by name.
+    """
+    bad = sorted(unrepresentable(values.items()))
+    if bad:
+        raise VaultFolderError(
+            "cannot write these keys to a .env file (line breaks, or a key with '=', '#' or spaces at its ends): "
+            + ", ".join(bad),
+            hint="use --json --reveal, or store such values as files",
+        )
+    return "".join(f'{key}="{value}"\n' for key, value in values.items())
+
+
+def unrepresentable(items: Iterable[tuple[str, str]]) -> list[str]:
+    return [
+        key
+        for key, value in items
+        if "\n" in value
+        or "\r" in value
+        or "\n" in key
+        or "\r" in key
+        or "=" in key
+        or not key
+        or key != key.strip()
+        or key.startswith("#")
+    ]

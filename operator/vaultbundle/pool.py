@@ -1,0 +1,177 @@
+"""Derived-key cache and worker pool for the CPU-heavy crypto (PBKDF2 with 600,000 iterations).
+
+* `KeyCache`: bounded LRU of derived keys, keyed by HMAC-SHA256 under a per-process random key of
+  (passphrase, salt, iterations), so an unchanged bundle never pays PBKDF2 twice and the cache's keys say
+  nothing about the passphrase even in a memory dump of the index.
+* `CryptoPool`: runs key derivation (and decryption of large envelopes) in a process pool. The async API
+  (for the operator) never blocks the event loop and coalesces concurrent derivations of the same key; the
+  sync API serves the CLI. `workers=0` runs everything inline (tests, tiny tools).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import multiprocessing
+import os
+import struct
+import threading
+from collections import OrderedDict
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from .crypto import rqe1
+from .crypto.kdf import DerivedKey, derive_key
+
+INLINE_DECRYPT_MAX = 256 * 1024  # AES-GCM on this much takes well under a millisecond; IPC would cost more
+
+
+def _derive_bytes(passphrase: str, salt: str, iterations: int) -> bytes:
+    return derive_key(passphrase, salt, iterations).reveal()
+
+
+def _open_bytes(key: bytes, blob: bytes) -> bytes:
+    return rqe1.open_envelope(DerivedKey(key), blob)
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+    derivations: int = 0
+
+
+class KeyCache:
+    def __init__(self, max_entries: int = 1024) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
+        self._max = max_entries
+        self._entries: OrderedDict[bytes, DerivedKey] = OrderedDict()
+        self._hmac_key = os.urandom(32)
+        self._lock = threading.Lock()
+        self.stats = CacheStats()
+
+    def fingerprint(self, passphrase: str, salt: str, iterations: int) -> bytes:
+        mac = hmac.new(self._hmac_key, digestmod=hashlib.sha256)
+        for part in (passphrase.encode("utf-8"), salt.encode("utf-8")):
+            mac.update(struct.pack(">Q", len(part)) + part)
+        mac.update(struct.pack(">Q", iterations))
+        return mac.digest()
+
+    def get(self, fingerprint: bytes) -> DerivedKey | None:
+        with self._lock:
+            key = self._entries.get(fingerprint)
+            if key is None:
+                self.stats.misses += 1
+                return None
+            self._entries.move_to_end(fingerprint)
+            self.stats.hits += 1
+            return key
+
+    def put(self, fingerprint: bytes, key: DerivedKey) -> None:
+        with self._lock:
+            self.stats.derivations += 1
+            self._entries[fingerprint] = key
+            self._entries.move_to_end(fingerprint)
+            while len(self._entries) > self._max:
+                self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __repr__(self) -> str:
+        return f"<KeyCache entries={len(self._entries)}/{self._max}>"
+
+
+class CryptoPool:
+    def __init__(self, workers: int | None = None, *, cache: KeyCache | None = None) -> None:
+        self.workers = os.cpu_count() or 1 if workers is None else workers
+        self.cache = cache or KeyCache()
+        self._executor: Executor | None = None
+        self._executor_lock = threading.Lock()
+        self._inflight: dict[bytes, asyncio.Future[DerivedKey]] = {}
+
+    def __repr__(self) -> str:
+        return f"<CryptoPool workers={self.workers} {self.cache!r}>"
+
+    def _pool(self) -> Executor | None:
+        if self.workers == 0:
+            return None
+        with self._executor_lock:
+            if self._executor is None:
+                # forkserver: never fork a process that runs an event loop and threads.
+                context = multiprocessing.get_context("forkserver")
+                self._executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
+            return self._executor
+
+    def close(self) -> None:
+        with self._executor_lock:
+            if self._executor is not None:
+                self._executor.shutdown(wait=True, cancel_futures=True)
+                self._executor = None
+
+    def __enter__(self) -> CryptoPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- sync API (CLI) ---------------------------------------------------------------------------------
+    def derive(self, passphrase: str, salt: str, iterations: int) -> DerivedKey:
+        fingerprint = self.cache.fingerprint(passphrase, salt, iterations)
+        key = self.cache.get(fingerprint)
+        if key is None:
+            pool = self._pool()
+            raw = (
+                _derive_bytes(passphrase, salt, iterations)
+                if pool is None
+                else pool.submit(_derive_bytes, passphrase, salt, iterations).result()
+            )
+            key = DerivedKey(raw)
+            self.cache.put(fingerprint, key)
+        return key
+
+    def open_envelope(self, blob: bytes, passphrase: str, salt: str, iterations: int) -> bytes:
+        rqe1.check_envelope(blob)  # structural errors never cost a derivation
+        key = self.derive(passphrase, salt, iterations)
+        pool = self._pool()
+        if pool is None or len(blob) <= INLINE_DECRYPT_MAX:
+            return rqe1.open_envelope(key, blob)
+        return pool.submit(_open_bytes, key.reveal(), blob).result()
+
+    # -- async API (operator) ---------------------------------------------------------------------------
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        pool = self._pool()
+        return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+
+    async def aderive(self, passphrase: str, salt: str, iterations: int) -> DerivedKey:
+        fingerprint = self.cache.fingerprint(passphrase, salt, iterations)
+        key = self.cache.get(fingerprint)
+        if key is not None:
+            return key
+        pending = self._inflight.get(fingerprint)
+        if pending is not None:  # someone is deriving this very key: wait for it, don't derive twice
+            return await asyncio.shield(pending)
+        future: asyncio.Future[DerivedKey] = asyncio.get_running_loop().create_future()
+        self._inflight[fingerprint] = future
+        try:
+            key = DerivedKey(await self._run(_derive_bytes, passphrase, salt, iterations))
+            self.cache.put(fingerprint, key)
+            future.set_result(key)
+            return key
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved when nobody else waits
+            raise
+        finally:
+            del self._inflight[fingerprint]
+
+    async def aopen_envelope(self, blob: bytes, passphrase: str, salt: str, iterations: int) -> bytes:
+        rqe1.check_envelope(blob)
+        key = await self.aderive(passphrase, salt, iterations)
+        if len(blob) <= INLINE_DECRYPT_MAX:
+            return rqe1.open_envelope(key, blob)
+        result: bytes = await self._run(_open_bytes, key.reveal(), blob)
+        return result

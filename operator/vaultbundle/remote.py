@@ -1,0 +1,126 @@
+"""S3 object access for bundles (boto3), with every failure mapped to vsync's error classes.
+
+Addressing is path-style (MinIO, moto, R2 and AWS all accept it); endpoint, region, bucket and static
+credentials come from the config blob; a custom CA is honoured through `AWS_CA_BUNDLE` (botocore's own
+variable) or the `ca_bundle` argument.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from .crypto.configblob import BootstrapConfig
+from .errors import BundleCorruptError, S3UnreachableError
+
+MAX_OBJECT_BYTES = 64 * 1024 * 1024
+_NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
+
+
+class ObjectMissing(Exception):
+    """The key does not exist (callers decide which vsync error that is)."""
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    body: bytes
+    etag: str
+
+
+class S3Objects:
+    """The objects under one bucket, addressed by full key. Counts requests (for tests and metrics)."""
+
+    def __init__(self, config: BootstrapConfig, *, client: Any = None, ca_bundle: str | None = None) -> None:
+        self.bucket = config.bucket
+        self.requests = 0
+        self._client = client or boto3.session.Session().client(
+            "s3",
+            endpoint_url=config.endpoint or None,
+            region_name=config.region or None,
+            aws_access_key_id=config.access_key_id,
+            aws_secret_access_key=config.secret_access_key,
+            verify=ca_bundle,
+            config=Config(
+                s3={"addressing_style": "path"},
+                connect_timeout=5,
+                read_timeout=30,
+                retries={"mode": "standard", "max_attempts": 3},
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+            ),
+        )
+
+    def __repr__(self) -> str:
+        return f"<S3Objects bucket={self.bucket!r}>"
+
+    def _call(self, operation: str, key: str, **kwargs: Any) -> Any:
+        self.requests += 1
+        try:
+            return getattr(self._client, operation)(Bucket=self.bucket, **({"Key": key} if key else {}), **kwargs)
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            code = str(error.get("Code", ""))
+            status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+            if code in ("304", "NotModified") or status == "304":
+                raise _NotModified from None
+            if code in _NOT_FOUND:
+                raise ObjectMissing(key) from None
+            if code == "NoSuchBucket":
+                raise S3UnreachableError(f"bucket {self.bucket!r} does not exist") from None
+            raise S3UnreachableError(f"S3 {operation} of {key or self.bucket!r} failed: {code or status}") from None
+        except (BotoCoreError, OSError) as exc:
+            raise S3UnreachableError(f"S3 {operation} of {key or self.bucket!r} failed: {type(exc).__name__}") from None
+
+    def get(
+        self, key: str, *, if_none_match: str | None = None, max_bytes: int = MAX_OBJECT_BYTES
+    ) -> StoredObject | None:
+        """GET an object; None when *if_none_match* matches (304: unchanged, nothing transferred)."""
+        kwargs = {"IfNoneMatch": if_none_match} if if_none_match else {}
+        try:
+            response = self._call("get_object", key, **kwargs)
+        except _NotModified:
+            return None
+        length = int(response.get("ContentLength") or 0)
+        if length > max_bytes:
+            response["Body"].close()
+            raise BundleCorruptError(f"object {key!r} is {length} bytes; the limit is {max_bytes}")
+        try:
+            body = response["Body"].read(max_bytes + 1)
+        except (BotoCoreError, OSError) as exc:
+            raise S3UnreachableError(f"reading {key!r} failed: {type(exc).__name__}") from None
+        if len(body) > max_bytes:
+            raise BundleCorruptError(f"object {key!r} exceeds {max_bytes} bytes")
+        return StoredObject(body=body, etag=str(response.get("ETag", "")))
+
+    def exists(self, key: str) -> bool:
+        try:
+            self._call("head_object", key)
+        except ObjectMissing:
+            return False
+        return True
+
+    def put(self, key: str, body: bytes, *, create_only: bool = False) -> str:
+        """PUT an object; *create_only* refuses to replace an existing one (If-None-Match: *)."""
+        kwargs: dict[str, Any] = {"Body": body}
+        if create_only:
+            kwargs["IfNoneMatch"] = "*"
+        return str(self._call("put_object", key, **kwargs).get("ETag", ""))
+
+    def list_keys(self, prefix: str) -> list[str]:
+        keys: list[str] = []
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"Prefix": prefix, **({"ContinuationToken": token} if token else {})}
+            page = self._call("list_objects_v2", "", **kwargs)
+            keys.extend(str(item["Key"]) for item in page.get("Contents", []))
+            if not page.get("IsTruncated"):
+                return keys
+            token = page.get("NextContinuationToken")
+
+
+class _NotModified(Exception):
+    pass

@@ -1,0 +1,215 @@
+"""The decrypted vault: key/values and files, and its two wire shapes (pure, no file-system I/O).
+
+* CLI layout: a ZIP of the vault folder; key/values come from its `.env.<env>` file and every other entry is
+  a file (path relative to the vault folder).
+* Runtime layout: a JSON object, structured `{"kv": {...}, "assets": {name: base64}}` or flat `{name: value}`.
+
+Untrusted input is bounded (entry count, total size, compression ratio) and unsafe paths are refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import posixpath
+import stat
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from . import envfile
+from .errors import BundleFormatError
+
+MAX_ENTRIES = 10_000
+MAX_TOTAL_BYTES = 64 * 1024 * 1024
+MAX_RATIO = 200  # uncompressed / compressed per entry, beyond which an entry is treated as a zip bomb
+
+
+@dataclass(frozen=True)
+class Vault:
+    """Key/values and files of one bundle. The repr names keys and files, never values."""
+
+    kv: Mapping[str, str] = field(default_factory=dict)
+    files: Mapping[str, bytes] = field(default_factory=dict)
+    env_file: str | None = None  # the ZIP entry the key/values came from (CLI layout)
+    env_source: bytes = field(default=b"", repr=False)  # that entry's bytes, verbatim
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kv", MappingProxyType(dict(self.kv)))
+        object.__setattr__(self, "files", MappingProxyType(dict(self.files)))
+
+    def __repr__(self) -> str:
+        return f"Vault(keys={sorted(self.kv)}, files={sorted(self.files)})"
+
+    def folder_files(self) -> dict[str, bytes]:
+        """The vault folder as it was sealed: the env file verbatim (or a rendered `.env`) plus the files."""
+        if self.env_file is not None:
+            return {self.env_file: self.env_source, **self.files}
+        rendered = {".env": envfile.render(self.kv).encode("utf-8")} if self.kv else {}
+        return {**rendered, **self.files}
+
+
+def safe_relative_path(name: str) -> str:
+    """Normalise a stored path; refuse absolute paths, `..`, backslashes, NUL and empty names."""
+    if not name or "\x00" in name or "\\" in name or name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        raise BundleFormatError(f"unsafe path in bundle: {name!r}")
+    parts = [part for part in name.split("/") if part not in ("", ".")]
+    if not parts or any(part == ".." for part in parts):
+        raise BundleFormatError(f"unsafe path in bundle: {name!r}")
+    return "/".join(parts)
+
+
+def _vault_root(names: list[tuple[str, bool]]) -> str:
+    """Common directory of all entries (directory entries count as themselves, files as their parent)."""
+    dirs = [name if is_dir else posixpath.dirname(name) for name, is_dir in names]
+    if not dirs:
+        return ""
+    split = [d.split("/") if d else [] for d in dirs]
+    common: list[str] = []
+    for parts in zip(*split, strict=False):
+        if any(part != parts[0] for part in parts):
+            break
+        common.append(parts[0])
+    return "/".join(common)
+
+
+def _choose_env_file(files: Mapping[str, bytes], env: str | None, env_file: str | None) -> str | None:
+    if env_file is not None:
+        if env_file not in files:
+            raise BundleFormatError(
+                f"the bundle has no file {env_file!r}; it has: {', '.join(sorted(files)) or 'none'}"
+            )
+        return env_file
+    if env and f".env.{env.lower()}" in files:
+        return f".env.{env.lower()}"
+    candidates = [name for name in files if "/" not in name and (name == ".env" or name.startswith(".env."))]
+    return candidates[0] if len(candidates) == 1 else None
+
+
+def from_zip(data: bytes, *, env: str | None = None, env_file: str | None = None) -> Vault:
+    """Read a vsync CLI-layout ZIP. The env file is *env_file*, else `.env.<env>`, else the only `.env*`."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        infos = archive.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError):
+        raise BundleFormatError("bundle payload is not a valid ZIP archive") from None
+    if len(infos) > MAX_ENTRIES:
+        raise BundleFormatError(f"bundle has {len(infos)} entries; the limit is {MAX_ENTRIES}")
+    if sum(info.file_size for info in infos) > MAX_TOTAL_BYTES:
+        raise BundleFormatError(f"bundle expands beyond {MAX_TOTAL_BYTES} bytes")
+    entries: list[tuple[str, bool]] = []
+    contents: dict[str, bytes] = {}
+    total = 0
+    for info in infos:
+        mode = info.external_attr >> 16
+        if stat.S_ISLNK(mode):
+            raise BundleFormatError(f"bundle entry {info.filename!r} is a symlink; symlinks are refused")
+        if info.flag_bits & 0x1:
+            raise BundleFormatError(f"bundle entry {info.filename!r} is encrypted inside the ZIP")
+        name = safe_relative_path(info.filename)
+        if info.is_dir():
+            entries.append((name, True))
+            continue
+        if name in contents:
+            raise BundleFormatError(f"bundle has two entries named {name!r}")
+        if info.file_size > MAX_RATIO * max(info.compress_size, 1) + 1024:
+            raise BundleFormatError(f"bundle entry {name!r} has an implausible compression ratio")
+        try:
+            with archive.open(info) as handle:
+                body = handle.read(info.file_size + 1)
+        except (zipfile.BadZipFile, NotImplementedError, OSError, EOFError, ValueError, RuntimeError):
+            raise BundleFormatError(f"bundle entry {name!r} cannot be read (corrupt or unsupported ZIP)") from None
+        if len(body) != info.file_size:
+            raise BundleFormatError(f"bundle entry {name!r} does not match its declared size")
+        total += len(body)
+        if total > MAX_TOTAL_BYTES:
+            raise BundleFormatError(f"bundle expands beyond {MAX_TOTAL_BYTES} bytes")
+        entries.append((name, False))
+        contents[name] = body
+    root = _vault_root(entries)
+    cut = len(root) + 1 if root else 0
+    files = {name[cut:]: body for name, body in contents.items()}
+    chosen = _choose_env_file(files, env, env_file)
+    if chosen is None:
+        return Vault(files=files)
+    source = files.pop(chosen)
+    try:
+        kv = envfile.parse(source.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise BundleFormatError(f"{chosen} is not UTF-8 text") from None
+    return Vault(kv=kv, files=files, env_file=chosen, env_source=source)
+
+
+def to_zip(members: Mapping[str, bytes], *, folder: str) -> bytes:
+    """Build a ZIP like `zip -r` of the vault folder: entries carry *folder* as their path prefix."""
+    folder = safe_relative_path(folder)
+    dirs: set[str] = {folder}
+    for name in members:
+        safe_relative_path(name)
+        parent = posixpath.dirname(name)
+        while parent:
+            dirs.add(f"{folder}/{parent}")
+            parent = posixpath.dirname(parent)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for directory in sorted(dirs):
+            info = zipfile.ZipInfo(directory + "/", date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = (stat.S_IFDIR | 0o755) << 16
+            archive.writestr(info, b"")
+        for name, body in sorted(members.items()):
+            info = zipfile.ZipInfo(f"{folder}/{name}", date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = (stat.S_IFREG | 0o600) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, body)
+    return buffer.getvalue()
+
+
+def from_json(data: bytes) -> Vault:
+    """Read a runtime-layout JSON vault (structured or flat), exactly as strict as vsync's Go reader."""
+    try:
+        document = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise BundleFormatError("runtime bundle is not UTF-8 JSON") from None
+    if not isinstance(document, dict):
+        raise BundleFormatError("runtime bundle is not a JSON object")
+    if "kv" in document or "assets" in document:
+        kv_raw, assets_raw = document.get("kv") or {}, document.get("assets") or {}
+    else:
+        kv_raw, assets_raw = document, {}
+    if not isinstance(kv_raw, dict) or not isinstance(assets_raw, dict):
+        raise BundleFormatError("runtime bundle 'kv' and 'assets' must be objects")
+    bad = sorted(name for name, value in kv_raw.items() if not isinstance(value, str))
+    if bad:
+        raise BundleFormatError(f"runtime bundle values must be strings; not so for: {', '.join(bad)}")
+    files: dict[str, bytes] = {}
+    for name, value in assets_raw.items():
+        if not isinstance(value, str):
+            raise BundleFormatError(f"asset {name!r} must be a base64 string")
+        try:
+            files[name] = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise BundleFormatError(f"asset {name!r} is not standard padded base64") from None
+    return Vault(kv=kv_raw, files=files)
+
+
+def from_folder_files(files: Mapping[str, bytes]) -> Vault:
+    """A runtime-layout vault from a folder: `.env` gives the key/values, every other file is an asset."""
+    assets = dict(files)
+    source = assets.pop(".env", b"")
+    try:
+        kv = envfile.parse(source.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise BundleFormatError(".env is not UTF-8 text") from None
+    return Vault(kv=kv, files=assets)
+
+
+def to_json(vault: Vault) -> bytes:
+    """Write the structured runtime shape (always structured, so keys named kv/assets survive)."""
+    document = {
+        "kv": dict(vault.kv),
+        "assets": {name: base64.b64encode(body).decode("ascii") for name, body in vault.files.items()},
+    }
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
