@@ -346,3 +346,7 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"error: invalid input: {exc}", err=True)
         sys.exit(2)
     sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

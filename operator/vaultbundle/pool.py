@@ -87,8 +87,8 @@ class KeyCache:
 
 class CryptoPool:
     def __init__(self, workers: int | None = None, *, cache: KeyCache | None = None) -> None:
-        self.workers = os.cpu_count() or 1 if workers is None else workers
-        self.cache = cache or KeyCache()
+        self.workers = (os.cpu_count() or 1) if workers is None else workers
+        self.cache = cache if cache is not None else KeyCache()
         self._executor: Executor | None = None
         self._executor_lock = threading.Lock()
         self._inflight: dict[bytes, asyncio.Future[DerivedKey]] = {}

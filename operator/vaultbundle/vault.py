@@ -176,7 +176,8 @@ def from_json(data: bytes) -> Vault:
     if not isinstance(document, dict):
         raise BundleFormatError("runtime bundle is not a JSON object")
     if "kv" in document or "assets" in document:
-        kv_raw, assets_raw = document.get("kv") or {}, document.get("assets") or {}
+        kv_raw, assets_raw = document.get("kv"), document.get("assets")
+        kv_raw, assets_raw = {} if kv_raw is None else kv_raw, {} if assets_raw is None else assets_raw
     else:
         kv_raw, assets_raw = document, {}
     if not isinstance(kv_raw, dict) or not isinstance(assets_raw, dict):

@@ -1,0 +1,167 @@
+"""vsync's .env rules (quirks included) and the two vault shapes, including hostile archives."""
+
+from __future__ import annotations
+
+import io
+import stat
+import zipfile
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from vaultbundle import envfile, vault
+from vaultbundle.errors import BundleFormatError, VaultFolderError
+
+
+def test_env_rules_and_quirks() -> None:
+    text = (
+        "# comment\r\n"
+        "  A = 1  \n"
+        'B="quoted value"\n'
+        "C='single'\n"
+        "D=\"mismatched'\n"
+        "export E=1\n"
+        "F=b # not a comment\n"
+        "G=first\n"
+        "no equals sign\n"
+        "  continuation-line\n"
+        "G=second\n"
+        'H=""\n'
+        "I=x=y\n"
+        'J="\n'
+    )
+    assert envfile.parse_pairs(text) == [
+        ("A", "1"),
+        ("B", "quoted value"),
+        ("C", "single"),
+        ("D", "\"mismatched'"),
+        ("export E", "1"),
+        ("F", "b # not a comment"),
+        ("G", "first"),
+        ("G", "second"),
+        ("H", ""),
+        ("I", "x=y"),
+        ("J", '"'),
+    ]
+    assert envfile.parse(text)["G"] == "second"
+
+
+single_line = st.text(st.characters(blacklist_characters="\r\n", blacklist_categories=["Cs"]), max_size=40)
+keys = st.text(
+    st.characters(blacklist_characters="\r\n=#", blacklist_categories=["Cs", "Zs", "Cc"]), min_size=1, max_size=20
+)
+
+
+@given(st.dictionaries(keys.filter(lambda k: k == k.strip()), single_line, max_size=8))
+def test_env_render_parse_round_trip(values: dict[str, str]) -> None:
+    assert envfile.parse(envfile.render(values)) == values
+
+
+def test_env_render_refuses_multiline_by_name_only() -> None:
+    with pytest.raises(VaultFolderError) as caught:
+        envfile.render({"PEM": "line1\nline2-SECRET"})
+    assert "PEM" in str(caught.value) and "SECRET" not in str(caught.value)
+
+
+def _zip(entries: list[tuple[str, bytes, int]]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, body, mode in entries:
+            info = zipfile.ZipInfo(name)
+            info.external_attr = mode << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, body)
+    return buffer.getvalue()
+
+
+def test_zip_like_vsync_push() -> None:
+    """`zip -r` of infra/vault/prod: full relative names with directory entries; names become folder-relative."""
+    data = _zip(
+        [
+            ("infra/vault/prod/", b"", stat.S_IFDIR | 0o755),
+            ("infra/vault/prod/.env.prod", b"DB=postgres://x\nEMPTY=\n", stat.S_IFREG | 0o644),
+            ("infra/vault/prod/certs/", b"", stat.S_IFDIR | 0o755),
+            ("infra/vault/prod/certs/tls.key", b"\x00\xffkey", stat.S_IFREG | 0o600),
+        ]
+    )
+    parsed = vault.from_zip(data, env="PROD")
+    assert dict(parsed.kv) == {"DB": "postgres://x", "EMPTY": ""}
+    assert dict(parsed.files) == {"certs/tls.key": b"\x00\xffkey"}
+    assert parsed.env_file == ".env.prod"
+    assert parsed.folder_files()[".env.prod"] == b"DB=postgres://x\nEMPTY=\n"
+    assert "postgres" not in repr(parsed)
+
+
+def test_zip_round_trip_through_our_writer() -> None:
+    files = {".env.dev": b"A=1\n", "a/b/c.bin": bytes(range(256)), "top.txt": "ünï\n".encode()}
+    parsed = vault.from_zip(vault.to_zip(files, folder="infra/vault/dev"), env="dev")
+    assert parsed.folder_files() == files
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["../evil", "/etc/passwd", "a/../../evil", "C:/evil", "a\\..\\evil", "./../x"],
+)
+def test_zip_path_traversal_refused(name: str) -> None:
+    with pytest.raises(BundleFormatError, match="unsafe path"):
+        vault.from_zip(_zip([(name, b"x", stat.S_IFREG | 0o644)]))
+
+
+def test_zip_symlink_refused() -> None:
+    with pytest.raises(BundleFormatError, match="symlink"):
+        vault.from_zip(_zip([("v/link", b"/etc/passwd", stat.S_IFLNK | 0o777)]))
+
+
+def test_zip_bomb_refused() -> None:
+    with pytest.raises(BundleFormatError, match="compression ratio|expands beyond"):
+        vault.from_zip(_zip([("v/bomb", b"\0" * 5_000_000, stat.S_IFREG | 0o644)]))
+
+
+def test_zip_duplicate_and_garbage_refused() -> None:
+    with pytest.raises(BundleFormatError, match="two entries"):
+        vault.from_zip(_zip([("v/a", b"1", stat.S_IFREG | 0o644), ("v/./a", b"2", stat.S_IFREG | 0o644)]))
+    with pytest.raises(BundleFormatError, match="not a valid ZIP"):
+        vault.from_zip(b"PK\x03\x04 definitely not a zip")
+
+
+def test_explicit_env_file_missing_is_named() -> None:
+    with pytest.raises(BundleFormatError, match=r"no file '\.env\.staging'"):
+        vault.from_zip(vault.to_zip({".env.prod": b"A=1"}, folder="v"), env_file=".env.staging")
+
+
+def test_json_vault_shapes() -> None:
+    structured = vault.from_json(b'{"kv": {"A": "1"}, "assets": {"f.bin": "AAE="}}')
+    assert (dict(structured.kv), dict(structured.files)) == ({"A": "1"}, {"f.bin": b"\x00\x01"})
+    flat = vault.from_json('{"A": "1", "B": "ü\\n2"}'.encode())
+    assert dict(flat.kv) == {"A": "1", "B": "ü\n2"} and not flat.files
+    assert dict(vault.from_json(b'{"kv": null, "assets": null}').kv) == {}
+    round_trip = vault.from_json(vault.to_json(vault.Vault(kv={"kv": "x", "assets": "y"}, files={"z": b"\xff"})))
+    assert dict(round_trip.kv) == {"kv": "x", "assets": "y"} and dict(round_trip.files) == {"z": b"\xff"}
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        b"\xff",
+        b"[]",
+        b'"x"',
+        b'{"A": 1}',
+        b'{"kv": []}',
+        b'{"assets": {"f": "AA-_"}}',
+        b'{"assets": {"f": "AAE"}}',
+        b'{"kv": {"A": {"nested": "x"}}}',
+        b"[" * 100_000,
+    ],
+)
+def test_json_vault_invalid(document: bytes) -> None:
+    with pytest.raises(BundleFormatError):
+        vault.from_json(document)
+
+
+@given(st.binary(max_size=300))
+def test_zip_parser_only_raises_typed_errors(data: bytes) -> None:
+    try:
+        vault.from_zip(data)
+    except BundleFormatError:
+        pass
