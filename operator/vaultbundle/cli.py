@@ -325,6 +325,58 @@ def share_import(share_file: str, share_passphrase_file: str, config_out: str, p
     click.echo(f"imported {opened.repo}/{opened.env}: wrote {config_out} and {passphrase_out}")
 
 
+@cli.command()
+@click.option("--namespace", "-n", "namespaces", multiple=True, help="Watch this namespace (repeatable).")
+@click.option("--all-namespaces", "-A", "all_namespaces", is_flag=True, help="Watch every namespace.")
+@click.option("--kubeconfig", envvar="KUBECONFIG", help="Kubeconfig file when not running in a cluster.")
+@click.option("--workers", type=int, help="Crypto worker processes (default: CPU count).")
+@click.option("--max-concurrent", type=int, default=16, show_default=True, help="Reconciles running at once.")
+@click.option("--min-refresh-interval", default="10s", show_default=True, help="Lower bound for refreshInterval.")
+@click.option(
+    "--digest-key-file",
+    envvar="VAULTBUNDLE_DIGEST_KEY_FILE",
+    help="Key for the HMAC digests shown in status (default: random per process).",
+)
+@click.option("--liveness", default="http://0.0.0.0:8080/healthz", show_default=True, help="Health endpoint URL.")
+@click.option("--verbose", "-v", is_flag=True, help="Debug logging (never logs secret values).")
+def run(
+    namespaces: tuple[str, ...],
+    all_namespaces: bool,
+    kubeconfig: str | None,
+    workers: int | None,
+    max_concurrent: int,
+    min_refresh_interval: str,
+    digest_key_file: str | None,
+    liveness: str,
+    verbose: bool,
+) -> None:
+    """Run the operator: keep every VaultBundle's targets equal to its latest verified bundle."""
+    import kopf
+
+    from .controller import Settings, build_registry
+    from .spec import parse_duration
+
+    if bool(namespaces) == all_namespaces:
+        raise click.UsageError("give --namespace (one or more) or --all-namespaces")
+    if kubeconfig:
+        os.environ["KUBECONFIG"] = kubeconfig
+    kopf.configure(verbose=verbose)
+    settings = Settings(
+        kubeconfig=kubeconfig,
+        workers=workers,
+        digest_key_file=digest_key_file,
+        max_concurrent=max_concurrent,
+        min_refresh=parse_duration(min_refresh_interval, "--min-refresh-interval"),
+    )
+    kopf.run(
+        registry=build_registry(settings),
+        standalone=True,
+        clusterwide=all_namespaces,
+        namespaces=list(namespaces),
+        liveness_endpoint=liveness,
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and turn our typed errors into their exit codes and a one-line hint."""
     try:

@@ -1,0 +1,147 @@
+"""kopf wiring: watch VaultBundles and referenced Secrets, run one worker task per VaultBundle.
+
+Deliberately no kopf daemons/handlers with state: those add finalizers and annotations (writes, and stuck
+deletions when the operator is gone). Event handlers only wake per-object workers; each worker calls
+`Reconciler.reconcile` and sleeps until its refresh interval passes or something wakes it. The Secrets we
+write carry an ownerReference (deletionPolicy: Delete) so Kubernetes' garbage collector cleans up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import kopf
+
+from .digest import Digester
+from .kube import GROUP, PLURAL, VERSION, Kube, load_api_client
+from .pool import CryptoPool
+from .reconcile import Observed, Reconciler
+
+logger = logging.getLogger("vaultbundle")
+
+
+@dataclass
+class Settings:
+    kubeconfig: str | None = None
+    workers: int | None = None
+    digest_key_file: str | None = None
+    max_concurrent: int = 16
+    min_refresh: float = 10.0
+
+
+@dataclass
+class Worker:
+    body: dict[str, Any]
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+
+
+class Scheduler:
+    def __init__(self, reconciler: Reconciler, max_concurrent: int) -> None:
+        self.reconciler = reconciler
+        self.workers: dict[str, Worker] = {}
+        self.secret_watchers: dict[tuple[str, str], set[str]] = defaultdict(set)
+        self._slots = asyncio.Semaphore(max_concurrent)
+
+    def upsert(self, body: dict[str, Any]) -> None:
+        uid = body["metadata"]["uid"]
+        worker = self.workers.get(uid)
+        if worker is None:
+            worker = self.workers[uid] = Worker(body)
+            worker.task = asyncio.create_task(self._run(uid), name=f"vaultbundle:{uid}")
+            return
+        old_meta, new_meta = worker.body.get("metadata", {}), body.get("metadata", {})
+        worker.body = body
+        if old_meta.get("generation") != new_meta.get("generation") or (old_meta.get("annotations") or {}).get(
+            "vaultbundle.io/force-sync"
+        ) != (new_meta.get("annotations") or {}).get("vaultbundle.io/force-sync"):
+            worker.wake.set()
+
+    async def remove(self, uid: str) -> None:
+        worker = self.workers.pop(uid, None)
+        self.reconciler.forget(uid)
+        for watchers in self.secret_watchers.values():
+            watchers.discard(uid)
+        if worker and worker.task:
+            worker.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker.task
+
+    def secret_changed(self, namespace: str, name: str) -> None:
+        for uid in self.secret_watchers.get((namespace, name), set()):
+            if uid in self.workers:
+                self.workers[uid].wake.set()
+
+    async def _run(self, uid: str) -> None:
+        while uid in self.workers:
+            worker = self.workers[uid]
+            worker.wake.clear()
+            observed = Observed.from_body(worker.body)
+            async with self._slots:
+                try:
+                    outcome = await self.reconciler.reconcile(observed)
+                except Exception:
+                    logger.exception("reconcile of %s/%s crashed", observed.namespace, observed.name)
+                    outcome = None
+            delay = 30.0 if outcome is None else outcome.retry_after
+            if outcome is not None:
+                for watchers in self.secret_watchers.values():
+                    watchers.discard(uid)
+                for ref in outcome.secret_refs:
+                    self.secret_watchers[(observed.namespace, ref)].add(uid)
+                for event in outcome.events:
+                    post = kopf.warn if event.type == "Warning" else kopf.info
+                    post(cast(kopf.Body, worker.body), reason=event.reason, message=event.message)
+                if not outcome.idle:
+                    logger.info(
+                        "%s/%s: %s",
+                        observed.namespace,
+                        observed.name,
+                        "status updated" if outcome.status_written else "no change",
+                    )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(worker.wake.wait(), timeout=delay)
+
+    async def stop(self) -> None:
+        for uid in list(self.workers):
+            await self.remove(uid)
+
+
+def build_registry(config: Settings) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+    state: dict[str, Any] = {}
+
+    @kopf.on.startup(registry=registry)
+    async def startup(**_: Any) -> None:
+        kube = Kube(load_api_client(config.kubeconfig))
+        pool = CryptoPool(workers=config.workers)
+        digester = Digester.from_file_or_random(config.digest_key_file)
+        state["pool"] = pool
+        state["scheduler"] = Scheduler(
+            Reconciler(kube, pool, digester, min_refresh=config.min_refresh), config.max_concurrent
+        )
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(**_: Any) -> None:
+        await state["scheduler"].stop()
+        state["pool"].close()
+
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+    async def vaultbundle_event(event: Any, body: kopf.Body, uid: str, **_: Any) -> None:
+        scheduler: Scheduler = state["scheduler"]
+        if event.get("type") == "DELETED" or body.get("metadata", {}).get("deletionTimestamp"):
+            await scheduler.remove(uid)
+        else:
+            scheduler.upsert(dict(body))
+
+    @kopf.on.event("", "v1", "secrets", registry=registry)
+    async def secret_event(namespace: str | None, name: str, **_: Any) -> None:
+        if namespace and "scheduler" in state:
+            state["scheduler"].secret_changed(namespace, name)
+
+    return registry

@@ -1,0 +1,86 @@
+"""The few Kubernetes API calls the operator makes, over the official client, run off the event loop.
+
+Bodies are plain dicts (raw JSON), so nothing is lost in model conversion. Every write is counted, so tests
+and benchmarks can prove that an idle cycle makes none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from typing import Any
+
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+
+GROUP, VERSION, PLURAL = "vaultbundle.io", "v1alpha1", "vaultbundles"
+
+
+class KubeError(Exception):
+    """An API call failed; `status` is the HTTP status (0 when unreachable). Never carries a body."""
+
+    def __init__(self, operation: str, status: int, reason: str) -> None:
+        super().__init__(f"Kubernetes {operation} failed: HTTP {status} {reason}")
+        self.status = status
+
+
+def load_api_client(kubeconfig: str | None = None) -> k8s.ApiClient:
+    try:
+        k8s_config.load_incluster_config()
+        return k8s.ApiClient()
+    except k8s_config.ConfigException:
+        return k8s_config.new_client_from_config(config_file=kubeconfig)
+
+
+class Kube:
+    def __init__(self, api_client: k8s.ApiClient) -> None:
+        self.core = k8s.CoreV1Api(api_client)
+        self.custom = k8s.CustomObjectsApi(api_client)
+        self.calls: Counter[str] = Counter()
+
+    @property
+    def writes(self) -> int:
+        return sum(count for name, count in self.calls.items() if not name.startswith(("get", "list")))
+
+    async def _call(self, operation: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        self.calls[operation] += 1
+        try:
+            response = await asyncio.to_thread(fn, *args, _preload_content=False, **kwargs)
+        except ApiException as exc:
+            raise KubeError(operation, int(exc.status or 0), str(exc.reason or "")) from None
+        except OSError as exc:
+            raise KubeError(operation, 0, type(exc).__name__) from None
+        data = response.data
+        return json.loads(data) if data else None
+
+    async def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            result: dict[str, Any] = await self._call("get_secret", self.core.read_namespaced_secret, name, namespace)
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return result
+
+    async def create_secret(self, namespace: str, body: dict[str, Any]) -> None:
+        await self._call("create_secret", self.core.create_namespaced_secret, namespace, body)
+
+    async def replace_secret(self, namespace: str, name: str, body: dict[str, Any]) -> None:
+        await self._call("replace_secret", self.core.replace_namespaced_secret, name, namespace, body)
+
+    async def delete_secret(self, namespace: str, name: str) -> None:
+        await self._call("delete_secret", self.core.delete_namespaced_secret, name, namespace)
+
+    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        await self._call(
+            "patch_status",
+            self.custom.patch_namespaced_custom_object_status,
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            name,
+            {"status": status},
+        )

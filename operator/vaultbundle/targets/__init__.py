@@ -1,0 +1,1 @@
+"""Targets: where a verified bundle's secrets go. One module per store, one `Target` protocol."""
