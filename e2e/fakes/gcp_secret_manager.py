@@ -29,9 +29,10 @@ import signal
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import google_crc32c
 import grpc
@@ -41,14 +42,23 @@ from google.protobuf import empty_pb2
 log = logging.getLogger("fake-gcp-secret-manager")
 
 SERVICE = "google.cloud.secretmanager.v1.SecretManagerService"
-WRITE_METHODS = frozenset({
-    "CreateSecret", "UpdateSecret", "DeleteSecret", "AddSecretVersion",
-    "DisableSecretVersion", "EnableSecretVersion", "DestroySecretVersion",
-})
+WRITE_METHODS = frozenset(
+    {
+        "CreateSecret",
+        "UpdateSecret",
+        "DeleteSecret",
+        "AddSecretVersion",
+        "DisableSecretVersion",
+        "EnableSecretVersion",
+        "DestroySecretVersion",
+    }
+)
 MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_PAGE_SIZE = 25000
-ETAG_MISMATCH = ("The etag provided in the request does not match the resource's current etag. "
-                 "Please retry the whole read-modify-write with exponential backoff.")
+ETAG_MISMATCH = (
+    "The etag provided in the request does not match the resource's current etag. "
+    "Please retry the whole read-modify-write with exponential backoff."
+)
 UPDATABLE_MAPS = ("labels", "annotations", "version_aliases")
 UPDATABLE_MESSAGES = ("expire_time", "ttl", "rotation", "version_destroy_ttl", "customer_managed_encryption")
 
@@ -77,7 +87,7 @@ def _invalid(msg: str) -> RpcFailure:
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 @dataclass
@@ -88,13 +98,16 @@ class _Version:
     create_time: dt.datetime
     etag: str
     client_checksum: bool
-    state: State = State.ENABLED
+    state: int = State.ENABLED  # a SecretVersion.State value
     destroy_time: dt.datetime | None = None
 
     def to_proto(self, secret_name: str) -> t.SecretVersion:
         return t.SecretVersion(
-            name=f"{secret_name}/versions/{self.number}", create_time=self.create_time,
-            destroy_time=self.destroy_time, state=self.state, etag=self.etag,
+            name=f"{secret_name}/versions/{self.number}",
+            create_time=self.create_time,
+            destroy_time=self.destroy_time,
+            state=self.state,
+            etag=self.etag,
             client_specified_payload_checksum=self.client_checksum,
             replication_status=t.ReplicationStatus(automatic=t.ReplicationStatus.AutomaticStatus()),
         )
@@ -116,8 +129,9 @@ def _validate_labels(labels: Mapping[str, str], annotations: Mapping[str, str]) 
         raise _invalid("A secret may have at most 64 labels.")
     for k, v in labels.items():
         if not _LABEL_KEY.fullmatch(k) or not _LABEL_VALUE.fullmatch(v):
-            raise _invalid(f"Invalid label {k!r}={v!r}: keys must match [a-z][a-z0-9_-]{{0,62}} "
-                           "and values [a-z0-9_-]{0,63}.")
+            raise _invalid(
+                f"Invalid label {k!r}={v!r}: keys must match [a-z][a-z0-9_-]{{0,62}} and values [a-z0-9_-]{{0,63}}."
+            )
     for k in annotations:
         if not _ANNOTATION_KEY.fullmatch(k):
             raise _invalid(f"Invalid annotation key {k!r}.")
@@ -173,7 +187,7 @@ def _paginate(items: Sequence[T], page_size: int, page_token: str) -> tuple[Sequ
         except (ValueError, binascii.Error):
             raise _invalid(f"Invalid page_token {page_token!r}.") from None
     size = min(page_size or MAX_PAGE_SIZE, MAX_PAGE_SIZE)
-    page = items[start:start + size]
+    page = items[start : start + size]
     more = start + size < len(items)
     return page, base64.urlsafe_b64encode(f"offset:{start + size}".encode()).decode() if more else ""
 
@@ -194,12 +208,21 @@ class SecretManagerState:
         with self._lock:
             return {
                 name: {
-                    "labels": dict(s.proto.labels), "annotations": dict(s.proto.annotations),
-                    "etag": s.proto.etag, "create_time": s.proto.create_time,
-                    "versions": {v.number: {"state": v.state.name, "data": v.data, "etag": v.etag}
-                                 for v in s.versions.values()},
-                } for name, s in sorted(self._secrets.items())
+                    "labels": dict(s.proto.labels),
+                    "annotations": dict(s.proto.annotations),
+                    "etag": s.proto.etag,
+                    "create_time": s.proto.create_time,
+                    "versions": {
+                        v.number: {"state": State(v.state).name, "data": v.data, "etag": v.etag}
+                        for v in s.versions.values()
+                    },
+                }
+                for name, s in sorted(self._secrets.items())
             }
+
+    def record_call(self, method: str) -> None:
+        with self._lock:
+            self.calls[method] += 1
 
     def write_calls(self) -> dict[str, int]:
         with self._lock:
@@ -239,8 +262,7 @@ class SecretManagerState:
         ref = m.group(2)
         if ref == "latest":
             if not s.versions:
-                raise RpcFailure(grpc.StatusCode.NOT_FOUND,
-                                 f"Secret [{s.proto.name}] not found or has no versions.")
+                raise RpcFailure(grpc.StatusCode.NOT_FOUND, f"Secret [{s.proto.name}] not found or has no versions.")
             return s, s.versions[max(s.versions)]
         number = s.proto.version_aliases.get(ref) if not ref.isdigit() else int(ref)
         if number is None or number not in s.versions:
@@ -320,17 +342,20 @@ class SecretManagerState:
 
         def field_of(s: t.Secret, f: str) -> str | None:
             if f.startswith("labels."):
-                return s.labels.get(f[len("labels."):])
+                return s.labels.get(f[len("labels.") :])
             if f.startswith("annotations."):
-                return s.annotations.get(f[len("annotations."):])
+                return s.annotations.get(f[len("annotations.") :])
             if f == "name":
                 return s.name
             raise _invalid(f"Unsupported filter field {f!r}.")
 
         keep = _compile_filter(req.filter, field_of)
         with self._lock:
-            items = [_copy(s.proto) for n, s in sorted(self._secrets.items())
-                     if n.startswith(parent + "/secrets/") and keep(s.proto)]
+            items = [
+                _copy(s.proto)
+                for n, s in sorted(self._secrets.items())
+                if n.startswith(parent + "/secrets/") and keep(s.proto)
+            ]
         page, token = _paginate(items, req.page_size, req.page_token)
         return t.ListSecretsResponse(secrets=list(page), next_page_token=token, total_size=len(items))
 
@@ -359,16 +384,16 @@ class SecretManagerState:
             s, v = self._version(req.name)
             vname = f"{s.proto.name}/versions/{v.number}"
             if v.state != State.ENABLED:
-                raise RpcFailure(grpc.StatusCode.FAILED_PRECONDITION,
-                                 f"Secret Version [{vname}] is in {v.state.name} state.")
+                raise RpcFailure(
+                    grpc.StatusCode.FAILED_PRECONDITION, f"Secret Version [{vname}] is in {State(v.state).name} state."
+                )
             assert v.data is not None
-            return t.AccessSecretVersionResponse(
-                name=vname, payload=t.SecretPayload(data=v.data, data_crc32c=v.crc32c))
+            return t.AccessSecretVersionResponse(name=vname, payload=t.SecretPayload(data=v.data, data_crc32c=v.crc32c))
 
     def ListSecretVersions(self, req: t.ListSecretVersionsRequest) -> t.ListSecretVersionsResponse:
         def field_of(v: t.SecretVersion, f: str) -> str | None:
             if f == "state":
-                return t.SecretVersion.State(v.state).name
+                return str(State(v.state).name)
             if f == "name":
                 return v.name
             raise _invalid(f"Unsupported filter field {f!r}.")
@@ -381,7 +406,7 @@ class SecretManagerState:
         page, token = _paginate(items, req.page_size, req.page_token)
         return t.ListSecretVersionsResponse(versions=list(page), next_page_token=token, total_size=len(items))
 
-    def _transition(self, name: str, etag: str, target: State) -> t.SecretVersion:
+    def _transition(self, name: str, etag: str, target: int) -> t.SecretVersion:
         with self._lock:
             s, v = self._version(name)
             self._check_etag(etag, v.etag)
@@ -389,7 +414,7 @@ class SecretManagerState:
                 raise RpcFailure(grpc.StatusCode.FAILED_PRECONDITION, "SecretVersion.state is already DESTROYED.")
             v.state, v.etag = target, self._etag()
             if target == State.DESTROYED:
-                v.destroy_time = _now()
+                v.data, v.destroy_time = None, _now()
             return v.to_proto(s.proto.name)
 
     def DisableSecretVersion(self, req: t.DisableSecretVersionRequest) -> t.SecretVersion:
@@ -424,8 +449,7 @@ def _generic_handler(state: SecretManagerState) -> grpc.GenericRpcHandler:
         impl = getattr(state, method)
 
         def handle(request: Any, context: grpc.ServicerContext) -> Any:
-            with state._lock:
-                state.calls[method] += 1
+            state.record_call(method)
             try:
                 response = impl(request)
             except RpcFailure as e:
@@ -449,12 +473,19 @@ def _generic_handler(state: SecretManagerState) -> grpc.GenericRpcHandler:
 class FakeSecretManagerServer:
     """A gRPC server (own thread pool) serving :class:`SecretManagerState`."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *,
-                 project_numbers: Mapping[str, str] | None = None, max_workers: int = 8) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        project_numbers: Mapping[str, str] | None = None,
+        max_workers: int = 8,
+    ) -> None:
         self.state = SecretManagerState(project_numbers)
         # so_reuseport=0: a second fake on the same port must fail loudly instead of sharing it.
-        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers),
-                                   options=[("grpc.so_reuseport", 0)])
+        self._server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=max_workers), options=[("grpc.so_reuseport", 0)]
+        )
         self._server.add_generic_rpc_handlers((_generic_handler(self.state),))
         bind_host = f"[{host}]" if ":" in host and not host.startswith("[") else host
         self.host = host
@@ -491,8 +522,10 @@ def make_client(address: str) -> Any:
     from google.cloud.secretmanager_v1.services.secret_manager_service.transports import (
         SecretManagerServiceGrpcTransport,
     )
+
     return secretmanager.SecretManagerServiceClient(
-        transport=SecretManagerServiceGrpcTransport(channel=grpc.insecure_channel(address)))
+        transport=SecretManagerServiceGrpcTransport(channel=grpc.insecure_channel(address))
+    )
 
 
 def _parse_project_numbers(values: Iterable[str]) -> dict[str, str]:
@@ -509,14 +542,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0, help="0 picks a free port (printed on stdout)")
-    ap.add_argument("--project-number", action="append", default=[], metavar="ID=NUMBER",
-                    help="return names under projects/NUMBER for project ID, like the real API")
+    ap.add_argument(
+        "--project-number",
+        action="append",
+        default=[],
+        metavar="ID=NUMBER",
+        help="return names under projects/NUMBER for project ID, like the real API",
+    )
     ap.add_argument("-v", "--verbose", action="store_true", help="log every call (never payloads)")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    server = FakeSecretManagerServer(args.host, args.port,
-                                     project_numbers=_parse_project_numbers(args.project_number)).start()
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    server = FakeSecretManagerServer(
+        args.host, args.port, project_numbers=_parse_project_numbers(args.project_number)
+    ).start()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

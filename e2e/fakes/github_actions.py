@@ -31,10 +31,11 @@ import signal
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Sequence
-from urllib.parse import parse_qs, unquote, urlencode, urlsplit
+from typing import Any
+from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 from nacl.exceptions import CryptoError
 from nacl.public import PrivateKey, SealedBox
@@ -50,14 +51,13 @@ _KIND = r"(actions|dependabot)"
 
 
 def _ts(t: float) -> str:
-    return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class HttpError(Exception):
     def __init__(self, status: int, message: str, **extra: Any) -> None:
         super().__init__(message)
-        self.status, self.body = status, {"message": message, **extra, "documentation_url": DOCS,
-                                          "status": str(status)}
+        self.status, self.body = status, {"message": message, **extra, "documentation_url": DOCS, "status": str(status)}
 
 
 def _unprocessable(message: str) -> HttpError:
@@ -91,10 +91,9 @@ class GitHubState:
         self.key_id = str(pyrandom.randbits(60))
         self.installation_tokens: dict[str, float] = {}
         self.secrets: dict[Scope, dict[str, StoredSecret]] = {}
-        self.repos: dict[str, int] = {}  # "owner/repo" (lower-case) -> id
-        self.repo_names: dict[int, str] = {}
+        self.ids: dict[str, int] = {}  # "repo:owner/repo", "org:name", ... (lower-case) -> stable numeric id
+        self.repo_names: dict[int, str] = {}  # repo id -> "owner/repo"
         self.stats: Counter[str] = Counter()
-        self._next_id = 1000
 
     def reset(self) -> None:
         with self.lock:
@@ -106,18 +105,15 @@ class GitHubState:
         if any(fnmatch.fnmatchcase(n.lower(), self.missing_pattern) for n in names):
             raise HttpError(404, "Not Found")
 
-    def new_id(self) -> int:
+    def stable_id(self, key: str) -> int:
         with self.lock:
-            self._next_id += 1
-            return self._next_id
+            return self.ids.setdefault(key.lower(), 1001 + len(self.ids))
 
     def repo_id(self, full_name: str) -> int:
         with self.lock:
-            key = full_name.lower()
-            if key not in self.repos:
-                self.repos[key] = self.new_id()
-                self.repo_names[self.repos[key]] = full_name
-            return self.repos[key]
+            rid = self.stable_id(f"repo:{full_name}")
+            self.repo_names.setdefault(rid, full_name)
+            return rid
 
     def dump(self) -> list[dict[str, Any]]:
         with self.lock:
@@ -125,26 +121,33 @@ class GitHubState:
             for (scope, target, extra), items in sorted(self.secrets.items()):
                 for s in sorted(items.values(), key=lambda s: s.name):
                     entry: dict[str, Any] = {
-                        "scope": scope, "name": s.name,
+                        "scope": scope,
+                        "name": s.name,
                         "value": s.value.decode("utf-8", "replace"),
                         "value_b64": base64.b64encode(s.value).decode(),
-                        "created_at": _ts(s.created_at), "updated_at": _ts(s.updated_at), "key_id": s.key_id,
+                        "created_at": _ts(s.created_at),
+                        "updated_at": _ts(s.updated_at),
+                        "key_id": s.key_id,
                     }
                     if scope == "org":
-                        entry.update(org=target, type=extra, visibility=s.visibility,
-                                     selected_repository_ids=list(s.selected_repository_ids))
+                        entry.update(
+                            org=target,
+                            type=extra,
+                            visibility=s.visibility,
+                            selected_repository_ids=list(s.selected_repository_ids),
+                        )
                     else:
                         owner, repo = target.split("/", 1)
-                        entry.update(owner=owner, repo=repo)
-                        entry.update(environment=extra, type="actions") if scope == "environment" \
-                            else entry.update(type=extra)
+                        entry.update(owner=owner, repo=repo, type=extra)
+                        if scope == "environment":
+                            entry.update(environment=extra, type="actions")
                     out.append(entry)
             return out
 
     def decrypt(self, body: dict[str, Any]) -> tuple[bytes, str]:
         key_id, encrypted = body.get("key_id"), body.get("encrypted_value")
         if not isinstance(encrypted, str) or not isinstance(key_id, str):
-            raise _unprocessable("Invalid request.\n\n\"encrypted_value\" and \"key_id\" are required strings.")
+            raise _unprocessable('Invalid request.\n\n"encrypted_value" and "key_id" are required strings.')
         if key_id != self.key_id:
             raise _unprocessable("Invalid request.\n\nkey_id does not match the current public key.")
         try:
@@ -158,13 +161,16 @@ class GitHubState:
 
 def _secret_name(raw: str) -> str:
     if not _NAME.fullmatch(raw) or raw.upper().startswith("GITHUB_"):
-        raise _unprocessable("Invalid request.\n\nSecret names can only contain alphanumeric characters "
-                             "or underscores, must not start with a number and must not start with GITHUB_.")
+        raise _unprocessable(
+            "Invalid request.\n\nSecret names can only contain alphanumeric characters "
+            "or underscores, must not start with a number and must not start with GITHUB_."
+        )
     return raw.upper()
 
 
 class Handler(BaseHTTPRequestHandler):
     server: FakeGitHubServer
+    query: dict[str, str]
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body are separate writes; avoid 40 ms delayed-ACK stalls
     server_version = "GitHub.com-fake"
@@ -234,6 +240,9 @@ class Handler(BaseHTTPRequestHandler):
         except HttpError as e:
             log.info("%s %s -> %d %s", self.command, path, e.status, e.body["message"].splitlines()[0])
             self._send(e.status, e.body)
+        except Exception:  # a bug in the fake: answer 500 instead of dropping the connection
+            log.exception("%s %s failed", self.command, path)
+            self._send(500, HttpError(500, "Internal error in the fake GitHub server").body)
 
     def _authenticate(self, app: bool) -> None:
         scheme, _, cred = (self.headers.get("Authorization") or "").partition(" ")
@@ -252,22 +261,37 @@ class Handler(BaseHTTPRequestHandler):
 
     # ---- objects -----------------------------------------------------------------------------
     def _owner(self, login: str, kind: str = "User") -> dict[str, Any]:
-        return {"login": login, "id": self.st.new_id(), "type": kind, "url": f"{self.base}/users/{login}"}
+        return {
+            "login": login,
+            "id": self.st.stable_id(f"{kind}:{login}"),
+            "type": kind,
+            "url": f"{self.base}/users/{login}",
+        }
 
     def _repo(self, owner: str, repo: str) -> dict[str, Any]:
         self.st.check_exists(owner, repo)
         full, rid = f"{owner}/{repo}", self.st.repo_id(f"{owner}/{repo}")
-        return {"id": rid, "node_id": f"R_{rid}", "name": repo, "full_name": full, "private": True,
-                "visibility": "private", "owner": self._owner(owner), "default_branch": "main",
-                "url": f"{self.base}/repos/{full}", "html_url": f"http://github.invalid/{full}"}
+        return {
+            "id": rid,
+            "node_id": f"R_{rid}",
+            "name": repo,
+            "full_name": full,
+            "private": True,
+            "visibility": "private",
+            "owner": self._owner(owner),
+            "default_branch": "main",
+            "url": f"{self.base}/repos/{full}",
+            "html_url": f"http://github.invalid/{full}",
+        }
 
     def _secret_json(self, s: StoredSecret, scope: Scope) -> dict[str, Any]:
         out: dict[str, Any] = {"name": s.name, "created_at": _ts(s.created_at), "updated_at": _ts(s.updated_at)}
         if scope[0] == "org":
             out["visibility"] = s.visibility
             if s.visibility == "selected":
-                out["selected_repositories_url"] = \
+                out["selected_repositories_url"] = (
                     f"{self.base}/orgs/{scope[1]}/{scope[2]}/secrets/{s.name}/repositories"
+                )
         return out
 
     def _page(self, items: list[Any], item_key: str, path: str) -> tuple[int, Any, dict[str, str]]:
@@ -281,7 +305,7 @@ class Handler(BaseHTTPRequestHandler):
         for rel, num in (("prev", page - 1), ("next", page + 1), ("last", last), ("first", 1)):
             if (rel in ("prev", "first") and page > 1) or (rel in ("next", "last") and page < last):
                 links.append(f'<{self.base}{path}?{urlencode({"per_page": per_page, "page": num})}>; rel="{rel}"')
-        chunk = items[(page - 1) * per_page: page * per_page]
+        chunk = items[(page - 1) * per_page : page * per_page]
         return 200, {"total_count": len(items), item_key: chunk}, ({"Link": ", ".join(links)} if links else {})
 
     # ---- scopes ------------------------------------------------------------------------------
@@ -322,8 +346,9 @@ class Handler(BaseHTTPRequestHandler):
         with self.st.lock:
             store = self.st.secrets.setdefault(scope, {})
             existing = store.get(name)
-            store[name] = StoredSecret(name, value, key_id, existing.created_at if existing else now, now,
-                                       visibility, selected)
+            store[name] = StoredSecret(
+                name, value, key_id, existing.created_at if existing else now, now, visibility, selected
+            )
             self.st.stats.update(["put", f"put:{scope[0]}", "put_updated" if existing else "put_created"])
         return (204, None, {}) if existing else (201, {}, {})
 
@@ -340,7 +365,8 @@ class Handler(BaseHTTPRequestHandler):
 def _repo_ids(value: Any, as_str: bool) -> list[int]:
     ok = isinstance(value, list) and all(
         (isinstance(v, str) and v.isdigit()) if as_str else (isinstance(v, int) and not isinstance(v, bool))
-        for v in value)
+        for v in value
+    )
     if not ok:
         kind = "strings" if as_str else "integers"
         raise _unprocessable(f"Invalid request.\n\nselected_repository_ids must be an array of {kind}.")
@@ -367,6 +393,7 @@ def route(method: str, pattern: str) -> Callable[[Callable[..., R]], Callable[..
     def deco(fn: Callable[..., R]) -> Callable[..., R]:
         _routes.append((method, pattern, fn))
         return fn
+
     return deco
 
 
@@ -392,27 +419,53 @@ def _fake_reset(h: Handler, body: dict[str, Any]) -> R:
     return 204, None, {}
 
 
-@route("POST", rf"/app/installations/(\d+)/access_tokens")
+@route("POST", r"/app/installations/(\d+)/access_tokens")
 def _access_token(h: Handler, body: dict[str, Any], installation: str) -> R:
     token, expires = "ghs_" + pyrandom.token_hex(18), time.time() + 3600
     with h.st.lock:
         h.st.installation_tokens[token] = expires
-    return 201, {"token": token, "expires_at": _ts(expires), "permissions": body.get("permissions") or
-                 {"secrets": "write", "metadata": "read"}, "repository_selection": "all"}, {}
+    return (
+        201,
+        {
+            "token": token,
+            "expires_at": _ts(expires),
+            "permissions": body.get("permissions") or {"secrets": "write", "metadata": "read"},
+            "repository_selection": "all",
+        },
+        {},
+    )
 
 
 @route("GET", rf"/repos/{_SEG}/{_SEG}/installation")
 def _repo_installation(h: Handler, body: dict[str, Any], owner: str, repo: str) -> R:
     h.st.check_exists(owner, repo)
-    return 200, {"id": 1, "app_id": 1, "account": h._owner(owner), "target_type": "User",
-                 "access_tokens_url": f"{h.base}/app/installations/1/access_tokens"}, {}
+    return (
+        200,
+        {
+            "id": 1,
+            "app_id": 1,
+            "account": h._owner(owner),
+            "target_type": "User",
+            "access_tokens_url": f"{h.base}/app/installations/1/access_tokens",
+        },
+        {},
+    )
 
 
 @route("GET", rf"/orgs/{_SEG}/installation")
 def _org_installation(h: Handler, body: dict[str, Any], org: str) -> R:
     h.st.check_exists(org)
-    return 200, {"id": 1, "app_id": 1, "account": h._owner(org, "Organization"), "target_type": "Organization",
-                 "access_tokens_url": f"{h.base}/app/installations/1/access_tokens"}, {}
+    return (
+        200,
+        {
+            "id": 1,
+            "app_id": 1,
+            "account": h._owner(org, "Organization"),
+            "target_type": "Organization",
+            "access_tokens_url": f"{h.base}/app/installations/1/access_tokens",
+        },
+        {},
+    )
 
 
 @route("GET", rf"/repos/{_SEG}/{_SEG}")
@@ -431,17 +484,37 @@ def _get_repo_by_id(h: Handler, body: dict[str, Any], rid: str) -> R:
 @route("GET", rf"/orgs/{_SEG}")
 def _get_org(h: Handler, body: dict[str, Any], org: str) -> R:
     h.st.check_exists(org)
-    return 200, {"login": org, "id": h.st.new_id(), "type": "Organization", "url": f"{h.base}/orgs/{org}",
-                 "repos_url": f"{h.base}/orgs/{org}/repos"}, {}
+    return (
+        200,
+        {
+            "login": org,
+            "id": h.st.stable_id(f"Organization:{org}"),
+            "type": "Organization",
+            "url": f"{h.base}/orgs/{org}",
+            "repos_url": f"{h.base}/orgs/{org}/repos",
+        },
+        {},
+    )
 
 
 def _environment(h: Handler, owner: str, repo: str, env: str) -> R:
     h._scope("environment", owner, repo, env)
     now = _ts(time.time())
-    return 200, {"id": h.st.new_id(), "node_id": "EN_fake", "name": env, "created_at": now, "updated_at": now,
-                 "url": f"{h.base}/repos/{owner}/{repo}/environments/{env}",
-                 "html_url": f"http://github.invalid/{owner}/{repo}/deployments/activity_log?environments_filter={env}",
-                 "protection_rules": [], "deployment_branch_policy": None}, {}
+    return (
+        200,
+        {
+            "id": h.st.stable_id(f"env:{owner}/{repo}/{env}"),
+            "node_id": "EN_fake",
+            "name": env,
+            "created_at": now,
+            "updated_at": now,
+            "url": f"{h.base}/repos/{owner}/{repo}/environments/{quote(env, safe='')}",
+            "html_url": f"http://github.invalid/{owner}/{repo}/deployments/activity_log?environments_filter={env}",
+            "protection_rules": [],
+            "deployment_branch_policy": None,
+        },
+        {},
+    )
 
 
 route("GET", rf"/repos/{_SEG}/{_SEG}/environments/{_SEG}")(lambda h, b, o, r, e: _environment(h, o, r, e))
@@ -455,8 +528,11 @@ def _public_key(h: Handler, scope: Scope) -> R:
 # The three secret scopes share handlers; only the scope tuple and URL prefix differ.
 _PREFIXES: list[tuple[str, str, Callable[..., Scope]]] = [
     ("repo", rf"/repos/{_SEG}/{_SEG}/{_KIND}/secrets", lambda h, o, r, k: h._scope("repo", o, r, k)),
-    ("environment", rf"/repos/{_SEG}/{_SEG}/environments/{_SEG}/secrets",
-     lambda h, o, r, e: h._scope("environment", o, r, e)),
+    (
+        "environment",
+        rf"/repos/{_SEG}/{_SEG}/environments/{_SEG}/secrets",
+        lambda h, o, r, e: h._scope("environment", o, r, e),
+    ),
     ("org", rf"/orgs/{_SEG}/{_KIND}/secrets", lambda h, o, k: h._scope("org", o, k)),
 ]
 for _kind, _prefix, _mk in _PREFIXES:
@@ -464,7 +540,8 @@ for _kind, _prefix, _mk in _PREFIXES:
     route("GET", _prefix + "/public-key")(lambda h, b, *g, mk=_mk: _public_key(h, mk(h, *g)))
     route("GET", _prefix)(lambda h, b, *g, mk=_mk: h._list(mk(h, *g), urlsplit(h.path).path))
     route("GET", _prefix + f"/{_SEG}")(
-        lambda h, b, *g, mk=_mk, n=n: (200, h._secret_json(h._get(mk(h, *g[:n]), g[n]), mk(h, *g[:n])), {}))
+        lambda h, b, *g, mk=_mk, n=n: (200, h._secret_json(h._get(mk(h, *g[:n]), g[n]), mk(h, *g[:n])), {})
+    )
     route("PUT", _prefix + f"/{_SEG}")(lambda h, b, *g, mk=_mk, n=n: h._put(mk(h, *g[:n]), g[n], b))
     route("DELETE", _prefix + f"/{_SEG}")(lambda h, b, *g, mk=_mk, n=n: h._delete(mk(h, *g[:n]), g[n]))
 
@@ -477,8 +554,10 @@ def _org_selected(h: Handler, org: str, kind: str, name: str) -> StoredSecret:
 def _list_selected(h: Handler, body: dict[str, Any], org: str, kind: str, name: str) -> R:
     with h.st.lock:
         s = _org_selected(h, org, kind, name)
-        repos = [h._repo(*h.st.repo_names[i].split("/", 1)) if i in h.st.repo_names else {"id": i}
-                 for i in s.selected_repository_ids]
+        repos = [
+            h._repo(*h.st.repo_names[i].split("/", 1)) if i in h.st.repo_names else {"id": i}
+            for i in s.selected_repository_ids
+        ]
     return h._page(repos, "repositories", urlsplit(h.path).path)
 
 
@@ -502,7 +581,7 @@ def _add_remove_selected(h: Handler, body: dict[str, Any], org: str, kind: str, 
         if s.visibility != "selected":
             raise HttpError(409, "Conflict: the secret's visibility is not 'selected'.")
         ids = [i for i in s.selected_repository_ids if i != int(rid)]
-        s.selected_repository_ids = ids + [int(rid)] if h.command == "PUT" else ids
+        s.selected_repository_ids = [*ids, int(rid)] if h.command == "PUT" else ids
         h.st.stats[f"{h.command.lower()}:selected_repositories"] += 1
     return 204, None, {}
 
@@ -513,8 +592,9 @@ ROUTES = [(m, re.compile(p), fn) for m, p, fn in _routes]
 class FakeGitHubServer(ThreadingHTTPServer):
     daemon_threads = True  # SO_REUSEADDR (inherited) still refuses a second listener on Linux
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, token: str = DEFAULT_TOKEN,
-                 missing_pattern: str = "missing-*") -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, *, token: str = DEFAULT_TOKEN, missing_pattern: str = "missing-*"
+    ) -> None:
         self.state = GitHubState(token, missing_pattern)
         super().__init__((host, port), Handler)
         self.host_port = f"{host}:{self.server_address[1]}"
@@ -550,12 +630,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0, help="0 picks a free port (printed on stdout)")
     ap.add_argument("--token", default=DEFAULT_TOKEN, help="accepted as 'token X' or 'Bearer X'")
-    ap.add_argument("--missing-pattern", default="missing-*",
-                    help="fnmatch pattern: owners/repos/orgs/environments matching it answer 404")
+    ap.add_argument(
+        "--missing-pattern",
+        default="missing-*",
+        help="fnmatch pattern: owners/repos/orgs/environments matching it answer 404",
+    )
     ap.add_argument("-v", "--verbose", action="store_true", help="log request lines (never bodies)")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
     server = FakeGitHubServer(args.host, args.port, token=args.token, missing_pattern=args.missing_pattern)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,8 +38,7 @@ def artifacts(binaries: Binaries) -> list[Artifact]:
     """In build order: the cheap download first, then the two Go builds (kube first: it is the longest)."""
     return [
         Artifact("kubectl-helm", "fetch-kubectl-helm.sh", (binaries.kubectl, binaries.helm)),
-        Artifact("kube", "build-kube.sh",
-                 (binaries.etcd, binaries.kube_apiserver, binaries.kube_controller_manager)),
+        Artifact("kube", "build-kube.sh", (binaries.etcd, binaries.kube_apiserver, binaries.kube_controller_manager)),
         Artifact("openbao", "build-openbao.sh", (binaries.bao,)),
     ]
 
@@ -58,11 +57,16 @@ def _lock(path: Path) -> Iterator[None]:
 def _run_script(script: str, log: Path, *args: str) -> subprocess.Popen[bytes]:
     env = dict(os.environ, PYTHON=sys.executable)
     with log.open("ab") as out:
-        return subprocess.Popen(["bash", str(BUILD_SCRIPTS / script), *args], stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+        return subprocess.Popen(
+            ["bash", str(BUILD_SCRIPTS / script), *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
 
 
-def ensure_artifacts(binaries: Binaries, logs: Path, say=print) -> dict[str, float]:
+def ensure_artifacts(binaries: Binaries, logs: Path, say: Callable[[str], None] = print) -> dict[str, float]:
     """Build or fetch whatever is missing. Returns the seconds spent per artifact that had to be made."""
     logs.mkdir(parents=True, exist_ok=True)
     missing = [a for a in artifacts(binaries) if not a.present()]
@@ -86,8 +90,7 @@ def ensure_artifacts(binaries: Binaries, logs: Path, say=print) -> dict[str, flo
                 started = time.monotonic()
                 proc = _run_script(artifact.script, log)
                 if proc.wait() != 0 or not artifact.present():
-                    raise BuildError(f"{artifact.script} failed (exit {proc.returncode}); see {log}:\n"
-                                     + tail(log))
+                    raise BuildError(f"{artifact.script} failed (exit {proc.returncode}); see {log}:\n" + tail(log))
                 timings[artifact.name] = time.monotonic() - started
                 say(f"built {artifact.name} in {timings[artifact.name]:.0f}s")
         finally:

@@ -33,8 +33,10 @@ from urllib.parse import parse_qs, urlsplit
 
 SUPPORTED_API_VERSIONS = ("7.2", "7.3", "7.4", "7.5", "7.6")
 _NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
-_CHALLENGE = ('Bearer authorization="https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000", '
-              'resource="https://vault.azure.net"')
+_CHALLENGE = (
+    'Bearer authorization="https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000", '
+    'resource="https://vault.azure.net"'
+)
 _RECOVERY_LEVEL = "Recoverable+Purgeable"
 _RECOVERABLE_DAYS = 90
 
@@ -58,8 +60,13 @@ class SecretVersion:
     updated: int = field(default_factory=lambda: int(time.time()))
 
     def attributes(self) -> dict[str, Any]:
-        attrs: dict[str, Any] = {"enabled": self.enabled, "created": self.created, "updated": self.updated,
-                                 "recoveryLevel": _RECOVERY_LEVEL, "recoverableDays": _RECOVERABLE_DAYS}
+        attrs: dict[str, Any] = {
+            "enabled": self.enabled,
+            "created": self.created,
+            "updated": self.updated,
+            "recoveryLevel": _RECOVERY_LEVEL,
+            "recoverableDays": _RECOVERABLE_DAYS,
+        }
         if self.not_before is not None:
             attrs["nbf"] = self.not_before
         if self.expires is not None:
@@ -97,8 +104,11 @@ class Secret:
         for candidate in self.versions:
             if candidate.version == version:
                 return candidate
-        raise ApiError(HTTPStatus.NOT_FOUND, "SecretNotFound",
-                       f"A secret with (name/id) {self.name}/{version} was not found in this key vault.")
+        raise ApiError(
+            HTTPStatus.NOT_FOUND,
+            "SecretNotFound",
+            f"A secret with (name/id) {self.name}/{version} was not found in this key vault.",
+        )
 
 
 class Vault:
@@ -111,15 +121,17 @@ class Vault:
     def active(self, name: str) -> Secret:
         secret = self.secrets.get(name.lower())
         if secret is None or secret.deleted_date is not None:
-            raise ApiError(HTTPStatus.NOT_FOUND, "SecretNotFound",
-                           f"A secret with (name/id) {name} was not found in this key vault.")
+            raise ApiError(
+                HTTPStatus.NOT_FOUND,
+                "SecretNotFound",
+                f"A secret with (name/id) {name} was not found in this key vault.",
+            )
         return secret
 
     def deleted(self, name: str) -> Secret:
         secret = self.secrets.get(name.lower())
         if secret is None or secret.deleted_date is None:
-            raise ApiError(HTTPStatus.NOT_FOUND, "SecretNotFound",
-                           f"Deleted Secret not found: {name}")
+            raise ApiError(HTTPStatus.NOT_FOUND, "SecretNotFound", f"Deleted Secret not found: {name}")
         return secret
 
 
@@ -129,8 +141,7 @@ class Handler(BaseHTTPRequestHandler):
     vault: Vault  # set on the subclass made by make_server
 
     # --- plumbing -------------------------------------------------------------------------------------
-    def _send(self, status: HTTPStatus, payload: Any | None = None,
-              headers: dict[str, str] | None = None) -> None:
+    def _send(self, status: HTTPStatus, payload: Any | None = None, headers: dict[str, str] | None = None) -> None:
         body = b"" if payload is None else json.dumps(payload).encode()
         self.send_response(status)
         for key, value in (headers or {}).items():
@@ -168,9 +179,8 @@ class Handler(BaseHTTPRequestHandler):
             body = self._read_json() if method in ("PUT", "PATCH", "POST") else {}
             self._check_api_version(parse_qs(url.query))
             if not self.headers.get("Authorization", "").startswith("Bearer "):
-                self._send(HTTPStatus.UNAUTHORIZED, {"error": {"code": "Unauthorized",
-                                                               "message": "AKV10000: Request is missing a Bearer or PoP token."}},
-                           {"WWW-Authenticate": _CHALLENGE})
+                error = {"code": "Unauthorized", "message": "AKV10000: Request is missing a Bearer or PoP token."}
+                self._send(HTTPStatus.UNAUTHORIZED, {"error": error}, {"WWW-Authenticate": _CHALLENGE})
                 return
             status, payload = self._route(method, [p for p in path.split("/") if p], body)
         except ApiError as err:
@@ -184,23 +194,26 @@ class Handler(BaseHTTPRequestHandler):
         if not versions:
             raise ApiError(HTTPStatus.BAD_REQUEST, "BadParameter", "api-version query parameter is missing.")
         if versions[0] not in SUPPORTED_API_VERSIONS:
-            raise ApiError(HTTPStatus.BAD_REQUEST, "BadParameter",
-                           f"The specified version ({versions[0]}) is not recognized. "
-                           f"Supported: {', '.join(SUPPORTED_API_VERSIONS)}.")
+            raise ApiError(
+                HTTPStatus.BAD_REQUEST,
+                "BadParameter",
+                f"The specified version ({versions[0]}) is not recognized. "
+                f"Supported: {', '.join(SUPPORTED_API_VERSIONS)}.",
+            )
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+    def do_GET(self) -> None:
         self._dispatch("GET")
 
-    def do_PUT(self) -> None:  # noqa: N802
+    def do_PUT(self) -> None:
         self._dispatch("PUT")
 
-    def do_PATCH(self) -> None:  # noqa: N802
+    def do_PATCH(self) -> None:
         self._dispatch("PATCH")
 
-    def do_DELETE(self) -> None:  # noqa: N802
+    def do_DELETE(self) -> None:
         self._dispatch("DELETE")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._dispatch("POST")
 
     # --- the API --------------------------------------------------------------------------------------
@@ -231,8 +244,9 @@ class Handler(BaseHTTPRequestHandler):
                     secret.deleted_date = int(time.time())
                     return HTTPStatus.OK, self._deleted_bundle(secret)
                 case "GET", ["deletedsecrets"]:
-                    items = [self._deleted_bundle(s, item=True) for s in vault.secrets.values()
-                             if s.deleted_date is not None]
+                    items = [
+                        self._deleted_bundle(s, item=True) for s in vault.secrets.values() if s.deleted_date is not None
+                    ]
                     return HTTPStatus.OK, {"value": items, "nextLink": None}
                 case "GET", ["deletedsecrets", name]:
                     return HTTPStatus.OK, self._deleted_bundle(vault.deleted(name))
@@ -248,15 +262,17 @@ class Handler(BaseHTTPRequestHandler):
 
     def _set(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
         if not _NAME.match(name):
-            raise ApiError(HTTPStatus.BAD_REQUEST, "BadParameter",
-                           "The request URI contains an invalid name: " + name)
+            raise ApiError(HTTPStatus.BAD_REQUEST, "BadParameter", "The request URI contains an invalid name: " + name)
         if not isinstance(body.get("value"), str):
             raise ApiError(HTTPStatus.BAD_REQUEST, "BadParameter", "Property 'value' is required.")
         secret = self.vault.secrets.get(name.lower())
         if secret is not None and secret.deleted_date is not None:
-            raise ApiError(HTTPStatus.CONFLICT, "Conflict",
-                           f"Secret {name} is currently in a deleted but recoverable state, and its name "
-                           "cannot be reused; in this state, the secret can only be recovered or purged.")
+            raise ApiError(
+                HTTPStatus.CONFLICT,
+                "Conflict",
+                f"Secret {name} is currently in a deleted but recoverable state, and its name "
+                "cannot be reused; in this state, the secret can only be recovered or purged.",
+            )
         if secret is None:
             secret = self.vault.secrets[name.lower()] = Secret(name)
         entry = SecretVersion(uuid.uuid4().hex, body["value"], body.get("contentType"), body.get("tags"))
@@ -267,13 +283,14 @@ class Handler(BaseHTTPRequestHandler):
     def _readable_bundle(self, secret: Secret, version: str) -> dict[str, Any]:
         entry = secret.find(version)
         if not entry.enabled:
-            raise ApiError(HTTPStatus.FORBIDDEN, "Forbidden",
-                           "Operation get is not allowed on a disabled secret.")
+            raise ApiError(HTTPStatus.FORBIDDEN, "Forbidden", "Operation get is not allowed on a disabled secret.")
         return self._bundle(secret, entry, with_value=True)
 
     def _bundle(self, secret: Secret, entry: SecretVersion, *, with_value: bool) -> dict[str, Any]:
-        bundle: dict[str, Any] = {"id": f"{self._base_url()}/secrets/{secret.name}/{entry.version}",
-                                  "attributes": entry.attributes()}
+        bundle: dict[str, Any] = {
+            "id": f"{self._base_url()}/secrets/{secret.name}/{entry.version}",
+            "attributes": entry.attributes(),
+        }
         if with_value:
             bundle["value"] = entry.value
         if entry.content_type is not None:
@@ -294,11 +311,13 @@ class Handler(BaseHTTPRequestHandler):
         bundle = self._bundle(secret, secret.latest, with_value=False)
         if item:
             bundle["id"] = f"{self._base_url()}/secrets/{secret.name}"
-        bundle.update({
-            "recoveryId": f"{self._base_url()}/deletedsecrets/{secret.name}",
-            "deletedDate": secret.deleted_date,
-            "scheduledPurgeDate": secret.deleted_date + _RECOVERABLE_DAYS * 86400,
-        })
+        bundle.update(
+            {
+                "recoveryId": f"{self._base_url()}/deletedsecrets/{secret.name}",
+                "deletedDate": secret.deleted_date,
+                "scheduledPurgeDate": secret.deleted_date + _RECOVERABLE_DAYS * 86400,
+            }
+        )
         return bundle
 
 

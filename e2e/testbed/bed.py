@@ -7,6 +7,7 @@ component.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import secrets
 import shutil
@@ -15,16 +16,26 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import health
 from .artifacts import ensure_artifacts, tail
 from .components import PORT_NAMES, ComponentSpec, build_specs
-from .config import (AWS_ACCESS_KEY_ID, AWS_REGION, AWS_SECRET_ACCESS_KEY, GITHUB_TOKEN, REPO_ROOT, Binaries,
-                     Layout, cache_dir, default_layout)
+from .config import (
+    AWS_ACCESS_KEY_ID,
+    AWS_REGION,
+    AWS_SECRET_ACCESS_KEY,
+    GITHUB_TOKEN,
+    REPO_ROOT,
+    Binaries,
+    Layout,
+    cache_dir,
+    default_layout,
+)
 from .envfile import read_env, write_env
 from .kubeconfig import write_kubeconfig
 from .pki import Pki, create_pki
@@ -55,8 +66,7 @@ class ComponentStatus:
 
 
 class TestBed:
-    def __init__(self, layout: Layout | None = None, binaries: Binaries | None = None,
-                 say: Say = print) -> None:
+    def __init__(self, layout: Layout | None = None, binaries: Binaries | None = None, say: Say = print) -> None:
         self.layout = layout or default_layout()
         self.binaries = binaries or Binaries(cache_dir())
         self.say = say
@@ -93,26 +103,38 @@ class TestBed:
         return bool(statuses) and all(s.healthy for s in statuses) and self.layout.env_file.exists()
 
     # --- up ---------------------------------------------------------------------------------------------
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """One ``up`` or ``down`` at a time per test bed directory (e.g. ``make testbed-up`` and a pytest run)."""
+        self.layout.root.mkdir(parents=True, exist_ok=True)
+        with (self.layout.root / ".lock").open("w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     def up(self) -> bool:
         """Start everything; returns False if it was already up and healthy (nothing done)."""
-        if self.is_up():
-            self.say(f"test bed already up and healthy; env: {self.layout.env_file}")
-            return False
-        if self.records():
-            self.say("test bed partly up or unhealthy: stopping what is left first")
-            self.down()
-        started = time.monotonic()
-        self._reset_dirs()
-        timings = ensure_artifacts(self.binaries, self.layout.logs, self.say)
-        for name, seconds in timings.items():
-            self.say(f"  {name}: {seconds:.0f}s")
-        try:
-            self._start_all()
-        except BaseException:
-            self.down()
-            raise
-        self.say(f"test bed up in {time.monotonic() - started:.1f}s; env: {self.layout.env_file}")
-        return True
+        with self._exclusive():
+            if self.is_up():
+                self.say(f"test bed already up and healthy; env: {self.layout.env_file}")
+                return False
+            if self.records():
+                self.say("test bed partly up or unhealthy: stopping what is left first")
+                self._down()
+            started = time.monotonic()
+            self._reset_dirs()
+            timings = ensure_artifacts(self.binaries, self.layout.logs, self.say)
+            for name, seconds in timings.items():
+                self.say(f"  {name}: {seconds:.0f}s")
+            try:
+                self._start_all()
+            except BaseException:
+                self._down()
+                raise
+            self.say(f"test bed up in {time.monotonic() - started:.1f}s; env: {self.layout.env_file}")
+            return True
 
     def _reset_dirs(self) -> None:
         for path in (self.layout.data, self.layout.pki, self.layout.logs):
@@ -135,14 +157,27 @@ class TestBed:
         from .vault_kubernetes_auth import configure_kubernetes_auth
 
         vault_addr = f"http://127.0.0.1:{_spec(specs, 'openbao').main_port}"
-        configure_kubernetes_auth(vault_addr=vault_addr, vault_token=vault_token,
-                                  kubeconfig=self.layout.kubeconfig, apiserver_url=apiserver_url,
-                                  ca_file=pki.ca.cert, mount=VAULT_KUBERNETES_AUTH_MOUNT)
+        try:
+            configure_kubernetes_auth(
+                vault_addr=vault_addr,
+                vault_token=vault_token,
+                kubeconfig=self.layout.kubeconfig,
+                apiserver_url=apiserver_url,
+                ca_file=pki.ca.cert,
+                mount=VAULT_KUBERNETES_AUTH_MOUNT,
+            )
+        except Exception as exc:
+            log = self.layout.log_file("openbao")
+            raise TestBedError(
+                f"configuring OpenBao's Kubernetes auth failed: {type(exc).__name__}: {exc}\n"
+                f"last lines of {log}:\n{tail(log)}"
+            ) from exc
         write_env(self.layout.env_file, self._env_values(specs, pki, vault_token, apiserver_url))
 
     def _plan(self, pki: Pki, vault_token: str) -> list[ComponentSpec]:
-        wanted = [name for name in PORT_NAMES
-                  if name not in _OPTIONAL_MODULE_FILES or _OPTIONAL_MODULE_FILES[name].exists()]
+        wanted = [
+            name for name in PORT_NAMES if name not in _OPTIONAL_MODULE_FILES or _OPTIONAL_MODULE_FILES[name].exists()
+        ]
         for name in PORT_NAMES:
             if name not in wanted:
                 self.say(f"WARNING: skipping {name}: {_OPTIONAL_MODULE_FILES[name]} does not exist yet")
@@ -162,7 +197,12 @@ class TestBed:
         records: list[ProcessRecord] = []
         errors: list[str] = []
 
-        def run(spec: ComponentSpec) -> None:
+        def fail(message: str) -> None:
+            with self._state_lock:
+                errors.append(message)
+            failed.set()
+
+        def start_and_wait(spec: ComponentSpec) -> None:
             if spec.after:
                 while not healthy[spec.after].wait(0.1):
                     if failed.is_set():
@@ -182,24 +222,26 @@ class TestBed:
                     break
                 ok, detail = health.check(spec.probe)
                 if ok:
-                    self.say(f"  {spec.name} healthy after {time.monotonic() - started:.1f}s "
-                             f"(pid {record.pid}, port {spec.main_port})")
+                    self.say(
+                        f"  {spec.name} healthy after {time.monotonic() - started:.1f}s "
+                        f"(pid {record.pid}, port {spec.main_port})"
+                    )
                     healthy[spec.name].set()
                     return
                 time.sleep(0.2)
-            if failed.is_set():
-                return
-            failed.set()
-            log = self.layout.log_file(spec.name)
-            errors.append(f"{spec.name} did not become healthy ({detail}); last lines of {log}:\n"
-                          f"{tail(log)}")
+            if not failed.is_set():
+                log = self.layout.log_file(spec.name)
+                fail(f"{spec.name} did not become healthy ({detail}); last lines of {log}:\n{tail(log)}")
+
+        def run(spec: ComponentSpec) -> None:
+            try:
+                start_and_wait(spec)
+            except Exception as exc:  # noqa: BLE001 - reported below, and the others stop waiting
+                fail(f"{spec.name}: {type(exc).__name__}: {exc}")
 
         with ThreadPoolExecutor(max_workers=len(specs)) as pool:
             for future in [pool.submit(run, spec) for spec in specs]:
-                exc = future.exception()
-                if exc is not None and not failed.is_set():
-                    failed.set()
-                    errors.append(f"{type(exc).__name__}: {exc}")
+                future.result()
         if errors:
             raise TestBedError("\n\n".join(errors))
 
@@ -217,12 +259,13 @@ class TestBed:
                 if err.code != 404:
                     raise
             time.sleep(0.2)
-        raise TestBedError("kube-controller-manager did not create the default ServiceAccount in time; "
-                           f"see {self.layout.log_file('kube-controller-manager')}:\n"
-                           + tail(self.layout.log_file("kube-controller-manager")))
+        raise TestBedError(
+            "kube-controller-manager did not create the default ServiceAccount in time; "
+            f"see {self.layout.log_file('kube-controller-manager')}:\n"
+            + tail(self.layout.log_file("kube-controller-manager"))
+        )
 
-    def _env_values(self, specs: list[ComponentSpec], pki: Pki, vault_token: str,
-                    apiserver_url: str) -> dict[str, str]:
+    def _env_values(self, specs: list[ComponentSpec], pki: Pki, vault_token: str, apiserver_url: str) -> dict[str, str]:
         names = {s.name for s in specs}
         port = {s.name: s.main_port for s in specs}
         values = {
@@ -258,13 +301,21 @@ class TestBed:
     # --- down -------------------------------------------------------------------------------------------
     def down(self) -> list[str]:
         """Stop every recorded process that is still ours; returns ports still listening afterwards."""
+        with self._exclusive():
+            return self._down()
+
+    def _down(self) -> list[str]:
         records = self.records()
         with ThreadPoolExecutor(max_workers=max(1, len(records))) as pool:
             outcomes = list(pool.map(stop, records))
-        for record, outcome in zip(records, outcomes):
+        for record, outcome in zip(records, outcomes, strict=True):
             self.say(f"  {record.name} (pid {record.pid}): {outcome}")
-        still_listening = [f"{r.name}:{p}" for r in records for p in r.ports.values()
-                           if health.check(health.tcp_probe(p), timeout=0.5)[0]]
+        still_listening = [
+            f"{r.name}:{p}"
+            for r in records
+            for p in r.ports.values()
+            if health.check(health.tcp_probe(p), timeout=0.5)[0]
+        ]
         self.layout.env_file.unlink(missing_ok=True)
         self.layout.state_file.unlink(missing_ok=True)
         return still_listening

@@ -17,8 +17,8 @@ def write_env(path: Path, values: dict[str, str]) -> None:
 
 def read_env(path: Path) -> dict[str, str]:
     values: dict[str, str] = {}
-    for line in path.read_text().splitlines():
-        line = line.strip()
+    for raw_line in path.read_text().splitlines():
+        line = raw_line.strip()
         if not line or line.startswith("#"):
             continue
         key, _, raw = line.partition("=")

@@ -19,8 +19,15 @@ def tcp_probe(port: int) -> Probe:
     return {"kind": "tcp", "port": port}
 
 
-def http_probe(url: str, *, status: tuple[int, ...] = (200,), ca: str | None = None,
-               cert: str | None = None, key: str | None = None, body: str | None = None) -> Probe:
+def http_probe(
+    url: str,
+    *,
+    status: tuple[int, ...] = (200,),
+    ca: str | None = None,
+    cert: str | None = None,
+    key: str | None = None,
+    body: str | None = None,
+) -> Probe:
     probe: Probe = {"kind": "http", "url": url, "status": list(status)}
     for name, value in (("ca", ca), ("cert", cert), ("key", key), ("body", body)):
         if value is not None:

@@ -47,8 +47,9 @@ def _name(common_name: str, organization: str | None = None) -> x509.Name:
 
 
 def _write_key(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey, path: Path) -> None:
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
+    path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     path.chmod(0o600)
 
 
@@ -61,25 +62,40 @@ class _Issuer:
         self.key = key
         self.cert = cert
 
-    def issue(self, subject: x509.Name, *, server: bool, client: bool,
-              dns: tuple[str, ...] = (), ips: tuple[str, ...] = ()) -> tuple[ec.EllipticCurvePrivateKey,
-                                                                          x509.Certificate]:
+    def issue(
+        self, subject: x509.Name, *, server: bool, client: bool, dns: tuple[str, ...] = (), ips: tuple[str, ...] = ()
+    ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
         key = ec.generate_private_key(ec.SECP256R1())
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         usages = ([ExtendedKeyUsageOID.SERVER_AUTH] if server else []) + (
-            [ExtendedKeyUsageOID.CLIENT_AUTH] if client else [])
-        builder = (x509.CertificateBuilder()
-                   .subject_name(subject).issuer_name(self.cert.subject)
-                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                   .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + _VALIDITY)
-                   .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                   .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=False,
-                                                content_commitment=False, data_encipherment=False,
-                                                key_agreement=False, key_cert_sign=False, crl_sign=False,
-                                                encipher_only=False, decipher_only=False), critical=True)
-                   .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
-                   .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
-                                  critical=False))
+            [ExtendedKeyUsageOID.CLIENT_AUTH] if client else []
+        )
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(self.cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + _VALIDITY)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    key_encipherment=False,
+                    content_commitment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=False,
+                    crl_sign=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), critical=False)
+        )
         if dns or ips:
             sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
             sans += [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
@@ -89,19 +105,34 @@ class _Issuer:
 
 def _make_ca() -> _Issuer:
     key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     subject = _name("vaultbundle-testbed-ca")
-    cert = (x509.CertificateBuilder()
-            .subject_name(subject).issuer_name(subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + _VALIDITY)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=False,
-                                         content_commitment=False, data_encipherment=False,
-                                         key_agreement=False, key_cert_sign=True, crl_sign=True,
-                                         encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + _VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_encipherment=False,
+                content_commitment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
     return _Issuer(key, cert)
 
 
@@ -118,22 +149,39 @@ def create_pki(directory: Path) -> Pki:
 
     ca = _make_ca()
     ca_pair = save("ca", ca.key, ca.cert)
-    apiserver = save("apiserver", *ca.issue(
-        _name("kube-apiserver"), server=True, client=False,
-        dns=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
-             "kubernetes.default.svc.cluster.local"), ips=("127.0.0.1", "10.0.0.1")))
-    kcm = save("controller-manager", *ca.issue(_name("kube-controller-manager"), server=True, client=False,
-                                                dns=_LOOPBACK_NAMES, ips=_LOOPBACK_IPS))
-    keyvault = save("keyvault", *ca.issue(_name("azure-keyvault-fake"), server=True, client=False,
-                                          dns=_LOOPBACK_NAMES, ips=_LOOPBACK_IPS))
+    apiserver = save(
+        "apiserver",
+        *ca.issue(
+            _name("kube-apiserver"),
+            server=True,
+            client=False,
+            dns=(
+                "localhost",
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "kubernetes.default.svc.cluster.local",
+            ),
+            ips=("127.0.0.1", "10.0.0.1"),
+        ),
+    )
+    kcm = save(
+        "controller-manager",
+        *ca.issue(_name("kube-controller-manager"), server=True, client=False, dns=_LOOPBACK_NAMES, ips=_LOOPBACK_IPS),
+    )
+    keyvault = save(
+        "keyvault",
+        *ca.issue(_name("azure-keyvault-fake"), server=True, client=False, dns=_LOOPBACK_NAMES, ips=_LOOPBACK_IPS),
+    )
     admin = save("admin", *ca.issue(_name("admin", "system:masters"), server=False, client=True))
 
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     sa_private = directory / "sa.key"
     sa_public = directory / "sa.pub"
     _write_key(sa_key, sa_private)
-    sa_public.write_bytes(sa_key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                           serialization.PublicFormat.SubjectPublicKeyInfo))
+    sa_public.write_bytes(
+        sa_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     return Pki(ca_pair, apiserver, kcm, keyvault, admin, sa_private, sa_public)
 
 
@@ -143,5 +191,12 @@ def load_pki(directory: Path) -> Pki:
     def pair(name: str) -> CertPair:
         return CertPair(directory / f"{name}.crt", directory / f"{name}.key")
 
-    return Pki(pair("ca"), pair("apiserver"), pair("controller-manager"), pair("keyvault"), pair("admin"),
-               directory / "sa.key", directory / "sa.pub")
+    return Pki(
+        pair("ca"),
+        pair("apiserver"),
+        pair("controller-manager"),
+        pair("keyvault"),
+        pair("admin"),
+        directory / "sa.key",
+        directory / "sa.pub",
+    )

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,7 @@ def _proc_start_ticks(pid: int) -> int | None:
     except OSError:
         return None
     # Field 22 (starttime); fields after the parenthesised command name, which may contain spaces.
-    fields = stat[stat.rindex(")") + 2:].split()
+    fields = stat[stat.rindex(")") + 2 :].split()
     return int(fields[19])
 
 
@@ -58,15 +59,14 @@ def _is_zombie(pid: int) -> bool:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return True
-    return stat[stat.rindex(")") + 2:].split()[0] in ("Z", "X")
+    return stat[stat.rindex(")") + 2 :].split()[0] in ("Z", "X")
 
 
 def is_ours(record: ProcessRecord) -> bool:
     """True while ``record.pid`` is still the very process we started (same argv and start time)."""
     if _is_zombie(record.pid):
         return False
-    return (_proc_cmdline(record.pid) == record.argv
-            and _proc_start_ticks(record.pid) == record.start_ticks)
+    return _proc_cmdline(record.pid) == record.argv and _proc_start_ticks(record.pid) == record.start_ticks
 
 
 # Handles of the processes started by this Python process, kept so that their exit status gets reaped
@@ -74,12 +74,20 @@ def is_ours(record: ProcessRecord) -> bool:
 _children: dict[int, subprocess.Popen[bytes]] = {}
 
 
-def spawn(name: str, argv: list[str], log: Path, *, env: dict[str, str] | None = None,
-          cwd: Path | None = None) -> ProcessRecord:
+def spawn(
+    name: str, argv: list[str], log: Path, *, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> ProcessRecord:
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=env, cwd=cwd, start_new_session=True)
+        proc = subprocess.Popen(
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+        )
     _children[proc.pid] = proc
     # The child may still be between fork and exec for a moment: wait until /proc shows the new program.
     # (A program can show another argv than the one given, e.g. a '#!' script; then record what it shows.)
@@ -88,8 +96,9 @@ def spawn(name: str, argv: list[str], log: Path, *, env: dict[str, str] | None =
     while cmdline != argv and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
         cmdline = _proc_cmdline(proc.pid)
-    return ProcessRecord(name=name, pid=proc.pid, argv=cmdline or list(argv),
-                         start_ticks=_proc_start_ticks(proc.pid) or -1)
+    return ProcessRecord(
+        name=name, pid=proc.pid, argv=cmdline or list(argv), start_ticks=_proc_start_ticks(proc.pid) or -1
+    )
 
 
 def stop(record: ProcessRecord, timeout: float = 15.0) -> str:
@@ -129,7 +138,7 @@ def _signal_group(record: ProcessRecord, sig: signal.Signals) -> None:
         os.kill(record.pid, sig)
 
 
-def free_ports(count: int, *, exclude: set[int] = frozenset()) -> list[int]:  # type: ignore[assignment]
+def free_ports(count: int, *, exclude: Collection[int] = ()) -> list[int]:
     """``count`` distinct free TCP ports on 127.0.0.1 (chosen by the kernel), none of them in ``exclude``."""
     sockets = []
     ports: list[int] = []
@@ -138,7 +147,7 @@ def free_ports(count: int, *, exclude: set[int] = frozenset()) -> list[int]:  # 
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             sock.bind(("127.0.0.1", 0))
             sockets.append(sock)  # held until the end, so the kernel never hands out the same port twice
-            port = sock.getsockname()[1]
+            port = int(sock.getsockname()[1])
             if port not in exclude:
                 ports.append(port)
         return ports
@@ -152,7 +161,7 @@ def free_port_pair() -> int:
     for _ in range(100):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as first:
             first.bind(("127.0.0.1", 0))
-            port = first.getsockname()[1]
+            port = int(first.getsockname()[1])
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as second:
                 try:
                     second.bind(("127.0.0.1", port + 1))

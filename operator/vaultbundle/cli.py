@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import sys
 import time
@@ -351,16 +352,18 @@ def run(
     verbose: bool,
 ) -> None:
     """Run the operator: keep every VaultBundle's targets equal to its latest verified bundle."""
-    import kopf
+    import kopf  # noqa: PLC0415 - heavy; only this command needs it
 
-    from .controller import Settings, build_registry
-    from .spec import parse_duration
+    from .controller import Settings, build_registry  # noqa: PLC0415
+    from .spec import parse_duration  # noqa: PLC0415
 
     if bool(namespaces) == all_namespaces:
         raise click.UsageError("give --namespace (one or more) or --all-namespaces")
     if kubeconfig:
         os.environ["KUBECONFIG"] = kubeconfig
     kopf.configure(verbose=verbose)
+    for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "kubernetes"):  # their debug output shows requests
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     settings = Settings(
         kubeconfig=kubeconfig,
         workers=workers,

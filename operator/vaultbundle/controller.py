@@ -116,6 +116,11 @@ def build_registry(config: Settings) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     state: dict[str, Any] = {}
 
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # kopf's own readers: the in-cluster ServiceAccount, else $KUBECONFIG (read at call time)
+        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
     @kopf.on.startup(registry=registry)
     async def startup(**_: Any) -> None:
         kube = Kube(load_api_client(config.kubeconfig))

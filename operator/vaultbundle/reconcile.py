@@ -156,8 +156,17 @@ class Reconciler:
         try:
             outcome = await self._sync(observed, parsed)
         except _Failure as failure:
-            outcome = await self._report(observed, None, False, failure.reason, str(failure), retry=ERROR_RETRY_SECONDS)
+            self.forget(observed.uid)  # the cheap unchanged path only ever follows a success
+            outcome = await self._report(
+                observed,
+                None,
+                False,
+                failure.reason,
+                str(failure),
+                retry=min(parsed.refresh_seconds, ERROR_RETRY_SECONDS),
+            )
         except VSyncError as exc:
+            self.forget(observed.uid)
             retry = ERROR_RETRY_SECONDS if exc.reason in ("S3Unreachable",) else parsed.refresh_seconds
             outcome = await self._report(observed, None, False, exc.reason, str(exc), retry=retry)
         outcome.secret_refs = refs
@@ -230,7 +239,12 @@ class Reconciler:
             "targets": results,
         }
         outcome = await self._report(
-            observed, extra, all_ok, reason, message, retry=parsed.refresh_seconds if all_ok else ERROR_RETRY_SECONDS
+            observed,
+            extra,
+            all_ok,
+            reason,
+            message,
+            retry=parsed.refresh_seconds if all_ok else min(parsed.refresh_seconds, ERROR_RETRY_SECONDS),
         )
         outcome.events = events + outcome.events
         return outcome
@@ -243,7 +257,9 @@ class Reconciler:
         objects: S3Objects,
         passphrase: str,
     ) -> tuple[Bundle, Pointer]:
-        floor = observed.status.get("lastAppliedTimestamp") if parsed.rollback_policy == "Refuse" else None
+        # a pinned version is an explicit rollback by whoever may edit the spec; the floor guards the pointer
+        refuse = parsed.rollback_policy == "Refuse" and not parsed.version
+        floor = observed.status.get("lastAppliedTimestamp") if refuse else None
         pointer = await asyncio.to_thread(
             bundles.locate, objects, config, parsed.layout, version=parsed.version or None
         )

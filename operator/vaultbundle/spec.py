@@ -219,7 +219,7 @@ def parse(spec: Mapping[str, Any], *, min_refresh: float = MIN_REFRESH_SECONDS) 
     if version and not is_timestamp(version):
         raise SpecError("spec.source.version must be a YYYYMMDD-HHMMSS timestamp or empty")
     refresh = max(
-        MIN_REFRESH_SECONDS,
+        min_refresh,
         parse_duration(_str(spec.get("refreshInterval"), "spec.refreshInterval", default="1m"), "spec.refreshInterval"),
     )
     policy = _str(spec.get("rollbackPolicy"), "spec.rollbackPolicy", default="Refuse")

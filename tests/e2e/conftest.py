@@ -24,8 +24,7 @@ from e2e.testbed.envfile import read_env  # noqa: E402
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "testbed: needs the local test bed of real servers (python -m e2e.testbed up)")
+    config.addinivalue_line("markers", "testbed: needs the local test bed of real servers (python -m e2e.testbed up)")
 
 
 @pytest.fixture(scope="session")

@@ -51,9 +51,9 @@ def gcp(gcp_server: gsm.FakeSecretManagerServer) -> Any:
 
 
 def _create(client: Any, secret_id: str, **secret: Any) -> Any:
-    return client.create_secret(request={
-        "parent": PROJECT, "secret_id": secret_id,
-        "secret": {"replication": {"automatic": {}}, **secret}})
+    return client.create_secret(
+        request={"parent": PROJECT, "secret_id": secret_id, "secret": {"replication": {"automatic": {}}, **secret}}
+    )
 
 
 def test_gcp_create_get_duplicate_and_validation(gcp: Any, gcp_server: gsm.FakeSecretManagerServer) -> None:
@@ -81,8 +81,9 @@ def test_gcp_create_get_duplicate_and_validation(gcp: Any, gcp_server: gsm.FakeS
 
 def test_gcp_versions_access_latest_and_crc(gcp: Any, gcp_server: gsm.FakeSecretManagerServer) -> None:
     secret = _create(gcp, "api-key")
-    v1 = gcp.add_secret_version(request={"parent": secret.name, "payload": {
-        "data": b"first", "data_crc32c": google_crc32c.value(b"first")}})
+    v1 = gcp.add_secret_version(
+        request={"parent": secret.name, "payload": {"data": b"first", "data_crc32c": google_crc32c.value(b"first")}}
+    )
     assert v1.name.endswith("/versions/1") and v1.state == v1.State.ENABLED
     assert v1.client_specified_payload_checksum is True
     v2 = gcp.add_secret_version(request={"parent": secret.name, "payload": {"data": "zweite ✓".encode()}})
@@ -97,8 +98,12 @@ def test_gcp_versions_access_latest_and_crc(gcp: Any, gcp_server: gsm.FakeSecret
 
     before = gcp_server.state.calls["AddSecretVersion"]
     with pytest.raises(gexc.InvalidArgument):  # a corrupted upload is rejected, nothing stored
-        gcp.add_secret_version(request={"parent": secret.name, "payload": {
-            "data": b"tampered", "data_crc32c": google_crc32c.value(b"original")}})
+        gcp.add_secret_version(
+            request={
+                "parent": secret.name,
+                "payload": {"data": b"tampered", "data_crc32c": google_crc32c.value(b"original")},
+            }
+        )
     assert gcp_server.state.calls["AddSecretVersion"] == before + 1
     assert sorted(gcp_server.state.snapshot()[secret.name]["versions"]) == [1, 2]
     with pytest.raises(gexc.NotFound):
@@ -115,8 +120,13 @@ def test_gcp_list_filter_and_pagination(gcp: Any) -> None:
     _create(gcp, "a2", labels={"managed-by": "vaultbundle", "team": "b"})
     _create(gcp, "a3", labels={"team": "a"})
     _create(gcp, "a4")
-    gcp.create_secret(request={"parent": "projects/other", "secret_id": "a5",
-                               "secret": {"replication": {"automatic": {}}, "labels": {"team": "a"}}})
+    gcp.create_secret(
+        request={
+            "parent": "projects/other",
+            "secret_id": "a5",
+            "secret": {"replication": {"automatic": {}}, "labels": {"team": "a"}},
+        }
+    )
 
     def names(flt: str = "", **kw: Any) -> list[str]:
         pager = gcp.list_secrets(request={"parent": PROJECT, "filter": flt, **kw})
@@ -140,28 +150,37 @@ def test_gcp_list_filter_and_pagination(gcp: Any) -> None:
 
 def test_gcp_update_labels_with_mask_and_etags(gcp: Any) -> None:
     secret = _create(gcp, "cfg", labels={"a": "1"}, annotations={"note": "keep"})
-    updated = gcp.update_secret(request={
-        "secret": {"name": secret.name, "labels": {"b": "2"}, "annotations": {"note": "ignored"}},
-        "update_mask": field_mask_pb2.FieldMask(paths=["labels"])})
+    updated = gcp.update_secret(
+        request={
+            "secret": {"name": secret.name, "labels": {"b": "2"}, "annotations": {"note": "ignored"}},
+            "update_mask": field_mask_pb2.FieldMask(paths=["labels"]),
+        }
+    )
     assert dict(updated.labels) == {"b": "2"}
     assert dict(updated.annotations) == {"note": "keep"}  # not in the mask -> untouched
     assert updated.etag != secret.etag
     assert gcp.get_secret(name=secret.name).etag == updated.etag
 
     with pytest.raises(gexc.FailedPrecondition):  # stale etag
-        gcp.update_secret(request={"secret": {"name": secret.name, "etag": secret.etag, "labels": {"c": "3"}},
-                                   "update_mask": {"paths": ["labels"]}})
-    ok = gcp.update_secret(request={
-        "secret": {"name": secret.name, "etag": updated.etag, "annotations": {"x": "y"}},
-        "update_mask": {"paths": ["annotations"]}})
+        gcp.update_secret(
+            request={
+                "secret": {"name": secret.name, "etag": secret.etag, "labels": {"c": "3"}},
+                "update_mask": {"paths": ["labels"]},
+            }
+        )
+    ok = gcp.update_secret(
+        request={
+            "secret": {"name": secret.name, "etag": updated.etag, "annotations": {"x": "y"}},
+            "update_mask": {"paths": ["annotations"]},
+        }
+    )
     assert dict(ok.annotations) == {"x": "y"} and dict(ok.labels) == {"b": "2"}
     with pytest.raises(gexc.InvalidArgument):  # update_mask is required
         gcp.update_secret(request={"secret": {"name": secret.name, "labels": {"c": "3"}}})
     with pytest.raises(gexc.InvalidArgument):  # replication is immutable
         gcp.update_secret(request={"secret": {"name": secret.name}, "update_mask": {"paths": ["replication"]}})
     with pytest.raises(gexc.NotFound):
-        gcp.update_secret(request={"secret": {"name": f"{PROJECT}/secrets/nope"},
-                                   "update_mask": {"paths": ["labels"]}})
+        gcp.update_secret(request={"secret": {"name": f"{PROJECT}/secrets/nope"}, "update_mask": {"paths": ["labels"]}})
 
 
 def test_gcp_disable_enable_destroy(gcp: Any, gcp_server: gsm.FakeSecretManagerServer) -> None:
@@ -200,8 +219,9 @@ def test_gcp_disable_enable_destroy(gcp: Any, gcp_server: gsm.FakeSecretManagerS
 def test_gcp_delete_honours_etag_and_counts_writes(gcp: Any, gcp_server: gsm.FakeSecretManagerServer) -> None:
     secret = _create(gcp, "doomed")
     gcp.add_secret_version(request={"parent": secret.name, "payload": {"data": b"x"}})
-    relabelled = gcp.update_secret(request={"secret": {"name": secret.name, "labels": {"l": "v"}},
-                                            "update_mask": {"paths": ["labels"]}})
+    relabelled = gcp.update_secret(
+        request={"secret": {"name": secret.name, "labels": {"l": "v"}}, "update_mask": {"paths": ["labels"]}}
+    )
     with pytest.raises(gexc.FailedPrecondition):
         gcp.delete_secret(request={"name": secret.name, "etag": secret.etag})
     gcp.delete_secret(request={"name": secret.name, "etag": relabelled.etag})
@@ -211,15 +231,20 @@ def test_gcp_delete_honours_etag_and_counts_writes(gcp: Any, gcp_server: gsm.Fak
         gcp.delete_secret(name=secret.name)
     assert gcp_server.state.snapshot() == {}
     assert gcp_server.state.write_calls() == {
-        "CreateSecret": 1, "AddSecretVersion": 1, "UpdateSecret": 1, "DeleteSecret": 3}
+        "CreateSecret": 1,
+        "AddSecretVersion": 1,
+        "UpdateSecret": 1,
+        "DeleteSecret": 3,
+    }
     assert gcp_server.state.calls["GetSecret"] == 1
 
 
 def test_gcp_project_numbers_like_the_real_api() -> None:
     with gsm.FakeSecretManagerServer(project_numbers={"my-proj": "123456"}) as server:
         client = gsm.make_client(server.address)
-        created = client.create_secret(request={"parent": "projects/my-proj", "secret_id": "s",
-                                                "secret": {"replication": {"automatic": {}}}})
+        created = client.create_secret(
+            request={"parent": "projects/my-proj", "secret_id": "s", "secret": {"replication": {"automatic": {}}}}
+        )
         assert created.name == "projects/123456/secrets/s"
         assert client.get_secret(name="projects/my-proj/secrets/s").name == created.name
 
@@ -262,8 +287,13 @@ def test_github_repo_secret_lifecycle(gh: Github, gh_server: gha.FakeGitHubServe
     repo.create_secret("OTHER", "x")
 
     [db, other] = [s for s in _fake_secrets(gh_server)]
-    assert (db["scope"], db["owner"], db["repo"], db["type"], db["name"]) == \
-        ("repo", "octo", "app", "actions", "DB_PASSWORD")
+    assert (db["scope"], db["owner"], db["repo"], db["type"], db["name"]) == (
+        "repo",
+        "octo",
+        "app",
+        "actions",
+        "DB_PASSWORD",
+    )
     assert db["value"] == plaintext + "-v2" and other["value"] == "x"
     assert db["created_at"] <= db["updated_at"]
     stats = _stats(gh_server)
@@ -289,8 +319,12 @@ def test_github_dependabot_and_pagination(gh: Github, gh_server: gha.FakeGitHubS
     assert names == [f"S_{i:02d}" for i in range(35)]
     assert [s.name for s in repo.get_secrets(secret_type="dependabot")] == ["DEP"]
 
-    raw = requests.get(f"{gh_server.base_url}/repos/octo/many/actions/secrets", params={"per_page": 10, "page": 2},
-                       headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5)
+    raw = requests.get(
+        f"{gh_server.base_url}/repos/octo/many/actions/secrets",
+        params={"per_page": 10, "page": 2},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=5,
+    )
     assert raw.status_code == 200 and raw.json()["total_count"] == 35 and len(raw.json()["secrets"]) == 10
     assert raw.links["next"]["url"].endswith("page=3") and raw.links["last"]["url"].endswith("page=4")
     assert raw.links["prev"]["url"].startswith(gh_server.base_url)
@@ -302,8 +336,11 @@ def test_github_environment_secret(gh: Github, gh_server: gha.FakeGitHubServer) 
     env.create_secret("DEPLOY_KEY", "-----BEGIN KEY-----")
     assert [s.name for s in env.get_secrets()] == ["DEPLOY_KEY"]
     [stored] = _fake_secrets(gh_server)
-    assert (stored["scope"], stored["environment"], stored["value"]) == \
-        ("environment", "production", "-----BEGIN KEY-----")
+    assert (stored["scope"], stored["environment"], stored["value"]) == (
+        "environment",
+        "production",
+        "-----BEGIN KEY-----",
+    )
     assert env.delete_secret("DEPLOY_KEY") is True and _fake_secrets(gh_server) == []
 
 
@@ -326,8 +363,24 @@ def test_github_org_secret_visibility(gh: Github, gh_server: gha.FakeGitHubServe
     assert _fake_secrets(gh_server)[1]["selected_repository_ids"] == [r2.id]
     assert {s.name: s.visibility for s in org.get_secrets()} == {"ORG_ALL": "all", "ORG_SEL": "selected"}
     assert sel.edit("changed", visibility="private") is True
-    assert {s["name"]: (s["visibility"], s["value"]) for s in _fake_secrets(gh_server)}["ORG_SEL"] == \
-        ("private", "changed")
+    # like GitHub: repository lists only make sense for visibility=selected
+    conflict = requests.put(
+        f"{gh_server.base_url}/orgs/acme/actions/secrets/ORG_ALL/repositories/{r1.id}",
+        headers={"Authorization": f"token {TOKEN}"},
+        timeout=5,
+    )
+    assert conflict.status_code == 409
+    put_set = requests.put(
+        f"{gh_server.base_url}/orgs/acme/actions/secrets/ORG_ALL/repositories",
+        json={"selected_repository_ids": [r1.id]},
+        headers={"Authorization": f"token {TOKEN}"},
+        timeout=5,
+    )
+    assert put_set.status_code == 409
+    assert {s["name"]: (s["visibility"], s["value"]) for s in _fake_secrets(gh_server)}["ORG_SEL"] == (
+        "private",
+        "changed",
+    )
 
 
 def test_github_rejects_bad_requests(gh: Github, gh_server: gha.FakeGitHubServer) -> None:
@@ -342,8 +395,13 @@ def test_github_rejects_bad_requests(gh: Github, gh_server: gha.FakeGitHubServer
     good = {"encrypted_value": sealed, "key_id": key["key_id"]}
     assert put("RAW", good) == 201 and put("RAW", good) == 204
     other_key = PrivateKey.generate().public_key  # sealed for a different key: undecryptable
-    assert put("X", {"encrypted_value": base64.b64encode(SealedBox(other_key).encrypt(b"v")).decode(),
-                     "key_id": key["key_id"]}) == 422
+    assert (
+        put(
+            "X",
+            {"encrypted_value": base64.b64encode(SealedBox(other_key).encrypt(b"v")).decode(), "key_id": key["key_id"]},
+        )
+        == 422
+    )
     assert put("X", {"encrypted_value": "not base64 !!", "key_id": key["key_id"]}) == 422
     assert put("X", {"encrypted_value": base64.b64encode(os.urandom(64)).decode(), "key_id": key["key_id"]}) == 422
     assert put("X", {"encrypted_value": sealed, "key_id": "12345"}) == 422
@@ -355,8 +413,12 @@ def test_github_rejects_bad_requests(gh: Github, gh_server: gha.FakeGitHubServer
     assert requests.get(f"{url}/public-key", headers={"Authorization": "Bearer wrong"}, timeout=5).status_code == 401
     org_url = f"{base}/orgs/acme/actions/secrets/ORG"
     assert requests.put(org_url, json={**good, "visibility": "public"}, headers=auth, timeout=5).status_code == 422
-    assert requests.put(org_url, json={**good, "visibility": "selected", "selected_repository_ids": ["1"]},
-                        headers=auth, timeout=5).status_code == 422
+    assert (
+        requests.put(
+            org_url, json={**good, "visibility": "selected", "selected_repository_ids": ["1"]}, headers=auth, timeout=5
+        ).status_code
+        == 422
+    )
     assert requests.delete(f"{url}/NOPE", headers=auth, timeout=5).status_code == 404
 
     assert [(s["name"], s["value"]) for s in _fake_secrets(gh_server)] == [("RAW", "good")]
@@ -372,23 +434,34 @@ def test_github_rejects_bad_requests(gh: Github, gh_server: gha.FakeGitHubServer
         gh.get_organization("missing-org")
     with pytest.raises(UnknownObjectException):
         gh.get_repo("octo/app").get_environment("missing-env").name  # noqa: B018
-    assert requests.get(f"{base}/repos/octo/missing-x/actions/secrets/public-key", headers=auth,
-                        timeout=5).status_code == 404
+    assert (
+        requests.get(f"{base}/repos/octo/missing-x/actions/secrets/public-key", headers=auth, timeout=5).status_code
+        == 404
+    )
 
 
 def test_github_app_installation_token(gh_server: gha.FakeGitHubServer) -> None:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    pem = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        .decode()
+    )
     auth = Auth.AppAuth(12345, pem).get_installation_auth(42)
     gh = _github(gh_server.base_url, auth)
     gh.get_repo("octo/app-auth").create_secret("VIA_APP", "app-value")
     assert any(s["name"] == "VIA_APP" and s["value"] == "app-value" for s in _fake_secrets(gh_server))
     # a plain token is not a JWT: the app endpoint refuses it
-    assert requests.post(f"{gh_server.base_url}/app/installations/42/access_tokens",
-                         headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5).status_code == 401
+    assert (
+        requests.post(
+            f"{gh_server.base_url}/app/installations/42/access_tokens",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=5,
+        ).status_code
+        == 401
+    )
 
 
 # ============================================================================ CLI contract
@@ -399,8 +472,13 @@ def _free_port() -> int:
 
 
 def _run_cli(module: str, port: int, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", module, "--host", "127.0.0.1", "--port", str(port), *extra],
-                            cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", module, "--host", "127.0.0.1", "--port", str(port), *extra],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _stop(proc: subprocess.Popen[str]) -> int:
@@ -431,10 +509,13 @@ def test_cli_github_fake_serves_and_stops_on_sigterm() -> None:
         base = f"http://127.0.0.1:{port}"
         assert requests.get(f"{base}/_fake/health", timeout=5).status_code == 200
         _github(base, Auth.Token("cli-token")).get_repo("o/r").create_secret("A", "b")
-        assert [(s["name"], s["value"]) for s in requests.get(f"{base}/_fake/secrets", timeout=5).json()] == \
-            [("A", "b")]
-        assert requests.get(f"{base}/repos/o/r", headers={"Authorization": "token testbed-token"},
-                            timeout=5).status_code == 401
+        assert [(s["name"], s["value"]) for s in requests.get(f"{base}/_fake/secrets", timeout=5).json()] == [
+            ("A", "b")
+        ]
+        assert (
+            requests.get(f"{base}/repos/o/r", headers={"Authorization": "token testbed-token"}, timeout=5).status_code
+            == 401
+        )
     finally:
         started = time.monotonic()
         assert _stop(proc) == 0

@@ -38,6 +38,7 @@ def _unique(prefix: str) -> str:
 
 # --- Kubernetes ---------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def kube(testbed: dict[str, str]) -> Iterator[Any]:
     from kubernetes import config
@@ -70,10 +71,10 @@ def _service_account_token(kube: Any, namespace: str, name: str, audiences: list
     from kubernetes import client
 
     core = client.CoreV1Api(kube)
-    core.create_namespaced_service_account(namespace, client.V1ServiceAccount(
-        metadata=client.V1ObjectMeta(name=name)))
+    core.create_namespaced_service_account(namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=name)))
     request = client.AuthenticationV1TokenRequest(
-        spec=client.V1TokenRequestSpec(audiences=audiences or [], expiration_seconds=600))
+        spec=client.V1TokenRequestSpec(audiences=audiences or [], expiration_seconds=600)
+    )
     token = core.create_namespaced_service_account_token(name, namespace, request).status.token
     assert token and token.count(".") == 2, "TokenRequest did not return a JWT"
     return str(token)
@@ -95,13 +96,13 @@ def test_kube_namespace_gets_default_service_account_and_deletes(kube: Any) -> N
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
 
     def default_sa() -> bool:
-        return any(sa.metadata.name == "default"
-                   for sa in core.list_namespaced_service_account(name).items)
+        return any(sa.metadata.name == "default" for sa in core.list_namespaced_service_account(name).items)
 
     _eventually(default_sa, what="the default ServiceAccount")
-    _eventually(lambda: any(cm.metadata.name == "kube-root-ca.crt"
-                            for cm in core.list_namespaced_config_map(name).items),
-                what="the kube-root-ca.crt ConfigMap")
+    _eventually(
+        lambda: any(cm.metadata.name == "kube-root-ca.crt" for cm in core.list_namespaced_config_map(name).items),
+        what="the kube-root-ca.crt ConfigMap",
+    )
     core.delete_namespace(name)
 
     def gone() -> bool:
@@ -114,16 +115,17 @@ def test_kube_namespace_gets_default_service_account_and_deletes(kube: Any) -> N
     _eventually(gone, what=f"namespace {name} to be deleted")
 
 
-def test_kube_rbac_denies_then_allows_service_account(kube: Any, namespace: str,
-                                                      testbed: dict[str, str]) -> None:
+def test_kube_rbac_denies_then_allows_service_account(kube: Any, namespace: str, testbed: dict[str, str]) -> None:
     from kubernetes import client
     from kubernetes.client.rest import ApiException
 
     token = _service_account_token(kube, namespace, "unprivileged")
     with _token_client(testbed, token) as sa_client:
-        review = client.V1SelfSubjectAccessReview(spec=client.V1SelfSubjectAccessReviewSpec(
-            resource_attributes=client.V1ResourceAttributes(namespace=namespace, verb="list",
-                                                            resource="configmaps")))
+        review = client.V1SelfSubjectAccessReview(
+            spec=client.V1SelfSubjectAccessReviewSpec(
+                resource_attributes=client.V1ResourceAttributes(namespace=namespace, verb="list", resource="configmaps")
+            )
+        )
         authz = client.AuthorizationV1Api(sa_client)
         assert authz.create_self_subject_access_review(review).status.allowed is False
         with pytest.raises(ApiException) as denied:
@@ -131,17 +133,26 @@ def test_kube_rbac_denies_then_allows_service_account(kube: Any, namespace: str,
         assert denied.value.status == 403
 
         rbac = client.RbacAuthorizationV1Api(kube)
-        rbac.create_namespaced_role(namespace, client.V1Role(
-            metadata=client.V1ObjectMeta(name="read-configmaps"),
-            rules=[client.V1PolicyRule(api_groups=[""], resources=["configmaps"], verbs=["get", "list"])]))
-        rbac.create_namespaced_role_binding(namespace, client.V1RoleBinding(
-            metadata=client.V1ObjectMeta(name="read-configmaps"),
-            role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="Role",
-                                      name="read-configmaps"),
-            subjects=[client.RbacV1Subject(kind="ServiceAccount", name="unprivileged",
-                                           namespace=namespace)]))
-        _eventually(lambda: authz.create_self_subject_access_review(review).status.allowed,
-                    timeout=10, what="RBAC to allow after the RoleBinding")
+        rbac.create_namespaced_role(
+            namespace,
+            client.V1Role(
+                metadata=client.V1ObjectMeta(name="read-configmaps"),
+                rules=[client.V1PolicyRule(api_groups=[""], resources=["configmaps"], verbs=["get", "list"])],
+            ),
+        )
+        rbac.create_namespaced_role_binding(
+            namespace,
+            client.V1RoleBinding(
+                metadata=client.V1ObjectMeta(name="read-configmaps"),
+                role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="Role", name="read-configmaps"),
+                subjects=[client.RbacV1Subject(kind="ServiceAccount", name="unprivileged", namespace=namespace)],
+            ),
+        )
+        _eventually(
+            lambda: authz.create_self_subject_access_review(review).status.allowed,
+            timeout=10,
+            what="RBAC to allow after the RoleBinding",
+        )
         client.CoreV1Api(sa_client).list_namespaced_config_map(namespace)  # no 403 any more
         # Still denied outside the Role: no secrets.
         with pytest.raises(ApiException) as still_denied:
@@ -155,21 +166,34 @@ def test_kube_crd_with_status_subresource(kube: Any, namespace: str) -> None:
     group, plural = "smoke.vaultbundle.test", "widgets"
     ext = client.ApiextensionsV1Api(kube)
     crd_name = f"{plural}.{group}"
-    schema = client.V1JSONSchemaProps(type="object", properties={
-        "spec": client.V1JSONSchemaProps(type="object", properties={
-            "size": client.V1JSONSchemaProps(type="integer")}),
-        "status": client.V1JSONSchemaProps(type="object", properties={
-            "phase": client.V1JSONSchemaProps(type="string")}),
-    })
+    schema = client.V1JSONSchemaProps(
+        type="object",
+        properties={
+            "spec": client.V1JSONSchemaProps(
+                type="object", properties={"size": client.V1JSONSchemaProps(type="integer")}
+            ),
+            "status": client.V1JSONSchemaProps(
+                type="object", properties={"phase": client.V1JSONSchemaProps(type="string")}
+            ),
+        },
+    )
     crd = client.V1CustomResourceDefinition(
         metadata=client.V1ObjectMeta(name=crd_name),
         spec=client.V1CustomResourceDefinitionSpec(
-            group=group, scope="Namespaced",
+            group=group,
+            scope="Namespaced",
             names=client.V1CustomResourceDefinitionNames(plural=plural, singular="widget", kind="Widget"),
-            versions=[client.V1CustomResourceDefinitionVersion(
-                name="v1", served=True, storage=True,
-                schema=client.V1CustomResourceValidation(open_apiv3_schema=schema),
-                subresources=client.V1CustomResourceSubresources(status={}))]))
+            versions=[
+                client.V1CustomResourceDefinitionVersion(
+                    name="v1",
+                    served=True,
+                    storage=True,
+                    schema=client.V1CustomResourceValidation(open_apiv3_schema=schema),
+                    subresources=client.V1CustomResourceSubresources(status={}),
+                )
+            ],
+        ),
+    )
     try:
         ext.create_custom_resource_definition(crd)
     except client.rest.ApiException as exc:
@@ -182,26 +206,38 @@ def test_kube_crd_with_status_subresource(kube: Any, namespace: str) -> None:
 
     _eventually(established, what="the CRD to be Established")
     objects = client.CustomObjectsApi(kube)
-    body = {"apiVersion": f"{group}/v1", "kind": "Widget", "metadata": {"name": "w1"},
-            "spec": {"size": 3}, "status": {"phase": "ignored-on-create"}}
-    created = _eventually(lambda: _create_custom_object(objects, group, namespace, plural, body),
-                          timeout=10, what="the Widget resource to be served")
-    assert "status" not in created or created["status"].get("phase") != "ignored-on-create", \
+    body = {
+        "apiVersion": f"{group}/v1",
+        "kind": "Widget",
+        "metadata": {"name": "w1"},
+        "spec": {"size": 3},
+        "status": {"phase": "ignored-on-create"},
+    }
+    created = _eventually(
+        lambda: _create_custom_object(objects, group, namespace, plural, body),
+        timeout=10,
+        what="the Widget resource to be served",
+    )
+    assert "status" not in created or created["status"].get("phase") != "ignored-on-create", (
         "status must be ignored on the main resource when the status subresource is on"
+    )
 
     patched = objects.patch_namespaced_custom_object_status(
-        group, "v1", namespace, plural, "w1", {"status": {"phase": "Ready"}})
+        group, "v1", namespace, plural, "w1", {"status": {"phase": "Ready"}}
+    )
     assert patched["status"]["phase"] == "Ready"
     assert patched["spec"] == {"size": 3}
     # A spec patch through the main resource leaves status alone.
-    objects.patch_namespaced_custom_object(group, "v1", namespace, plural, "w1", {"spec": {"size": 5},
-                                                                                "status": {"phase": "x"}})
+    objects.patch_namespaced_custom_object(
+        group, "v1", namespace, plural, "w1", {"spec": {"size": 5}, "status": {"phase": "x"}}
+    )
     current = objects.get_namespaced_custom_object(group, "v1", namespace, plural, "w1")
     assert current["spec"]["size"] == 5 and current["status"]["phase"] == "Ready"
 
 
-def _create_custom_object(objects: Any, group: str, namespace: str, plural: str,
-                          body: dict[str, Any]) -> dict[str, Any] | None:
+def _create_custom_object(
+    objects: Any, group: str, namespace: str, plural: str, body: dict[str, Any]
+) -> dict[str, Any] | None:
     from kubernetes.client.rest import ApiException
 
     try:
@@ -217,14 +253,22 @@ def test_kube_owner_reference_garbage_collection(kube: Any, namespace: str) -> N
     from kubernetes.client.rest import ApiException
 
     core = client.CoreV1Api(kube)
-    owner = core.create_namespaced_config_map(namespace, client.V1ConfigMap(
-        metadata=client.V1ObjectMeta(name="owner"), data={"k": "v"}))
-    core.create_namespaced_config_map(namespace, client.V1ConfigMap(
-        metadata=client.V1ObjectMeta(name="dependent", owner_references=[client.V1OwnerReference(
-            api_version="v1", kind="ConfigMap", name="owner", uid=owner.metadata.uid)]),
-        data={"k": "v"}))
-    core.delete_namespaced_config_map("owner", namespace,
-                                      body=client.V1DeleteOptions(propagation_policy="Background"))
+    owner = core.create_namespaced_config_map(
+        namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="owner"), data={"k": "v"})
+    )
+    core.create_namespaced_config_map(
+        namespace,
+        client.V1ConfigMap(
+            metadata=client.V1ObjectMeta(
+                name="dependent",
+                owner_references=[
+                    client.V1OwnerReference(api_version="v1", kind="ConfigMap", name="owner", uid=owner.metadata.uid)
+                ],
+            ),
+            data={"k": "v"},
+        ),
+    )
+    core.delete_namespaced_config_map("owner", namespace, body=client.V1DeleteOptions(propagation_policy="Background"))
 
     def dependent_gone() -> bool:
         try:
@@ -237,17 +281,24 @@ def test_kube_owner_reference_garbage_collection(kube: Any, namespace: str) -> N
 
 
 def test_kubectl_and_helm(testbed: dict[str, str]) -> None:
-    out = subprocess.run([testbed["KUBECTL"], "--kubeconfig", testbed["KUBECONFIG"], "version", "-o", "json"],
-                         check=True, capture_output=True, text=True, timeout=30).stdout
+    out = subprocess.run(
+        [testbed["KUBECTL"], "--kubeconfig", testbed["KUBECONFIG"], "version", "-o", "json"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
     versions = json.loads(out)
     assert versions["serverVersion"]["gitVersion"] == "v1.34.4"
     assert versions["clientVersion"]["gitVersion"].startswith("v1.34.")
-    helm = subprocess.run([testbed["HELM"], "version", "--short"], check=True, capture_output=True,
-                          text=True, timeout=30).stdout
+    helm = subprocess.run(
+        [testbed["HELM"], "version", "--short"], check=True, capture_output=True, text=True, timeout=30
+    ).stdout
     assert helm.startswith("v3.")
 
 
 # --- OpenBao (Vault API) ------------------------------------------------------------------------------
+
 
 def test_openbao_kv_v2(testbed: dict[str, str]) -> None:
     import hvac
@@ -276,9 +327,13 @@ def test_openbao_kubernetes_auth_login(kube: Any, namespace: str, testbed: dict[
     role = _unique("smoke-role")
     policy = _unique("smoke-policy")
     vault.sys.create_or_update_policy(policy, 'path "secret/data/smoke/*" { capabilities = ["read"] }')
-    vault.auth.kubernetes.create_role(role, bound_service_account_names=["operator"],
-                                      bound_service_account_namespaces=[namespace], policies=[policy],
-                                      mount_point=mount)
+    vault.auth.kubernetes.create_role(
+        role,
+        bound_service_account_names=["operator"],
+        bound_service_account_namespaces=[namespace],
+        policies=[policy],
+        mount_point=mount,
+    )
     jwt = _service_account_token(kube, namespace, "operator")
     login = hvac.Client(url=testbed["VAULT_ADDR"]).auth.kubernetes.login(role, jwt, mount_point=mount)
     assert policy in login["auth"]["policies"]
@@ -291,15 +346,19 @@ def test_openbao_kubernetes_auth_login(kube: Any, namespace: str, testbed: dict[
 
 # --- AWS: S3 and Secrets Manager (moto) -------------------------------------------------------------
 
+
 def _aws(testbed: dict[str, str], service: str) -> Any:
     import boto3
     from botocore.config import Config
 
-    return boto3.client(service, endpoint_url=testbed["AWS_ENDPOINT_URL"],
-                        region_name=testbed["AWS_DEFAULT_REGION"],
-                        aws_access_key_id=testbed["AWS_ACCESS_KEY_ID"],
-                        aws_secret_access_key=testbed["AWS_SECRET_ACCESS_KEY"],
-                        config=Config(s3={"addressing_style": "path"}))
+    return boto3.client(
+        service,
+        endpoint_url=testbed["AWS_ENDPOINT_URL"],
+        region_name=testbed["AWS_DEFAULT_REGION"],
+        aws_access_key_id=testbed["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=testbed["AWS_SECRET_ACCESS_KEY"],
+        config=Config(s3={"addressing_style": "path"}),
+    )
 
 
 def test_s3_put_get(testbed: dict[str, str]) -> None:
@@ -327,6 +386,7 @@ def test_secrets_manager_create_get(testbed: dict[str, str]) -> None:
 
 # --- Azure Key Vault ----------------------------------------------------------------------------------
 
+
 def test_azure_keyvault_set_get_over_tls(testbed: dict[str, str]) -> None:
     from azure.core.credentials import AccessToken
     from azure.core.exceptions import ResourceNotFoundError, ServiceRequestError
@@ -338,10 +398,14 @@ def test_azure_keyvault_set_get_over_tls(testbed: dict[str, str]) -> None:
             return AccessToken("testbed", int(time.time()) + 3600)
 
     def secret_client(verify: str | bool) -> SecretClient:
-        return SecretClient(vault_url=testbed["AZURE_KEYVAULT_URL"], credential=StaticCredential(),
-                            api_version=testbed["AZURE_KEYVAULT_API_VERSION"],
-                            verify_challenge_resource=False,
-                            transport=RequestsTransport(connection_verify=verify), retry_total=0)
+        return SecretClient(
+            vault_url=testbed["AZURE_KEYVAULT_URL"],
+            credential=StaticCredential(),
+            api_version=testbed["AZURE_KEYVAULT_API_VERSION"],
+            verify_challenge_resource=False,
+            transport=RequestsTransport(connection_verify=verify),
+            retry_total=0,
+        )
 
     kv = secret_client(testbed["AZURE_KEYVAULT_CA_FILE"])
     name = _unique("smoke-secret")
@@ -362,6 +426,7 @@ def test_azure_keyvault_set_get_over_tls(testbed: dict[str, str]) -> None:
 
 # --- GCP Secret Manager -------------------------------------------------------------------------------
 
+
 def test_gcp_secret_manager(testbed: dict[str, str]) -> None:
     import grpc
     from google.api_core.exceptions import NotFound
@@ -373,8 +438,9 @@ def test_gcp_secret_manager(testbed: dict[str, str]) -> None:
     channel = grpc.insecure_channel(testbed["GCP_SECRET_MANAGER_ENDPOINT"])
     sm = secretmanager.SecretManagerServiceClient(transport=SecretManagerServiceGrpcTransport(channel=channel))
     secret_id = _unique("smoke")
-    secret = sm.create_secret(request={"parent": "projects/testbed", "secret_id": secret_id,
-                                       "secret": {"replication": {"automatic": {}}}})
+    secret = sm.create_secret(
+        request={"parent": "projects/testbed", "secret_id": secret_id, "secret": {"replication": {"automatic": {}}}}
+    )
     sm.add_secret_version(request={"parent": secret.name, "payload": {"data": b"v1"}})
     sm.add_secret_version(request={"parent": secret.name, "payload": {"data": b"v2"}})
     assert sm.access_secret_version(name=f"{secret.name}/versions/latest").payload.data == b"v2"
@@ -385,6 +451,7 @@ def test_gcp_secret_manager(testbed: dict[str, str]) -> None:
 
 
 # --- GitHub Actions secrets ---------------------------------------------------------------------------
+
 
 def test_github_actions_repo_secret(testbed: dict[str, str]) -> None:
     from github import Auth, Github

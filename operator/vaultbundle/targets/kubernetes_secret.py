@@ -59,14 +59,16 @@ class KubernetesSecretTarget:
 
     def _check_ownership(self, current: dict[str, Any]) -> None:
         annotations = current.get("metadata", {}).get("annotations") or {}
-        ours = annotations.get(OWNER) == f"{self.owner.namespace}/{self.owner.name}"
+        other = annotations.get(OWNER)
+        ours = other == f"{self.owner.namespace}/{self.owner.name}"
+        if other and not ours:  # another VaultBundle's Secret is never taken, not even with adopt
+            raise TargetError(
+                "SecretNotOwned", f"Secret {self.spec.name!r} is managed by VaultBundle {other!r}", retry=False
+            )
         if not ours and not self.spec.adopt:
-            other = annotations.get(OWNER)
             raise TargetError(
                 "SecretNotOwned",
-                f"Secret {self.spec.name!r} exists and is "
-                + (f"managed by VaultBundle {other!r}" if other else "not managed by vaultbundle")
-                + "; set adopt: true to take it over",
+                f"Secret {self.spec.name!r} exists and is not managed by vaultbundle; set adopt: true to take it over",
                 retry=False,
             )
 

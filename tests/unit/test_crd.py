@@ -1,0 +1,498 @@
+"""The VaultBundle CRD (``crds/``) and its examples (``examples/``), checked without a cluster.
+
+The CRD's ``openAPIV3Schema`` is turned into a JSON Schema (close enough: same keywords for what we use) and every
+``VaultBundle`` in ``examples/*.yaml`` is validated against it. Kubernetes CEL rules (``x-kubernetes-validations``)
+cannot run here, so each rule has a Python twin in ``CEL_TWINS``, keyed by the exact rule text: a rule added to the
+CRD without a twin fails ``test_every_cel_rule_has_a_python_twin``. The real apiserver checks the real rules in
+``tests/e2e/test_crd_apiserver.py``.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CRD_PATH = REPO_ROOT / "crds" / "vaultbundle.io_vaultbundles.yaml"
+EXAMPLES = sorted((REPO_ROOT / "examples").glob("*.yaml"))
+
+Schema = dict[str, Any]
+
+
+# --- loading ---------------------------------------------------------------------------------------------------------
+def load_crd() -> dict[str, Any]:
+    docs = [doc for doc in yaml.safe_load_all(CRD_PATH.read_text()) if doc]
+    assert len(docs) == 1, "crds/vaultbundle.io_vaultbundles.yaml must hold exactly one document"
+    return docs[0]
+
+
+CRD = load_crd()
+VERSION = CRD["spec"]["versions"][0]
+SCHEMA: Schema = VERSION["schema"]["openAPIV3Schema"]
+
+
+def at(path: str) -> Schema:
+    """The schema node at a dotted path, e.g. ``spec.targets.kubernetesSecret`` (list items are stepped through)."""
+    node = SCHEMA
+    for part in path.split("."):
+        if node.get("type") == "array":
+            node = node["items"]
+        node = node["properties"][part]
+    return node
+
+
+def walk(node: Schema, path: str = "") -> Iterator[tuple[str, Schema]]:
+    """Every schema node below *node*, with a readable path (``[]`` for list items, ``{}`` for map values)."""
+    for name, child in node.get("properties", {}).items():
+        child_path = f"{path}.{name}" if path else name
+        yield child_path, child
+        yield from walk(child, child_path)
+    if isinstance(node.get("items"), dict):
+        yield f"{path}[]", node["items"]
+        yield from walk(node["items"], f"{path}[]")
+    if isinstance(node.get("additionalProperties"), dict):
+        yield f"{path}{{}}", node["additionalProperties"]
+        yield from walk(node["additionalProperties"], f"{path}{{}}")
+
+
+# --- CEL twins -------------------------------------------------------------------------------------------------------
+def _one_of(obj: dict[str, Any], names: list[str]) -> bool:
+    return sum(1 for name in names if name in obj) == 1
+
+
+def _unique_values(mapping: dict[str, str]) -> bool:
+    return len(set(mapping.values())) == len(mapping)
+
+
+def _no_dotdot(path: str) -> bool:
+    return re.search(r"(^|/)[.][.](/|$)", path) is None
+
+
+def _targets_avoid_source(spec: dict[str, Any]) -> bool:
+    source = {spec["source"]["configSecretRef"]["name"], spec["source"]["passphraseSecretRef"]["name"]}
+    return all(t["kubernetesSecret"]["name"] not in source for t in spec["targets"] if "kubernetesSecret" in t)
+
+
+def _distinct_secret_targets(targets: list[dict[str, Any]]) -> bool:
+    names = [t["kubernetesSecret"]["name"] for t in targets if "kubernetesSecret" in t]
+    return len(names) == len(set(names))
+
+
+CEL_TWINS: dict[str, Callable[[Any], bool]] = {
+    "self.targets.all(t, !has(t.kubernetesSecret) || (t.kubernetesSecret.name != self.source.configSecretRef.name && "
+    "t.kubernetesSecret.name != self.source.passphraseSecretRef.name))": _targets_avoid_source,
+    "self.configSecretRef.name != self.passphraseSecretRef.name": lambda s: (
+        s["configSecretRef"]["name"] != s["passphraseSecretRef"]["name"]
+    ),
+    "!self.matches('(^|/)[.][.](/|$)')": _no_dotdot,
+    "self.all(t, !has(t.kubernetesSecret) || self.exists_one(u, has(u.kubernetesSecret) && "
+    "u.kubernetesSecret.name == t.kubernetesSecret.name))": _distinct_secret_targets,
+    "[has(self.kubernetesSecret)].filter(x, x).size() == 1": lambda s: _one_of(s, ["kubernetesSecret"]),
+    "self != 'kubernetes.io/service-account-token' && self != 'bootstrap.kubernetes.io/token'": lambda s: (
+        s not in ("kubernetes.io/service-account-token", "bootstrap.kubernetes.io/token")
+    ),
+    "self.all(k, !k.startsWith('vaultbundle.io/'))": lambda s: not any(k.startswith("vaultbundle.io/") for k in s),
+    "self.all(a, self.exists_one(b, self[b] == self[a]))": _unique_values,
+    "self.all(k, k.size() <= 253 && k.matches('^[-._a-zA-Z0-9]+$'))": lambda s: all(
+        len(k) <= 253 and re.fullmatch(r"[-._a-zA-Z0-9]+", k) for k in s
+    ),
+    "[has(self.fromKey), has(self.fromFile)].filter(x, x).size() == 1": lambda s: _one_of(s, ["fromKey", "fromFile"]),
+}
+
+
+def _cel(validator: Any, rules: list[dict[str, str]], instance: Any, schema: Schema) -> Iterator[Any]:
+    for rule in rules:
+        twin = CEL_TWINS.get(rule["rule"])
+        if twin is None:
+            yield jsonschema.ValidationError(f"CEL rule without a Python twin: {rule['rule']}")
+            continue
+        try:
+            ok = twin(instance)
+        except (KeyError, TypeError, AttributeError):
+            continue  # a required field is missing or mistyped: the schema keywords already report that
+        if not ok:
+            yield jsonschema.ValidationError(rule["message"])
+
+
+def _list_map(validator: Any, keys: list[str], instance: Any, schema: Schema) -> Iterator[Any]:
+    if schema.get("x-kubernetes-list-type") != "map" or not isinstance(instance, list):
+        return
+    seen = [tuple(item.get(key) for key in keys) for item in instance if isinstance(item, dict)]
+    if len(seen) != len(set(seen)):
+        yield jsonschema.ValidationError(f"duplicate entries for list-map keys {keys}")
+
+
+def to_json_schema(node: Any) -> Any:
+    """OpenAPI v3 (structural, Kubernetes flavour) -> JSON Schema.
+
+    Drops the x-kubernetes-* keys except the two emulated above, and closes every object that lists its properties
+    (``additionalProperties: false``) as ``kubectl``'s strict field validation would reject unknown fields.
+    """
+    if isinstance(node, list):
+        return [to_json_schema(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {
+        key: to_json_schema(value)
+        for key, value in node.items()
+        if not key.startswith("x-kubernetes-") or key in ("x-kubernetes-validations", "x-kubernetes-list-map-keys")
+    }
+    if "x-kubernetes-list-type" in node:
+        out["x-kubernetes-list-type"] = node["x-kubernetes-list-type"]
+    if "properties" in node and "additionalProperties" not in node:
+        out["additionalProperties"] = False
+    return out
+
+
+Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    {"x-kubernetes-validations": _cel, "x-kubernetes-list-map-keys": _list_map},
+)
+JSON_SCHEMA = to_json_schema(SCHEMA)
+
+
+def errors(obj: dict[str, Any]) -> list[str]:
+    validator = Validator(JSON_SCHEMA)
+    return sorted(f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in validator.iter_errors(obj))
+
+
+# --- structure -------------------------------------------------------------------------------------------------------
+def test_names_scope_and_version() -> None:
+    assert CRD["apiVersion"] == "apiextensions.k8s.io/v1"
+    assert CRD["kind"] == "CustomResourceDefinition"
+    assert CRD["metadata"]["name"] == "vaultbundles.vaultbundle.io"
+    spec = CRD["spec"]
+    assert spec["group"] == "vaultbundle.io"
+    assert spec["scope"] == "Namespaced"
+    names = spec["names"]
+    assert (names["kind"], names["plural"], names["singular"]) == ("VaultBundle", "vaultbundles", "vaultbundle")
+    assert names["shortNames"] == ["vb"]
+    assert names["categories"] == ["vaultbundle", "secrets"]
+    assert [v["name"] for v in spec["versions"]] == ["v1alpha1"]
+    assert VERSION["served"] is True
+    assert VERSION["storage"] is True
+    assert VERSION["subresources"] == {"status": {}}
+
+
+def test_printer_columns() -> None:
+    columns = {c["name"]: (c["type"], c["jsonPath"]) for c in VERSION["additionalPrinterColumns"]}
+    assert list(columns) == ["Ready", "Reason", "Bundle", "Generation", "Last Sync", "Age"]
+    assert columns["Ready"] == ("string", '.status.conditions[?(@.type=="Ready")].status')
+    assert columns["Reason"] == ("string", '.status.conditions[?(@.type=="Ready")].reason')
+    assert columns["Bundle"] == ("string", ".status.bundleTimestamp")
+    assert columns["Generation"] == ("integer", ".status.bundleGeneration")
+    assert columns["Last Sync"] == ("date", ".status.lastSyncTime")
+    assert columns["Age"] == ("date", ".metadata.creationTimestamp")
+
+
+def test_every_field_has_a_description() -> None:
+    # The apiserver forbids anything but `type` on the root `metadata`, so it is the one exception.
+    missing = [
+        path for path, node in walk(SCHEMA) if path != "metadata" and not str(node.get("description", "")).strip()
+    ]
+    assert not missing, "schema nodes without a description:\n  " + "\n  ".join(missing)
+    assert SCHEMA.get("description")
+
+
+def test_schema_is_closed_and_structural() -> None:
+    """No preserve-unknown-fields anywhere; every node has a type (a structural schema needs one)."""
+    open_nodes = [path for path, node in walk(SCHEMA) if node.get("x-kubernetes-preserve-unknown-fields")]
+    assert not open_nodes
+    untyped = [path for path, node in walk(SCHEMA) if "type" not in node]
+    assert not untyped, f"nodes without a type: {untyped}"
+
+
+def test_targets_list_is_a_bounded_map_with_one_of_rule() -> None:
+    targets = at("spec.targets")
+    assert targets["x-kubernetes-list-type"] == "map"
+    assert targets["x-kubernetes-list-map-keys"] == ["name"]
+    assert (targets["minItems"], targets["maxItems"]) == (1, 32)
+    item = targets["items"]
+    assert item["required"] == ["name"]
+    assert item["properties"]["name"]["pattern"] == "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+    assert item["properties"]["name"]["maxLength"] == 63
+    one_of = [v for v in item["x-kubernetes-validations"] if "kubernetesSecret" in v["rule"]]
+    assert one_of
+    assert "kubernetesSecret" in one_of[0]["message"]
+    # Every target kind (every property besides `name`) must appear in the one-of rule.
+    for kind in set(item["properties"]) - {"name"}:
+        assert f"has(self.{kind})" in one_of[0]["rule"], kind
+
+
+@pytest.mark.parametrize(
+    ("path", "default"),
+    [
+        ("spec.source.configSecretRef.key", "config"),
+        ("spec.source.passphraseSecretRef.key", "passphrase"),
+        ("spec.source.layout", "auto"),
+        ("spec.source.version", ""),
+        ("spec.refreshInterval", "1m"),
+        ("spec.suspend", False),
+        ("spec.dryRun", False),
+        ("spec.rollbackPolicy", "Refuse"),
+        ("spec.targets.kubernetesSecret.type", "Opaque"),
+        ("spec.targets.kubernetesSecret.template.mergeSelected", False),
+        ("spec.targets.kubernetesSecret.deletionPolicy", "Retain"),
+        ("spec.targets.kubernetesSecret.adopt", False),
+        ("spec.targets.kubernetesSecret.prune", True),
+    ],
+)
+def test_defaults(path: str, default: object) -> None:
+    node = at(path)
+    assert node["default"] == default
+    if "enum" in node:
+        assert default in node["enum"]
+    if "pattern" in node:
+        assert re.search(node["pattern"], str(default))
+
+
+def test_enums() -> None:
+    assert at("spec.source.layout")["enum"] == ["auto", "cli", "runtime"]
+    assert at("spec.rollbackPolicy")["enum"] == ["Refuse", "Allow"]
+    assert at("spec.targets.kubernetesSecret.deletionPolicy")["enum"] == ["Retain", "Delete"]
+    assert at("status.conditions.status")["enum"] == ["True", "False", "Unknown"]
+
+
+def test_refs_have_no_namespace_field() -> None:
+    for path in ("spec.source.configSecretRef", "spec.source.passphraseSecretRef", "spec.targets.kubernetesSecret"):
+        assert "namespace" not in at(path)["properties"], path
+    assert "tenant isolation" in at("spec.source")["description"]
+
+
+def test_status_shape() -> None:
+    status = at("status")["properties"]
+    for name in (
+        "observedGeneration",
+        "layout",
+        "bundleTimestamp",
+        "bundleGeneration",
+        "lastAppliedTimestamp",
+        "pointerETag",
+        "contentDigest",
+        "lastSyncTime",
+        "lastAttemptTime",
+        "nextRefreshTime",
+        "conditions",
+        "targets",
+    ):
+        assert name in status, name
+    assert "HMAC" in status["contentDigest"]["description"]
+    assert status["conditions"]["x-kubernetes-list-map-keys"] == ["type"]
+    assert status["targets"]["x-kubernetes-list-map-keys"] == ["name"]
+    target = status["targets"]["items"]["properties"]
+    expected = {
+        "name",
+        "kind",
+        "ready",
+        "reason",
+        "message",
+        "lastSyncTime",
+        "lastChangeTime",
+        "digest",
+        "keys",
+        "plan",
+    }
+    assert set(target) == expected
+    assert set(target["plan"]["properties"]) == {"create", "update", "delete", "unchanged"}
+    condition = status["conditions"]["items"]["properties"]
+    assert set(condition) == {"type", "status", "reason", "message", "lastTransitionTime", "observedGeneration"}
+
+
+def test_every_cel_rule_has_a_python_twin() -> None:
+    rules = [v["rule"] for _, node in walk(SCHEMA) for v in node.get("x-kubernetes-validations", [])]
+    assert len(rules) >= 8
+    assert [r for r in rules if r not in CEL_TWINS] == []
+
+
+def test_regex_patterns_compile() -> None:
+    bad = []
+    for path, node in walk(SCHEMA):
+        try:
+            re.compile(node.get("pattern", ""))
+        except re.error:
+            bad.append(path)
+    assert not bad
+
+
+# --- examples --------------------------------------------------------------------------------------------------------
+def example_docs(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def test_there_are_examples() -> None:
+    names = [p.name for p in EXAMPLES]
+    for expected in (
+        "01-basic.yaml",
+        "02-key-selection.yaml",
+        "03-tls-template.yaml",
+        "04-dockerconfigjson.yaml",
+        "05-pinned-dry-run.yaml",
+    ):
+        assert expected in names
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_example_is_valid(path: Path) -> None:
+    assert path.read_text().lstrip().startswith("#"), "each example starts with an explanatory comment"
+    docs = example_docs(path)
+    bundles = [d for d in docs if d.get("kind") == "VaultBundle"]
+    assert bundles, "no VaultBundle in the file"
+    for doc in docs:
+        assert "namespace" not in doc["metadata"], "examples are applied with -n; no hard-coded namespace"
+        if doc["kind"] == "VaultBundle":
+            assert doc["apiVersion"] == "vaultbundle.io/v1alpha1"
+            assert errors(doc) == [], doc["metadata"]["name"]
+        else:
+            assert (doc["apiVersion"], doc["kind"]) == ("v1", "Secret")
+
+
+def test_basic_example_matches_the_issue() -> None:
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in example_docs(REPO_ROOT / "examples" / "01-basic.yaml")}
+    assert ("Secret", "web-vsync") in docs
+    assert ("Secret", "web-passphrase") in docs
+    spec = docs["VaultBundle", "web"]["spec"]
+    assert spec["source"]["configSecretRef"]["name"] == "web-vsync"
+    assert spec["source"]["passphraseSecretRef"]["name"] == "web-passphrase"
+    assert spec["targets"] == [{"name": "web-env", "kubernetesSecret": {"name": "web-env"}}]
+
+
+def test_tls_example_uses_files_for_cert_and_key() -> None:
+    (bundle,) = [d for d in example_docs(REPO_ROOT / "examples" / "03-tls-template.yaml") if d["kind"] == "VaultBundle"]
+    secret = bundle["spec"]["targets"][0]["kubernetesSecret"]
+    assert secret["type"] == "kubernetes.io/tls"
+    assert "fromFile" in secret["template"]["data"]["tls.crt"]
+    assert "fromFile" in secret["template"]["data"]["tls.key"]
+
+
+def test_globs_in_examples_are_fnmatch_patterns() -> None:
+    """The documented glob semantics: fnmatch, case-sensitive, `*` crosses '/' in file paths."""
+    assert fnmatch.fnmatchcase("DB_PASSWORD", "DB_*")
+    assert not fnmatch.fnmatchcase("db_password", "DB_*")
+    assert fnmatch.fnmatchcase("certs/www.example.com/privkey.pem", "certs/*")
+
+
+# --- broken objects --------------------------------------------------------------------------------------------------
+BASE: dict[str, Any] = {
+    "apiVersion": "vaultbundle.io/v1alpha1",
+    "kind": "VaultBundle",
+    "metadata": {"name": "x"},
+    "spec": {
+        "source": {"configSecretRef": {"name": "cfg"}, "passphraseSecretRef": {"name": "pass"}},
+        "targets": [{"name": "out", "kubernetesSecret": {"name": "out"}}],
+    },
+}
+
+
+def broken(mutate: Callable[[dict[str, Any]], object]) -> dict[str, Any]:
+    obj = copy.deepcopy(BASE)
+    mutate(obj)
+    return obj
+
+
+def test_base_object_is_valid() -> None:
+    assert errors(BASE) == []
+
+
+BROKEN: dict[str, tuple[Callable[[dict[str, Any]], object], str]] = {
+    "missing target kind": (lambda o: o["spec"]["targets"][0].pop("kubernetesSecret"), "exactly one target kind"),
+    "bad version pattern": (lambda o: o["spec"]["source"].update(version="2025-01-31"), "does not match"),
+    "bad target name": (lambda o: o["spec"]["targets"][0].update(name="Web_Env"), "does not match"),
+    "bad secret name": (lambda o: o["spec"]["targets"][0]["kubernetesSecret"].update(name="-x"), "does not match"),
+    "target name too long": (lambda o: o["spec"]["targets"][0].update(name="a" * 64), "is too long"),
+    "no targets": (lambda o: o["spec"].update(targets=[]), "should be non-empty"),
+    "too many targets": (
+        lambda o: o["spec"].update(
+            targets=[{"name": f"t{i}", "kubernetesSecret": {"name": f"s{i}"}} for i in range(33)]
+        ),
+        "is too long",
+    ),
+    "missing source": (lambda o: o["spec"].pop("source"), "'source' is a required property"),
+    "bad layout": (lambda o: o["spec"]["source"].update(layout="s3"), "is not one of"),
+    "bad refresh interval": (lambda o: o["spec"].update(refreshInterval="1 minute"), "does not match"),
+    "bad rollback policy": (lambda o: o["spec"].update(rollbackPolicy="refuse"), "is not one of"),
+    "ref with namespace": (
+        lambda o: o["spec"]["source"]["configSecretRef"].update(namespace="other"),
+        "Additional properties",
+    ),
+    "unknown target field": (lambda o: o["spec"]["targets"][0].update(github={}), "Additional properties"),
+    "same secret for config and passphrase": (
+        lambda o: o["spec"]["source"]["passphraseSecretRef"].update(name="cfg"),
+        "separate leak channels",
+    ),
+    "target overwrites the passphrase secret": (
+        lambda o: o["spec"]["targets"][0]["kubernetesSecret"].update(name="pass"),
+        "must not name the Secret that holds the source",
+    ),
+    "duplicate target names": (
+        lambda o: o["spec"]["targets"].append({"name": "out", "kubernetesSecret": {"name": "other"}}),
+        "duplicate entries",
+    ),
+    "two targets write one secret": (
+        lambda o: o["spec"]["targets"].append({"name": "out2", "kubernetesSecret": {"name": "out"}}),
+        "name the same Secret",
+    ),
+    "template entry with both sources": (
+        lambda o: o["spec"]["targets"][0]["kubernetesSecret"].update(
+            template={"data": {"tls.crt": {"fromKey": "A", "fromFile": "b"}}}
+        ),
+        "exactly one of fromKey or fromFile",
+    ),
+    "template entry with no source": (
+        lambda o: o["spec"]["targets"][0]["kubernetesSecret"].update(template={"data": {"tls.crt": {}}}),
+        "exactly one of fromKey or fromFile",
+    ),
+    "template key not a secret key": (
+        lambda o: o["spec"]["targets"][0]["kubernetesSecret"].update(template={"data": {"a/b": {"fromKey": "A"}}}),
+        "template.data keys must be valid Secret keys",
+    ),
+    "fromFile escapes the bundle": (
+        lambda o: o["spec"]["targets"][0]["kubernetesSecret"].update(
+            template={"data": {"k": {"fromFile": "certs/../../etc/passwd"}}}
+        ),
+        "without '..' segments",
+    ),
+    "envFile escapes the bundle": (lambda o: o["spec"]["source"].update(envFile=".."), "without '..' segments"),
+    "service account token type": (
+        lambda o: o["spec"]["targets"][0]["kubernetesSecret"].update(type="kubernetes.io/service-account-token"),
+        "not allowed",
+    ),
+    "reserved label": (
+        lambda o: o["spec"]["targets"][0]["kubernetesSecret"].update(labels={"vaultbundle.io/owner": "me"}),
+        "reserved for the operator",
+    ),
+    "rename collision": (
+        lambda o: o["spec"]["targets"][0]["kubernetesSecret"].update(keys={"rename": {"A": "X", "B": "X"}}),
+        "maps two bundle keys to the same Secret key",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN))
+def test_broken_object_is_rejected(case: str) -> None:
+    mutate, expected = BROKEN[case]
+    found = errors(broken(mutate))
+    assert found, f"{case}: accepted"
+    assert any(expected in message for message in found), found
+
+
+def test_reference_doc_names_every_field() -> None:
+    doc = (REPO_ROOT / "docs" / "crd-reference.md").read_text()
+    missing = sorted(
+        {
+            path
+            for path, _ in walk(SCHEMA)
+            if path not in ("apiVersion", "kind", "metadata", "spec", "status")
+            and not path.endswith(("[]", "{}"))
+            and f"`{path.rsplit('.', 1)[-1].removesuffix('[]').removesuffix('{}')}" not in doc
+            and f".{path.rsplit('.', 1)[-1]}`" not in doc
+        }
+    )
+    assert not missing, f"docs/crd-reference.md does not mention: {missing}"
