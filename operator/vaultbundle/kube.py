@@ -15,7 +15,10 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
+from . import metrics
+
 GROUP, VERSION, PLURAL = "vaultbundle.io", "v1alpha1", "vaultbundles"
+FIELD_MANAGER = "vaultbundle"
 
 
 class KubeError(Exception):
@@ -46,6 +49,8 @@ class Kube:
 
     async def _call(self, operation: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         self.calls[operation] += 1
+        if not operation.startswith(("get", "list")):
+            metrics.API_WRITES.labels(operation).inc()
         try:
             response = await asyncio.to_thread(fn, *args, _preload_content=False, **kwargs)
         except ApiException as exc:
@@ -64,11 +69,18 @@ class Kube:
             raise
         return result
 
-    async def create_secret(self, namespace: str, body: dict[str, Any]) -> None:
-        await self._call("create_secret", self.core.create_namespaced_secret, namespace, body)
-
-    async def replace_secret(self, namespace: str, name: str, body: dict[str, Any]) -> None:
-        await self._call("replace_secret", self.core.replace_namespaced_secret, name, namespace, body)
+    async def apply_secret(self, namespace: str, body: dict[str, Any]) -> None:
+        """Server-side apply as field manager `vaultbundle`: only the fields we set are ours; others' stay."""
+        await self._call(
+            "apply_secret",
+            self.core.patch_namespaced_secret,
+            body["metadata"]["name"],
+            namespace,
+            body,
+            field_manager=FIELD_MANAGER,
+            force=True,
+            _content_type="application/apply-patch+yaml",
+        )
 
     async def delete_secret(self, namespace: str, name: str) -> None:
         await self._call("delete_secret", self.core.delete_namespaced_secret, name, namespace)

@@ -3,8 +3,8 @@
 Plain async code over small interfaces (Kube, S3Objects, CryptoPool), testable without kopf. The kopf layer
 (controller.py) only schedules calls and posts the Events this returns.
 
-Cheap path: when the sources, the spec and the pointer's ETag are unchanged and the last sync succeeded, a
-cycle is one conditional S3 GET (304), no key derivation, no decryption and no API write.
+Cheap path: when the sources, the spec and the pointer's ETag are unchanged and the last cycle succeeded, a
+cycle is one conditional S3 GET (304): no key derivation, no decryption, no API write.
 """
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from . import bundles, selection
+from . import bundles, metrics, selection
 from . import spec as spec_module
 from .bundles import Bundle, Pointer
 from .crypto import configblob
@@ -27,12 +28,13 @@ from .kube import Kube, KubeError
 from .pool import CryptoPool
 from .remote import S3Objects
 from .spec import SpecError, TargetSpec, VaultBundleSpec
-from .targets.base import Plan, TargetError
+from .targets.base import TargetError
 from .targets.kubernetes_secret import KubernetesSecretTarget, Owner
 
 FORCE_SYNC_ANNOTATION = "vaultbundle.io/force-sync"
 ERROR_RETRY_SECONDS = 30.0
-_TIME_FIELDS = ("lastSyncTime", "lastAttemptTime", "lastTransitionTime", "lastChangeTime", "nextRefreshTime")
+_TIME_FIELDS = frozenset({"lastSyncTime", "lastAttemptTime", "lastTransitionTime", "lastChangeTime"})
+_TRANSIENT = frozenset({"S3Unreachable", "KubernetesAPIError"})
 
 
 @dataclass(frozen=True)
@@ -77,13 +79,20 @@ class Outcome:
 
 @dataclass
 class _Memory:
-    """What a previous successful cycle saw, kept in process memory only."""
+    """What the last successful cycle saw, in process memory only."""
 
     source_digest: str
     generation: int
     force_token: str
     pointer: Pointer
-    bundle: Bundle
+
+
+class Failure(Exception):
+    """A cycle stops here; `reason` goes into the conditions. `verified` says how far verification got."""
+
+    def __init__(self, reason: str, message: str, *, verified: bool | None = None) -> None:
+        super().__init__(message)
+        self.reason, self.verified = reason, verified
 
 
 def _now() -> str:
@@ -98,17 +107,30 @@ def _strip_times(value: Any) -> Any:
     return value
 
 
-def _condition(old: Mapping[str, Any], ready: bool, reason: str, message: str, generation: int) -> dict[str, Any]:
-    previous: Mapping[str, Any] = next((c for c in old.get("conditions") or [] if c.get("type") == "Ready"), {})
-    status = "True" if ready else "False"
-    return {
-        "type": "Ready",
-        "status": status,
-        "reason": reason,
-        "message": message[:1024],
-        "observedGeneration": generation,
-        "lastTransitionTime": previous.get("lastTransitionTime") if previous.get("status") == status else _now(),
-    }
+def _conditions(
+    old: Mapping[str, Any], generation: int, **states: tuple[bool | None, str, str]
+) -> list[dict[str, Any]]:
+    """Standard conditions; lastTransitionTime only moves when a condition's status does."""
+    previous = {c.get("type"): c for c in old.get("conditions") or []}
+    result = []
+    for kind, (ok, reason, message) in states.items():
+        status = "Unknown" if ok is None else "True" if ok else "False"
+        before = previous.get(kind) or {}
+        result.append(
+            {
+                "type": kind,
+                "status": status,
+                "reason": reason,
+                "message": message[:1024],
+                "observedGeneration": generation,
+                "lastTransitionTime": before.get("lastTransitionTime") if before.get("status") == status else _now(),
+            }
+        )
+    return result
+
+
+def _timestamp_epoch(timestamp: str) -> float:
+    return datetime.strptime(timestamp, "%Y%m%d-%H%M%S").replace(tzinfo=UTC).timestamp()
 
 
 class Reconciler:
@@ -120,57 +142,80 @@ class Reconciler:
         s3_factory: Callable[[configblob.BootstrapConfig], S3Objects] = S3Objects,
         min_refresh: float = spec_module.MIN_REFRESH_SECONDS,
     ) -> None:
-        self.min_refresh = min_refresh
         self.kube, self.pool, self.digester, self.s3_factory = kube, pool, digester, s3_factory
+        self.min_refresh = min_refresh
         self._memory: dict[str, _Memory] = {}
-        self.s3_requests = 0
 
     def forget(self, uid: str) -> None:
         self._memory.pop(uid, None)
 
-    async def _read_secret_value(self, namespace: str, ref: spec_module.SecretRef, what: str) -> str:
-        secret = await self.kube.get_secret(namespace, ref.name)
-        if secret is None:
-            raise _Failure("SecretNotFound", f"{what} Secret {ref.name!r} not found in namespace {namespace!r}")
-        raw = (secret.get("data") or {}).get(ref.key)
-        if raw is None:
-            raise _Failure("SecretKeyNotFound", f"{what} Secret {ref.name!r} has no key {ref.key!r}")
-        try:
-            text = base64.b64decode(raw, validate=True).decode("utf-8").rstrip("\r\n\t ")
-        except (binascii.Error, UnicodeDecodeError):
-            raise _Failure("SecretInvalid", f"{what} Secret {ref.name!r} key {ref.key!r} is not UTF-8 text") from None
-        if not text:
-            raise _Failure("SecretInvalid", f"{what} Secret {ref.name!r} key {ref.key!r} is empty")
-        return text
-
     async def reconcile(self, observed: Observed) -> Outcome:
+        with metrics.RECONCILE_SECONDS.time():
+            return await self._reconcile(observed)
+
+    async def _reconcile(self, observed: Observed) -> Outcome:
         try:
-            parsed = spec_module.parse(observed.spec, min_refresh=self.min_refresh)
+            parsed = spec_module.parse(observed.spec, min_refresh=self.min_refresh, namespace=observed.namespace)
         except SpecError as exc:
-            return await self._report(observed, None, False, exc.reason, str(exc), retry=None)
+            metrics.SYNCS.labels(exc.reason).inc()
+            return await self._report(
+                observed,
+                None,
+                retry=None,
+                ready=(False, exc.reason, str(exc)),
+                verified=(None, exc.reason, "spec is invalid"),
+                synced=(None, exc.reason, ""),
+            )
         refs = frozenset({parsed.config_ref.name, parsed.passphrase_ref.name})
         if parsed.suspend:
-            outcome = await self._report(observed, None, False, "Suspended", "syncing is suspended", retry=None)
-            outcome.secret_refs = refs
-            return outcome
-        try:
-            outcome = await self._sync(observed, parsed)
-        except _Failure as failure:
-            self.forget(observed.uid)  # the cheap unchanged path only ever follows a success
+            message = "syncing is suspended; targets keep their content"
             outcome = await self._report(
                 observed,
                 None,
-                False,
-                failure.reason,
-                str(failure),
-                retry=min(parsed.refresh_seconds, ERROR_RETRY_SECONDS),
+                retry=None,
+                ready=(False, "Suspended", message),
+                verified=(None, "Suspended", message),
+                synced=(None, "Suspended", message),
             )
-        except VSyncError as exc:
-            self.forget(observed.uid)
-            retry = ERROR_RETRY_SECONDS if exc.reason in ("S3Unreachable",) else parsed.refresh_seconds
-            outcome = await self._report(observed, None, False, exc.reason, str(exc), retry=retry)
+        else:
+            try:
+                outcome = await self._sync(observed, parsed)
+            except (Failure, VSyncError) as exc:
+                self.forget(observed.uid)  # the cheap unchanged path only ever follows a success
+                reason = exc.reason
+                verified = exc.verified if isinstance(exc, Failure) else False
+                metrics.SYNCS.labels(reason).inc()
+                retry = (
+                    min(parsed.refresh_seconds, ERROR_RETRY_SECONDS) if reason in _TRANSIENT else parsed.refresh_seconds
+                )
+                outcome = await self._report(
+                    observed,
+                    None,
+                    retry=retry,
+                    ready=(False, reason, str(exc)),
+                    verified=(verified, reason if verified is not None else "NotChecked", str(exc)),
+                    synced=(None, "NotAttempted", "targets keep their content"),
+                )
         outcome.secret_refs = refs
         return outcome
+
+    async def _read_secret_value(self, namespace: str, ref: spec_module.SecretRef, what: str) -> str:
+        try:
+            secret = await self.kube.get_secret(namespace, ref.name)
+        except KubeError as exc:
+            raise Failure("KubernetesAPIError", f"reading the {what} Secret failed: {exc}") from None
+        if secret is None:
+            raise Failure("SecretNotFound", f"{what} Secret {ref.name!r} not found in namespace {namespace!r}")
+        raw = (secret.get("data") or {}).get(ref.key)
+        if raw is None:
+            raise Failure("SecretKeyNotFound", f"{what} Secret {ref.name!r} has no key {ref.key!r}")
+        try:
+            text = base64.b64decode(raw, validate=True).decode("utf-8").rstrip("\r\n\t ")
+        except (binascii.Error, UnicodeDecodeError):
+            raise Failure("SecretInvalid", f"{what} Secret {ref.name!r} key {ref.key!r} is not UTF-8 text") from None
+        if not text:
+            raise Failure("SecretInvalid", f"{what} Secret {ref.name!r} key {ref.key!r} is empty")
+        return text
 
     async def _sync(self, observed: Observed, parsed: VaultBundleSpec) -> Outcome:
         blob = await self._read_secret_value(observed.namespace, parsed.config_ref, "config")
@@ -195,56 +240,77 @@ class Reconciler:
                 and memory.generation == observed.generation
                 and memory.force_token == force_token
             ):
-                if parsed.version:
+                if parsed.version:  # a pinned bundle is immutable: nothing to look at
+                    metrics.SYNCS.labels("Idle").inc()
                     return Outcome(retry_after=parsed.refresh_seconds, idle=True)
-                unchanged = await asyncio.to_thread(
+                changed = await asyncio.to_thread(
                     bundles.read_pointer, objects, config, memory.pointer.layout, known_etag=memory.pointer.etag
                 )
-                if unchanged is None:
+                if changed is None:
+                    metrics.SYNCS.labels("Idle").inc()
                     return Outcome(retry_after=parsed.refresh_seconds, idle=True)
             bundle, pointer = await self._open(observed, parsed, config, objects, passphrase)
         finally:
-            self.s3_requests += objects.requests
+            metrics.S3_REQUESTS.inc(objects.requests)
         results = [await self._sync_target(observed, parsed, target, bundle) for target in parsed.targets]
-        all_ok = all(result["ready"] for result in results)
-        if all_ok:
-            self._memory[observed.uid] = _Memory(source_digest, observed.generation, force_token, pointer, bundle)
+        failed = [r["name"] for r in results if r["state"] == "Failed"]
+        if not failed:
+            self._memory[observed.uid] = _Memory(source_digest, observed.generation, force_token, pointer)
         else:
-            self._memory.pop(observed.uid, None)
-        events = [
-            Event("Warning" if not r["ready"] else "Normal", r["reason"], f"target {r['name']}: {r['message']}")
-            for r in results
-            if r.pop("_changed", False) or not r["ready"]
-        ]
-        failed = [r["name"] for r in results if not r["ready"]]
-        reason = "DryRun" if parsed.dry_run else ("Synced" if all_ok else "TargetFailed")
-        message = f"bundle {bundle.timestamp}: {len(results)} target(s) " + (
-            "planned, nothing written" if parsed.dry_run else "in sync" if all_ok else f"failed: {', '.join(failed)}"
+            self.forget(observed.uid)
+        floor = observed.status.get("lastAppliedTimestamp") or ""
+        if not failed and not parsed.dry_run:
+            floor = max(floor, bundle.timestamp)
+            metrics.BUNDLE_AGE.applied[(observed.namespace, observed.name)] = _timestamp_epoch(bundle.timestamp)
+        content_digest = self.digester.digest(
+            {
+                **{f"kv:{k}": v.encode() for k, v in bundle.vault.kv.items()},
+                **{f"file:{k}": v for k, v in bundle.vault.files.items()},
+            }
         )
-        applied_floor = observed.status.get("lastAppliedTimestamp") or ""
-        if all_ok and not parsed.dry_run:
-            applied_floor = max(applied_floor, bundle.timestamp)
         extra = {
-            "layout": bundle.layout.value,
-            "bundleTimestamp": bundle.timestamp,
-            "bundleGeneration": bundle.generation,
+            "bundle": {
+                "layout": bundle.layout.value,
+                "timestamp": bundle.timestamp,
+                "generation": bundle.generation,
+                "digest": content_digest,
+            },
             "pointerETag": pointer.etag,
-            "lastAppliedTimestamp": applied_floor or None,
-            "contentDigest": self.digester.digest(
-                {
-                    **{f"kv:{k}": v.encode() for k, v in bundle.vault.kv.items()},
-                    **{f"file:{k}": v for k, v in bundle.vault.files.items()},
-                }
-            ),
+            "lastAppliedTimestamp": floor or None,
             "targets": results,
         }
+        verified = (
+            True,
+            "Verified",
+            f"bundle {bundle.timestamp} authenticated"
+            + (" and its sealed timestamp matches the pointer" if bundle.layout.value == "cli" else ""),
+        )
+        if parsed.dry_run:
+            synced = (False, "DryRun", f"{len(results)} target(s) planned; nothing written (see status.targets[].plan)")
+        elif failed:
+            synced = (False, "TargetFailed", f"failed: {', '.join(failed)}; the other targets are in sync")
+        else:
+            synced = (True, "Synced", f"{len(results)} target(s) hold bundle {bundle.timestamp}")
+        metrics.SYNCS.labels(synced[1]).inc()
+        events = [
+            Event("Normal", "Applied", f"target {r['name']}: {r['message']}")
+            for r in results
+            if r.pop("_changed", False)
+        ]
+        events += [
+            Event("Warning", r["reason"], f"target {r['name']}: {r['message']}")
+            for r in results
+            if r["state"] == "Failed"
+        ]
+        retry = parsed.refresh_seconds if not failed else min(parsed.refresh_seconds, ERROR_RETRY_SECONDS)
         outcome = await self._report(
             observed,
             extra,
-            all_ok,
-            reason,
-            message,
-            retry=parsed.refresh_seconds if all_ok else min(parsed.refresh_seconds, ERROR_RETRY_SECONDS),
+            retry=retry,
+            ready=synced,
+            verified=verified,
+            synced=synced,
+            synced_now=not failed and not parsed.dry_run,
         )
         outcome.events = events + outcome.events
         return outcome
@@ -266,13 +332,17 @@ class Reconciler:
         if floor and pointer.timestamp < floor:
             raise RollbackRefusedError(
                 f"bundle {pointer.timestamp} is older than the last applied {floor}; nothing was changed "
-                "(set rollbackPolicy: Allow or pin spec.source.version to roll back on purpose)"
+                "(pin spec.source.version, or set rollbackPolicy: Allow, to roll back on purpose)"
             )
         envelope = await asyncio.to_thread(bundles.fetch, objects, config, pointer)
+        derivations = self.pool.cache.stats.derivations
+        started = time.monotonic()
         plaintext = await self.pool.aopen_envelope(envelope, passphrase, config.salt, config.iterations)
+        if self.pool.cache.stats.derivations > derivations:
+            metrics.KDF_DERIVATIONS.inc(self.pool.cache.stats.derivations - derivations)
+            metrics.KDF_SECONDS.observe(time.monotonic() - started)
         generation = await asyncio.to_thread(bundles.read_generation, objects, config, pointer.layout)
-        bundle = bundles.finish(pointer, plaintext, generation, env=config.env, env_file=parsed.env_file)
-        return bundle, pointer
+        return bundles.finish(pointer, plaintext, generation, env=config.env, env_file=parsed.env_file), pointer
 
     async def _sync_target(
         self, observed: Observed, parsed: VaultBundleSpec, target: TargetSpec, bundle: Bundle
@@ -290,33 +360,35 @@ class Reconciler:
                 target.kubernetes_secret,
                 self.digester,
             )
-            plan: Plan = await store.plan(desired)
-            if plan.changed and not parsed.dry_run:
-                await store.apply(plan, desired)
-            digest = self.digester.digest(desired)
+            plan = await store.plan(desired)
             changed = plan.changed and not parsed.dry_run
+            if changed:
+                await store.apply(plan, desired)
+            counts = f"{len(plan.create)} created, {len(plan.update)} updated, {len(plan.delete)} removed"
             result.update(
-                ready=True,
+                state="Planned" if parsed.dry_run else "Synced",
                 reason="DryRun" if parsed.dry_run else "Synced",
                 message=(
-                    f"would create {len(plan.create)}, update {len(plan.update)}, delete {len(plan.delete)} key(s)"
+                    f"would be: {counts}"
                     if parsed.dry_run
-                    else f"{len(desired)} key(s) in Secret {target.kubernetes_secret.name}"
+                    else f"Secret {target.kubernetes_secret.name}: {len(desired)} key(s)"
+                    + (f" ({counts})" if changed else "")
                 ),
                 keys=len(desired),
-                digest=digest,
+                digest=self.digester.digest(desired),
                 plan=plan.as_status(),
                 lastSyncTime=_now(),
                 lastChangeTime=_now() if changed else previous.get("lastChangeTime"),
                 _changed=changed,
             )
         except SpecError as exc:
-            result.update(ready=False, reason=exc.reason, message=str(exc))
+            result.update(state="Failed", reason=exc.reason, message=str(exc))
         except TargetError as exc:
-            result.update(ready=False, reason=exc.reason, message=str(exc))
+            result.update(state="Failed", reason=exc.reason, message=str(exc))
         except KubeError as exc:
-            result.update(ready=False, reason="KubernetesAPIError", message=str(exc))
-        if not result["ready"]:
+            result.update(state="Failed", reason="KubernetesAPIError", message=str(exc))
+        metrics.TARGET_SYNCS.labels(target.kind, result["reason"]).inc()
+        if result["state"] == "Failed":  # what the store still holds is what the last success wrote
             result.update(
                 {k: previous[k] for k in ("digest", "keys", "lastSyncTime", "lastChangeTime") if k in previous}
             )
@@ -326,35 +398,32 @@ class Reconciler:
         self,
         observed: Observed,
         extra: dict[str, Any] | None,
-        ready: bool,
-        reason: str,
-        message: str,
         *,
         retry: float | None,
+        ready: tuple[bool | None, str, str],
+        verified: tuple[bool | None, str, str],
+        synced: tuple[bool | None, str, str],
+        synced_now: bool = False,
     ) -> Outcome:
-        """Patch status only when something other than timestamps changed (idle cycles write nothing)."""
+        """Patch status only when something other than timestamps changed: idle cycles write nothing."""
         old = observed.status
         status: dict[str, Any] = {**{k: v for k, v in old.items() if k != "conditions"}, **(extra or {})}
         status["observedGeneration"] = observed.generation
-        status["conditions"] = [_condition(old, ready, reason, message, observed.generation)]
-        if ready:
+        status["conditions"] = _conditions(old, observed.generation, Ready=ready, Verified=verified, Synced=synced)
+        if synced_now:
             status["lastSyncTime"] = _now()
         status = {k: v for k, v in status.items() if v is not None}
+        metrics.READY.labels(observed.namespace, observed.name).set(1 if ready[0] else 0)
         outcome = Outcome(retry_after=retry)
-        if _strip_times(status) != _strip_times(dict(old)):
-            status["lastAttemptTime"] = _now()
-            try:
-                await self.kube.patch_status(observed.namespace, observed.name, status)
-                outcome.status_written = True
-            except KubeError as exc:
-                outcome.retry_after = ERROR_RETRY_SECONDS
-                outcome.events.append(Event("Warning", "StatusUpdateFailed", str(exc)))
-            if not ready:
-                outcome.events.append(Event("Warning", reason, message))
+        if _strip_times(status) == _strip_times(dict(old)):
+            return outcome
+        status["lastAttemptTime"] = _now()
+        try:
+            await self.kube.patch_status(observed.namespace, observed.name, status)
+            outcome.status_written = True
+        except KubeError as exc:
+            outcome.retry_after = ERROR_RETRY_SECONDS
+            outcome.events.append(Event("Warning", "StatusUpdateFailed", str(exc)))
+        if not ready[0]:
+            outcome.events.append(Event("Warning", ready[1], ready[2]))
         return outcome
-
-
-class _Failure(Exception):
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason

@@ -27,6 +27,12 @@ class SpecError(ValueError):
     reason = "InvalidSpec"
 
 
+class CrossNamespaceError(SpecError):
+    """A Secret reference names another namespace: refused (tenant isolation)."""
+
+    reason = "CrossNamespaceReference"
+
+
 def parse_duration(text: str, path: str) -> float:
     position, total = 0, 0.0
     for match in _DURATION.finditer(text):
@@ -139,10 +145,13 @@ def _string_map(value: Any, path: str) -> dict[str, str]:
     return dict(mapping)
 
 
-def _ref(value: Any, path: str, default_key: str) -> SecretRef:
+def _ref(value: Any, path: str, default_key: str, namespace: str | None) -> SecretRef:
     ref = _obj(value, path)
-    if "namespace" in ref:
-        raise SpecError(f"{path}.namespace is not allowed: referenced Secrets must be in the VaultBundle's namespace")
+    if ref.get("namespace") and ref.get("namespace") != namespace:
+        raise CrossNamespaceError(
+            f"{path}.namespace {ref['namespace']!r} is refused: a VaultBundle reads Secrets only from its own "
+            f"namespace{f' ({namespace!r})' if namespace else ''}; copy the Secret there or drop the field"
+        )
     return SecretRef(
         _str(ref.get("name"), f"{path}.name", required=True), _str(ref.get("key"), f"{path}.key", default=default_key)
     )
@@ -202,12 +211,14 @@ def _target(raw: Any, path: str) -> TargetSpec:
     )
 
 
-def parse(spec: Mapping[str, Any], *, min_refresh: float = MIN_REFRESH_SECONDS) -> VaultBundleSpec:
+def parse(
+    spec: Mapping[str, Any], *, min_refresh: float = MIN_REFRESH_SECONDS, namespace: str | None = None
+) -> VaultBundleSpec:
     source = _obj(spec.get("source"), "spec.source")
     if not source:
         raise SpecError("spec.source is required")
-    config_ref = _ref(source.get("configSecretRef"), "spec.source.configSecretRef", "config")
-    passphrase_ref = _ref(source.get("passphraseSecretRef"), "spec.source.passphraseSecretRef", "passphrase")
+    config_ref = _ref(source.get("configSecretRef"), "spec.source.configSecretRef", "config", namespace)
+    passphrase_ref = _ref(source.get("passphraseSecretRef"), "spec.source.passphraseSecretRef", "passphrase", namespace)
     if config_ref.name == passphrase_ref.name:
         raise SpecError("spec.source: config and passphrase must live in different Secrets (separate leak channels)")
     layout_text = _str(source.get("layout"), "spec.source.layout", default="auto")

@@ -157,15 +157,16 @@ def test_status_round_trips_and_feeds_printer_columns(kubectl: Kubectl, namespac
     now = "2025-02-01T10:00:00Z"
     status = {
         "observedGeneration": 1,
-        "layout": "cli",
-        "bundleTimestamp": "20250201-095959",
-        "bundleGeneration": 7,
+        "bundle": {
+            "layout": "cli",
+            "timestamp": "20250201-095959",
+            "generation": 7,
+            "digest": "hmac-sha256:" + "ab" * 32,
+        },
         "lastAppliedTimestamp": "20250201-095959",
         "pointerETag": '"0123abcd"',
-        "contentDigest": "hmac-sha256:" + "ab" * 32,
         "lastSyncTime": now,
         "lastAttemptTime": now,
-        "nextRefreshTime": "2025-02-01T10:01:00Z",
         "conditions": [
             {
                 "type": "Ready",
@@ -180,7 +181,7 @@ def test_status_round_trips_and_feeds_printer_columns(kubectl: Kubectl, namespac
             {
                 "name": "out",
                 "kind": "kubernetesSecret",
-                "ready": True,
+                "state": "Synced",
                 "reason": "Synced",
                 "message": "3 keys",
                 "lastSyncTime": now,
@@ -274,10 +275,6 @@ REJECTED: dict[str, tuple[Any, str]] = {
         "fromFile must be a relative path inside the bundle without '..' segments",
     ),
     "unknown field in a target": (_set(["targets", 0, "github"], {}), 'unknown field "spec.targets[0].github"'),
-    "namespace on a ref": (
-        _set(["source", "configSecretRef", "namespace"], "kube-system"),
-        'unknown field "spec.source.configSecretRef.namespace"',
-    ),
 }
 
 

@@ -187,8 +187,8 @@ def test_printer_columns() -> None:
     assert list(columns) == ["Ready", "Reason", "Bundle", "Generation", "Last Sync", "Age"]
     assert columns["Ready"] == ("string", '.status.conditions[?(@.type=="Ready")].status')
     assert columns["Reason"] == ("string", '.status.conditions[?(@.type=="Ready")].reason')
-    assert columns["Bundle"] == ("string", ".status.bundleTimestamp")
-    assert columns["Generation"] == ("integer", ".status.bundleGeneration")
+    assert columns["Bundle"] == ("string", ".status.bundle.timestamp")
+    assert columns["Generation"] == ("integer", ".status.bundle.generation")
     assert columns["Last Sync"] == ("date", ".status.lastSyncTime")
     assert columns["Age"] == ("date", ".metadata.creationTimestamp")
 
@@ -261,9 +261,11 @@ def test_enums() -> None:
     assert at("status.conditions.status")["enum"] == ["True", "False", "Unknown"]
 
 
-def test_refs_have_no_namespace_field() -> None:
-    for path in ("spec.source.configSecretRef", "spec.source.passphraseSecretRef", "spec.targets.kubernetesSecret"):
-        assert "namespace" not in at(path)["properties"], path
+def test_only_source_refs_take_a_namespace_and_it_is_documented_as_refused() -> None:
+    """A namespace on a ref is accepted by the schema so the operator can refuse it with a clear condition."""
+    for path in ("spec.source.configSecretRef", "spec.source.passphraseSecretRef"):
+        assert "CrossNamespaceReference" in at(path)["properties"]["namespace"]["description"], path
+    assert "namespace" not in at("spec.targets.kubernetesSecret")["properties"]
     assert "tenant isolation" in at("spec.source")["description"]
 
 
@@ -271,27 +273,24 @@ def test_status_shape() -> None:
     status = at("status")["properties"]
     for name in (
         "observedGeneration",
-        "layout",
-        "bundleTimestamp",
-        "bundleGeneration",
+        "bundle",
         "lastAppliedTimestamp",
         "pointerETag",
-        "contentDigest",
         "lastSyncTime",
         "lastAttemptTime",
-        "nextRefreshTime",
         "conditions",
         "targets",
     ):
         assert name in status, name
-    assert "HMAC" in status["contentDigest"]["description"]
+    assert set(status["bundle"]["properties"]) == {"layout", "timestamp", "generation", "digest"}
+    assert "HMAC" in status["bundle"]["properties"]["digest"]["description"]
     assert status["conditions"]["x-kubernetes-list-map-keys"] == ["type"]
     assert status["targets"]["x-kubernetes-list-map-keys"] == ["name"]
     target = status["targets"]["items"]["properties"]
     expected = {
         "name",
         "kind",
-        "ready",
+        "state",
         "reason",
         "message",
         "lastSyncTime",
@@ -418,9 +417,9 @@ BROKEN: dict[str, tuple[Callable[[dict[str, Any]], object], str]] = {
     "bad layout": (lambda o: o["spec"]["source"].update(layout="s3"), "is not one of"),
     "bad refresh interval": (lambda o: o["spec"].update(refreshInterval="1 minute"), "does not match"),
     "bad rollback policy": (lambda o: o["spec"].update(rollbackPolicy="refuse"), "is not one of"),
-    "ref with namespace": (
-        lambda o: o["spec"]["source"]["configSecretRef"].update(namespace="other"),
-        "Additional properties",
+    "ref namespace not a DNS label": (
+        lambda o: o["spec"]["source"]["configSecretRef"].update(namespace="x" * 64),
+        "is too long",
     ),
     "unknown target field": (lambda o: o["spec"]["targets"][0].update(github={}), "Additional properties"),
     "same secret for config and passphrase": (

@@ -47,7 +47,7 @@ def test_durations(text: str, seconds: float) -> None:
         ({"source": {"configSecretRef": {"name": "s"}, "passphraseSecretRef": {"name": "s"}}}, "different Secrets"),
         (
             {"source": {"configSecretRef": {"name": "a", "namespace": "other"}, "passphraseSecretRef": {"name": "b"}}},
-            "configSecretRef.namespace is not allowed",
+            "configSecretRef.namespace 'other' is refused",
         ),
         ({"refreshInterval": "soon"}, "spec.refreshInterval"),
         ({"rollbackPolicy": "Sometimes"}, "spec.rollbackPolicy"),
@@ -157,3 +157,12 @@ def test_digest_is_keyed_and_order_independent() -> None:
     assert a == one.digest({"B": b"2", "A": b"1"}) and a != two.digest({"A": b"1", "B": b"2"})
     assert a != one.digest({"A": b"12", "B": b""})  # boundaries are length-prefixed
     assert "k" * 8 not in repr(one)
+
+
+def test_cross_namespace_reference_has_its_own_reason() -> None:
+    refs = {"configSecretRef": {"name": "a", "namespace": "team-b"}, "passphraseSecretRef": {"name": "b"}}
+    with pytest.raises(SpecError) as caught:
+        parse(spec(source=refs), namespace="team-a")
+    assert caught.value.reason == "CrossNamespaceReference" and "'team-a'" in str(caught.value)
+    same = {"configSecretRef": {"name": "a", "namespace": "team-a"}, "passphraseSecretRef": {"name": "b"}}
+    assert parse(spec(source=same), namespace="team-a").config_ref.name == "a"

@@ -1,0 +1,67 @@
+"""Prometheus metrics. Labels are names and reasons only; no value, digest or key name of a secret."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+SYNCS = Counter(
+    "vaultbundle_syncs_total",
+    "Reconcile cycles by result (Synced, Idle, or a failure reason).",
+    ["result"],
+    registry=REGISTRY,
+)
+TARGET_SYNCS = Counter(
+    "vaultbundle_target_syncs_total", "Target syncs by kind and result.", ["kind", "result"], registry=REGISTRY
+)
+RECONCILE_SECONDS = Histogram(
+    "vaultbundle_reconcile_duration_seconds",
+    "Duration of one reconcile cycle.",
+    registry=REGISTRY,
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+KDF_SECONDS = Histogram(
+    "vaultbundle_kdf_duration_seconds",
+    "Wall time of cycles that derived a key (PBKDF2).",
+    registry=REGISTRY,
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+)
+KDF_DERIVATIONS = Counter(
+    "vaultbundle_kdf_derivations_total", "PBKDF2 derivations performed (cache misses).", registry=REGISTRY
+)
+S3_REQUESTS = Counter("vaultbundle_s3_requests_total", "Requests sent to S3.", registry=REGISTRY)
+API_WRITES = Counter(
+    "vaultbundle_kubernetes_writes_total",
+    "Write requests sent to the Kubernetes API.",
+    ["operation"],
+    registry=REGISTRY,
+)
+
+
+class _BundleAge(Collector):
+    """Age of each applied bundle, computed at scrape time from its timestamp."""
+
+    def __init__(self) -> None:
+        self.applied: dict[tuple[str, str], float] = {}
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "vaultbundle_bundle_age_seconds",
+            "Age of the applied bundle (now - its sealed timestamp).",
+            labels=["namespace", "name"],
+        )
+        now = time.time()
+        for (namespace, name), stamp in list(self.applied.items()):
+            family.add_metric([namespace, name], now - stamp)
+        yield family
+
+
+BUNDLE_AGE = _BundleAge()
+REGISTRY.register(BUNDLE_AGE)
+READY = Gauge("vaultbundle_ready", "1 when the VaultBundle is Ready, else 0.", ["namespace", "name"], registry=REGISTRY)
