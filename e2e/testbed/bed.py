@@ -50,6 +50,24 @@ _OPTIONAL_MODULE_FILES = {
     "github-actions": REPO_ROOT / "e2e" / "fakes" / "github_actions.py",
 }
 
+# Writes to the objects a secrets operator touches, at Metadata level (no bodies, so no secret values): tests
+# count an operator's API writes per namespace from this log.
+AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+  - level: Metadata
+    verbs: ["create", "update", "patch", "delete", "deletecollection"]
+    resources:
+      - group: ""
+        resources: ["secrets", "events", "configmaps"]
+      - group: "vaultbundle.io"
+        resources: ["vaultbundles", "vaultbundles/status"]
+      - group: "events.k8s.io"
+        resources: ["events"]
+  - level: None
+"""
+
 
 class TestBedError(RuntimeError):
     pass
@@ -187,6 +205,7 @@ class TestBed:
         flat = iter(free_ports(sum(len(PORT_NAMES[n]) for n in others), exclude={bao, bao + 1}))
         ports = {name: {port_name: next(flat) for port_name in PORT_NAMES[name]} for name in others}
         ports["openbao"] = {"http": bao, "cluster": bao + 1}
+        self.layout.audit_policy.write_text(AUDIT_POLICY)
         specs = build_specs(self.layout, self.binaries, pki, ports, vault_token)
         return [s for s in specs if s.name in wanted]
 
@@ -274,6 +293,7 @@ class TestBed:
             "KUBECONFIG": str(self.layout.kubeconfig),
             "KUBE_APISERVER_URL": apiserver_url,
             "KUBE_CA_FILE": str(pki.ca.cert),
+            "KUBE_AUDIT_LOG": str(self.layout.audit_log),
             "KUBE_ADMIN_CERT_FILE": str(pki.admin.cert),
             "KUBE_ADMIN_KEY_FILE": str(pki.admin.key),
             "ETCD_ENDPOINT": f"http://127.0.0.1:{port['etcd']}",

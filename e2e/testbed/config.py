@@ -55,12 +55,23 @@ class Layout:
     def kubeconfig(self) -> Path:
         return self.root / "kubeconfig"
 
+    @property
+    def audit_policy(self) -> Path:
+        return self.root / "audit-policy.yaml"
+
+    @property
+    def audit_log(self) -> Path:
+        """The apiserver's audit log: metadata only (who wrote what, when), never request or response bodies."""
+        return self.logs / "kube-apiserver-audit.log"
+
     def log_file(self, component: str) -> Path:
         return self.logs / f"{component}.log"
 
 
 def default_layout() -> Layout:
-    return Layout(REPO_ROOT / ".testbed")
+    """``<repo>/.testbed``, or ``$VAULTBUNDLE_TESTBED_DIR`` (to run a second bed beside it)."""
+    override = os.environ.get("VAULTBUNDLE_TESTBED_DIR")
+    return Layout(Path(override) if override else REPO_ROOT / ".testbed")
 
 
 @dataclass(frozen=True)

@@ -330,6 +330,11 @@ def share_import(share_file: str, share_passphrase_file: str, config_out: str, p
 @click.option("--namespace", "-n", "namespaces", multiple=True, help="Watch this namespace (repeatable).")
 @click.option("--all-namespaces", "-A", "all_namespaces", is_flag=True, help="Watch every namespace.")
 @click.option("--kubeconfig", envvar="KUBECONFIG", help="Kubeconfig file when not running in a cluster.")
+@click.option(
+    "--metrics-port", type=int, default=8080, show_default=True, help="Port of /metrics, /healthz and /readyz."
+)
+@click.option("--metrics-host", default="0.0.0.0", show_default=True, help="Address to serve them on.")  # noqa: S104
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--workers", type=int, help="Crypto worker processes (default: CPU count).")
 @click.option("--max-concurrent", type=int, default=16, show_default=True, help="Reconciles running at once.")
 @click.option("--min-refresh-interval", default="10s", show_default=True, help="Lower bound for refreshInterval.")
@@ -338,30 +343,33 @@ def share_import(share_file: str, share_passphrase_file: str, config_out: str, p
     envvar="VAULTBUNDLE_DIGEST_KEY_FILE",
     help="Key for the HMAC digests shown in status (default: random per process).",
 )
-@click.option("--liveness", default="http://0.0.0.0:8080/healthz", show_default=True, help="Health endpoint URL.")
 @click.option("--verbose", "-v", is_flag=True, help="Debug logging (never logs secret values).")
 def run(
     namespaces: tuple[str, ...],
     all_namespaces: bool,
     kubeconfig: str | None,
+    metrics_port: int,
+    metrics_host: str,
+    log_format: str,
     workers: int | None,
     max_concurrent: int,
     min_refresh_interval: str,
     digest_key_file: str | None,
-    liveness: str,
     verbose: bool,
 ) -> None:
     """Run the operator: keep every VaultBundle's targets equal to its latest verified bundle."""
     import kopf  # noqa: PLC0415 - heavy; only this command needs it
 
     from .controller import Settings, build_registry  # noqa: PLC0415
+    from .observability import disable_core_dumps  # noqa: PLC0415
     from .spec import parse_duration  # noqa: PLC0415
 
     if bool(namespaces) == all_namespaces:
         raise click.UsageError("give --namespace (one or more) or --all-namespaces")
+    disable_core_dumps()
     if kubeconfig:
         os.environ["KUBECONFIG"] = kubeconfig
-    kopf.configure(verbose=verbose)
+    kopf.configure(verbose=verbose, log_format=kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.FULL)
     for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "kubernetes"):  # their debug output shows requests
         logging.getLogger(noisy).setLevel(logging.WARNING)
     settings = Settings(
@@ -369,14 +377,12 @@ def run(
         workers=workers,
         digest_key_file=digest_key_file,
         max_concurrent=max_concurrent,
+        metrics_host=metrics_host,
+        metrics_port=metrics_port,
         min_refresh=parse_duration(min_refresh_interval, "--min-refresh-interval"),
     )
     kopf.run(
-        registry=build_registry(settings),
-        standalone=True,
-        clusterwide=all_namespaces,
-        namespaces=list(namespaces),
-        liveness_endpoint=liveness,
+        registry=build_registry(settings), standalone=True, clusterwide=all_namespaces, namespaces=list(namespaces)
     )
 
 

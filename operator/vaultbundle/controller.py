@@ -17,6 +17,7 @@ from typing import Any, cast
 
 import kopf
 
+from . import observability
 from .digest import Digester
 from .kube import GROUP, PLURAL, VERSION, Kube, load_api_client
 from .pool import CryptoPool
@@ -32,6 +33,8 @@ class Settings:
     digest_key_file: str | None = None
     max_concurrent: int = 16
     min_refresh: float = 10.0
+    metrics_host: str = "0.0.0.0"  # noqa: S104 - a pod's probes and Prometheus reach it on the pod IP
+    metrics_port: int = 8080
 
 
 @dataclass
@@ -127,6 +130,9 @@ def build_registry(config: Settings) -> kopf.OperatorRegistry:
         pool = CryptoPool(workers=config.workers)
         digester = Digester.from_file_or_random(config.digest_key_file)
         state["pool"] = pool
+        state["http"] = await observability.serve(
+            config.metrics_host, config.metrics_port, lambda: "scheduler" in state
+        )
         state["scheduler"] = Scheduler(
             Reconciler(kube, pool, digester, min_refresh=config.min_refresh), config.max_concurrent
         )
@@ -135,6 +141,7 @@ def build_registry(config: Settings) -> kopf.OperatorRegistry:
     async def cleanup(**_: Any) -> None:
         await state["scheduler"].stop()
         state["pool"].close()
+        await state["http"].cleanup()
 
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
     async def vaultbundle_event(event: Any, body: kopf.Body, uid: str, **_: Any) -> None:

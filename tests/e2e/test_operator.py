@@ -1,21 +1,23 @@
 """The operator as a local process against the real kube-apiserver (+ controller-manager) and real S3.
 
-Proves: a VaultBundle becomes Ready and its Secret holds the bundle; an idle cycle writes nothing; a new
-bundle propagates; a moved-back pointer is refused without touching the Secret; a wrong passphrase is
-reported and changes nothing; an unowned Secret is not taken over unless adopt is set; deletionPolicy
-Delete lets Kubernetes' garbage collector remove the Secret.
+Each test drives a scenario from the operator issue's "done means" and checks the outcome where a user
+would: the Secret, the VaultBundle's status and conditions, Events, and the operator's and the apiserver's
+own request metrics.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import os
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,8 @@ from vaultbundle.remote import S3Objects
 
 pytestmark = pytest.mark.testbed
 PASSPHRASE = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+ROTATED = "rotated-passphrase-0123456789"
+CANARY = "CANARY-" + uuid.uuid4().hex  # must reach the Secret and nothing else
 
 
 def wait_for(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
@@ -49,73 +53,95 @@ def wait_for(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
         time.sleep(0.2)
 
 
+def _get(url: str) -> str:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return str(response.read().decode())
+    except OSError:
+        return ""
+
+
+def metric_sum(text: str, name: str, **labels: str) -> float:
+    """Sum a Prometheus metric family, keeping samples whose labels include *labels*."""
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name) or line[len(name)] not in " {":
+            continue
+        if all(f'{key}="{value}"' in line for key, value in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+@dataclass
+class Operator:
+    log: Path
+    port: int
+
+    def metric(self, name: str, **labels: str) -> float:
+        return metric_sum(_get(f"http://127.0.0.1:{self.port}/metrics"), name, **labels)
+
+
+def kubectl(testbed: dict[str, str], *args: str) -> None:
+    subprocess.run([testbed["KUBECTL"], "--kubeconfig", testbed["KUBECONFIG"], *args], check=True, capture_output=True)
+
+
 @pytest.fixture(scope="module")
 def kube(testbed: dict[str, str]) -> k8s.ApiClient:
     return k8s_config.new_client_from_config(config_file=testbed["KUBECONFIG"])
 
 
 @pytest.fixture(scope="module")
-def operator(testbed: dict[str, str], kube: k8s.ApiClient, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    subprocess.run(
-        [testbed["KUBECTL"], "--kubeconfig", testbed["KUBECONFIG"], "apply", "--server-side", "-f", str(REPO / "crds")],
-        check=True,
-        capture_output=True,
-    )
-    subprocess.run(
-        [
-            testbed["KUBECTL"],
-            "--kubeconfig",
-            testbed["KUBECONFIG"],
-            "wait",
-            "--for=condition=Established",
-            "crd/vaultbundles.vaultbundle.io",
-            "--timeout=30s",
-        ],
-        check=True,
-        capture_output=True,
-    )
+def operator(testbed: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
+    kubectl(testbed, "apply", "--server-side", "-f", str(REPO / "crds"))
+    kubectl(testbed, "wait", "--for=condition=Established", "crd/vaultbundles.vaultbundle.io", "--timeout=30s")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     log = tmp_path_factory.mktemp("operator") / "operator.log"
+    command = [
+        sys.executable,
+        "-m",
+        "vaultbundle.cli",
+        "run",
+        "--all-namespaces",
+        "--kubeconfig",
+        testbed["KUBECONFIG"],
+        "--min-refresh-interval",
+        "1s",
+        "--workers",
+        "1",
+        "--metrics-host",
+        "127.0.0.1",
+        "--metrics-port",
+        str(port),
+        "--verbose",
+    ]
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "vaultbundle.cli",
-                "run",
-                "--all-namespaces",
-                "--kubeconfig",
-                testbed["KUBECONFIG"],
-                "--min-refresh-interval",
-                "1s",
-                "--workers",
-                "1",
-                "--liveness",
-                f"http://127.0.0.1:{port}/healthz",
-                "--verbose",
-            ],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            command, stdout=sink, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
         )
     try:
-        yield log
+        wait_for(lambda: _get(f"http://127.0.0.1:{port}/readyz") == "ready\n", "the operator's /readyz", timeout=60)
+        assert _get(f"http://127.0.0.1:{port}/healthz") == "ok\n"
+        yield Operator(log, port)
     finally:
         process.terminate()
         try:
-            process.wait(15)
+            assert process.wait(20) == 0, "the operator did not shut down cleanly on SIGTERM"
         except subprocess.TimeoutExpired:
             process.kill()
-        if PASSPHRASE in log.read_text(errors="replace"):
-            pytest.fail("the passphrase appeared in the operator log")
+            pytest.fail("the operator ignored SIGTERM for 20s")
+        text = log.read_text(errors="replace")
+        for secret in (PASSPHRASE, ROTATED, CANARY):
+            assert secret not in text, "a secret value appeared in the operator log (verbose level)"
 
 
 class Scenario:
     """A namespace, a bucket, the two source Secrets and helpers to push bundles and read results."""
 
     def __init__(self, testbed: dict[str, str], kube: k8s.ApiClient) -> None:
+        self.testbed = testbed
+        self.api = kube
         self.core, self.custom = k8s.CoreV1Api(kube), k8s.CustomObjectsApi(kube)
         self.ns = f"vb-{uuid.uuid4().hex[:8]}"
         self.core.create_namespace({"metadata": {"name": self.ns}})
@@ -152,17 +178,18 @@ class Scenario:
         else:
             self.core.create_namespaced_secret(self.ns, body)
 
-    def push(self, files: dict[str, bytes]) -> str:
-        pointer = bundles.push(S3Objects(self.config), self.config, PASSPHRASE, self.pool, files, layout=Layout.CLI)
+    def push(self, files: dict[str, bytes], passphrase: str = PASSPHRASE) -> str:
+        pointer = bundles.push(S3Objects(self.config), self.config, passphrase, self.pool, files, layout=Layout.CLI)
         return pointer.timestamp
 
-    def apply(self, name: str, target: dict[str, Any], **spec: Any) -> None:
+    def apply(self, name: str, target: dict[str, Any], source: dict[str, Any] | None = None, **spec: Any) -> None:
+        refs = {"configSecretRef": {"name": "web-vsync"}, "passphraseSecretRef": {"name": "web-passphrase"}}
         body = {
             "apiVersion": "vaultbundle.io/v1alpha1",
             "kind": "VaultBundle",
             "metadata": {"name": name},
             "spec": {
-                "source": {"configSecretRef": {"name": "web-vsync"}, "passphraseSecretRef": {"name": "web-passphrase"}},
+                "source": {**refs, **(source or {})},
                 "refreshInterval": "1s",
                 "targets": [{"name": "app", "kubernetesSecret": target}],
                 **spec,
@@ -176,8 +203,11 @@ class Scenario:
         )
         return result
 
-    def ready(self, name: str) -> dict[str, Any]:
-        return next((c for c in self.vb(name).get("status", {}).get("conditions", []) if c["type"] == "Ready"), {})
+    def condition(self, name: str, kind: str = "Ready") -> dict[str, Any]:
+        return next((c for c in self.vb(name).get("status", {}).get("conditions", []) if c["type"] == kind), {})
+
+    def reason(self, name: str) -> str:
+        return str(self.condition(name).get("reason", ""))
 
     def data(self, name: str) -> dict[str, str] | None:
         try:
@@ -188,67 +218,153 @@ class Scenario:
             raise
         return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
 
-    def resource_version(self, kind: str, name: str) -> str:
-        if kind == "secret":
-            return str(self.core.read_namespaced_secret(name, self.ns).metadata.resource_version)
-        return str(self.vb(name)["metadata"]["resourceVersion"])
+    def events(self) -> list[tuple[str, str, str]]:
+        items = self.core.list_namespaced_event(self.ns).items
+        return [(e.type, e.reason, e.message) for e in items]
+
+    def api_writes(self) -> int:
+        """Write requests the apiserver served in this namespace, from its audit log (metadata only)."""
+        count = 0
+        with open(self.testbed["KUBE_AUDIT_LOG"], encoding="utf-8") as log:
+            for line in log:
+                entry = json.loads(line)
+                if entry.get("stage") == "ResponseComplete" and entry["objectRef"].get("namespace") == self.ns:
+                    count += 1
+        return count
 
 
 @pytest.fixture
-def scenario(testbed: dict[str, str], kube: k8s.ApiClient, operator: Path) -> Iterator[Scenario]:
+def scenario(testbed: dict[str, str], kube: k8s.ApiClient, operator: Operator) -> Iterator[Scenario]:
     made = Scenario(testbed, kube)
     yield made
+    for status in (
+        str(made.vb(vb["metadata"]["name"]).get("status"))
+        for vb in made.custom.list_namespaced_custom_object("vaultbundle.io", "v1alpha1", made.ns, "vaultbundles")[
+            "items"
+        ]
+    ):
+        assert CANARY not in status and PASSPHRASE not in status
+    assert not any(CANARY in message or PASSPHRASE in message for _, _, message in made.events())
     made.core.delete_namespace(made.ns)
 
 
-def test_sync_idle_update_rollback_and_wrong_passphrase(scenario: Scenario, operator: Path) -> None:
-    first = scenario.push({".env.prod": b'DB_URL="postgres://db/app"\nAPI_KEY=k1\n', "tls/ca.pem": b"CA"})
-    scenario.apply("web", {"name": "web-env", "files": {"include": ["*"]}})
-    wait_for(
-        lambda: scenario.data("web-env") == {"DB_URL": "postgres://db/app", "API_KEY": "k1", "tls_ca.pem": "CA"},
-        "the Secret to hold the bundle",
+def test_sync_idle_update_prune_and_refusals(scenario: Scenario, operator: Operator) -> None:
+    first = scenario.push(
+        {".env.prod": f'DB_URL="postgres://db/app"\nAPI_KEY={CANARY}\nOLD=1\n'.encode(), "tls/ca.pem": b"CA"}
     )
-    wait_for(lambda: scenario.ready("web").get("reason") == "Synced", "Ready=Synced")
+    scenario.apply("web", {"name": "web-env", "files": {"include": ["*"]}})
+    expected = {"DB_URL": "postgres://db/app", "API_KEY": CANARY, "OLD": "1", "tls_ca.pem": "CA"}
+    wait_for(lambda: scenario.data("web-env") == expected, "the Secret to hold exactly the bundle's keys")
+    wait_for(lambda: scenario.reason("web") == "Synced", "Ready=Synced")
     status = scenario.vb("web")["status"]
-    assert status["bundleTimestamp"] == first and status["layout"] == "cli"
-    assert status["contentDigest"].startswith("hmac-sha256:") and status["targets"][0]["keys"] == 3
+    assert status["bundle"]["timestamp"] == first and status["bundle"]["layout"] == "cli"
+    assert status["bundle"]["digest"].startswith("hmac-sha256:")
+    assert status["targets"][0]["state"] == "Synced" and status["targets"][0]["keys"] == 4
+    assert {c["type"]: c["status"] for c in status["conditions"]} == {
+        "Ready": "True",
+        "Verified": "True",
+        "Synced": "True",
+    }
+    secret = scenario.core.read_namespaced_secret("web-env", scenario.ns)
+    assert secret.metadata.labels["app.kubernetes.io/managed-by"] == "vaultbundle"
+    assert secret.metadata.annotations["vaultbundle.io/content-digest"].startswith("hmac-sha256:")
+    assert ("Normal", "Applied") in {(t, r) for t, r, _ in scenario.events()}
 
-    # idle: several refresh cycles (1s) with nothing changed write nothing to the API server
-    versions = (scenario.resource_version("secret", "web-env"), scenario.resource_version("vb", "web"))
-    time.sleep(4)
-    assert (scenario.resource_version("secret", "web-env"), scenario.resource_version("vb", "web")) == versions
+    # idle: refresh cycles (1s) with nothing changed: no API writes (apiserver's own count), no KDF, ~1 S3 GET each
+    time.sleep(1.5)
+    writes, kdf = scenario.api_writes(), operator.metric("vaultbundle_kdf_derivations_total")
+    s3, idle = (
+        operator.metric("vaultbundle_s3_requests_total"),
+        operator.metric("vaultbundle_syncs_total", result="Idle"),
+    )
+    events = len(scenario.events())
+    time.sleep(5)
+    cycles = operator.metric("vaultbundle_syncs_total", result="Idle") - idle
+    assert cycles >= 3
+    assert writes > 0 and scenario.api_writes() == writes and len(scenario.events()) == events
+    assert operator.metric("vaultbundle_kdf_derivations_total") == kdf
+    assert operator.metric("vaultbundle_s3_requests_total") - s3 <= cycles + 1
 
-    # a new bundle propagates
-    second = scenario.push({".env.prod": b"API_KEY=k2\n"})
+    # a new bundle propagates and a key that left it is pruned
+    second = scenario.push(
+        {".env.prod": f"API_KEY={CANARY}-2\nDB_URL=postgres://db/app\n".encode(), "tls/ca.pem": b"CA"}
+    )
     started = time.monotonic()
-    wait_for(lambda: scenario.data("web-env") == {"API_KEY": "k2"}, "the new bundle (pruned keys)")
-    assert time.monotonic() - started < 10
+    wait_for(
+        lambda: (
+            scenario.data("web-env") == {"API_KEY": f"{CANARY}-2", "DB_URL": "postgres://db/app", "tls_ca.pem": "CA"}
+        ),
+        "the new bundle, OLD pruned",
+    )
+    assert time.monotonic() - started < 5
     wait_for(lambda: scenario.vb("web")["status"].get("lastAppliedTimestamp") == second, "the new floor")
+    current = scenario.data("web-env")
 
-    # pointer moved back to the first bundle: refused, Secret untouched
+    # pointer moved back to the first bundle: refused with a Warning Event, Secret untouched
     scenario.s3.put_object(Bucket=scenario.bucket, Key="web/prod/latest", Body=first.encode())
-    wait_for(lambda: scenario.ready("web").get("reason") == "RollbackRefused", "RollbackRefused")
-    assert scenario.data("web-env") == {"API_KEY": "k2"}
+    wait_for(lambda: scenario.reason("web") == "RollbackRefused", "RollbackRefused")
+    assert scenario.condition("web", "Verified")["status"] == "False" and scenario.data("web-env") == current
+    assert ("Warning", "RollbackRefused") in {(t, r) for t, r, _ in scenario.events()}
+
+    # tampered: the old bundle copied under the new name, pointer at the new name -> the sealed timestamp differs
+    old = scenario.s3.get_object(Bucket=scenario.bucket, Key=f"web/prod/versions/{first}.enc")["Body"].read()
+    fake = "29991231-235959"
+    scenario.s3.put_object(Bucket=scenario.bucket, Key=f"web/prod/versions/{fake}.enc", Body=old)
+    scenario.s3.put_object(Bucket=scenario.bucket, Key="web/prod/latest", Body=fake.encode())
+    wait_for(lambda: scenario.reason("web") == "BundleCorrupt", "BundleCorrupt (sealed timestamp mismatch)")
+    assert "sealed timestamp" in scenario.condition("web")["message"] and scenario.data("web-env") == current
+    flipped = bytearray(old)
+    flipped[40] ^= 1
+    scenario.s3.put_object(Bucket=scenario.bucket, Key=f"web/prod/versions/{fake}.enc", Body=bytes(flipped))
+    wait_for(lambda: scenario.reason("web") == "WrongPassphrase", "a failed tag on a flipped byte")
+    assert scenario.data("web-env") == current
+
+    # fixing the cause recovers without a restart
     scenario.s3.put_object(Bucket=scenario.bucket, Key="web/prod/latest", Body=second.encode())
-    wait_for(lambda: scenario.ready("web").get("reason") == "Synced", "recovery")
+    wait_for(lambda: scenario.reason("web") == "Synced", "recovery")
 
     # the passphrase Secret changes to a wrong one: reported at once, nothing written
     scenario.secret("web-passphrase", {"passphrase": "not-the-passphrase"}, replace=True)
-    wait_for(lambda: scenario.ready("web").get("reason") == "WrongPassphrase", "WrongPassphrase", timeout=20)
-    assert scenario.data("web-env") == {"API_KEY": "k2"}
-    assert "not-the-passphrase" not in str(scenario.vb("web")["status"])
+    wait_for(lambda: scenario.reason("web") == "WrongPassphrase", "WrongPassphrase", timeout=20)
+    assert scenario.data("web-env") == current
+
+    # passphrase rotation: a bundle sealed with the new passphrase plus the updated Secret converge
+    scenario.push({".env.prod": b"API_KEY=rotated\n"}, passphrase=ROTATED)
+    scenario.secret("web-passphrase", {"passphrase": ROTATED}, replace=True)
+    wait_for(lambda: scenario.data("web-env") == {"API_KEY": "rotated"}, "convergence after rotation")
+    wait_for(lambda: scenario.reason("web") == "Synced", "Synced after rotation")
 
 
-def test_ownership_adopt_and_garbage_collection(scenario: Scenario) -> None:
+def test_missing_and_cross_namespace_sources(scenario: Scenario) -> None:
     scenario.push({".env.prod": b"A=1\n"})
+    scenario.apply(
+        "cross", {"name": "cross-env"}, source={"configSecretRef": {"name": "web-vsync", "namespace": "kube-system"}}
+    )
+    scenario.apply("missing", {"name": "missing-env"}, source={"configSecretRef": {"name": "not-there"}})
+    wait_for(lambda: scenario.reason("cross") == "CrossNamespaceReference", "CrossNamespaceReference")
+    assert "kube-system" in scenario.condition("cross")["message"] and scenario.data("cross-env") is None
+    wait_for(lambda: scenario.reason("missing") == "SecretNotFound", "SecretNotFound")
+    assert ("Warning", "SecretNotFound") in {(t, r) for t, r, _ in scenario.events()}
+    scenario.secret("not-there", {"config": configblob.encode(scenario.config)})
+    wait_for(lambda: scenario.data("missing-env") == {"A": "1"}, "recovery once the Secret exists", timeout=20)
+
+
+def test_ownership_adopt_dry_run_and_garbage_collection(scenario: Scenario) -> None:
+    scenario.push({".env.prod": b"A=1\nB=2\n"})
     scenario.secret("precious", {"keep": "me"})
     scenario.apply("taker", {"name": "precious"})
-    wait_for(lambda: scenario.ready("taker").get("reason") == "TargetFailed", "TargetFailed")
+    wait_for(lambda: scenario.reason("taker") == "TargetFailed", "TargetFailed")
     target = scenario.vb("taker")["status"]["targets"][0]
-    assert target["reason"] == "SecretNotOwned" and scenario.data("precious") == {"keep": "me"}
+    assert (target["state"], target["reason"]) == ("Failed", "SecretNotOwned")
+    assert scenario.data("precious") == {"keep": "me"}
+
+    scenario.apply("planner", {"name": "planned"}, dryRun=True)
+    wait_for(lambda: scenario.reason("planner") == "DryRun", "DryRun")
+    plan = scenario.vb("planner")["status"]["targets"][0]["plan"]
+    assert sorted(plan["create"]) == ["A", "B"] and scenario.data("planned") is None
 
     scenario.apply("owner", {"name": "owned", "deletionPolicy": "Delete"})
-    wait_for(lambda: scenario.data("owned") == {"A": "1"}, "the owned Secret")
+    wait_for(lambda: scenario.data("owned") == {"A": "1", "B": "2"}, "the owned Secret")
     scenario.custom.delete_namespaced_custom_object("vaultbundle.io", "v1alpha1", scenario.ns, "vaultbundles", "owner")
     wait_for(lambda: scenario.data("owned") is None, "garbage collection of the owned Secret", timeout=60)
 
@@ -258,10 +374,24 @@ def test_ownership_adopt_and_garbage_collection(scenario: Scenario) -> None:
         scenario.ns,
         "vaultbundles",
         "taker",
+        {"spec": {"targets": [{"name": "app", "kubernetesSecret": {"name": "precious", "adopt": True}}]}},
+    )
+    wait_for(
+        lambda: scenario.data("precious") == {"keep": "me", "A": "1", "B": "2"},
+        "adoption that keeps the keys someone else wrote",
+    )
+    scenario.custom.patch_namespaced_custom_object(  # a second VaultBundle may not take the first one's Secret
+        "vaultbundle.io",
+        "v1alpha1",
+        scenario.ns,
+        "vaultbundles",
+        "planner",
         {
             "spec": {
-                "targets": [{"name": "app", "kubernetesSecret": {"name": "precious", "adopt": True, "prune": False}}]
+                "dryRun": False,
+                "targets": [{"name": "app", "kubernetesSecret": {"name": "precious", "adopt": True}}],
             }
         },
     )
-    wait_for(lambda: scenario.data("precious") == {"keep": "me", "A": "1"}, "adoption without pruning")
+    wait_for(lambda: scenario.reason("planner") == "TargetFailed", "refusal to take another VaultBundle's Secret")
+    assert "managed by VaultBundle" in scenario.vb("planner")["status"]["targets"][0]["message"]

@@ -113,7 +113,9 @@ def test_two_sources_on_one_name_is_an_error_naming_both() -> None:
     target = parse(
         spec(targets=[{"name": "a", "kubernetesSecret": {"name": "x", "keys": {"rename": {"DB_URL": "API_KEY"}}}}])
     ).targets[0]
-    with pytest.raises(selection.SelectionError, match=r"key 'API_KEY' and key 'DB_URL'|key 'DB_URL' and key 'API_KEY'"):
+    with pytest.raises(
+        selection.SelectionError, match=r"key 'API_KEY' and key 'DB_URL'|key 'DB_URL' and key 'API_KEY'"
+    ):
         selection.select(VAULT, target.selection)
 
 
