@@ -10,6 +10,7 @@ Exits 0 only if every check passed; leaves the namespace (for a look around) and
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
@@ -115,9 +116,13 @@ class Demo:
             return None
         return {k: base64.b64decode(v).decode() for k, v in (json.loads(found).get("data") or {}).items()}
 
+    def status(self) -> dict[str, Any]:
+        found = self.kube("get", "vaultbundle", "web", "--ignore-not-found", "-o", "json")
+        return dict(json.loads(found).get("status") or {}) if found.strip() else {}
+
     def synced(self, timestamp: str) -> str | None:
         """The bundle timestamp once the status says Ready=True (Synced) for *timestamp*, else None."""
-        status = json.loads(self.kube("get", "vaultbundle", "web", "-o", "json")).get("status") or {}
+        status = self.status()
         ready: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
         stamp = (status.get("bundle") or {}).get("timestamp") or status.get("bundleTimestamp")  # new or old field
         return stamp if (ready.get("status"), ready.get("reason"), stamp) == ("True", "Synced", timestamp) else None
@@ -335,6 +340,11 @@ def main() -> int:
         if demo and demo.operator and demo.log.is_file():
             tail = demo.log.read_text(errors="replace").splitlines()[-40:]
             print(f"--- the last {len(tail)} lines of {demo.log} ---", *tail, sep="\n", file=sys.stderr)
+            with contextlib.suppress(subprocess.CalledProcessError):
+                for c in demo.status().get("conditions") or []:
+                    print(
+                        f"VaultBundle web: {c['type']}={c['status']} ({c['reason']}): {c['message']}", file=sys.stderr
+                    )
         return 1
     print(f"\ndemo OK: every step verified in {time.monotonic() - started:.0f}s")
     return 0

@@ -285,6 +285,19 @@ def test_sync_idle_update_prune_and_refusals(scenario: Scenario, operator: Opera
     assert operator.metric("vaultbundle_kdf_derivations_total") == kdf
     assert operator.metric("vaultbundle_s3_requests_total") - s3 <= cycles + 1
 
+    # no finalizer is ever added; the force-sync annotation triggers a full cycle at once
+    assert not scenario.vb("web")["metadata"].get("finalizers")
+    synced = operator.metric("vaultbundle_syncs_total", result="Synced")
+    scenario.custom.patch_namespaced_custom_object(
+        "vaultbundle.io",
+        "v1alpha1",
+        scenario.ns,
+        "vaultbundles",
+        "web",
+        {"metadata": {"annotations": {"vaultbundle.io/force-sync": "now"}}},
+    )
+    wait_for(lambda: operator.metric("vaultbundle_syncs_total", result="Synced") > synced, "a forced full sync", 5)
+
     # a new bundle propagates and a key that left it is pruned
     second = scenario.push(
         {".env.prod": f"API_KEY={CANARY}-2\nDB_URL=postgres://db/app\n".encode(), "tls/ca.pem": b"CA"}
