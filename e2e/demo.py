@@ -141,6 +141,14 @@ class Demo:
             time.sleep(0.2)
         return value
 
+    def explain_failure(self) -> None:
+        """The operator log's tail and the VaultBundle's conditions, on stderr."""
+        tail = self.log.read_text(errors="replace").splitlines()[-40:] if self.log.is_file() else []
+        print(f"--- the last {len(tail)} lines of {self.log} ---", *tail, sep="\n", file=sys.stderr)
+        with contextlib.suppress(subprocess.CalledProcessError):
+            for c in self.status().get("conditions") or []:
+                print(f"VaultBundle web {c['type']}={c['status']} ({c['reason']}): {c['message']}", file=sys.stderr)
+
     def stop(self) -> int | None:
         """SIGTERM the operator and wait for it; its exit code (None if it never started)."""
         if self.operator and self.operator.poll() is None:
@@ -175,7 +183,8 @@ def write_folder(folder: Path, values: dict[str, str]) -> None:
 
 def print_secret(data: dict[str, str]) -> None:
     for key, value in sorted(data.items()):
-        print(f"    {key:<13} {value.splitlines()[0] + ' (…)' if value.count(chr(10)) > 1 else value}")
+        first, *more = value.splitlines() or [""]
+        print(f"    {key:<13} {first}{' (…)' if more else ''}")
 
 
 def find_testbed() -> tuple[dict[str, str], Path]:
@@ -250,25 +259,18 @@ def start_operator(demo: Demo, first: str) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    # health endpoint: --metrics-host/--metrics-port in the current CLI, a --liveness URL before (the CLI is changing)
+    cmd = [VAULTBUNDLE, "run", "--namespace", NS, "--kubeconfig", demo.env["KUBECONFIG"], "--min-refresh-interval"]
+    # the health endpoint's options are changing: --metrics-host/--metrics-port now, a --liveness URL before
     usage = subprocess.run([VAULTBUNDLE, "run", "--help"], check=True, capture_output=True, text=True).stdout
-    health = ["--metrics-host", "127.0.0.1", "--metrics-port", str(port)] if "--metrics-port" in usage else []
-    health = health or ["--liveness", f"http://127.0.0.1:{port}/healthz"]
-    cmd = [
-        VAULTBUNDLE,
-        "run",
-        "--namespace",
-        NS,
-        "--kubeconfig",
-        demo.env["KUBECONFIG"],
-        "--min-refresh-interval",
-        "1s",
-    ]
-    print(f"$ {shlex.join([*cmd, *health]).replace(VAULTBUNDLE, 'vaultbundle')} > {demo.log} 2>&1 &", flush=True)
+    if "--metrics-port" in usage:
+        cmd += ["1s", "--metrics-host", "127.0.0.1", "--metrics-port", str(port)]
+    else:
+        cmd += ["1s", "--liveness", f"http://127.0.0.1:{port}/healthz"]
+    print(f"$ {shlex.join(cmd).replace(VAULTBUNDLE, 'vaultbundle')} > {demo.log} 2>&1 &", flush=True)
     demo.log.parent.mkdir(parents=True, exist_ok=True)
     with demo.log.open("wb") as sink:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        demo.operator = subprocess.Popen([*cmd, *health], stdout=sink, stderr=subprocess.STDOUT, env=env)
+        demo.operator = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, env=env)
     started = time.monotonic()
     demo.wait(demo.secret_data, "the Secret web-env")
     print(f"  the Secret web-env appeared {time.monotonic() - started:.1f}s after the operator started")
@@ -332,19 +334,16 @@ def main() -> int:
                 stop_operator(demo)
             finally:
                 demo.stop()
-    except (DemoError, subprocess.CalledProcessError, BotoCoreError, ClientError, KeyboardInterrupt) as exc:
+    except KeyboardInterrupt:
+        print("\ninterrupted (the operator was stopped)", file=sys.stderr)
+        return 130
+    except (DemoError, subprocess.CalledProcessError, BotoCoreError, ClientError) as exc:
         if isinstance(exc, subprocess.CalledProcessError):
             output = (exc.stdout or "") + (exc.stderr or "")
             exc = DemoError(f"`{shlex.join(exc.cmd)}` exited {exc.returncode}:\n{output.rstrip()}")
-        print(f"\nDEMO FAILED: {exc or type(exc).__name__}", file=sys.stderr)
-        if demo and demo.operator and demo.log.is_file():
-            tail = demo.log.read_text(errors="replace").splitlines()[-40:]
-            print(f"--- the last {len(tail)} lines of {demo.log} ---", *tail, sep="\n", file=sys.stderr)
-            with contextlib.suppress(subprocess.CalledProcessError):
-                for c in demo.status().get("conditions") or []:
-                    print(
-                        f"VaultBundle web: {c['type']}={c['status']} ({c['reason']}): {c['message']}", file=sys.stderr
-                    )
+        print(f"\nDEMO FAILED: {exc}", file=sys.stderr)
+        if demo and demo.operator:
+            demo.explain_failure()
         return 1
     print(f"\ndemo OK: every step verified in {time.monotonic() - started:.0f}s")
     return 0

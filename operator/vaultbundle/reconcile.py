@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from . import bundles, metrics, selection
+from . import bundles, metrics, targets
 from . import spec as spec_module
 from .bundles import Bundle, Pointer
 from .crypto import configblob
@@ -28,8 +28,7 @@ from .kube import Kube, KubeError
 from .pool import CryptoPool
 from .remote import S3Objects
 from .spec import SpecError, TargetSpec, VaultBundleSpec
-from .targets.base import TargetError
-from .targets.kubernetes_secret import KubernetesSecretTarget, Owner
+from .targets.base import Owner, TargetContext, TargetError
 
 FORCE_SYNC_ANNOTATION = "vaultbundle.io/force-sync"
 ERROR_RETRY_SECONDS = 30.0
@@ -347,19 +346,22 @@ class Reconciler:
     async def _sync_target(
         self, observed: Observed, parsed: VaultBundleSpec, target: TargetSpec, bundle: Bundle
     ) -> dict[str, Any]:
+        """Plan and (unless dry run) apply one target; its failure stays in its own status entry."""
         previous: Mapping[str, Any] = next(
             (t for t in observed.status.get("targets") or [] if t.get("name") == target.name), {}
         )
         result: dict[str, Any] = {"name": target.name, "kind": target.kind}
+
+        async def read_secret(name: str, key: str) -> str:
+            return await self._read_secret_value(observed.namespace, spec_module.SecretRef(name, key), "credentials")
+
         try:
-            assert target.kubernetes_secret is not None
-            desired = selection.kubernetes_secret_data(bundle.vault, target.selection, target.kubernetes_secret)
-            store = KubernetesSecretTarget(
-                self.kube,
-                Owner(observed.namespace, observed.name, observed.uid),
-                target.kubernetes_secret,
-                self.digester,
+            kind = targets.load(target.kind)
+            desired = kind.desired(bundle.vault, target.selection, target.body)
+            context = TargetContext(
+                self.kube, Owner(observed.namespace, observed.name, observed.uid), self.digester, previous, read_secret
             )
+            store = await kind.connect(target.body, context)
             plan = await store.plan(desired)
             changed = plan.changed and not parsed.dry_run
             if changed:
@@ -369,10 +371,9 @@ class Reconciler:
                 state="Planned" if parsed.dry_run else "Synced",
                 reason="DryRun" if parsed.dry_run else "Synced",
                 message=(
-                    f"would be: {counts}"
+                    f"{store.describe()}: would be {counts}"
                     if parsed.dry_run
-                    else f"Secret {target.kubernetes_secret.name}: {len(desired)} key(s)"
-                    + (f" ({counts})" if changed else "")
+                    else f"{store.describe()}: {len(desired)} key(s)" + (f" ({counts})" if changed else "")
                 ),
                 keys=len(desired),
                 digest=self.digester.digest(desired),
@@ -380,18 +381,18 @@ class Reconciler:
                 lastSyncTime=_now(),
                 lastChangeTime=_now() if changed else previous.get("lastChangeTime"),
                 _changed=changed,
+                **store.status_extra(),
             )
-        except SpecError as exc:
-            result.update(state="Failed", reason=exc.reason, message=str(exc))
-        except TargetError as exc:
+        except (SpecError, TargetError, Failure) as exc:
             result.update(state="Failed", reason=exc.reason, message=str(exc))
         except KubeError as exc:
             result.update(state="Failed", reason="KubernetesAPIError", message=str(exc))
+        except Exception as exc:  # noqa: BLE001 - one broken store must not stop the others; SDK text may hold data
+            result.update(state="Failed", reason="InternalError", message=f"unexpected {type(exc).__name__}")
         metrics.TARGET_SYNCS.labels(target.kind, result["reason"]).inc()
         if result["state"] == "Failed":  # what the store still holds is what the last success wrote
-            result.update(
-                {k: previous[k] for k in ("digest", "keys", "lastSyncTime", "lastChangeTime") if k in previous}
-            )
+            kept = ("digest", "keys", "lastSyncTime", "lastChangeTime")
+            result.update({k: previous[k] for k in kept if k in previous})
         return {k: v for k, v in result.items() if v is not None}
 
     async def _report(

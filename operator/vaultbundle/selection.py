@@ -1,15 +1,12 @@
-"""What a target receives from a bundle: selection, renames and templates, as name -> bytes (pure)."""
+"""What a target receives from a bundle: include/exclude and renames of keys and files, as name -> bytes (pure)."""
 
 from __future__ import annotations
 
 import fnmatch
-import re
 from collections.abc import Iterable
 
-from .spec import KubernetesSecretSpec, Selection, SpecError
+from .spec import Selection, SpecError
 from .vault import Vault
-
-_SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]+")
 
 
 class SelectionError(SpecError):
@@ -44,26 +41,3 @@ def select(vault: Vault, selection: Selection) -> dict[str, bytes]:
         if _matches(path, selection.include_files, selection.exclude_files):
             add(selection.rename_files.get(path, default_file_key(path)), f"file {path!r}", body)
     return result
-
-
-def kubernetes_secret_data(vault: Vault, selection: Selection, spec: KubernetesSecretSpec) -> dict[str, bytes]:
-    """The Secret's data: the template's entries (plus the selection when mergeSelected or no template)."""
-    data = select(vault, selection) if spec.merge_selected or not spec.template else {}
-    for key, entry in spec.template.items():
-        if entry.from_key is not None:
-            if entry.from_key not in vault.kv:
-                raise SelectionError(
-                    f"template key {key!r} takes bundle key {entry.from_key!r}, which the bundle lacks"
-                )
-            data[key] = vault.kv[entry.from_key].encode("utf-8")
-        elif entry.from_file is not None:
-            if entry.from_file not in vault.files:
-                raise SelectionError(f"template key {key!r} takes file {entry.from_file!r}, which the bundle lacks")
-            data[key] = vault.files[entry.from_file]
-    bad = sorted(name for name in data if not _SECRET_KEY.fullmatch(name) or len(name) > 253)
-    if bad:
-        raise SelectionError(
-            f"not valid Secret keys (allowed: letters, digits, '-', '_', '.'): {', '.join(bad)}; "
-            "rename them in keys.rename / files.rename"
-        )
-    return data

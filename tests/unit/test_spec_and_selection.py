@@ -10,6 +10,7 @@ from vaultbundle import selection
 from vaultbundle.bundles import Layout
 from vaultbundle.digest import Digester
 from vaultbundle.spec import SpecError, parse, parse_duration
+from vaultbundle.targets.kubernetes_secret import KIND
 from vaultbundle.vault import Vault
 
 
@@ -27,9 +28,9 @@ def test_defaults() -> None:
     assert parsed.layout is Layout.AUTO and parsed.version == "" and parsed.refresh_seconds == 60
     assert parsed.rollback_policy == "Refuse" and not parsed.suspend and not parsed.dry_run
     target = parsed.targets[0]
-    assert target.kubernetes_secret is not None
-    assert (target.kubernetes_secret.type, target.kubernetes_secret.deletion_policy) == ("Opaque", "Retain")
-    assert target.kubernetes_secret.prune and not target.kubernetes_secret.adopt
+    assert target.kind == "kubernetesSecret"
+    assert (target.body.type, target.body.deletion_policy) == ("Opaque", "Retain")
+    assert target.body.prune and not target.body.adopt
     assert target.selection.include_keys == ("*",) and target.selection.include_files == ()
 
 
@@ -136,21 +137,19 @@ def test_tls_template_and_missing_source() -> None:
             ]
         )
     ).targets[0]
-    assert target.kubernetes_secret is not None
-    assert selection.kubernetes_secret_data(VAULT, target.selection, target.kubernetes_secret) == {
+    assert KIND.desired(VAULT, target.selection, target.body) == {
         "tls.crt": b"CRT",
         "tls.key": b"KEY",
     }
     missing = Vault(kv={}, files={"certs/tls.crt": b"CRT"})
     with pytest.raises(selection.SelectionError, match=r"certs/tls\.key"):
-        selection.kubernetes_secret_data(missing, target.selection, target.kubernetes_secret)
+        KIND.desired(missing, target.selection, target.body)
 
 
 def test_invalid_secret_key_names_are_listed() -> None:
     target = parse(spec()).targets[0]
-    assert target.kubernetes_secret is not None
     with pytest.raises(selection.SelectionError, match="BAD KEY"):
-        selection.kubernetes_secret_data(Vault(kv={"BAD KEY": "v"}), target.selection, target.kubernetes_secret)
+        KIND.desired(Vault(kv={"BAD KEY": "v"}), target.selection, target.body)
 
 
 def test_digest_is_keyed_and_order_independent() -> None:

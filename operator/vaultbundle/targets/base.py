@@ -1,10 +1,22 @@
-"""The Target protocol: plan (diff against what the store holds, no writes) then apply the plan."""
+"""The Target protocol, shared by every store.
+
+A *kind* (one module per store, registered in `targets/__init__.py`) validates its spec without network
+access (`parse`), says what the store should hold for a bundle (`desired`), and opens a connection with the
+credentials of the VaultBundle's namespace (`connect`). The connected *target* computes a plan by comparing
+with what the store holds (no writes) and applies it. Messages and plans carry names, never values.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from ..digest import Digester
+    from ..kube import Kube
+    from ..spec import Selection
+    from ..vault import Vault
 
 
 class TargetError(Exception):
@@ -54,9 +66,61 @@ def diff(current: Mapping[str, bytes], desired: Mapping[str, bytes], *, prune: b
     return plan
 
 
+@dataclass(frozen=True)
+class Owner:
+    """The VaultBundle a target belongs to; its namespace bounds every read and write."""
+
+    namespace: str
+    name: str
+    uid: str
+
+    @property
+    def ref(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class TargetContext:
+    kube: Kube
+    owner: Owner
+    digester: Digester
+    previous: Mapping[str, Any]  # this target's entry in the last status (e.g. per-key digests)
+    read_secret: Callable[[str, str], Awaitable[str]]  # (Secret name, key) in the owner's namespace -> value
+
+
 class Target(Protocol):
-    kind: str
+    """A connected store for one spec.targets[] entry."""
 
-    async def plan(self, desired: Mapping[str, bytes]) -> Plan: ...
+    def describe(self) -> str:
+        """Where the secrets go, for messages (e.g. "Secret web-env", "repository acme/web")."""
+        ...
 
-    async def apply(self, plan: Plan, desired: Mapping[str, bytes]) -> None: ...
+    async def plan(self, desired: Mapping[str, bytes]) -> Plan:
+        """Compare with what the store holds; no writes."""
+        ...
+
+    async def apply(self, plan: Plan, desired: Mapping[str, bytes]) -> None:
+        """Make the store hold *desired*, changing only what *plan* lists."""
+        ...
+
+    def status_extra(self) -> dict[str, Any]:
+        """Fields to keep in this target's status entry (e.g. per-key digests of a write-only store)."""
+        ...
+
+
+class TargetKind(Protocol):
+    """One store: the spec.targets[] field name, spec parsing, the desired content, and connecting."""
+
+    name: str
+
+    def parse(self, raw: Mapping[str, Any], path: str) -> Any:
+        """Validate this kind's spec object without network access; raise SpecError naming the field."""
+        ...
+
+    def desired(self, vault: Vault, selection: Selection, spec: Any) -> dict[str, bytes]:
+        """What the store should hold (name -> value) for this bundle; raise SelectionError on bad names."""
+        ...
+
+    async def connect(self, spec: Any, context: TargetContext) -> Target:
+        """Build clients with the configured (or ambient) credentials; raise TargetError when that fails."""
+        ...

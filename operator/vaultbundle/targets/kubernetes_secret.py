@@ -2,7 +2,8 @@
 
 We own exactly the fields we apply (field manager `vaultbundle`): keys, labels and annotations others add
 are never clobbered, and a key we wrote earlier that left the selection disappears with the next apply
-(`prune: true`) or is re-applied with its last value (`prune: false`).
+(`prune: true`) or is re-applied with its last value (`prune: false`). No template language: a template
+entry names one bundle key or file, nothing else.
 """
 
 from __future__ import annotations
@@ -10,14 +11,17 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..digest import Digester
 from ..kube import FIELD_MANAGER, GROUP, VERSION, Kube
-from ..spec import KubernetesSecretSpec
-from .base import Plan, TargetError, diff
+from ..selection import SelectionError, select
+from ..spec import Selection, SpecError, boolean, obj, string, string_map
+from ..vault import Vault
+from .base import Owner, Plan, TargetContext, TargetError, diff
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 OWNER = "vaultbundle.io/owner"
@@ -25,15 +29,81 @@ OWNER_UID = "vaultbundle.io/owner-uid"
 CONTENT_DIGEST = "vaultbundle.io/content-digest"
 
 
-@dataclass(frozen=True)
-class Owner:
-    namespace: str
-    name: str
-    uid: str
+_SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]+")
 
-    @property
-    def ref(self) -> str:
-        return f"{self.namespace}/{self.name}"
+
+@dataclass(frozen=True)
+class TemplateEntry:
+    from_key: str | None = None
+    from_file: str | None = None
+
+
+@dataclass(frozen=True)
+class KubernetesSecretSpec:
+    name: str
+    type: str = "Opaque"
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    template: Mapping[str, TemplateEntry] = field(default_factory=dict)
+    merge_selected: bool = False
+    deletion_policy: str = "Retain"
+    adopt: bool = False
+    prune: bool = True
+
+
+class KubernetesSecretKind:
+    name = "kubernetesSecret"
+
+    def parse(self, raw: Mapping[str, Any], path: str) -> KubernetesSecretSpec:
+        template = obj(raw.get("template"), f"{path}.template")
+        entries: dict[str, TemplateEntry] = {}
+        for key, entry_raw in obj(template.get("data"), f"{path}.template.data").items():
+            entry = obj(entry_raw, f"{path}.template.data.{key}")
+            from_key, from_file = entry.get("fromKey"), entry.get("fromFile")
+            if (from_key is None) == (from_file is None):
+                raise SpecError(f"{path}.template.data.{key} needs exactly one of fromKey or fromFile")
+            entries[key] = TemplateEntry(
+                from_key=string(from_key, "fromKey") or None, from_file=string(from_file, "fromFile") or None
+            )
+        policy = string(raw.get("deletionPolicy"), f"{path}.deletionPolicy", default="Retain")
+        if policy not in ("Retain", "Delete"):
+            raise SpecError(f"{path}.deletionPolicy must be Retain or Delete")
+        return KubernetesSecretSpec(
+            name=string(raw.get("name"), f"{path}.name", required=True),
+            type=string(raw.get("type"), f"{path}.type", default="Opaque"),
+            labels=string_map(raw.get("labels"), f"{path}.labels"),
+            annotations=string_map(raw.get("annotations"), f"{path}.annotations"),
+            template=entries,
+            merge_selected=boolean(template.get("mergeSelected"), f"{path}.template.mergeSelected", False),
+            deletion_policy=policy,
+            adopt=boolean(raw.get("adopt"), f"{path}.adopt", False),
+            prune=boolean(raw.get("prune"), f"{path}.prune", True),
+        )
+
+    def desired(self, vault: Vault, selection: Selection, spec: KubernetesSecretSpec) -> dict[str, bytes]:
+        """The Secret's data: the template's entries (plus the selection when mergeSelected or no template)."""
+        data = select(vault, selection) if spec.merge_selected or not spec.template else {}
+        for key, entry in spec.template.items():
+            if entry.from_key is not None:
+                if entry.from_key not in vault.kv:
+                    raise SelectionError(
+                        f"template key {key!r} takes bundle key {entry.from_key!r}, which the bundle lacks"
+                    )
+                data[key] = vault.kv[entry.from_key].encode("utf-8")
+            elif entry.from_file is not None:
+                if entry.from_file not in vault.files:
+                    raise SelectionError(f"template key {key!r} takes file {entry.from_file!r}, which the bundle lacks")
+                data[key] = vault.files[entry.from_file]
+        bad = sorted(name for name in data if not _SECRET_KEY.fullmatch(name) or len(name) > 253)
+        if bad:
+            raise SelectionError(
+                f"not valid Secret keys (allowed: letters, digits, '-', '_', '.'): {', '.join(bad)}; "
+                "rename them in keys.rename / files.rename"
+            )
+        return data
+
+    async def connect(self, spec: KubernetesSecretSpec, context: TargetContext) -> KubernetesSecretTarget:
+        return KubernetesSecretTarget(context.kube, context.owner, spec, context.digester)
 
 
 def _decoded_data(secret: Mapping[str, Any]) -> dict[str, bytes]:
@@ -57,10 +127,14 @@ def _our_keys(secret: Mapping[str, Any]) -> set[str]:
 
 
 class KubernetesSecretTarget:
-    kind = "kubernetesSecret"
-
     def __init__(self, kube: Kube, owner: Owner, spec: KubernetesSecretSpec, digester: Digester) -> None:
         self.kube, self.owner, self.spec, self.digester = kube, owner, spec, digester
+
+    def describe(self) -> str:
+        return f"Secret {self.spec.name}"
+
+    def status_extra(self) -> dict[str, Any]:
+        return {}
 
     def _check_ownership(self, current: Mapping[str, Any]) -> None:
         other = (current.get("metadata", {}).get("annotations") or {}).get(OWNER)
@@ -143,3 +217,6 @@ class KubernetesSecretTarget:
         if current is not None and current.get("type", "Opaque") != self.spec.type:
             await self.kube.delete_secret(self.owner.namespace, self.spec.name)  # a Secret's type is immutable
         await self.kube.apply_secret(self.owner.namespace, body)
+
+
+KIND = KubernetesSecretKind()
