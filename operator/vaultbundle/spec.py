@@ -161,8 +161,8 @@ def _target(raw: Any, path: str) -> TargetSpec:
     body = obj(target[kind], where)
     try:
         parsed = target_kinds.load(kind).parse(body, where)
-    except target_kinds.TargetError as exc:  # the kind's SDK is not installed
-        raise SpecError(str(exc)) from None
+    except target_kinds.TargetError:
+        parsed = None  # the kind's SDK is not installed: only this target fails (TargetKindUnavailable)
     return TargetSpec(name=name, kind=kind, selection=parse_selection(body, where), body=parsed)
 
 

@@ -15,6 +15,11 @@ __all__ = ["KNOWN_KINDS", "TargetError", "TargetKind", "load"]
 # spec.targets[] field name -> (module, install extra)
 KNOWN_KINDS: dict[str, tuple[str, str]] = {
     "kubernetesSecret": ("vaultbundle.targets.kubernetes_secret", ""),
+    "githubActions": ("vaultbundle.targets.github_actions", "github"),
+    "gcpSecretManager": ("vaultbundle.targets.gcp_secret_manager", "gcp"),
+    "awsSecretsManager": ("vaultbundle.targets.aws_secrets_manager", "aws"),
+    "azureKeyVault": ("vaultbundle.targets.azure_key_vault", "azure"),
+    "hashicorpVault": ("vaultbundle.targets.hashicorp_vault", "vault"),
 }
 
 
@@ -22,7 +27,7 @@ def load(kind: str) -> TargetKind:
     module_name, extra = KNOWN_KINDS[kind]
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
+    except ModuleNotFoundError as exc:
         raise TargetError(
             "TargetKindUnavailable",
             f"target kind {kind} needs the {extra or 'core'} extra: pip install 'vaultbundle[{extra}]' ({exc.name})",
