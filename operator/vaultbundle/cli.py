@@ -372,6 +372,8 @@ def run(
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.FULL)
     for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "kubernetes"):  # their debug output shows requests
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if not verbose:  # kopf logs every handled Secret event at INFO; our own log says what matters
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     settings = Settings(
         kubeconfig=kubeconfig,
         workers=workers,

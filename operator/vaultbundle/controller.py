@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -92,6 +93,8 @@ class Scheduler:
                     logger.exception("reconcile of %s/%s crashed", observed.namespace, observed.name)
                     outcome = None
             delay = 30.0 if outcome is None else outcome.retry_after
+            if delay is not None and outcome is not None and outcome.ready:
+                delay *= random.uniform(0.9, 1.1)  # noqa: S311 - jitter spreads refreshes; not security
             if outcome is not None:
                 for watchers in self.secret_watchers.values():
                     watchers.discard(uid)
@@ -100,12 +103,10 @@ class Scheduler:
                 for event in outcome.events:
                     post = kopf.warn if event.type == "Warning" else kopf.info
                     post(cast(kopf.Body, worker.body), reason=event.reason, message=event.message)
-                if not outcome.idle:
-                    logger.info(
-                        "%s/%s: %s",
-                        observed.namespace,
-                        observed.name,
-                        "status updated" if outcome.status_written else "no change",
+                if not outcome.idle:  # messages name keys and reasons, never values
+                    level = logging.INFO if outcome.ready else logging.WARNING
+                    logger.log(
+                        level, "%s/%s: %s: %s", observed.namespace, observed.name, outcome.reason, outcome.message
                     )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(worker.wake.wait(), timeout=delay)

@@ -74,6 +74,9 @@ class Outcome:
     events: list[Event] = field(default_factory=list)
     secret_refs: frozenset[str] = frozenset()  # Secrets whose change should trigger a resync
     idle: bool = False
+    ready: bool = False
+    reason: str = ""
+    message: str = ""
 
 
 @dataclass
@@ -241,13 +244,13 @@ class Reconciler:
             ):
                 if parsed.version:  # a pinned bundle is immutable: nothing to look at
                     metrics.SYNCS.labels("Idle").inc()
-                    return Outcome(retry_after=parsed.refresh_seconds, idle=True)
+                    return Outcome(retry_after=parsed.refresh_seconds, idle=True, ready=True)
                 changed = await asyncio.to_thread(
                     bundles.read_pointer, objects, config, memory.pointer.layout, known_etag=memory.pointer.etag
                 )
                 if changed is None:
                     metrics.SYNCS.labels("Idle").inc()
-                    return Outcome(retry_after=parsed.refresh_seconds, idle=True)
+                    return Outcome(retry_after=parsed.refresh_seconds, idle=True, ready=True)
             bundle, pointer = await self._open(observed, parsed, config, objects, passphrase)
         finally:
             metrics.S3_REQUESTS.inc(objects.requests)
@@ -415,7 +418,7 @@ class Reconciler:
             status["lastSyncTime"] = _now()
         status = {k: v for k, v in status.items() if v is not None}
         metrics.READY.labels(observed.namespace, observed.name).set(1 if ready[0] else 0)
-        outcome = Outcome(retry_after=retry)
+        outcome = Outcome(retry_after=retry, ready=bool(ready[0]), reason=ready[1], message=ready[2])
         if _strip_times(status) == _strip_times(dict(old)):
             return outcome
         status["lastAttemptTime"] = _now()

@@ -92,7 +92,7 @@ def kube(testbed: dict[str, str]) -> k8s.ApiClient:
 
 @pytest.fixture(scope="module")
 def operator(testbed: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
-    kubectl(testbed, "apply", "--server-side", "-f", str(REPO / "crds"))
+    kubectl(testbed, "apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
     kubectl(testbed, "wait", "--for=condition=Established", "crd/vaultbundles.vaultbundle.io", "--timeout=30s")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -1,0 +1,82 @@
+{{/* Chart name, truncated to a DNS label. */}}
+{{- define "vaultbundle.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name: <release>-<chart>, or the release name when it already contains the chart name. */}}
+{{- define "vaultbundle.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "vaultbundle.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "vaultbundle.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "vaultbundle.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "vaultbundle.labels" -}}
+helm.sh/chart: {{ include "vaultbundle.chart" . }}
+{{ include "vaultbundle.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: operator
+app.kubernetes.io/part-of: vaultbundle
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- define "vaultbundle.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "vaultbundle.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "vaultbundle.digestKeySecretName" -}}
+{{- default (printf "%s-digest-key" (include "vaultbundle.fullname" .)) .Values.digestKey.existingSecret }}
+{{- end }}
+
+{{- define "vaultbundle.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* The namespaced rules the operator needs, shared by the ClusterRole and the per-namespace Roles. */}}
+{{- define "vaultbundle.rules" -}}
+# Secrets. get: read the two source Secrets (config blob, passphrase) and the target Secret before writing
+# (ownership check, diff). list+watch: kopf watches Secrets so a rotated passphrase/config resyncs at once.
+# patch: the target Secret is written with server-side apply (an apply PATCH also creates it).
+# delete: a Secret's type is immutable, so a changed spec type deletes and re-applies the target Secret.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get, list, watch, patch, delete]
+# VaultBundles. list+watch: kopf's watch stream is the operator's only way of reading them.
+- apiGroups: [vaultbundle.io]
+  resources: [vaultbundles]
+  verbs: [list, watch]
+# VaultBundle status: the outcome of every sync is a merge PATCH of the status subresource.
+- apiGroups: [vaultbundle.io]
+  resources: [vaultbundles/status]
+  verbs: [patch]
+# Events (core v1, what kopf.info/kopf.warn post): Applied, RollbackRefused, failures.
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+{{- end }}
