@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import click
 
-from . import __version__, bundles
+from . import __version__, bundles, errors
 from .bundles import Layout
 from .crypto import configblob, sls1
 from .crypto.configblob import BootstrapConfig
@@ -30,6 +30,12 @@ from .pool import CryptoPool
 from .remote import S3Objects
 
 F = TypeVar("F", bound=Callable[..., Any])
+EXIT_SYNC_FAILED = 20
+REASON_EXIT_CODES = {
+    cls.__name__.removesuffix("Error"): cls.exit_code
+    for cls in vars(errors).values()
+    if isinstance(cls, type) and issubclass(cls, errors.VSyncError) and cls is not errors.VSyncError
+}
 LAYOUTS = click.Choice([layout.value for layout in Layout])
 
 
@@ -324,6 +330,104 @@ def share_import(share_file: str, share_passphrase_file: str, config_out: str, p
     write_secret_file(config_out, configblob.encode(config))
     write_secret_file(passphrase_out, opened.key)
     click.echo(f"imported {opened.repo}/{opened.env}: wrote {config_out} and {passphrase_out}")
+
+
+def _one_shot(
+    manifest_file: Any,
+    namespace: str | None,
+    kubeconfig: str | None,
+    apply: bool,
+    as_json: bool,
+    digest_key_file: str | None,
+) -> None:
+    import yaml  # noqa: PLC0415 - only these commands read YAML
+
+    from . import oneshot  # noqa: PLC0415 - pulls in the Kubernetes client
+
+    try:
+        manifest = yaml.safe_load(manifest_file)
+    except yaml.YAMLError:
+        raise click.BadParameter("not YAML", param_hint="-f") from None
+    if not isinstance(manifest, dict) or manifest.get("kind") != "VaultBundle":
+        raise click.BadParameter("expected one VaultBundle manifest", param_hint="-f")
+    namespace = namespace or (manifest.get("metadata") or {}).get("namespace") or "default"
+    if kubeconfig:
+        os.environ["KUBECONFIG"] = kubeconfig
+    outcome = oneshot.run(
+        manifest, namespace=namespace, kubeconfig=kubeconfig, apply=apply, digest_key_file=digest_key_file
+    )
+    conditions = {c["type"]: c for c in outcome.status.get("conditions", [])}
+    targets = outcome.status.get("targets", []) if conditions.get("Verified", {}).get("status") == "True" else []
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "namespace": namespace,
+                    "bundle": outcome.status.get("bundle"),
+                    "conditions": list(conditions.values()),
+                    "targets": targets,
+                }
+            )
+        )
+    else:
+        bundle = outcome.status.get("bundle") or {}
+        name = (manifest.get("metadata") or {}).get("name", "")
+        click.echo(f"{namespace}/{name}: {outcome.reason}: {outcome.message}")
+        if bundle:
+            click.echo(f"bundle {bundle['timestamp']} ({bundle['layout']} layout, generation {bundle['generation']})")
+        for target in targets:
+            plan = target.get("plan") or {}
+            click.echo(f"target {target['name']} ({target['kind']}): {target['state']} - {target['message']}")
+            for verb, sign in (("create", "+"), ("update", "~"), ("delete", "-")):
+                for key in plan.get(verb, []):
+                    click.echo(f"  {sign} {key}")
+            if plan:
+                click.echo(f"  = {plan.get('unchanged', 0)} unchanged")
+    failed = any(t.get("state") == "Failed" for t in targets)
+    if conditions.get("Verified", {}).get("status") != "True" or failed or (apply and not outcome.ready):
+        raise SystemExit(REASON_EXIT_CODES.get(outcome.reason, EXIT_SYNC_FAILED))
+
+
+def _manifest_options(fn: F) -> F:
+    for option in reversed(
+        (
+            click.option(
+                "-f",
+                "--filename",
+                "manifest_file",
+                type=click.File("r"),
+                required=True,
+                help="A VaultBundle manifest ('-' reads stdin).",
+            ),
+            click.option("--namespace", "-n", help="Namespace (default: the manifest's, else 'default')."),
+            click.option("--kubeconfig", envvar="KUBECONFIG", help="Kubeconfig file."),
+            click.option("--json", "as_json", is_flag=True, help="Print JSON (names only, never values)."),
+            click.option("--digest-key-file", envvar="VAULTBUNDLE_DIGEST_KEY_FILE", help="Key for content digests."),
+        )
+    ):
+        fn = option(fn)
+    return fn
+
+
+@cli.command()
+@_manifest_options
+def plan(
+    manifest_file: Any, namespace: str | None, kubeconfig: str | None, as_json: bool, digest_key_file: str | None
+) -> None:
+    """Show what syncing a VaultBundle manifest would create, update or delete: key names only, no writes."""
+    _one_shot(manifest_file, namespace, kubeconfig, False, as_json, digest_key_file)
+
+
+@cli.command()
+@_manifest_options
+def sync(
+    manifest_file: Any, namespace: str | None, kubeconfig: str | None, as_json: bool, digest_key_file: str | None
+) -> None:
+    """Sync a VaultBundle manifest once, without a running operator (e.g. in a CI pipeline).
+
+    Exits 0 when every target holds the bundle. A target with deletionPolicy: Delete needs the VaultBundle to
+    exist in the cluster (its uid owns the Secret)."""
+    _one_shot(manifest_file, namespace, kubeconfig, True, as_json, digest_key_file)
 
 
 @cli.command()

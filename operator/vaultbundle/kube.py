@@ -85,6 +85,17 @@ class Kube:
     async def delete_secret(self, namespace: str, name: str) -> None:
         await self._call("delete_secret", self.core.delete_namespaced_secret, name, namespace)
 
+    async def get_vaultbundle(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            result: dict[str, Any] = await self._call(
+                "get_vaultbundle", self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name
+            )
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return result
+
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         await self._call(
             "patch_status",

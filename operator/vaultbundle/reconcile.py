@@ -77,6 +77,7 @@ class Outcome:
     ready: bool = False
     reason: str = ""
     message: str = ""
+    status: dict[str, Any] = field(default_factory=dict)  # the status this cycle computed
 
 
 @dataclass
@@ -143,9 +144,11 @@ class Reconciler:
         digester: Digester,
         s3_factory: Callable[[configblob.BootstrapConfig], S3Objects] = S3Objects,
         min_refresh: float = spec_module.MIN_REFRESH_SECONDS,
+        write_status: bool = True,
     ) -> None:
         self.kube, self.pool, self.digester, self.s3_factory = kube, pool, digester, s3_factory
         self.min_refresh = min_refresh
+        self.write_status = write_status  # False for one-shot CLI runs (`vaultbundle plan|sync`)
         self._memory: dict[str, _Memory] = {}
 
     def forget(self, uid: str) -> None:
@@ -418,8 +421,8 @@ class Reconciler:
             status["lastSyncTime"] = _now()
         status = {k: v for k, v in status.items() if v is not None}
         metrics.READY.labels(observed.namespace, observed.name).set(1 if ready[0] else 0)
-        outcome = Outcome(retry_after=retry, ready=bool(ready[0]), reason=ready[1], message=ready[2])
-        if _strip_times(status) == _strip_times(dict(old)):
+        outcome = Outcome(retry_after=retry, ready=bool(ready[0]), reason=ready[1], message=ready[2], status=status)
+        if _strip_times(status) == _strip_times(dict(old)) or not self.write_status:
             return outcome
         status["lastAttemptTime"] = _now()
         try:

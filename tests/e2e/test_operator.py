@@ -408,3 +408,67 @@ def test_ownership_adopt_dry_run_and_garbage_collection(scenario: Scenario) -> N
     )
     wait_for(lambda: scenario.reason("planner") == "TargetFailed", "refusal to take another VaultBundle's Secret")
     assert "managed by VaultBundle" in scenario.vb("planner")["status"]["targets"][0]["message"]
+
+
+def test_cli_plan_then_sync_without_an_operator(testbed: dict[str, str], kube: k8s.ApiClient, tmp_path: Path) -> None:
+    """`vaultbundle plan` shows names only and writes nothing; `vaultbundle sync` applies once, then is a no-op."""
+    made = Scenario(testbed, kube)
+    try:
+        made.push({".env.prod": f"TOKEN={CANARY}\nMODE=ci\n".encode()})
+        manifest = tmp_path / "vb.yaml"
+        manifest.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "vaultbundle.io/v1alpha1",
+                    "kind": "VaultBundle",
+                    "metadata": {"name": "pipeline", "namespace": made.ns},
+                    "spec": {
+                        "source": {
+                            "configSecretRef": {"name": "web-vsync"},
+                            "passphraseSecretRef": {"name": "web-passphrase"},
+                        },
+                        "targets": [{"name": "app", "kubernetesSecret": {"name": "ci-env"}}],
+                    },
+                }
+            )
+        )
+        command = [sys.executable, "-m", "vaultbundle.cli"]
+        env = {**os.environ, "KUBECONFIG": testbed["KUBECONFIG"]}
+        planned = subprocess.run(
+            [*command, "plan", "-f", str(manifest)], capture_output=True, text=True, env=env, check=False, timeout=120
+        )
+        assert planned.returncode == 0, planned.stderr
+        assert "+ MODE" in planned.stdout and "+ TOKEN" in planned.stdout and CANARY not in planned.stdout
+        assert made.data("ci-env") is None
+        synced = subprocess.run(
+            [*command, "sync", "-f", str(manifest), "--json"],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+            timeout=120,
+        )
+        assert synced.returncode == 0, synced.stderr
+        assert made.data("ci-env") == {"TOKEN": CANARY, "MODE": "ci"} and CANARY not in synced.stdout
+        assert json.loads(synced.stdout)["targets"][0]["plan"]["create"] == ["MODE", "TOKEN"]
+        again = subprocess.run(
+            [*command, "sync", "-f", str(manifest), "--json"],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+            timeout=120,
+        )
+        assert json.loads(again.stdout)["targets"][0]["plan"] == {
+            "create": [],
+            "update": [],
+            "delete": [],
+            "unchanged": 2,
+        }
+        made.secret("web-passphrase", {"passphrase": "wrong"}, replace=True)
+        failed = subprocess.run(
+            [*command, "sync", "-f", str(manifest)], capture_output=True, text=True, env=env, check=False, timeout=120
+        )
+        assert failed.returncode == 14 and "WrongPassphrase" in failed.stdout
+    finally:
+        made.core.delete_namespace(made.ns)
