@@ -447,6 +447,7 @@ def sync(
     envvar="VAULTBUNDLE_DIGEST_KEY_FILE",
     help="Key for the HMAC digests shown in status (default: random per process).",
 )
+@click.option("--shard", help="INDEX/COUNT: handle only this slot of a stable hash of namespace/name (e.g. 0/2).")
 @click.option("--verbose", "-v", is_flag=True, help="Debug logging (never logs secret values).")
 def run(
     namespaces: tuple[str, ...],
@@ -459,12 +460,13 @@ def run(
     max_concurrent: int,
     min_refresh_interval: str,
     digest_key_file: str | None,
+    shard: str | None,
     verbose: bool,
 ) -> None:
     """Run the operator: keep every VaultBundle's targets equal to its latest verified bundle."""
     import kopf  # noqa: PLC0415 - heavy; only this command needs it
 
-    from .controller import Settings, build_registry  # noqa: PLC0415
+    from .controller import Settings, Shard, build_registry  # noqa: PLC0415
     from .observability import disable_core_dumps  # noqa: PLC0415
     from .spec import parse_duration  # noqa: PLC0415
 
@@ -486,6 +488,7 @@ def run(
         metrics_host=metrics_host,
         metrics_port=metrics_port,
         min_refresh=parse_duration(min_refresh_interval, "--min-refresh-interval"),
+        shard=Shard.parse(shard) if shard else None,
     )
     kopf.run(
         registry=build_registry(settings), standalone=True, clusterwide=all_namespaces, namespaces=list(namespaces)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import random
 from collections import defaultdict
@@ -36,6 +37,26 @@ class Settings:
     min_refresh: float = 10.0
     metrics_host: str = "0.0.0.0"  # noqa: S104 - a pod's probes and Prometheus reach it on the pod IP
     metrics_port: int = 8080
+    shard: Shard | None = None
+
+
+@dataclass(frozen=True)
+class Shard:
+    """`--shard INDEX/COUNT`: this process handles the VaultBundles whose stable hash falls in its slot."""
+
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        index, _, count = text.partition("/")
+        if not (index.isdigit() and count.isdigit()) or not 0 <= int(index) < int(count):
+            raise ValueError("--shard must be INDEX/COUNT with 0 <= INDEX < COUNT, e.g. 0/2")
+        return cls(int(index), int(count))
+
+    def owns(self, namespace: str, name: str) -> bool:
+        digest = hashlib.sha256(f"{namespace}/{name}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") % self.count == self.index
 
 
 @dataclass
@@ -46,14 +67,18 @@ class Worker:
 
 
 class Scheduler:
-    def __init__(self, reconciler: Reconciler, max_concurrent: int) -> None:
+    def __init__(self, reconciler: Reconciler, max_concurrent: int, shard: Shard | None = None) -> None:
         self.reconciler = reconciler
+        self.shard = shard
         self.workers: dict[str, Worker] = {}
         self.secret_watchers: dict[tuple[str, str], set[str]] = defaultdict(set)
         self._slots = asyncio.Semaphore(max_concurrent)
 
     def upsert(self, body: dict[str, Any]) -> None:
-        uid = body["metadata"]["uid"]
+        meta = body["metadata"]
+        if self.shard and not self.shard.owns(meta.get("namespace", ""), meta.get("name", "")):
+            return
+        uid = meta["uid"]
         worker = self.workers.get(uid)
         if worker is None:
             worker = self.workers[uid] = Worker(body)
@@ -135,7 +160,7 @@ def build_registry(config: Settings) -> kopf.OperatorRegistry:
             config.metrics_host, config.metrics_port, lambda: "scheduler" in state
         )
         state["scheduler"] = Scheduler(
-            Reconciler(kube, pool, digester, min_refresh=config.min_refresh), config.max_concurrent
+            Reconciler(kube, pool, digester, min_refresh=config.min_refresh), config.max_concurrent, config.shard
         )
 
     @kopf.on.cleanup(registry=registry)
