@@ -447,6 +447,12 @@ def sync(
     envvar="VAULTBUNDLE_DIGEST_KEY_FILE",
     help="Key for the HMAC digests shown in status (default: random per process).",
 )
+@click.option(
+    "--leader-election-namespace",
+    envvar="POD_NAMESPACE",
+    help="Run as one of several replicas: only the holder of a Lease in this namespace works.",
+)
+@click.option("--lease-duration", default="15s", show_default=True, help="Leader Lease duration.")
 @click.option("--shard", help="INDEX/COUNT: handle only this slot of a stable hash of namespace/name (e.g. 0/2).")
 @click.option("--verbose", "-v", is_flag=True, help="Debug logging (never logs secret values).")
 def run(
@@ -460,6 +466,8 @@ def run(
     max_concurrent: int,
     min_refresh_interval: str,
     digest_key_file: str | None,
+    leader_election_namespace: str | None,
+    lease_duration: str,
     shard: str | None,
     verbose: bool,
 ) -> None:
@@ -489,6 +497,8 @@ def run(
         metrics_port=metrics_port,
         min_refresh=parse_duration(min_refresh_interval, "--min-refresh-interval"),
         shard=Shard.parse(shard) if shard else None,
+        leader_election_namespace=leader_election_namespace or None,
+        lease_seconds=parse_duration(lease_duration, "--lease-duration"),
     )
     kopf.run(
         registry=build_registry(settings), standalone=True, clusterwide=all_namespaces, namespaces=list(namespaces)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import hashlib
 import logging
 import random
@@ -19,9 +20,10 @@ from typing import Any, cast
 
 import kopf
 
-from . import observability
+from . import metrics, observability
 from .digest import Digester
 from .kube import GROUP, PLURAL, VERSION, Kube, load_api_client
+from .leader import LeaderElector
 from .pool import CryptoPool
 from .reconcile import Observed, Reconciler
 
@@ -38,6 +40,8 @@ class Settings:
     metrics_host: str = "0.0.0.0"  # noqa: S104 - a pod's probes and Prometheus reach it on the pod IP
     metrics_port: int = 8080
     shard: Shard | None = None
+    leader_election_namespace: str | None = None  # None: no election, this process is always active
+    lease_seconds: float = 15.0
 
 
 @dataclass(frozen=True)
@@ -67,22 +71,30 @@ class Worker:
 
 
 class Scheduler:
-    def __init__(self, reconciler: Reconciler, max_concurrent: int, shard: Shard | None = None) -> None:
+    def __init__(
+        self, reconciler: Reconciler, max_concurrent: int, shard: Shard | None = None, *, active: bool = True
+    ) -> None:
         self.reconciler = reconciler
         self.shard = shard
+        self.active = active  # False on a standby replica: it knows every object but works on none
         self.workers: dict[str, Worker] = {}
+        self._context: contextvars.Context | None = None
         self.secret_watchers: dict[tuple[str, str], set[str]] = defaultdict(set)
         self._slots = asyncio.Semaphore(max_concurrent)
 
     def upsert(self, body: dict[str, Any]) -> None:
+        # kopf's event poster lives in the handlers' context; workers started later (e.g. on winning an
+        # election) must run in it too, or posting an Event fails
+        self._context = contextvars.copy_context()
         meta = body["metadata"]
         if self.shard and not self.shard.owns(meta.get("namespace", ""), meta.get("name", "")):
             return
         uid = meta["uid"]
         worker = self.workers.get(uid)
         if worker is None:
-            worker = self.workers[uid] = Worker(body)
-            worker.task = asyncio.create_task(self._run(uid), name=f"vaultbundle:{uid}")
+            self.workers[uid] = Worker(body)
+            if self.active:
+                self._start(uid)
             return
         old_meta, new_meta = worker.body.get("metadata", {}), body.get("metadata", {})
         worker.body = body
@@ -91,15 +103,40 @@ class Scheduler:
         ) != (new_meta.get("annotations") or {}).get("vaultbundle.io/force-sync"):
             worker.wake.set()
 
-    async def remove(self, uid: str) -> None:
-        worker = self.workers.pop(uid, None)
+    def _start(self, uid: str) -> None:
+        self.workers[uid].task = asyncio.create_task(self._run(uid), name=f"vaultbundle:{uid}", context=self._context)
+
+    def activate(self) -> None:
+        """Became leader: start working on every known object at once."""
+        self.active = True
+        for uid, worker in self.workers.items():
+            if worker.task is None:
+                self._start(uid)
+
+    async def deactivate(self) -> None:
+        """Lost leadership: stop every worker; keep knowing the objects for a quick takeover later."""
+        self.active = False
+        for uid in list(self.workers):
+            await self._stop(uid)
+
+    async def _stop(self, uid: str) -> None:
         self.reconciler.forget(uid)
         for watchers in self.secret_watchers.values():
             watchers.discard(uid)
+        worker = self.workers.get(uid)
         if worker and worker.task:
             worker.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await worker.task
+            except asyncio.CancelledError:
+                pass
+            except Exception:
+                logger.exception("worker for %s ended with an error", uid)
+            worker.task = None
+
+    async def remove(self, uid: str) -> None:
+        await self._stop(uid)
+        self.workers.pop(uid, None)
 
     def secret_changed(self, namespace: str, name: str) -> None:
         for uid in self.secret_watchers.get((namespace, name), set()):
@@ -107,7 +144,7 @@ class Scheduler:
                 self.workers[uid].wake.set()
 
     async def _run(self, uid: str) -> None:
-        while uid in self.workers:
+        while uid in self.workers and self.active:
             worker = self.workers[uid]
             worker.wake.clear()
             observed = Observed.from_body(worker.body)
@@ -127,7 +164,10 @@ class Scheduler:
                     self.secret_watchers[(observed.namespace, ref)].add(uid)
                 for event in outcome.events:
                     post = kopf.warn if event.type == "Warning" else kopf.info
-                    post(cast(kopf.Body, worker.body), reason=event.reason, message=event.message)
+                    try:
+                        post(cast(kopf.Body, worker.body), reason=event.reason, message=event.message)
+                    except (LookupError, RuntimeError):  # kopf's poster is gone (shutting down)
+                        logger.debug("event %s not posted: the operator is stopping", event.reason)
                 if not outcome.idle:  # messages name keys and reasons, never values
                     level = logging.INFO if outcome.ready else logging.WARNING
                     logger.log(
@@ -159,12 +199,40 @@ def build_registry(config: Settings) -> kopf.OperatorRegistry:
         state["http"] = await observability.serve(
             config.metrics_host, config.metrics_port, lambda: "scheduler" in state
         )
-        state["scheduler"] = Scheduler(
-            Reconciler(kube, pool, digester, min_refresh=config.min_refresh), config.max_concurrent, config.shard
+        electing = config.leader_election_namespace is not None
+        scheduler = Scheduler(
+            Reconciler(kube, pool, digester, min_refresh=config.min_refresh),
+            config.max_concurrent,
+            config.shard,
+            active=not electing,
         )
+        state["scheduler"] = scheduler
+        if config.leader_election_namespace is None:
+            metrics.LEADER.set(1)
+            return
+        elector = LeaderElector(
+            kube,
+            config.leader_election_namespace,
+            on_started=scheduler.activate,
+            on_stopped=lambda: state.setdefault("stopping", asyncio.create_task(_step_down())),
+            name=f"vaultbundle-operator{'-shard-' + str(config.shard.index) if config.shard else ''}",
+            lease_seconds=config.lease_seconds,
+            renew_seconds=max(1.0, config.lease_seconds / 3),
+        )
+
+        async def _step_down() -> None:
+            await scheduler.deactivate()
+            state.pop("stopping", None)
+
+        state["elector"] = asyncio.create_task(elector.run(), name="vaultbundle:leader-election")
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(**_: Any) -> None:
+        if "elector" in state:  # stop working first, then release the Lease for a standby
+            await state["scheduler"].deactivate()
+            state["elector"].cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await state["elector"]
         await state["scheduler"].stop()
         state["pool"].close()
         await state["http"].cleanup()

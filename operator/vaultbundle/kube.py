@@ -41,6 +41,7 @@ class Kube:
     def __init__(self, api_client: k8s.ApiClient) -> None:
         self.core = k8s.CoreV1Api(api_client)
         self.custom = k8s.CustomObjectsApi(api_client)
+        self.coordination = k8s.CoordinationV1Api(api_client)
         self.calls: Counter[str] = Counter()
 
     @property
@@ -95,6 +96,24 @@ class Kube:
                 return None
             raise
         return result
+
+    async def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            result: dict[str, Any] = await self._call(
+                "get_lease", self.coordination.read_namespaced_lease, name, namespace
+            )
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return result
+
+    async def create_lease(self, namespace: str, body: dict[str, Any]) -> None:
+        await self._call("create_lease", self.coordination.create_namespaced_lease, namespace, body)
+
+    async def replace_lease(self, namespace: str, name: str, body: dict[str, Any]) -> None:
+        """Replace with the body's resourceVersion: a concurrent writer makes this fail with 409."""
+        await self._call("replace_lease", self.coordination.replace_namespaced_lease, name, namespace, body)
 
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         await self._call(

@@ -64,4 +64,7 @@ class _BundleAge(Collector):
 
 BUNDLE_AGE = _BundleAge()
 REGISTRY.register(BUNDLE_AGE)
+LEADER = Gauge(
+    "vaultbundle_leader", "1 while this process holds the leader Lease (or runs without election).", registry=REGISTRY
+)
 READY = Gauge("vaultbundle_ready", "1 when the VaultBundle is Ready, else 0.", ["namespace", "name"], registry=REGISTRY)

@@ -90,14 +90,11 @@ def kube(testbed: dict[str, str]) -> k8s.ApiClient:
     return k8s_config.new_client_from_config(config_file=testbed["KUBECONFIG"])
 
 
-@pytest.fixture(scope="module")
-def operator(testbed: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
-    kubectl(testbed, "apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
-    kubectl(testbed, "wait", "--for=condition=Established", "crd/vaultbundles.vaultbundle.io", "--timeout=30s")
+def start_operator(testbed: dict[str, str], log: Path, *extra: str) -> tuple[subprocess.Popen[bytes], int]:
+    """An operator process on the test bed; returns once its /readyz answers."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    log = tmp_path_factory.mktemp("operator") / "operator.log"
     command = [
         sys.executable,
         "-m",
@@ -115,25 +112,40 @@ def operator(testbed: dict[str, str], tmp_path_factory: pytest.TempPathFactory) 
         "--metrics-port",
         str(port),
         "--verbose",
+        *extra,
     ]
     with log.open("wb") as sink:
         process = subprocess.Popen(
             command, stdout=sink, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
         )
+    wait_for(lambda: _get(f"http://127.0.0.1:{port}/readyz") == "ready\n", "the operator's /readyz", timeout=60)
+    return process, port
+
+
+def stop_operator(process: subprocess.Popen[bytes], log: Path) -> None:
+    """SIGTERM; the operator must exit 0, and no secret value may be in its (debug-level) log."""
+    process.terminate()
     try:
-        wait_for(lambda: _get(f"http://127.0.0.1:{port}/readyz") == "ready\n", "the operator's /readyz", timeout=60)
+        assert process.wait(20) == 0, "the operator did not shut down cleanly on SIGTERM"
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail("the operator ignored SIGTERM for 20s")
+    text = log.read_text(errors="replace")
+    for secret in (PASSPHRASE, ROTATED, CANARY):
+        assert secret not in text, "a secret value appeared in the operator log (verbose level)"
+
+
+@pytest.fixture(scope="module")
+def operator(testbed: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
+    kubectl(testbed, "apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
+    kubectl(testbed, "wait", "--for=condition=Established", "crd/vaultbundles.vaultbundle.io", "--timeout=30s")
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    process, port = start_operator(testbed, log)
+    try:
         assert _get(f"http://127.0.0.1:{port}/healthz") == "ok\n"
         yield Operator(log, port)
     finally:
-        process.terminate()
-        try:
-            assert process.wait(20) == 0, "the operator did not shut down cleanly on SIGTERM"
-        except subprocess.TimeoutExpired:
-            process.kill()
-            pytest.fail("the operator ignored SIGTERM for 20s")
-        text = log.read_text(errors="replace")
-        for secret in (PASSPHRASE, ROTATED, CANARY):
-            assert secret not in text, "a secret value appeared in the operator log (verbose level)"
+        stop_operator(process, log)
 
 
 class Scenario:
@@ -472,3 +484,42 @@ def test_cli_plan_then_sync_without_an_operator(testbed: dict[str, str], kube: k
         assert failed.returncode == 14 and "WrongPassphrase" in failed.stdout
     finally:
         made.core.delete_namespace(made.ns)
+
+
+def test_leader_election_failover(scenario: Scenario, testbed: dict[str, str], tmp_path: Path) -> None:
+    """Two replicas: one works, the standby does nothing; kill -9 the leader and the standby takes over within
+    the lease period and picks up a new bundle. (The module's own operator handles other namespaces' objects
+    too; the replicas here are judged by their own metrics.)"""
+    scenario.push({".env.prod": b"A=1\n"})
+    election = ["--leader-election-namespace", scenario.ns, "--lease-duration", "4s", "--shard", "0/1"]
+    logs = [tmp_path / "replica-a.log", tmp_path / "replica-b.log"]
+    first, port_a = start_operator(testbed, logs[0], *election)
+    second, port_b = start_operator(testbed, logs[1], *election)
+    replicas = {port_a: (first, logs[0]), port_b: (second, logs[1])}
+    try:
+        leader_of = lambda: [p for p in replicas if Operator(logs[0], p).metric("vaultbundle_leader") == 1]  # noqa: E731
+        leaders = wait_for(lambda: leader_of() if len(leader_of()) == 1 else None, "exactly one leader", 20)
+        leader, standby = leaders[0], next(p for p in replicas if p != leaders[0])
+        scenario.apply("ha", {"name": "ha-env"})
+        wait_for(lambda: scenario.data("ha-env") == {"A": "1"}, "the leader's sync")
+        time.sleep(2)
+        assert Operator(logs[0], standby).metric("vaultbundle_syncs_total") == 0  # no duplicated work
+        lease = scenario.api.call_api(
+            f"/apis/coordination.k8s.io/v1/namespaces/{scenario.ns}/leases/vaultbundle-operator-shard-0",
+            "GET",
+            _preload_content=False,
+            _return_http_data_only=True,
+        )
+        assert json.loads(lease.data)["spec"]["holderIdentity"]
+
+        replicas[leader][0].kill()  # no release: the standby must wait for the lease to expire
+        killed = time.monotonic()
+        replicas[leader][0].wait(10)
+        wait_for(lambda: Operator(logs[0], standby).metric("vaultbundle_leader") == 1, "the standby to take over", 15)
+        assert time.monotonic() - killed < 4 + 3  # lease duration + one standby poll and some scheduling slack
+        scenario.push({".env.prod": b"A=2\n"})
+        wait_for(lambda: scenario.data("ha-env") == {"A": "2"}, "the new leader's sync", 20)
+    finally:
+        for process, log in replicas.values():
+            if process.poll() is None:
+                stop_operator(process, log)
