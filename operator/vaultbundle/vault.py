@@ -83,9 +83,17 @@ def _choose_env_file(files: Mapping[str, bytes], env: str | None, env_file: str 
                 f"the bundle has no file {env_file!r}; it has: {', '.join(sorted(files)) or 'none'}"
             )
         return env_file
-    if env and f".env.{env.lower()}" in files:
-        return f".env.{env.lower()}"
-    candidates = [name for name in files if "/" not in name and (name == ".env" or name.startswith(".env."))]
+    candidates = sorted(name for name in files if "/" not in name and (name == ".env" or name.startswith(".env.")))
+    if env:
+        wanted = f".env.{env.lower()}"
+        if wanted in files:
+            return wanted
+        others = [name for name in candidates if name.startswith(".env.")]
+        if others:  # a bundle sealed for another environment (e.g. staging's, swapped into prod's prefix)
+            raise BundleFormatError(
+                f"the bundle has {', '.join(others)} but no {wanted}: it was sealed for another environment "
+                "(set envFile to read a different file on purpose)"
+            )
     return candidates[0] if len(candidates) == 1 else None
 
 

@@ -257,6 +257,8 @@ def scenario(testbed: dict[str, str], kube: k8s.ApiClient, operator: Operator) -
     ):
         assert CANARY not in status and PASSPHRASE not in status
     assert not any(CANARY in message or PASSPHRASE in message for _, _, message in made.events())
+    exposed = _get(f"http://127.0.0.1:{operator.port}/metrics")
+    assert "vaultbundle_syncs_total" in exposed and CANARY not in exposed and PASSPHRASE not in exposed
     made.core.delete_namespace(made.ns)
 
 
@@ -344,6 +346,15 @@ def test_sync_idle_update_prune_and_refusals(scenario: Scenario, operator: Opera
     wait_for(lambda: scenario.reason("web") == "WrongPassphrase", "a failed tag on a flipped byte")
     assert scenario.data("web-env") == current
 
+    # a bundle sealed for another environment, swapped into this prefix with a matching pointer: refused
+    key = scenario.pool.derive(PASSPHRASE, scenario.config.salt, scenario.config.iterations)
+    swapped = bundles.seal_bundle(
+        key, Layout.CLI, fake, {".env.staging": b"API_KEY=staging\n"}, folder="infra/vault/staging"
+    )
+    scenario.s3.put_object(Bucket=scenario.bucket, Key=f"web/prod/versions/{fake}.enc", Body=swapped)
+    wait_for(lambda: scenario.reason("web") == "BundleFormat", "refusal of another environment's bundle")
+    assert scenario.data("web-env") == current
+
     # fixing the cause recovers without a restart
     scenario.s3.put_object(Bucket=scenario.bucket, Key="web/prod/latest", Body=second.encode())
     wait_for(lambda: scenario.reason("web") == "Synced", "recovery")
@@ -420,6 +431,11 @@ def test_ownership_adopt_dry_run_and_garbage_collection(scenario: Scenario) -> N
     )
     wait_for(lambda: scenario.reason("planner") == "TargetFailed", "refusal to take another VaultBundle's Secret")
     assert "managed by VaultBundle" in scenario.vb("planner")["status"]["targets"][0]["message"]
+
+    # deletionPolicy Retain (the default): deleting the VaultBundle leaves its Secret with its data
+    scenario.custom.delete_namespaced_custom_object("vaultbundle.io", "v1alpha1", scenario.ns, "vaultbundles", "taker")
+    time.sleep(3)
+    assert scenario.data("precious") == {"keep": "me", "A": "1", "B": "2"}
 
 
 def test_cli_plan_then_sync_without_an_operator(testbed: dict[str, str], kube: k8s.ApiClient, tmp_path: Path) -> None:

@@ -165,3 +165,11 @@ def test_zip_parser_only_raises_typed_errors(data: bytes) -> None:
         vault.from_zip(data)
     except BundleFormatError:
         pass
+
+
+def test_bundle_sealed_for_another_env_is_refused() -> None:
+    staging = vault.to_zip({".env.staging": b"A=1\n"}, folder="infra/vault/staging")
+    with pytest.raises(BundleFormatError, match=r"sealed for another environment"):
+        vault.from_zip(staging, env="prod")
+    assert dict(vault.from_zip(staging, env="prod", env_file=".env.staging").kv) == {"A": "1"}  # explicit override
+    assert dict(vault.from_zip(vault.to_zip({".env": b"A=1\n"}, folder="v"), env="prod").kv) == {"A": "1"}

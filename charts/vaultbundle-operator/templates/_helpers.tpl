@@ -62,11 +62,13 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "vaultbundle.rules" -}}
 # Secrets. get: read the two source Secrets (config blob, passphrase) and the target Secret before writing
 # (ownership check, diff). list+watch: kopf watches Secrets so a rotated passphrase/config resyncs at once.
-# patch: the target Secret is written with server-side apply (an apply PATCH also creates it).
+# patch: the target Secret is written with server-side apply (field manager vaultbundle).
+# create: an apply PATCH that creates a missing Secret is also authorized as `create` (without it the apiserver
+# answers 403 "cannot create resource secrets"; tests/e2e/test_chart_rbac.py proves both ways).
 # delete: a Secret's type is immutable, so a changed spec type deletes and re-applies the target Secret.
 - apiGroups: [""]
   resources: [secrets]
-  verbs: [get, list, watch, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 # VaultBundles. list+watch: kopf's watch stream is the operator's only way of reading them.
 - apiGroups: [vaultbundle.io]
   resources: [vaultbundles]

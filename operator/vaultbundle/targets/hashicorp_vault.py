@@ -1,0 +1,664 @@
+"""HashiCorp Vault / OpenBao target: all selected keys in ONE KV secret (v2, or v1), written with check-and-set.
+
+Ownership (KV v2): the secret's `custom_metadata` carries `managed-by: vaultbundle` and
+`vaultbundle-owner: <namespace>/<name>`; an existing secret without that marker is refused (`SecretNotOwned`)
+unless `adopt: true`, and another VaultBundle's secret is never taken. The marker is written first (a token
+without metadata rights fails before any data is written), then the data with `cas` = the version read at plan
+time (0 when creating), so a concurrent writer makes the write fail with reason `Conflict` instead of being
+silently overwritten. Identical content is never rewritten (no new version). KV v1 has no metadata and no
+check-and-set: ownership is kept in this target's status entry (`remote`, `remoteOwned`).
+
+Authentication (exactly one): a token from a Secret, AppRole (role and secret id from Secrets), or Kubernetes
+auth with a short-lived token the operator requests (TokenRequest) for a ServiceAccount in the VaultBundle's
+own namespace. That ServiceAccount must opt in with the annotation `vaultbundle.io/token-audiences` listing the
+audiences the operator may request for it, so editing a VaultBundle never yields, e.g., an API-server token.
+Error messages name paths and keys, never values, and never carry Vault's or the SDK's error text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import ssl
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from kubernetes.client.exceptions import ApiException
+
+from .. import metrics
+from ..selection import SelectionError, select
+from ..spec import CrossNamespaceError, SecretRef, Selection, SpecError, boolean, obj, string, strings
+from ..vault import Vault
+from .base import Owner, Plan, TargetContext, TargetError
+from .naming import NameRule, Naming, parse_naming, remote_names
+
+MANAGED_BY_KEY = "managed-by"
+MANAGED_BY = "vaultbundle"
+OWNER_KEY = "vaultbundle-owner"
+AUDIENCES_ANNOTATION = "vaultbundle.io/token-audiences"
+TOKEN_SECONDS = 600  # the TokenRequest minimum: the JWT is used once, for the login
+TIMEOUT_SECONDS = 15
+
+_SEGMENT = re.compile(r"[A-Za-z0-9._~@=+:,-]+")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]+")
+
+KEY_RULE = NameRule(
+    store="Vault KV",
+    pattern=re.compile(r"[^\x00-\x1f\x7f]+"),
+    max_length=512,
+    description="must not contain control characters",
+)
+
+
+# --- spec -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TokenAuth:
+    token_ref: SecretRef
+
+
+@dataclass(frozen=True)
+class KubernetesAuth:
+    role: str
+    service_account_name: str
+    mount: str = "kubernetes"
+    audiences: tuple[str, ...] = ("vault",)
+
+
+@dataclass(frozen=True)
+class AppRoleAuth:
+    role_id_ref: SecretRef
+    secret_id_ref: SecretRef
+    mount: str = "approle"
+
+
+Auth = TokenAuth | KubernetesAuth | AppRoleAuth
+
+
+@dataclass(frozen=True)
+class HashicorpVaultSpec:
+    address: str
+    path: str
+    auth: Auth
+    mount: str = "secret"
+    namespace: str = ""
+    kv_version: int = 2
+    ca_bundle_ref: SecretRef | None = None
+    naming: Naming = field(default_factory=Naming)
+    adopt: bool = False
+    prune: bool = True
+
+
+def _vault_path(value: Any, path: str, *, required: bool, default: str = "", max_length: int = 512) -> str:
+    """A Vault path: '/'-separated segments of safe characters, no leading/trailing '/', no '.' or '..'."""
+    text = string(value, path, required=required, default=default)
+    if not text:
+        return text
+    segments = text.split("/")
+    if (
+        len(text) > max_length
+        or text.startswith("/")
+        or text.endswith("/")
+        or any(not _SEGMENT.fullmatch(s) or s in (".", "..") for s in segments)
+    ):
+        raise SpecError(
+            f"{path} must be a relative Vault path of at most {max_length} characters: segments of letters, "
+            "digits and ._~@=+:,- separated by single '/', without a leading or trailing '/' and without '.' or "
+            f"'..' segments (got {text!r})"
+        )
+    return text
+
+
+def _address(value: Any, path: str) -> str:
+    text = string(value, path, required=True)
+    parts = urlsplit(text)
+    try:
+        port_ok = parts.port is None or 0 < parts.port < 65536
+    except ValueError:
+        port_ok = False
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.username is not None
+        or parts.password is not None
+        or parts.query
+        or parts.fragment
+        or not port_ok
+        or any(c.isspace() for c in text)
+    ):
+        raise SpecError(
+            f"{path} must be an http(s) URL like https://vault.example:8200, without credentials, query or "
+            f"fragment (got {text!r})"
+        )
+    return text.rstrip("/")
+
+
+def _secret_ref(value: Any, path: str, default_key: str) -> SecretRef:
+    if value is None:
+        raise SpecError(f"{path} is required")
+    ref = obj(value, path)
+    if ref.get("namespace"):
+        raise CrossNamespaceError(
+            f"{path}.namespace is refused: credentials are read only from the VaultBundle's own namespace; "
+            "copy the Secret there and drop the field"
+        )
+    name = string(ref.get("name"), f"{path}.name", required=True)
+    if len(name) > 253 or not _DNS_SUBDOMAIN.fullmatch(name):
+        raise SpecError(f"{path}.name must be a Secret name (DNS subdomain), got {name!r}")
+    key = string(ref.get("key"), f"{path}.key", default=default_key)
+    if len(key) > 253 or not _SECRET_KEY.fullmatch(key):
+        raise SpecError(f"{path}.key must be a Secret key (letters, digits, '-', '_', '.'), got {key!r}")
+    return SecretRef(name, key)
+
+
+def _parse_auth(raw: Any, path: str) -> Auth:
+    if raw is None:
+        raise SpecError(f"{path} is required (one of tokenSecretRef, kubernetes, appRole)")
+    auth = obj(raw, path)
+    chosen = [name for name in ("tokenSecretRef", "kubernetes", "appRole") if auth.get(name) is not None]
+    unknown = sorted(set(auth) - {"tokenSecretRef", "kubernetes", "appRole"})
+    if unknown:
+        raise SpecError(f"{path}: unknown field(s) {', '.join(unknown)}")
+    if len(chosen) != 1:
+        raise SpecError(f"{path} must set exactly one of tokenSecretRef, kubernetes, appRole")
+    kind = chosen[0]
+    where = f"{path}.{kind}"
+    if kind == "tokenSecretRef":
+        return TokenAuth(_secret_ref(auth[kind], where, "token"))
+    body = obj(auth[kind], where)
+    if kind == "kubernetes":
+        if body.get("namespace") or body.get("serviceAccountNamespace"):
+            raise CrossNamespaceError(
+                f"{where}: the ServiceAccount always lives in the VaultBundle's own namespace; drop the namespace"
+            )
+        sa = string(body.get("serviceAccountName"), f"{where}.serviceAccountName", required=True)
+        if len(sa) > 253 or not _DNS_SUBDOMAIN.fullmatch(sa):
+            raise SpecError(f"{where}.serviceAccountName must be a ServiceAccount name (DNS subdomain), got {sa!r}")
+        audiences = strings(body.get("audiences"), f"{where}.audiences", ("vault",))
+        if not audiences or any(not a.strip() for a in audiences) or len(audiences) > 8:
+            raise SpecError(f"{where}.audiences must list 1 to 8 non-empty audiences (the Vault role's audience)")
+        return KubernetesAuth(
+            role=string(body.get("role"), f"{where}.role", required=True),
+            service_account_name=sa,
+            mount=_vault_path(body.get("mount"), f"{where}.mount", required=False, default="kubernetes"),
+            audiences=audiences,
+        )
+    return AppRoleAuth(
+        role_id_ref=_secret_ref(body.get("roleIdSecretRef"), f"{where}.roleIdSecretRef", "role-id"),
+        secret_id_ref=_secret_ref(body.get("secretIdSecretRef"), f"{where}.secretIdSecretRef", "secret-id"),
+        mount=_vault_path(body.get("mount"), f"{where}.mount", required=False, default="approle"),
+    )
+
+
+# --- errors -----------------------------------------------------------------------------------------------
+
+
+def _vault_error(exc: BaseException, what: str, *, login: bool = False) -> TargetError:
+    """Map an hvac/requests exception to a TargetError. Only the class is looked at: its text may hold data."""
+    import requests  # hvac's transport
+    from hvac import exceptions as hv  # the SDK is an install extra: imported on use, never at module load
+
+    if isinstance(exc, hv.VaultDown | hv.VaultNotInitialized):
+        return TargetError("Unavailable", f"Vault is sealed, uninitialized or in standby: {what}")
+    if isinstance(exc, hv.InternalServerError | hv.BadGateway | hv.RateLimitExceeded | hv.UnexpectedError):
+        return TargetError("Unavailable", f"Vault failed ({type(exc).__name__}): {what}")
+    if isinstance(exc, hv.Unauthorized) or (login and isinstance(exc, hv.VaultError)):
+        return TargetError("AuthFailed", f"Vault refused the login ({what}, {type(exc).__name__})")
+    if isinstance(exc, hv.Forbidden):
+        return TargetError("Forbidden", f"permission denied: {what} (check the Vault policy of the role or token)")
+    if isinstance(exc, hv.InvalidPath):
+        return TargetError("NotFound", f"not found: {what} (is the mount enabled?)")
+    if isinstance(exc, hv.VaultError):
+        return TargetError("InvalidRequest", f"Vault rejected the request ({type(exc).__name__}): {what}")
+    if isinstance(exc, requests.exceptions.SSLError):
+        return TargetError(
+            "Unavailable", f"TLS verification of the Vault server failed ({what}); check caBundleSecretRef"
+        )
+    if isinstance(exc, requests.exceptions.RequestException):
+        return TargetError("Unavailable", f"Vault unreachable ({type(exc).__name__}): {what}")
+    return TargetError("Unavailable", f"Vault call failed ({type(exc).__name__}): {what}")
+
+
+def _is_cas_mismatch(exc: BaseException) -> bool:
+    from hvac import exceptions as hv
+
+    return isinstance(exc, hv.InvalidRequest) and any("check-and-set" in str(e) for e in exc.errors or [])
+
+
+def _is_absent(exc: BaseException) -> bool:
+    """A 404 with no error text: the secret does not exist (a missing mount says 'no handler for route')."""
+    from hvac import exceptions as hv
+
+    return isinstance(exc, hv.InvalidPath) and not (exc.errors or [])
+
+
+# --- the kind ---------------------------------------------------------------------------------------------
+
+
+class HashicorpVaultKind:
+    name = "hashicorpVault"
+
+    def parse(self, raw: Mapping[str, Any], path: str) -> HashicorpVaultSpec:
+        kv_version = raw.get("kvVersion", 2)
+        if isinstance(kv_version, bool) or not isinstance(kv_version, int) or kv_version not in (1, 2):
+            raise SpecError(f"{path}.kvVersion must be 1 or 2")
+        namespace = _vault_path(raw.get("namespace"), f"{path}.namespace", required=False, max_length=256)
+        ca_raw = raw.get("caBundleSecretRef")
+        return HashicorpVaultSpec(
+            address=_address(raw.get("address"), f"{path}.address"),
+            namespace=namespace,
+            mount=_vault_path(raw.get("mount"), f"{path}.mount", required=False, default="secret", max_length=128),
+            path=_vault_path(raw.get("path"), f"{path}.path", required=True),
+            kv_version=int(kv_version),
+            ca_bundle_ref=None if ca_raw is None else _secret_ref(ca_raw, f"{path}.caBundleSecretRef", "ca.crt"),
+            auth=_parse_auth(raw.get("auth"), f"{path}.auth"),
+            naming=parse_naming(raw.get("naming"), f"{path}.naming"),
+            adopt=boolean(raw.get("adopt"), f"{path}.adopt", False),
+            prune=boolean(raw.get("prune"), f"{path}.prune", True),
+        )
+
+    def desired(self, vault: Vault, selection: Selection, spec: HashicorpVaultSpec) -> dict[str, bytes]:
+        """The secret's keys: the selection renamed by `naming`; values must be UTF-8 (KV values are JSON strings)."""
+        selected = select(vault, selection)
+        binary = sorted(name for name, value in selected.items() if not _is_utf8(value))
+        if binary:
+            raise SelectionError(
+                f"not UTF-8, so not storable as a Vault KV string: {', '.join(repr(n) for n in binary)}; "
+                "exclude them (files.exclude / keys.exclude) or send them to a kubernetesSecret target"
+            )
+        return remote_names(selected, spec.naming, KEY_RULE)
+
+    async def connect(self, spec: HashicorpVaultSpec, context: TargetContext) -> HashicorpVaultTarget:
+        try:
+            import hvac  # the `vault` install extra
+        except ModuleNotFoundError as exc:
+            raise TargetError(
+                "TargetKindUnavailable",
+                f"target kind hashicorpVault needs the vault extra: pip install 'vaultbundle[vault]' ({exc.name})",
+                retry=False,
+            ) from None
+        ca_pem = None
+        if spec.ca_bundle_ref is not None:
+            ca_pem = await context.read_secret(spec.ca_bundle_ref.name, spec.ca_bundle_ref.key)
+        session = _session(ca_pem)
+        # explicit token ("" = none yet) and verify: never VAULT_TOKEN, ~/.vault-token or VAULT_CACERT of the operator
+        client = hvac.Client(
+            url=spec.address,
+            token="",
+            verify=True,
+            namespace=spec.namespace or None,
+            session=session,
+            timeout=TIMEOUT_SECONDS,
+        )
+        target = HashicorpVaultTarget(client, spec, context.owner, context.previous)
+        try:
+            await target.login(context)
+        except BaseException:
+            target._release()
+            raise
+        return target
+
+
+def _is_utf8(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _session(ca_pem: str | None) -> Any:
+    """A requests session; with a CA bundle, TLS is verified against exactly those certificates (no file on disk)."""
+    import requests
+    from requests.adapters import HTTPAdapter
+
+    session = requests.Session()
+    if not ca_pem:
+        return session
+    try:
+        context = ssl.create_default_context(cadata=ca_pem)
+    except (ssl.SSLError, ValueError):
+        raise TargetError("InvalidCABundle", "caBundleSecretRef does not hold PEM certificates", retry=False) from None
+
+    class _PinnedCA(HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["ssl_context"] = context
+            super().init_poolmanager(*args, **kwargs)
+
+        def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+            super().cert_verify(conn, url, verify, cert)
+            if verify:  # verify against the context's CAs only, not the default bundle
+                conn.ca_certs = None
+                conn.ca_cert_dir = None
+
+    session.mount("https://", _PinnedCA())
+    return session
+
+
+# --- the connected target ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _Remote:
+    """What plan() read: apply() writes against exactly this version."""
+
+    exists: bool = False
+    version: int = 0
+    data: dict[str, Any] = field(default_factory=dict)
+    custom_metadata: dict[str, str] = field(default_factory=dict)
+
+
+class HashicorpVaultTarget:
+    def __init__(self, client: Any, spec: HashicorpVaultSpec, owner: Owner, previous: Mapping[str, Any]) -> None:
+        self.client, self.spec, self.owner, self.previous = client, spec, owner, previous
+        self._owned = False
+
+    # identity -------------------------------------------------------------------------------------------
+
+    @property
+    def remote(self) -> str:
+        """Which secret this is, recorded in status (KV v1 ownership) and shown in messages."""
+        namespace = f" namespace {self.spec.namespace}" if self.spec.namespace else ""
+        return f"{self.spec.address}{namespace} {self.spec.mount}/{self.spec.path}"
+
+    def describe(self) -> str:
+        return f"Vault KV v{self.spec.kv_version} secret {self.remote}"
+
+    def status_extra(self) -> dict[str, Any]:
+        if self.spec.kv_version == 1 and self._owned:
+            return {"remote": self.remote, "remoteOwned": True}
+        return {}
+
+    def _recorded_as_ours(self) -> bool:
+        return bool(self.previous.get("remoteOwned")) and self.previous.get("remote") == self.remote
+
+    # calls ----------------------------------------------------------------------------------------------
+
+    async def _call(self, what: str, fn: Callable[..., Any], *args: Any, login: bool = False, **kwargs: Any) -> Any:
+        try:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - mapped by class; the text may carry data and is dropped
+            raise _vault_error(exc, what, login=login) from None
+
+    def _url(self, *parts: str) -> str:
+        return "/v1/" + "/".join(quote(part, safe="/") for part in parts)
+
+    # authentication -------------------------------------------------------------------------------------
+
+    async def login(self, context: TargetContext) -> None:
+        auth = self.spec.auth
+        if isinstance(auth, TokenAuth):
+            self.client.token = await context.read_secret(auth.token_ref.name, auth.token_ref.key)
+            # a bad token and a missing permission are both 403 later on: ask Vault about the token itself
+            await self._call("token lookup-self", self.client.auth.token.lookup_self, login=True)
+        elif isinstance(auth, AppRoleAuth):
+            role_id = await context.read_secret(auth.role_id_ref.name, auth.role_id_ref.key)
+            secret_id = await context.read_secret(auth.secret_id_ref.name, auth.secret_id_ref.key)
+            await self._call(
+                f"AppRole login at auth/{auth.mount}",
+                self.client.auth.approle.login,
+                role_id,
+                secret_id,
+                use_token=True,
+                mount_point=auth.mount,
+                login=True,
+            )
+        else:
+            jwt = await _service_account_token(context, auth)
+            await self._call(
+                f"Kubernetes login at auth/{auth.mount} as role {auth.role!r} with ServiceAccount "
+                f"{auth.service_account_name!r}",
+                self.client.auth.kubernetes.login,
+                auth.role,
+                jwt,
+                use_token=True,
+                mount_point=auth.mount,
+                login=True,
+            )
+
+    # reading ---------------------------------------------------------------------------------------------
+
+    async def _check_mount(self) -> None:
+        """The mount must be a KV engine of the configured version (else paths mean something else)."""
+        what = f"KV mount {self.spec.mount!r}"
+        try:
+            response = await asyncio.to_thread(
+                self.client.adapter.get, self._url("sys/internal/ui/mounts", self.spec.mount)
+            )
+        except Exception as exc:  # noqa: BLE001 - mapped by class
+            from hvac import exceptions as hv
+
+            if isinstance(exc, hv.Forbidden | hv.InvalidPath):
+                raise TargetError(
+                    "NotFound", f"{what} not found (or the token's policies grant nothing under it)"
+                ) from None
+            raise _vault_error(exc, what) from None
+        data = (response or {}).get("data") or {}
+        if data.get("path") != self.spec.mount + "/":
+            raise TargetError("NotFound", f"{what} not found (the path belongs to mount {data.get('path')!r})")
+        version = str((data.get("options") or {}).get("version") or "1")
+        if data.get("type") not in ("kv", "generic") or version != str(self.spec.kv_version):
+            raise TargetError(
+                "KVVersionMismatch",
+                f"{what} is {data.get('type')!r} version {version}, not KV v{self.spec.kv_version}; fix kvVersion",
+                retry=False,
+            )
+
+    async def _read_v2(self) -> _Remote:
+        what = f"metadata of {self.spec.mount}/{self.spec.path}"
+        try:
+            meta = await asyncio.to_thread(
+                self.client.adapter.get, self._url(self.spec.mount, "metadata", self.spec.path)
+            )
+        except Exception as exc:  # noqa: BLE001
+            if _is_absent(exc):
+                return _Remote()
+            raise _vault_error(exc, what) from None
+        body = (meta or {}).get("data") or {}
+        remote = _Remote(
+            exists=True,
+            version=int(body.get("current_version") or 0),
+            custom_metadata=dict(body.get("custom_metadata") or {}),
+        )
+        if remote.version:
+            what = f"data of {self.spec.mount}/{self.spec.path}"
+            try:
+                response = await asyncio.to_thread(
+                    self.client.adapter.get, self._url(self.spec.mount, "data", self.spec.path)
+                )
+            except Exception as exc:  # noqa: BLE001
+                if not _is_absent(exc) and not _deleted_version(exc):
+                    raise _vault_error(exc, what) from None
+                response = None  # the current version is deleted or destroyed: it holds nothing
+            content = ((response or {}).get("data") or {}).get("data")
+            remote.data = dict(content) if isinstance(content, Mapping) else {}
+        return remote
+
+    async def _read_v1(self) -> _Remote:
+        what = f"{self.spec.mount}/{self.spec.path}"
+        try:
+            response = await asyncio.to_thread(self.client.adapter.get, self._url(self.spec.mount, self.spec.path))
+        except Exception as exc:  # noqa: BLE001
+            if _is_absent(exc):
+                return _Remote()
+            raise _vault_error(exc, what) from None
+        content = (response or {}).get("data")
+        return _Remote(exists=True, data=dict(content) if isinstance(content, Mapping) else {})
+
+    # ownership -------------------------------------------------------------------------------------------
+
+    def _marker(self) -> dict[str, str]:
+        return {MANAGED_BY_KEY: MANAGED_BY, OWNER_KEY: self.owner.ref}
+
+    def _check_ownership(self, remote: _Remote) -> bool:
+        """True when the marker (v2) or our status record (v1) is missing and adopt lets us take the secret."""
+        where = f"{self.spec.mount}/{self.spec.path}"
+        if self.spec.kv_version == 2:
+            marker = remote.custom_metadata
+            other = marker.get(OWNER_KEY) if marker.get(MANAGED_BY_KEY) == MANAGED_BY else None
+            if other == self.owner.ref:
+                return False
+            if other:  # another VaultBundle's secret is never taken, not even with adopt
+                raise TargetError(
+                    "SecretNotOwned", f"Vault secret {where} is managed by VaultBundle {other!r}", retry=False
+                )
+        elif self._recorded_as_ours():
+            return False
+        if not self.spec.adopt:
+            raise TargetError(
+                "SecretNotOwned",
+                f"Vault secret {where} exists and is not managed by this VaultBundle "
+                f"({'no vaultbundle custom_metadata' if self.spec.kv_version == 2 else 'not recorded in status'}); "
+                "set adopt: true to take it over",
+                retry=False,
+            )
+        return True
+
+    # Target ----------------------------------------------------------------------------------------------
+
+    def _release(self) -> None:
+        """Close pooled connections after each phase (the protocol has no close hook); a later call reconnects."""
+        self.client.adapter.close()
+
+    async def plan(self, desired: Mapping[str, bytes]) -> Plan:
+        try:
+            return await self._plan(desired)
+        finally:
+            self._release()
+
+    async def apply(self, plan: Plan, desired: Mapping[str, bytes]) -> None:
+        try:
+            await self._apply(plan, desired)
+        finally:
+            self._release()
+
+    async def _plan(self, desired: Mapping[str, bytes]) -> Plan:
+        await self._check_mount()
+        remote = await (self._read_v2() if self.spec.kv_version == 2 else self._read_v1())
+        plan = Plan(state=remote)
+        if remote.exists:
+            plan.metadata = self._check_ownership(remote)
+            self._owned = not plan.metadata
+        for name, value in desired.items():
+            if name not in remote.data:
+                plan.create.append(name)
+            elif remote.data[name] != value.decode("utf-8"):  # a non-string value never equals ours
+                plan.update.append(name)
+            else:
+                plan.unchanged += 1
+        if self.spec.prune:
+            plan.delete = sorted(name for name in remote.data if name not in desired)
+        return plan
+
+    def _body(self, remote: _Remote, desired: Mapping[str, bytes]) -> dict[str, Any]:
+        kept = {} if self.spec.prune else {k: v for k, v in remote.data.items() if k not in desired}
+        return {**kept, **{name: value.decode("utf-8") for name, value in desired.items()}}
+
+    async def _apply(self, plan: Plan, desired: Mapping[str, bytes]) -> None:
+        remote: _Remote = plan.state if isinstance(plan.state, _Remote) else _Remote()
+        where = f"{self.spec.mount}/{self.spec.path}"
+        data_changed = bool(plan.create or plan.update or plan.delete)
+        if self.spec.kv_version == 2:
+            if plan.metadata or not remote.exists:  # claim first: without metadata rights nothing is written
+                custom = {**remote.custom_metadata, **self._marker()}
+                await self._call(
+                    f"writing custom_metadata of {where}",
+                    self.client.adapter.post,
+                    self._url(self.spec.mount, "metadata", self.spec.path),
+                    json={"custom_metadata": custom},
+                )
+            if data_changed:
+                try:
+                    await asyncio.to_thread(
+                        self.client.adapter.post,
+                        self._url(self.spec.mount, "data", self.spec.path),
+                        json={"options": {"cas": remote.version}, "data": self._body(remote, desired)},
+                    )
+                except Exception as exc:  # noqa: BLE001
+                    if _is_cas_mismatch(exc):
+                        raise TargetError(
+                            "Conflict",
+                            f"Vault secret {where} changed since it was read (check-and-set expected version "
+                            f"{remote.version}); nothing was written, the next sync re-plans",
+                        ) from None
+                    raise _vault_error(exc, f"writing {where}") from None
+        elif data_changed:
+            await self._call(
+                f"writing {where}",
+                self.client.adapter.post,
+                self._url(self.spec.mount, self.spec.path),
+                json=self._body(remote, desired),
+            )
+        self._owned = True
+
+
+def _deleted_version(exc: BaseException) -> bool:
+    """KV v2 answers 404 with metadata (deletion_time set) when the current version is deleted."""
+    from hvac import exceptions as hv
+
+    body = getattr(exc, "json", None)
+    return isinstance(exc, hv.InvalidPath) and isinstance(body, Mapping) and isinstance(body.get("data"), Mapping)
+
+
+# --- Kubernetes auth: a TokenRequest for a ServiceAccount in the VaultBundle's namespace ------------------
+
+
+async def _service_account_token(context: TargetContext, auth: KubernetesAuth) -> str:
+    """A short-lived JWT for the ServiceAccount, only for audiences its annotation allows."""
+    namespace, name = context.owner.namespace, auth.service_account_name
+    core = context.kube.core
+    where = f"ServiceAccount {name!r} in namespace {namespace!r}"
+    try:
+        account = await asyncio.to_thread(core.read_namespaced_service_account, name, namespace)
+    except ApiException as exc:
+        raise _kube_error(exc, f"reading {where}") from None
+    except Exception as exc:  # noqa: BLE001 - network errors of the client; their text is not needed
+        raise TargetError("KubernetesAPIError", f"reading {where} failed: {type(exc).__name__}") from None
+    annotations = (account.metadata.annotations if account.metadata else None) or {}
+    allowed = {a.strip() for a in str(annotations.get(AUDIENCES_ANNOTATION, "")).split(",") if a.strip()}
+    refused = sorted(set(auth.audiences) - allowed)
+    if refused:
+        raise TargetError(
+            "Forbidden",
+            f"{where} does not allow tokens for audience(s) {', '.join(refused)}: annotate it with "
+            f"{AUDIENCES_ANNOTATION}: {','.join(auth.audiences)} to let vaultbundle log in to Vault as it",
+            retry=False,
+        )
+    body = {
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenRequest",
+        "spec": {"audiences": list(auth.audiences), "expirationSeconds": TOKEN_SECONDS},
+    }
+    context.kube.calls["create_token"] += 1
+    metrics.API_WRITES.labels("create_token").inc()
+    try:
+        response = await asyncio.to_thread(core.create_namespaced_service_account_token, name, namespace, body)
+    except ApiException as exc:
+        raise _kube_error(exc, f"requesting a token for {where}") from None
+    except Exception as exc:  # noqa: BLE001
+        raise TargetError(
+            "KubernetesAPIError", f"requesting a token for {where} failed: {type(exc).__name__}"
+        ) from None
+    token = getattr(getattr(response, "status", None), "token", None)
+    if not token:
+        raise TargetError("KubernetesAPIError", f"the TokenRequest for {where} returned no token")
+    return str(token)
+
+
+def _kube_error(exc: ApiException, what: str) -> TargetError:
+    status = int(exc.status or 0)
+    if status == 404:
+        return TargetError("AuthFailed", f"{what}: not found; create the ServiceAccount", retry=False)
+    if status == 403:
+        return TargetError(
+            "Forbidden",
+            f"{what}: the operator lacks RBAC (get serviceaccounts, create serviceaccounts/token)",
+        )
+    return TargetError("KubernetesAPIError", f"{what} failed: HTTP {status} {exc.reason or ''}".rstrip())
+
+
+KIND = HashicorpVaultKind()

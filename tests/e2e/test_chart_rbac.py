@@ -1,0 +1,483 @@
+"""The chart's RBAC is enough, and no more: the operator runs as the chart's own ServiceAccount.
+
+The chart is rendered and applied to the real kube-apiserver (cluster-wide with `helm install`, namespaced with
+`helm template | kubectl apply --server-side`); no pod runs (there is no kubelet). The operator then runs as a
+local process whose only credential is a token issued for the chart's ServiceAccount (TokenRequest), and a
+full VaultBundle sync must succeed with no 403 anywhere: not in the operator's log, not in the apiserver's
+audit log. In namespaced mode the same identity must be refused Secrets in a namespace it does not watch.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import yaml
+from botocore.config import Config
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+from tests.conftest import REPO
+
+from vaultbundle import bundles
+from vaultbundle.bundles import Layout
+from vaultbundle.crypto import configblob
+from vaultbundle.crypto.configblob import BootstrapConfig
+from vaultbundle.pool import CryptoPool
+from vaultbundle.remote import S3Objects
+
+pytestmark = pytest.mark.testbed
+CHART = REPO / "charts" / "vaultbundle-operator"
+PASSPHRASE = "chart-rbac-passphrase-0123456789"
+CANARY = "CANARY-" + uuid.uuid4().hex
+# What kopf and our own client print when the apiserver refuses a request.
+DENIED = re.compile(r"forbidden|not enough permissions|HTTP 403|code: 403|'code': 403|\"code\": 403", re.IGNORECASE)
+
+
+def wait_for(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def _get(url: str) -> str:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return str(response.read().decode())
+    except OSError:
+        return ""
+
+
+def run(*command: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(command, input=stdin, capture_output=True, text=True, check=False, timeout=120)
+    if check and result.returncode != 0:
+        pytest.fail(f"{' '.join(command[:4])} … failed ({result.returncode}): {result.stderr}{result.stdout}")
+    return result
+
+
+def kubectl(testbed: dict[str, str], *args: str, stdin: str | None = None, check: bool = True) -> str:
+    return run(testbed["KUBECTL"], "--kubeconfig", testbed["KUBECONFIG"], *args, stdin=stdin, check=check).stdout
+
+
+def helm(testbed: dict[str, str], *args: str) -> str:
+    return run(testbed["HELM"], "--kubeconfig", testbed["KUBECONFIG"], *args).stdout
+
+
+@pytest.fixture(scope="module")
+def admin(testbed: dict[str, str]) -> k8s.ApiClient:
+    # the CRD from the chart's own crds/ (byte-identical to the repo's, see tests/unit/test_chart.py)
+    kubectl(testbed, "apply", "--server-side", "-f", str(CHART / "crds"))
+    kubectl(testbed, "wait", "--for=condition=Established", "crd/vaultbundles.vaultbundle.io", "--timeout=30s")
+    return k8s_config.new_client_from_config(config_file=testbed["KUBECONFIG"])
+
+
+def token_kubeconfig(testbed: dict[str, str], namespace: str, account: str, path: Path) -> Path:
+    """A kubeconfig whose only credential is a TokenRequest token for the ServiceAccount (not the admin)."""
+    token = kubectl(testbed, "-n", namespace, "create", "token", account, "--duration=1h").strip()
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "bed",
+                "cluster": {"server": testbed["KUBE_APISERVER_URL"], "certificate-authority": testbed["KUBE_CA_FILE"]},
+            }
+        ],
+        "users": [{"name": account, "user": {"token": token}}],
+        "contexts": [{"name": account, "context": {"cluster": "bed", "user": account}}],
+        "current-context": account,
+    }
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
+
+
+@dataclass
+class Operator:
+    process: subprocess.Popen[bytes]
+    log: Path
+    port: int
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def start_operator(kubeconfig: Path, digest_key: Path, log: Path, *scope: str) -> Operator:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # nothing of the admin's identity leaks in: no in-cluster variables, only the token kubeconfig
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBERNETES_", "KUBECONFIG"))}
+    env |= {"KUBECONFIG": str(kubeconfig), "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "vaultbundle.cli", "run", *scope, "--kubeconfig", str(kubeconfig)]
+    command += ["--metrics-host", "127.0.0.1", "--metrics-port", str(port), "--min-refresh-interval", "1s"]
+    command += ["--workers", "1", "--digest-key-file", str(digest_key), "--verbose"]
+    with log.open("wb") as sink:
+        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env)
+    operator = Operator(process, log, port)
+    try:
+        wait_for(lambda: _get(f"http://127.0.0.1:{port}/readyz") == "ready\n", "the operator's /readyz", timeout=60)
+    except BaseException:
+        stop_operator(operator)
+        raise
+    return operator
+
+
+def stop_operator(operator: Operator) -> None:
+    operator.process.terminate()
+    try:
+        operator.process.wait(20)
+    except subprocess.TimeoutExpired:
+        operator.process.kill()
+        operator.process.wait()
+
+
+@dataclass
+class Scenario:
+    """A namespace with a bucket, the two source Secrets and a pushed bundle (written as the admin)."""
+
+    testbed: dict[str, str]
+    admin: k8s.ApiClient
+    ns: str
+    core: k8s.CoreV1Api = field(init=False)
+    custom: k8s.CustomObjectsApi = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.core, self.custom = k8s.CoreV1Api(self.admin), k8s.CustomObjectsApi(self.admin)
+        endpoint = self.testbed["AWS_ENDPOINT_URL"]
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=self.testbed["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=self.testbed["AWS_SECRET_ACCESS_KEY"],
+            config=Config(s3={"addressing_style": "path"}),
+        )
+        s3.create_bucket(Bucket=self.ns)
+        self.config = BootstrapConfig(
+            endpoint=endpoint,
+            region="us-east-1",
+            bucket=self.ns,
+            access_key_id=self.testbed["AWS_ACCESS_KEY_ID"],
+            secret_access_key=self.testbed["AWS_SECRET_ACCESS_KEY"],
+            prefix="web/prod/",
+            env="prod",
+            salt="NvTGExRJ8+Kn8dwdXrPv0w",
+            iterations=600_000,
+        )
+        for name, data in (
+            ("web-vsync", {"config": configblob.encode(self.config) + "\n"}),
+            ("web-passphrase", {"passphrase": PASSPHRASE}),
+        ):
+            self.core.create_namespaced_secret(self.ns, {"metadata": {"name": name}, "stringData": data})
+
+    def push(self, files: dict[str, bytes]) -> str:
+        pool = CryptoPool(workers=0)
+        try:
+            pointer = bundles.push(S3Objects(self.config), self.config, PASSPHRASE, pool, files, layout=Layout.CLI)
+        finally:
+            pool.close()
+        return pointer.timestamp
+
+    def apply(self, name: str, target: dict[str, Any]) -> None:
+        body = {
+            "apiVersion": "vaultbundle.io/v1alpha1",
+            "kind": "VaultBundle",
+            "metadata": {"name": name},
+            "spec": {
+                "source": {"configSecretRef": {"name": "web-vsync"}, "passphraseSecretRef": {"name": "web-passphrase"}},
+                "refreshInterval": "1s",
+                "targets": [{"name": "app", "kubernetesSecret": target}],
+            },
+        }
+        self.custom.create_namespaced_custom_object("vaultbundle.io", "v1alpha1", self.ns, "vaultbundles", body)
+
+    def patch_target(self, name: str, target: dict[str, Any]) -> None:
+        vb = self.vb(name)
+        vb["spec"]["targets"][0]["kubernetesSecret"] = target
+        self.custom.replace_namespaced_custom_object("vaultbundle.io", "v1alpha1", self.ns, "vaultbundles", name, vb)
+
+    def vb(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.custom.get_namespaced_custom_object(
+            "vaultbundle.io", "v1alpha1", self.ns, "vaultbundles", name
+        )
+        return result
+
+    def reason(self, name: str) -> str:
+        conditions = self.vb(name).get("status", {}).get("conditions", [])
+        return str(next((c.get("reason", "") for c in conditions if c["type"] == "Ready"), ""))
+
+    def secret(self, name: str) -> k8s.V1Secret | None:
+        try:
+            return self.core.read_namespaced_secret(name, self.ns)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def data(self, name: str) -> dict[str, str] | None:
+        secret = self.secret(name)
+        if secret is None:
+            return None
+        return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+
+    def events(self) -> set[tuple[str, str]]:
+        return {(e.type, e.reason) for e in self.core.list_namespaced_event(self.ns).items}
+
+
+def create_namespace(admin: k8s.ApiClient, name: str) -> str:
+    k8s.CoreV1Api(admin).create_namespace({"metadata": {"name": name}})
+    return name
+
+
+@pytest.fixture
+def namespaces(admin: k8s.ApiClient) -> Iterator[Callable[[str], str]]:
+    made: list[str] = []
+
+    def make(prefix: str) -> str:
+        made.append(create_namespace(admin, f"{prefix}-{uuid.uuid4().hex[:6]}"))
+        return made[-1]
+
+    yield make
+    for name in made:
+        k8s.CoreV1Api(admin).delete_namespace(name)
+
+
+def audit_entries(testbed: dict[str, str], username: str) -> list[dict[str, Any]]:
+    """The apiserver's audit entries (writes, Metadata level) made by *username*."""
+    entries = []
+    with open(testbed["KUBE_AUDIT_LOG"], encoding="utf-8") as log:
+        for line in log:
+            entry = json.loads(line)
+            if entry.get("stage") == "ResponseComplete" and entry.get("user", {}).get("username") == username:
+                entries.append(entry)
+    return entries
+
+
+def full_sync(scenario: Scenario) -> None:
+    """Create (server-side apply on a missing Secret), events, status, then a type change (delete + apply)."""
+    first = scenario.push({".env.prod": f"API_KEY={CANARY}\ntls.crt=CERT\ntls.key=KEY\n".encode()})
+    scenario.apply("web", {"name": "web-env"})
+    expected = {"API_KEY": CANARY, "tls.crt": "CERT", "tls.key": "KEY"}
+    wait_for(lambda: scenario.data("web-env") == expected, "the target Secret to hold the bundle")
+    wait_for(lambda: scenario.reason("web") == "Synced", "Ready=Synced")
+    status = scenario.vb("web")["status"]
+    assert status["bundle"]["timestamp"] == first
+    assert status["bundle"]["digest"].startswith("hmac-sha256:")
+    wait_for(lambda: ("Normal", "Applied") in scenario.events(), "the Applied Event")
+    # a Secret's type is immutable: the operator deletes and re-applies it
+    before = scenario.secret("web-env")
+    assert before is not None and before.type == "Opaque"
+    uid = before.metadata.uid
+    scenario.patch_target("web", {"name": "web-env", "type": "kubernetes.io/tls"})
+
+    def replaced() -> bool:
+        secret = scenario.secret("web-env")
+        return secret is not None and secret.type == "kubernetes.io/tls" and secret.metadata.uid != uid
+
+    wait_for(replaced, "the Secret re-created with type kubernetes.io/tls")
+    wait_for(lambda: scenario.reason("web") == "Synced", "Ready=Synced after the type change")
+    assert scenario.data("web-env") == expected
+
+
+def assert_no_denials(testbed: dict[str, str], operator: Operator, username: str) -> set[tuple[str, str]]:
+    text = operator.text()
+    denied = [line for line in text.splitlines() if DENIED.search(line)]
+    assert not denied, "the operator was refused something:\n" + "\n".join(denied[:10])
+    assert CANARY not in text and PASSPHRASE not in text
+    entries = audit_entries(testbed, username)
+    refused = [e for e in entries if e.get("responseStatus", {}).get("code", 200) >= 400]
+    assert not refused, f"the apiserver refused writes: {[(e['verb'], e['objectRef']) for e in refused]}"
+    writes = set()
+    for entry in entries:
+        ref = entry["objectRef"]
+        writes.add((entry["verb"], ref["resource"] + (f"/{ref['subresource']}" if ref.get("subresource") else "")))
+    return writes
+
+
+def can_i(testbed: dict[str, str], user: str, verb: str, resource: str, namespace: str) -> bool:
+    result = run(
+        testbed["KUBECTL"],
+        "--kubeconfig",
+        testbed["KUBECONFIG"],
+        "auth",
+        "can-i",
+        verb,
+        resource,
+        "-n",
+        namespace,
+        f"--as={user}",
+        check=False,
+    )
+    return result.stdout.strip() == "yes"
+
+
+def test_cluster_wide_install_syncs_with_only_the_charts_rbac(
+    testbed: dict[str, str], admin: k8s.ApiClient, namespaces: Callable[[str], str], tmp_path: Path
+) -> None:
+    system = namespaces("vbop")
+    release = f"vb{uuid.uuid4().hex[:6]}"
+    notes = helm(testbed, "install", release, str(CHART), "-n", system)
+    assert "kubectl -n web get vb" in notes and "Only 1 replica is supported" in notes
+    account = f"{release}-vaultbundle-operator"
+    user = f"system:serviceaccount:{system}:{account}"
+    core = k8s.CoreV1Api(admin)
+    key = core.read_namespaced_secret(f"{account}-digest-key", system).data["digest-key"]
+    # the generated digest key survives an upgrade (lookup), so digests in status stay comparable
+    helm(testbed, "upgrade", release, str(CHART), "-n", system, "--set", "operator.verbose=true")
+    assert core.read_namespaced_secret(f"{account}-digest-key", system).data["digest-key"] == key
+    digest_key = tmp_path / "digest-key"
+    digest_key.write_bytes(base64.b64decode(key))
+    digest_key.chmod(0o600)
+
+    scenario = Scenario(testbed, admin, namespaces("vbapp"))
+    for verb in ("get", "list", "watch", "create", "patch", "delete"):
+        assert can_i(testbed, user, verb, "secrets", scenario.ns), verb
+    for verb in ("update", "deletecollection"):
+        assert not can_i(testbed, user, verb, "secrets", scenario.ns), verb
+    assert not can_i(testbed, user, "get", "vaultbundles.vaultbundle.io", scenario.ns)  # list+watch only
+    kubeconfig = token_kubeconfig(testbed, system, account, tmp_path / "sa.kubeconfig")
+    operator = start_operator(kubeconfig, digest_key, tmp_path / "operator.log", "--all-namespaces")
+    try:
+        full_sync(scenario)
+        time.sleep(2)  # a few idle refresh cycles, still no denial
+    finally:
+        stop_operator(operator)
+    writes = assert_no_denials(testbed, operator, user)
+    assert writes <= {
+        ("patch", "secrets"),
+        ("delete", "secrets"),
+        ("patch", "vaultbundles/status"),
+        ("create", "events"),
+    }, writes
+    assert {
+        ("patch", "secrets"),
+        ("delete", "secrets"),
+        ("patch", "vaultbundles/status"),
+        ("create", "events"),
+    } <= writes
+
+    # uninstall: the CRD (crds/) and the written Secret (deletionPolicy Retain) stay
+    helm(testbed, "uninstall", release, "-n", system)
+    assert kubectl(testbed, "get", "crd", "vaultbundles.vaultbundle.io", "-o", "name").strip()
+    assert scenario.data("web-env") is not None
+
+
+def test_namespaced_install_is_confined_to_its_namespaces(
+    testbed: dict[str, str], admin: k8s.ApiClient, namespaces: Callable[[str], str], tmp_path: Path
+) -> None:
+    system, watched, also, other = namespaces("vbop"), namespaces("vbapp"), namespaces("vbapp2"), namespaces("other")
+    release = f"vb{uuid.uuid4().hex[:6]}"
+    rendered = helm(
+        testbed,
+        "template",
+        release,
+        str(CHART),
+        "-n",
+        system,
+        "--kube-version",
+        "1.34.0",
+        "--set",
+        f"watchNamespaces={{{watched},{also}}}",
+    )
+    kinds = {doc["kind"] for doc in yaml.safe_load_all(rendered) if doc}
+    assert {"Role", "RoleBinding", "ClusterRole"} <= kinds
+    kubectl(testbed, "apply", "--server-side", "-f", "-", stdin=rendered)
+    account = f"{release}-vaultbundle-operator"
+    user = f"system:serviceaccount:{system}:{account}"
+    key = k8s.CoreV1Api(admin).read_namespaced_secret(f"{account}-digest-key", system).data["digest-key"]
+    digest_key = tmp_path / "digest-key"
+    digest_key.write_bytes(base64.b64decode(key))
+
+    # RBAC says: Secrets in the watched namespaces, nothing in any other
+    for namespace in (watched, also):
+        assert can_i(testbed, user, "get", "secrets", namespace)
+    for verb in ("get", "list", "watch", "patch", "delete", "create"):
+        assert not can_i(testbed, user, verb, "secrets", other), verb
+    assert not can_i(testbed, user, "get", "secrets", system)  # not even its own digest key (it is mounted)
+    assert not can_i(testbed, user, "list", "secrets", "default")
+
+    scenario = Scenario(testbed, admin, watched)
+    outside = Scenario(testbed, admin, other)
+    kubeconfig = token_kubeconfig(testbed, system, account, tmp_path / "sa.kubeconfig")
+    # a real GET with the operator's token: 403 outside, 200 inside
+    as_operator = k8s.CoreV1Api(k8s_config.new_client_from_config(config_file=str(kubeconfig)))
+    with pytest.raises(ApiException) as refused:
+        as_operator.read_namespaced_secret("web-passphrase", other)
+    assert refused.value.status == 403
+    assert as_operator.read_namespaced_secret("web-passphrase", watched).metadata.name == "web-passphrase"
+
+    operator = start_operator(
+        kubeconfig, digest_key, tmp_path / "operator.log", "--namespace", watched, "--namespace", also
+    )
+    try:
+        outside.push({".env.prod": f"API_KEY={CANARY}\n".encode()})
+        outside.apply("web", {"name": "web-env"})
+        full_sync(scenario)
+        time.sleep(2)
+        # the VaultBundle in the unwatched namespace is never touched
+        assert "status" not in outside.vb("web") and outside.secret("web-env") is None
+    finally:
+        stop_operator(operator)
+    writes = assert_no_denials(testbed, operator, user)
+    assert {
+        ("patch", "secrets"),
+        ("delete", "secrets"),
+        ("patch", "vaultbundles/status"),
+        ("create", "events"),
+    } <= writes
+    assert not [e for e in audit_entries(testbed, user) if e["objectRef"].get("namespace") not in (watched, also)]
+
+
+def test_missing_discovery_rbac_shows_in_the_log(
+    testbed: dict[str, str], admin: k8s.ApiClient, namespaces: Callable[[str], str], tmp_path: Path
+) -> None:
+    """The negative control for the log check above: without kopf's discovery rules its 403s do show."""
+    system, watched = namespaces("vbop"), namespaces("vbapp")
+    release = f"vb{uuid.uuid4().hex[:6]}"
+    rendered = helm(
+        testbed,
+        "template",
+        release,
+        str(CHART),
+        "-n",
+        system,
+        "--kube-version",
+        "1.34.0",
+        "--set",
+        f"watchNamespaces={{{watched}}}",
+        "--set",
+        "rbac.kopfDiscovery=false",
+    )
+    kubectl(testbed, "apply", "--server-side", "-f", "-", stdin=rendered)
+    account = f"{release}-vaultbundle-operator"
+    kubeconfig = token_kubeconfig(testbed, system, account, tmp_path / "sa.kubeconfig")
+    digest_key = tmp_path / "digest-key"
+    digest_key.write_bytes(b"0123456789abcdef0123456789abcdef")
+    operator = start_operator(kubeconfig, digest_key, tmp_path / "operator.log", "--namespace", watched)
+    try:
+        wait_for(lambda: len(DENIED.findall(operator.text())) >= 2, "kopf's 403s in the log", timeout=15)
+    finally:
+        stop_operator(operator)
+    text = operator.text()
+    assert 'cannot list resource "namespaces"' in text
+    assert 'cannot list resource "customresourcedefinitions"' in text

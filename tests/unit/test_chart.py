@@ -1,0 +1,313 @@
+"""The Helm chart: lint, render every documented values combination, validate every object, check the schema.
+
+Needs only the helm binary (no test bed): ``$HELM`` or the test bed's cache, which
+``e2e/build/fetch-kubectl-helm.sh`` fills (idempotent). Every rendered object is validated offline against the
+Kubernetes 1.34 OpenAPI schemas with ``kubernetes-validate`` (strict: unknown fields fail).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+import vaultbundle
+from tests.conftest import REPO
+
+CHART = REPO / "charts" / "vaultbundle-operator"
+KUBE_VERSION = "1.34.0"
+FETCH = REPO / "e2e" / "build" / "fetch-kubectl-helm.sh"
+CACHED_HELM = Path.home() / ".cache" / "vaultbundle-testbed" / "kubectl-helm-2.1.0" / "helm" / "helm"
+
+# Every documented combination (values.yaml, chart README): name -> --set flags.
+COMBINATIONS: dict[str, list[str]] = {
+    "defaults": [],
+    "namespaced-two": ["watchNamespaces={team-a,team-b}"],
+    "service-monitor": ["serviceMonitor.enabled=true", "serviceMonitor.labels.release=prom"],
+    "pdb": ["podDisruptionBudget.enabled=true"],
+    "pdb-min-available": ["podDisruptionBudget.enabled=true", "podDisruptionBudget.minAvailable=1"],
+    "network-policy": ["networkPolicy.enabled=true"],
+    "existing-digest-key": ["digestKey.existingSecret=my-digest-key", "digestKey.secretKey=key"],
+    "everything": [
+        "watchNamespaces={team-a,team-b}",
+        "serviceMonitor.enabled=true",
+        "podDisruptionBudget.enabled=true",
+        "networkPolicy.enabled=true",
+        "networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.name=monitoring",
+        "digestKey.existingSecret=my-digest-key",
+        "image.digest=sha256:" + "a" * 64,
+        "operator.verbose=true",
+        "operator.logFormat=text",
+        "serviceAccount.annotations.example\\.com/role=vaultbundle",
+        "rbac.kopfDiscovery=false",
+    ],
+}
+# Kinds kubernetes-validate has no schema for (CRD-defined); checked by hand below.
+NOT_BUILTIN = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+
+
+def helm_binary() -> str:
+    helm = os.environ.get("HELM")
+    if helm and Path(helm).is_file():
+        return helm
+    if not CACHED_HELM.is_file():
+        subprocess.run(["bash", str(FETCH)], check=True, capture_output=True, timeout=600)
+    return str(CACHED_HELM)
+
+
+@pytest.fixture(scope="module")
+def helm() -> str:
+    return helm_binary()
+
+
+def render(helm: str, *sets: str, include_crds: bool = False) -> list[dict[str, Any]]:
+    command = [helm, "template", "rel", str(CHART), "--namespace", "vb-system", "--kube-version", KUBE_VERSION]
+    if include_crds:
+        command.append("--include-crds")
+    for value in sets:
+        command += ["--set", value]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def by_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [o for o in objects if o["kind"] == kind]
+
+
+def test_chart_version_is_the_package_version() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["apiVersion"] == "v2"
+    assert chart["version"] == chart["appVersion"] == vaultbundle.__version__
+    assert chart["kubeVersion"] == ">=1.28.0-0"
+
+
+def test_chart_crd_is_the_repo_crd() -> None:
+    """crds/ at the repo root is the single source; the chart carries a byte-identical copy."""
+    source = sorted(p.name for p in (REPO / "crds").glob("*.yaml"))
+    copied = sorted(p.name for p in (CHART / "crds").glob("*.yaml"))
+    fix = "run from the repo root: cp crds/*.yaml charts/vaultbundle-operator/crds/"
+    assert copied == source, f"chart CRDs {copied} != repo CRDs {source}; {fix}"
+    for name in source:
+        assert (CHART / "crds" / name).read_bytes() == (REPO / "crds" / name).read_bytes(), (
+            f"charts/vaultbundle-operator/crds/{name} differs from crds/{name}; {fix}"
+        )
+
+
+def test_every_value_is_documented() -> None:
+    """Every key in values.yaml has a comment: a comment line right above it, or a trailing one."""
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    undocumented = []
+    for number, line in enumerate(lines):
+        match = re.match(r"^(\s*)([A-Za-z][\w]*):", line)
+        if not match:
+            continue
+        above = lines[number - 1].strip() if number else ""
+        if not above.startswith("#") and " # " not in line:
+            undocumented.append(f"line {number + 1}: {match.group(2)}")
+    assert not undocumented, "values.yaml keys without a comment: " + ", ".join(undocumented)
+
+
+def test_schema_covers_every_value_and_rejects_unknown_keys() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+
+    def walk(node: dict[str, Any], value: Any, path: str) -> None:
+        if not isinstance(value, dict) or node.get("additionalProperties") is not False:
+            return
+        missing = set(value) - set(node["properties"])
+        assert not missing, f"{path or '.'}: values without a schema entry: {sorted(missing)}"
+        for key, child in value.items():
+            walk(node["properties"][key], child, f"{path}.{key}")
+
+    assert schema["additionalProperties"] is False
+    walk(schema, values, "")
+
+
+def test_lint(helm: str) -> None:
+    for name, sets in COMBINATIONS.items():
+        command = [helm, "lint", str(CHART), "--strict", "--kube-version", KUBE_VERSION]
+        for value in sets:
+            command += ["--set", value]
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        assert result.returncode == 0, f"{name}: {result.stdout}{result.stderr}"
+
+
+@pytest.mark.parametrize("name", list(COMBINATIONS))
+def test_render_and_validate(helm: str, name: str) -> None:
+    objects = render(helm, *COMBINATIONS[name], include_crds=True)
+    for obj in objects:
+        if (obj["apiVersion"], obj["kind"]) in NOT_BUILTIN:
+            continue
+        try:
+            kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{name}: {obj['kind']}/{obj['metadata']['name']}: {exc.message} at {list(exc.path)}")
+    kinds = {o["kind"] for o in objects}
+    assert {"CustomResourceDefinition", "Deployment", "ServiceAccount", "Service"} <= kinds
+
+
+def test_defaults_are_secure(helm: str) -> None:
+    objects = render(helm)
+    deployment = by_kind(objects, "Deployment")[0]
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 65532
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is True
+    ctx = container["securityContext"]
+    assert ctx["readOnlyRootFilesystem"] is True and ctx["allowPrivilegeEscalation"] is False
+    assert ctx["capabilities"] == {"drop": ["ALL"]} and ctx["runAsUser"] == 65532 and ctx["runAsNonRoot"] is True
+    assert ctx["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["resources"]["requests"] and container["resources"]["limits"]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert container["ports"] == [{"name": "metrics", "containerPort": 8080, "protocol": "TCP"}]
+    assert container["image"] == f"ghcr.io/vaultbundle/vaultbundle:{vaultbundle.__version__}"
+    args = container["args"]
+    assert "--all-namespaces" in args and "--log-format=json" in args and "--metrics-port=8080" in args
+    assert "--digest-key-file=/etc/vaultbundle/digest-key/digest-key" in args
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert mounts["digest-key"]["readOnly"] is True and mounts["tmp"]["mountPath"] == "/tmp"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["tmp"]["emptyDir"]["sizeLimit"] == "64Mi"
+    assert volumes["digest-key"]["secret"]["secretName"] == "rel-vaultbundle-operator-digest-key"
+    secret = by_kind(objects, "Secret")[0]
+    assert len(secret["data"]["digest-key"]) == 64  # base64 of 48 random alphanumerics
+    assert not by_kind(objects, "ServiceMonitor") and not by_kind(objects, "PodDisruptionBudget")
+    assert not by_kind(objects, "NetworkPolicy") and not by_kind(objects, "Role")
+
+
+def _rules(role: dict[str, Any]) -> set[tuple[str, str, str]]:
+    return {
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+
+OPERATOR_RULES = {("", "secrets", verb) for verb in ("get", "list", "watch", "create", "patch", "delete")} | {
+    ("vaultbundle.io", "vaultbundles", "list"),
+    ("vaultbundle.io", "vaultbundles", "watch"),
+    ("vaultbundle.io", "vaultbundles/status", "patch"),
+    ("", "events", "create"),
+}
+CRD_RULES = {("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("list", "watch")}
+
+
+def test_rbac_cluster_wide(helm: str) -> None:
+    objects = render(helm)
+    (role,) = by_kind(objects, "ClusterRole")
+    assert _rules(role) == OPERATOR_RULES | CRD_RULES
+    (binding,) = by_kind(objects, "ClusterRoleBinding")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "rel-vaultbundle-operator", "namespace": "vb-system"}
+    ]
+    assert not by_kind(objects, "Role") and not by_kind(objects, "RoleBinding")
+    # every rule carries a comment saying why
+    text = (CHART / "templates" / "_helpers.tpl").read_text()
+    block = text[text.index('define "vaultbundle.rules"') :]
+    assert block.count("- apiGroups:") == 4 and block.count("\n#") >= 4
+
+
+def test_rbac_namespaced(helm: str) -> None:
+    objects = render(helm, "watchNamespaces={team-a,team-b}")
+    roles = by_kind(objects, "Role")
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
+    assert all(_rules(r) == OPERATOR_RULES for r in roles)
+    bindings = by_kind(objects, "RoleBinding")
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
+    # the only cluster-wide grant: kopf's reads of CRDs and Namespaces, never Secrets
+    (cluster_role,) = by_kind(objects, "ClusterRole")
+    assert _rules(cluster_role) == CRD_RULES | {("", "namespaces", "list"), ("", "namespaces", "watch")}
+    args = by_kind(objects, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--namespace=team-a" in args and "--namespace=team-b" in args and "--all-namespaces" not in args
+    # without kopf discovery: nothing cluster-wide at all
+    bare = render(helm, "watchNamespaces={team-a}", "rbac.kopfDiscovery=false")
+    assert not by_kind(bare, "ClusterRole") and not by_kind(bare, "ClusterRoleBinding")
+
+
+def test_optional_objects(helm: str) -> None:
+    (monitor,) = by_kind(render(helm, *COMBINATIONS["service-monitor"]), "ServiceMonitor")
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics" and monitor["metadata"]["labels"]["release"] == "prom"
+    (pdb,) = by_kind(render(helm, *COMBINATIONS["pdb"]), "PodDisruptionBudget")
+    assert pdb["spec"]["maxUnavailable"] == 1 and "minAvailable" not in pdb["spec"]
+    (pdb,) = by_kind(render(helm, *COMBINATIONS["pdb-min-available"]), "PodDisruptionBudget")
+    assert pdb["spec"]["minAvailable"] == 1 and "maxUnavailable" not in pdb["spec"]
+    (policy,) = by_kind(render(helm, *COMBINATIONS["network-policy"]), "NetworkPolicy")
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    assert policy["spec"]["ingress"] == [{"ports": [{"port": "metrics", "protocol": "TCP"}]}]
+    objects = render(helm, *COMBINATIONS["existing-digest-key"])
+    assert not by_kind(objects, "Secret")
+    volume = next(
+        v for v in by_kind(objects, "Deployment")[0]["spec"]["template"]["spec"]["volumes"] if v["name"] == "digest-key"
+    )
+    assert volume["secret"]["secretName"] == "my-digest-key"
+    assert volume["secret"]["items"] == [{"key": "key", "path": "digest-key"}]
+
+
+@pytest.mark.parametrize(
+    ("sets", "error"),
+    [
+        (["bogus=1"], "additional properties 'bogus' not allowed"),
+        (["image.bogus=1"], "additional properties 'bogus' not allowed"),
+        (["serviceMonitor.bogus=1"], "additional properties 'bogus' not allowed"),
+        (["replicas=2"], "/replicas"),
+        (["leaderElection.enabled=true"], "/leaderElection/enabled"),
+        (["operator.logFormat=xml"], "/operator/logFormat"),
+        (["watchNamespaces={Not_A_Namespace}"], "/watchNamespaces/0"),
+    ],
+)
+def test_schema_rejects(helm: str, sets: list[str], error: str) -> None:
+    command = [helm, "template", "rel", str(CHART), "--kube-version", KUBE_VERSION]
+    for value in sets:
+        command += ["--set", value]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert result.returncode != 0 and error in result.stderr, result.stderr
+    lint = [helm, "lint", str(CHART), "--kube-version", KUBE_VERSION]
+    for value in sets:
+        lint += ["--set", value]
+    assert subprocess.run(lint, capture_output=True, text=True, check=False).returncode != 0
+
+
+def render_notes(helm: str, tmp_path: Path, *sets: str) -> str:
+    """NOTES.txt as `helm install` prints it, offline: a copy of the chart renders it into a YAML document."""
+    copy = tmp_path / "chart"
+    shutil.copytree(CHART, copy)
+    notes = (copy / "templates" / "NOTES.txt").read_text()
+    (copy / "templates" / "NOTES.txt").unlink()
+    (copy / "templates" / "_notes-under-test.tpl").write_text(
+        '{{- define "notes-under-test" -}}\n' + notes + "{{- end }}\n"
+    )
+    (copy / "templates" / "notes-under-test.yaml").write_text(
+        'notes: |\n{{ include "notes-under-test" . | indent 2 }}\n'
+    )
+    command = [helm, "template", "rel", str(copy), "-n", "vb-system", "--kube-version", KUBE_VERSION]
+    command += ["--show-only", "templates/notes-under-test.yaml"]
+    for value in sets:
+        command += ["--set", value]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    return str(yaml.safe_load(result.stdout)["notes"])
+
+
+def test_notes_name_the_next_step(helm: str, tmp_path: Path) -> None:
+    for sets in ([], ["watchNamespaces={team-a}"]):
+        notes = render_notes(helm, tmp_path / str(len(sets)), *sets)
+        namespace = "team-a" if sets else "web"
+        assert f"kubectl -n {namespace} create secret generic web-vsync" in notes
+        assert f"kubectl -n {namespace} create secret generic web-passphrase" in notes
+        assert "kind: VaultBundle" in notes and f"kubectl -n {namespace} get vb" in notes
+        assert "Only 1 replica is supported" in notes
+        assert ("watches only these namespaces: team-a" in notes) == bool(sets)
