@@ -28,7 +28,7 @@ from .kube import Kube, KubeError
 from .pool import CryptoPool
 from .remote import S3Objects
 from .spec import SpecError, TargetSpec, VaultBundleSpec
-from .targets.base import Owner, TargetContext, TargetError
+from .targets.base import Owner, Target, TargetContext, TargetError
 
 FORCE_SYNC_ANNOTATION = "vaultbundle.io/force-sync"
 ERROR_RETRY_SECONDS = 30.0
@@ -361,6 +361,7 @@ class Reconciler:
         async def read_secret(name: str, key: str) -> str:
             return await self._read_secret_value(observed.namespace, spec_module.SecretRef(name, key), "credentials")
 
+        store: Target | None = None
         try:
             kind = targets.load(target.kind)
             desired = kind.desired(bundle.vault, target.selection, target.body)
@@ -396,9 +397,10 @@ class Reconciler:
         except Exception as exc:  # noqa: BLE001 - one broken store must not stop the others; SDK text may hold data
             result.update(state="Failed", reason="InternalError", message=f"unexpected {type(exc).__name__}")
         metrics.TARGET_SYNCS.labels(target.kind, result["reason"]).inc()
-        if result["state"] == "Failed":  # what the store still holds is what the last success wrote
-            kept = ("digest", "keys", "lastSyncTime", "lastChangeTime")
-            result.update({k: previous[k] for k in kept if k in previous})
+        if result["state"] == "Failed":  # the store still holds what the last success wrote: keep its record,
+            # updated with whatever a partly applied plan recorded (e.g. secrets created before the failure)
+            partial = store.status_extra() if store is not None else {}
+            result = {**{k: v for k, v in previous.items() if k != "plan"}, **partial, **result}
         return {k: v for k, v in result.items() if v is not None}
 
     async def _report(

@@ -228,7 +228,7 @@ _DELETE = object()
 REJECTED: dict[str, tuple[Any, str]] = {
     "target without a kind": (
         _set(["targets", 0, "kubernetesSecret"], _DELETE),
-        "each target must set exactly one target kind (one of: kubernetesSecret)",
+        "each target must set exactly one target kind (one of: kubernetesSecret, ",
     ),
     "same Secret for config and passphrase": (
         _set(["source", "passphraseSecretRef", "name"], "probe-cfg"),

@@ -64,6 +64,9 @@ def walk(node: Schema, path: str = "") -> Iterator[tuple[str, Schema]]:
 
 
 # --- CEL twins -------------------------------------------------------------------------------------------------------
+TARGET_KINDS = ["kubernetesSecret", "hashicorpVault", "githubActions", "gcpSecretManager"]
+
+
 def _one_of(obj: dict[str, Any], names: list[str]) -> bool:
     return sum(1 for name in names if name in obj) == 1
 
@@ -95,7 +98,43 @@ CEL_TWINS: dict[str, Callable[[Any], bool]] = {
     "!self.matches('(^|/)[.][.](/|$)')": _no_dotdot,
     "self.all(t, !has(t.kubernetesSecret) || self.exists_one(u, has(u.kubernetesSecret) && "
     "u.kubernetesSecret.name == t.kubernetesSecret.name))": _distinct_secret_targets,
-    "[has(self.kubernetesSecret)].filter(x, x).size() == 1": lambda s: _one_of(s, ["kubernetesSecret"]),
+    "[has(self.kubernetesSecret), has(self.hashicorpVault), has(self.githubActions), has(self.gcpSecretManager)]"
+    ".filter(x, x).size() == 1": lambda s: _one_of(s, TARGET_KINDS),
+    "!has(self.insecure) || !self.insecure || (has(self.endpoint) && "
+    "self.endpoint.matches('^(localhost|127\\\\.[0-9.]+|\\\\[::1\\\\]):[0-9]+$'))": lambda s: (
+        not s.get("insecure") or bool(re.search(r"^(localhost|127\.[0-9.]+|\[::1\]):[0-9]+$", s.get("endpoint", "")))
+    ),
+    "!(has(self.insecure) && self.insecure && has(self.credentialsSecretRef))": lambda s: (
+        not (s.get("insecure") and "credentialsSecretRef" in s)
+    ),
+    "self.all(k, k.size() <= 63 && k.matches('^[a-z][a-z0-9_-]*$') && k != 'managed-by' && "
+    "k != 'vaultbundle-owner')": lambda s: all(
+        len(k) <= 63 and re.search(r"^[a-z][a-z0-9_-]*$", k) and k not in ("managed-by", "vaultbundle-owner") for k in s
+    ),
+    "[has(self.automatic), has(self.userManaged)].filter(x, x).size() <= 1": lambda s: (
+        not ("automatic" in s and "userManaged" in s)
+    ),
+    "!(has(self.underscoresToDashes) && self.underscoresToDashes && has(self.dashesToUnderscores) && "
+    "self.dashesToUnderscores)": lambda s: not (s.get("underscoresToDashes") and s.get("dashesToUnderscores")),
+    "[has(self.repository), has(self.organization)].filter(x, x).size() == 1": lambda s: _one_of(
+        s, ["repository", "organization"]
+    ),
+    "!has(self.environment) || has(self.repository)": lambda s: "environment" not in s or "repository" in s,
+    "!has(self.visibility) || has(self.organization)": lambda s: "visibility" not in s or "organization" in s,
+    "!has(self.selectedRepositoryIds) || (has(self.visibility) && self.visibility == 'selected')": lambda s: (
+        "selectedRepositoryIds" not in s or s.get("visibility") == "selected"
+    ),
+    "self.startsWith('https://') || "
+    "self.matches('^http://(localhost|127\\\\.[0-9.]+|\\\\[::1\\\\])(:[0-9]+)?(/.*)?$')": lambda s: (
+        s.startswith("https://") or bool(re.search(r"^http://(localhost|127\.[0-9.]+|\[::1\])(:[0-9]+)?(/.*)?$", s))
+    ),
+    "[has(self.tokenSecretRef), has(self.app)].filter(x, x).size() == 1": lambda s: _one_of(
+        s, ["tokenSecretRef", "app"]
+    ),
+    "!self.matches('(^|/)[.][.]?(/|$)')": lambda s: re.search(r"(^|/)[.][.]?(/|$)", s) is None,
+    "[has(self.tokenSecretRef), has(self.kubernetes), has(self.appRole)].filter(x, x).size() == 1": lambda s: _one_of(
+        s, ["tokenSecretRef", "kubernetes", "appRole"]
+    ),
     "self != 'kubernetes.io/service-account-token' && self != 'bootstrap.kubernetes.io/token'": lambda s: (
         s not in ("kubernetes.io/service-account-token", "bootstrap.kubernetes.io/token")
     ),
@@ -203,10 +242,11 @@ def test_every_field_has_a_description() -> None:
 
 
 def test_schema_is_closed_and_structural() -> None:
-    """No preserve-unknown-fields anywhere; every node has a type (a structural schema needs one)."""
+    """No preserve-unknown-fields anywhere; every node has a type (a structural schema needs one), except
+    int-or-string nodes, which Kubernetes types itself."""
     open_nodes = [path for path, node in walk(SCHEMA) if node.get("x-kubernetes-preserve-unknown-fields")]
     assert not open_nodes
-    untyped = [path for path, node in walk(SCHEMA) if "type" not in node]
+    untyped = [path for path, node in walk(SCHEMA) if "type" not in node and not node.get("x-kubernetes-int-or-string")]
     assert not untyped, f"nodes without a type: {untyped}"
 
 
@@ -298,6 +338,11 @@ def test_status_shape() -> None:
         "digest",
         "keys",
         "plan",
+        "remote",  # stores without ownership metadata (Vault KV v1)
+        "remoteOwned",
+        "remoteScope",  # GitHub: which repository/environment/organization the record is for
+        "remoteDigests",  # GitHub (write-only): keyed digest per secret
+        "managedSecrets",  # names this target created (GitHub, GCP prune)
     }
     assert set(target) == expected
     assert set(target["plan"]["properties"]) == {"create", "update", "delete", "unchanged"}
@@ -482,16 +527,23 @@ def test_broken_object_is_rejected(case: str) -> None:
     assert any(expected in message for message in found), found
 
 
+def _leaf(path: str) -> str:
+    return path.rsplit(".", 1)[-1].removesuffix("[]").removesuffix("{}")
+
+
 def test_reference_doc_names_every_field() -> None:
-    doc = (REPO_ROOT / "docs" / "crd-reference.md").read_text()
+    # the reference, plus one page per external store kind (docs/targets/<kind>.md)
+    doc = "\n".join(
+        p.read_text()
+        for p in [REPO_ROOT / "docs" / "crd-reference.md", *sorted((REPO_ROOT / "docs" / "targets").glob("*.md"))]
+    )
     missing = sorted(
         {
             path
             for path, _ in walk(SCHEMA)
             if path not in ("apiVersion", "kind", "metadata", "spec", "status")
             and not path.endswith(("[]", "{}"))
-            and f"`{path.rsplit('.', 1)[-1].removesuffix('[]').removesuffix('{}')}" not in doc
-            and f".{path.rsplit('.', 1)[-1]}`" not in doc
+            and not re.search(rf"[`{{,.\s]{re.escape(_leaf(path))}[`:,.}}\s\[]", doc)
         }
     )
-    assert not missing, f"docs/crd-reference.md does not mention: {missing}"
+    assert not missing, f"docs/crd-reference.md and docs/targets/*.md do not mention: {missing}"

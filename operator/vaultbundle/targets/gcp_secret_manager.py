@@ -1,0 +1,427 @@
+"""GCP Secret Manager target: one secret per selected key in one project, written with google-cloud-secret-manager.
+
+Ownership lives on the secrets themselves: every secret we create carries the labels `managed-by=vaultbundle`
+and `vaultbundle-owner=<namespace>_<name>` (sanitized to GCP's label rules). A secret of a desired name without
+our owner label is left alone and reported (`SecretNotOwned`) unless `adopt: true`; another VaultBundle's
+secret is never taken. A new version is added only when the value differs from the latest *enabled* version's
+payload, so an unchanged bundle causes no write and no version churn. `prune: true` deletes only secrets that
+carry our owner label *and* that this target wrote (status `managedSecrets`), so two targets of one
+VaultBundle in one project never prune each other.
+
+The client is synchronous gRPC; every call runs in a worker thread with a bounded timeout. The SDK is imported
+lazily, so spec parsing works without the `gcp` extra.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import ipaddress
+import json
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ..selection import SelectionError, select
+from ..spec import CrossNamespaceError, SecretRef, Selection, SpecError, boolean, obj, string, string_map, strings
+from ..vault import Vault
+from .base import Owner, Plan, TargetContext, TargetError
+from .naming import NameRule, Naming, parse_naming, remote_names
+
+if TYPE_CHECKING:
+    from google.cloud.secretmanager_v1 import SecretManagerServiceClient
+
+MANAGED_BY_LABEL = "managed-by"
+MANAGED_BY_VALUE = "vaultbundle"
+OWNER_LABEL = "vaultbundle-owner"
+RESERVED_LABELS = (MANAGED_BY_LABEL, OWNER_LABEL)
+CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+CALL_TIMEOUT = 30.0  # seconds per RPC (the SDK default is 60)
+MAX_PAYLOAD_BYTES = 64 * 1024  # GCP's limit per version
+
+NAME_RULE = NameRule(
+    store="GCP Secret Manager",
+    pattern=re.compile(r"[A-Za-z0-9_-]+"),
+    max_length=255,
+    description="only letters, digits, '_' and '-'",
+)
+
+_PROJECT = re.compile(r"(?:[a-z][a-z0-9.-]*[a-z0-9]:)?[a-z][a-z0-9-]{4,28}[a-z0-9]|[0-9]{1,20}")
+_ENDPOINT = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})")
+_LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
+_LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}")
+_LOCATION = re.compile(r"[a-z][a-z0-9-]{1,62}")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class GcpSecretManagerSpec:
+    project: str
+    endpoint: str = ""
+    insecure: bool = False
+    credentials_ref: SecretRef | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    locations: tuple[str, ...] = ()  # user-managed replication; empty = automatic
+    naming: Naming = field(default_factory=Naming)
+    adopt: bool = False
+    prune: bool = False
+
+    @property
+    def parent(self) -> str:
+        return f"projects/{self.project}"
+
+
+def owner_label(owner: Owner) -> str:
+    """`<namespace>_<name>` as a GCP label value ([a-z0-9_-], at most 63); a short hash keeps it unique when cut."""
+    raw = f"{owner.namespace}_{owner.name}"
+    clean = re.sub(r"[^a-z0-9_-]", "-", raw.lower())
+    if clean == raw and len(clean) <= 63:
+        return clean
+    return f"{clean[:54]}-{hashlib.sha256(owner.ref.encode()).hexdigest()[:8]}"
+
+
+def _is_loopback(host: str) -> bool:
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _labels(value: Any, path: str) -> dict[str, str]:
+    labels = string_map(value, path)
+    for key, label in labels.items():
+        if key in RESERVED_LABELS:
+            raise SpecError(f"{path}.{key} is reserved for the operator's ownership labels")
+        if not _LABEL_KEY.fullmatch(key):
+            raise SpecError(f"{path}: key {key!r} must match [a-z][a-z0-9_-]{{0,62}} (GCP label rules)")
+        if not _LABEL_VALUE.fullmatch(label):
+            raise SpecError(f"{path}.{key}: value must match [a-z0-9_-]{{0,63}} (GCP label rules)")
+    if len(labels) > 64 - len(RESERVED_LABELS):
+        raise SpecError(f"{path}: at most {64 - len(RESERVED_LABELS)} labels (GCP allows 64, two are ours)")
+    return labels
+
+
+def _locations(value: Any, path: str) -> tuple[str, ...]:
+    replication = obj(value, path)
+    automatic, user = replication.get("automatic"), replication.get("userManaged")
+    if automatic is not None and user is not None:
+        raise SpecError(f"{path} must set only one of automatic or userManaged")
+    if user is None:
+        obj(automatic, f"{path}.automatic")
+        return ()
+    locations = strings(obj(user, f"{path}.userManaged").get("locations"), f"{path}.userManaged.locations")
+    if not locations:
+        raise SpecError(f"{path}.userManaged.locations needs at least one location, e.g. europe-west1")
+    for index, location in enumerate(locations):
+        if not _LOCATION.fullmatch(location):
+            raise SpecError(f"{path}.userManaged.locations[{index}] must be a GCP location like europe-west1")
+    if len(set(locations)) != len(locations):
+        raise SpecError(f"{path}.userManaged.locations lists a location twice")
+    return locations
+
+
+class GcpSecretManagerKind:
+    name = "gcpSecretManager"
+
+    def parse(self, raw: Mapping[str, Any], path: str) -> GcpSecretManagerSpec:
+        project = string(raw.get("project"), f"{path}.project", required=True)
+        if not _PROJECT.fullmatch(project):
+            raise SpecError(f"{path}.project must be a GCP project ID (e.g. acme-prod) or project number")
+        endpoint = string(raw.get("endpoint"), f"{path}.endpoint")
+        match = _ENDPOINT.fullmatch(endpoint) if endpoint else None
+        if endpoint and (match is None or not 0 < int(match.group(2)) < 65536):
+            raise SpecError(
+                f"{path}.endpoint must be host:port, e.g. secretmanager.europe-west1.rep.googleapis.com:443"
+            )
+        insecure = boolean(raw.get("insecure"), f"{path}.insecure", False)
+        if insecure and (match is None or not _is_loopback(match.group(1))):
+            raise SpecError(f"{path}.insecure (plaintext gRPC) is only allowed with a loopback endpoint, for tests")
+        credentials_ref = None
+        if raw.get("credentialsSecretRef") is not None:
+            ref_path = f"{path}.credentialsSecretRef"
+            ref = obj(raw["credentialsSecretRef"], ref_path)
+            if ref.get("namespace"):
+                raise CrossNamespaceError(
+                    f"{ref_path}.namespace is refused: credentials are read only from the VaultBundle's own namespace"
+                )
+            credentials_ref = SecretRef(
+                string(ref.get("name"), f"{ref_path}.name", required=True),
+                string(ref.get("key"), f"{ref_path}.key", default="credentials.json"),
+            )
+            if insecure:
+                raise SpecError(f"{path}: insecure sends no credentials; drop credentialsSecretRef or insecure")
+        return GcpSecretManagerSpec(
+            project=project,
+            endpoint=endpoint,
+            insecure=insecure,
+            credentials_ref=credentials_ref,
+            labels=_labels(raw.get("labels"), f"{path}.labels"),
+            locations=_locations(raw.get("replication"), f"{path}.replication"),
+            naming=parse_naming(raw.get("naming"), f"{path}.naming"),
+            adopt=boolean(raw.get("adopt"), f"{path}.adopt", False),
+            prune=boolean(raw.get("prune"), f"{path}.prune", False),
+        )
+
+    def desired(self, vault: Vault, selection: Selection, spec: GcpSecretManagerSpec) -> dict[str, bytes]:
+        """Secret ID -> payload bytes; IDs checked against GCP's rule, payloads against its size limit."""
+        selected = select(vault, selection)
+        big = sorted(name for name, value in selected.items() if len(value) > MAX_PAYLOAD_BYTES)
+        if big:
+            raise SelectionError(f"larger than GCP Secret Manager's 64 KiB payload limit: {', '.join(big)}")
+        return remote_names(selected, spec.naming, NAME_RULE)
+
+    async def connect(self, spec: GcpSecretManagerSpec, context: TargetContext) -> GcpSecretManagerTarget:
+        info: dict[str, Any] | None = None
+        if spec.credentials_ref is not None:
+            text = await context.read_secret(spec.credentials_ref.name, spec.credentials_ref.key)
+            try:
+                parsed = json.loads(text)
+            except ValueError:
+                parsed = None
+            if not isinstance(parsed, dict):
+                raise TargetError("AuthFailed", _bad_credentials(spec.credentials_ref), retry=False)
+            info = parsed
+        client = await asyncio.to_thread(_client, spec, info)
+        return GcpSecretManagerTarget(client, spec, context)
+
+
+def _bad_credentials(ref: SecretRef) -> str:
+    return f"Secret {ref.name!r} key {ref.key!r} is not a Google service-account JSON key"
+
+
+def _client(spec: GcpSecretManagerSpec, info: dict[str, Any] | None) -> SecretManagerServiceClient:
+    from google.auth import exceptions as auth_exceptions
+    from google.cloud.secretmanager_v1 import SecretManagerServiceClient  # the `gcp` extra
+
+    if spec.insecure:
+        import grpc
+        from google.cloud.secretmanager_v1.services.secret_manager_service.transports import (
+            SecretManagerServiceGrpcTransport,
+        )
+
+        channel = grpc.insecure_channel(spec.endpoint)
+        return SecretManagerServiceClient(transport=SecretManagerServiceGrpcTransport(channel=channel))
+    options = {"api_endpoint": spec.endpoint} if spec.endpoint else None
+    try:
+        credentials = None
+        if info is not None:
+            credentials = _service_account(info, spec)
+        return SecretManagerServiceClient(credentials=credentials, client_options=options)
+    except auth_exceptions.DefaultCredentialsError:
+        raise TargetError(
+            "AuthFailed",
+            "no credentialsSecretRef and no ambient Google credentials (workload identity / ADC) were found",
+        ) from None
+
+
+def _service_account(info: dict[str, Any], spec: GcpSecretManagerSpec) -> Any:
+    """Only service-account keys: other credential configs (external_account, ...) can make the operator fetch
+    URLs or run programs named by whoever writes the Secret. Workload identity comes in as ambient ADC."""
+    from google.oauth2 import service_account
+
+    assert spec.credentials_ref is not None
+    if info.get("type") != "service_account":
+        raise TargetError("AuthFailed", _bad_credentials(spec.credentials_ref), retry=False)
+    try:
+        return service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
+            info, scopes=[CLOUD_PLATFORM_SCOPE]
+        )
+    except (ValueError, KeyError, TypeError):
+        raise TargetError("AuthFailed", _bad_credentials(spec.credentials_ref), retry=False) from None
+
+
+@contextlib.contextmanager
+def _errors(what: str) -> Iterator[None]:
+    """SDK errors -> TargetError with a fixed message: error details from the API are never copied to status."""
+    from google.api_core import exceptions as api
+    from google.auth import exceptions as auth
+
+    try:
+        yield
+    except TargetError:
+        raise
+    except (api.Unauthenticated, auth.RefreshError, auth.DefaultCredentialsError):
+        raise TargetError("AuthFailed", f"{what}: Google rejected the credentials") from None
+    except api.PermissionDenied:
+        raise TargetError(
+            "Forbidden",
+            f"{what}: permission denied (the project may not exist, or the identity lacks "
+            "roles/secretmanager.admin or equivalent)",
+        ) from None
+    except api.NotFound:
+        raise TargetError("NotFound", f"{what}: not found") from None
+    except api.ResourceExhausted:
+        raise TargetError("Throttled", f"{what}: quota exceeded; retrying later") from None
+    except (api.AlreadyExists, api.FailedPrecondition, api.Aborted, api.Conflict):
+        raise TargetError("Conflict", f"{what}: changed concurrently; retrying") from None
+    except api.InvalidArgument:
+        raise TargetError("Rejected", f"{what}: Secret Manager rejected the request", retry=False) from None
+    except (api.ServiceUnavailable, api.DeadlineExceeded, api.InternalServerError, api.RetryError, auth.TransportError):
+        raise TargetError("Unavailable", f"{what}: Secret Manager unreachable or unavailable; retrying later") from None
+    except api.GoogleAPICallError as exc:
+        raise TargetError("GCPAPIError", f"{what}: Secret Manager answered {type(exc).__name__}") from None
+
+
+def _short(name: str) -> str:
+    return name.rsplit("/", 1)[-1]
+
+
+@dataclass
+class _Remote:
+    """What plan() read, for apply: full resource names, etags and labels of the secrets involved."""
+
+    names: dict[str, str] = field(default_factory=dict)  # secret ID -> resource name (existing secrets)
+    etags: dict[str, str] = field(default_factory=dict)
+    relabel: dict[str, dict[str, str]] = field(default_factory=dict)  # secret ID -> full label set to write
+
+
+class GcpSecretManagerTarget:
+    def __init__(self, client: SecretManagerServiceClient, spec: GcpSecretManagerSpec, context: TargetContext) -> None:
+        self.client, self.spec = client, spec
+        self.owner_value = owner_label(context.owner)
+        self.labels = {**spec.labels, MANAGED_BY_LABEL: MANAGED_BY_VALUE, OWNER_LABEL: self.owner_value}
+        previous = context.previous
+        books = previous.get("managedSecrets") if previous.get("remoteScope") == spec.parent else None
+        self.managed: set[str] = {str(n) for n in books} if isinstance(books, list) else set()
+
+    def describe(self) -> str:
+        return f"GCP Secret Manager project {self.spec.project}"
+
+    def status_extra(self) -> dict[str, Any]:
+        return {"remoteScope": self.spec.parent, "managedSecrets": sorted(self.managed)}
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        return await asyncio.to_thread(fn)
+
+    # ---- reads ---------------------------------------------------------------------------------
+    def _latest_enabled(self, name: str) -> bytes | None:
+        """Payload of the newest ENABLED version (what `latest` means when nobody disabled it), else None."""
+        from google.api_core import exceptions as api
+
+        try:
+            response = self.client.access_secret_version(name=f"{name}/versions/latest", timeout=CALL_TIMEOUT)
+            return bytes(response.payload.data)
+        except (api.FailedPrecondition, api.NotFound):  # latest is disabled/destroyed, or there are no versions
+            pass
+        request = {"parent": name, "filter": "state:ENABLED", "page_size": 1}
+        for version in self.client.list_secret_versions(request=request, timeout=CALL_TIMEOUT):
+            response = self.client.access_secret_version(name=version.name, timeout=CALL_TIMEOUT)
+            return bytes(response.payload.data)
+        return None
+
+    def _list_ours(self) -> dict[str, Any]:
+        """Secret ID -> Secret for the secrets carrying our owner label (checked here too, not only by the filter)."""
+        from google.api_core import exceptions as api
+
+        parent = self.spec.parent
+        try:
+            request = {"parent": parent, "filter": f'labels.{OWNER_LABEL}="{self.owner_value}"'}
+            listing = list(self.client.list_secrets(request=request, timeout=CALL_TIMEOUT))
+        except api.InvalidArgument:  # a filter dialect we did not expect: list everything, filter here
+            listing = list(self.client.list_secrets(request={"parent": parent}, timeout=CALL_TIMEOUT))
+        return {_short(s.name): s for s in listing if s.labels.get(OWNER_LABEL) == self.owner_value}
+
+    def _read(self, desired: Mapping[str, bytes]) -> Plan:
+        from google.api_core import exceptions as api
+
+        spec, remote = self.spec, _Remote()
+        plan = Plan(state=remote)
+        with _errors(f"project {spec.project}: listing secrets"):
+            ours = self._list_ours()
+        foreign: list[str] = []
+        for secret_id in sorted(desired):
+            secret = ours.get(secret_id)
+            if secret is None:
+                with _errors(f"project {spec.project}: reading secret {secret_id}"):
+                    try:
+                        secret = self.client.get_secret(name=f"{spec.parent}/secrets/{secret_id}", timeout=CALL_TIMEOUT)
+                    except api.NotFound:
+                        plan.create.append(secret_id)
+                        continue
+                other = secret.labels.get(OWNER_LABEL)
+                if other and other != self.owner_value:  # another VaultBundle's: never taken, not even with adopt
+                    foreign.append(f"{secret_id} (owned by {other})")
+                    continue
+                if not spec.adopt:
+                    foreign.append(secret_id)
+                    continue
+            remote.names[secret_id], remote.etags[secret_id] = secret.name, secret.etag
+            labels = dict(secret.labels)
+            if any(labels.get(k) != v for k, v in self.labels.items()):
+                remote.relabel[secret_id] = {**labels, **self.labels}
+            with _errors(f"project {spec.project}: reading secret {secret_id}"):
+                current = self._latest_enabled(secret.name)
+            if current != desired[secret_id]:
+                plan.update.append(secret_id)
+            else:
+                plan.unchanged += 1
+        if foreign:
+            raise TargetError(
+                "SecretNotOwned",
+                f"{self.describe()}: {', '.join(foreign)} already exist and are not managed by this VaultBundle; "
+                "nothing was written (set adopt: true to take over secrets without an owner label)",
+                retry=False,
+            )
+        self.managed &= set(ours) | set(desired)  # ours that someone deleted meanwhile are forgotten
+        self.managed |= set(ours) & set(desired)  # labelled ours and written by this target
+        if spec.prune:
+            for secret_id in sorted(self.managed - set(desired)):
+                plan.delete.append(secret_id)
+                remote.names[secret_id], remote.etags[secret_id] = ours[secret_id].name, ours[secret_id].etag
+        plan.metadata = bool(remote.relabel)
+        return plan
+
+    async def plan(self, desired: Mapping[str, bytes]) -> Plan:
+        return await self._run(lambda: self._read(desired))
+
+    # ---- writes --------------------------------------------------------------------------------
+    def _replication(self) -> dict[str, Any]:
+        if self.spec.locations:
+            return {"user_managed": {"replicas": [{"location": loc} for loc in self.spec.locations]}}
+        return {"automatic": {}}
+
+    def _add_version(self, name: str, value: bytes) -> None:
+        import google_crc32c
+
+        payload = {"data": value, "data_crc32c": google_crc32c.value(value)}
+        self.client.add_secret_version(request={"parent": name, "payload": payload}, timeout=CALL_TIMEOUT)
+
+    def _write(self, plan: Plan, desired: Mapping[str, bytes]) -> None:
+        spec, remote = self.spec, plan.state
+        assert isinstance(remote, _Remote)
+        for secret_id in plan.create:
+            what = f"project {spec.project}: creating secret {secret_id}"
+            with _errors(what):
+                secret = {"replication": self._replication(), "labels": self.labels}
+                request = {"parent": spec.parent, "secret_id": secret_id, "secret": secret}
+                created = self.client.create_secret(request=request, timeout=CALL_TIMEOUT)
+            self.managed.add(secret_id)  # labelled ours from here on, even if adding the version fails
+            with _errors(what):
+                self._add_version(created.name, desired[secret_id])
+        for secret_id, labels in sorted(remote.relabel.items()):
+            with _errors(f"project {spec.project}: labelling secret {secret_id}"):
+                changed = {"name": remote.names[secret_id], "labels": labels, "etag": remote.etags[secret_id]}
+                update = {"secret": changed, "update_mask": {"paths": ["labels"]}}
+                self.client.update_secret(request=update, timeout=CALL_TIMEOUT)
+            self.managed.add(secret_id)
+        for secret_id in plan.update:
+            with _errors(f"project {spec.project}: adding a version to secret {secret_id}"):
+                self._add_version(remote.names[secret_id], desired[secret_id])
+            self.managed.add(secret_id)
+        for secret_id in plan.delete:
+            with _errors(f"project {spec.project}: deleting secret {secret_id}"):
+                request = {"name": remote.names[secret_id], "etag": remote.etags[secret_id]}
+                self.client.delete_secret(request=request, timeout=CALL_TIMEOUT)
+            self.managed.discard(secret_id)
+
+    async def apply(self, plan: Plan, desired: Mapping[str, bytes]) -> None:
+        await self._run(lambda: self._write(plan, desired))
+
+
+KIND = GcpSecretManagerKind()

@@ -1,0 +1,414 @@
+"""GitHub Actions secrets target: repository, environment or organisation secrets, written with PyGithub.
+
+GitHub secrets are write-only and carry no metadata, so this target keeps its own books in status:
+`remoteDigests` maps every secret name this target created (or adopted) to a keyed digest (HMAC under the
+operator's key, never a plain hash) of the value it last wrote, and `remoteScope` says where they live.
+Ownership is that set of names: a secret of the same name that we did not create is left alone and reported
+(`SecretNotOwned`) unless `adopt: true`; `prune: true` deletes only names from the set. An unchanged digest
+means no write. Values are sealed with the scope's public key (libsodium sealed box) before they leave.
+
+PyGithub is synchronous: every call runs in a worker thread. It is imported lazily, so spec parsing works
+without the `github` extra.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import ipaddress
+import re
+import urllib.parse
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ..selection import SelectionError, select
+from ..spec import CrossNamespaceError, SecretRef, Selection, SpecError, boolean, obj, string
+from ..vault import Vault
+from .base import Plan, TargetContext, TargetError
+from .naming import NameRule, Naming, parse_naming, remote_names
+
+if TYPE_CHECKING:
+    from github import Github
+
+DEFAULT_API_URL = "https://api.github.com"
+# PyGithub's pacing (its defaults) keeps us clear of GitHub's secondary rate limits; it is skipped only when
+# apiURL is a loopback address (a local fake or a port-forward in tests), where it would only slow things down.
+SECONDS_BETWEEN_REQUESTS = 0.25
+SECONDS_BETWEEN_WRITES = 1.0
+REQUEST_TIMEOUT = 15  # seconds per HTTP request
+RETRIES = 3  # transient 5xx / connection errors, with backoff
+MAX_RATE_LIMIT_WAIT = 10.0  # seconds; a longer rate-limit wait fails the target with Throttled (retried later)
+MAX_VALUE_BYTES = 48 * 1024  # GitHub's limit per secret value
+VISIBILITIES = ("all", "private", "selected")
+
+NAME_RULE = NameRule(
+    store="GitHub Actions",
+    pattern=re.compile(r"[A-Z_][A-Z0-9_]*"),
+    max_length=255,
+    description=(
+        "only upper-case letters, digits and '_', not starting with a digit "
+        "(GitHub upper-cases names; set naming.case: Upper to accept lower-case bundle keys)"
+    ),
+    forbidden_prefixes=("GITHUB_",),
+)
+
+_REPOSITORY = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}")
+_ORGANIZATION = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class GitHubApp:
+    app_id: str
+    installation_id: int
+    private_key_ref: SecretRef
+
+
+@dataclass(frozen=True)
+class GitHubActionsSpec:
+    repository: str = ""  # "owner/name", or
+    organization: str = ""
+    environment: str = ""  # repository scope only
+    visibility: str = "private"  # organization scope only
+    selected_repository_ids: tuple[int, ...] = ()
+    api_url: str = DEFAULT_API_URL
+    token_ref: SecretRef | None = None
+    app: GitHubApp | None = None
+    naming: Naming = field(default_factory=Naming)
+    encode_files_base64: bool = False
+    adopt: bool = False
+    prune: bool = False
+
+    @property
+    def scope(self) -> str:
+        """Where the secrets live; status books kept for another scope are not trusted."""
+        if self.organization:
+            return f"organization {self.organization}"
+        if self.environment:
+            return f"environment {self.environment} of repository {self.repository}"
+        return f"repository {self.repository}"
+
+
+def _integer(value: Any, path: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise SpecError(f"{path} must be a positive integer")
+    return value
+
+
+def _secret_ref(value: Any, path: str, default_key: str) -> SecretRef:
+    ref = obj(value, path)
+    if ref.get("namespace"):
+        raise CrossNamespaceError(
+            f"{path}.namespace is refused: credentials are read only from the VaultBundle's own namespace"
+        )
+    return SecretRef(
+        string(ref.get("name"), f"{path}.name", required=True),
+        string(ref.get("key"), f"{path}.key", default=default_key),
+    )
+
+
+def _is_loopback(url: str) -> bool:
+    host = urllib.parse.urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _api_url(value: Any, path: str) -> str:
+    url = string(value, path, default=DEFAULT_API_URL).rstrip("/")
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname or parts.query or parts.fragment:
+        raise SpecError(f"{path} must be an http(s) URL like {DEFAULT_API_URL} or https://ghe.example.com/api/v3")
+    if parts.scheme == "http" and not _is_loopback(url):
+        raise SpecError(f"{path}: plain http is only allowed for a loopback address (the token would travel in clear)")
+    return url
+
+
+class GitHubActionsKind:
+    name = "githubActions"
+
+    def parse(self, raw: Mapping[str, Any], path: str) -> GitHubActionsSpec:
+        repository = string(raw.get("repository"), f"{path}.repository")
+        organization = string(raw.get("organization"), f"{path}.organization")
+        if bool(repository) == bool(organization):
+            raise SpecError(f"{path} must set exactly one of repository or organization")
+        if repository and not _REPOSITORY.fullmatch(repository):
+            raise SpecError(f"{path}.repository must look like owner/name")
+        if organization and not _ORGANIZATION.fullmatch(organization):
+            raise SpecError(f"{path}.organization must be a GitHub organization login (letters, digits, '-')")
+        environment = string(raw.get("environment"), f"{path}.environment")
+        if environment and organization:
+            raise SpecError(f"{path}.environment is only allowed with repository")
+        if len(environment) > 255 or "/" in environment:
+            raise SpecError(f"{path}.environment must be an environment name (at most 255 characters, no '/')")
+        visibility = string(raw.get("visibility"), f"{path}.visibility", default="private")
+        if raw.get("visibility") is not None and not organization:
+            raise SpecError(f"{path}.visibility is only allowed with organization")
+        if visibility not in VISIBILITIES:
+            raise SpecError(f"{path}.visibility must be one of {', '.join(VISIBILITIES)}")
+        ids_raw = raw.get("selectedRepositoryIds")
+        if ids_raw is not None and visibility != "selected":
+            raise SpecError(f"{path}.selectedRepositoryIds is only allowed with visibility: selected")
+        if ids_raw is not None and not isinstance(ids_raw, list):
+            raise SpecError(f"{path}.selectedRepositoryIds must be a list of repository ids")
+        ids = tuple(_integer(v, f"{path}.selectedRepositoryIds[{i}]") for i, v in enumerate(ids_raw or []))
+        if len(set(ids)) != len(ids):
+            raise SpecError(f"{path}.selectedRepositoryIds lists a repository twice")
+        auth = obj(raw.get("auth"), f"{path}.auth")
+        token_raw, app_raw = auth.get("tokenSecretRef"), auth.get("app")
+        if (token_raw is None) == (app_raw is None):
+            raise SpecError(
+                f"{path}.auth must set exactly one of tokenSecretRef or app (GitHub has no ambient identity)"
+            )
+        token_ref = app = None
+        if token_raw is not None:
+            token_ref = _secret_ref(token_raw, f"{path}.auth.tokenSecretRef", "token")
+        else:
+            app_body = obj(app_raw, f"{path}.auth.app")
+            app_id_raw = app_body.get("appID")
+            if isinstance(app_id_raw, int) and not isinstance(app_id_raw, bool):
+                app_id = str(_integer(app_id_raw, f"{path}.auth.app.appID"))
+            else:  # a numeric id or an app's client ID (Iv1...)
+                app_id = string(app_id_raw, f"{path}.auth.app.appID", required=True)
+            app = GitHubApp(
+                app_id=app_id,
+                installation_id=_integer(app_body.get("installationID"), f"{path}.auth.app.installationID"),
+                private_key_ref=_secret_ref(
+                    app_body.get("privateKeySecretRef"), f"{path}.auth.app.privateKeySecretRef", "private-key.pem"
+                ),
+            )
+        return GitHubActionsSpec(
+            repository=repository,
+            organization=organization,
+            environment=environment,
+            visibility=visibility,
+            selected_repository_ids=ids,
+            api_url=_api_url(raw.get("apiURL"), f"{path}.apiURL"),
+            token_ref=token_ref,
+            app=app,
+            naming=parse_naming(raw.get("naming"), f"{path}.naming"),
+            encode_files_base64=boolean(raw.get("encodeFilesBase64"), f"{path}.encodeFilesBase64", False),
+            adopt=boolean(raw.get("adopt"), f"{path}.adopt", False),
+            prune=boolean(raw.get("prune"), f"{path}.prune", False),
+        )
+
+    def desired(self, vault: Vault, selection: Selection, spec: GitHubActionsSpec) -> dict[str, bytes]:
+        """Remote name -> UTF-8 value; names checked against GitHub's rule, values must be text."""
+        selected = select(vault, selection)
+        from_files = set(select(vault, replace(selection, include_keys=()))) if selection.include_files else set()
+        values: dict[str, bytes] = {}
+        problems: list[str] = []
+        for name, raw in selected.items():
+            value = base64.b64encode(raw) if name in from_files and spec.encode_files_base64 else raw
+            try:
+                value.decode("utf-8")
+            except UnicodeDecodeError:
+                hint = " (set encodeFilesBase64: true to send files base64-encoded)" if name in from_files else ""
+                problems.append(f"{name!r} is not UTF-8 text{hint}")
+                continue
+            if len(value) > MAX_VALUE_BYTES:
+                problems.append(f"{name!r} is larger than GitHub's {MAX_VALUE_BYTES // 1024} KB limit")
+                continue
+            values[name] = value
+        if problems:
+            raise SelectionError("GitHub secrets must be text: " + "; ".join(sorted(problems)))
+        return remote_names(values, spec.naming, NAME_RULE)
+
+    async def connect(self, spec: GitHubActionsSpec, context: TargetContext) -> GitHubActionsTarget:
+        from github import Auth, Github, GithubRetry  # the `github` extra
+
+        auth: Auth.Auth
+        if spec.app is not None:
+            pem = await context.read_secret(spec.app.private_key_ref.name, spec.app.private_key_ref.key)
+            _check_private_key(pem, spec.app.private_key_ref)
+            app_auth = Auth.AppAuth(spec.app.app_id, pem)
+            auth = app_auth.get_installation_auth(spec.app.installation_id)
+        else:
+            assert spec.token_ref is not None
+            auth = Auth.Token(await context.read_secret(spec.token_ref.name, spec.token_ref.key))
+        pace = not _is_loopback(spec.api_url)
+        client = Github(
+            base_url=spec.api_url,
+            auth=auth,
+            timeout=REQUEST_TIMEOUT,
+            retry=GithubRetry(total=RETRIES, max_rate_limit_wait=MAX_RATE_LIMIT_WAIT),
+            seconds_between_requests=SECONDS_BETWEEN_REQUESTS if pace else 0,
+            seconds_between_writes=SECONDS_BETWEEN_WRITES if pace else 0,
+        )
+        if isinstance(auth, Auth.AppInstallationAuth):  # fetch the installation token now: precise errors
+            assert spec.app is not None
+            with _errors(f"GitHub App installation {spec.app.installation_id}"):
+                await asyncio.to_thread(lambda: auth.token)
+        return GitHubActionsTarget(client, spec, context)
+
+
+def _check_private_key(pem: str, ref: SecretRef) -> None:
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        load_pem_private_key(pem.encode("utf-8"), password=None)
+    except (ValueError, TypeError):
+        raise TargetError(
+            "AuthFailed",
+            f"Secret {ref.name!r} key {ref.key!r} is not an unencrypted PEM private key of a GitHub App",
+            retry=False,
+        ) from None
+
+
+@contextlib.contextmanager
+def _errors(what: str) -> Iterator[None]:
+    """SDK errors -> TargetError with a fixed message: GitHub's error bodies are never copied into status."""
+    import requests
+    from github import GithubException, RateLimitExceededException
+
+    try:
+        yield
+    except TargetError:
+        raise
+    except RateLimitExceededException:
+        raise TargetError("Throttled", f"{what}: GitHub rate limit exceeded; retrying later") from None
+    except GithubException as exc:
+        status = exc.status
+        if status == 401:
+            raise TargetError("AuthFailed", f"{what}: GitHub rejected the credentials (401)") from None
+        if status == 404:
+            raise TargetError(
+                "NotFound", f"{what}: not found (404), or the credentials cannot see it", retry=True
+            ) from None
+        if status == 429:
+            raise TargetError("Throttled", f"{what}: GitHub rate limit exceeded (429); retrying later") from None
+        if status == 403:
+            raise TargetError(
+                "Forbidden", f"{what}: access denied (403); the token or App needs secrets read/write permission"
+            ) from None
+        if status == 422:
+            raise TargetError("Rejected", f"{what}: GitHub rejected the request (422)", retry=False) from None
+        if status >= 500:
+            raise TargetError("Unavailable", f"{what}: GitHub answered {status}; retrying later") from None
+        raise TargetError("GitHubAPIError", f"{what}: GitHub answered {status}") from None
+    except requests.RequestException as exc:
+        raise TargetError("Unavailable", f"{what}: GitHub API unreachable ({type(exc).__name__})") from None
+
+
+@dataclass
+class _Remote:
+    """What plan() read: the secrets' base URL and the names (and org visibilities) that exist."""
+
+    url: str
+    names: dict[str, str | None]  # NAME -> visibility (organization scope) or None
+
+
+class GitHubActionsTarget:
+    def __init__(self, client: Github, spec: GitHubActionsSpec, context: TargetContext) -> None:
+        self.client, self.spec, self.digester = client, spec, context.digester
+        previous = context.previous
+        books = previous.get("remoteDigests") if previous.get("remoteScope") == spec.scope else None
+        # name -> digest of what we last wrote; the keys are the secrets this target owns
+        self.owned: dict[str, str] = {str(k): str(v) for k, v in books.items()} if isinstance(books, Mapping) else {}
+
+    def describe(self) -> str:
+        return f"GitHub Actions {self.spec.scope}"
+
+    def status_extra(self) -> dict[str, Any]:
+        return {"remoteScope": self.spec.scope, "remoteDigests": dict(sorted(self.owned.items()))}
+
+    def _digest(self, name: str, value: bytes) -> str:
+        items = {name: value}
+        if self.spec.organization:  # visibility is part of what we wrote ('#' never occurs in a name)
+            ids = ",".join(str(i) for i in self.spec.selected_repository_ids)
+            items[f"{name}#visibility"] = f"{self.spec.visibility}:{ids}".encode()
+        return self.digester.digest(items)
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        return await asyncio.to_thread(fn)
+
+    # ---- reads ---------------------------------------------------------------------------------
+    def _read_remote(self) -> _Remote:
+        spec = self.spec
+        if spec.organization:
+            with _errors(f"organization {spec.organization}"):
+                org = self.client.get_organization(spec.organization)
+                listing: Any = org.get_secrets("actions")
+                names = {s.name.upper(): s.visibility for s in listing}
+                return _Remote(f"{org.url}/actions/secrets", names)
+        with _errors(f"repository {spec.repository}"):
+            repo = self.client.get_repo(spec.repository)
+            base = f"{repo.url}/actions/secrets"
+            if not spec.environment:
+                return _Remote(base, {s.name.upper(): None for s in repo.get_secrets("actions")})
+        with _errors(spec.scope):
+            env = repo.get_environment(spec.environment)
+            return _Remote(f"{env.url}/secrets", {s.name.upper(): None for s in env.get_secrets()})
+
+    async def plan(self, desired: Mapping[str, bytes]) -> Plan:
+        remote = await self._run(self._read_remote)
+        if not self.spec.adopt:
+            foreign = sorted(name for name in desired if name in remote.names and name not in self.owned)
+            if foreign:
+                raise TargetError(
+                    "SecretNotOwned",
+                    f"{self.describe()}: {', '.join(foreign)} already exist and were not created by this target; "
+                    "nothing was written (set adopt: true to take them over)",
+                    retry=False,
+                )
+        plan = Plan(state=remote)
+        for name, value in desired.items():
+            drift = self.spec.organization and remote.names.get(name) != self.spec.visibility
+            if name not in remote.names:
+                plan.create.append(name)
+            elif self.owned.get(name) != self._digest(name, value) or drift:
+                plan.update.append(name)
+            else:
+                plan.unchanged += 1
+        # secrets we created that someone else deleted meanwhile: nothing left to own
+        for name in [n for n in self.owned if n not in remote.names and n not in desired]:
+            del self.owned[name]
+        if self.spec.prune:
+            plan.delete = sorted(name for name in self.owned if name not in desired)
+        return plan
+
+    # ---- writes --------------------------------------------------------------------------------
+    def _write(self, plan: Plan, desired: Mapping[str, bytes]) -> None:
+        from github import UnknownObjectException
+
+        remote: _Remote = plan.state
+        requester = self.client.requester
+        writes = sorted(plan.create + plan.update)
+        if writes:
+            with _errors(f"{self.spec.scope}: public key"):
+                key_url = f"{remote.url}/public-key"
+                _, data = requester.requestJsonAndCheck("GET", key_url)
+                key_id, public_key = str(data["key_id"]), str(data["key"])
+        for name in writes:
+            body: dict[str, Any] = {"key_id": key_id, "encrypted_value": _seal(public_key, desired[name])}
+            if self.spec.organization:
+                body["visibility"] = self.spec.visibility
+                if self.spec.visibility == "selected":
+                    body["selected_repository_ids"] = list(self.spec.selected_repository_ids)
+            with _errors(f"{self.spec.scope}: writing {name}"):
+                requester.requestJsonAndCheck("PUT", f"{remote.url}/{urllib.parse.quote(name, safe='')}", input=body)
+            self.owned[name] = self._digest(name, desired[name])
+        for name in plan.delete:
+            with _errors(f"{self.spec.scope}: deleting {name}"), contextlib.suppress(UnknownObjectException):
+                requester.requestJsonAndCheck("DELETE", f"{remote.url}/{urllib.parse.quote(name, safe='')}")
+            self.owned.pop(name, None)  # deleted, or already gone (404)
+
+    async def apply(self, plan: Plan, desired: Mapping[str, bytes]) -> None:
+        await self._run(lambda: self._write(plan, desired))
+
+
+def _seal(public_key_b64: str, value: bytes) -> str:
+    """libsodium sealed box to the scope's Curve25519 public key, as GitHub requires."""
+    from nacl.public import PublicKey, SealedBox
+
+    box = SealedBox(PublicKey(base64.b64decode(public_key_b64)))
+    return base64.b64encode(box.encrypt(value)).decode("ascii")
+
+
+KIND = GitHubActionsKind()
