@@ -1,0 +1,612 @@
+"""AWS Secrets Manager target: one secret per selected key (PerKey) or one JSON secret for the bundle (Json).
+
+Narrow SDK surface (boto3 `secretsmanager`): create_secret, describe_secret, get_secret_value,
+put_secret_value / update_secret (a value change with kmsKeyId), tag_resource, restore_secret, list_secrets,
+delete_secret; `sts.assume_role` only with roleArn.
+
+* Names: the selection's renames, then `naming` (prefix, case, dash/underscore), then `namePrefix` prepended
+  verbatim (a path such as `prod/web/`, not transformed); the whole name must satisfy AWS's rule. Every bad
+  name and every collision is reported before anything is written.
+* Ownership: every secret we create carries the tags `managed-by=vaultbundle` and
+  `vaultbundle.io/owner=<namespace>/<name>`. A secret without our owner tag is never written or deleted unless
+  `adopt: true`; another VaultBundle's secret never is.
+* Idempotence: current values are read (GetSecretValue) and compared; an equal value is not written, so no new
+  version appears.
+* Prune (PerKey only): secrets carrying our owner tag, under `namePrefix`, that left the selection are deleted
+  with a recovery window (`recoveryWindowDays`). A secret of ours that is scheduled for deletion and comes back
+  into the selection is restored, then updated.
+* Errors become TargetError with a reason (AuthFailed, AccessDenied, Throttled, Unavailable, KmsError, ...);
+  messages carry the operation, the secret name and the AWS error code, never the SDK's message text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import boto3
+import botocore.exceptions
+from botocore.config import Config
+
+from ..selection import SelectionError, select
+from ..spec import CrossNamespaceError, Selection, SpecError, boolean, obj, string, string_map
+from ..vault import Vault
+from .base import Owner, Plan, TargetContext, TargetError
+from .naming import NameRule, Naming, parse_naming, remote_names
+
+MANAGED_BY_TAG = "managed-by"
+MANAGED_BY_VALUE = "vaultbundle"
+OWNER_TAG = "vaultbundle.io/owner"
+RESERVED_TAG_PREFIXES = ("vaultbundle.io/", "aws:")
+MODES = ("PerKey", "Json")
+MAX_VALUE_BYTES = 65_536  # SecretString / SecretBinary limit
+MAX_USER_TAGS = 48  # AWS allows 50 per secret; we add two
+_TAG_KEY = re.compile(r"[\w\s.:/=+\-@]{1,128}")
+_TAG_VALUE = re.compile(r"[\w\s.:/=+\-@]{0,256}")
+_REGION = re.compile(r"[a-z]{2}(-[a-z0-9]+)+-\d+")
+_ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
+_URL = re.compile(r"https?://[^\s/]+(/\S*)?")
+
+NAME_RULE = NameRule(
+    store="AWS Secrets Manager",
+    pattern=re.compile(r"[A-Za-z0-9/_+=.@-]+"),
+    max_length=512,
+    description="only letters, digits and / _ + = . @ - are allowed",
+)
+# Json mode: the selected names become keys of one JSON object; any non-empty name works there.
+JSON_KEY_RULE = NameRule(store="JSON object", pattern=re.compile(r".+", re.DOTALL), max_length=4096, description="")
+
+_AUTH_CODES = {
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+    "InvalidSignatureException",
+    "SignatureDoesNotMatch",
+    "IncompleteSignature",
+    "MissingAuthenticationToken",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "RequestExpired",
+    "AuthFailure",
+}
+_ACCESS_CODES = {"AccessDeniedException", "AccessDenied", "UnauthorizedOperation"}
+_THROTTLE_CODES = {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"}
+_KMS_CODES = {"EncryptionFailure", "DecryptionFailure", "KMSAccessDeniedException", "KMSInvalidStateException"}
+
+
+@dataclass(frozen=True)
+class CredentialsRef:
+    """A Secret in the VaultBundle's namespace holding a static access key (optionally a session token)."""
+
+    name: str
+    access_key_id_key: str = "access-key-id"
+    secret_access_key_key: str = "secret-access-key"  # noqa: S105 - a key name, not a secret
+    session_token_key: str = ""
+
+
+@dataclass(frozen=True)
+class AwsNaming(Naming):
+    """`naming` transforms, then `namePrefix` verbatim (a path prefix is not upper-cased or dash-replaced)."""
+
+    name_prefix: str = ""
+
+    def apply(self, name: str) -> str:
+        return self.name_prefix + super().apply(name)
+
+
+@dataclass(frozen=True)
+class AwsSecretsManagerSpec:
+    region: str = ""
+    endpoint: str = ""
+    sts_endpoint: str = ""
+    name_prefix: str = ""
+    mode: str = "PerKey"
+    name: str = ""
+    kms_key_id: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict)
+    credentials: CredentialsRef | None = None
+    role_arn: str = ""
+    external_id: str = ""
+    recovery_window_days: int = 7
+    force_delete_without_recovery: bool = False
+    naming: Naming = field(default_factory=Naming)
+    adopt: bool = False
+    prune: bool = False
+
+    @property
+    def json_secret_name(self) -> str:
+        return self.name_prefix + self.name
+
+
+def _integer(value: Any, path: str, default: int, low: int, high: int) -> int:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SpecError(f"{path} must be an integer")
+    if not low <= value <= high:
+        raise SpecError(f"{path} must be between {low} and {high}")
+    return value
+
+
+def _url(value: Any, path: str) -> str:
+    text = string(value, path)
+    if text and not _URL.fullmatch(text):
+        raise SpecError(f"{path} must be an http(s) URL, e.g. https://secretsmanager.us-east-1.amazonaws.com")
+    return text
+
+
+def _credentials(raw: Any, path: str) -> CredentialsRef | None:
+    if raw is None:
+        return None
+    ref = obj(raw, path)
+    if ref.get("namespace"):
+        raise CrossNamespaceError(
+            f"{path}.namespace is refused: credentials are read only from the VaultBundle's own namespace"
+        )
+    return CredentialsRef(
+        name=string(ref.get("name"), f"{path}.name", required=True),
+        access_key_id_key=string(ref.get("accessKeyIdKey"), f"{path}.accessKeyIdKey", default="access-key-id"),
+        secret_access_key_key=string(
+            ref.get("secretAccessKeyKey"), f"{path}.secretAccessKeyKey", default="secret-access-key"
+        ),
+        session_token_key=string(ref.get("sessionTokenKey"), f"{path}.sessionTokenKey"),
+    )
+
+
+def _tags(raw: Any, path: str) -> dict[str, str]:
+    tags = string_map(raw, path)
+    problems: list[str] = []
+    for key, value in sorted(tags.items()):
+        if key in (MANAGED_BY_TAG, OWNER_TAG) or key.lower().startswith(RESERVED_TAG_PREFIXES):
+            problems.append(f"{key!r} is reserved (the operator sets {MANAGED_BY_TAG} and {OWNER_TAG})")
+        elif not _TAG_KEY.fullmatch(key):
+            problems.append(f"key {key!r} must be 1..128 letters, digits, spaces or _ . : / = + - @")
+        elif not _TAG_VALUE.fullmatch(value):
+            problems.append(f"value of {key!r} must be 0..256 letters, digits, spaces or _ . : / = + - @")
+    if len(tags) > MAX_USER_TAGS:
+        problems.append(f"at most {MAX_USER_TAGS} tags (AWS allows 50 and the operator adds 2)")
+    if problems:
+        raise SpecError(f"{path}: " + "; ".join(problems))
+    return tags
+
+
+class AwsSecretsManagerKind:
+    name = "awsSecretsManager"
+
+    def parse(self, raw: Mapping[str, Any], path: str) -> AwsSecretsManagerSpec:
+        region = string(raw.get("region"), f"{path}.region")
+        if region and not _REGION.fullmatch(region):
+            raise SpecError(f"{path}.region {region!r} is not an AWS region name like us-east-1")
+        mode = string(raw.get("mode"), f"{path}.mode", default="PerKey")
+        if mode not in MODES:
+            raise SpecError(f"{path}.mode must be one of {', '.join(MODES)}")
+        name = string(raw.get("name"), f"{path}.name")
+        name_prefix = string(raw.get("namePrefix"), f"{path}.namePrefix")
+        if mode == "Json" and not name:
+            raise SpecError(f"{path}.name is required when mode is Json (the one secret holding the JSON object)")
+        if mode == "PerKey" and name:
+            raise SpecError(f"{path}.name is only used with mode: Json (PerKey names come from the keys)")
+        if name_prefix and not NAME_RULE.pattern.fullmatch(name_prefix):
+            raise SpecError(f"{path}.namePrefix: {NAME_RULE.description}")
+        if mode == "Json":
+            problem = NAME_RULE.problem(name_prefix + name)
+            if problem:
+                raise SpecError(f"{path}.name: {name_prefix + name!r}: {problem}")
+        role_arn = string(raw.get("roleArn"), f"{path}.roleArn")
+        if role_arn and not _ROLE_ARN.fullmatch(role_arn):
+            raise SpecError(f"{path}.roleArn must be an IAM role ARN like arn:aws:iam::123456789012:role/name")
+        external_id = string(raw.get("externalId"), f"{path}.externalId")
+        if external_id and not role_arn:
+            raise SpecError(f"{path}.externalId needs roleArn")
+        naming = parse_naming(raw.get("naming"), f"{path}.naming")
+        return AwsSecretsManagerSpec(
+            region=region,
+            endpoint=_url(raw.get("endpoint"), f"{path}.endpoint"),
+            sts_endpoint=_url(raw.get("stsEndpoint"), f"{path}.stsEndpoint"),
+            name_prefix=name_prefix,
+            mode=mode,
+            name=name,
+            kms_key_id=string(raw.get("kmsKeyId"), f"{path}.kmsKeyId"),
+            tags=_tags(raw.get("tags"), f"{path}.tags"),
+            credentials=_credentials(raw.get("credentialsSecretRef"), f"{path}.credentialsSecretRef"),
+            role_arn=role_arn,
+            external_id=external_id,
+            recovery_window_days=_integer(raw.get("recoveryWindowDays"), f"{path}.recoveryWindowDays", 7, 7, 30),
+            force_delete_without_recovery=boolean(
+                raw.get("forceDeleteWithoutRecovery"), f"{path}.forceDeleteWithoutRecovery", False
+            ),
+            naming=naming,
+            adopt=boolean(raw.get("adopt"), f"{path}.adopt", False),
+            prune=boolean(raw.get("prune"), f"{path}.prune", False),
+        )
+
+    def desired(self, vault: Vault, selection: Selection, spec: AwsSecretsManagerSpec) -> dict[str, bytes]:
+        """PerKey: remote secret name -> value. Json: {secret name: the JSON object of every selected key}."""
+        selected = select(vault, selection)
+        if spec.mode == "PerKey":
+            naming = AwsNaming(
+                prefix=spec.naming.prefix,
+                case=spec.naming.case,
+                underscores_to_dashes=spec.naming.underscores_to_dashes,
+                dashes_to_underscores=spec.naming.dashes_to_underscores,
+                name_prefix=spec.name_prefix,
+            )
+            result = remote_names(selected, naming, NAME_RULE)
+            too_big = sorted(name for name, value in result.items() if len(value) > MAX_VALUE_BYTES)
+            if too_big:
+                raise SelectionError(f"values larger than AWS's 64 KiB secret limit: {', '.join(too_big)}")
+            return result
+        keys = remote_names(selected, spec.naming, JSON_KEY_RULE)
+        document: dict[str, str] = {}
+        binary: list[str] = []
+        for key, value in keys.items():
+            try:
+                document[key] = value.decode("utf-8")
+            except UnicodeDecodeError:
+                binary.append(key)
+        if binary:
+            raise SelectionError(
+                f"mode Json holds text only; not UTF-8: {', '.join(sorted(binary))} "
+                "(exclude them in files/keys, or use mode PerKey, which stores them as SecretBinary)"
+            )
+        body = _canonical_json(document)
+        if len(body) > MAX_VALUE_BYTES:
+            raise SelectionError(f"the JSON object for {spec.json_secret_name!r} exceeds AWS's 64 KiB secret limit")
+        return {spec.json_secret_name: body}
+
+    async def connect(self, spec: AwsSecretsManagerSpec, context: TargetContext) -> AwsSecretsManagerTarget:
+        credentials: dict[str, str] = {}
+        if spec.credentials is not None:
+            ref = spec.credentials
+            credentials["aws_access_key_id"] = await context.read_secret(ref.name, ref.access_key_id_key)
+            credentials["aws_secret_access_key"] = await context.read_secret(ref.name, ref.secret_access_key_key)
+            if ref.session_token_key:
+                credentials["aws_session_token"] = await context.read_secret(ref.name, ref.session_token_key)
+        client = await asyncio.to_thread(_make_client, spec, credentials, context.owner)
+        return AwsSecretsManagerTarget(client, spec, context.owner)
+
+
+def _canonical_json(document: Mapping[str, str]) -> bytes:
+    return json.dumps(document, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+# One shared boto3 session: its loader caches the service models, so a client per sync costs little.
+# Clients get explicit credentials or fall back to the session's default chain (env, IRSA web identity, ECS/EC2).
+_SESSION_LOCK = threading.Lock()
+_SESSION: boto3.session.Session | None = None
+_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 3},
+    connect_timeout=5,
+    read_timeout=20,
+    user_agent_extra="vaultbundle",
+)
+
+
+def _client(service: str, region: str, endpoint: str, credentials: Mapping[str, str]) -> Any:
+    global _SESSION  # noqa: PLW0603 - one lazily created session per process
+    with _SESSION_LOCK:  # botocore sessions are not thread-safe; clients are
+        if _SESSION is None:
+            _SESSION = boto3.session.Session()
+        return _SESSION.client(
+            service, region_name=region or None, endpoint_url=endpoint or None, config=_CONFIG, **credentials
+        )
+
+
+def _make_client(spec: AwsSecretsManagerSpec, credentials: Mapping[str, str], owner: Owner) -> Any:
+    try:
+        if spec.role_arn:
+            sts = _client("sts", spec.region, spec.sts_endpoint, credentials)
+            extra = {"ExternalId": spec.external_id} if spec.external_id else {}
+            session_name = re.sub(r"[^\w+=,.@-]", "-", f"vaultbundle-{owner.namespace}-{owner.name}")[:64]
+            response = sts.assume_role(
+                RoleArn=spec.role_arn, RoleSessionName=session_name, DurationSeconds=900, **extra
+            )
+            issued = response["Credentials"]
+            credentials = {
+                "aws_access_key_id": issued["AccessKeyId"],
+                "aws_secret_access_key": issued["SecretAccessKey"],
+                "aws_session_token": issued["SessionToken"],
+            }
+        return _client("secretsmanager", spec.region, spec.endpoint, credentials)
+    except botocore.exceptions.NoRegionError:
+        raise TargetError(
+            "InvalidSpec", "awsSecretsManager.region is not set and the ambient AWS config names no region", retry=False
+        ) from None
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+        raise _target_error(exc, "AssumeRole" if spec.role_arn else "connect", spec.role_arn or None) from None
+
+
+def _target_error(exc: Exception, operation: str, name: str | None) -> TargetError:
+    """An SDK error as a TargetError: reason from the error code; the SDK's message text is never copied."""
+    what = f"{operation} {name!r}" if name else operation
+    if isinstance(exc, botocore.exceptions.ClientError):
+        code, status = _error_code(exc), int((exc.response.get("ResponseMetadata") or {}).get("HTTPStatusCode") or 0)
+        if code in _AUTH_CODES:
+            return TargetError("AuthFailed", f"{what}: AWS rejected the credentials ({code})")
+        if code in _KMS_CODES:
+            return TargetError(
+                "KmsError", f"{what}: the KMS key cannot be used ({code}); check kmsKeyId and its policy"
+            )
+        if code in _ACCESS_CODES:
+            return TargetError("AccessDenied", f"{what}: access denied ({code}); check the IAM policy")
+        if code in _THROTTLE_CODES or status == 429:
+            return TargetError("Throttled", f"{what}: throttled by AWS ({code})")
+        if code == "ResourceNotFoundException":
+            return TargetError("NotFound", f"{what}: not found ({code})")
+        if code == "ResourceExistsException":
+            return TargetError("Conflict", f"{what}: created by someone else meanwhile ({code}); retrying")
+        if code == "LimitExceededException":
+            return TargetError("QuotaExceeded", f"{what}: an AWS quota is exhausted ({code})")
+        if code in ("InternalServiceError", "InternalFailure", "ServiceUnavailable") or status >= 500:
+            return TargetError("Unavailable", f"{what}: AWS Secrets Manager is unavailable ({code or status})")
+        if status == 401:
+            return TargetError("AuthFailed", f"{what}: AWS rejected the credentials (HTTP 401)")
+        if status == 403:
+            return TargetError("AccessDenied", f"{what}: access denied (HTTP 403); check the IAM policy")
+        return TargetError("RequestRejected", f"{what}: AWS rejected the request ({code or status})", retry=False)
+    if isinstance(
+        exc,
+        botocore.exceptions.NoCredentialsError
+        | botocore.exceptions.PartialCredentialsError
+        | botocore.exceptions.CredentialRetrievalError,
+    ):
+        return TargetError(
+            "AuthFailed",
+            f"{what}: no usable AWS credentials ({type(exc).__name__}); set credentialsSecretRef or give the "
+            "operator an ambient identity (IRSA, instance profile)",
+        )
+    if isinstance(exc, botocore.exceptions.SSLError):
+        return TargetError("Unavailable", f"{what}: TLS verification of the AWS endpoint failed")
+    if isinstance(exc, botocore.exceptions.HTTPClientError | botocore.exceptions.EndpointConnectionError):
+        return TargetError("Unavailable", f"{what}: cannot reach the AWS endpoint ({type(exc).__name__})")
+    return TargetError("Unavailable", f"{what}: AWS SDK error ({type(exc).__name__})")
+
+
+_T = TypeVar("_T")
+
+
+def _call(operation: str, name: str | None, function: Callable[..., _T], **kwargs: Any) -> _T:
+    try:
+        return function(**kwargs)
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+        raise _target_error(exc, operation, name) from None
+
+
+_XML_CODE = re.compile(r"<Code>([A-Za-z0-9.]{1,64})</Code>")
+
+
+def _error_code(exc: botocore.exceptions.ClientError) -> str:
+    """The AWS error code. When the body was in the other protocol's format (an XML error for this JSON API, as
+    some endpoints and emulators answer authentication failures), botocore leaves the HTTP status as the code
+    and the body as the message: then the code is taken from the body's <Code> element. The rest of the
+    message text is never used."""
+    error = exc.response.get("Error") or {}
+    code = str(error.get("Code") or "")
+    if code.isdigit():
+        match = _XML_CODE.search(str(error.get("Message") or ""))
+        if match:
+            return match.group(1)
+    return code
+
+
+@dataclass
+class Remote:
+    """What the store holds under one name (tags and value; the value only where we may compare it)."""
+
+    name: str
+    arn: str
+    tags: dict[str, str]
+    deleted: bool
+    value: tuple[str, bytes] | None = None  # ("s"|"b", bytes); None: not read or no current version
+
+
+@dataclass
+class _State:
+    remotes: dict[str, Remote] = field(default_factory=dict)  # desired names that exist (or are deleted)
+    restore: list[str] = field(default_factory=list)
+    retag: list[str] = field(default_factory=list)
+    doomed: dict[str, str] = field(default_factory=dict)  # name -> ARN, for prune
+
+
+def _payload(value: bytes) -> tuple[str, bytes]:
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return ("b", value)
+    return ("s", value)
+
+
+def _value_argument(value: bytes) -> dict[str, Any]:
+    kind, raw = _payload(value)
+    return {"SecretString": raw.decode("utf-8")} if kind == "s" else {"SecretBinary": raw}
+
+
+class AwsSecretsManagerTarget:
+    def __init__(self, client: Any, spec: AwsSecretsManagerSpec, owner: Owner) -> None:
+        self.client, self.spec, self.owner = client, spec, owner
+
+    def describe(self) -> str:
+        region = self.client.meta.region_name
+        if self.spec.mode == "Json":
+            return f"AWS secret {self.spec.json_secret_name} ({region})"
+        return f"AWS Secrets Manager {region}" + (f" under {self.spec.name_prefix}" if self.spec.name_prefix else "")
+
+    def status_extra(self) -> dict[str, Any]:
+        return {}
+
+    def _tags(self) -> dict[str, str]:
+        return {**self.spec.tags, MANAGED_BY_TAG: MANAGED_BY_VALUE, OWNER_TAG: self.owner.ref}
+
+    def _same(self, current: tuple[str, bytes] | None, desired: bytes) -> bool:
+        if current is None:
+            return False
+        if self.spec.mode == "Json":  # same object, whatever the formatting (an adopted secret keeps its version)
+            try:
+                return current[0] == "s" and json.loads(current[1]) == json.loads(desired)
+            except ValueError:
+                return False
+        return current == _payload(desired)
+
+    # --- reading (plan) ---------------------------------------------------------------------------------
+    def _read(self, name: str) -> Remote | None:
+        try:
+            found = self.client.describe_secret(SecretId=name)
+        except botocore.exceptions.ClientError as exc:
+            if _error_code(exc) == "ResourceNotFoundException":
+                return None
+            raise _target_error(exc, "DescribeSecret", name) from None
+        except botocore.exceptions.BotoCoreError as exc:
+            raise _target_error(exc, "DescribeSecret", name) from None
+        if found.get("Name") != name:  # `name-abcdef` resolved as a partial ARN of another secret: not ours
+            return None
+        tags = {t["Key"]: t.get("Value", "") for t in found.get("Tags") or []}
+        remote = Remote(name, found["ARN"], tags, deleted=found.get("DeletedDate") is not None)
+        if not remote.deleted and (tags.get(OWNER_TAG) == self.owner.ref or self._adoptable(remote)):
+            remote.value = self._current_value(remote)
+        return remote
+
+    def _current_value(self, remote: Remote) -> tuple[str, bytes] | None:
+        try:
+            got = self.client.get_secret_value(SecretId=remote.arn)
+        except botocore.exceptions.ClientError as exc:
+            if _error_code(exc) == "ResourceNotFoundException":  # no AWSCURRENT version yet
+                return None
+            raise _target_error(exc, "GetSecretValue", remote.name) from None
+        except botocore.exceptions.BotoCoreError as exc:
+            raise _target_error(exc, "GetSecretValue", remote.name) from None
+        if "SecretString" in got:
+            return ("s", got["SecretString"].encode("utf-8"))
+        return ("b", bytes(got.get("SecretBinary") or b""))
+
+    def _adoptable(self, remote: Remote) -> bool:
+        return self.spec.adopt and not remote.tags.get(OWNER_TAG)
+
+    def _owned_elsewhere(self) -> dict[str, str]:
+        """Active secrets with our owner tag under namePrefix (name -> ARN): the prune candidates."""
+        filters = [{"Key": "tag-key", "Values": [OWNER_TAG]}, {"Key": "tag-value", "Values": [self.owner.ref]}]
+        if self.spec.name_prefix:
+            filters.append({"Key": "name", "Values": [self.spec.name_prefix]})
+        found: dict[str, str] = {}
+        try:
+            for page in self.client.get_paginator("list_secrets").paginate(Filters=filters):
+                for entry in page.get("SecretList") or []:
+                    tags = {t["Key"]: t.get("Value", "") for t in entry.get("Tags") or []}
+                    name = entry.get("Name", "")
+                    if (
+                        tags.get(OWNER_TAG) == self.owner.ref
+                        and name.startswith(self.spec.name_prefix)
+                        and entry.get("DeletedDate") is None
+                    ):
+                        found[name] = entry["ARN"]
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise _target_error(exc, "ListSecrets", None) from None
+        return found
+
+    def _plan(self, desired: Mapping[str, bytes]) -> Plan:
+        names = sorted(desired)
+        with ThreadPoolExecutor(max_workers=max(1, min(8, len(names)))) as pool:
+            remotes = dict(zip(names, pool.map(self._read, names), strict=True))
+        plan, state = Plan(), _State()
+        foreign: list[str] = []
+        unowned: list[str] = []
+        for name in names:
+            remote = remotes[name]
+            if remote is None:
+                plan.create.append(name)
+                continue
+            state.remotes[name] = remote
+            owner = remote.tags.get(OWNER_TAG)
+            if owner and owner != self.owner.ref:
+                foreign.append(f"{name!r} (VaultBundle {owner})")
+                continue
+            if not owner and not self.spec.adopt:
+                unowned.append(name + (" (scheduled for deletion)" if remote.deleted else ""))
+                continue
+            if remote.deleted:  # ours (or adopted): restore, then write the value if it differs
+                plan.create.append(name)
+                state.restore.append(name)
+                continue
+            if self._same(remote.value, desired[name]):
+                plan.unchanged += 1
+            else:
+                plan.update.append(name)
+            if any(remote.tags.get(k) != v for k, v in self._tags().items()):
+                state.retag.append(name)
+        if foreign:
+            raise TargetError(
+                "SecretNotOwned",
+                f"secrets managed by another VaultBundle are never taken over: {', '.join(foreign)}",
+                retry=False,
+            )
+        if unowned:
+            raise TargetError(
+                "SecretNotOwned",
+                f"secrets exist that vaultbundle does not manage (no {OWNER_TAG} tag): {', '.join(unowned)}; "
+                "nothing was written; set adopt: true to take them over, or rename",
+                retry=False,
+            )
+        if self.spec.prune and self.spec.mode == "PerKey":
+            state.doomed = {n: arn for n, arn in self._owned_elsewhere().items() if n not in desired}
+            plan.delete = sorted(state.doomed)
+        plan.metadata = bool(state.retag)
+        plan.state = state
+        return plan
+
+    async def plan(self, desired: Mapping[str, bytes]) -> Plan:
+        return await asyncio.to_thread(self._plan, desired)
+
+    # --- writing (apply) --------------------------------------------------------------------------------
+    def _apply(self, plan: Plan, desired: Mapping[str, bytes]) -> None:
+        state: _State = plan.state or _State()
+        tags = self._tags()
+        tag_list = [{"Key": k, "Value": v} for k, v in sorted(tags.items())]
+        kms = {"KmsKeyId": self.spec.kms_key_id} if self.spec.kms_key_id else {}
+        for name in plan.create:
+            if name in state.restore:
+                remote = state.remotes[name]
+                _call("RestoreSecret", name, self.client.restore_secret, SecretId=remote.arn)
+                if any(remote.tags.get(k) != v for k, v in tags.items()):
+                    _call("TagResource", name, self.client.tag_resource, SecretId=remote.arn, Tags=tag_list)
+                if not self._same(self._current_value(remote), desired[name]):
+                    self._write_value(remote.arn, name, desired[name], kms)
+                continue
+            _call(
+                "CreateSecret",
+                name,
+                self.client.create_secret,
+                Name=name,
+                Tags=tag_list,
+                **kms,
+                **_value_argument(desired[name]),
+            )
+        for name in plan.update:
+            self._write_value(state.remotes[name].arn, name, desired[name], kms)
+        for name in state.retag:
+            remote = state.remotes[name]
+            changed = [{"Key": k, "Value": v} for k, v in sorted(tags.items()) if remote.tags.get(k) != v]
+            _call("TagResource", name, self.client.tag_resource, SecretId=remote.arn, Tags=changed)
+        for name in plan.delete:
+            window: dict[str, Any] = (
+                {"ForceDeleteWithoutRecovery": True}
+                if self.spec.force_delete_without_recovery
+                else {"RecoveryWindowInDays": self.spec.recovery_window_days}
+            )
+            _call("DeleteSecret", name, self.client.delete_secret, SecretId=state.doomed[name], **window)
+
+    def _write_value(self, arn: str, name: str, value: bytes, kms: Mapping[str, str]) -> None:
+        """One new version (AWSCURRENT). With kmsKeyId, UpdateSecret also moves the secret to that key."""
+        if kms:
+            _call("UpdateSecret", name, self.client.update_secret, SecretId=arn, **kms, **_value_argument(value))
+        else:
+            _call("PutSecretValue", name, self.client.put_secret_value, SecretId=arn, **_value_argument(value))
+
+    async def apply(self, plan: Plan, desired: Mapping[str, bytes]) -> None:
+        await asyncio.to_thread(self._apply, plan, desired)
+
+
+KIND = AwsSecretsManagerKind()

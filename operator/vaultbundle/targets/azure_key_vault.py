@@ -1,0 +1,555 @@
+"""Azure Key Vault target: one secret per selected key, through azure-keyvault-secrets and azure-identity.
+
+The Azure SDKs are the `azure` install extra and are imported lazily (in `connect` and the functions it calls).
+Narrow SDK surface (`SecretClient`): get_secret, get_deleted_secret, set_secret, update_secret_properties,
+begin_recover_deleted_secret, begin_delete_secret, list_properties_of_secrets.
+
+* Names: the selection's renames, then `naming`; the result must be 1..127 letters, digits and '-'. Key Vault
+  names are case-insensitive, so two names differing only in case are a collision. All problems are reported
+  before anything is written.
+* Values are strings. UTF-8 values are stored as they are, with `contentType` (default text/plain); any other
+  value (a binary file) is stored base64-encoded with content type application/octet-stream and the tag
+  `file-encoding=base64` (what `az keyvault secret set --encoding base64` writes).
+* Ownership: tags `managed-by=vaultbundle` and `vaultbundle-owner=<namespace>/<name>` on every version we write.
+  A secret without our owner tag is never written or deleted unless `adopt: true`; another VaultBundle's never.
+* Idempotence: value, content type and our tags are compared with the current version; equal -> no write;
+  only tags differ -> the current version's properties are updated (no new version).
+* Prune: secrets with our owner tag that left the selection are deleted (soft delete: recoverable for the
+  vault's retention period; never purged). A soft-deleted secret of ours that comes back is recovered, then
+  updated.
+* Errors become TargetError with a reason (AuthFailed, AccessDenied, Throttled, Unavailable, ...); the SDK's
+  message text is never copied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import os
+import re
+import tempfile
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from ..selection import SelectionError, select
+from ..spec import CrossNamespaceError, SecretRef, Selection, SpecError, boolean, obj, string, string_map
+from ..vault import Vault
+from .base import Owner, Plan, TargetContext, TargetError
+from .naming import NameRule, Naming, parse_naming, remote_names
+
+MANAGED_BY_TAG = "managed-by"
+MANAGED_BY_VALUE = "vaultbundle"
+OWNER_TAG = "vaultbundle-owner"
+ENCODING_TAG = "file-encoding"
+RESERVED_TAGS = (MANAGED_BY_TAG, OWNER_TAG, ENCODING_TAG)
+MAX_USER_TAGS = 12  # Key Vault allows 15 tags per secret; the operator uses up to 3
+MAX_VALUE_BYTES = 25 * 1024  # Key Vault's limit on a secret value
+BINARY_CONTENT_TYPE = "application/octet-stream"
+_VAULT_URL = re.compile(r"https://[A-Za-z0-9.-]+(:\d{1,5})?/?")
+_API_VERSION = re.compile(r"\d{1,2}\.\d{1,2}(-preview)?|\d{4}-\d{2}-\d{2}(-preview)?")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_PEM = re.compile(r"-----BEGIN CERTIFICATE-----")
+
+NAME_RULE = NameRule(
+    store="Azure Key Vault",
+    pattern=re.compile(r"[0-9A-Za-z-]+"),
+    max_length=127,
+    description="only letters, digits and '-' are allowed (naming.underscoresToDashes helps)",
+)
+
+
+@dataclass(frozen=True)
+class ClientSecretRef:
+    """A Secret in the VaultBundle's namespace holding a service principal's tenant, client id and secret."""
+
+    name: str
+    tenant_id_key: str = "tenant-id"
+    client_id_key: str = "client-id"
+    client_secret_key: str = "client-secret"  # noqa: S105 - a key name, not a secret
+
+
+@dataclass(frozen=True)
+class AzureKeyVaultSpec:
+    vault_url: str
+    content_type: str = "text/plain"
+    tags: Mapping[str, str] = field(default_factory=dict)
+    client_secret: ClientSecretRef | None = None
+    managed_identity_client_id: str = ""
+    authority_host: str = ""
+    api_version: str = ""
+    verify_challenge_resource: bool = True
+    ca_bundle: SecretRef | None = None
+    naming: Naming = field(default_factory=Naming)
+    adopt: bool = False
+    prune: bool = False
+
+
+def _no_namespace(ref: Mapping[str, Any], path: str) -> None:
+    if ref.get("namespace"):
+        raise CrossNamespaceError(
+            f"{path}.namespace is refused: Secrets are read only from the VaultBundle's namespace"
+        )
+
+
+def _tags(raw: Any, path: str) -> dict[str, str]:
+    tags = string_map(raw, path)
+    problems: list[str] = []
+    for key, value in sorted(tags.items()):
+        if key.lower() in RESERVED_TAGS:
+            problems.append(f"{key!r} is reserved (the operator sets {', '.join(RESERVED_TAGS)})")
+        elif not 1 <= len(key) <= 512:
+            problems.append(f"key {key!r} must be 1..512 characters")
+        elif len(value) > 256:
+            problems.append(f"value of {key!r} must be at most 256 characters")
+    if len(tags) > MAX_USER_TAGS:
+        problems.append(f"at most {MAX_USER_TAGS} tags (Key Vault allows 15 and the operator uses up to 3)")
+    if problems:
+        raise SpecError(f"{path}: " + "; ".join(problems))
+    return tags
+
+
+class AzureKeyVaultKind:
+    name = "azureKeyVault"
+
+    def parse(self, raw: Mapping[str, Any], path: str) -> AzureKeyVaultSpec:
+        vault_url = string(raw.get("vaultURL"), f"{path}.vaultURL", required=True)
+        if not _VAULT_URL.fullmatch(vault_url):
+            raise SpecError(f"{path}.vaultURL must be an https URL of a vault, like https://my-vault.vault.azure.net")
+        auth = obj(raw.get("auth"), f"{path}.auth")
+        client_secret: ClientSecretRef | None = None
+        if auth.get("clientSecretRef") is not None:
+            where = f"{path}.auth.clientSecretRef"
+            ref = obj(auth.get("clientSecretRef"), where)
+            _no_namespace(ref, where)
+            client_secret = ClientSecretRef(
+                name=string(ref.get("name"), f"{where}.name", required=True),
+                tenant_id_key=string(ref.get("tenantIdKey"), f"{where}.tenantIdKey", default="tenant-id"),
+                client_id_key=string(ref.get("clientIdKey"), f"{where}.clientIdKey", default="client-id"),
+                client_secret_key=string(
+                    ref.get("clientSecretKey"), f"{where}.clientSecretKey", default="client-secret"
+                ),
+            )
+        managed_identity = string(auth.get("managedIdentityClientID"), f"{path}.auth.managedIdentityClientID")
+        if managed_identity and not _UUID.fullmatch(managed_identity):
+            raise SpecError(f"{path}.auth.managedIdentityClientID must be a client id (a UUID)")
+        if managed_identity and client_secret:
+            raise SpecError(f"{path}.auth: clientSecretRef and managedIdentityClientID exclude each other")
+        authority = string(auth.get("authorityHost"), f"{path}.auth.authorityHost")
+        if authority and not _VAULT_URL.fullmatch(authority):
+            raise SpecError(f"{path}.auth.authorityHost must be an https URL, like https://login.microsoftonline.us")
+        api_version = string(raw.get("apiVersion"), f"{path}.apiVersion")
+        if api_version and not _API_VERSION.fullmatch(api_version):
+            raise SpecError(f"{path}.apiVersion must look like 7.6 or 2025-07-01")
+        content_type = string(raw.get("contentType"), f"{path}.contentType", default="text/plain")
+        if len(content_type) > 255:
+            raise SpecError(f"{path}.contentType must be at most 255 characters")
+        ca_bundle: SecretRef | None = None
+        if raw.get("caBundleSecretRef") is not None:
+            where = f"{path}.caBundleSecretRef"
+            ref = obj(raw.get("caBundleSecretRef"), where)
+            _no_namespace(ref, where)
+            ca_bundle = SecretRef(
+                string(ref.get("name"), f"{where}.name", required=True),
+                string(ref.get("key"), f"{where}.key", default="ca.crt"),
+            )
+        return AzureKeyVaultSpec(
+            vault_url=vault_url.rstrip("/"),
+            content_type=content_type,
+            tags=_tags(raw.get("tags"), f"{path}.tags"),
+            client_secret=client_secret,
+            managed_identity_client_id=managed_identity,
+            authority_host=authority,
+            api_version=api_version,
+            verify_challenge_resource=boolean(
+                raw.get("verifyChallengeResource"), f"{path}.verifyChallengeResource", True
+            ),
+            ca_bundle=ca_bundle,
+            naming=parse_naming(raw.get("naming"), f"{path}.naming"),
+            adopt=boolean(raw.get("adopt"), f"{path}.adopt", False),
+            prune=boolean(raw.get("prune"), f"{path}.prune", False),
+        )
+
+    def desired(self, vault: Vault, selection: Selection, spec: AzureKeyVaultSpec) -> dict[str, bytes]:
+        """Secret name -> value; names checked (incl. case-insensitive collisions) and sizes bounded."""
+        result = remote_names(select(vault, selection), spec.naming, NAME_RULE)
+        by_folded: dict[str, list[str]] = {}
+        for name in result:
+            by_folded.setdefault(name.lower(), []).append(name)
+        clashes = sorted(" and ".join(repr(n) for n in sorted(names)) for names in by_folded.values() if len(names) > 1)
+        if clashes:
+            raise SelectionError(
+                "invalid Azure Key Vault secret names: Key Vault names are case-insensitive, so these collide: "
+                + "; ".join(clashes)
+                + " (adjust keys.rename or naming.case)"
+            )
+        too_big = sorted(name for name, value in result.items() if len(_stored(value, spec)[0]) > MAX_VALUE_BYTES)
+        if too_big:
+            raise SelectionError(f"values larger than Key Vault's 25 KiB limit (after base64): {', '.join(too_big)}")
+        return result
+
+    async def connect(self, spec: AzureKeyVaultSpec, context: TargetContext) -> AzureKeyVaultTarget:
+        secret: tuple[str, str, str] | None = None
+        if spec.client_secret is not None:
+            ref = spec.client_secret
+            secret = (
+                await context.read_secret(ref.name, ref.tenant_id_key),
+                await context.read_secret(ref.name, ref.client_id_key),
+                await context.read_secret(ref.name, ref.client_secret_key),
+            )
+        ca_file = ""
+        if spec.ca_bundle is not None:
+            ca_file = _ca_file(await context.read_secret(spec.ca_bundle.name, spec.ca_bundle.key), spec.ca_bundle)
+        client = await asyncio.to_thread(_client, spec, secret, ca_file)
+        return AzureKeyVaultTarget(client, spec, context.owner)
+
+
+def _stored(value: bytes, spec: AzureKeyVaultSpec) -> tuple[str, str, dict[str, str]]:
+    """A value as Key Vault holds it: (string value, content type, extra tags)."""
+    try:
+        return value.decode("utf-8"), spec.content_type, {}
+    except UnicodeDecodeError:
+        return base64.b64encode(value).decode("ascii"), BINARY_CONTENT_TYPE, {ENCODING_TAG: "base64"}
+
+
+# --- credentials and clients ---------------------------------------------------------------------------------
+
+
+def ambient_credential(spec: AzureKeyVaultSpec) -> Any:
+    """The credential used when the spec names no clientSecretRef: DefaultAzureCredential without developer
+    tools (environment, workload identity, managed identity). Test seam: tests replace this function."""
+    from azure.identity import DefaultAzureCredential
+
+    options: dict[str, Any] = {}
+    if spec.managed_identity_client_id:
+        options["managed_identity_client_id"] = spec.managed_identity_client_id
+        options["workload_identity_client_id"] = spec.managed_identity_client_id
+    if spec.authority_host:
+        options["authority"] = spec.authority_host
+    return DefaultAzureCredential(
+        exclude_cli_credential=True,
+        exclude_developer_cli_credential=True,
+        exclude_powershell_credential=True,
+        exclude_visual_studio_code_credential=True,
+        exclude_shared_token_cache_credential=True,
+        exclude_interactive_browser_credential=True,
+        **options,
+    )
+
+
+_CA_LOCK = threading.Lock()
+_CA_DIR: str | None = None
+
+
+def _ca_file(pem: str, ref: SecretRef) -> str:
+    """requests wants a CA file path: the PEM (public, not secret) goes to a private temp dir, named by digest."""
+    global _CA_DIR  # noqa: PLW0603 - one directory per process
+    if not _PEM.search(pem):
+        raise TargetError(
+            "SecretInvalid", f"caBundleSecretRef: Secret {ref.name!r} key {ref.key!r} holds no PEM certificate"
+        )
+    with _CA_LOCK:
+        if _CA_DIR is None:
+            _CA_DIR = tempfile.mkdtemp(prefix="vaultbundle-ca-")
+        path = os.path.join(_CA_DIR, hashlib.sha256(pem.encode()).hexdigest() + ".pem")
+        if not os.path.exists(path):
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write(pem + "\n")
+        return path
+
+
+# Clients (and their credentials, which cache tokens) are reused across syncs, keyed by what they are built from;
+# a client secret enters the key only as a digest.
+_CLIENT_LOCK = threading.Lock()
+_CLIENTS: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+_MAX_CLIENTS = 32
+
+
+def _client(spec: AzureKeyVaultSpec, secret: tuple[str, str, str] | None, ca_file: str) -> Any:
+    from azure.keyvault.secrets import SecretClient
+
+    identity: tuple[Any, ...]
+    if secret is not None:
+        identity = ("secret", secret[0], secret[1], hashlib.sha256(secret[2].encode()).hexdigest())
+    else:
+        identity = ("ambient", ambient_credential, spec.managed_identity_client_id)
+    key = (
+        spec.vault_url,
+        spec.api_version,
+        spec.verify_challenge_resource,
+        ca_file,
+        spec.authority_host,
+        identity,
+    )
+    with _CLIENT_LOCK:
+        cached = _CLIENTS.get(key)
+        if cached is not None:
+            _CLIENTS.move_to_end(key)
+            return cached
+    transport: dict[str, Any] = {"connection_verify": ca_file} if ca_file else {}
+    if secret is not None:
+        from azure.identity import ClientSecretCredential
+
+        options: dict[str, Any] = {"authority": spec.authority_host} if spec.authority_host else {}
+        credential = ClientSecretCredential(secret[0], secret[1], secret[2], retry_total=2, **options)
+    else:
+        credential = ambient_credential(spec)
+    extra: dict[str, Any] = {"api_version": spec.api_version} if spec.api_version else {}
+    client = SecretClient(
+        spec.vault_url,
+        credential,
+        verify_challenge_resource=spec.verify_challenge_resource,
+        retry_total=3,
+        **transport,
+        **extra,
+    )
+    with _CLIENT_LOCK:
+        _CLIENTS[key] = client
+        while len(_CLIENTS) > _MAX_CLIENTS:
+            _CLIENTS.popitem(last=False)[1].close()
+    return client
+
+
+# --- errors --------------------------------------------------------------------------------------------------
+
+
+def _target_error(exc: Exception, operation: str, name: str | None) -> TargetError:
+    """An SDK error as a TargetError: reason from the exception type and HTTP status; never the SDK's text."""
+    from azure.core import exceptions as azure_errors
+    from azure.identity import CredentialUnavailableError
+
+    what = f"{operation} {name!r}" if name else operation
+    if isinstance(exc, CredentialUnavailableError):
+        return TargetError(
+            "AuthFailed",
+            f"{what}: no ambient Azure identity (workload identity, managed identity or AZURE_* environment); "
+            "set auth.clientSecretRef",
+        )
+    if isinstance(exc, azure_errors.ClientAuthenticationError):
+        return TargetError("AuthFailed", f"{what}: authentication failed (no token, or the vault refused it)")
+    if isinstance(exc, azure_errors.ResourceNotFoundError):
+        return TargetError("NotFound", f"{what}: not found")
+    if isinstance(exc, azure_errors.ResourceExistsError):
+        return TargetError("Conflict", f"{what}: conflict (HTTP 409), e.g. the name is held by a deleted secret")
+    if isinstance(exc, azure_errors.HttpResponseError):
+        status = exc.status_code or 0
+        if status == 403:
+            error = getattr(exc, "error", None)
+            inner = str(getattr(error, "innererror", None) or "") + str(getattr(error, "message", "") or "")
+            if "disabled" in inner.lower():
+                return TargetError(
+                    "SecretDisabled", f"{what}: the secret is disabled; enable it or leave it out", retry=False
+                )
+            return TargetError(
+                "AccessDenied", f"{what}: access denied (HTTP 403); check the vault's access policy/RBAC"
+            )
+        if status == 429:
+            return TargetError("Throttled", f"{what}: throttled by Key Vault (HTTP 429)")
+        if status >= 500:
+            return TargetError("Unavailable", f"{what}: Key Vault is unavailable (HTTP {status})")
+        return TargetError("RequestRejected", f"{what}: Key Vault rejected the request (HTTP {status})", retry=False)
+    if isinstance(exc, azure_errors.ServiceRequestError | azure_errors.ServiceResponseError):
+        tls = "SSL" in type(getattr(exc, "inner_exception", None)).__name__ or "CERTIFICATE" in str(exc)
+        return TargetError(
+            "Unavailable",
+            f"{what}: " + ("TLS verification of the vault failed" if tls else "cannot reach the vault"),
+        )
+    if isinstance(exc, ValueError) and "challenge resource" in str(exc):
+        return TargetError(
+            "InvalidVaultURL",
+            f"{what}: the vault's authentication challenge does not match vaultURL's domain (refused, so no token "
+            "leaves for a foreign host); check vaultURL",
+            retry=False,
+        )
+    return TargetError("Unavailable", f"{what}: Azure SDK error ({type(exc).__name__})")
+
+
+_T = TypeVar("_T")
+
+
+def _call(operation: str, name: str | None, function: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+    from azure.core.exceptions import AzureError
+
+    try:
+        return function(*args, **kwargs)
+    except (AzureError, ValueError) as exc:
+        raise _target_error(exc, operation, name) from None
+
+
+# --- the target ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Remote:
+    name: str
+    tags: dict[str, str]
+    deleted: bool
+    value: str | None = None
+    content_type: str | None = None
+    version: str | None = None
+
+
+@dataclass
+class _State:
+    remotes: dict[str, Remote] = field(default_factory=dict)
+    restore: list[str] = field(default_factory=list)
+    retag: list[str] = field(default_factory=list)
+
+
+class AzureKeyVaultTarget:
+    def __init__(self, client: Any, spec: AzureKeyVaultSpec, owner: Owner) -> None:
+        self.client, self.spec, self.owner = client, spec, owner
+
+    def describe(self) -> str:
+        return f"Azure Key Vault {self.spec.vault_url}"
+
+    def status_extra(self) -> dict[str, Any]:
+        return {}
+
+    def _tags(self, value: bytes, current: Mapping[str, str]) -> dict[str, str]:
+        """Tags for a version holding *value*: foreign tags kept, ours set, file-encoding only for base64."""
+        extra = _stored(value, self.spec)[2]
+        kept = {k: v for k, v in current.items() if k != ENCODING_TAG}
+        return {**kept, **self.spec.tags, MANAGED_BY_TAG: MANAGED_BY_VALUE, OWNER_TAG: self.owner.ref, **extra}
+
+    def _read(self, name: str) -> Remote | None:
+        from azure.core.exceptions import AzureError, ResourceNotFoundError
+
+        try:
+            found = self.client.get_secret(name)
+        except ResourceNotFoundError:
+            try:
+                deleted = self.client.get_deleted_secret(name)
+            except ResourceNotFoundError:
+                return None
+            except (AzureError, ValueError) as exc:
+                raise _target_error(exc, "GetDeletedSecret", name) from None
+            return Remote(name, dict(deleted.properties.tags or {}), deleted=True)
+        except (AzureError, ValueError) as exc:
+            raise _target_error(exc, "GetSecret", name) from None
+        tags = dict(found.properties.tags or {})
+        properties = found.properties
+        return Remote(
+            name,
+            tags,
+            deleted=False,
+            value=found.value,
+            content_type=properties.content_type,
+            version=properties.version,
+        )
+
+    def _differs(self, remote: Remote, value: bytes) -> tuple[bool, bool]:
+        """(value or content type differ, tags differ)."""
+        text, content_type, _ = _stored(value, self.spec)
+        data = remote.value != text or (remote.content_type or "") != content_type
+        return data, self._tags(value, remote.tags) != remote.tags
+
+    def _owned(self) -> list[str]:
+        """Active secrets carrying our owner tag (and naming.prefix, if any): the prune candidates."""
+        scope = self.spec.naming.apply("").lower()
+        return [
+            item.name
+            for item in _call("ListSecrets", None, lambda: list(self.client.list_properties_of_secrets()))
+            if (item.tags or {}).get(OWNER_TAG) == self.owner.ref and item.name.lower().startswith(scope)
+        ]
+
+    def _plan(self, desired: Mapping[str, bytes]) -> Plan:
+        names = sorted(desired)
+        with ThreadPoolExecutor(max_workers=max(1, min(8, len(names)))) as pool:
+            remotes = dict(zip(names, pool.map(self._read, names), strict=True))
+        plan, state = Plan(), _State()
+        foreign: list[str] = []
+        unowned: list[str] = []
+        for name in names:
+            remote = remotes[name]
+            if remote is None:
+                plan.create.append(name)
+                continue
+            state.remotes[name] = remote
+            owner = remote.tags.get(OWNER_TAG)
+            if owner and owner != self.owner.ref:
+                foreign.append(f"{name!r} (VaultBundle {owner})")
+            elif not owner and not self.spec.adopt:
+                unowned.append(name + (" (soft-deleted)" if remote.deleted else ""))
+            elif remote.deleted:
+                plan.create.append(name)
+                state.restore.append(name)
+            else:
+                data, tags = self._differs(remote, desired[name])
+                if data:
+                    plan.update.append(name)
+                else:
+                    plan.unchanged += 1
+                    if tags:
+                        state.retag.append(name)
+        if foreign:
+            raise TargetError(
+                "SecretNotOwned",
+                f"secrets managed by another VaultBundle are never taken over: {', '.join(foreign)}",
+                retry=False,
+            )
+        if unowned:
+            raise TargetError(
+                "SecretNotOwned",
+                f"secrets exist that vaultbundle does not manage (no {OWNER_TAG} tag): {', '.join(unowned)}; "
+                "nothing was written; set adopt: true to take them over, or rename",
+                retry=False,
+            )
+        if self.spec.prune:
+            wanted = {name.lower() for name in desired}
+            plan.delete = sorted(name for name in self._owned() if name.lower() not in wanted)
+        plan.metadata = bool(state.retag)
+        plan.state = state
+        return plan
+
+    async def plan(self, desired: Mapping[str, bytes]) -> Plan:
+        return await asyncio.to_thread(self._plan, desired)
+
+    def _set(self, name: str, value: bytes, current_tags: Mapping[str, str]) -> None:
+        text, content_type, _ = _stored(value, self.spec)
+        tags = self._tags(value, current_tags)
+        _call("SetSecret", name, self.client.set_secret, name, text, content_type=content_type, tags=tags)
+
+    def _apply(self, plan: Plan, desired: Mapping[str, bytes]) -> None:
+        state: _State = plan.state or _State()
+        for name in plan.create:
+            if name in state.restore:
+                _call("RecoverDeletedSecret", name, lambda n=name: self.client.begin_recover_deleted_secret(n).wait(60))
+                remote = self._read(name)
+                if remote is None or remote.deleted:
+                    raise TargetError("Unavailable", f"RecoverDeletedSecret {name!r}: not recovered yet; retrying")
+                data, tags = self._differs(remote, desired[name])
+                if data:
+                    self._set(name, desired[name], remote.tags)
+                elif tags:
+                    self._retag(remote, desired[name])
+                continue
+            self._set(name, desired[name], {})
+        for name in plan.update:
+            self._set(name, desired[name], state.remotes[name].tags)
+        for name in state.retag:
+            self._retag(state.remotes[name], desired[name])
+        for name in plan.delete:
+            # Soft delete: recoverable for the vault's retention period; the operator never purges.
+            _call("DeleteSecret", name, self.client.begin_delete_secret, name)
+
+    def _retag(self, remote: Remote, value: bytes) -> None:
+        tags = self._tags(value, remote.tags)
+        _call(  # the version we compared (tags belong to a version; no new version is made)
+            "UpdateSecretProperties",
+            remote.name,
+            self.client.update_secret_properties,
+            remote.name,
+            remote.version,
+            tags=tags,
+        )
+
+    async def apply(self, plan: Plan, desired: Mapping[str, bytes]) -> None:
+        await asyncio.to_thread(self._apply, plan, desired)
+
+
+KIND = AzureKeyVaultKind()

@@ -1,0 +1,288 @@
+"""azureKeyVault end to end through azure-keyvault-secrets against the test bed's Key Vault server (HTTPS,
+challenge auth, api-version 7.6, soft delete).
+
+The test bed's vault has no Azure AD, so the ambient credential (DefaultAzureCredential in production) is
+replaced through the module's documented test seam `ambient_credential` by a static bearer token; the
+clientSecretRef path is exercised for real by the AuthFailed test. The CA comes from caBundleSecretRef, as
+a user would configure it. Each test uses its own naming.prefix and owner, so tests share the vault safely.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from azure.core.credentials import AccessToken
+from azure.keyvault.secrets import SecretClient
+
+from vaultbundle.digest import Digester
+from vaultbundle.selection import SelectionError
+from vaultbundle.spec import parse_selection
+from vaultbundle.targets import azure_key_vault
+from vaultbundle.targets.azure_key_vault import KIND, MANAGED_BY_TAG, OWNER_TAG, AzureKeyVaultTarget
+from vaultbundle.targets.base import Owner, Plan, TargetContext, TargetError
+from vaultbundle.vault import Vault
+
+pytestmark = pytest.mark.testbed
+
+PATH = "spec.targets[0].azureKeyVault"
+WRITES = ("set_secret", "update_secret_properties", "begin_delete_secret", "begin_recover_deleted_secret")
+
+
+class StaticToken:
+    """A bearer token for a vault that accepts any token (the test bed's)."""
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        return AccessToken("test-token", int(time.time()) + 3600)
+
+
+@pytest.fixture
+def bed(testbed: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    monkeypatch.setattr(azure_key_vault, "ambient_credential", lambda spec: StaticToken())
+    return testbed
+
+
+@pytest.fixture
+def admin(bed: dict[str, str]) -> Iterator[SecretClient]:
+    client = SecretClient(
+        bed["AZURE_KEYVAULT_URL"],
+        StaticToken(),  # type: ignore[arg-type]
+        api_version=bed["AZURE_KEYVAULT_API_VERSION"],
+        verify_challenge_resource=False,
+        connection_verify=bed["AZURE_KEYVAULT_CA_FILE"],
+    )
+    with client:
+        yield client
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"t{uuid.uuid4().hex[:8]}-"
+
+
+@pytest.fixture
+def owner() -> Owner:
+    return Owner("ns", f"web-{uuid.uuid4().hex[:6]}", "uid")
+
+
+def context(bed: dict[str, str], owner: Owner, secrets: dict[tuple[str, str], str] | None = None) -> TargetContext:
+    values = {("vault-ca", "ca.crt"): Path(bed["AZURE_KEYVAULT_CA_FILE"]).read_text(), **(secrets or {})}
+
+    async def read_secret(name: str, key: str) -> str:
+        return values[(name, key)]
+
+    return TargetContext(kube=None, owner=owner, digester=Digester(b"k" * 32), previous={}, read_secret=read_secret)  # type: ignore[arg-type]
+
+
+def spec(bed: dict[str, str], prefix: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "vaultURL": bed["AZURE_KEYVAULT_URL"],
+        "apiVersion": bed["AZURE_KEYVAULT_API_VERSION"],
+        "verifyChallengeResource": False,  # the test bed's vault is not on *.vault.azure.net
+        "caBundleSecretRef": {"name": "vault-ca"},
+        "naming": {"prefix": prefix, "underscoresToDashes": True},
+        **extra,
+    }
+
+
+class Run:
+    def __init__(self) -> None:
+        self.plan = Plan()
+        self.writes: list[tuple[str, str]] = []  # (SDK method, secret name)
+
+
+async def sync(
+    raw: dict[str, Any],
+    vault: Vault,
+    bed: dict[str, str],
+    owner: Owner,
+    secrets: dict[tuple[str, str], str] | None = None,
+) -> Run:
+    parsed = KIND.parse(raw, PATH)
+    desired = KIND.desired(vault, parse_selection(raw, PATH), parsed)
+    target = await KIND.connect(parsed, context(bed, owner, secrets))
+    assert isinstance(target, AzureKeyVaultTarget)
+    assert target.describe() == f"Azure Key Vault {bed['AZURE_KEYVAULT_URL']}"
+    run = Run()
+    client = target.client
+
+    class Recording:
+        """The target's client, recording every write method it calls."""
+
+        def __getattr__(self, attribute: str) -> Any:
+            method = getattr(client, attribute)
+            if attribute not in WRITES:
+                return method
+
+            def record(name: str, *args: Any, **kwargs: Any) -> Any:
+                run.writes.append((attribute, name))
+                return method(name, *args, **kwargs)
+
+            return record
+
+    target.client = Recording()
+    run.plan = await target.plan(desired)
+    if run.plan.changed:
+        await target.apply(run.plan, desired)
+    return run
+
+
+def versions(admin: SecretClient, name: str) -> list[str]:
+    return sorted(str(v.version) for v in admin.list_properties_of_secret_versions(name))
+
+
+async def test_create_then_idle_then_update_one(
+    bed: dict[str, str], admin: SecretClient, prefix: str, owner: Owner
+) -> None:
+    raw = spec(bed, prefix, tags={"team": "web"}, files={"include": ["certs/*"]})
+    vault = Vault(kv={"DB_PASSWORD": "s3cret", "API_KEY": "k1"}, files={"certs/ca.der": b"\xff\x00\x81bin"})
+    names = [f"{prefix}API-KEY", f"{prefix}DB-PASSWORD", f"{prefix}certs-ca.der".replace(".", "-")]
+
+    with pytest.raises(SelectionError, match=r"certs_ca\.der"):  # '.' is not allowed in Key Vault names
+        KIND.desired(vault, parse_selection(raw, PATH), KIND.parse(raw, PATH))
+    raw["files"]["rename"] = {"certs/ca.der": "certs-ca-der"}
+
+    first = await sync(raw, vault, bed, owner)
+    assert sorted(first.plan.create) == sorted(names) and [w for w, _ in first.writes] == ["set_secret"] * 3
+    db = admin.get_secret(f"{prefix}DB-PASSWORD")
+    assert db.value == "s3cret" and db.properties.content_type == "text/plain"
+    assert db.properties.tags == {"team": "web", MANAGED_BY_TAG: "vaultbundle", OWNER_TAG: owner.ref}
+    ca = admin.get_secret(f"{prefix}certs-ca-der")
+    assert ca.properties.content_type == "application/octet-stream"
+    assert ca.value is not None and base64.b64decode(ca.value) == b"\xff\x00\x81bin"
+    assert (ca.properties.tags or {})["file-encoding"] == "base64"
+    before = {name: versions(admin, name) for name in names}
+
+    second = await sync(raw, vault, bed, owner)  # unchanged: reads only, no new version
+    assert not second.plan.changed and second.plan.unchanged == 3 and second.writes == []
+    assert {name: versions(admin, name) for name in names} == before
+
+    third = await sync(raw, Vault(kv={"DB_PASSWORD": "rotated", "API_KEY": "k1"}, files=vault.files), bed, owner)
+    assert third.plan.update == [f"{prefix}DB-PASSWORD"] and third.writes == [("set_secret", f"{prefix}DB-PASSWORD")]
+    after = {name: versions(admin, name) for name in names}
+    assert len(after[f"{prefix}DB-PASSWORD"]) == 2 and set(before[f"{prefix}DB-PASSWORD"]) < set(
+        after[f"{prefix}DB-PASSWORD"]
+    )
+    assert all(after[n] == before[n] for n in names if n != f"{prefix}DB-PASSWORD")
+    assert admin.get_secret(f"{prefix}DB-PASSWORD").value == "rotated"
+
+
+async def test_tag_or_content_type_change_is_no_new_value_version(
+    bed: dict[str, str], admin: SecretClient, prefix: str, owner: Owner
+) -> None:
+    await sync(spec(bed, prefix), Vault(kv={"A": "1"}), bed, owner)
+    retagged = await sync(spec(bed, prefix, tags={"env": "prod"}), Vault(kv={"A": "1"}), bed, owner)
+    assert retagged.plan.metadata and retagged.writes == [("update_secret_properties", f"{prefix}A")]
+    assert (
+        len(versions(admin, f"{prefix}A")) == 1
+        and (admin.get_secret(f"{prefix}A").properties.tags or {})["env"] == "prod"
+    )
+    typed = await sync(
+        spec(bed, prefix, tags={"env": "prod"}, contentType="application/json"), Vault(kv={"A": "1"}), bed, owner
+    )
+    assert typed.plan.update == [f"{prefix}A"]  # the content type is part of the version: a new one
+    assert admin.get_secret(f"{prefix}A").properties.content_type == "application/json"
+
+
+async def test_prune_soft_deletes_only_ours_and_recovers(
+    bed: dict[str, str], admin: SecretClient, prefix: str, owner: Owner
+) -> None:
+    raw = spec(bed, prefix)
+    await sync(raw, Vault(kv={"A": "1", "B": "2"}), bed, owner)
+    admin.set_secret(f"{prefix}THEIRS", "x")
+    admin.set_secret(f"{prefix}OTHER", "y", tags={OWNER_TAG: "ns/another"})
+
+    kept = await sync(raw, Vault(kv={"A": "1"}), bed, owner)  # prune defaults to false
+    assert kept.plan.delete == [] and kept.writes == []
+
+    pruned = await sync({**raw, "prune": True}, Vault(kv={"A": "1"}), bed, owner)
+    assert pruned.plan.delete == [f"{prefix}B"] and pruned.writes == [("begin_delete_secret", f"{prefix}B")]
+    assert admin.get_deleted_secret(f"{prefix}B").name == f"{prefix}B"  # soft-deleted, not purged
+    for name in ("A", "THEIRS", "OTHER"):
+        assert admin.get_secret(f"{prefix}{name}").value is not None
+
+    back = await sync({**raw, "prune": True}, Vault(kv={"A": "1", "B": "two"}), bed, owner)
+    assert back.plan.create == [f"{prefix}B"] and back.plan.delete == []
+    assert back.writes == [("begin_recover_deleted_secret", f"{prefix}B"), ("set_secret", f"{prefix}B")]
+    assert admin.get_secret(f"{prefix}B").value == "two"
+    assert (await sync({**raw, "prune": True}, Vault(kv={"A": "1", "B": "two"}), bed, owner)).writes == []
+
+
+async def test_unowned_secret_left_alone_unless_adopt(
+    bed: dict[str, str], admin: SecretClient, prefix: str, owner: Owner
+) -> None:
+    admin.set_secret(f"{prefix}DB", "theirs", tags={"team": "ops"})
+    admin.set_secret(f"{prefix}SAME", "equal", content_type="text/plain")
+    raw = spec(bed, prefix)
+    with pytest.raises(TargetError) as refused:
+        await sync(raw, Vault(kv={"DB": "ours", "SAME": "equal", "NEW": "n"}), bed, owner)
+    assert refused.value.reason == "SecretNotOwned" and f"{prefix}DB" in str(refused.value)
+    assert "theirs" not in str(refused.value) and "ours" not in str(refused.value)
+    assert admin.get_secret(f"{prefix}DB").value == "theirs"
+    assert not any(p.name == f"{prefix}NEW" for p in admin.list_properties_of_secrets())
+
+    adopted = await sync({**raw, "adopt": True}, Vault(kv={"DB": "ours", "SAME": "equal", "NEW": "n"}), bed, owner)
+    assert adopted.plan.update == [f"{prefix}DB"] and adopted.plan.create == [f"{prefix}NEW"]
+    assert ("update_secret_properties", f"{prefix}SAME") in adopted.writes  # equal value: tags only
+    assert len(versions(admin, f"{prefix}SAME")) == 1
+    db = admin.get_secret(f"{prefix}DB")
+    assert db.value == "ours" and db.properties.tags == {
+        "team": "ops",
+        MANAGED_BY_TAG: "vaultbundle",
+        OWNER_TAG: owner.ref,
+    }
+
+
+async def test_another_vaultbundles_secret_is_never_taken(
+    bed: dict[str, str], admin: SecretClient, prefix: str, owner: Owner
+) -> None:
+    admin.set_secret(f"{prefix}DB", "x", tags={OWNER_TAG: "other/app"})
+    with pytest.raises(TargetError) as refused:
+        await sync(spec(bed, prefix, adopt=True), Vault(kv={"DB": "ours"}), bed, owner)
+    assert refused.value.reason == "SecretNotOwned" and "other/app" in str(refused.value)
+
+
+async def test_invalid_names_and_case_collisions_rejected(bed: dict[str, str], prefix: str) -> None:
+    raw = spec(bed, prefix, naming={"prefix": prefix})
+    with pytest.raises(SelectionError) as bad:
+        KIND.desired(
+            Vault(kv={"OK": "1", "NO_UNDERSCORE": "2", "x" * 130: "3"}),
+            parse_selection(raw, PATH),
+            KIND.parse(raw, PATH),
+        )
+    assert "'NO_UNDERSCORE'" in str(bad.value) and "length must be 1..127" in str(bad.value)
+    with pytest.raises(SelectionError) as clash:
+        KIND.desired(Vault(kv={"db-pass": "1", "DB-PASS": "2"}), parse_selection(raw, PATH), KIND.parse(raw, PATH))
+    assert "case-insensitive" in str(clash.value) and f"'{prefix}DB-PASS' and '{prefix}db-pass'" in str(clash.value)
+
+
+async def test_bad_credentials_are_auth_failed(bed: dict[str, str], prefix: str, owner: Owner) -> None:
+    raw = spec(
+        bed,
+        prefix,
+        auth={"clientSecretRef": {"name": "sp"}, "authorityHost": "https://127.0.0.1:9"},  # no Azure AD reachable
+    )
+    secrets = {("sp", "tenant-id"): "tenant", ("sp", "client-id"): "client", ("sp", "client-secret"): "hunter2"}
+    with pytest.raises(TargetError) as failed:
+        await sync(raw, Vault(kv={"A": "value-1"}), bed, owner, secrets)
+    assert failed.value.reason == "AuthFailed"
+    assert "hunter2" not in str(failed.value) and "value-1" not in str(failed.value)
+
+
+async def test_unknown_ca_is_unavailable_and_challenge_is_verified(
+    bed: dict[str, str], prefix: str, owner: Owner
+) -> None:
+    without_ca = {k: v for k, v in spec(bed, prefix).items() if k != "caBundleSecretRef"}
+    with pytest.raises(TargetError) as tls:
+        await sync(without_ca, Vault(kv={"A": "1"}), bed, owner)
+    assert tls.value.reason == "Unavailable" and "TLS" in str(tls.value)
+
+    verified = {**spec(bed, prefix), "verifyChallengeResource": True}  # the default
+    with pytest.raises(TargetError) as challenge:
+        await sync(verified, Vault(kv={"A": "1"}), bed, owner)
+    assert challenge.value.reason == "InvalidVaultURL"

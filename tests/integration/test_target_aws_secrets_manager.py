@@ -1,0 +1,324 @@
+"""awsSecretsManager end to end through boto3 against a real HTTP server (moto, in this process).
+
+Every test drives the kind like reconcile does: parse -> desired -> connect -> plan -> apply. Writes are
+observed twice: from the store (version ids, tags, values) and from the target's own client (a botocore
+`before-call` hook records every API operation it sends).
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from vaultbundle.digest import Digester
+from vaultbundle.selection import SelectionError
+from vaultbundle.spec import parse_selection
+from vaultbundle.targets.aws_secrets_manager import KIND, MANAGED_BY_TAG, OWNER_TAG, AwsSecretsManagerTarget
+from vaultbundle.targets.base import Owner, Plan, TargetContext, TargetError
+from vaultbundle.vault import Vault
+
+REGION = "us-east-1"
+OWNER = Owner("ns", "web", "uid")
+PATH = "spec.targets[0].awsSecretsManager"
+CREDENTIALS = {("aws-creds", "access-key-id"): "testing", ("aws-creds", "secret-access-key"): "testing-secret"}
+WRITES = {"CreateSecret", "PutSecretValue", "UpdateSecret", "TagResource", "DeleteSecret", "RestoreSecret"}
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def admin(endpoint: str) -> Any:
+    """A plain client for preparing and inspecting the store, on a fresh moto state."""
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=10)
+    return boto3.client(
+        "secretsmanager",
+        endpoint_url=endpoint,
+        region_name=REGION,
+        aws_access_key_id="admin",
+        aws_secret_access_key="admin-secret",
+    )
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"t{uuid.uuid4().hex[:8]}/"
+
+
+async def read_secret(name: str, key: str) -> str:
+    return CREDENTIALS[(name, key)]
+
+
+def context() -> TargetContext:
+    return TargetContext(kube=None, owner=OWNER, digester=Digester(b"k" * 32), previous={}, read_secret=read_secret)  # type: ignore[arg-type]
+
+
+class Run:
+    """One sync of one target: the plan and the API operations its client sent (name, params)."""
+
+    def __init__(self) -> None:
+        self.plan = Plan()
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    @property
+    def writes(self) -> list[str]:
+        return [name for name, _ in self.calls if name in WRITES]
+
+
+async def sync(raw: dict[str, Any], vault: Vault) -> Run:
+    spec = KIND.parse(raw, PATH)
+    desired = KIND.desired(vault, parse_selection(raw, PATH), spec)
+    target = await KIND.connect(spec, context())
+    assert isinstance(target, AwsSecretsManagerTarget)
+    assert target.describe().startswith(("AWS Secrets Manager us-east-1", "AWS secret "))
+    run = Run()
+
+    def record(model: Any, params: dict[str, Any], **_: Any) -> None:
+        run.calls.append((model.name, params))
+
+    target.client.meta.events.register("before-parameter-build.secrets-manager.*", record)
+    run.plan = await target.plan(desired)
+    if run.plan.changed:
+        await target.apply(run.plan, desired)
+    return run
+
+
+def spec(endpoint: str, prefix: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "region": REGION,
+        "endpoint": endpoint,
+        "namePrefix": prefix,
+        "credentialsSecretRef": {"name": "aws-creds"},
+        **extra,
+    }
+
+
+def versions(admin: Any, name: str) -> list[str]:
+    return sorted(v["VersionId"] for v in admin.list_secret_version_ids(SecretId=name)["Versions"])
+
+
+def tags(admin: Any, name: str) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in admin.describe_secret(SecretId=name).get("Tags") or []}
+
+
+async def test_create_then_idle_then_update_one(endpoint: str, admin: Any, prefix: str) -> None:
+    raw = spec(
+        endpoint,
+        prefix,
+        tags={"team": "web"},
+        kmsKeyId="alias/web",
+        naming={"case": "Lower", "underscoresToDashes": True},
+        files={"include": ["certs/*"]},
+    )
+    vault = Vault(kv={"DB_PASSWORD": "s3cret", "API_KEY": "k1"}, files={"certs/ca.der": b"\xff\x00\x81binary"})
+    names = [f"{prefix}api-key", f"{prefix}certs-ca.der", f"{prefix}db-password"]
+
+    first = await sync(raw, vault)
+    assert sorted(first.plan.create) == names and not first.plan.update
+    assert first.writes == ["CreateSecret"] * 3
+    for name in names:
+        assert tags(admin, name) == {"team": "web", MANAGED_BY_TAG: "vaultbundle", OWNER_TAG: "ns/web"}
+        assert admin.describe_secret(SecretId=name)["KmsKeyId"] == "alias/web"
+    assert admin.get_secret_value(SecretId=f"{prefix}db-password")["SecretString"] == "s3cret"
+    binary = admin.get_secret_value(SecretId=f"{prefix}certs-ca.der")
+    assert "SecretString" not in binary and binary["SecretBinary"] == b"\xff\x00\x81binary"
+    before = {name: versions(admin, name) for name in names}
+
+    second = await sync(raw, vault)  # unchanged bundle: reads only, no new version anywhere
+    assert not second.plan.changed and second.plan.unchanged == 3
+    assert second.writes == []
+    assert {name: versions(admin, name) for name in names} == before
+
+    changed = Vault(kv={"DB_PASSWORD": "rotated", "API_KEY": "k1"}, files=vault.files)
+    third = await sync(raw, changed)
+    assert third.plan.update == [f"{prefix}db-password"] and not third.plan.create and third.plan.unchanged == 2
+    assert third.writes == ["UpdateSecret"]  # kmsKeyId set: the value change also pins the key
+    after = {name: versions(admin, name) for name in names}
+    assert len(after[f"{prefix}db-password"]) == 2 and set(before[f"{prefix}db-password"]) < set(
+        after[f"{prefix}db-password"]
+    )
+    assert {n: v for n, v in after.items() if n != f"{prefix}db-password"} == {
+        n: v for n, v in before.items() if n != f"{prefix}db-password"
+    }
+    assert admin.get_secret_value(SecretId=f"{prefix}db-password")["SecretString"] == "rotated"
+
+
+async def test_without_kms_a_change_is_one_put(endpoint: str, admin: Any, prefix: str) -> None:
+    raw = spec(endpoint, prefix)
+    await sync(raw, Vault(kv={"A": "1", "B": "2"}))
+    run = await sync(raw, Vault(kv={"A": "1", "B": "3"}))
+    assert run.writes == ["PutSecretValue"] and run.plan.update == [f"{prefix}B"]
+    assert len(versions(admin, f"{prefix}B")) == 2 and len(versions(admin, f"{prefix}A")) == 1
+
+
+async def test_prune_deletes_only_our_secrets_and_restores_them(endpoint: str, admin: Any, prefix: str) -> None:
+    raw = spec(endpoint, prefix)
+    await sync(raw, Vault(kv={"A": "1", "B": "2"}))
+    admin.create_secret(Name=f"{prefix}THEIRS", SecretString="x")  # no tags: not ours
+    admin.create_secret(
+        Name=f"{prefix}OTHER", SecretString="y", Tags=[{"Key": OWNER_TAG, "Value": "ns/another"}]
+    )  # another VaultBundle's
+
+    kept = await sync(raw, Vault(kv={"A": "1"}))  # prune defaults to false: B stays
+    assert kept.plan.delete == [] and kept.writes == []
+    assert "DeletedDate" not in admin.describe_secret(SecretId=f"{prefix}B")
+
+    pruned = await sync({**raw, "prune": True}, Vault(kv={"A": "1"}))
+    assert pruned.plan.delete == [f"{prefix}B"]
+    deletes = [params for name, params in pruned.calls if name == "DeleteSecret"]
+    assert len(deletes) == 1 and deletes[0]["RecoveryWindowInDays"] == 7
+    assert "ForceDeleteWithoutRecovery" not in deletes[0]
+    assert "DeletedDate" in admin.describe_secret(SecretId=f"{prefix}B")  # scheduled, recoverable
+    for name in ("A", "THEIRS", "OTHER"):
+        assert "DeletedDate" not in admin.describe_secret(SecretId=f"{prefix}{name}")
+
+    back = await sync({**raw, "prune": True}, Vault(kv={"A": "1", "B": "two"}))  # B returns: restore + update
+    assert back.plan.create == [f"{prefix}B"] and back.plan.delete == []
+    assert back.writes == ["RestoreSecret", "PutSecretValue"]
+    assert "DeletedDate" not in admin.describe_secret(SecretId=f"{prefix}B")
+    assert admin.get_secret_value(SecretId=f"{prefix}B")["SecretString"] == "two"
+
+    again = await sync({**raw, "prune": True}, Vault(kv={"A": "1", "B": "two"}))
+    assert again.writes == [] and not again.plan.changed
+
+
+async def test_force_delete_without_recovery(endpoint: str, admin: Any, prefix: str) -> None:
+    raw = spec(endpoint, prefix, prune=True, forceDeleteWithoutRecovery=True)
+    await sync(raw, Vault(kv={"A": "1", "B": "2"}))
+    run = await sync(raw, Vault(kv={"A": "1"}))
+    deletes = [params for name, params in run.calls if name == "DeleteSecret"]
+    assert len(deletes) == 1 and deletes[0]["ForceDeleteWithoutRecovery"] is True
+    assert [s["Name"] for s in admin.list_secrets(IncludePlannedDeletion=True)["SecretList"]] == [f"{prefix}A"]
+
+
+async def test_unowned_secret_is_left_alone_unless_adopt(endpoint: str, admin: Any, prefix: str) -> None:
+    admin.create_secret(Name=f"{prefix}DB", SecretString="theirs", Tags=[{"Key": "team", "Value": "ops"}])
+    raw = spec(endpoint, prefix)
+    with pytest.raises(TargetError) as refused:
+        await sync(raw, Vault(kv={"DB": "ours", "NEW": "n"}))
+    assert refused.value.reason == "SecretNotOwned" and f"{prefix}DB" in str(refused.value)
+    assert "theirs" not in str(refused.value) and "ours" not in str(refused.value)
+    assert admin.get_secret_value(SecretId=f"{prefix}DB")["SecretString"] == "theirs"
+    assert [s["Name"] for s in admin.list_secrets()["SecretList"]] == [f"{prefix}DB"]  # NEW not created either
+
+    adopted = await sync({**raw, "adopt": True}, Vault(kv={"DB": "ours", "NEW": "n"}))
+    assert adopted.plan.update == [f"{prefix}DB"] and adopted.plan.create == [f"{prefix}NEW"]
+    assert admin.get_secret_value(SecretId=f"{prefix}DB")["SecretString"] == "ours"
+    assert tags(admin, f"{prefix}DB") == {"team": "ops", MANAGED_BY_TAG: "vaultbundle", OWNER_TAG: "ns/web"}
+
+    # once adopted it is ours: adopt can be switched off again
+    assert (await sync(raw, Vault(kv={"DB": "ours", "NEW": "n"}))).writes == []
+
+
+async def test_adopting_an_equal_value_only_tags(endpoint: str, admin: Any, prefix: str) -> None:
+    admin.create_secret(Name=f"{prefix}DB", SecretString="same")
+    run = await sync(spec(endpoint, prefix, adopt=True), Vault(kv={"DB": "same"}))
+    assert run.plan.metadata and not run.plan.update and run.writes == ["TagResource"]
+    assert len(versions(admin, f"{prefix}DB")) == 1 and tags(admin, f"{prefix}DB")[OWNER_TAG] == "ns/web"
+
+
+async def test_another_vaultbundles_secret_is_never_taken(endpoint: str, admin: Any, prefix: str) -> None:
+    admin.create_secret(Name=f"{prefix}DB", SecretString="x", Tags=[{"Key": OWNER_TAG, "Value": "other/app"}])
+    with pytest.raises(TargetError) as refused:
+        await sync(spec(endpoint, prefix, adopt=True), Vault(kv={"DB": "ours"}))
+    assert refused.value.reason == "SecretNotOwned" and "other/app" in str(refused.value)
+    assert admin.get_secret_value(SecretId=f"{prefix}DB")["SecretString"] == "x"
+
+
+async def test_invalid_names_and_collisions_rejected_before_any_write(endpoint: str, admin: Any, prefix: str) -> None:
+    raw = spec(endpoint, prefix, naming={"underscoresToDashes": True})
+    vault = Vault(kv={"GOOD": "1", "bad key!": "2", "A_B": "3", "A-B": "4"})
+    with pytest.raises(SelectionError) as rejected:
+        KIND.desired(vault, parse_selection(raw, PATH), KIND.parse(raw, PATH))
+    message = str(rejected.value)
+    assert "'bad key!'" in message and "'A-B' and 'A_B' both map to" in message
+    assert "1" not in message.replace("A-B", "").replace(prefix, "")  # no values
+    assert admin.list_secrets()["SecretList"] == []
+
+
+async def test_json_mode_round_trip(endpoint: str, admin: Any, prefix: str) -> None:
+    raw = spec(endpoint, prefix, mode="Json", name="app/config", keys={"exclude": ["SKIP"]})
+    vault = Vault(kv={"DB_PASSWORD": "p", "URL": "https://x/ü", "SKIP": "no"})
+    first = await sync(raw, vault)
+    assert first.plan.create == [f"{prefix}app/config"] and first.writes == ["CreateSecret"]
+    stored = admin.get_secret_value(SecretId=f"{prefix}app/config")["SecretString"]
+    assert json.loads(stored) == {"DB_PASSWORD": "p", "URL": "https://x/ü"}
+    assert tags(admin, f"{prefix}app/config")[OWNER_TAG] == "ns/web"
+    assert (await sync(raw, vault)).writes == []
+
+    changed = await sync(raw, Vault(kv={"DB_PASSWORD": "q", "SKIP": "no"}))
+    assert changed.plan.update == [f"{prefix}app/config"] and changed.writes == ["PutSecretValue"]
+    assert json.loads(admin.get_secret_value(SecretId=f"{prefix}app/config")["SecretString"]) == {"DB_PASSWORD": "q"}
+    assert len(versions(admin, f"{prefix}app/config")) == 2
+
+
+async def test_json_mode_adopts_an_equal_object_without_a_new_version(endpoint: str, admin: Any, prefix: str) -> None:
+    admin.create_secret(Name=f"{prefix}cfg", SecretString=json.dumps({"B": "2", "A": "1"}, indent=2))
+    run = await sync(spec(endpoint, prefix, mode="Json", name="cfg", adopt=True), Vault(kv={"A": "1", "B": "2"}))
+    assert run.writes == ["TagResource"] and len(versions(admin, f"{prefix}cfg")) == 1
+
+
+async def test_json_mode_refuses_binary_files(endpoint: str, prefix: str) -> None:
+    raw = spec(endpoint, prefix, mode="Json", name="cfg", files={"include": ["*"]})
+    with pytest.raises(SelectionError, match=r"certs_key\.der"):
+        KIND.desired(
+            Vault(kv={"A": "1"}, files={"certs/key.der": b"\xff\xfe"}),
+            parse_selection(raw, PATH),
+            KIND.parse(raw, PATH),
+        )
+
+
+async def test_assume_role(endpoint: str, admin: Any, prefix: str) -> None:
+    raw = spec(endpoint, prefix, roleArn="arn:aws:iam::123456789012:role/writer", stsEndpoint=endpoint)
+    run = await sync(raw, Vault(kv={"A": "1"}))
+    assert run.writes == ["CreateSecret"] and admin.get_secret_value(SecretId=f"{prefix}A")["SecretString"] == "1"
+
+
+def _auth(endpoint: str, count: str) -> None:
+    request = urllib.request.Request(
+        f"{endpoint}/moto-api/reset-auth", data=count.encode(), method="POST", headers={"Content-Type": "text/plain"}
+    )
+    urllib.request.urlopen(request, timeout=10)
+
+
+async def test_bad_credentials_and_missing_permissions(endpoint: str, admin: Any, prefix: str) -> None:
+    iam = boto3.client(
+        "iam", endpoint_url=endpoint, region_name=REGION, aws_access_key_id="a", aws_secret_access_key="b"
+    )
+    iam.create_user(UserName="nobody")  # a real identity without any policy
+    key = iam.create_access_key(UserName="nobody")["AccessKey"]
+    _auth(endpoint, "0")  # from now on moto checks signatures and IAM policies
+    try:
+        with pytest.raises(TargetError) as denied_auth:
+            await sync(spec(endpoint, prefix), Vault(kv={"A": "value-1"}))
+        assert denied_auth.value.reason == "AuthFailed" and "value-1" not in str(denied_auth.value)
+
+        CREDENTIALS[("nobody", "access-key-id")] = key["AccessKeyId"]
+        CREDENTIALS[("nobody", "secret-access-key")] = key["SecretAccessKey"]
+        with pytest.raises(TargetError) as denied_access:
+            await sync(spec(endpoint, prefix, credentialsSecretRef={"name": "nobody"}), Vault(kv={"A": "value-1"}))
+        assert denied_access.value.reason == "AccessDenied" and "DescribeSecret" in str(denied_access.value)
+    finally:
+        _auth(endpoint, "inf")
+    assert admin.list_secrets()["SecretList"] == []
+
+
+async def test_unreachable_endpoint_is_unavailable(prefix: str) -> None:
+    with pytest.raises(TargetError) as failed:
+        await sync(spec("http://127.0.0.1:9", prefix), Vault(kv={"A": "1"}))
+    assert failed.value.reason == "Unavailable"
