@@ -337,7 +337,7 @@ def test_cluster_wide_install_syncs_with_only_the_charts_rbac(
     system = namespaces("vbop")
     release = f"vb{uuid.uuid4().hex[:6]}"
     notes = helm(testbed, "install", release, str(CHART), "-n", system)
-    assert "kubectl -n web get vb" in notes and "Only 1 replica is supported" in notes
+    assert "kubectl -n web get vb" in notes and "Leader election is on" in notes
     account = f"{release}-vaultbundle-operator"
     user = f"system:serviceaccount:{system}:{account}"
     core = k8s.CoreV1Api(admin)
@@ -356,9 +356,13 @@ def test_cluster_wide_install_syncs_with_only_the_charts_rbac(
         assert not can_i(testbed, user, verb, "secrets", scenario.ns), verb
     assert not can_i(testbed, user, "get", "vaultbundles.vaultbundle.io", scenario.ns)  # list+watch only
     kubeconfig = token_kubeconfig(testbed, system, account, tmp_path / "sa.kubeconfig")
-    operator = start_operator(kubeconfig, digest_key, tmp_path / "operator.log", "--all-namespaces")
+    operator = start_operator(  # as the chart's Deployment runs it: with leader election in the release namespace
+        kubeconfig, digest_key, tmp_path / "operator.log", "--all-namespaces", "--leader-election-namespace", system
+    )
     try:
         full_sync(scenario)
+        lease = k8s.CoordinationV1Api(admin).read_namespaced_lease("vaultbundle-operator", system)
+        assert lease.spec.holder_identity  # the chart's Lease RBAC lets it take the Lease
         time.sleep(2)  # a few idle refresh cycles, still no denial
     finally:
         stop_operator(operator)

@@ -160,7 +160,13 @@ def test_defaults_are_secure(helm: str) -> None:
     deployment = by_kind(objects, "Deployment")[0]
     pod = deployment["spec"]["template"]["spec"]
     container = pod["containers"][0]
-    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"] == {"type": "RollingUpdate"}
+    assert "--leader-election-namespace=$(POD_NAMESPACE)" in pod["containers"][0]["args"]
+    assert {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}} in pod[
+        "containers"
+    ][0]["env"]
+    without = by_kind(render(helm, "leaderElection.enabled=false"), "Deployment")[0]
+    assert without["spec"]["strategy"] == {"type": "Recreate"}  # never two operators at once without election
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 65532
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     assert pod["automountServiceAccountToken"] is True
@@ -184,7 +190,8 @@ def test_defaults_are_secure(helm: str) -> None:
     secret = by_kind(objects, "Secret")[0]
     assert len(secret["data"]["digest-key"]) == 64  # base64 of 48 random alphanumerics
     assert not by_kind(objects, "ServiceMonitor") and not by_kind(objects, "PodDisruptionBudget")
-    assert not by_kind(objects, "NetworkPolicy") and not by_kind(objects, "Role")
+    assert not by_kind(objects, "NetworkPolicy")
+    assert [r["metadata"]["name"] for r in by_kind(objects, "Role")] == ["rel-vaultbundle-operator-leader-election"]
 
 
 def _rules(role: dict[str, Any]) -> set[tuple[str, str, str]]:
@@ -214,19 +221,27 @@ def test_rbac_cluster_wide(helm: str) -> None:
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "rel-vaultbundle-operator", "namespace": "vb-system"}
     ]
-    assert not by_kind(objects, "Role") and not by_kind(objects, "RoleBinding")
+    (lease_role,) = by_kind(objects, "Role")  # leader election: Leases in the release namespace only
+    assert lease_role["metadata"]["namespace"] == "vb-system"
+    assert _rules(lease_role) == {("coordination.k8s.io", "leases", v) for v in ("get", "create", "update")}
+    assert len(by_kind(objects, "RoleBinding")) == 1
+    tokens = by_kind(render(helm, "rbac.serviceAccountTokens=true"), "ClusterRole")[0]
+    assert _rules(tokens) == OPERATOR_RULES | CRD_RULES | {
+        ("", "serviceaccounts", "get"),
+        ("", "serviceaccounts/token", "create"),
+    }
     # every rule carries a comment saying why
     text = (CHART / "templates" / "_helpers.tpl").read_text()
     block = text[text.index('define "vaultbundle.rules"') :]
-    assert block.count("- apiGroups:") == 4 and block.count("\n#") >= 4
+    assert block.count("- apiGroups:") == 6 and block.count("\n#") >= 5
 
 
 def test_rbac_namespaced(helm: str) -> None:
     objects = render(helm, "watchNamespaces={team-a,team-b}")
-    roles = by_kind(objects, "Role")
+    roles = [r for r in by_kind(objects, "Role") if not r["metadata"]["name"].endswith("-leader-election")]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     assert all(_rules(r) == OPERATOR_RULES for r in roles)
-    bindings = by_kind(objects, "RoleBinding")
+    bindings = [b for b in by_kind(objects, "RoleBinding") if not b["metadata"]["name"].endswith("-leader-election")]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
     # the only cluster-wide grant: kopf's reads of CRDs and Namespaces, never Secrets
     (cluster_role,) = by_kind(objects, "ClusterRole")
@@ -263,8 +278,8 @@ def test_optional_objects(helm: str) -> None:
         (["bogus=1"], "additional properties 'bogus' not allowed"),
         (["image.bogus=1"], "additional properties 'bogus' not allowed"),
         (["serviceMonitor.bogus=1"], "additional properties 'bogus' not allowed"),
-        (["replicas=2"], "/replicas"),
-        (["leaderElection.enabled=true"], "/leaderElection/enabled"),
+        (["replicas=2", "leaderElection.enabled=false"], "/leaderElection/enabled"),
+        (["replicas=0"], "/replicas"),
         (["operator.logFormat=xml"], "/operator/logFormat"),
         (["watchNamespaces={Not_A_Namespace}"], "/watchNamespaces/0"),
     ],
@@ -309,5 +324,5 @@ def test_notes_name_the_next_step(helm: str, tmp_path: Path) -> None:
         assert f"kubectl -n {namespace} create secret generic web-vsync" in notes
         assert f"kubectl -n {namespace} create secret generic web-passphrase" in notes
         assert "kind: VaultBundle" in notes and f"kubectl -n {namespace} get vb" in notes
-        assert "Only 1 replica is supported" in notes
+        assert "Leader election is on: 1 replica(s)" in notes
         assert ("watches only these namespaces: team-a" in notes) == bool(sets)

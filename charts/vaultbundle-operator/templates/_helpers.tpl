@@ -81,4 +81,14 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
+{{- if .Values.rbac.serviceAccountTokens }}
+# hashicorpVault targets with Kubernetes auth: get the named ServiceAccount (its opt-in annotation) and request
+# a short-lived token for it (TokenRequest) to log in to Vault.
+- apiGroups: [""]
+  resources: [serviceaccounts]
+  verbs: [get]
+- apiGroups: [""]
+  resources: [serviceaccounts/token]
+  verbs: [create]
+{{- end }}
 {{- end }}
