@@ -539,3 +539,144 @@ def test_leader_election_failover(scenario: Scenario, testbed: dict[str, str], t
         for process, log in replicas.values():
             if process.poll() is None:
                 stop_operator(process, log)
+
+
+def test_fan_out_to_every_store_with_one_store_down(scenario: Scenario, testbed: dict[str, str]) -> None:
+    """One VaultBundle, five stores through their real client libraries: each receives the bundle; a store that
+    is down fails alone and the status names it; fixing it converges; a second cycle writes nothing anywhere."""
+    import grpc
+    import hvac
+    from google.cloud.secretmanager_v1.services.secret_manager_service import SecretManagerServiceClient
+    from google.cloud.secretmanager_v1.services.secret_manager_service.transports import (
+        SecretManagerServiceGrpcTransport,
+    )
+
+    scenario.push({".env.prod": f"API_KEY={CANARY}\nDB_URL=postgres://db/app\n".encode()})
+    scenario.secret("gh", {"token": testbed["GITHUB_TOKEN"]})
+    scenario.secret("vault", {"token": testbed["VAULT_TOKEN"]})
+    scenario.secret(
+        "aws", {"access-key-id": testbed["AWS_ACCESS_KEY_ID"], "secret-access-key": testbed["AWS_SECRET_ACCESS_KEY"]}
+    )
+    repo, project, prefix = f"acme/{scenario.ns}", scenario.ns, f"{scenario.ns}/"
+    aws_down = {
+        "region": "us-east-1",
+        "endpoint": "http://127.0.0.1:9",
+        "namePrefix": prefix,
+        "credentialsSecretRef": {"name": "aws"},
+    }
+    targets = [
+        {"name": "k8s", "kubernetesSecret": {"name": "fan-env"}},
+        {
+            "name": "github",
+            "githubActions": {
+                "repository": repo,
+                "apiURL": testbed["GITHUB_API_URL"],
+                "auth": {"tokenSecretRef": {"name": "gh"}},
+            },
+        },
+        {
+            "name": "gcp",
+            "gcpSecretManager": {
+                "project": project,
+                "endpoint": testbed["GCP_SECRET_MANAGER_ENDPOINT"],
+                "insecure": True,
+            },
+        },
+        {
+            "name": "vault",
+            "hashicorpVault": {
+                "address": testbed["VAULT_ADDR"],
+                "mount": "secret",
+                "path": f"apps/{scenario.ns}",
+                "auth": {"tokenSecretRef": {"name": "vault"}},
+            },
+        },
+        {"name": "aws", "awsSecretsManager": aws_down},
+    ]
+    body = {
+        "apiVersion": "vaultbundle.io/v1alpha1",
+        "kind": "VaultBundle",
+        "metadata": {"name": "fan"},
+        "spec": {
+            "source": {"configSecretRef": {"name": "web-vsync"}, "passphraseSecretRef": {"name": "web-passphrase"}},
+            "refreshInterval": "1s",
+            "targets": targets,
+        },
+    }
+    scenario.custom.create_namespaced_custom_object("vaultbundle.io", "v1alpha1", scenario.ns, "vaultbundles", body)
+
+    def states() -> dict[str, tuple[str, str]]:
+        return {t["name"]: (t["state"], t["reason"]) for t in scenario.vb("fan").get("status", {}).get("targets", [])}
+
+    wait_for(lambda: len(states()) == 5 and states()["aws"][0] == "Failed", "every target reported", 60)
+    assert states() == {
+        "k8s": ("Synced", "Synced"),
+        "github": ("Synced", "Synced"),
+        "gcp": ("Synced", "Synced"),
+        "vault": ("Synced", "Synced"),
+        "aws": ("Failed", "Unavailable"),
+    }
+    assert scenario.reason("fan") == "TargetFailed" and "aws" in scenario.condition("fan", "Synced")["message"]
+    expected = {"API_KEY": CANARY, "DB_URL": "postgres://db/app"}
+    assert scenario.data("fan-env") == expected
+    github = {
+        s["name"]: s["value"]
+        for s in json.loads(_get(f"{testbed['GITHUB_API_URL']}/_fake/secrets"))
+        if s.get("repo") == scenario.ns
+    }
+    assert github == expected  # the fake decrypted every sealed box to the bundle's plaintext
+    gcp = SecretManagerServiceClient(
+        transport=SecretManagerServiceGrpcTransport(
+            channel=grpc.insecure_channel(testbed["GCP_SECRET_MANAGER_ENDPOINT"])
+        )
+    )
+    for name, value in expected.items():
+        payload = gcp.access_secret_version(name=f"projects/{project}/secrets/{name}/versions/latest").payload.data
+        assert payload.decode() == value
+    vault = hvac.Client(url=testbed["VAULT_ADDR"], token=testbed["VAULT_TOKEN"])
+    stored = vault.secrets.kv.v2.read_secret_version(
+        path=f"apps/{scenario.ns}", mount_point="secret", raise_on_deleted_version=True
+    )
+    assert stored["data"]["data"] == expected
+
+    # the store comes back (here: the spec points at the running one): it converges without touching the others
+    targets[-1]["awsSecretsManager"] = {**aws_down, "endpoint": testbed["AWS_ENDPOINT_URL"]}
+    scenario.custom.patch_namespaced_custom_object(
+        "vaultbundle.io", "v1alpha1", scenario.ns, "vaultbundles", "fan", {"spec": {"targets": targets}}
+    )
+    wait_for(lambda: scenario.reason("fan") == "Synced", "all five stores in sync", 60)
+    secrets_manager = boto3.client(
+        "secretsmanager",
+        endpoint_url=testbed["AWS_ENDPOINT_URL"],
+        region_name="us-east-1",
+        aws_access_key_id=testbed["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=testbed["AWS_SECRET_ACCESS_KEY"],
+    )
+    for name, value in expected.items():
+        assert secrets_manager.get_secret_value(SecretId=f"{prefix}{name}")["SecretString"] == value
+    versions = {
+        name: len(gcp.list_secret_versions(parent=f"projects/{project}/secrets/{name}").versions) for name in expected
+    }
+    vault_version = vault.secrets.kv.v2.read_secret_metadata(path=f"apps/{scenario.ns}", mount_point="secret")["data"][
+        "current_version"
+    ]
+    scenario.custom.patch_namespaced_custom_object(  # a forced full cycle: plans everywhere, writes nowhere
+        "vaultbundle.io",
+        "v1alpha1",
+        scenario.ns,
+        "vaultbundles",
+        "fan",
+        {"metadata": {"annotations": {"vaultbundle.io/force-sync": "again"}}},
+    )
+    time.sleep(4)
+    plans = [t["plan"] for t in scenario.vb("fan")["status"]["targets"]]
+    assert all(not (p["create"] or p["update"] or p["delete"]) for p in plans), plans
+    assert versions == {
+        name: len(gcp.list_secret_versions(parent=f"projects/{project}/secrets/{name}").versions) for name in expected
+    }
+    assert (
+        vault.secrets.kv.v2.read_secret_metadata(path=f"apps/{scenario.ns}", mount_point="secret")["data"][
+            "current_version"
+        ]
+        == vault_version
+    )
