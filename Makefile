@@ -4,13 +4,15 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: help venv lint test test-unit demo testbed-up testbed-down testbed-status clean
+.PHONY: help venv lint test test-unit demo testbed-up testbed-down testbed-status fuzz clean
+FUZZ_SECONDS ?= 60
 
 help:
 	@echo "make demo            run the demo on the local test bed"
 	@echo "make test            lint, type-check and run the whole test suite (brings the test bed up and down)"
 	@echo "make test-unit       fast unit tests only (no test bed)"
 	@echo "make testbed-up|testbed-down|testbed-status"
+	@echo "make fuzz            long atheris runs of every parser (FUZZ_SECONDS each)"
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,8 +23,8 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 lint: venv
-	$(VENV)/bin/ruff check operator tests e2e
-	$(VENV)/bin/ruff format --check operator tests e2e
+	$(VENV)/bin/ruff check operator tests e2e fuzz
+	$(VENV)/bin/ruff format --check operator tests e2e fuzz
 	$(VENV)/bin/mypy
 
 test-unit: venv
@@ -45,6 +47,11 @@ testbed-down: venv
 
 testbed-status: venv
 	$(PY) -m e2e.testbed status
+
+# Long coverage-guided fuzzing of every untrusted-input parser (not in CI): FUZZ_SECONDS per target.
+fuzz: venv
+	$(PY) -m pip install --quiet atheris==3.0.0
+	$(PY) -m fuzz.run --all $(FUZZ_SECONDS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

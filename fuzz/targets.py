@@ -1,0 +1,103 @@
+"""Every parser of untrusted input, wrapped so that only vaultbundle's typed errors may escape.
+
+Shared by the hypothesis tests (tests/unit/test_fuzz_parsers.py, in the suite) and the atheris harness
+(fuzz/run.py, `make fuzz`, long runs). Each target takes raw bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import zipfile
+from collections.abc import Callable
+
+from vaultbundle import envfile, spec, vault
+from vaultbundle.bundles import Layout, parse_pointer
+from vaultbundle.crypto import configblob, rqe1, rqem, sls1
+from vaultbundle.crypto.kdf import DerivedKey
+from vaultbundle.errors import VSyncError
+
+KEY = DerivedKey(b"k" * 32)
+EXPECTED: tuple[type[Exception], ...] = (VSyncError, spec.SpecError)
+
+
+def rqe1_envelope(data: bytes) -> None:
+    rqe1.open_envelope(KEY, data)
+
+
+def rqem_record(data: bytes) -> None:
+    rqem.unwrap(data)
+
+
+def sls1_frame(data: bytes) -> None:
+    sls1.split(data)  # everything before the key derivation; the envelope is rqe1_envelope's job
+
+
+def config_blob(data: bytes) -> None:
+    configblob.decode(data.decode("utf-8", errors="replace"))
+
+
+def pointers(data: bytes) -> None:
+    for layout in (Layout.CLI, Layout.RUNTIME):
+        with contextlib.suppress(VSyncError):
+            parse_pointer(layout, data)
+
+
+def env_text(data: bytes) -> None:
+    for key, value in envfile.parse_pairs(data.decode("utf-8", errors="replace")):
+        assert "\n" not in key and "\n" not in value  # vsync has no multi-line values
+
+
+def json_vault(data: bytes) -> None:
+    vault.from_json(data)
+
+
+def zip_payload(data: bytes) -> None:
+    parsed = vault.from_zip(data, env="prod")
+    for name in parsed.files:  # whatever passes has a safe relative path
+        assert not name.startswith("/") and ".." not in name.split("/") and "\\" not in name
+
+
+def zip_entries(data: bytes) -> None:
+    """Well-formed archives whose entry names and bodies come from the input (traversal, symlink bits)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for index, chunk in enumerate(data.split(b"\x00")[:8]):
+            name = chunk[:40].decode("utf-8", errors="replace") or f"e{index}"
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (chunk[40] if len(chunk) > 40 else 0o644) << 16
+            archive.writestr(info, chunk[41:])
+    zip_payload(buffer.getvalue())
+
+
+def crd_spec(data: bytes) -> None:
+    try:
+        document = json.loads(data.decode("utf-8", errors="replace"))
+    except (ValueError, RecursionError):
+        return
+    if isinstance(document, dict):
+        spec.parse(document, namespace="ns")
+
+
+TARGETS: dict[str, Callable[[bytes], None]] = {
+    fn.__name__: fn
+    for fn in (
+        rqe1_envelope,
+        rqem_record,
+        sls1_frame,
+        config_blob,
+        pointers,
+        env_text,
+        json_vault,
+        zip_payload,
+        zip_entries,
+        crd_spec,
+    )
+}
+
+
+def run(name: str, data: bytes) -> None:
+    """One input; anything but a typed error is a finding."""
+    with contextlib.suppress(EXPECTED):
+        TARGETS[name](data)
