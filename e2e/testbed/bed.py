@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import secrets
 import shutil
 import ssl
@@ -115,6 +116,27 @@ class TestBed:
             healthy, detail = health.check(record.health) if running else (False, "process not running")
             result.append(ComponentStatus(record.name, record.pid, record.ports, running, healthy, detail))
         return result
+
+    def restart(self, name: str, *, pause: float = 0.0, timeout: float = 120.0) -> float:
+        """Stop one component, wait *pause* seconds, start it again with the same command line and ports, and wait
+        until it is healthy (fault-injection tests: "kube-apiserver restarted mid-sync"). Returns the downtime."""
+        with self._exclusive():
+            records = self.records()
+            record = next(r for r in records if r.name == name)
+            stopped = time.monotonic()
+            stop(record)
+            time.sleep(pause)
+            fresh = spawn(name, record.argv, self.layout.log_file(name), env=dict(os.environ), cwd=REPO_ROOT)
+            fresh.ports, fresh.health = record.ports, record.health
+            self._save([fresh if r.name == name else r for r in records])
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if health.check(fresh.health)[0]:
+                    return time.monotonic() - stopped
+                if not is_ours(fresh):
+                    break
+                time.sleep(0.2)
+            raise TestBedError(f"{name} did not come back after a restart; see {self.layout.log_file(name)}")
 
     def is_up(self) -> bool:
         statuses = self.status()

@@ -680,3 +680,50 @@ def test_fan_out_to_every_store_with_one_store_down(scenario: Scenario, testbed:
         ]
         == vault_version
     )
+
+
+def test_faults_s3_errors_resets_slowness_and_control_plane_restarts(
+    scenario: Scenario, testbed: dict[str, str]
+) -> None:
+    """S3 answering 503 (SlowDown), resetting connections or slow; kube-apiserver and etcd restarted right after a
+    push: the Secret keeps its last good content during each fault, and every push arrives after recovery."""
+    from e2e.faults import FaultProxy
+    from e2e.testbed.bed import TestBed
+    from e2e.testbed.config import Layout as BedLayout
+
+    proxy = FaultProxy(testbed["AWS_ENDPOINT_URL"])
+    try:
+        through_proxy = BootstrapConfig(**{**scenario.config.__dict__, "endpoint": proxy.url})
+        scenario.secret("faulty-vsync", {"config": configblob.encode(through_proxy)})
+        scenario.push({".env.prod": b"A=1\n"})  # writes go straight to S3; only the operator reads via the proxy
+        scenario.apply("faulty", {"name": "faulty-env"}, source={"configSecretRef": {"name": "faulty-vsync"}})
+        wait_for(lambda: scenario.data("faulty-env") == {"A": "1"}, "the first sync through the proxy")
+
+        for mode in ("error", "reset"):
+            proxy.set(mode)
+            scenario.push({".env.prod": f"A={mode}\n".encode()})
+            wait_for(lambda: scenario.reason("faulty") == "S3Unreachable", f"S3Unreachable while S3 does {mode}", 60)
+            assert scenario.data("faulty-env") == {"A": "1"} or scenario.data("faulty-env") == {"A": "error"}
+            before = scenario.data("faulty-env")
+            time.sleep(2)
+            assert scenario.data("faulty-env") == before  # nothing half-written while S3 misbehaves
+            proxy.set("pass")
+            wait_for(lambda m=mode: scenario.data("faulty-env") == {"A": m}, f"recovery after {mode}", 60)
+        assert proxy.faults > 0
+
+        proxy.set("slow", 2.0)
+        scenario.push({".env.prod": b"A=slow\n"})
+        wait_for(lambda: scenario.data("faulty-env") == {"A": "slow"}, "a sync through a slow S3", 60)
+        proxy.set("pass")
+
+        bed = TestBed(layout=BedLayout(Path(testbed["TESTBED_DIR"])), say=lambda _: None)
+        for component, value in (("kube-apiserver", "after-apiserver"), ("etcd", "after-etcd")):
+            scenario.push({".env.prod": f"A={value}\n".encode()})
+            downtime = bed.restart(component, pause=2.0)
+            assert downtime >= 2.0
+            wait_for(
+                lambda v=value: scenario.data("faulty-env") == {"A": v}, f"the push after a {component} restart", 120
+            )
+            wait_for(lambda: scenario.reason("faulty") == "Synced", f"Synced after the {component} restart", 60)
+    finally:
+        proxy.close()
