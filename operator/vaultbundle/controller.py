@@ -9,6 +9,7 @@ write carry an ownerReference (deletionPolicy: Delete) so Kubernetes' garbage co
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import contextvars
 import hashlib
@@ -192,6 +193,12 @@ def build_registry(config: Settings) -> kopf.OperatorRegistry:
 
     @kopf.on.startup(registry=registry)
     async def startup(**_: Any) -> None:
+        # S3 and Kubernetes calls run in threads; the default pool (CPU count + 4) would queue them at scale
+        asyncio.get_running_loop().set_default_executor(
+            concurrent.futures.ThreadPoolExecutor(
+                max_workers=max(8, config.max_concurrent * 2), thread_name_prefix="vaultbundle-io"
+            )
+        )
         kube = Kube(load_api_client(config.kubeconfig))
         pool = CryptoPool(workers=config.workers)
         digester = Digester.from_file_or_random(config.digest_key_file)

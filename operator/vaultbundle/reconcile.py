@@ -26,7 +26,7 @@ from .digest import Digester
 from .errors import RollbackRefusedError, VSyncError
 from .kube import Kube, KubeError
 from .pool import CryptoPool
-from .remote import S3Objects
+from .remote import S3ClientCache, S3Objects
 from .spec import SpecError, TargetSpec, VaultBundleSpec
 from .targets.base import Owner, Target, TargetContext, TargetError
 
@@ -142,11 +142,12 @@ class Reconciler:
         kube: Kube,
         pool: CryptoPool,
         digester: Digester,
-        s3_factory: Callable[[configblob.BootstrapConfig], S3Objects] = S3Objects,
+        s3_factory: Callable[[configblob.BootstrapConfig], S3Objects] | None = None,
         min_refresh: float = spec_module.MIN_REFRESH_SECONDS,
         write_status: bool = True,
     ) -> None:
-        self.kube, self.pool, self.digester, self.s3_factory = kube, pool, digester, s3_factory
+        self.kube, self.pool, self.digester = kube, pool, digester
+        self.s3_factory = s3_factory or S3ClientCache()
         self.min_refresh = min_refresh
         self.write_status = write_status  # False for one-shot CLI runs (`vaultbundle plan|sync`)
         self._memory: dict[str, _Memory] = {}

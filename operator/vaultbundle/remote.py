@@ -7,6 +7,11 @@ variable) or the `ca_bundle` argument.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import os
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,22 +42,7 @@ class S3Objects:
     def __init__(self, config: BootstrapConfig, *, client: Any = None, ca_bundle: str | None = None) -> None:
         self.bucket = config.bucket
         self.requests = 0
-        self._client = client or boto3.session.Session().client(
-            "s3",
-            endpoint_url=config.endpoint or None,
-            region_name=config.region or None,
-            aws_access_key_id=config.access_key_id,
-            aws_secret_access_key=config.secret_access_key,
-            verify=ca_bundle,
-            config=Config(
-                s3={"addressing_style": "path"},
-                connect_timeout=5,
-                read_timeout=30,
-                retries={"mode": "standard", "max_attempts": 3},
-                request_checksum_calculation="when_required",
-                response_checksum_validation="when_required",
-            ),
-        )
+        self._client = client or make_client(config, ca_bundle)
 
     def __repr__(self) -> str:
         return f"<S3Objects bucket={self.bucket!r}>"
@@ -124,3 +114,51 @@ class S3Objects:
 
 class _NotModified(Exception):
     pass
+
+
+def make_client(config: BootstrapConfig, ca_bundle: str | None = None) -> Any:
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=config.endpoint or None,
+        region_name=config.region or None,
+        aws_access_key_id=config.access_key_id,
+        aws_secret_access_key=config.secret_access_key,
+        verify=ca_bundle,
+        config=Config(
+            s3={"addressing_style": "path"},
+            connect_timeout=5,
+            read_timeout=30,
+            retries={"mode": "standard", "max_attempts": 3},
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            max_pool_connections=16,  # one per concurrent reconcile sharing this client
+        ),
+    )
+
+
+class S3ClientCache:
+    """`S3Objects` for a config, reusing one boto3 client per (endpoint, region, credentials).
+
+    Building a boto3 client costs tens of milliseconds of CPU; the operator checks every bundle pointer each
+    refresh cycle, so clients are shared (they are thread-safe). Keys hold a keyed digest, not the secret key.
+    """
+
+    def __init__(self, max_clients: int = 256) -> None:
+        self._clients: OrderedDict[bytes, Any] = OrderedDict()
+        self._max = max_clients
+        self._lock = threading.Lock()
+        self._salt = os.urandom(16)
+
+    def __call__(self, config: BootstrapConfig) -> S3Objects:
+        identity = hmac.new(self._salt, digestmod=hashlib.sha256)
+        for part in (config.endpoint, config.region, config.access_key_id, config.secret_access_key):
+            identity.update(len(part).to_bytes(4, "big") + part.encode("utf-8"))
+        key = identity.digest()
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                client = self._clients[key] = make_client(config)
+                while len(self._clients) > self._max:
+                    self._clients.popitem(last=False)
+            self._clients.move_to_end(key)
+        return S3Objects(config, client=client)
