@@ -91,7 +91,8 @@ def kube(testbed: dict[str, str]) -> k8s.ApiClient:
 
 
 def start_operator(testbed: dict[str, str], log: Path, *extra: str) -> tuple[subprocess.Popen[bytes], int]:
-    """An operator process on the test bed; returns once its /readyz answers."""
+    """An operator process on the test bed (all namespaces unless *extra* names some); returns once /readyz answers."""
+    scope = [] if "--namespace" in extra else ["--all-namespaces"]
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -100,7 +101,7 @@ def start_operator(testbed: dict[str, str], log: Path, *extra: str) -> tuple[sub
         "-m",
         "vaultbundle.cli",
         "run",
-        "--all-namespaces",
+        *scope,
         "--kubeconfig",
         testbed["KUBECONFIG"],
         "--min-refresh-interval",
