@@ -45,12 +45,6 @@ from .processes import ProcessRecord, free_port_pair, free_ports, is_ours, spawn
 Say = Callable[[str], None]
 VAULT_KUBERNETES_AUTH_MOUNT = "kubernetes"
 
-# Components provided by another module of the project; while it is not written yet, ``up`` skips them.
-_OPTIONAL_MODULE_FILES = {
-    "gcp-secret-manager": REPO_ROOT / "e2e" / "fakes" / "gcp_secret_manager.py",
-    "github-actions": REPO_ROOT / "e2e" / "fakes" / "github_actions.py",
-}
-
 # Writes to the objects a secrets operator touches, at Metadata level (no bodies, so no secret values): tests
 # count an operator's API writes per namespace from this log.
 AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
@@ -215,12 +209,6 @@ class TestBed:
         write_env(self.layout.env_file, self._env_values(specs, pki, vault_token, apiserver_url))
 
     def _plan(self, pki: Pki, vault_token: str) -> list[ComponentSpec]:
-        wanted = [
-            name for name in PORT_NAMES if name not in _OPTIONAL_MODULE_FILES or _OPTIONAL_MODULE_FILES[name].exists()
-        ]
-        for name in PORT_NAMES:
-            if name not in wanted:
-                self.say(f"WARNING: skipping {name}: {_OPTIONAL_MODULE_FILES[name]} does not exist yet")
         # OpenBao's dev server puts its cluster listener on its API port + 1: it needs two adjacent ports.
         bao = free_port_pair()
         others = [n for n in PORT_NAMES if n != "openbao"]
@@ -228,8 +216,7 @@ class TestBed:
         ports = {name: {port_name: next(flat) for port_name in PORT_NAMES[name]} for name in others}
         ports["openbao"] = {"http": bao, "cluster": bao + 1}
         self.layout.audit_policy.write_text(AUDIT_POLICY)
-        specs = build_specs(self.layout, self.binaries, pki, ports, vault_token)
-        return [s for s in specs if s.name in wanted]
+        return build_specs(self.layout, self.binaries, pki, ports, vault_token)
 
     def _run_specs(self, specs: list[ComponentSpec]) -> None:
         """Start every component as soon as the one it comes after is healthy; wait for all concurrently."""

@@ -61,14 +61,18 @@ class Kube:
         data = response.data
         return json.loads(data) if data else None
 
-    async def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+    async def _get(self, operation: str, fn: Any, *args: Any) -> dict[str, Any] | None:
+        """A GET whose 404 means "absent" (None), not an error."""
         try:
-            result: dict[str, Any] = await self._call("get_secret", self.core.read_namespaced_secret, name, namespace)
+            result: dict[str, Any] = await self._call(operation, fn, *args)
         except KubeError as exc:
             if exc.status == 404:
                 return None
             raise
         return result
+
+    async def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self._get("get_secret", self.core.read_namespaced_secret, name, namespace)
 
     async def apply_secret(self, namespace: str, body: dict[str, Any]) -> None:
         """Server-side apply as field manager `vaultbundle`: only the fields we set are ours; others' stay."""
@@ -87,26 +91,12 @@ class Kube:
         await self._call("delete_secret", self.core.delete_namespaced_secret, name, namespace)
 
     async def get_vaultbundle(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            result: dict[str, Any] = await self._call(
-                "get_vaultbundle", self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name
-            )
-        except KubeError as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return result
+        return await self._get(
+            "get_vaultbundle", self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name
+        )
 
     async def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            result: dict[str, Any] = await self._call(
-                "get_lease", self.coordination.read_namespaced_lease, name, namespace
-            )
-        except KubeError as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return result
+        return await self._get("get_lease", self.coordination.read_namespaced_lease, name, namespace)
 
     async def create_lease(self, namespace: str, body: dict[str, Any]) -> None:
         await self._call("create_lease", self.coordination.create_namespaced_lease, namespace, body)
