@@ -102,7 +102,8 @@ def from_zip(data: bytes, *, env: str | None = None, env_file: str | None = None
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         infos = archive.infolist()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError):
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError, NotImplementedError):
+        # NotImplementedError: a ZIP version or feature zipfile does not support (found by fuzzing)
         raise BundleFormatError("bundle payload is not a valid ZIP archive") from None
     if len(infos) > MAX_ENTRIES:
         raise BundleFormatError(f"bundle has {len(infos)} entries; the limit is {MAX_ENTRIES}")

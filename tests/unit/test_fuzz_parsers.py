@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
@@ -59,4 +60,11 @@ def test_known_hostile_inputs() -> None:
         targets.run("zip_entries", entry)
     targets.run("zip_entries", b"link" + b"x" * 36 + bytes([0o120]) + b"/etc/passwd")  # S_IFLNK in the mode bits
     targets.run("json_vault", b"[" * 100_000)
+    # found by atheris: a central directory claiming ZIP version 6.7 made zipfile raise NotImplementedError
+    targets.run(
+        "zip_payload",
+        base64.b64decode(
+            "AEhDQFBLAQK+Q0NDAVBLBQYAQ0NDw0MnQ/lDQ0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0NDAEhDQ0NDQ0NDQ0NDQ1BLBQZDAAAAAAAAAD8AAAAAAABIQ0A="
+        ),
+    )
     targets.run("crd_spec", b'{"source": ' * 5000)
