@@ -283,7 +283,7 @@ def test_sync_idle_update_prune_and_refusals(scenario: Scenario, operator: Opera
     secret = scenario.core.read_namespaced_secret("web-env", scenario.ns)
     assert secret.metadata.labels["app.kubernetes.io/managed-by"] == "vaultbundle"
     assert secret.metadata.annotations["vaultbundle.io/content-digest"].startswith("hmac-sha256:")
-    assert ("Normal", "Applied") in {(t, r) for t, r, _ in scenario.events()}
+    wait_for(lambda: ("Normal", "Applied") in {(t, r) for t, r, _ in scenario.events()}, "a Normal Applied Event")
 
     # idle: refresh cycles (1s) with nothing changed: no API writes (apiserver's own count), no KDF, ~1 S3 GET each
     time.sleep(1.5)
@@ -332,7 +332,10 @@ def test_sync_idle_update_prune_and_refusals(scenario: Scenario, operator: Opera
     scenario.s3.put_object(Bucket=scenario.bucket, Key="web/prod/latest", Body=first.encode())
     wait_for(lambda: scenario.reason("web") == "RollbackRefused", "RollbackRefused")
     assert scenario.condition("web", "Verified")["status"] == "False" and scenario.data("web-env") == current
-    assert ("Warning", "RollbackRefused") in {(t, r) for t, r, _ in scenario.events()}
+    wait_for(
+        lambda: ("Warning", "RollbackRefused") in {(t, r) for t, r, _ in scenario.events()},
+        "a Warning RollbackRefused Event",
+    )
 
     # tampered: the old bundle copied under the new name, pointer at the new name -> the sealed timestamp differs
     old = scenario.s3.get_object(Bucket=scenario.bucket, Key=f"web/prod/versions/{first}.enc")["Body"].read()
@@ -381,7 +384,10 @@ def test_missing_and_cross_namespace_sources(scenario: Scenario) -> None:
     wait_for(lambda: scenario.reason("cross") == "CrossNamespaceReference", "CrossNamespaceReference")
     assert "kube-system" in scenario.condition("cross")["message"] and scenario.data("cross-env") is None
     wait_for(lambda: scenario.reason("missing") == "SecretNotFound", "SecretNotFound")
-    assert ("Warning", "SecretNotFound") in {(t, r) for t, r, _ in scenario.events()}
+    wait_for(
+        lambda: ("Warning", "SecretNotFound") in {(t, r) for t, r, _ in scenario.events()},
+        "a Warning SecretNotFound Event",
+    )
     scenario.secret("not-there", {"config": configblob.encode(scenario.config)})
     wait_for(lambda: scenario.data("missing-env") == {"A": "1"}, "recovery once the Secret exists", timeout=20)
 
