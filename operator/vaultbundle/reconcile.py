@@ -303,10 +303,11 @@ class Reconciler:
             for r in results
             if r.pop("_changed", False)
         ]
-        events += [
+        before = {t.get("name"): (t.get("state"), t.get("reason")) for t in observed.status.get("targets") or []}
+        events += [  # one Warning per new failure, not one per retry
             Event("Warning", r["reason"], f"target {r['name']}: {r['message']}")
             for r in results
-            if r["state"] == "Failed"
+            if r["state"] == "Failed" and before.get(r["name"]) != ("Failed", r["reason"])
         ]
         retry = parsed.refresh_seconds if not failed else min(parsed.refresh_seconds, ERROR_RETRY_SECONDS)
         outcome = await self._report(

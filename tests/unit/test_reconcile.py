@@ -167,8 +167,11 @@ async def test_failed_target_does_not_take_the_cheap_path(world: tuple[MemoryKub
     kube, objects, reconciler = world
     push(objects, b"A=1\n")
     kube.secrets[("ns", "out")] = {"metadata": {"name": "out"}, "data": {}}  # someone else's Secret
-    await reconciler.reconcile(observed({}))
+    first = await reconciler.reconcile(observed({}))
     assert kube.status["targets"][0]["state"] == "Failed" and kube.status["targets"][0]["reason"] == "SecretNotOwned"
+    assert ("Warning", "SecretNotOwned") in {(e.type, e.reason) for e in first.events}
+    again = await reconciler.reconcile(observed(kube.status))  # the same failure: no Event spam, no status write
+    assert not again.events and not again.status_written
     del kube.secrets[("ns", "out")]
     await reconciler.reconcile(observed(kube.status))  # the same pointer: still a full cycle, which now succeeds
     assert kube.data("out") == {"A": "1"} and kube.status["conditions"][0]["reason"] == "Synced"
