@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: help venv lint test test-unit demo testbed-up testbed-down testbed-status fuzz clean
+.PHONY: help venv lint test test-unit demo testbed-up testbed-down testbed-status fuzz bench bench-smoke clean
 FUZZ_SECONDS ?= 60
 
 help:
@@ -13,6 +13,7 @@ help:
 	@echo "make test-unit       fast unit tests only (no test bed)"
 	@echo "make testbed-up|testbed-down|testbed-status"
 	@echo "make fuzz            long atheris runs of every parser (FUZZ_SECONDS each)"
+	@echo "make bench|bench-smoke  benchmarks on the test bed (bench/results/)"
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,8 +24,8 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 lint: venv
-	$(VENV)/bin/ruff check operator tests e2e fuzz
-	$(VENV)/bin/ruff format --check operator tests e2e fuzz
+	$(VENV)/bin/ruff check operator tests e2e fuzz bench
+	$(VENV)/bin/ruff format --check operator tests e2e fuzz bench
 	$(VENV)/bin/mypy
 
 test-unit: venv
@@ -47,6 +48,17 @@ testbed-down: venv
 
 testbed-status: venv
 	$(PY) -m e2e.testbed status
+
+# Benchmarks on the local test bed (not in CI): JSON + PNG in bench/results/ (latest.* / smoke.*).
+bench: venv
+	$(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) -m e2e.testbed up
+	$(PY) -m bench.run
+
+bench-smoke: venv
+	$(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) -m e2e.testbed up
+	$(PY) -m bench.run --smoke
 
 # Long coverage-guided fuzzing of every untrusted-input parser (not in CI): FUZZ_SECONDS per target.
 fuzz: venv

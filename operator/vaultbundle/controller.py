@@ -200,7 +200,8 @@ def build_registry(config: Settings) -> kopf.OperatorRegistry:
             )
         )
         kube = Kube(load_api_client(config.kubeconfig))
-        pool = CryptoPool(workers=config.workers)
+        pool = CryptoPool(workers=config.workers, on_derive=metrics.observe_kdf)
+        await asyncio.to_thread(pool.warm)
         digester = Digester.from_file_or_random(config.digest_key_file)
         state["pool"] = pool
         state["http"] = await observability.serve(

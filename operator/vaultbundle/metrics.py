@@ -35,6 +35,14 @@ KDF_SECONDS = Histogram(
 KDF_DERIVATIONS = Counter(
     "vaultbundle_kdf_derivations_total", "PBKDF2 derivations performed (cache misses).", registry=REGISTRY
 )
+
+
+def observe_kdf(seconds: float) -> None:
+    """One real PBKDF2 derivation (a cache miss) and how long it took, including any wait for a worker."""
+    KDF_DERIVATIONS.inc()
+    KDF_SECONDS.observe(seconds)
+
+
 S3_REQUESTS = Counter("vaultbundle_s3_requests_total", "Requests sent to S3.", registry=REGISTRY)
 API_WRITES = Counter(
     "vaultbundle_kubernetes_writes_total",

@@ -17,7 +17,9 @@ import multiprocessing
 import os
 import struct
 import threading
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -86,9 +88,16 @@ class KeyCache:
 
 
 class CryptoPool:
-    def __init__(self, workers: int | None = None, *, cache: KeyCache | None = None) -> None:
+    def __init__(
+        self,
+        workers: int | None = None,
+        *,
+        cache: KeyCache | None = None,
+        on_derive: Callable[[float], None] | None = None,
+    ) -> None:
         self.workers = (os.cpu_count() or 1) if workers is None else workers
         self.cache = cache if cache is not None else KeyCache()
+        self.on_derive = on_derive  # called with the seconds each real derivation took (metrics)
         self._executor: Executor | None = None
         self._executor_lock = threading.Lock()
         self._inflight: dict[bytes, asyncio.Future[DerivedKey]] = {}
@@ -105,6 +114,18 @@ class CryptoPool:
                 context = multiprocessing.get_context("forkserver")
                 self._executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
             return self._executor
+
+    def warm(self) -> None:
+        """Start the worker processes now, so the first derivations do not also pay for process start-up."""
+        pool = self._pool()
+        if pool is not None:
+            list(pool.map(abs, range(self.workers)))
+
+    def _derived(self, fingerprint: bytes, key: DerivedKey, started: float) -> DerivedKey:
+        self.cache.put(fingerprint, key)
+        if self.on_derive is not None:
+            self.on_derive(time.monotonic() - started)
+        return key
 
     def close(self) -> None:
         with self._executor_lock:
@@ -123,14 +144,14 @@ class CryptoPool:
         fingerprint = self.cache.fingerprint(passphrase, salt, iterations)
         key = self.cache.get(fingerprint)
         if key is None:
+            started = time.monotonic()
             pool = self._pool()
             raw = (
                 _derive_bytes(passphrase, salt, iterations)
                 if pool is None
                 else pool.submit(_derive_bytes, passphrase, salt, iterations).result()
             )
-            key = DerivedKey(raw)
-            self.cache.put(fingerprint, key)
+            key = self._derived(fingerprint, DerivedKey(raw), started)
         return key
 
     def open_envelope(self, blob: bytes, passphrase: str, salt: str, iterations: int) -> bytes:
@@ -157,8 +178,10 @@ class CryptoPool:
         future: asyncio.Future[DerivedKey] = asyncio.get_running_loop().create_future()
         self._inflight[fingerprint] = future
         try:
-            key = DerivedKey(await self._run(_derive_bytes, passphrase, salt, iterations))
-            self.cache.put(fingerprint, key)
+            started = time.monotonic()
+            key = self._derived(
+                fingerprint, DerivedKey(await self._run(_derive_bytes, passphrase, salt, iterations)), started
+            )
             future.set_result(key)
             return key
         except BaseException as exc:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -342,12 +341,7 @@ class Reconciler:
                 "(pin spec.source.version, or set rollbackPolicy: Allow, to roll back on purpose)"
             )
         envelope = await asyncio.to_thread(bundles.fetch, objects, config, pointer)
-        derivations = self.pool.cache.stats.derivations
-        started = time.monotonic()
         plaintext = await self.pool.aopen_envelope(envelope, passphrase, config.salt, config.iterations)
-        if self.pool.cache.stats.derivations > derivations:
-            metrics.KDF_DERIVATIONS.inc(self.pool.cache.stats.derivations - derivations)
-            metrics.KDF_SECONDS.observe(time.monotonic() - started)
         generation = await asyncio.to_thread(bundles.read_generation, objects, config, pointer.layout)
         return bundles.finish(pointer, plaintext, generation, env=config.env, env_file=parsed.env_file), pointer
 

@@ -74,3 +74,13 @@ def test_errors_survive_pickling_across_processes() -> None:
     error = WrongPassphraseError("m", hint="h")
     clone = pickle.loads(pickle.dumps(error))
     assert type(clone) is WrongPassphraseError and str(clone) == "m"
+
+
+async def test_on_derive_counts_real_derivations_only() -> None:
+    """The KDF metric hook fires once per PBKDF2 run, not per caller (coalesced and cached calls excluded)."""
+    seen: list[float] = []
+    pool = CryptoPool(workers=0, on_derive=seen.append)
+    await asyncio.gather(*(pool.aderive("p", SALT, 1000) for _ in range(5)))
+    pool.derive("p", SALT, 1000)
+    pool.derive("q", SALT, 1000)
+    assert len(seen) == 2 and all(seconds >= 0 for seconds in seen)

@@ -1,0 +1,1 @@
+"""vaultbundle benchmarks: `python -m bench.run [--smoke]` (see bench/README.md)."""

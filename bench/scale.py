@@ -1,0 +1,427 @@
+"""Scale on the real kube-apiserver of the test bed: N VaultBundles, 1 or 2 operator shards.
+
+Per case: push N bundles to S3 (distinct prefixes), create namespaces and source Secrets, start the
+operator(s), create the N VaultBundles and time until all are Ready; then measure one full idle refresh
+cycle (S3 requests and KDF derivations from /metrics, API writes from the apiserver's audit log), the
+propagation of one changed bundle, and the operators' RSS. Namespaces are deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import boto3
+from botocore.config import Config
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+
+from vaultbundle import bundles
+from vaultbundle.bundles import Layout
+from vaultbundle.crypto import configblob
+from vaultbundle.crypto.configblob import BootstrapConfig
+from vaultbundle.pool import CryptoPool
+from vaultbundle.remote import S3Objects
+
+from .operator_proc import HealthProbe, OperatorProcess, metric_by_label, metric_sum
+
+REPO = Path(__file__).resolve().parent.parent
+GROUP, VERSION, PLURAL = "vaultbundle.io", "v1alpha1", "vaultbundles"
+RUN_LABEL = "bench.vaultbundle.io/run"
+WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
+SHARED_SALT = "bench-shared-salt-0001"
+ITERATIONS = 600_000
+
+
+class TestBedDown(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class ScaleCase:
+    n: int
+    mode: Literal["shared", "distinct"]
+    shards: int = 1
+
+
+def read_env(path: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#") and "=" in line:
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip()
+    return values
+
+
+def connect(env_path: Path) -> tuple[dict[str, str], k8s.ApiClient]:
+    """Read the test bed's env file and check that its apiserver and S3 answer; else raise TestBedDown."""
+    hint = (
+        f"start a private one with `VAULTBUNDLE_TESTBED_DIR=/tmp/bed-bench .venv/bin/python -m e2e.testbed up` "
+        f"and pass --testbed-env /tmp/bed-bench/env (looked at {env_path})"
+    )
+    if not env_path.is_file():
+        raise TestBedDown(f"no test bed env file at {env_path}: {hint}")
+    env = read_env(env_path)
+    missing = [k for k in ("KUBECONFIG", "KUBE_AUDIT_LOG", "KUBECTL", "AWS_ENDPOINT_URL") if k not in env]
+    if missing:
+        raise TestBedDown(f"{env_path} lacks {', '.join(missing)}: {hint}")
+    try:
+        api = k8s_config.new_client_from_config(config_file=env["KUBECONFIG"])
+        k8s.CoreV1Api(api).list_namespace(limit=1, _request_timeout=5)
+    except Exception as exc:  # noqa: BLE001 - any failure means the same thing here
+        raise TestBedDown(f"the test bed's kube-apiserver does not answer ({type(exc).__name__}): {hint}") from None
+    try:
+        _s3_client(env).list_buckets()
+    except Exception as exc:  # noqa: BLE001
+        raise TestBedDown(f"the test bed's S3 does not answer ({type(exc).__name__}): {hint}") from None
+    return env, api
+
+
+def _s3_client(env: dict[str, str]) -> Any:
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        region_name="us-east-1",
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        config=Config(s3={"addressing_style": "path"}, max_pool_connections=32, connect_timeout=5, read_timeout=60),
+    )
+
+
+def install_crds(env: dict[str, str]) -> None:
+    kubectl = [env["KUBECTL"], "--kubeconfig", env["KUBECONFIG"]]
+    subprocess.run([*kubectl, "apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds")], check=True)
+    subprocess.run(
+        [*kubectl, "wait", "--for=condition=Established", f"crd/{PLURAL}.{GROUP}", "--timeout=60s"], check=True
+    )
+
+
+def _parallel(fn: Callable[[Any], Any], items: Iterable[Any], threads: int = 16) -> list[Any]:
+    with ThreadPoolExecutor(threads) as executor:
+        return list(executor.map(fn, items))
+
+
+def audit_size(env: dict[str, str]) -> int:
+    return Path(env["KUBE_AUDIT_LOG"]).stat().st_size
+
+
+def audit_writes(env: dict[str, str], offset: int, namespaces: set[str]) -> Counter[str]:
+    """Write requests the apiserver completed in *namespaces* since byte *offset* of its audit log."""
+    counts: Counter[str] = Counter()
+    with open(env["KUBE_AUDIT_LOG"], "rb") as log:
+        log.seek(offset)
+        for raw in log:
+            entry = json.loads(raw)
+            ref = entry.get("objectRef") or {}
+            if (
+                entry.get("stage") == "ResponseComplete"
+                and entry.get("verb") in WRITE_VERBS
+                and ref.get("namespace") in namespaces
+            ):
+                resource = ref.get("resource", "") + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+                counts[f"{entry['verb']} {resource}"] += 1
+    return counts
+
+
+class Case:
+    """The objects of one scale case (namespaces, bucket, Secrets, VaultBundles) and its measurements."""
+
+    def __init__(self, env: dict[str, str], api: k8s.ApiClient, case: ScaleCase, refresh_s: float) -> None:
+        self.env, self.api, self.case, self.refresh_s = env, api, case, refresh_s
+        self.core, self.custom = k8s.CoreV1Api(api), k8s.CustomObjectsApi(api)
+        self.run_id = f"{case.mode[0]}{case.n}x{case.shards}-{secrets.token_hex(3)}"
+        self.namespaces = [f"vbb-{self.run_id}-{i}" for i in range(min(10, case.n))]
+        self.bucket = f"vbb-{self.run_id}"
+        self.s3 = _s3_client(env)
+        # (namespace, name, config, passphrase) per VaultBundle
+        self.items: list[tuple[str, str, BootstrapConfig, str]] = []
+        for j in range(case.n):
+            ns_index = j % len(self.namespaces)
+            salt = SHARED_SALT if case.mode == "shared" else f"bench-salt-{self.run_id}-{j:06d}"
+            passphrase = "bench-shared-passphrase" if case.mode == "shared" else f"bench-pass-{self.run_id}-{ns_index}"
+            config = BootstrapConfig(
+                endpoint=env["AWS_ENDPOINT_URL"],
+                region="us-east-1",
+                bucket=self.bucket,
+                access_key_id=env["AWS_ACCESS_KEY_ID"],
+                secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+                prefix=f"b{j:05d}/",
+                env="prod",
+                salt=salt,
+                iterations=ITERATIONS,
+            )
+            self.items.append((self.namespaces[ns_index], f"b{j:05d}", config, passphrase))
+
+    # -- setup ------------------------------------------------------------------------------------------
+    def push(self, pool: CryptoPool, index: int, value: str) -> None:
+        _, name, config, passphrase = self.items[index]
+        files = {".env.prod": f"BENCH_NAME={name}\nVALUE={value}\nOTHER=unchanged\n".encode()}
+        bundles.push(S3Objects(config, client=self.s3), config, passphrase, pool, files, layout=Layout.CLI)
+
+    def setup(self, pool: CryptoPool) -> dict[str, float]:
+        started = time.perf_counter()
+        self.s3.create_bucket(Bucket=self.bucket)
+        if self.case.mode == "shared":  # derive the one key once, not once per pushing thread
+            pool.derive("bench-shared-passphrase", SHARED_SALT, ITERATIONS)
+        _parallel(lambda j: self.push(pool, j, "v1"), range(self.case.n))
+        pushed = time.perf_counter()
+        labels = {RUN_LABEL: self.run_id}
+        _parallel(lambda ns: self.core.create_namespace({"metadata": {"name": ns, "labels": labels}}), self.namespaces)
+        passphrases = {(ns, p) for ns, _, _, p in self.items}
+        _parallel(
+            lambda item: self.core.create_namespaced_secret(
+                item[0], {"metadata": {"name": "bench-passphrase"}, "stringData": {"passphrase": item[1]}}
+            ),
+            sorted(passphrases),
+        )
+        _parallel(
+            lambda item: self.core.create_namespaced_secret(
+                item[0],
+                {"metadata": {"name": f"{item[1]}-vsync"}, "stringData": {"config": configblob.encode(item[2])}},
+            ),
+            self.items,
+        )
+        return {"push_s": round(pushed - started, 2), "secrets_s": round(time.perf_counter() - pushed, 2)}
+
+    def create_vaultbundles(self) -> float:
+        started = time.perf_counter()
+
+        def create(item: tuple[str, str, BootstrapConfig, str]) -> None:
+            namespace, name, _, _ = item
+            body = {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "VaultBundle",
+                "metadata": {"name": name, "labels": {RUN_LABEL: self.run_id}},
+                "spec": {
+                    "source": {
+                        "configSecretRef": {"name": f"{name}-vsync", "key": "config"},
+                        "passphraseSecretRef": {"name": "bench-passphrase", "key": "passphrase"},
+                        "layout": "cli",
+                    },
+                    "refreshInterval": f"{self.refresh_s:g}s",
+                    "targets": [{"name": "app", "kubernetesSecret": {"name": f"{name}-env"}}],
+                },
+            }
+            self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+
+        _parallel(create, self.items)
+        return time.perf_counter() - started
+
+    # -- observation --------------------------------------------------------------------------------------
+    def ready_count(self) -> tuple[int, Counter[str]]:
+        listed = self.custom.list_cluster_custom_object(
+            GROUP, VERSION, PLURAL, label_selector=f"{RUN_LABEL}={self.run_id}", _request_timeout=60
+        )
+        reasons: Counter[str] = Counter()
+        ready = 0
+        for item in listed["items"]:
+            condition = next(
+                (c for c in (item.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"), None
+            )
+            reasons[(condition or {}).get("reason", "Pending")] += 1
+            ready += bool(condition and condition.get("status") == "True")
+        return ready, reasons
+
+    def wait_ready(self, started: float, timeout: float) -> tuple[float | None, Counter[str], list[list[float]]]:
+        poll = 0.5 if self.case.n <= 200 else 1.0
+        curve: list[list[float]] = []
+        while True:
+            ready, reasons = self.ready_count()
+            elapsed = time.perf_counter() - started
+            curve.append([round(elapsed, 2), ready])
+            if ready >= self.case.n:
+                return elapsed, reasons, curve
+            if elapsed > timeout:
+                return None, reasons, curve
+            time.sleep(poll)
+
+    def secret_value(self, index: int) -> str | None:
+        namespace, name, _, _ = self.items[index]
+        try:
+            secret = self.core.read_namespaced_secret(f"{name}-env", namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        raw = (secret.data or {}).get("VALUE")
+        return base64.b64decode(raw).decode() if raw else None
+
+    def wait_value(self, index: int, value: str, timeout: float, started: float | None = None) -> float | None:
+        """Seconds from *started* (default: now) until the target Secret holds VALUE=*value*."""
+        started = time.perf_counter() if started is None else started
+        while time.perf_counter() - started < timeout:
+            if self.secret_value(index) == value:
+                return time.perf_counter() - started
+            time.sleep(0.05)
+        return None
+
+    def force_sync(self, index: int, token: str) -> None:
+        namespace, name, _, _ = self.items[index]
+        patch = {"metadata": {"annotations": {"vaultbundle.io/force-sync": token}}}
+        self.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, patch)
+
+    def cleanup(self, timeout: float = 180.0) -> dict[str, Any]:
+        started = time.perf_counter()
+        for namespace in self.namespaces:
+            try:
+                self.core.delete_namespace(namespace)
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+        remaining = set(self.namespaces)
+        while remaining and time.perf_counter() - started < timeout:
+            listed = self.core.list_namespace(label_selector=f"{RUN_LABEL}={self.run_id}")
+            remaining = {ns.metadata.name for ns in listed.items}
+            if remaining:
+                time.sleep(1)
+        keys = self.s3.list_objects_v2(Bucket=self.bucket).get("KeyCount", 0)
+        paginator = self.s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket):
+            objects = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if objects:
+                self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": objects})
+        self.s3.delete_bucket(Bucket=self.bucket)
+        return {
+            "namespaces_left": sorted(remaining),
+            "cleanup_s": round(time.perf_counter() - started, 1),
+            "s3_first_page_keys": keys,
+        }
+
+
+def _totals(operators: list[OperatorProcess]) -> dict[str, float]:
+    texts = [op.metrics() for op in operators]
+    return {
+        "idle": sum(metric_sum(t, "vaultbundle_syncs_total", result="Idle") for t in texts),
+        "s3": sum(metric_sum(t, "vaultbundle_s3_requests_total") for t in texts),
+        "kdf": sum(metric_sum(t, "vaultbundle_kdf_derivations_total") for t in texts),
+        "writes": sum(metric_sum(t, "vaultbundle_kubernetes_writes_total") for t in texts),
+    }
+
+
+def _wait_idle(operators: list[OperatorProcess], since: float, count: int, timeout: float) -> float | None:
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        if _totals(operators)["idle"] - since >= count:
+            return time.perf_counter() - started
+        time.sleep(0.25)
+    return None
+
+
+def run_case(
+    env: dict[str, str],
+    api: k8s.ApiClient,
+    case: ScaleCase,
+    *,
+    refresh_s: float,
+    logs: Path,
+    ready_timeout: float,
+    say: Callable[[str], None],
+) -> dict[str, Any]:
+    bench = Case(env, api, case, refresh_s)
+    result: dict[str, Any] = {
+        "n": case.n,
+        "mode": case.mode,
+        "shards": case.shards,
+        "namespaces": len(bench.namespaces),
+        "refresh_interval_s": refresh_s,
+    }
+    operators: list[OperatorProcess] = []
+    with CryptoPool() as pool:
+        try:
+            say(f"[{bench.run_id}] setup: pushing {case.n} bundles, creating Secrets")
+            result["setup"] = bench.setup(pool)
+            for index in range(case.shards):
+                shard = f"{index}/{case.shards}" if case.shards > 1 else None
+                operators.append(
+                    OperatorProcess(env["KUBECONFIG"], logs / f"operator-{bench.run_id}-{index}.log", shard=shard)
+                )
+            result["operator_pids"] = [op.pid for op in operators]
+            say(f"[{bench.run_id}] creating {case.n} VaultBundles")
+            probe = HealthProbe(operators[0].port)
+            with probe:
+                started = time.perf_counter()
+                result["create_s"] = round(bench.create_vaultbundles(), 2)
+                ready_s, reasons, curve = bench.wait_ready(started, ready_timeout)
+            result["ready_s"] = None if ready_s is None else round(ready_s, 2)
+            result["ready_reasons"] = dict(reasons)
+            result["ready_curve"] = curve
+            result["healthz_during_ready"] = probe.summary()
+            # the operator's counter; the PBKDF2 work really needed is 1 per process (shared) or N (distinct)
+            result["kdf_metric_during_ready"] = _totals(operators)["kdf"]
+            result["kdf_needed_during_ready"] = case.shards if case.mode == "shared" else case.n
+            say(f"[{bench.run_id}] ready_s={result['ready_s']} reasons={dict(reasons)}")
+            if ready_s is None:
+                result["error"] = f"not all Ready within {ready_timeout:.0f}s"
+                return result
+
+            # settle: one idle cycle for everyone (first-sync Events and status writes are over), then measure one
+            cycle_timeout = max(120.0, 8 * refresh_s)
+            base = _totals(operators)
+            result["settle_s"] = _wait_idle(operators, base["idle"], case.n, cycle_timeout)
+            offset = audit_size(env)
+            before = _totals(operators)
+            probe = HealthProbe(operators[0].port)
+            window_started = time.perf_counter()
+            with probe:
+                cycle_s = _wait_idle(operators, before["idle"], case.n, cycle_timeout)
+            after = _totals(operators)
+            writes = audit_writes(env, offset, set(bench.namespaces))
+            result.update(
+                idle_cycle_s=None if cycle_s is None else round(cycle_s, 2),  # None: no full cycle in the cap
+                idle_window_s=round(time.perf_counter() - window_started, 2),
+                idle_window_cap_s=cycle_timeout,
+                idle_cycle_syncs=int(after["idle"] - before["idle"]),
+                idle_cycle_api_writes=sum(writes.values()),
+                idle_cycle_api_writes_by_kind=dict(writes),
+                idle_cycle_operator_writes=int(after["writes"] - before["writes"]),
+                idle_cycle_kdf_calls=int(after["kdf"] - before["kdf"]),
+                idle_cycle_s3_requests=int(after["s3"] - before["s3"]),
+                healthz_during_idle=probe.summary(),
+            )
+            say(
+                f"[{bench.run_id}] idle cycle: {result['idle_cycle_s']} s ({result['idle_cycle_syncs']} idle syncs "
+                f"in {result['idle_window_s']} s), writes={result['idle_cycle_api_writes']} "
+                f"kdf={result['idle_cycle_kdf_calls']} s3={result['idle_cycle_s3_requests']}"
+            )
+
+            # one changed bundle while the others idle: (a) found by its own refresh, (b) after a force-sync poke
+            target = case.n // 2
+            bench.push(pool, target, "v2")
+            waited = bench.wait_value(target, "v2", timeout=max(60.0, 6 * refresh_s))  # from the pointer's move
+            result["change_propagation_s"] = None if waited is None else round(waited, 3)
+            bench.push(pool, target, "v3")
+            started = time.perf_counter()
+            bench.force_sync(target, f"bench-{time.time_ns()}")
+            waited = bench.wait_value(target, "v3", timeout=60.0, started=started)
+            result["change_after_detection_s"] = None if waited is None else round(waited, 3)
+            say(
+                f"[{bench.run_id}] change (s, None = timed out): refresh path {result['change_propagation_s']}, "
+                f"after detection {result['change_after_detection_s']}"
+            )
+
+            rss = [op.rss() for op in operators]
+            result["rss"] = rss
+            result["rss_mib"] = round(sum(r["main_mib"] for r in rss), 1)
+            result["rss_with_children_mib"] = round(sum(r["total_mib"] for r in rss), 1)
+            texts = [op.metrics() for op in operators]
+            result["syncs_by_result"] = {
+                key: sum(metric_by_label(t, "vaultbundle_syncs_total", "result").get(key, 0.0) for t in texts)
+                for key in sorted({k for t in texts for k in metric_by_label(t, "vaultbundle_syncs_total", "result")})
+            }
+            result["syncs_per_shard"] = [metric_sum(t, "vaultbundle_syncs_total", result="Synced") for t in texts]
+            return result
+        finally:
+            result["operator_exit_codes"] = [op.stop() for op in operators]
+            result["operator_logs"] = [str(op.log) for op in operators]
+            say(f"[{bench.run_id}] cleanup")
+            result["cleanup"] = bench.cleanup()
