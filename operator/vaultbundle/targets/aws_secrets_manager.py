@@ -37,7 +37,7 @@ from botocore.config import Config
 from ..selection import SelectionError, select
 from ..spec import CrossNamespaceError, Selection, SpecError, boolean, obj, string, string_map
 from ..vault import Vault
-from .base import Owner, Plan, TargetContext, TargetError
+from .base import Owner, Plan, TargetContext, TargetError, refuse_unowned
 from .naming import NameRule, Naming, parse_naming, remote_names
 
 MANAGED_BY_TAG = "managed-by"
@@ -537,19 +537,7 @@ class AwsSecretsManagerTarget:
                 plan.update.append(name)
             if any(remote.tags.get(k) != v for k, v in self._tags().items()):
                 state.retag.append(name)
-        if foreign:
-            raise TargetError(
-                "SecretNotOwned",
-                f"secrets managed by another VaultBundle are never taken over: {', '.join(foreign)}",
-                retry=False,
-            )
-        if unowned:
-            raise TargetError(
-                "SecretNotOwned",
-                f"secrets exist that vaultbundle does not manage (no {OWNER_TAG} tag): {', '.join(unowned)}; "
-                "nothing was written; set adopt: true to take them over, or rename",
-                retry=False,
-            )
+        refuse_unowned(foreign, unowned, f"{OWNER_TAG} tag")
         if self.spec.prune and self.spec.mode == "PerKey":
             state.doomed = {n: arn for n, arn in self._owned_elsewhere().items() if n not in desired}
             plan.delete = sorted(state.doomed)

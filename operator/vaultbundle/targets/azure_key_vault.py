@@ -39,7 +39,7 @@ from typing import Any, TypeVar
 from ..selection import SelectionError, select
 from ..spec import CrossNamespaceError, SecretRef, Selection, SpecError, boolean, obj, string, string_map
 from ..vault import Vault
-from .base import Owner, Plan, TargetContext, TargetError
+from .base import Owner, Plan, TargetContext, TargetError, refuse_unowned
 from .naming import NameRule, Naming, parse_naming, remote_names
 
 MANAGED_BY_TAG = "managed-by"
@@ -486,19 +486,7 @@ class AzureKeyVaultTarget:
                     plan.unchanged += 1
                     if tags:
                         state.retag.append(name)
-        if foreign:
-            raise TargetError(
-                "SecretNotOwned",
-                f"secrets managed by another VaultBundle are never taken over: {', '.join(foreign)}",
-                retry=False,
-            )
-        if unowned:
-            raise TargetError(
-                "SecretNotOwned",
-                f"secrets exist that vaultbundle does not manage (no {OWNER_TAG} tag): {', '.join(unowned)}; "
-                "nothing was written; set adopt: true to take them over, or rename",
-                retry=False,
-            )
+        refuse_unowned(foreign, unowned, f"{OWNER_TAG} tag")
         if self.spec.prune:
             wanted = {name.lower() for name in desired}
             plan.delete = sorted(name for name in self._owned() if name.lower() not in wanted)

@@ -66,6 +66,24 @@ def diff(current: Mapping[str, bytes], desired: Mapping[str, bytes], *, prune: b
     return plan
 
 
+def refuse_unowned(foreign: list[str], unowned: list[str], marker: str) -> None:
+    """Stop a plan that would touch secrets we do not own: another VaultBundle's are never taken over, unmarked
+    ones only with adopt. Raises before anything is written; lists every offender by name."""
+    if foreign:
+        raise TargetError(
+            "SecretNotOwned",
+            f"secrets managed by another VaultBundle are never taken over: {', '.join(foreign)}",
+            retry=False,
+        )
+    if unowned:
+        raise TargetError(
+            "SecretNotOwned",
+            f"secrets exist that vaultbundle does not manage (no {marker}): {', '.join(unowned)}; "
+            "nothing was written; set adopt: true to take them over, or rename",
+            retry=False,
+        )
+
+
 @dataclass(frozen=True)
 class Owner:
     """The VaultBundle a target belongs to; its namespace bounds every read and write."""
