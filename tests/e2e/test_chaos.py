@@ -12,7 +12,8 @@ import hvac
 import pytest
 from kubernetes import config as k8s_config
 from tests.conftest import REPO
-from tests.e2e.test_operator import Scenario, _get, kubectl, start_operator, stop_operator, wait_for
+from tests.e2e.helpers import http_get, wait_for
+from tests.e2e.test_operator import Scenario, kubectl, start_operator, stop_operator
 
 pytestmark = pytest.mark.testbed
 
@@ -62,7 +63,7 @@ def test_operator_killed_mid_fan_out_converges(testbed: dict[str, str], tmp_path
     vault = hvac.Client(url=testbed["VAULT_ADDR"], token=testbed["VAULT_TOKEN"])
 
     def github() -> dict[str, str]:
-        secrets = json.loads(_get(f"{testbed['GITHUB_API_URL']}/_fake/secrets"))
+        secrets = json.loads(http_get(f"{testbed['GITHUB_API_URL']}/_fake/secrets"))
         return {s["name"]: s["value"] for s in secrets if s.get("repo") == scenario.ns}
 
     def vault_data() -> dict[str, str]:

@@ -17,7 +17,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from tests.conftest import REPO
+from tests.e2e.helpers import http_get, wait_for
 
 from vaultbundle import bundles
 from vaultbundle.bundles import Layout
@@ -46,25 +46,6 @@ PASSPHRASE = "chart-rbac-passphrase-0123456789"
 CANARY = "CANARY-" + uuid.uuid4().hex
 # What kopf and our own client print when the apiserver refuses a request.
 DENIED = re.compile(r"forbidden|not enough permissions|HTTP 403|code: 403|'code': 403|\"code\": 403", re.IGNORECASE)
-
-
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.2)
-
-
-def _get(url: str) -> str:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return str(response.read().decode())
-    except OSError:
-        return ""
 
 
 def run(*command: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -135,7 +116,7 @@ def start_operator(kubeconfig: Path, digest_key: Path, log: Path, *scope: str) -
         process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env)
     operator = Operator(process, log, port)
     try:
-        wait_for(lambda: _get(f"http://127.0.0.1:{port}/readyz") == "ready\n", "the operator's /readyz", timeout=60)
+        wait_for(lambda: http_get(f"http://127.0.0.1:{port}/readyz") == "ready\n", "the operator's /readyz", timeout=60)
     except BaseException:
         stop_operator(operator)
         raise

@@ -14,9 +14,8 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from tests.conftest import REPO
+from tests.e2e.helpers import http_get, metric_sum, wait_for
 
 from vaultbundle import bundles
 from vaultbundle.bundles import Layout
@@ -42,43 +42,13 @@ ROTATED = "rotated-passphrase-0123456789"
 CANARY = "CANARY-" + uuid.uuid4().hex  # must reach the Secret and nothing else
 
 
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.2)
-
-
-def _get(url: str) -> str:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return str(response.read().decode())
-    except OSError:
-        return ""
-
-
-def metric_sum(text: str, name: str, **labels: str) -> float:
-    """Sum a Prometheus metric family, keeping samples whose labels include *labels*."""
-    total = 0.0
-    for line in text.splitlines():
-        if not line.startswith(name) or line[len(name)] not in " {":
-            continue
-        if all(f'{key}="{value}"' in line for key, value in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
 @dataclass
 class Operator:
     log: Path
     port: int
 
     def metric(self, name: str, **labels: str) -> float:
-        return metric_sum(_get(f"http://127.0.0.1:{self.port}/metrics"), name, **labels)
+        return metric_sum(http_get(f"http://127.0.0.1:{self.port}/metrics"), name, **labels)
 
 
 def kubectl(testbed: dict[str, str], *args: str) -> None:
@@ -119,7 +89,7 @@ def start_operator(testbed: dict[str, str], log: Path, *extra: str) -> tuple[sub
         process = subprocess.Popen(
             command, stdout=sink, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
         )
-    wait_for(lambda: _get(f"http://127.0.0.1:{port}/readyz") == "ready\n", "the operator's /readyz", timeout=60)
+    wait_for(lambda: http_get(f"http://127.0.0.1:{port}/readyz") == "ready\n", "the operator's /readyz", timeout=60)
     return process, port
 
 
@@ -143,7 +113,7 @@ def operator(testbed: dict[str, str], tmp_path_factory: pytest.TempPathFactory) 
     log = tmp_path_factory.mktemp("operator") / "operator.log"
     process, port = start_operator(testbed, log)
     try:
-        assert _get(f"http://127.0.0.1:{port}/healthz") == "ok\n"
+        assert http_get(f"http://127.0.0.1:{port}/healthz") == "ok\n"
         yield Operator(log, port)
     finally:
         stop_operator(process, log)
@@ -258,7 +228,7 @@ def scenario(testbed: dict[str, str], kube: k8s.ApiClient, operator: Operator) -
     ):
         assert CANARY not in status and PASSPHRASE not in status
     assert not any(CANARY in message or PASSPHRASE in message for _, _, message in made.events())
-    exposed = _get(f"http://127.0.0.1:{operator.port}/metrics")
+    exposed = http_get(f"http://127.0.0.1:{operator.port}/metrics")
     assert "vaultbundle_syncs_total" in exposed and CANARY not in exposed and PASSPHRASE not in exposed
     made.core.delete_namespace(made.ns)
 
@@ -631,7 +601,7 @@ def test_fan_out_to_every_store_with_one_store_down(scenario: Scenario, testbed:
     assert scenario.data("fan-env") == expected
     github = {
         s["name"]: s["value"]
-        for s in json.loads(_get(f"{testbed['GITHUB_API_URL']}/_fake/secrets"))
+        for s in json.loads(http_get(f"{testbed['GITHUB_API_URL']}/_fake/secrets"))
         if s.get("repo") == scenario.ns
     }
     assert github == expected  # the fake decrypted every sealed box to the bundle's plaintext
