@@ -83,7 +83,7 @@ async def _pool_round(pool: CryptoPool, pairs: list[tuple[str, str]], iterations
 
 
 async def _warm(pool: CryptoPool, pairs: Pairs, workers: int) -> None:
-    """Start the forkserver and every worker process before timing (cheap derivations, own pairs)."""
+    """Start every worker thread before timing (cheap derivations, own pairs)."""
     await asyncio.gather(*(pool.aderive(p, s, 1000) for p, s in pairs.take(workers * 2)))
 
 

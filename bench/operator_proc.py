@@ -63,7 +63,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 def descendants(pid: int) -> list[int]:
-    """Every live descendant of *pid* (the crypto pool's forkserver and workers), from /proc."""
+    """Every live descendant of *pid* (none since the crypto workers are threads; kept to prove it), from /proc."""
     parents: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():

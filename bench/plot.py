@@ -1,4 +1,4 @@
-"""The results PNG: KDF throughput, loop lag, time-to-Ready per N (matplotlib, Agg backend)."""
+"""The results PNG: KDF throughput, loop lag, time-to-Ready per N, cost per bundle size (matplotlib, Agg)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,9 @@ def plot(result: dict[str, Any], path: Path) -> None:
     k = result["kdf"]
     detail = k["detail"]
     scale = result["scale"]
-    figure, axes = plt.subplots(1, 3 if scale else 2, figsize=(16 if scale else 11, 4.8))
+    sizes = result.get("bundle_size") or []
+    panels = 2 + bool(scale) + bool(sizes)
+    figure, axes = plt.subplots(1, panels, figsize=(5.4 * panels, 4.8))
 
     labels = ["raw 1 core", "inline"] + [f"pool {w}" for w in k["pool_per_s"]]
     spreads = [detail["raw"], detail["inline"]] + [detail["pool"][w] for w in k["pool_per_s"]]
@@ -65,10 +67,21 @@ def plot(result: dict[str, Any], path: Path) -> None:
         ax.set_title("scale on the test bed's kube-apiserver")
         ax.legend(fontsize=8)
 
+    if sizes:
+        ax = axes[-1]
+        envelope = [b["envelope_bytes"] for b in sizes]
+        ax.loglog(envelope, [b["total_ms"] for b in sizes], marker="o", label="decrypt + parse + digest (CPU)")
+        ax.loglog(envelope, [b["loop_stall_ms"] for b in sizes], marker="s", label="event loop blocked")
+        ax.axhline(50, color="red", linestyle="--", label="50 ms")
+        ax.set_xlabel("envelope bytes (keys or file bytes grow)")
+        ax.set_ylabel("ms per changed bundle")
+        ax.set_title("cost per bundle size")
+        ax.legend(fontsize=8)
+
     machine = result["machine"]
     figure.suptitle(
         f"vaultbundle bench ({result.get('mode')}) — {machine['cpus']} cores, loadavg "
-        f"{machine['loadavg_start']} → {machine.get('loadavg_end')} (shared, noisy machine)",
+        f"{machine['loadavg_start']} → {machine.get('loadavg_end')}",
         fontsize=10,
     )
     figure.tight_layout()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import secrets
 import subprocess
 import time
@@ -33,7 +34,7 @@ from vaultbundle.crypto.configblob import BootstrapConfig
 from vaultbundle.pool import CryptoPool
 from vaultbundle.remote import S3Objects
 
-from .operator_proc import HealthProbe, OperatorProcess, metric_by_label, metric_sum
+from .operator_proc import HealthProbe, OperatorProcess, cpu_seconds, metric_by_label, metric_sum
 
 REPO = Path(__file__).resolve().parent.parent
 GROUP, VERSION, PLURAL = "vaultbundle.io", "v1alpha1", "vaultbundles"
@@ -61,6 +62,30 @@ def read_env(path: Path) -> dict[str, str]:
             key, _, value = line.partition("=")
             values[key.strip()] = value.strip()
     return values
+
+
+def bed_pids(env_path: Path) -> dict[str, int]:
+    """PIDs of the test bed's servers (kube-apiserver, etcd, moto, ...) from its pids.json next to the env file."""
+    try:
+        records = json.loads((env_path.parent / "pids.json").read_text())["components"]
+    except (OSError, ValueError, KeyError):
+        return {}
+    return {record["name"]: int(record["pid"]) for record in records}
+
+
+def cpu_now(operators: list[OperatorProcess], bed: dict[str, int]) -> dict[str, float]:
+    """CPU seconds used so far by the operator(s) (every thread), this bench process and each test-bed server."""
+    times = os.times()
+    return {
+        "operator": sum(cpu_seconds(op.pid) for op in operators),
+        "bench": times.user + times.system,
+        **{name: cpu_seconds(pid) for name, pid in bed.items()},
+    }
+
+
+def cpu_used(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    used = {name: round(after[name] - before[name], 2) for name in before}
+    return {**used, "total": round(sum(used.values()), 2)}
 
 
 def connect(env_path: Path) -> tuple[dict[str, str], k8s.ApiClient]:
@@ -326,6 +351,7 @@ def run_case(
     logs: Path,
     ready_timeout: float,
     say: Callable[[str], None],
+    bed: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     bench = Case(env, api, case, refresh_s)
     result: dict[str, Any] = {
@@ -349,9 +375,13 @@ def run_case(
             say(f"[{bench.run_id}] creating {case.n} VaultBundles")
             probe = HealthProbe(operators[0].port)
             with probe:
+                cpu_before = cpu_now(operators, bed or {})
                 started = time.perf_counter()
                 result["create_s"] = round(bench.create_vaultbundles(), 2)
                 ready_s, reasons, curve = bench.wait_ready(started, ready_timeout)
+                # where the machine's CPU went until all were Ready (capacity: cores x wall time)
+                result["cpu_s_during_ready"] = cpu_used(cpu_before, cpu_now(operators, bed or {}))
+                result["cpu_capacity_s"] = round((time.perf_counter() - started) * (os.cpu_count() or 1), 2)
             result["ready_s"] = None if ready_s is None else round(ready_s, 2)
             result["ready_reasons"] = dict(reasons)
             result["ready_curve"] = curve
@@ -359,7 +389,8 @@ def run_case(
             # the operator's counter; the PBKDF2 work really needed is 1 per process (shared) or N (distinct)
             result["kdf_metric_during_ready"] = _totals(operators)["kdf"]
             result["kdf_needed_during_ready"] = case.shards if case.mode == "shared" else case.n
-            say(f"[{bench.run_id}] ready_s={result['ready_s']} reasons={dict(reasons)}")
+            cpu = result["cpu_s_during_ready"]
+            say(f"[{bench.run_id}] ready_s={result['ready_s']} reasons={dict(reasons)} cpu_s={cpu}")
             if ready_s is None:
                 result["error"] = f"not all Ready within {ready_timeout:.0f}s"
                 return result
@@ -372,9 +403,11 @@ def run_case(
             before = _totals(operators)
             probe = HealthProbe(operators[0].port)
             window_started = time.perf_counter()
+            cpu_before = cpu_now(operators, bed or {})
             with probe:
                 cycle_s = _wait_idle(operators, before["idle"], case.n, cycle_timeout)
             after = _totals(operators)
+            result["cpu_s_during_idle"] = cpu_used(cpu_before, cpu_now(operators, bed or {}))
             writes = audit_writes(env, offset, set(bench.namespaces))
             result.update(
                 idle_cycle_s=None if cycle_s is None else round(cycle_s, 2),  # None: no full cycle in the cap

@@ -3,9 +3,16 @@
 * `KeyCache`: bounded LRU of derived keys, keyed by HMAC-SHA256 under a per-process random key of
   (passphrase, salt, iterations), so an unchanged bundle never pays PBKDF2 twice and the cache's keys say
   nothing about the passphrase even in a memory dump of the index.
-* `CryptoPool`: runs key derivation (and decryption of large envelopes) in a process pool. The async API
-  (for the operator) never blocks the event loop and coalesces concurrent derivations of the same key; the
-  sync API serves the CLI. `workers=0` runs everything inline (tests, tiny tools).
+* `CryptoPool`: runs key derivation on a pool of worker threads. The async API (for the operator) never
+  blocks the event loop and coalesces concurrent derivations of the same key; the sync API serves the CLI.
+  `workers=0` derives inline (tests, tiny tools).
+
+Why threads and not processes: `cryptography`'s PBKDF2 runs in OpenSSL with the GIL released
+(tests/unit/test_pool.py proves it), so N threads derive N keys at once on N cores, as N processes would,
+without ~40 MiB per worker process (each re-imports the operator), a forkserver, a writable socket
+directory, or key material pickled across processes. AES-GCM, by contrast, holds the GIL, so a worker
+thread would not help it: envelopes are decrypted inline, about 0.6 ms per MiB, and an envelope is at most
+`remote.MAX_OBJECT_BYTES` (64 MiB), so one decryption can pause the loop for about 40 ms at worst.
 """
 
 from __future__ import annotations
@@ -13,29 +20,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import multiprocessing
 import os
 import struct
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
 from .crypto import rqe1
 from .crypto.kdf import DerivedKey, derive_key
-
-INLINE_DECRYPT_MAX = 256 * 1024  # AES-GCM on this much takes well under a millisecond; IPC would cost more
-
-
-def _derive_bytes(passphrase: str, salt: str, iterations: int) -> bytes:
-    return derive_key(passphrase, salt, iterations).reveal()
-
-
-def _open_bytes(key: bytes, blob: bytes) -> bytes:
-    return rqe1.open_envelope(DerivedKey(key), blob)
 
 
 @dataclass
@@ -110,16 +105,15 @@ class CryptoPool:
             return None
         with self._executor_lock:
             if self._executor is None:
-                # forkserver: never fork a process that runs an event loop and threads.
-                context = multiprocessing.get_context("forkserver")
-                self._executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
+                self._executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="vaultbundle-crypto")
             return self._executor
 
     def warm(self) -> None:
-        """Start the worker processes now, so the first derivations do not also pay for process start-up."""
+        """Start every worker thread now, so the first derivations do not also pay for thread start-up."""
         pool = self._pool()
         if pool is not None:
-            list(pool.map(abs, range(self.workers)))
+            barrier = threading.Barrier(self.workers)  # each task waits for all others: one task per thread
+            list(pool.map(lambda _: barrier.wait(timeout=60), range(self.workers)))
 
     def _derived(self, fingerprint: bytes, key: DerivedKey, started: float) -> DerivedKey:
         self.cache.put(fingerprint, key)
@@ -146,27 +140,19 @@ class CryptoPool:
         if key is None:
             started = time.monotonic()
             pool = self._pool()
-            raw = (
-                _derive_bytes(passphrase, salt, iterations)
+            key = (
+                derive_key(passphrase, salt, iterations)
                 if pool is None
-                else pool.submit(_derive_bytes, passphrase, salt, iterations).result()
+                else pool.submit(derive_key, passphrase, salt, iterations).result()
             )
-            key = self._derived(fingerprint, DerivedKey(raw), started)
+            key = self._derived(fingerprint, key, started)
         return key
 
     def open_envelope(self, blob: bytes, passphrase: str, salt: str, iterations: int) -> bytes:
         rqe1.check_envelope(blob)  # structural errors never cost a derivation
-        key = self.derive(passphrase, salt, iterations)
-        pool = self._pool()
-        if pool is None or len(blob) <= INLINE_DECRYPT_MAX:
-            return rqe1.open_envelope(key, blob)
-        return pool.submit(_open_bytes, key.reveal(), blob).result()
+        return rqe1.open_envelope(self.derive(passphrase, salt, iterations), blob)
 
     # -- async API (operator) ---------------------------------------------------------------------------
-    async def _run(self, fn: Any, *args: Any) -> Any:
-        pool = self._pool()
-        return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
-
     async def aderive(self, passphrase: str, salt: str, iterations: int) -> DerivedKey:
         fingerprint = self.cache.fingerprint(passphrase, salt, iterations)
         key = self.cache.get(fingerprint)
@@ -179,9 +165,10 @@ class CryptoPool:
         self._inflight[fingerprint] = future
         try:
             started = time.monotonic()
-            key = self._derived(
-                fingerprint, DerivedKey(await self._run(_derive_bytes, passphrase, salt, iterations)), started
+            derived = await asyncio.get_running_loop().run_in_executor(
+                self._pool(), derive_key, passphrase, salt, iterations
             )
+            key = self._derived(fingerprint, derived, started)
             future.set_result(key)
             return key
         except BaseException as exc:
@@ -193,8 +180,4 @@ class CryptoPool:
 
     async def aopen_envelope(self, blob: bytes, passphrase: str, salt: str, iterations: int) -> bytes:
         rqe1.check_envelope(blob)
-        key = await self.aderive(passphrase, salt, iterations)
-        if len(blob) <= INLINE_DECRYPT_MAX:
-            return rqe1.open_envelope(key, blob)
-        result: bytes = await self._run(_open_bytes, key.reveal(), blob)
-        return result
+        return rqe1.open_envelope(await self.aderive(passphrase, salt, iterations), blob)

@@ -131,6 +131,14 @@ def _conditions(
     return result
 
 
+def content_items(bundle: Bundle) -> dict[str, bytes]:
+    """What the content digest covers: every key/value and every file of the bundle."""
+    return {
+        **{f"kv:{k}": v.encode() for k, v in bundle.vault.kv.items()},
+        **{f"file:{k}": v for k, v in bundle.vault.files.items()},
+    }
+
+
 def _timestamp_epoch(timestamp: str) -> float:
     return datetime.strptime(timestamp, "%Y%m%d-%H%M%S").replace(tzinfo=UTC).timestamp()
 
@@ -267,12 +275,7 @@ class Reconciler:
         if not failed and not parsed.dry_run:
             floor = max(floor, bundle.timestamp)
             metrics.BUNDLE_AGE.applied[(observed.namespace, observed.name)] = _timestamp_epoch(bundle.timestamp)
-        content_digest = self.digester.digest(
-            {
-                **{f"kv:{k}": v.encode() for k, v in bundle.vault.kv.items()},
-                **{f"file:{k}": v for k, v in bundle.vault.files.items()},
-            }
-        )
+        content_digest = await asyncio.to_thread(self.digester.digest, content_items(bundle))
         extra = {
             "bundle": {
                 "layout": bundle.layout.value,
@@ -343,7 +346,11 @@ class Reconciler:
         envelope = await asyncio.to_thread(bundles.fetch, objects, config, pointer)
         plaintext = await self.pool.aopen_envelope(envelope, passphrase, config.salt, config.iterations)
         generation = await asyncio.to_thread(bundles.read_generation, objects, config, pointer.layout)
-        return bundles.finish(pointer, plaintext, generation, env=config.env, env_file=parsed.env_file), pointer
+        # ZIP inflation, CRCs and HMACs run without the GIL: a large bundle is parsed off the event loop
+        bundle = await asyncio.to_thread(
+            bundles.finish, pointer, plaintext, generation, env=config.env, env_file=parsed.env_file
+        )
+        return bundle, pointer
 
     async def _sync_target(
         self, observed: Observed, parsed: VaultBundleSpec, target: TargetSpec, bundle: Bundle

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from bench.bundle_size import Shape, measure_bundle_sizes
 from bench.kdf import KdfSizes, measure_kdf, measure_loop_lag
 from bench.run import evaluate, machine_info, markdown
 
@@ -19,6 +20,7 @@ def test_kdf_and_loop_lag_shape() -> None:
         "kdf": kdf,
         "loop_lag_ms": lag,
         "scale": [],
+        "bundle_size": measure_bundle_sizes((Shape(3, 0), Shape(2, 2 * 1024 * 1024)), repeats=1),
     }
     json.loads(json.dumps(result))  # serialisable as written
 
@@ -34,7 +36,13 @@ def test_kdf_and_loop_lag_shape() -> None:
     assert lag["bundles"] == 5 and lag["derivations"] == 5  # distinct passphrases: nothing came from the cache
     assert set(lag["baseline_idle"]) >= {"p99", "max"}
 
+    small, large = result["bundle_size"]
+    assert small["fits_one_kubernetes_secret"] and not large["fits_one_kubernetes_secret"]
+    assert large["envelope_bytes"] > 2 * 1024 * 1024 > small["envelope_bytes"]
+    assert all(b["loop_stall_ms"] >= 0 and b["total_ms"] > 0 for b in result["bundle_size"])
+
     targets = evaluate(result)
     assert targets[0]["target"].startswith("loop lag") and isinstance(targets[0]["met"], bool)
     result["targets"] = targets
-    assert "| raw `cryptography`, 1 core |" in markdown(result)
+    table = markdown(result)
+    assert "| raw `cryptography`, 1 core |" in table and "| 2, 2,097,152 |" in table

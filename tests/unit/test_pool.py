@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import pickle
+import threading
+import time
+from collections.abc import Callable
 
 import pytest
 
 from vaultbundle.crypto import rqe1
 from vaultbundle.crypto.kdf import derive_key
 from vaultbundle.errors import BundleCorruptError, WrongPassphraseError
-from vaultbundle.pool import INLINE_DECRYPT_MAX, CryptoPool, KeyCache
+from vaultbundle.pool import CryptoPool, KeyCache
 
 SALT = "0123456789abcdef"
 
@@ -43,10 +46,10 @@ def test_structural_errors_cost_no_derivation() -> None:
     assert pool.cache.stats.derivations == 0
 
 
-def test_process_pool_sync_and_large_envelopes() -> None:
+def test_thread_pool_sync_and_large_envelopes() -> None:
     with CryptoPool(workers=2) as pool:
         key = derive_key("pw", SALT, 1000)
-        small, large = b"s" * 10, b"L" * (INLINE_DECRYPT_MAX + 1)
+        small, large = b"s" * 10, b"L" * (1024 * 1024)
         assert pool.open_envelope(rqe1.seal(key, small), "pw", SALT, 1000) == small
         assert pool.open_envelope(rqe1.seal(key, large), "pw", SALT, 1000) == large
         with pytest.raises(WrongPassphraseError):  # raised in a worker, arrives typed
@@ -70,10 +73,41 @@ async def test_async_failure_propagates_to_all_waiters_and_is_not_cached() -> No
     assert len(pool.cache) == 0 and not pool._inflight
 
 
-def test_errors_survive_pickling_across_processes() -> None:
-    error = WrongPassphraseError("m", hint="h")
-    clone = pickle.loads(pickle.dumps(error))
-    assert type(clone) is WrongPassphraseError and str(clone) == "m"
+def test_derived_keys_cannot_be_pickled() -> None:
+    """Keys never leave the process: nothing may serialise one by accident (a cache dump, a queue)."""
+    with pytest.raises(TypeError, match="pickled"):
+        pickle.dumps(derive_key("pw", SALT, 10))
+
+
+def _longest_main_thread_stall(work: Callable[[], object]) -> tuple[float, float]:
+    """Run *work* on a worker thread; return (its duration, the longest pause of a busy main thread meanwhile)."""
+    done = threading.Event()
+    took: list[float] = []
+
+    def run() -> None:
+        started = time.perf_counter()
+        work()
+        took.append(time.perf_counter() - started)
+        done.set()
+
+    worker = threading.Thread(target=run)
+    last = time.perf_counter()
+    longest = 0.0
+    worker.start()
+    while not done.is_set():
+        now = time.perf_counter()
+        longest, last = max(longest, now - last), now
+    worker.join()
+    return took[0], longest
+
+
+def test_worker_threads_derive_without_the_gil() -> None:
+    """The pool's premise: PBKDF2 runs without the GIL, so worker threads use other cores and the event-loop
+    thread never stalls for a derivation. A GIL-holding KDF would pause the main thread for (nearly) the
+    whole derivation; here every pause must be a small part of it."""
+    with CryptoPool(workers=1) as pool:
+        took, stall = _longest_main_thread_stall(lambda: pool.derive("pw", SALT, 3_000_000))
+    assert stall < took / 4, f"main thread stalled {stall * 1000:.1f} ms during a {took * 1000:.1f} ms derivation"
 
 
 async def test_on_derive_counts_real_derivations_only() -> None:

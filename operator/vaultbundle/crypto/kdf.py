@@ -35,7 +35,7 @@ class DerivedKey:
     __str__ = __repr__
 
     def __reduce__(self) -> tuple[type[DerivedKey], tuple[bytes]]:
-        return (DerivedKey, (self._key,))
+        raise TypeError("a DerivedKey cannot be pickled: key material never leaves the process")
 
 
 def check_params(salt: str, iterations: int) -> None:
