@@ -16,14 +16,20 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY requirements/operator.lock requirements/
 COPY operator/ operator/
 
-# The wheel, then a venv without pip in which only the wheel and its runtime dependencies are installed (no
-# extras yet: external-store targets come later). All dependencies ship binary wheels: no compiler is needed.
+# The wheel, then a venv without pip holding exactly the locked runtime closure (every store's SDK included),
+# each file checked against its sha256 in requirements/operator.lock, and the wheel itself without dependency
+# resolution. All dependencies ship binary wheels: no compiler is needed.
 RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
  && python -m venv --without-pip /opt/venv \
- && python -m pip --python /opt/venv/bin/python install --no-cache-dir /wheels/vaultbundle-*.whl \
+ && python -m pip --python /opt/venv/bin/python install --no-cache-dir --require-hashes --no-deps \
+      -r requirements/operator.lock \
+ && python -m pip --python /opt/venv/bin/python install --no-cache-dir --no-deps /wheels/vaultbundle-*.whl \
+ && python -m pip --python /opt/venv/bin/python check \
  && /opt/venv/bin/vaultbundle --version \
+ && /opt/venv/bin/python -c "import github, nacl, google.cloud.secretmanager, azure.keyvault.secrets, azure.identity, hvac" \
  && ! ls /opt/venv/lib/python3.11/site-packages | grep -E '^(pip|setuptools|wheel)([-_.]|$)'
 
 

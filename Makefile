@@ -2,9 +2,13 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml requirements/operator.lock | cksum | cut -d' ' -f1)
+LOCK   := requirements/operator.lock
+# Supply-chain tools in a venv of their own (they pin their own pip and would disturb the project's venv).
+TOOLS  := .venv-tools
+TOOLS_STAMP := $(TOOLS)/.installed-pip-tools-7.6.2-pip-audit-2.10.1
 
-.PHONY: help venv lint test test-unit demo testbed-up testbed-down testbed-status fuzz bench bench-smoke clean
+.PHONY: help venv lint test test-unit demo testbed-up testbed-down testbed-status fuzz bench bench-smoke lock audit clean
 FUZZ_SECONDS ?= 60
 
 help:
@@ -14,18 +18,24 @@ help:
 	@echo "make testbed-up|testbed-down|testbed-status"
 	@echo "make fuzz            long atheris runs of every parser (FUZZ_SECONDS each)"
 	@echo "make bench|bench-smoke  benchmarks on the test bed (bench/results/)"
+	@echo "make lock            re-resolve $(LOCK) (hashed runtime closure) after changing pyproject.toml"
+	@echo "make audit           pip-audit $(LOCK) against the PyPI/OSV vulnerability databases (needs them reachable)"
 
-$(STAMP): pyproject.toml
+# The runtime closure comes from the hashed lock (what the image ships); the test tools are added on top, and
+# tests/unit/test_lock.py fails if they moved any locked version.
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip==25.3
+	$(PY) -m pip install --quiet --require-hashes --no-deps -r $(LOCK)
 	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip check
 	touch $(STAMP)
 
 venv: $(STAMP)
 
 lint: venv
-	$(VENV)/bin/ruff check operator tests e2e fuzz bench
-	$(VENV)/bin/ruff format --check operator tests e2e fuzz bench
+	$(VENV)/bin/ruff check operator tests e2e fuzz bench requirements
+	$(VENV)/bin/ruff format --check operator tests e2e fuzz bench requirements
 	$(VENV)/bin/mypy
 
 test-unit: venv
@@ -65,5 +75,18 @@ fuzz: venv
 	$(PY) -m pip install --quiet atheris==3.0.0
 	$(PY) -m fuzz.run --all $(FUZZ_SECONDS)
 
+$(TOOLS_STAMP):
+	test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet pip==25.3 pip-tools==7.6.2 pip-audit==2.10.1
+	touch $(TOOLS_STAMP)
+
+lock: $(TOOLS_STAMP)
+	$(TOOLS)/bin/python requirements/lock.py $(TOOLS)/bin/pip-compile
+
+# Known vulnerabilities in the locked closure; requirements/audit-ignore.txt lists the accepted ones (reasons).
+audit: $(TOOLS_STAMP)
+	$(TOOLS)/bin/pip-audit --strict --progress-spinner off --require-hashes --disable-pip -r $(LOCK) \
+	  $$(sed -n 's/^\([A-Za-z][A-Za-z0-9-]*\).*/--ignore-vuln \1/p' requirements/audit-ignore.txt)
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache

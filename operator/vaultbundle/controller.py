@@ -194,12 +194,11 @@ def build_registry(config: Settings) -> kopf.OperatorRegistry:
     @kopf.on.startup(registry=registry)
     async def startup(**_: Any) -> None:
         # S3 and Kubernetes calls run in threads; the default pool (CPU count + 4) would queue them at scale
+        io_threads = max(8, config.max_concurrent * 2)
         asyncio.get_running_loop().set_default_executor(
-            concurrent.futures.ThreadPoolExecutor(
-                max_workers=max(8, config.max_concurrent * 2), thread_name_prefix="vaultbundle-io"
-            )
+            concurrent.futures.ThreadPoolExecutor(max_workers=io_threads, thread_name_prefix="vaultbundle-io")
         )
-        kube = Kube(load_api_client(config.kubeconfig))
+        kube = Kube(load_api_client(config.kubeconfig, connections=io_threads))
         pool = CryptoPool(workers=config.workers, on_derive=metrics.observe_kdf)
         await asyncio.to_thread(pool.warm)
         digester = Digester.from_file_or_random(config.digest_key_file)

@@ -29,12 +29,17 @@ class KubeError(Exception):
         self.status = status
 
 
-def load_api_client(kubeconfig: str | None = None) -> k8s.ApiClient:
+def load_api_client(kubeconfig: str | None = None, *, connections: int = 10) -> k8s.ApiClient:
+    """In-cluster credentials, else *kubeconfig*. *connections*: kept-alive connections to the API server —
+    match the threads making calls, or each call beyond the pool's size pays a new TLS handshake (on both ends).
+    """
+    configuration = k8s.Configuration()
     try:
-        k8s_config.load_incluster_config()
-        return k8s.ApiClient()
+        k8s_config.load_incluster_config(client_configuration=configuration)
     except k8s_config.ConfigException:
-        return k8s_config.new_client_from_config(config_file=kubeconfig)
+        k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    configuration.connection_pool_maxsize = connections
+    return k8s.ApiClient(configuration)
 
 
 class Kube:

@@ -2,7 +2,7 @@
 
 Same steps as the Dockerfile's builder stage (no Docker engine here): `pip wheel --no-deps` from a context that
 holds only what `.dockerignore` lets through, then a venv created `--without-pip` into which pip (from outside)
-installs the wheel and its runtime dependencies from the package index, without extras.
+installs requirements/operator.lock with `--require-hashes` and then the wheel with `--no-deps`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ import pytest
 
 import vaultbundle
 from tests.conftest import REPO
+from vaultbundle.targets import KNOWN_KINDS
 
-EXTRAS_ONLY = {"hvac", "pygithub", "pynacl", "google-cloud-secret-manager", "azure-keyvault-secrets", "azure-identity"}
+SDK_IMPORT = "import github, nacl, google.cloud.secretmanager, azure.keyvault.secrets, azure.identity, hvac"
+STORE_SDKS = {"hvac", "pygithub", "pynacl", "google-cloud-secret-manager", "azure-keyvault-secrets", "azure-identity"}
 
 
 def run(*command: str | Path, timeout: float = 600) -> str:
@@ -54,7 +56,11 @@ def test_fresh_venv_runs_the_cli(wheel: Path, tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     run(sys.executable, "-m", "venv", "--without-pip", venv)
     python = venv / "bin" / "python"
-    run(sys.executable, "-m", "pip", "--python", python, "install", "--quiet", "--no-cache-dir", wheel)
+    pip = (sys.executable, "-m", "pip", "--python", python)
+    lock = REPO / "requirements" / "operator.lock"
+    run(*pip, "install", "--quiet", "--require-hashes", "--no-deps", "-r", lock)
+    run(*pip, "install", "--quiet", "--no-deps", wheel)
+    run(*pip, "check")  # the locked closure satisfies every requirement of the wheel and of each other
 
     version = run(venv / "bin" / "vaultbundle", "--version")
     assert version.strip() == f"vaultbundle, version {vaultbundle.__version__}"
@@ -62,14 +68,17 @@ def test_fresh_venv_runs_the_cli(wheel: Path, tmp_path: Path) -> None:
     for flag in ("--all-namespaces", "--namespace", "--metrics-port", "--log-format", "--digest-key-file"):
         assert flag in usage, flag
 
-    # runtime dependencies only: no pip/setuptools in the venv, no extras' packages
+    # the locked runtime closure with every store's SDK, and no pip/setuptools in the venv
     installed = run(
         python, "-c", "import importlib.metadata as m; print('\\n'.join(d.metadata['Name'] for d in m.distributions()))"
     )
     names = {line.strip().lower() for line in installed.splitlines() if line.strip()}
     assert {"vaultbundle", "kopf", "kubernetes", "boto3", "cryptography"} <= names
     assert not names & {"pip", "setuptools", "wheel"}, names
-    assert not names & EXTRAS_ONLY, names
+    assert names >= STORE_SDKS, STORE_SDKS - names
     # the operator's modules import in the installed copy (not the repo's)
     where = run(python, "-c", "import vaultbundle.controller, vaultbundle; print(vaultbundle.__file__)")
     assert where.strip().startswith(str(venv))
+    # every store's SDK imports, and so every target kind loads (the image can serve any VaultBundle)
+    kinds = "from vaultbundle import targets; print(sorted(k for k in targets.KNOWN_KINDS if targets.load(k)))"
+    assert run(python, "-c", SDK_IMPORT + "; " + kinds).strip() == str(sorted(KNOWN_KINDS))

@@ -86,11 +86,18 @@ def test_every_base_is_pinned(stages: list[Stage]) -> None:
     assert len({stage.image for stage in stages}) == 1
 
 
-def test_builder_installs_only_the_wheel_without_extras(stages: list[Stage]) -> None:
+def test_builder_installs_the_hashed_lock_then_the_wheel(stages: list[Stage]) -> None:
+    """Dependencies come only from requirements/operator.lock, hash-checked; the wheel adds nothing to resolve."""
     run = " ".join(stages[0].all("RUN"))
     assert "pip wheel --no-deps" in run
-    assert re.search(r"install [^&]*/wheels/vaultbundle-\*\.whl(\s|$)", run), "install the wheel, without [extras]"
     assert "venv --without-pip /opt/venv" in run
+    steps = [step.strip() for step in run.split("&&")]
+    lock = next(i for i, s in enumerate(steps) if "-r requirements/operator.lock" in s)
+    assert "--require-hashes" in steps[lock] and "--no-deps" in steps[lock], steps[lock]
+    wheel = next(i for i, s in enumerate(steps) if re.search(r"install [^&]*/wheels/vaultbundle-\*\.whl$", s))
+    assert wheel > lock and "--no-deps" in steps[wheel], "install the wheel after the lock, without resolving"
+    assert any(s.endswith("pip --python /opt/venv/bin/python check") for s in steps[wheel:]), "pip check the venv"
+    assert "requirements/operator.lock requirements/" in stages[0].all("COPY")
 
 
 def test_final_stage_user_is_numeric_non_root(stages: list[Stage]) -> None:
@@ -161,7 +168,7 @@ def test_dockerignore_keeps_the_context_small() -> None:
                 result = not negate
         return result
 
-    for needed in ("pyproject.toml", "README.md", "operator/vaultbundle/cli.py"):
+    for needed in ("pyproject.toml", "README.md", "requirements/operator.lock", "operator/vaultbundle/cli.py"):
         assert not ignored(needed), f"{needed} is needed by the build but ignored"
     for kept_out in (".venv/bin/python", ".git/config", ".testbed/kubeconfig", "tests/conftest.py", "charts/x"):
         assert ignored(kept_out), f"{kept_out} would be sent to the build context"
