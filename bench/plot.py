@@ -69,12 +69,17 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
     if sizes:
         ax = axes[-1]
-        envelope = [b["envelope_bytes"] for b in sizes]
-        ax.loglog(envelope, [b["total_ms"] for b in sizes], marker="o", label="decrypt + parse + digest (CPU)")
-        ax.loglog(envelope, [b["loop_stall_ms"] for b in sizes], marker="s", label="event loop blocked")
+        for label, runs in (
+            ("keys grow", [b for b in sizes if not b["file_bytes"]]),
+            ("file grows", [b for b in sizes if b["file_bytes"]]),
+        ):
+            envelope = [b["envelope_bytes"] for b in runs]
+            ax.loglog(envelope, [b["total_ms"] for b in runs], marker="o", label=f"{label}: CPU")
+            stalls = [b["loop_stall_ms"] for b in runs]
+            ax.loglog(envelope, stalls, marker="s", linestyle=":", label=f"{label}: loop blocked")
         ax.axhline(50, color="red", linestyle="--", label="50 ms")
         ax.set_xlabel("envelope bytes (keys or file bytes grow)")
-        ax.set_ylabel("ms per changed bundle")
+        ax.set_ylabel("ms per changed bundle (CPU: decrypt + parse + digest)")
         ax.set_title("cost per bundle size")
         ax.legend(fontsize=8)
 

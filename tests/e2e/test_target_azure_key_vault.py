@@ -70,13 +70,21 @@ def owner() -> Owner:
     return Owner("ns", f"web-{uuid.uuid4().hex[:6]}", "uid")
 
 
-def context(bed: dict[str, str], owner: Owner, secrets: dict[tuple[str, str], str] | None = None) -> TargetContext:
+# Each target's status entry between syncs, as reconcile keeps it (keyed by owner and naming prefix).
+STATUS: dict[tuple[Owner, str], dict[str, Any]] = {}
+
+
+def context(
+    bed: dict[str, str], owner: Owner, secrets: dict[tuple[str, str], str] | None, previous: dict[str, Any]
+) -> TargetContext:
     values = {("vault-ca", "ca.crt"): Path(bed["AZURE_KEYVAULT_CA_FILE"]).read_text(), **(secrets or {})}
 
     async def read_secret(name: str, key: str) -> str:
         return values[(name, key)]
 
-    return TargetContext(kube=None, owner=owner, digester=Digester(b"k" * 32), previous={}, read_secret=read_secret)  # type: ignore[arg-type]
+    return TargetContext(
+        kube=None, owner=owner, digester=Digester(b"k" * 32), previous=previous, read_secret=read_secret
+    )  # type: ignore[arg-type]
 
 
 def spec(bed: dict[str, str], prefix: str, **extra: Any) -> dict[str, Any]:
@@ -105,7 +113,8 @@ async def sync(
 ) -> Run:
     parsed = KIND.parse(raw, PATH)
     desired = KIND.desired(vault, parse_selection(raw, PATH), parsed)
-    target = await KIND.connect(parsed, context(bed, owner, secrets))
+    key = (owner, str(raw["naming"]["prefix"]))
+    target = await KIND.connect(parsed, context(bed, owner, secrets, STATUS.get(key, {})))
     assert isinstance(target, AzureKeyVaultTarget)
     assert target.describe() == f"Azure Key Vault {bed['AZURE_KEYVAULT_URL']}"
     run = Run()
@@ -129,6 +138,7 @@ async def sync(
     run.plan = await target.plan(desired)
     if run.plan.changed:
         await target.apply(run.plan, desired)
+    STATUS[key] = target.status_extra()
     return run
 
 
@@ -211,6 +221,22 @@ async def test_prune_soft_deletes_only_ours_and_recovers(
     assert back.writes == [("begin_recover_deleted_secret", f"{prefix}B"), ("set_secret", f"{prefix}B")]
     assert admin.get_secret(f"{prefix}B").value == "two"
     assert (await sync({**raw, "prune": True}, Vault(kv={"A": "1", "B": "two"}), bed, owner)).writes == []
+
+
+async def test_two_targets_of_one_vaultbundle_never_prune_each_other(
+    bed: dict[str, str], admin: SecretClient, prefix: str, owner: Owner
+) -> None:
+    """Nested naming prefixes on one vault, both with prune: each deletes only what it wrote itself."""
+    outer, inner = spec(bed, prefix, prune=True), spec(bed, f"{prefix}db-", prune=True)
+    await sync(outer, Vault(kv={"A": "1", "B": "2"}), bed, owner)
+    await sync(inner, Vault(kv={"X": "3"}), bed, owner)
+    again = await sync(outer, Vault(kv={"A": "1", "B": "2"}), bed, owner)  # {prefix}db-X: ours, under the prefix
+    assert again.plan.delete == [] and again.writes == []
+    assert STATUS[(owner, prefix)]["managedSecrets"] == [f"{prefix}a", f"{prefix}b"]
+    shrunk = await sync(outer, Vault(kv={"A": "1"}), bed, owner)
+    assert shrunk.plan.delete == [f"{prefix}B"]
+    assert admin.get_secret(f"{prefix}db-X").value == "3"
+    assert not (await sync(inner, Vault(kv={"X": "3"}), bed, owner)).plan.changed
 
 
 async def test_unowned_secret_left_alone_unless_adopt(

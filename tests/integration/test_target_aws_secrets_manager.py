@@ -64,8 +64,14 @@ async def read_secret(name: str, key: str) -> str:
     return CREDENTIALS[(name, key)]
 
 
-def context() -> TargetContext:
-    return TargetContext(kube=None, owner=OWNER, digester=Digester(b"k" * 32), previous={}, read_secret=read_secret)  # type: ignore[arg-type]
+# Each target's status entry between syncs, as reconcile keeps it (keyed by namePrefix: one target per prefix).
+STATUS: dict[str, dict[str, Any]] = {}
+
+
+def context(previous: dict[str, Any]) -> TargetContext:
+    return TargetContext(
+        kube=None, owner=OWNER, digester=Digester(b"k" * 32), previous=previous, read_secret=read_secret
+    )  # type: ignore[arg-type]
 
 
 class Run:
@@ -83,7 +89,8 @@ class Run:
 async def sync(raw: dict[str, Any], vault: Vault) -> Run:
     spec = KIND.parse(raw, PATH)
     desired = KIND.desired(vault, parse_selection(raw, PATH), spec)
-    target = await KIND.connect(spec, context())
+    key = str(raw.get("namePrefix", ""))
+    target = await KIND.connect(spec, context(STATUS.get(key, {})))
     assert isinstance(target, AwsSecretsManagerTarget)
     assert target.describe().startswith(("AWS Secrets Manager us-east-1", "AWS secret "))
     run = Run()
@@ -95,6 +102,7 @@ async def sync(raw: dict[str, Any], vault: Vault) -> Run:
     run.plan = await target.plan(desired)
     if run.plan.changed:
         await target.apply(run.plan, desired)
+    STATUS[key] = target.status_extra()
     return run
 
 
@@ -195,6 +203,36 @@ async def test_prune_deletes_only_our_secrets_and_restores_them(endpoint: str, a
 
     again = await sync({**raw, "prune": True}, Vault(kv={"A": "1", "B": "two"}))
     assert again.writes == [] and not again.plan.changed
+
+
+async def test_two_targets_of_one_vaultbundle_never_prune_each_other(endpoint: str, admin: Any, prefix: str) -> None:
+    """Nested prefixes in one region, both with prune: each deletes only what it wrote itself."""
+    outer, inner = spec(endpoint, prefix, prune=True), spec(endpoint, f"{prefix}db/", prune=True)
+    await sync(outer, Vault(kv={"A": "1", "B": "2"}))
+    await sync(inner, Vault(kv={"X": "3"}))
+    again = await sync(outer, Vault(kv={"A": "1", "B": "2"}))  # {prefix}db/X is ours and under the prefix
+    assert again.plan.delete == [] and again.writes == []
+    assert STATUS[prefix]["managedSecrets"] == [f"{prefix}A", f"{prefix}B"]
+    assert STATUS[f"{prefix}db/"]["managedSecrets"] == [f"{prefix}db/X"]
+    shrunk = await sync(outer, Vault(kv={"A": "1"}))
+    assert shrunk.plan.delete == [f"{prefix}B"]
+    assert "DeletedDate" not in admin.describe_secret(SecretId=f"{prefix}db/X")
+    inner_again = await sync(inner, Vault(kv={"X": "3"}))
+    assert inner_again.plan.delete == [] and not inner_again.plan.changed
+
+
+async def test_prune_after_an_upgrade_without_status_books(endpoint: str, admin: Any, prefix: str) -> None:
+    """Status from before `managedSecrets` existed: the first sync records what this target holds, so a key
+    that leaves the bundle afterwards is pruned; nothing is deleted on the strength of the owner tag alone."""
+    raw = spec(endpoint, prefix, prune=True)
+    await sync(raw, Vault(kv={"A": "1", "B": "2"}))
+    STATUS[prefix] = {}  # as an operator version without the books left it
+    first = await sync(raw, Vault(kv={"A": "1"}))
+    assert first.plan.delete == [] and STATUS[prefix]["managedSecrets"] == [f"{prefix}A"]
+    assert "DeletedDate" not in admin.describe_secret(SecretId=f"{prefix}B")  # unknown to the books: kept
+    await sync(raw, Vault(kv={"A": "1", "C": "3"}))
+    later = await sync(raw, Vault(kv={"A": "1"}))
+    assert later.plan.delete == [f"{prefix}C"]
 
 
 async def test_force_delete_without_recovery(endpoint: str, admin: Any, prefix: str) -> None:

@@ -12,9 +12,10 @@ delete_secret; `sts.assume_role` only with roleArn.
   `adopt: true`; another VaultBundle's secret never is.
 * Idempotence: current values are read (GetSecretValue) and compared; an equal value is not written, so no new
   version appears.
-* Prune (PerKey only): secrets carrying our owner tag, under `namePrefix`, that left the selection are deleted
-  with a recovery window (`recoveryWindowDays`). A secret of ours that is scheduled for deletion and comes back
-  into the selection is restored, then updated.
+* Prune (PerKey only): secrets carrying our owner tag, under `namePrefix`, that this target wrote (status
+  `managedSecrets`) and that left the selection are deleted with a recovery window (`recoveryWindowDays`);
+  two targets of one VaultBundle in one region never prune each other. A secret of ours that is scheduled
+  for deletion and comes back into the selection is restored, then updated.
 * Errors become TargetError with a reason (AuthFailed, AccessDenied, Throttled, Unavailable, KmsError, ...);
   messages carry the operation, the secret name and the AWS error code, never the SDK's message text.
 """
@@ -37,7 +38,7 @@ from botocore.config import Config
 from ..selection import SelectionError, select
 from ..spec import CrossNamespaceError, Selection, SpecError, boolean, obj, string, string_map
 from ..vault import Vault
-from .base import Owner, Plan, TargetContext, TargetError, refuse_unowned
+from .base import Owner, Plan, TargetContext, TargetError, WrittenNames, refuse_unowned
 from .naming import NameRule, Naming, parse_naming, remote_names
 
 MANAGED_BY_TAG = "managed-by"
@@ -268,7 +269,7 @@ class AwsSecretsManagerKind:
             if ref.session_token_key:
                 credentials["aws_session_token"] = await context.read_secret(ref.name, ref.session_token_key)
         client = await asyncio.to_thread(_make_client, spec, credentials, context.owner)
-        return AwsSecretsManagerTarget(client, spec, context.owner)
+        return AwsSecretsManagerTarget(client, spec, context)
 
 
 def _canonical_json(document: Mapping[str, str]) -> bytes:
@@ -427,8 +428,9 @@ def _value_argument(value: bytes) -> dict[str, Any]:
 
 
 class AwsSecretsManagerTarget:
-    def __init__(self, client: Any, spec: AwsSecretsManagerSpec, owner: Owner) -> None:
-        self.client, self.spec, self.owner = client, spec, owner
+    def __init__(self, client: Any, spec: AwsSecretsManagerSpec, context: TargetContext) -> None:
+        self.client, self.spec, self.owner = client, spec, context.owner
+        self.written = WrittenNames(context.previous, client.meta.region_name)
 
     def describe(self) -> str:
         region = self.client.meta.region_name
@@ -437,7 +439,7 @@ class AwsSecretsManagerTarget:
         return f"AWS Secrets Manager {region}" + (f" under {self.spec.name_prefix}" if self.spec.name_prefix else "")
 
     def status_extra(self) -> dict[str, Any]:
-        return {}
+        return self.written.status()
 
     def _tags(self) -> dict[str, str]:
         return {**self.spec.tags, MANAGED_BY_TAG: MANAGED_BY_VALUE, OWNER_TAG: self.owner.ref}
@@ -527,6 +529,8 @@ class AwsSecretsManagerTarget:
             if not owner and not self.spec.adopt:
                 unowned.append(name + (" (scheduled for deletion)" if remote.deleted else ""))
                 continue
+            if owner:
+                self.written.add(name)
             if remote.deleted:  # ours (or adopted): restore, then write the value if it differs
                 plan.create.append(name)
                 state.restore.append(name)
@@ -539,7 +543,8 @@ class AwsSecretsManagerTarget:
                 state.retag.append(name)
         refuse_unowned(foreign, unowned, f"{OWNER_TAG} tag")
         if self.spec.prune and self.spec.mode == "PerKey":
-            state.doomed = {n: arn for n, arn in self._owned_elsewhere().items() if n not in desired}
+            ours = self._owned_elsewhere()
+            state.doomed = {n: ours[n] for n in self.written.prune_candidates(set(ours), set(desired))}
             plan.delete = sorted(state.doomed)
         plan.metadata = bool(state.retag)
         plan.state = state
@@ -562,6 +567,7 @@ class AwsSecretsManagerTarget:
                     _call("TagResource", name, self.client.tag_resource, SecretId=remote.arn, Tags=tag_list)
                 if not self._same(self._current_value(remote), desired[name]):
                     self._write_value(remote.arn, name, desired[name], kms)
+                self.written.add(name)
                 continue
             _call(
                 "CreateSecret",
@@ -572,12 +578,14 @@ class AwsSecretsManagerTarget:
                 **kms,
                 **_value_argument(desired[name]),
             )
+            self.written.add(name)
         for name in plan.update:
             self._write_value(state.remotes[name].arn, name, desired[name], kms)
         for name in state.retag:
             remote = state.remotes[name]
             changed = [{"Key": k, "Value": v} for k, v in sorted(tags.items()) if remote.tags.get(k) != v]
             _call("TagResource", name, self.client.tag_resource, SecretId=remote.arn, Tags=changed)
+            self.written.add(name)
         for name in plan.delete:
             window: dict[str, Any] = (
                 {"ForceDeleteWithoutRecovery": True}
@@ -585,6 +593,7 @@ class AwsSecretsManagerTarget:
                 else {"RecoveryWindowInDays": self.spec.recovery_window_days}
             )
             _call("DeleteSecret", name, self.client.delete_secret, SecretId=state.doomed[name], **window)
+            self.written.discard(name)
 
     def _write_value(self, arn: str, name: str, value: bytes, kms: Mapping[str, str]) -> None:
         """One new version (AWSCURRENT). With kmsKeyId, UpdateSecret also moves the secret to that key."""

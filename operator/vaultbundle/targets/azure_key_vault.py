@@ -14,9 +14,10 @@ begin_recover_deleted_secret, begin_delete_secret, list_properties_of_secrets.
   A secret without our owner tag is never written or deleted unless `adopt: true`; another VaultBundle's never.
 * Idempotence: value, content type and our tags are compared with the current version; equal -> no write;
   only tags differ -> the current version's properties are updated (no new version).
-* Prune: secrets with our owner tag that left the selection are deleted (soft delete: recoverable for the
-  vault's retention period; never purged). A soft-deleted secret of ours that comes back is recovered, then
-  updated.
+* Prune: secrets with our owner tag that this target wrote (status `managedSecrets`, lower-case: Key Vault
+  names are case-insensitive) and that left the selection are deleted (soft delete: recoverable for the
+  vault's retention period; never purged); two targets of one VaultBundle never prune each other. A
+  soft-deleted secret of ours that comes back is recovered, then updated.
 * Errors become TargetError with a reason (AuthFailed, AccessDenied, Throttled, Unavailable, ...); the SDK's
   message text is never copied.
 """
@@ -39,7 +40,7 @@ from typing import Any, TypeVar
 from ..selection import SelectionError, select
 from ..spec import CrossNamespaceError, SecretRef, Selection, SpecError, boolean, obj, string, string_map
 from ..vault import Vault
-from .base import Owner, Plan, TargetContext, TargetError, refuse_unowned
+from .base import Plan, TargetContext, TargetError, WrittenNames, refuse_unowned
 from .naming import NameRule, Naming, parse_naming, remote_names
 
 MANAGED_BY_TAG = "managed-by"
@@ -205,7 +206,7 @@ class AzureKeyVaultKind:
         if spec.ca_bundle is not None:
             ca_file = _ca_file(await context.read_secret(spec.ca_bundle.name, spec.ca_bundle.key), spec.ca_bundle)
         client = await asyncio.to_thread(_client, spec, secret, ca_file)
-        return AzureKeyVaultTarget(client, spec, context.owner)
+        return AzureKeyVaultTarget(client, spec, context)
 
 
 def _stored(value: bytes, spec: AzureKeyVaultSpec) -> tuple[str, str, dict[str, str]]:
@@ -401,14 +402,15 @@ class _State:
 
 
 class AzureKeyVaultTarget:
-    def __init__(self, client: Any, spec: AzureKeyVaultSpec, owner: Owner) -> None:
-        self.client, self.spec, self.owner = client, spec, owner
+    def __init__(self, client: Any, spec: AzureKeyVaultSpec, context: TargetContext) -> None:
+        self.client, self.spec, self.owner = client, spec, context.owner
+        self.written = WrittenNames(context.previous, spec.vault_url)  # lower-case names
 
     def describe(self) -> str:
         return f"Azure Key Vault {self.spec.vault_url}"
 
     def status_extra(self) -> dict[str, Any]:
-        return {}
+        return self.written.status()
 
     def _tags(self, value: bytes, current: Mapping[str, str]) -> dict[str, str]:
         """Tags for a version holding *value*: foreign tags kept, ours set, file-encoding only for base64."""
@@ -476,9 +478,13 @@ class AzureKeyVaultTarget:
             elif not owner and not self.spec.adopt:
                 unowned.append(name + (" (soft-deleted)" if remote.deleted else ""))
             elif remote.deleted:
+                if owner:
+                    self.written.add(name.lower())
                 plan.create.append(name)
                 state.restore.append(name)
             else:
+                if owner:
+                    self.written.add(name.lower())
                 data, tags = self._differs(remote, desired[name])
                 if data:
                     plan.update.append(name)
@@ -488,8 +494,9 @@ class AzureKeyVaultTarget:
                         state.retag.append(name)
         refuse_unowned(foreign, unowned, f"{OWNER_TAG} tag")
         if self.spec.prune:
+            ours = {name.lower(): name for name in self._owned()}
             wanted = {name.lower() for name in desired}
-            plan.delete = sorted(name for name in self._owned() if name.lower() not in wanted)
+            plan.delete = [ours[name] for name in self.written.prune_candidates(set(ours), wanted)]
         plan.metadata = bool(state.retag)
         plan.state = state
         return plan
@@ -501,6 +508,7 @@ class AzureKeyVaultTarget:
         text, content_type, _ = _stored(value, self.spec)
         tags = self._tags(value, current_tags)
         _call("SetSecret", name, self.client.set_secret, name, text, content_type=content_type, tags=tags)
+        self.written.add(name.lower())
 
     def _apply(self, plan: Plan, desired: Mapping[str, bytes]) -> None:
         state: _State = plan.state or _State()
@@ -524,6 +532,7 @@ class AzureKeyVaultTarget:
         for name in plan.delete:
             # Soft delete: recoverable for the vault's retention period; the operator never purges.
             _call("DeleteSecret", name, self.client.begin_delete_secret, name)
+            self.written.discard(name.lower())
 
     def _retag(self, remote: Remote, value: bytes) -> None:
         tags = self._tags(value, remote.tags)
@@ -535,6 +544,7 @@ class AzureKeyVaultTarget:
             remote.version,
             tags=tags,
         )
+        self.written.add(remote.name.lower())
 
     async def apply(self, plan: Plan, desired: Mapping[str, bytes]) -> None:
         await asyncio.to_thread(self._apply, plan, desired)

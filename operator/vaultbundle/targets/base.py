@@ -84,6 +84,32 @@ def refuse_unowned(foreign: list[str], unowned: list[str], marker: str) -> None:
         )
 
 
+class WrittenNames:
+    """The store names this very target wrote, kept in its status entry (`managedSecrets`, valid for one
+    `remoteScope`: a project, region or vault). Prune deletes only from this set, and only what the store
+    still marks as the VaultBundle's: so two targets of one VaultBundle on one store never prune each other."""
+
+    def __init__(self, previous: Mapping[str, Any], scope: str) -> None:
+        self.scope = scope
+        books = previous.get("managedSecrets") if previous.get("remoteScope") == scope else None
+        self.names: set[str] = {str(n) for n in books} if isinstance(books, list) else set()
+
+    def status(self) -> dict[str, Any]:
+        return {"remoteScope": self.scope, "managedSecrets": sorted(self.names)}
+
+    def add(self, *names: str) -> None:
+        self.names.update(names)
+
+    def discard(self, name: str) -> None:
+        self.names.discard(name)
+
+    def prune_candidates(self, ours: set[str], desired: set[str]) -> list[str]:
+        """Forget names the store no longer marks as ours (deleted or taken over meanwhile); of the rest, those
+        that left the bundle."""
+        self.names &= ours | desired
+        return sorted(self.names - desired)
+
+
 @dataclass(frozen=True)
 class Owner:
     """The VaultBundle a target belongs to; its namespace bounds every read and write."""

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ..selection import SelectionError, select
 from ..spec import CrossNamespaceError, SecretRef, Selection, SpecError, boolean, obj, string, string_map, strings
 from ..vault import Vault
-from .base import Owner, Plan, TargetContext, TargetError
+from .base import Owner, Plan, TargetContext, TargetError, WrittenNames
 from .naming import NameRule, Naming, parse_naming, remote_names
 
 if TYPE_CHECKING:
@@ -286,15 +286,13 @@ class GcpSecretManagerTarget:
         self.client, self.spec = client, spec
         self.owner_value = owner_label(context.owner)
         self.labels = {**spec.labels, MANAGED_BY_LABEL: MANAGED_BY_VALUE, OWNER_LABEL: self.owner_value}
-        previous = context.previous
-        books = previous.get("managedSecrets") if previous.get("remoteScope") == spec.parent else None
-        self.managed: set[str] = {str(n) for n in books} if isinstance(books, list) else set()
+        self.managed = WrittenNames(context.previous, spec.parent)
 
     def describe(self) -> str:
         return f"GCP Secret Manager project {self.spec.project}"
 
     def status_extra(self) -> dict[str, Any]:
-        return {"remoteScope": self.spec.parent, "managedSecrets": sorted(self.managed)}
+        return self.managed.status()
 
     async def _run(self, fn: Callable[[], T]) -> T:
         return await asyncio.to_thread(fn)
@@ -368,10 +366,10 @@ class GcpSecretManagerTarget:
                 "nothing was written (set adopt: true to take over secrets without an owner label)",
                 retry=False,
             )
-        self.managed &= set(ours) | set(desired)  # ours that someone deleted meanwhile are forgotten
-        self.managed |= set(ours) & set(desired)  # labelled ours and written by this target
+        self.managed.add(*(set(ours) & set(desired)))  # labelled ours and written by this target
+        doomed = self.managed.prune_candidates(set(ours), set(desired))
         if spec.prune:
-            for secret_id in sorted(self.managed - set(desired)):
+            for secret_id in doomed:
                 plan.delete.append(secret_id)
                 remote.names[secret_id], remote.etags[secret_id] = ours[secret_id].name, ours[secret_id].etag
         plan.metadata = bool(remote.relabel)
