@@ -5,7 +5,8 @@
   nothing about the passphrase even in a memory dump of the index.
 * `CryptoPool`: runs key derivation on a pool of worker threads. The async API (for the operator) never
   blocks the event loop and coalesces concurrent derivations of the same key; the sync API serves the CLI.
-  `workers=0` derives inline (tests, tiny tools).
+  `workers=0` has no pool of its own: the sync API derives inline, the async API on the event loop's default
+  executor (tests, tiny tools).
 
 Why threads and not processes: `cryptography`'s PBKDF2 runs in OpenSSL with the GIL released
 (tests/unit/test_pool.py proves it), so N threads derive N keys at once on N cores, as N processes would,

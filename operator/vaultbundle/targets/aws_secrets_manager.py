@@ -27,7 +27,6 @@ import json
 import re
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -38,7 +37,7 @@ from botocore.config import Config
 from ..selection import SelectionError, select
 from ..spec import CrossNamespaceError, Selection, SpecError, boolean, obj, string, string_map
 from ..vault import Vault
-from .base import Owner, Plan, TargetContext, TargetError, WrittenNames, refuse_unowned
+from .base import Owner, Plan, TargetContext, TargetError, WrittenNames, claim
 from .naming import NameRule, Naming, parse_naming, remote_names
 
 MANAGED_BY_TAG = "managed-by"
@@ -510,26 +509,17 @@ class AwsSecretsManagerTarget:
         return found
 
     def _plan(self, desired: Mapping[str, bytes]) -> Plan:
-        names = sorted(desired)
-        with ThreadPoolExecutor(max_workers=max(1, min(8, len(names)))) as pool:
-            remotes = dict(zip(names, pool.map(self._read, names), strict=True))
         plan, state = Plan(), _State()
-        foreign: list[str] = []
-        unowned: list[str] = []
-        for name in names:
-            remote = remotes[name]
-            if remote is None:
-                plan.create.append(name)
-                continue
-            state.remotes[name] = remote
-            owner = remote.tags.get(OWNER_TAG)
-            if owner and owner != self.owner.ref:
-                foreign.append(f"{name!r} (VaultBundle {owner})")
-                continue
-            if not owner and not self.spec.adopt:
-                unowned.append(name + (" (scheduled for deletion)" if remote.deleted else ""))
-                continue
-            if owner:
+        plan.create, state.remotes = claim(
+            self._read,
+            desired,
+            owner_tag=OWNER_TAG,
+            me=self.owner.ref,
+            adopt=self.spec.adopt,
+            deleted_note="scheduled for deletion",
+        )
+        for name, remote in state.remotes.items():
+            if remote.tags.get(OWNER_TAG):
                 self.written.add(name)
             if remote.deleted:  # ours (or adopted): restore, then write the value if it differs
                 plan.create.append(name)
@@ -541,7 +531,7 @@ class AwsSecretsManagerTarget:
                 plan.update.append(name)
             if any(remote.tags.get(k) != v for k, v in self._tags().items()):
                 state.retag.append(name)
-        refuse_unowned(foreign, unowned, f"{OWNER_TAG} tag")
+        plan.create.sort()
         if self.spec.prune and self.spec.mode == "PerKey":
             ours = self._owned_elsewhere()
             state.doomed = {n: ours[n] for n in self.written.prune_candidates(set(ours), set(desired))}

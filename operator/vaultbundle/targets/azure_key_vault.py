@@ -33,14 +33,13 @@ import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from ..selection import SelectionError, select
 from ..spec import CrossNamespaceError, SecretRef, Selection, SpecError, boolean, obj, string, string_map
 from ..vault import Vault
-from .base import Plan, TargetContext, TargetError, WrittenNames, refuse_unowned
+from .base import Plan, TargetContext, TargetError, WrittenNames, claim
 from .naming import NameRule, Naming, parse_naming, remote_names
 
 MANAGED_BY_TAG = "managed-by"
@@ -460,31 +459,22 @@ class AzureKeyVaultTarget:
         ]
 
     def _plan(self, desired: Mapping[str, bytes]) -> Plan:
-        names = sorted(desired)
-        with ThreadPoolExecutor(max_workers=max(1, min(8, len(names)))) as pool:
-            remotes = dict(zip(names, pool.map(self._read, names), strict=True))
         plan, state = Plan(), _State()
-        foreign: list[str] = []
-        unowned: list[str] = []
-        for name in names:
-            remote = remotes[name]
-            if remote is None:
-                plan.create.append(name)
-                continue
-            state.remotes[name] = remote
-            owner = remote.tags.get(OWNER_TAG)
-            if owner and owner != self.owner.ref:
-                foreign.append(f"{name!r} (VaultBundle {owner})")
-            elif not owner and not self.spec.adopt:
-                unowned.append(name + (" (soft-deleted)" if remote.deleted else ""))
-            elif remote.deleted:
-                if owner:
-                    self.written.add(name.lower())
+        plan.create, state.remotes = claim(
+            self._read,
+            desired,
+            owner_tag=OWNER_TAG,
+            me=self.owner.ref,
+            adopt=self.spec.adopt,
+            deleted_note="soft-deleted",
+        )
+        for name, remote in state.remotes.items():
+            if remote.tags.get(OWNER_TAG):
+                self.written.add(name.lower())
+            if remote.deleted:
                 plan.create.append(name)
                 state.restore.append(name)
             else:
-                if owner:
-                    self.written.add(name.lower())
                 data, tags = self._differs(remote, desired[name])
                 if data:
                     plan.update.append(name)
@@ -492,7 +482,7 @@ class AzureKeyVaultTarget:
                     plan.unchanged += 1
                     if tags:
                         state.retag.append(name)
-        refuse_unowned(foreign, unowned, f"{OWNER_TAG} tag")
+        plan.create.sort()
         if self.spec.prune:
             ours = {name.lower(): name for name in self._owned()}
             wanted = {name.lower() for name in desired}

@@ -8,9 +8,10 @@ with what the store holds (no writes) and applies it. Messages and plans carry n
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from ..digest import Digester
@@ -66,9 +67,44 @@ def diff(current: Mapping[str, bytes], desired: Mapping[str, bytes], *, prune: b
     return plan
 
 
-def refuse_unowned(foreign: list[str], unowned: list[str], marker: str) -> None:
-    """Stop a plan that would touch secrets we do not own: another VaultBundle's are never taken over, unmarked
-    ones only with adopt. Raises before anything is written; lists every offender by name."""
+class Tagged(Protocol):
+    """What a store holds under one name, as far as ownership goes: its tags and whether it is deleted."""
+
+    @property
+    def tags(self) -> Mapping[str, str]: ...
+
+    @property
+    def deleted(self) -> bool: ...
+
+
+R = TypeVar("R", bound=Tagged)
+
+
+def claim(
+    read: Callable[[str], R | None], names: Iterable[str], *, owner_tag: str, me: str, adopt: bool, deleted_note: str
+) -> tuple[list[str], dict[str, R]]:
+    """Read every name (8 at a time) and sort them for a plan of a tag-owned store (AWS, Azure): the names that
+    do not exist yet, and the existing ones we may write (tagged as ours, or untagged with adopt).
+
+    Another VaultBundle's secret is never taken over, an untagged one only with adopt: either raises
+    `SecretNotOwned` naming every offender, before anything is written."""
+    names = sorted(names)
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(names)))) as pool:
+        remotes = dict(zip(names, pool.map(read, names), strict=True))
+    missing: list[str] = []
+    claimed: dict[str, R] = {}
+    foreign: list[str] = []
+    unowned: list[str] = []
+    for name, remote in remotes.items():
+        owner = None if remote is None else remote.tags.get(owner_tag)
+        if remote is None:
+            missing.append(name)
+        elif owner and owner != me:
+            foreign.append(f"{name!r} (VaultBundle {owner})")
+        elif not owner and not adopt:
+            unowned.append(name + (f" ({deleted_note})" if remote.deleted else ""))
+        else:
+            claimed[name] = remote
     if foreign:
         raise TargetError(
             "SecretNotOwned",
@@ -78,10 +114,11 @@ def refuse_unowned(foreign: list[str], unowned: list[str], marker: str) -> None:
     if unowned:
         raise TargetError(
             "SecretNotOwned",
-            f"secrets exist that vaultbundle does not manage (no {marker}): {', '.join(unowned)}; "
+            f"secrets exist that vaultbundle does not manage (no {owner_tag} tag): {', '.join(unowned)}; "
             "nothing was written; set adopt: true to take them over, or rename",
             retry=False,
         )
+    return missing, claimed
 
 
 class WrittenNames:
