@@ -46,3 +46,19 @@ def test_kdf_and_loop_lag_shape() -> None:
     result["targets"] = targets
     table = markdown(result)
     assert "| raw `cryptography`, 1 core |" in table and "| 2, 2,097,152 |" in table
+
+
+def test_scale_case_reports_the_median_run_and_the_worst_idle_counts() -> None:
+    from bench.run import representative
+
+    runs = [
+        {"n": 10, "ready_s": 3.0, "idle_cycle_api_writes": 0, "idle_cycle_kdf_calls": 0, "tag": "slow"},
+        {"n": 10, "ready_s": 1.0, "idle_cycle_api_writes": 2, "idle_cycle_kdf_calls": 0, "tag": "fast"},
+        {"n": 10, "ready_s": 2.0, "idle_cycle_api_writes": 0, "idle_cycle_kdf_calls": 1, "tag": "median"},
+        {"n": 10, "ready_s": None, "tag": "timed out"},
+    ]
+    entry = representative(runs)
+    assert entry["tag"] == "median" and entry["ready_s"] == 2.0  # every field from that one run
+    assert entry["spread"]["ready_s"] == {"median": 2.0, "min": 1.0, "max": 3.0, "samples": [3.0, 1.0, 2.0]}
+    assert entry["repeats"] == 4 and entry["failed_runs"] == 1
+    assert entry["idle_cycle_api_writes_max_over_runs"] == 2 and entry["idle_cycle_kdf_calls_max_over_runs"] == 1
