@@ -152,11 +152,11 @@ async def _measure_kdf(sizes: KdfSizes) -> dict[str, Any]:
     }
 
 
-async def _ticker(samples: list[float], stop: asyncio.Event) -> None:
-    """Sleep 5-10 ms at a time and record how late each wake-up is (ms)."""
+async def ticker(samples: list[float], stop: asyncio.Event, low: float = 0.005, high: float = 0.010) -> None:
+    """Sleep *low*..*high* seconds at a time and record how late each wake-up is (ms)."""
     rng = random.Random(0)
     while not stop.is_set():
-        delay = rng.uniform(0.005, 0.010)
+        delay = rng.uniform(low, high)
         started = time.perf_counter()
         await asyncio.sleep(delay)
         samples.append(max(0.0, time.perf_counter() - started - delay) * 1000)
@@ -184,14 +184,14 @@ async def _loop_lag(sizes: KdfSizes, workers: int) -> dict[str, Any]:
         await _warm(pool, pairs, workers)
         stop = asyncio.Event()
         baseline: list[float] = []
-        ticker = asyncio.create_task(_ticker(baseline, stop))
+        ticking = asyncio.create_task(ticker(baseline, stop))
         await asyncio.sleep(1.0)
         stop.set()
-        await ticker
+        await ticking
 
         stop = asyncio.Event()
         samples: list[float] = []
-        ticker = asyncio.create_task(_ticker(samples, stop))
+        ticking = asyncio.create_task(ticker(samples, stop))
         await asyncio.sleep(0.05)
         started = time.perf_counter()
         opened = await asyncio.gather(
@@ -199,7 +199,7 @@ async def _loop_lag(sizes: KdfSizes, workers: int) -> dict[str, Any]:
         )
         elapsed = time.perf_counter() - started
         stop.set()
-        await ticker
+        await ticking
         derivations = pool.cache.stats.derivations - workers * 2
     if any(plain != payload for plain in opened):
         raise RuntimeError("a bundle decrypted to the wrong plaintext")

@@ -8,7 +8,7 @@ problem a precise path in its message.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,6 +124,20 @@ def string_map(value: Any, path: str) -> dict[str, str]:
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()):
         raise SpecError(f"{path} must map strings to strings")
     return dict(mapping)
+
+
+def checked_tags(
+    value: Any, path: str, problem: Callable[[str, str], str | None], *, max_tags: int, limit_note: str
+) -> dict[str, str]:
+    """A store's user tags: a string map whose entries *problem* accepts (None) and at most *max_tags* of them.
+    Every problem is reported at once, in key order."""
+    tags = string_map(value, path)
+    problems = [found for key, found_value in sorted(tags.items()) if (found := problem(key, found_value))]
+    if len(tags) > max_tags:
+        problems.append(f"at most {max_tags} tags ({limit_note})")
+    if problems:
+        raise SpecError(f"{path}: " + "; ".join(problems))
+    return tags
 
 
 def _ref(value: Any, path: str, default_key: str, namespace: str | None) -> SecretRef:

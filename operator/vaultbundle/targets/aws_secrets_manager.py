@@ -35,7 +35,7 @@ import botocore.exceptions
 from botocore.config import Config
 
 from ..selection import SelectionError, select
-from ..spec import CrossNamespaceError, Selection, SpecError, boolean, obj, string, string_map
+from ..spec import CrossNamespaceError, Selection, SpecError, boolean, checked_tags, obj, string
 from ..vault import Vault
 from .base import Owner, Plan, TargetContext, TargetError, WrittenNames, claim
 from .naming import NameRule, Naming, parse_naming, remote_names
@@ -158,21 +158,19 @@ def _credentials(raw: Any, path: str) -> CredentialsRef | None:
     )
 
 
+def _tag_problem(key: str, value: str) -> str | None:
+    if key in (MANAGED_BY_TAG, OWNER_TAG) or key.lower().startswith(RESERVED_TAG_PREFIXES):
+        return f"{key!r} is reserved (the operator sets {MANAGED_BY_TAG} and {OWNER_TAG})"
+    if not _TAG_KEY.fullmatch(key):
+        return f"key {key!r} must be 1..128 letters, digits, spaces or _ . : / = + - @"
+    if not _TAG_VALUE.fullmatch(value):
+        return f"value of {key!r} must be 0..256 letters, digits, spaces or _ . : / = + - @"
+    return None
+
+
 def _tags(raw: Any, path: str) -> dict[str, str]:
-    tags = string_map(raw, path)
-    problems: list[str] = []
-    for key, value in sorted(tags.items()):
-        if key in (MANAGED_BY_TAG, OWNER_TAG) or key.lower().startswith(RESERVED_TAG_PREFIXES):
-            problems.append(f"{key!r} is reserved (the operator sets {MANAGED_BY_TAG} and {OWNER_TAG})")
-        elif not _TAG_KEY.fullmatch(key):
-            problems.append(f"key {key!r} must be 1..128 letters, digits, spaces or _ . : / = + - @")
-        elif not _TAG_VALUE.fullmatch(value):
-            problems.append(f"value of {key!r} must be 0..256 letters, digits, spaces or _ . : / = + - @")
-    if len(tags) > MAX_USER_TAGS:
-        problems.append(f"at most {MAX_USER_TAGS} tags (AWS allows 50 and the operator adds 2)")
-    if problems:
-        raise SpecError(f"{path}: " + "; ".join(problems))
-    return tags
+    limit = "AWS allows 50 and the operator adds 2"
+    return checked_tags(raw, path, _tag_problem, max_tags=MAX_USER_TAGS, limit_note=limit)
 
 
 class AwsSecretsManagerKind:

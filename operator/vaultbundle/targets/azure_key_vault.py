@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from ..selection import SelectionError, select
-from ..spec import CrossNamespaceError, SecretRef, Selection, SpecError, boolean, obj, string, string_map
+from ..spec import CrossNamespaceError, SecretRef, Selection, SpecError, boolean, checked_tags, obj, string
 from ..vault import Vault
 from .base import Plan, TargetContext, TargetError, WrittenNames, claim
 from .naming import NameRule, Naming, parse_naming, remote_names
@@ -96,21 +96,19 @@ def _no_namespace(ref: Mapping[str, Any], path: str) -> None:
         )
 
 
+def _tag_problem(key: str, value: str) -> str | None:
+    if key.lower() in RESERVED_TAGS:
+        return f"{key!r} is reserved (the operator sets {', '.join(RESERVED_TAGS)})"
+    if not 1 <= len(key) <= 512:
+        return f"key {key!r} must be 1..512 characters"
+    if len(value) > 256:
+        return f"value of {key!r} must be at most 256 characters"
+    return None
+
+
 def _tags(raw: Any, path: str) -> dict[str, str]:
-    tags = string_map(raw, path)
-    problems: list[str] = []
-    for key, value in sorted(tags.items()):
-        if key.lower() in RESERVED_TAGS:
-            problems.append(f"{key!r} is reserved (the operator sets {', '.join(RESERVED_TAGS)})")
-        elif not 1 <= len(key) <= 512:
-            problems.append(f"key {key!r} must be 1..512 characters")
-        elif len(value) > 256:
-            problems.append(f"value of {key!r} must be at most 256 characters")
-    if len(tags) > MAX_USER_TAGS:
-        problems.append(f"at most {MAX_USER_TAGS} tags (Key Vault allows 15 and the operator uses up to 3)")
-    if problems:
-        raise SpecError(f"{path}: " + "; ".join(problems))
-    return tags
+    limit = "Key Vault allows 15 and the operator uses up to 3"
+    return checked_tags(raw, path, _tag_problem, max_tags=MAX_USER_TAGS, limit_note=limit)
 
 
 class AzureKeyVaultKind:
