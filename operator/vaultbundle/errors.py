@@ -1,15 +1,125 @@
-"""Typed errors.
+"""Typed errors: one hierarchy, one list of reasons.
 
-The first seven classes carry vsync's cross-language names (spec §12) so callers and tests can match on
-them; the rest are ours, where we go further than vsync. Every error has a fixed CLI exit code and a hint
-that tells the user what to do. Messages name *what* is wrong, never a secret value.
+Every error vaultbundle raises on purpose is a `VaultBundleError`. Its `reason` (a `Reason`) is what status
+conditions, per-target status, Events and metrics show, and `Reason.transient` says whether a failure is worth
+retrying soon (capped exponential backoff with jitter) or only when the spec, a source Secret or the bundle
+changes (or at the refresh interval). Messages name *what* is wrong, never a secret value.
+
+The `VSyncError` family carries vsync's cross-language names (spec section 12) and a fixed CLI exit code and
+hint each; the rest are ours, where we go further than vsync.
 """
 
 from __future__ import annotations
 
+from enum import StrEnum
 
-class VSyncError(Exception):
-    """Base of every error vaultbundle raises on purpose."""
+
+class Reason(StrEnum):
+    """Every reason vaultbundle reports (status, Events, metrics). The values are a public contract."""
+
+    # a cycle's outcome
+    SYNCED = "Synced"
+    VERIFIED = "Verified"
+    DRY_RUN = "DryRun"
+    SUSPENDED = "Suspended"
+    TARGET_FAILED = "TargetFailed"
+    # the spec and its source Secrets
+    INVALID_SPEC = "InvalidSpec"
+    CROSS_NAMESPACE_REFERENCE = "CrossNamespaceReference"
+    INVALID_SELECTION = "InvalidSelection"
+    SECRET_NOT_FOUND = "SecretNotFound"
+    SECRET_KEY_NOT_FOUND = "SecretKeyNotFound"
+    SECRET_INVALID = "SecretInvalid"
+    POLICY_DENIED = "PolicyDenied"
+    # the bundle (vsync's taxonomy and ours)
+    CONFIG_MISSING = "ConfigMissing"
+    CONFIG_UNSUPPORTED_VERSION = "ConfigUnsupportedVersion"
+    S3_UNREACHABLE = "S3Unreachable"
+    MANIFEST_NOT_FOUND = "ManifestNotFound"
+    WRONG_PASSPHRASE = "WrongPassphrase"
+    BUNDLE_CORRUPT = "BundleCorrupt"
+    BUNDLE_FORMAT = "BundleFormat"
+    UNSUPPORTED_SPEC_VERSION = "UnsupportedSpecVersion"
+    ROLLBACK_REFUSED = "RollbackRefused"
+    LAYOUT_AMBIGUOUS = "LayoutAmbiguous"
+    VAULT_FOLDER = "VaultFolder"
+    # a target's store
+    SECRET_NOT_OWNED = "SecretNotOwned"
+    SECRET_DISABLED = "SecretDisabled"
+    AUTH_FAILED = "AuthFailed"
+    FORBIDDEN = "Forbidden"
+    NOT_FOUND = "NotFound"
+    REJECTED = "Rejected"
+    QUOTA_EXCEEDED = "QuotaExceeded"
+    THROTTLED = "Throttled"
+    UNAVAILABLE = "Unavailable"
+    CONFLICT = "Conflict"
+    KV_VERSION_MISMATCH = "KVVersionMismatch"
+    INVALID_CA_BUNDLE = "InvalidCABundle"
+    INVALID_VAULT_URL = "InvalidVaultURL"
+    KMS_ERROR = "KmsError"
+    TARGET_KIND_UNAVAILABLE = "TargetKindUnavailable"
+    STORE_API_ERROR = "StoreAPIError"
+    # ours
+    KUBERNETES_API_ERROR = "KubernetesAPIError"
+    STATUS_UPDATE_FAILED = "StatusUpdateFailed"
+    INTERNAL_ERROR = "InternalError"
+
+    @property
+    def transient(self) -> bool:
+        """True when waiting may fix it without anyone changing anything (network, rate limits, races)."""
+        return self in _TRANSIENT
+
+
+_TRANSIENT = frozenset(
+    {
+        Reason.S3_UNREACHABLE,
+        Reason.THROTTLED,
+        Reason.UNAVAILABLE,
+        Reason.CONFLICT,
+        Reason.KUBERNETES_API_ERROR,
+        Reason.STATUS_UPDATE_FAILED,
+        Reason.INTERNAL_ERROR,
+    }
+)
+
+
+class VaultBundleError(Exception):
+    """Base of every error vaultbundle raises on purpose: a message (names, never values) and a `Reason`."""
+
+    reason: Reason = Reason.INTERNAL_ERROR
+
+    def __init__(self, message: str, *, reason: Reason | None = None) -> None:
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
+
+    @property
+    def transient(self) -> bool:
+        return self.reason.transient
+
+
+class TargetError(VaultBundleError):
+    """A target cannot be synced; `reason` goes to its status entry. Messages name keys, never values."""
+
+    def __init__(self, reason: Reason | str, message: str) -> None:
+        super().__init__(message, reason=Reason(reason))
+
+
+class SpecError(VaultBundleError, ValueError):
+    """The spec is invalid; the message names the field. Permanent until the spec changes."""
+
+    reason = Reason.INVALID_SPEC
+
+
+class CrossNamespaceError(SpecError):
+    """A Secret reference names another namespace: refused (tenant isolation)."""
+
+    reason = Reason.CROSS_NAMESPACE_REFERENCE
+
+
+class VSyncError(VaultBundleError):
+    """Base of the bundle errors, with vsync's names: each has a CLI exit code and a hint."""
 
     exit_code = 1
     hint = ""
@@ -19,10 +129,10 @@ class VSyncError(Exception):
         if hint is not None:
             self.hint = hint
 
-    @property
-    def reason(self) -> str:
-        """Stable machine-readable reason (used in status conditions and metrics)."""
-        return type(self).__name__.removesuffix("Error")
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if "reason" not in cls.__dict__:
+            cls.reason = Reason(cls.__name__.removesuffix("Error"))
 
 
 class ConfigMissingError(VSyncError):

@@ -16,13 +16,16 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
 from . import metrics
+from .errors import Reason, VaultBundleError
 
 GROUP, VERSION, PLURAL = "vaultbundle.io", "v1alpha1", "vaultbundles"
 FIELD_MANAGER = "vaultbundle"
 
 
-class KubeError(Exception):
+class KubeError(VaultBundleError):
     """An API call failed; `status` is the HTTP status (0 when unreachable). Never carries a body."""
+
+    reason = Reason.KUBERNETES_API_ERROR
 
     def __init__(self, operation: str, status: int, reason: str) -> None:
         super().__init__(f"Kubernetes {operation} failed: HTTP {status} {reason}")

@@ -22,12 +22,12 @@ from . import spec as spec_module
 from .bundles import Bundle, Pointer
 from .crypto import configblob
 from .digest import Digester
-from .errors import RollbackRefusedError, VSyncError
+from .errors import RollbackRefusedError, SpecError, TargetError, VSyncError
 from .kube import Kube, KubeError
 from .pool import CryptoPool
 from .remote import S3ClientCache, S3Objects
-from .spec import SpecError, TargetSpec, VaultBundleSpec
-from .targets.base import Owner, Target, TargetContext, TargetError
+from .spec import TargetSpec, VaultBundleSpec
+from .targets.base import Owner, Target, TargetContext
 
 FORCE_SYNC_ANNOTATION = "vaultbundle.io/force-sync"
 ERROR_RETRY_SECONDS = 30.0

@@ -5,14 +5,15 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Iterable
 
-from .spec import Selection, SpecError
+from .errors import Reason, SpecError
+from .spec import Selection
 from .vault import Vault
 
 
 class SelectionError(SpecError):
     """The selection cannot be applied to this bundle (collisions, missing template sources, bad names)."""
 
-    reason = "InvalidSelection"
+    reason = Reason.INVALID_SELECTION
 
 
 def _matches(name: str, include: Iterable[str], exclude: Iterable[str]) -> bool:

@@ -15,22 +15,11 @@ from typing import Any
 from . import targets as target_kinds
 from .bundles import Layout
 from .crypto.rqem import is_timestamp
+from .errors import CrossNamespaceError, SpecError
 
 MIN_REFRESH_SECONDS = 10.0
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-class SpecError(ValueError):
-    """The spec is invalid; the message names the field. Permanent until the spec changes."""
-
-    reason = "InvalidSpec"
-
-
-class CrossNamespaceError(SpecError):
-    """A Secret reference names another namespace: refused (tenant isolation)."""
-
-    reason = "CrossNamespaceReference"
 
 
 def parse_duration(text: str, path: str) -> float:

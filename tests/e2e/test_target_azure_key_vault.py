@@ -21,11 +21,12 @@ from azure.core.credentials import AccessToken
 from azure.keyvault.secrets import SecretClient
 
 from vaultbundle.digest import Digester
+from vaultbundle.errors import TargetError
 from vaultbundle.selection import SelectionError
 from vaultbundle.spec import parse_selection
 from vaultbundle.targets import azure_key_vault
 from vaultbundle.targets.azure_key_vault import KIND, MANAGED_BY_TAG, OWNER_TAG, AzureKeyVaultTarget
-from vaultbundle.targets.base import Owner, Plan, TargetContext, TargetError
+from vaultbundle.targets.base import Owner, Plan, TargetContext
 from vaultbundle.vault import Vault
 
 pytestmark = pytest.mark.testbed

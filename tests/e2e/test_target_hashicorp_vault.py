@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 
 from vaultbundle.digest import Digester
-from vaultbundle.spec import SpecError, parse_selection
+from vaultbundle.errors import SpecError, TargetError
+from vaultbundle.spec import parse_selection
 from vaultbundle.targets import hashicorp_vault
-from vaultbundle.targets.base import Owner, Plan, TargetContext, TargetError
+from vaultbundle.targets.base import Owner, Plan, TargetContext
 from vaultbundle.vault import Vault
 
 pytestmark = pytest.mark.testbed
@@ -210,7 +211,7 @@ async def test_concurrent_write_between_plan_and_apply_is_a_conflict(
     root.secrets.kv.v2.create_or_update_secret(path, {"A": "someone-else"}, mount_point="secret")  # version 2
     with pytest.raises(TargetError) as conflict:
         await target.apply(plan, desired)
-    assert conflict.value.reason == "Conflict" and conflict.value.retry
+    assert conflict.value.reason == "Conflict" and conflict.value.transient
     assert _data(root, path) == {"A": "someone-else"} and _meta(root, path)["current_version"] == 2
 
     # a create races too: cas=0 fails when someone else created the secret meanwhile
@@ -236,7 +237,7 @@ async def test_missing_mount_and_wrong_kv_version(testbed: dict[str, str], root:
     assert missing.value.reason == "NotFound"
     with pytest.raises(TargetError) as mismatch:
         await _sync(_raw(testbed, "vbtest/x", mount="kv1-vbtest"), {"A": "1"}, _context(secrets))
-    assert mismatch.value.reason == "KVVersionMismatch" and not mismatch.value.retry
+    assert mismatch.value.reason == "KVVersionMismatch" and not mismatch.value.transient
 
 
 async def test_policy_without_rights_is_forbidden(testbed: dict[str, str], secrets: Secrets) -> None:

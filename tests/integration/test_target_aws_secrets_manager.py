@@ -18,10 +18,11 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from vaultbundle.digest import Digester
+from vaultbundle.errors import TargetError
 from vaultbundle.selection import SelectionError
 from vaultbundle.spec import parse_selection
 from vaultbundle.targets.aws_secrets_manager import KIND, MANAGED_BY_TAG, OWNER_TAG, AwsSecretsManagerTarget
-from vaultbundle.targets.base import Owner, Plan, TargetContext, TargetError
+from vaultbundle.targets.base import Owner, Plan, TargetContext
 from vaultbundle.vault import Vault
 
 REGION = "us-east-1"
@@ -350,7 +351,7 @@ async def test_bad_credentials_and_missing_permissions(endpoint: str, admin: Any
         CREDENTIALS[("nobody", "secret-access-key")] = key["SecretAccessKey"]
         with pytest.raises(TargetError) as denied_access:
             await sync(spec(endpoint, prefix, credentialsSecretRef={"name": "nobody"}), Vault(kv={"A": "value-1"}))
-        assert denied_access.value.reason == "AccessDenied" and "DescribeSecret" in str(denied_access.value)
+        assert denied_access.value.reason == "Forbidden" and "DescribeSecret" in str(denied_access.value)
     finally:
         _auth(endpoint, "inf")
     assert admin.list_secrets()["SecretList"] == []

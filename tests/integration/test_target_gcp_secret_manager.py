@@ -13,10 +13,11 @@ import pytest
 from e2e.fakes.gcp_secret_manager import FakeSecretManagerServer, make_client, start_in_process
 
 from vaultbundle.digest import Digester
+from vaultbundle.errors import TargetError
 from vaultbundle.selection import SelectionError
 from vaultbundle.spec import parse_selection
 from vaultbundle.targets import load
-from vaultbundle.targets.base import Owner, Plan, TargetContext, TargetError
+from vaultbundle.targets.base import Owner, Plan, TargetContext
 from vaultbundle.targets.gcp_secret_manager import OWNER_LABEL, _errors, owner_label
 from vaultbundle.vault import Vault
 

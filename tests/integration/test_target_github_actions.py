@@ -16,10 +16,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from e2e.fakes.github_actions import FakeGitHubServer, start_in_process
 
 from vaultbundle.digest import Digester
+from vaultbundle.errors import TargetError
 from vaultbundle.selection import SelectionError
 from vaultbundle.spec import parse_selection
 from vaultbundle.targets import load
-from vaultbundle.targets.base import Owner, Plan, TargetContext, TargetError
+from vaultbundle.targets.base import Owner, Plan, TargetContext
 from vaultbundle.vault import Vault
 
 PATH = "spec.targets[0].githubActions"

@@ -9,7 +9,8 @@ import pytest
 from vaultbundle import selection
 from vaultbundle.bundles import Layout
 from vaultbundle.digest import Digester
-from vaultbundle.spec import SpecError, parse, parse_duration
+from vaultbundle.errors import SpecError
+from vaultbundle.spec import parse, parse_duration
 from vaultbundle.targets.kubernetes_secret import KIND
 from vaultbundle.vault import Vault
 

@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 
 from vaultbundle import spec as spec_module
+from vaultbundle.errors import CrossNamespaceError, SpecError
 from vaultbundle.selection import SelectionError
-from vaultbundle.spec import CrossNamespaceError, SecretRef, Selection, SpecError
+from vaultbundle.spec import SecretRef, Selection
 from vaultbundle.targets import hashicorp_vault
 from vaultbundle.targets.hashicorp_vault import AppRoleAuth, HashicorpVaultSpec, KubernetesAuth, TokenAuth
 from vaultbundle.targets.naming import Naming

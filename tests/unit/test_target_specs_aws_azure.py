@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from vaultbundle.errors import CrossNamespaceError, SpecError
 from vaultbundle.selection import SelectionError
-from vaultbundle.spec import CrossNamespaceError, SpecError, parse, parse_selection
+from vaultbundle.spec import parse, parse_selection
 from vaultbundle.targets import aws_secrets_manager as aws
 from vaultbundle.targets import azure_key_vault as azure
 from vaultbundle.vault import Vault

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO
-from vaultbundle.spec import CrossNamespaceError, SpecError, parse
+from vaultbundle.errors import CrossNamespaceError, SpecError
+from vaultbundle.spec import parse
 from vaultbundle.targets.gcp_secret_manager import GcpSecretManagerSpec
 from vaultbundle.targets.github_actions import DEFAULT_API_URL, GitHubActionsSpec
 

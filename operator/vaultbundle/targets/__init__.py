@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import importlib
 
-from .base import TargetError, TargetKind
+from ..errors import TargetError
+from .base import TargetKind
 
 __all__ = ["KNOWN_KINDS", "TargetError", "TargetKind", "load"]
 
@@ -31,7 +32,6 @@ def load(kind: str) -> TargetKind:
         raise TargetError(
             "TargetKindUnavailable",
             f"target kind {kind} needs the {extra or 'core'} extra: pip install 'vaultbundle[{extra}]' ({exc.name})",
-            retry=False,
         ) from None
     found: TargetKind = module.KIND
     return found

@@ -16,7 +16,7 @@ delete_secret; `sts.assume_role` only with roleArn.
   `managedSecrets`) and that left the selection are deleted with a recovery window (`recoveryWindowDays`);
   two targets of one VaultBundle in one region never prune each other. A secret of ours that is scheduled
   for deletion and comes back into the selection is restored, then updated.
-* Errors become TargetError with a reason (AuthFailed, AccessDenied, Throttled, Unavailable, KmsError, ...);
+* Errors become TargetError with a reason (AuthFailed, Forbidden, Throttled, Unavailable, KmsError, ...);
   messages carry the operation, the secret name and the AWS error code, never the SDK's message text.
 """
 
@@ -34,10 +34,11 @@ import boto3
 import botocore.exceptions
 from botocore.config import Config
 
+from ..errors import CrossNamespaceError, SpecError, TargetError
 from ..selection import SelectionError, select
-from ..spec import CrossNamespaceError, Selection, SpecError, boolean, checked_tags, obj, string
+from ..spec import Selection, boolean, checked_tags, obj, string
 from ..vault import Vault
-from .base import Owner, Plan, TargetContext, TargetError, WrittenNames, claim
+from .base import Owner, Plan, TargetContext, WrittenNames, claim
 from .naming import NameRule, Naming, parse_naming, remote_names
 
 MANAGED_BY_TAG = "managed-by"
@@ -74,7 +75,7 @@ _AUTH_CODES = {
     "RequestExpired",
     "AuthFailure",
 }
-_ACCESS_CODES = {"AccessDeniedException", "AccessDenied", "UnauthorizedOperation"}
+_ACCESS_CODES = {"AccessDeniedException", "Forbidden", "UnauthorizedOperation"}
 _THROTTLE_CODES = {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"}
 _KMS_CODES = {"EncryptionFailure", "DecryptionFailure", "KMSAccessDeniedException", "KMSInvalidStateException"}
 
@@ -313,7 +314,7 @@ def _make_client(spec: AwsSecretsManagerSpec, credentials: Mapping[str, str], ow
         return _client("secretsmanager", spec.region, spec.endpoint, credentials)
     except botocore.exceptions.NoRegionError:
         raise TargetError(
-            "InvalidSpec", "awsSecretsManager.region is not set and the ambient AWS config names no region", retry=False
+            "InvalidSpec", "awsSecretsManager.region is not set and the ambient AWS config names no region"
         ) from None
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
         raise _target_error(exc, "AssumeRole" if spec.role_arn else "connect", spec.role_arn or None) from None
@@ -331,7 +332,7 @@ def _target_error(exc: Exception, operation: str, name: str | None) -> TargetErr
                 "KmsError", f"{what}: the KMS key cannot be used ({code}); check kmsKeyId and its policy"
             )
         if code in _ACCESS_CODES:
-            return TargetError("AccessDenied", f"{what}: access denied ({code}); check the IAM policy")
+            return TargetError("Forbidden", f"{what}: access denied ({code}); check the IAM policy")
         if code in _THROTTLE_CODES or status == 429:
             return TargetError("Throttled", f"{what}: throttled by AWS ({code})")
         if code == "ResourceNotFoundException":
@@ -345,8 +346,8 @@ def _target_error(exc: Exception, operation: str, name: str | None) -> TargetErr
         if status == 401:
             return TargetError("AuthFailed", f"{what}: AWS rejected the credentials (HTTP 401)")
         if status == 403:
-            return TargetError("AccessDenied", f"{what}: access denied (HTTP 403); check the IAM policy")
-        return TargetError("RequestRejected", f"{what}: AWS rejected the request ({code or status})", retry=False)
+            return TargetError("Forbidden", f"{what}: access denied (HTTP 403); check the IAM policy")
+        return TargetError("Rejected", f"{what}: AWS rejected the request ({code or status})")
     if isinstance(
         exc,
         botocore.exceptions.NoCredentialsError

@@ -18,7 +18,7 @@ begin_recover_deleted_secret, begin_delete_secret, list_properties_of_secrets.
   names are case-insensitive) and that left the selection are deleted (soft delete: recoverable for the
   vault's retention period; never purged); two targets of one VaultBundle never prune each other. A
   soft-deleted secret of ours that comes back is recovered, then updated.
-* Errors become TargetError with a reason (AuthFailed, AccessDenied, Throttled, Unavailable, ...); the SDK's
+* Errors become TargetError with a reason (AuthFailed, Forbidden, Throttled, Unavailable, ...); the SDK's
   message text is never copied.
 """
 
@@ -36,10 +36,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from ..errors import CrossNamespaceError, SpecError, TargetError
 from ..selection import SelectionError, select
-from ..spec import CrossNamespaceError, SecretRef, Selection, SpecError, boolean, checked_tags, obj, string
+from ..spec import SecretRef, Selection, boolean, checked_tags, obj, string
 from ..vault import Vault
-from .base import Plan, TargetContext, TargetError, WrittenNames, claim
+from .base import Plan, TargetContext, WrittenNames, claim
 from .naming import NameRule, Naming, parse_naming, remote_names
 
 MANAGED_BY_TAG = "managed-by"
@@ -339,17 +340,13 @@ def _target_error(exc: Exception, operation: str, name: str | None) -> TargetErr
             error = getattr(exc, "error", None)
             inner = str(getattr(error, "innererror", None) or "") + str(getattr(error, "message", "") or "")
             if "disabled" in inner.lower():
-                return TargetError(
-                    "SecretDisabled", f"{what}: the secret is disabled; enable it or leave it out", retry=False
-                )
-            return TargetError(
-                "AccessDenied", f"{what}: access denied (HTTP 403); check the vault's access policy/RBAC"
-            )
+                return TargetError("SecretDisabled", f"{what}: the secret is disabled; enable it or leave it out")
+            return TargetError("Forbidden", f"{what}: access denied (HTTP 403); check the vault's access policy/RBAC")
         if status == 429:
             return TargetError("Throttled", f"{what}: throttled by Key Vault (HTTP 429)")
         if status >= 500:
             return TargetError("Unavailable", f"{what}: Key Vault is unavailable (HTTP {status})")
-        return TargetError("RequestRejected", f"{what}: Key Vault rejected the request (HTTP {status})", retry=False)
+        return TargetError("Rejected", f"{what}: Key Vault rejected the request (HTTP {status})")
     if isinstance(exc, azure_errors.ServiceRequestError | azure_errors.ServiceResponseError):
         tls = "SSL" in type(getattr(exc, "inner_exception", None)).__name__ or "CERTIFICATE" in str(exc)
         return TargetError(
@@ -361,7 +358,6 @@ def _target_error(exc: Exception, operation: str, name: str | None) -> TargetErr
             "InvalidVaultURL",
             f"{what}: the vault's authentication challenge does not match vaultURL's domain (refused, so no token "
             "leaves for a foreign host); check vaultURL",
-            retry=False,
         )
     return TargetError("Unavailable", f"{what}: Azure SDK error ({type(exc).__name__})")
 

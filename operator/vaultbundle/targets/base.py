@@ -13,20 +13,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from ..errors import TargetError
+
 if TYPE_CHECKING:
     from ..digest import Digester
     from ..kube import Kube
     from ..spec import Selection
     from ..vault import Vault
-
-
-class TargetError(Exception):
-    """A target cannot be synced; `reason` goes to its status. Messages name keys, never values."""
-
-    def __init__(self, reason: str, message: str, *, retry: bool = True) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.retry = retry
 
 
 @dataclass
@@ -109,14 +102,12 @@ def claim(
         raise TargetError(
             "SecretNotOwned",
             f"secrets managed by another VaultBundle are never taken over: {', '.join(foreign)}",
-            retry=False,
         )
     if unowned:
         raise TargetError(
             "SecretNotOwned",
             f"secrets exist that vaultbundle does not manage (no {owner_tag} tag): {', '.join(unowned)}; "
             "nothing was written; set adopt: true to take them over, or rename",
-            retry=False,
         )
     return missing, claimed
 

@@ -24,10 +24,11 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ..errors import CrossNamespaceError, SpecError, TargetError
 from ..selection import SelectionError, select
-from ..spec import CrossNamespaceError, SecretRef, Selection, SpecError, boolean, obj, string, string_map, strings
+from ..spec import SecretRef, Selection, boolean, obj, string, string_map, strings
 from ..vault import Vault
-from .base import Owner, Plan, TargetContext, TargetError, WrittenNames
+from .base import Owner, Plan, TargetContext, WrittenNames
 from .naming import NameRule, Naming, parse_naming, remote_names
 
 if TYPE_CHECKING:
@@ -185,7 +186,7 @@ class GcpSecretManagerKind:
             except ValueError:
                 parsed = None
             if not isinstance(parsed, dict):
-                raise TargetError("AuthFailed", _bad_credentials(spec.credentials_ref), retry=False)
+                raise TargetError("AuthFailed", _bad_credentials(spec.credentials_ref))
             info = parsed
         client = await asyncio.to_thread(_client, spec, info)
         return GcpSecretManagerTarget(client, spec, context)
@@ -227,13 +228,13 @@ def _service_account(info: dict[str, Any], spec: GcpSecretManagerSpec) -> Any:
 
     assert spec.credentials_ref is not None
     if info.get("type") != "service_account":
-        raise TargetError("AuthFailed", _bad_credentials(spec.credentials_ref), retry=False)
+        raise TargetError("AuthFailed", _bad_credentials(spec.credentials_ref))
     try:
         return service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
             info, scopes=[CLOUD_PLATFORM_SCOPE]
         )
     except (ValueError, KeyError, TypeError):
-        raise TargetError("AuthFailed", _bad_credentials(spec.credentials_ref), retry=False) from None
+        raise TargetError("AuthFailed", _bad_credentials(spec.credentials_ref)) from None
 
 
 @contextlib.contextmanager
@@ -261,11 +262,11 @@ def _errors(what: str) -> Iterator[None]:
     except (api.AlreadyExists, api.FailedPrecondition, api.Aborted, api.Conflict):
         raise TargetError("Conflict", f"{what}: changed concurrently; retrying") from None
     except api.InvalidArgument:
-        raise TargetError("Rejected", f"{what}: Secret Manager rejected the request", retry=False) from None
+        raise TargetError("Rejected", f"{what}: Secret Manager rejected the request") from None
     except (api.ServiceUnavailable, api.DeadlineExceeded, api.InternalServerError, api.RetryError, auth.TransportError):
         raise TargetError("Unavailable", f"{what}: Secret Manager unreachable or unavailable; retrying later") from None
     except api.GoogleAPICallError as exc:
-        raise TargetError("GCPAPIError", f"{what}: Secret Manager answered {type(exc).__name__}") from None
+        raise TargetError("StoreAPIError", f"{what}: Secret Manager answered {type(exc).__name__}") from None
 
 
 def _short(name: str) -> str:
@@ -364,7 +365,6 @@ class GcpSecretManagerTarget:
                 "SecretNotOwned",
                 f"{self.describe()}: {', '.join(foreign)} already exist and are not managed by this VaultBundle; "
                 "nothing was written (set adopt: true to take over secrets without an owner label)",
-                retry=False,
             )
         self.managed.add(*(set(ours) & set(desired)))  # labelled ours and written by this target
         doomed = self.managed.prune_candidates(set(ours), set(desired))

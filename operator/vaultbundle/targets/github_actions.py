@@ -23,10 +23,11 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ..errors import CrossNamespaceError, SpecError, TargetError
 from ..selection import SelectionError, select
-from ..spec import CrossNamespaceError, SecretRef, Selection, SpecError, boolean, obj, string
+from ..spec import SecretRef, Selection, boolean, obj, string
 from ..vault import Vault
-from .base import Plan, TargetContext, TargetError
+from .base import Plan, TargetContext
 from .naming import NameRule, Naming, parse_naming, remote_names
 
 if TYPE_CHECKING:
@@ -257,7 +258,6 @@ def _check_private_key(pem: str, ref: SecretRef) -> None:
         raise TargetError(
             "AuthFailed",
             f"Secret {ref.name!r} key {ref.key!r} is not an unencrypted PEM private key of a GitHub App",
-            retry=False,
         ) from None
 
 
@@ -278,9 +278,7 @@ def _errors(what: str) -> Iterator[None]:
         if status == 401:
             raise TargetError("AuthFailed", f"{what}: GitHub rejected the credentials (401)") from None
         if status == 404:
-            raise TargetError(
-                "NotFound", f"{what}: not found (404), or the credentials cannot see it", retry=True
-            ) from None
+            raise TargetError("NotFound", f"{what}: not found (404), or the credentials cannot see it") from None
         if status == 429:
             raise TargetError("Throttled", f"{what}: GitHub rate limit exceeded (429); retrying later") from None
         if status == 403:
@@ -288,10 +286,10 @@ def _errors(what: str) -> Iterator[None]:
                 "Forbidden", f"{what}: access denied (403); the token or App needs secrets read/write permission"
             ) from None
         if status == 422:
-            raise TargetError("Rejected", f"{what}: GitHub rejected the request (422)", retry=False) from None
+            raise TargetError("Rejected", f"{what}: GitHub rejected the request (422)") from None
         if status >= 500:
             raise TargetError("Unavailable", f"{what}: GitHub answered {status}; retrying later") from None
-        raise TargetError("GitHubAPIError", f"{what}: GitHub answered {status}") from None
+        raise TargetError("StoreAPIError", f"{what}: GitHub answered {status}") from None
     except requests.RequestException as exc:
         raise TargetError("Unavailable", f"{what}: GitHub API unreachable ({type(exc).__name__})") from None
 
@@ -355,7 +353,6 @@ class GitHubActionsTarget:
                     "SecretNotOwned",
                     f"{self.describe()}: {', '.join(foreign)} already exist and were not created by this target; "
                     "nothing was written (set adopt: true to take them over)",
-                    retry=False,
                 )
         plan = Plan(state=remote)
         for name, value in desired.items():

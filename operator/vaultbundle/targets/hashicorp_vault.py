@@ -28,10 +28,11 @@ from urllib.parse import quote, urlsplit
 from kubernetes.client.exceptions import ApiException
 
 from .. import metrics
+from ..errors import CrossNamespaceError, SpecError, TargetError
 from ..selection import SelectionError, select
-from ..spec import CrossNamespaceError, SecretRef, Selection, SpecError, boolean, obj, string, strings
+from ..spec import SecretRef, Selection, boolean, obj, string, strings
 from ..vault import Vault
-from .base import Owner, Plan, TargetContext, TargetError
+from .base import Owner, Plan, TargetContext
 from .naming import NameRule, Naming, parse_naming, remote_names
 
 MANAGED_BY_KEY = "managed-by"
@@ -213,7 +214,7 @@ def _vault_error(exc: BaseException, what: str, *, login: bool = False) -> Targe
     if isinstance(exc, hv.InvalidPath):
         return TargetError("NotFound", f"not found: {what} (is the mount enabled?)")
     if isinstance(exc, hv.VaultError):
-        return TargetError("InvalidRequest", f"Vault rejected the request ({type(exc).__name__}): {what}")
+        return TargetError("Rejected", f"Vault rejected the request ({type(exc).__name__}): {what}")
     if isinstance(exc, requests.exceptions.SSLError):
         return TargetError(
             "Unavailable", f"TLS verification of the Vault server failed ({what}); check caBundleSecretRef"
@@ -279,7 +280,6 @@ class HashicorpVaultKind:
             raise TargetError(
                 "TargetKindUnavailable",
                 f"target kind hashicorpVault needs the vault extra: pip install 'vaultbundle[vault]' ({exc.name})",
-                retry=False,
             ) from None
         ca_pem = None
         if spec.ca_bundle_ref is not None:
@@ -322,7 +322,7 @@ def _session(ca_pem: str | None) -> Any:
     try:
         context = ssl.create_default_context(cadata=ca_pem)
     except (ssl.SSLError, ValueError):
-        raise TargetError("InvalidCABundle", "caBundleSecretRef does not hold PEM certificates", retry=False) from None
+        raise TargetError("InvalidCABundle", "caBundleSecretRef does not hold PEM certificates") from None
 
     class _PinnedCA(HTTPAdapter):
         def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
@@ -445,7 +445,6 @@ class HashicorpVaultTarget:
             raise TargetError(
                 "KVVersionMismatch",
                 f"{what} is {data.get('type')!r} version {version}, not KV v{self.spec.kv_version}; fix kvVersion",
-                retry=False,
             )
 
     async def _read_v2(self) -> _Remote:
@@ -503,9 +502,7 @@ class HashicorpVaultTarget:
             if other == self.owner.ref:
                 return False
             if other:  # another VaultBundle's secret is never taken, not even with adopt
-                raise TargetError(
-                    "SecretNotOwned", f"Vault secret {where} is managed by VaultBundle {other!r}", retry=False
-                )
+                raise TargetError("SecretNotOwned", f"Vault secret {where} is managed by VaultBundle {other!r}")
         elif self._recorded_as_ours():
             return False
         if not self.spec.adopt:
@@ -514,7 +511,6 @@ class HashicorpVaultTarget:
                 f"Vault secret {where} exists and is not managed by this VaultBundle "
                 f"({'no vaultbundle custom_metadata' if self.spec.kv_version == 2 else 'not recorded in status'}); "
                 "set adopt: true to take it over",
-                retry=False,
             )
         return True
 
@@ -626,7 +622,6 @@ async def _service_account_token(context: TargetContext, auth: KubernetesAuth) -
             "Forbidden",
             f"{where} does not allow tokens for audience(s) {', '.join(refused)}: annotate it with "
             f"{AUDIENCES_ANNOTATION}: {','.join(auth.audiences)} to let vaultbundle log in to Vault as it",
-            retry=False,
         )
     body = {
         "apiVersion": "authentication.k8s.io/v1",
@@ -652,7 +647,7 @@ async def _service_account_token(context: TargetContext, auth: KubernetesAuth) -
 def _kube_error(exc: ApiException, what: str) -> TargetError:
     status = int(exc.status or 0)
     if status == 404:
-        return TargetError("AuthFailed", f"{what}: not found; create the ServiceAccount", retry=False)
+        return TargetError("AuthFailed", f"{what}: not found; create the ServiceAccount")
     if status == 403:
         return TargetError(
             "Forbidden",

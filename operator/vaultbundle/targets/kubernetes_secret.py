@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..digest import Digester
+from ..errors import SpecError, TargetError
 from ..kube import FIELD_MANAGER, GROUP, VERSION, Kube
 from ..selection import SelectionError, select
-from ..spec import Selection, SpecError, boolean, obj, string, string_map
+from ..spec import Selection, boolean, obj, string, string_map
 from ..vault import Vault
-from .base import Owner, Plan, TargetContext, TargetError, diff
+from .base import Owner, Plan, TargetContext, diff
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 OWNER = "vaultbundle.io/owner"
@@ -141,14 +142,11 @@ class KubernetesSecretTarget:
         if other == self.owner.ref:
             return
         if other:  # another VaultBundle's Secret is never taken, not even with adopt
-            raise TargetError(
-                "SecretNotOwned", f"Secret {self.spec.name!r} is managed by VaultBundle {other!r}", retry=False
-            )
+            raise TargetError("SecretNotOwned", f"Secret {self.spec.name!r} is managed by VaultBundle {other!r}")
         if not self.spec.adopt:
             raise TargetError(
                 "SecretNotOwned",
                 f"Secret {self.spec.name!r} exists and is not managed by vaultbundle; set adopt: true to take it over",
-                retry=False,
             )
 
     def _metadata(self, data: Mapping[str, bytes]) -> dict[str, Any]:

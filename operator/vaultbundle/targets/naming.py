@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import SpecError
 from ..selection import SelectionError
-from ..spec import SpecError, boolean, obj, string
+from ..spec import boolean, obj, string
 
 CASES = ("Preserve", "Upper", "Lower")
 
