@@ -94,7 +94,8 @@ class SecretWatch:
 
     def _list(self) -> tuple[str, list[dict[str, Any]]]:
         body = json.loads(self._request(_LIST_ACCEPT).data)
-        return body["metadata"]["resourceVersion"], [item.get("metadata", {}) for item in body.get("items", [])]
+        # an empty PartialObjectMetadataList has `"items": null`
+        return body["metadata"]["resourceVersion"], [item.get("metadata", {}) for item in body.get("items") or []]
 
     def _stream(self, **kwargs: Any) -> Any:
         """What `Watch.stream` calls: one watch request (it passes `watch`, `resource_version` and friends)."""

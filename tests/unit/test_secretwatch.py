@@ -56,7 +56,8 @@ class FakeApiserver:
                 self.end_headers()
                 if "watch" not in query:
                     body = {"kind": "PartialObjectMetadataList", "metadata": {"resourceVersion": fake.list_version}}
-                    body["items"] = [{"kind": "PartialObjectMetadata", "metadata": m} for m in fake.listing]
+                    # like the apiserver: an empty PartialObjectMetadataList has "items": null
+                    body["items"] = [{"kind": "PartialObjectMetadata", "metadata": m} for m in fake.listing] or None
                     self.chunk(json.dumps(body).encode())
                 else:
                     script = fake.watches.pop(0) if fake.watches else "hold"
@@ -138,6 +139,7 @@ async def test_watch_is_label_selected_metadata_only_and_resumes(apiserver: Fake
 
 
 async def test_stop_unblocks_a_waiting_watch_at_once(apiserver: FakeApiserver) -> None:
+    apiserver.listing = []
     watch = secretwatch.SecretWatch(
         apiserver.api_client(), secretwatch.MANAGED_SELECTOR, lambda *_: None, asyncio.get_running_loop()
     )
@@ -149,6 +151,7 @@ async def test_stop_unblocks_a_waiting_watch_at_once(apiserver: FakeApiserver) -
     watch.stop()
     await asyncio.to_thread(watch._thread.join, 5)
     assert not watch._thread.is_alive() and time.monotonic() - started < 2
+    assert watch.ready.is_set()  # the empty list was understood
 
 
 async def test_failures_are_retried_and_logged_without_bodies(
