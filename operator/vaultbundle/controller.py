@@ -237,7 +237,7 @@ def build_registry(config: Settings) -> kopf.OperatorRegistry:
             active=not electing,
         )
         state["watches"] = secretwatch.start_watches(
-            load_api_client(config.kubeconfig, connections=2),
+            load_api_client(config.kubeconfig, connections=2 * max(1, len(config.namespaces))),  # one per watch
             config.namespaces,
             {
                 secretwatch.SOURCE_SELECTOR: scheduler.secret_changed,
