@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import socket
 import ssl
 from pathlib import Path
@@ -10,10 +9,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from click.testing import CliRunner
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from e2e.testbed.pki import create_pki
 
 from vaultbundle.cli import cli
 from vaultbundle.errors import Reason
@@ -28,37 +24,20 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def self_signed(directory: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = directory / "tls.crt", directory / "tls.key"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return cert_file, key_file
+def server_cert(directory: Path) -> tuple[Path, Path, Path]:
+    """A certificate for localhost signed by a fresh CA (the test bed's own PKI code): (cert, key, ca)."""
+    pki = create_pki(directory)
+    return pki.keyvault.cert, pki.keyvault.key, pki.ca.cert
 
 
 async def test_metrics_need_the_token_over_tls_and_probes_stay_open(tmp_path: Path) -> None:
-    cert_file, key_file = self_signed(tmp_path)
+    cert_file, key_file, ca_file = server_cert(tmp_path / "pki")
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")
     port = free_port()
     security = MetricsSecurity(str(cert_file), str(key_file), str(token_file))
     runner = await serve("127.0.0.1", port, lambda: True, security)
-    trust = ssl.create_default_context(cafile=str(cert_file))
+    trust = ssl.create_default_context(cafile=str(ca_file))
     base = f"https://localhost:{port}"
     try:
         async with aiohttp.ClientSession() as session:
@@ -96,7 +75,7 @@ async def test_without_options_metrics_are_open_plain_http() -> None:
 
 
 def test_unusable_files_are_typed_errors_naming_the_flag(tmp_path: Path) -> None:
-    cert_file, key_file = self_signed(tmp_path)
+    cert_file, key_file, _ = server_cert(tmp_path / "pki")
     short = tmp_path / "short"
     short.write_text("abc")
     cases = {
