@@ -14,6 +14,7 @@ by the next refresh. Token minting works only for the ServiceAccounts listed in 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -38,7 +39,7 @@ from kubernetes.client.exceptions import ApiException
 from tests.conftest import REPO
 from tests.e2e.helpers import http_get, wait_for
 
-from vaultbundle import bundles
+from vaultbundle import bundles, secretwatch
 from vaultbundle.bundles import Layout
 from vaultbundle.crypto import configblob
 from vaultbundle.crypto.configblob import BootstrapConfig
@@ -417,6 +418,8 @@ def test_cluster_wide_install_syncs_with_only_the_charts_rbac(
         full_sync(scenario)
         lease = k8s.CoordinationV1Api(admin).read_namespaced_lease("vaultbundle-operator", system)
         assert lease.spec.holder_identity  # the chart's Lease RBAC lets it take the Lease
+        # the managed-Secret watch delivered our own target's changes to the drift-repair hook
+        assert f"managed Secret {scenario.ns}/web-env changed (owner uid" in operator.text()
         source_changes_resync(testbed, admin, namespaces)
         time.sleep(2)  # a few idle refresh cycles, still no denial
     finally:
@@ -561,3 +564,38 @@ def test_missing_discovery_rbac_shows_in_the_log(
     text = operator.text()
     assert 'cannot list resource "namespaces"' in text
     assert 'cannot list resource "customresourcedefinitions"' in text
+
+
+def test_secret_watch_streams_metadata_only(
+    testbed: dict[str, str], admin: k8s.ApiClient, namespaces: Callable[[str], str]
+) -> None:
+    """What the real apiserver sends the operator's Secret watch: PartialObjectMetadata, never `data`."""
+    ns = namespaces("vbmeta")
+    core = k8s.CoreV1Api(admin)
+    loop = asyncio.new_event_loop()
+    try:
+        watch = secretwatch.SecretWatch(admin, secretwatch.SOURCE_SELECTOR, lambda *_: None, loop, namespace=ns)
+        labels = {"vaultbundle.io/source": "true"}
+        core.create_namespaced_secret(
+            ns, {"metadata": {"name": "before", "labels": labels}, "stringData": {"k": CANARY}}
+        )
+        core.create_namespaced_secret(ns, {"metadata": {"name": "unlabelled"}, "stringData": {"k": CANARY}})
+        listed = json.loads(watch._request(secretwatch._LIST_ACCEPT).data)
+        assert listed["kind"] == "PartialObjectMetadataList"
+        assert [item["metadata"]["name"] for item in listed["items"]] == ["before"]
+        assert CANARY not in json.dumps(listed)
+        stream = watch._stream(resource_version=listed["metadata"]["resourceVersion"], timeout_seconds=3)
+        core.create_namespaced_secret(
+            ns, {"metadata": {"name": "after", "labels": labels}, "stringData": {"k": CANARY}}
+        )
+        core.create_namespaced_secret(ns, {"metadata": {"name": "unlabelled-2"}, "stringData": {"k": CANARY}})
+        raw = stream.read().decode()  # the server ends the watch after timeoutSeconds
+        stream.release_conn()
+    finally:
+        loop.close()
+    events = [json.loads(line) for line in raw.splitlines() if line.strip()]
+    changed = [e for e in events if e["type"] != "BOOKMARK"]
+    assert [(e["type"], e["object"]["kind"], e["object"]["metadata"]["name"]) for e in changed] == [
+        ("ADDED", "PartialObjectMetadata", "after")
+    ]
+    assert CANARY not in raw and '"data"' not in raw
