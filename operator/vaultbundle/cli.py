@@ -438,6 +438,9 @@ def sync(
     "--metrics-port", type=int, default=8080, show_default=True, help="Port of /metrics, /healthz and /readyz."
 )
 @click.option("--metrics-host", default="0.0.0.0", show_default=True, help="Address to serve them on.")  # noqa: S104
+@click.option("--metrics-tls-cert-file", help="Serve /healthz, /readyz and /metrics over TLS (PEM certificate).")
+@click.option("--metrics-tls-key-file", help="The PEM key of --metrics-tls-cert-file.")
+@click.option("--metrics-token-file", help="Require `Authorization: Bearer <this file's content>` on /metrics.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--workers", type=int, help="Crypto worker threads: parallel PBKDF2 derivations (default: CPU count).")
 @click.option("--max-concurrent", type=int, default=16, show_default=True, help="Reconciles running at once.")
@@ -461,6 +464,9 @@ def run(
     kubeconfig: str | None,
     metrics_port: int,
     metrics_host: str,
+    metrics_tls_cert_file: str | None,
+    metrics_tls_key_file: str | None,
+    metrics_token_file: str | None,
     log_format: str,
     workers: int | None,
     max_concurrent: int,
@@ -475,11 +481,17 @@ def run(
     import kopf  # noqa: PLC0415 - heavy; only this command needs it
 
     from .controller import Settings, Shard, build_registry  # noqa: PLC0415
-    from .observability import disable_core_dumps  # noqa: PLC0415
+    from .observability import MetricsConfigError, MetricsSecurity, disable_core_dumps  # noqa: PLC0415
     from .spec import parse_duration  # noqa: PLC0415
 
     if bool(namespaces) == all_namespaces:
         raise click.UsageError("give --namespace (one or more) or --all-namespaces")
+    security = MetricsSecurity(metrics_tls_cert_file, metrics_tls_key_file, metrics_token_file)
+    try:  # fail here, with the flag named, rather than in kopf's startup handler
+        security.ssl_context()
+        security.token()
+    except MetricsConfigError as exc:
+        raise click.UsageError(str(exc)) from None
     disable_core_dumps()
     if kubeconfig:
         os.environ["KUBECONFIG"] = kubeconfig
@@ -490,11 +502,13 @@ def run(
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     settings = Settings(
         kubeconfig=kubeconfig,
+        namespaces=tuple(namespaces),
         workers=workers,
         digest_key_file=digest_key_file,
         max_concurrent=max_concurrent,
         metrics_host=metrics_host,
         metrics_port=metrics_port,
+        metrics_security=security,
         min_refresh=parse_duration(min_refresh_interval, "--min-refresh-interval"),
         shard=Shard.parse(shard) if shard else None,
         leader_election_namespace=leader_election_namespace or None,

@@ -1,9 +1,13 @@
-"""kopf wiring: watch VaultBundles and referenced Secrets, run one worker task per VaultBundle.
+"""kopf wiring: watch VaultBundles (kopf) and a few labelled Secrets (secretwatch), one worker per VaultBundle.
 
 Deliberately no kopf daemons/handlers with state: those add finalizers and annotations (writes, and stuck
 deletions when the operator is gone). Event handlers only wake per-object workers; each worker calls
 `Reconciler.reconcile` and sleeps until its refresh interval passes or something wakes it. The Secrets we
 write carry an ownerReference (deletionPolicy: Delete) so Kubernetes' garbage collector cleans up.
+
+Secrets are not watched through kopf: kopf would stream every Secret of the cluster (see secretwatch.py for why
+its label filters cannot help). Only our own target Secrets and source Secrets labelled `vaultbundle.io/source`
+are watched, metadata only; an unlabelled source is re-read by name on every refresh cycle.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import Any, cast
 
 import kopf
 
-from . import metrics, observability
+from . import metrics, observability, secretwatch
 from .digest import Digester
 from .kube import GROUP, PLURAL, VERSION, Kube, load_api_client
 from .leader import LeaderElector
@@ -29,17 +33,20 @@ from .pool import CryptoPool
 from .reconcile import Observed, Reconciler
 
 logger = logging.getLogger("vaultbundle")
+OWNER_UID_ANNOTATION = "vaultbundle.io/owner-uid"  # written on every target Secret (targets/kubernetes_secret.py)
 
 
 @dataclass
 class Settings:
     kubeconfig: str | None = None
+    namespaces: tuple[str, ...] = ()  # watched namespaces; empty = all (`--all-namespaces`)
     workers: int | None = None
     digest_key_file: str | None = None
     max_concurrent: int = 16
     min_refresh: float = 10.0
     metrics_host: str = "0.0.0.0"  # noqa: S104 - a pod's probes and Prometheus reach it on the pod IP
     metrics_port: int = 8080
+    metrics_security: observability.MetricsSecurity = field(default_factory=observability.MetricsSecurity)
     shard: Shard | None = None
     leader_election_namespace: str | None = None  # None: no election, this process is always active
     lease_seconds: float = 15.0
@@ -139,10 +146,23 @@ class Scheduler:
         await self._stop(uid)
         self.workers.pop(uid, None)
 
-    def secret_changed(self, namespace: str, name: str) -> None:
+    def secret_changed(self, namespace: str, name: str, _metadata: dict[str, Any] | None = None) -> None:
+        """A labelled source Secret changed: wake every VaultBundle whose last reconcile read it."""
         for uid in self.secret_watchers.get((namespace, name), set()):
             if uid in self.workers:
                 self.workers[uid].wake.set()
+
+    def managed_secret_changed(self, namespace: str, name: str, metadata: dict[str, Any]) -> str | None:
+        """A target Secret we wrote changed or was deleted (label-selected watch); returns its owner's uid.
+
+        The hook for drift repair (issue #14), which will decide here whether to wake the owner. It does not
+        wake it yet: our own writes land here too, and waking on them would cost a reconcile per write.
+        """
+        uid = str((metadata.get("annotations") or {}).get(OWNER_UID_ANNOTATION, ""))
+        if uid not in self.workers:
+            return None
+        logger.debug("managed Secret %s/%s changed (owner uid %s)", namespace, name, uid)
+        return uid
 
     async def _run(self, uid: str) -> None:
         while uid in self.workers and self.active:
@@ -204,7 +224,10 @@ def build_registry(config: Settings) -> kopf.OperatorRegistry:
         digester = Digester.from_file_or_random(config.digest_key_file)
         state["pool"] = pool
         state["http"] = await observability.serve(
-            config.metrics_host, config.metrics_port, lambda: "scheduler" in state
+            config.metrics_host,
+            config.metrics_port,
+            lambda: "scheduler" in state and all(w.ready.is_set() for w in state["watches"]),
+            config.metrics_security,
         )
         electing = config.leader_election_namespace is not None
         scheduler = Scheduler(
@@ -212,6 +235,15 @@ def build_registry(config: Settings) -> kopf.OperatorRegistry:
             config.max_concurrent,
             config.shard,
             active=not electing,
+        )
+        state["watches"] = secretwatch.start_watches(
+            load_api_client(config.kubeconfig, connections=2 * max(1, len(config.namespaces))),  # one per watch
+            config.namespaces,
+            {
+                secretwatch.SOURCE_SELECTOR: scheduler.secret_changed,
+                secretwatch.MANAGED_SELECTOR: scheduler.managed_secret_changed,
+            },
+            asyncio.get_running_loop(),
         )
         state["scheduler"] = scheduler
         if config.leader_election_namespace is None:
@@ -240,6 +272,8 @@ def build_registry(config: Settings) -> kopf.OperatorRegistry:
             state["elector"].cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await state["elector"]
+        for watch in state.get("watches", []):
+            watch.stop()
         await state["scheduler"].stop()
         state["pool"].close()
         await state["http"].cleanup()
@@ -251,10 +285,5 @@ def build_registry(config: Settings) -> kopf.OperatorRegistry:
             await scheduler.remove(uid)
         else:
             scheduler.upsert(dict(body))
-
-    @kopf.on.event("", "v1", "secrets", registry=registry)
-    async def secret_event(namespace: str | None, name: str, **_: Any) -> None:
-        if namespace and "scheduler" in state:
-            state["scheduler"].secret_changed(namespace, name)
 
     return registry

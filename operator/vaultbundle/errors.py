@@ -64,6 +64,7 @@ class Reason(StrEnum):
     KUBERNETES_API_ERROR = "KubernetesAPIError"
     STATUS_UPDATE_FAILED = "StatusUpdateFailed"
     INTERNAL_ERROR = "InternalError"
+    INVALID_OPERATOR_FLAG = "InvalidOperatorFlag"  # `vaultbundle run` cannot start: a flag or its file is unusable
 
     @property
     def transient(self) -> bool:

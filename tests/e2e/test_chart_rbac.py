@@ -5,10 +5,16 @@ The chart is rendered and applied to the real kube-apiserver (cluster-wide with 
 local process whose only credential is a token issued for the chart's ServiceAccount (TokenRequest), and a
 full VaultBundle sync must succeed with no 403 anywhere: not in the operator's log, not in the apiserver's
 audit log. In namespaced mode the same identity must be refused Secrets in a namespace it does not watch.
+
+The operator never streams every Secret: the audit log shows that each of its Secret list/watch requests
+carries a label selector (its own targets, or sources labelled `vaultbundle.io/source=true`). A labelled source
+Secret's change resyncs at once (refreshInterval 1h); an unlabelled one is not seen by the watch but is picked up
+by the next refresh. Token minting works only for the ServiceAccounts listed in `rbac.serviceAccountTokens`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -33,7 +39,7 @@ from kubernetes.client.exceptions import ApiException
 from tests.conftest import REPO
 from tests.e2e.helpers import http_get, wait_for
 
-from vaultbundle import bundles
+from vaultbundle import bundles, secretwatch
 from vaultbundle.bundles import Layout
 from vaultbundle.crypto import configblob
 from vaultbundle.crypto.configblob import BootstrapConfig
@@ -44,6 +50,8 @@ pytestmark = pytest.mark.testbed
 CHART = REPO / "charts" / "vaultbundle-operator"
 PASSPHRASE = "chart-rbac-passphrase-0123456789"
 CANARY = "CANARY-" + uuid.uuid4().hex
+SOURCE_SELECTOR = "labelSelector=vaultbundle.io%2Fsource%3Dtrue"
+MANAGED_SELECTOR = "labelSelector=app.kubernetes.io%2Fmanaged-by%3Dvaultbundle"
 # What kopf and our own client print when the apiserver refuses a request.
 DENIED = re.compile(r"forbidden|not enough permissions|HTTP 403|code: 403|'code': 403|\"code\": 403", re.IGNORECASE)
 
@@ -139,6 +147,8 @@ class Scenario:
     testbed: dict[str, str]
     admin: k8s.ApiClient
     ns: str
+    labelled: bool = True  # source Secrets carry vaultbundle.io/source=true (the documented setup)
+    refresh: str = "1s"
     core: k8s.CoreV1Api = field(init=False)
     custom: k8s.CustomObjectsApi = field(init=False)
 
@@ -169,7 +179,10 @@ class Scenario:
             ("web-vsync", {"config": configblob.encode(self.config) + "\n"}),
             ("web-passphrase", {"passphrase": PASSPHRASE}),
         ):
-            self.core.create_namespaced_secret(self.ns, {"metadata": {"name": name}, "stringData": data})
+            labels = {"vaultbundle.io/source": "true"} if self.labelled else {}
+            self.core.create_namespaced_secret(
+                self.ns, {"metadata": {"name": name, "labels": labels}, "stringData": data}
+            )
 
     def push(self, files: dict[str, bytes]) -> str:
         pool = CryptoPool(workers=0)
@@ -186,7 +199,7 @@ class Scenario:
             "metadata": {"name": name},
             "spec": {
                 "source": {"configSecretRef": {"name": "web-vsync"}, "passphraseSecretRef": {"name": "web-passphrase"}},
-                "refreshInterval": "1s",
+                "refreshInterval": self.refresh,
                 "targets": [{"name": "app", "kubernetesSecret": target}],
             },
         }
@@ -221,6 +234,9 @@ class Scenario:
             return None
         return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
 
+    def set_passphrase(self, passphrase: str) -> None:
+        self.core.patch_namespaced_secret("web-passphrase", self.ns, {"stringData": {"passphrase": passphrase}})
+
     def events(self) -> set[tuple[str, str]]:
         return {(e.type, e.reason) for e in self.core.list_namespaced_event(self.ns).items}
 
@@ -243,15 +259,40 @@ def namespaces(admin: k8s.ApiClient) -> Iterator[Callable[[str], str]]:
         k8s.CoreV1Api(admin).delete_namespace(name)
 
 
-def audit_entries(testbed: dict[str, str], username: str) -> list[dict[str, Any]]:
-    """The apiserver's audit entries (writes, Metadata level) made by *username*."""
+def audit_entries(
+    testbed: dict[str, str], username: str, stages: tuple[str, ...] = ("ResponseComplete",)
+) -> list[dict[str, Any]]:
+    """The apiserver's audit entries (Metadata level: writes, and Secret list/watch by ServiceAccounts) made by
+    *username*. A watch still open has only its ResponseStarted entry."""
     entries = []
     with open(testbed["KUBE_AUDIT_LOG"], encoding="utf-8") as log:
         for line in log:
             entry = json.loads(line)
-            if entry.get("stage") == "ResponseComplete" and entry.get("user", {}).get("username") == username:
+            if entry.get("stage") in stages and entry.get("user", {}).get("username") == username:
                 entries.append(entry)
     return entries
+
+
+def assert_secret_reads_are_label_selected(testbed: dict[str, str], username: str, scope: set[str]) -> None:
+    """Every Secret list/watch the operator made names one of its two label selectors; both were used, in
+    every namespace of *scope* (or cluster-wide for an empty *scope*)."""
+    reads = [
+        e
+        for e in audit_entries(testbed, username, ("ResponseStarted", "ResponseComplete"))
+        if e["verb"] in ("list", "watch") and e["objectRef"]["resource"] == "secrets"
+    ]
+    unselected = [e["requestURI"] for e in reads if "labelSelector=" not in e["requestURI"]]
+    assert not unselected, f"Secret list/watch without a label selector: {unselected}"
+    seen = {
+        (e["verb"], e["objectRef"].get("namespace", ""), sel)
+        for e in reads
+        for sel in (SOURCE_SELECTOR, MANAGED_SELECTOR)
+        if sel in e["requestURI"]
+    }
+    for namespace in scope or {""}:
+        for selector in (SOURCE_SELECTOR, MANAGED_SELECTOR):
+            assert {("list", namespace, selector), ("watch", namespace, selector)} <= seen, (namespace, selector, seen)
+    assert all(e["responseStatus"]["code"] == 200 for e in reads)
 
 
 def full_sync(scenario: Scenario) -> None:
@@ -297,6 +338,8 @@ def assert_no_denials(testbed: dict[str, str], operator: Operator, username: str
     assert not refused, f"the apiserver refused writes: {[(e['verb'], e['objectRef']) for e in refused]}"
     writes = set()
     for entry in entries:
+        if entry["verb"] in ("list", "watch", "get"):
+            continue
         ref = entry["objectRef"]
         writes.add((entry["verb"], ref["resource"] + (f"/{ref['subresource']}" if ref.get("subresource") else "")))
     return writes
@@ -319,19 +362,43 @@ def can_i(testbed: dict[str, str], user: str, verb: str, resource: str, namespac
     return result.stdout.strip() == "yes"
 
 
+def source_changes_resync(testbed: dict[str, str], admin: k8s.ApiClient, namespaces: Callable[[str], str]) -> None:
+    """Labelled sources: a change is seen at once (the watch). Unlabelled: the watch never sees it, the next
+    refresh does (polling by name)."""
+    labelled = Scenario(testbed, admin, namespaces("vblab"), labelled=True, refresh="1h")
+    hidden = Scenario(testbed, admin, namespaces("vbunl"), labelled=False, refresh="1h")
+    polled = Scenario(testbed, admin, namespaces("vbpoll"), labelled=False, refresh="4s")
+    for scenario in (labelled, hidden, polled):
+        scenario.push({".env.prod": f"API_KEY={CANARY}\n".encode()})
+        scenario.apply("web", {"name": "web-env"})
+    for scenario in (labelled, hidden, polled):
+        wait_for(lambda s=scenario: s.reason("web") == "Synced", f"{scenario.ns} Synced")
+    changed = time.monotonic()
+    for scenario in (labelled, hidden, polled):
+        scenario.set_passphrase("not-the-passphrase")
+    # "at once": within seconds (a full cycle with a fresh PBKDF2 derivation), against a 1h refresh
+    wait_for(lambda: labelled.reason("web") == "WrongPassphrase", "the labelled source's change", timeout=10)
+    wait_for(lambda: polled.reason("web") == "WrongPassphrase", "the polled source's change", timeout=15)
+    # refreshInterval 1h and no label: the watch never saw the change, and no refresh has come yet
+    time.sleep(max(0.0, 3 - (time.monotonic() - changed)))
+    assert hidden.reason("web") == "Synced"
+    for scenario in (labelled, hidden, polled):
+        assert scenario.data("web-env") == {"API_KEY": CANARY}  # a wrong passphrase writes nothing
+
+
 def test_cluster_wide_install_syncs_with_only_the_charts_rbac(
     testbed: dict[str, str], admin: k8s.ApiClient, namespaces: Callable[[str], str], tmp_path: Path
 ) -> None:
     system = namespaces("vbop")
     release = f"vb{uuid.uuid4().hex[:6]}"
-    notes = helm(testbed, "install", release, str(CHART), "-n", system)
+    notes = helm(testbed, "install", release, str(CHART), "-n", system, "--set", "clusterWide=true")
     assert "kubectl -n web get vb" in notes and "Leader election is on" in notes
     account = f"{release}-vaultbundle-operator"
     user = f"system:serviceaccount:{system}:{account}"
     core = k8s.CoreV1Api(admin)
     key = core.read_namespaced_secret(f"{account}-digest-key", system).data["digest-key"]
     # the generated digest key survives an upgrade (lookup), so digests in status stay comparable
-    helm(testbed, "upgrade", release, str(CHART), "-n", system, "--set", "operator.verbose=true")
+    helm(testbed, "upgrade", release, str(CHART), "-n", system, "--reuse-values", "--set", "operator.verbose=true")
     assert core.read_namespaced_secret(f"{account}-digest-key", system).data["digest-key"] == key
     digest_key = tmp_path / "digest-key"
     digest_key.write_bytes(base64.b64decode(key))
@@ -351,9 +418,13 @@ def test_cluster_wide_install_syncs_with_only_the_charts_rbac(
         full_sync(scenario)
         lease = k8s.CoordinationV1Api(admin).read_namespaced_lease("vaultbundle-operator", system)
         assert lease.spec.holder_identity  # the chart's Lease RBAC lets it take the Lease
+        # the managed-Secret watch delivered our own target's changes to the drift-repair hook
+        assert f"managed Secret {scenario.ns}/web-env changed (owner uid" in operator.text()
+        source_changes_resync(testbed, admin, namespaces)
         time.sleep(2)  # a few idle refresh cycles, still no denial
     finally:
         stop_operator(operator)
+    assert_secret_reads_are_label_selected(testbed, user, set())
     writes = assert_no_denials(testbed, operator, user)
     assert writes <= {
         ("patch", "secrets"),
@@ -390,6 +461,10 @@ def test_namespaced_install_is_confined_to_its_namespaces(
         "1.34.0",
         "--set",
         f"watchNamespaces={{{watched},{also}}}",
+        "--set",
+        f"rbac.serviceAccountTokens[0].namespace={watched}",
+        "--set",
+        "rbac.serviceAccountTokens[0].name=vault-writer",
     )
     kinds = {doc["kind"] for doc in yaml.safe_load_all(rendered) if doc}
     assert {"Role", "RoleBinding", "ClusterRole"} <= kinds
@@ -417,6 +492,21 @@ def test_namespaced_install_is_confined_to_its_namespaces(
         as_operator.read_namespaced_secret("web-passphrase", other)
     assert refused.value.status == 403
     assert as_operator.read_namespaced_secret("web-passphrase", watched).metadata.name == "web-passphrase"
+    # token minting: only the listed ServiceAccount (resourceNames), nowhere else
+    core = k8s.CoreV1Api(admin)
+    for namespace, name in ((watched, "vault-writer"), (watched, "other-sa"), (also, "vault-writer")):
+        core.create_namespaced_service_account(namespace, {"metadata": {"name": name}})
+    request = {"spec": {"audiences": ["vault"], "expirationSeconds": 600}}
+    minted = as_operator.create_namespaced_service_account_token("vault-writer", watched, request)
+    assert minted.status.token
+    assert as_operator.read_namespaced_service_account("vault-writer", watched).metadata.name == "vault-writer"
+    for namespace, name in ((watched, "other-sa"), (also, "vault-writer")):
+        with pytest.raises(ApiException) as refused:
+            as_operator.create_namespaced_service_account_token(name, namespace, request)
+        assert refused.value.status == 403, (namespace, name)
+        with pytest.raises(ApiException) as refused:
+            as_operator.read_namespaced_service_account(name, namespace)
+        assert refused.value.status == 403, (namespace, name)
 
     operator = start_operator(
         kubeconfig, digest_key, tmp_path / "operator.log", "--namespace", watched, "--namespace", also
@@ -430,6 +520,7 @@ def test_namespaced_install_is_confined_to_its_namespaces(
         assert "status" not in outside.vb("web") and outside.secret("web-env") is None
     finally:
         stop_operator(operator)
+    assert_secret_reads_are_label_selected(testbed, user, {watched, also})
     writes = assert_no_denials(testbed, operator, user)
     assert {
         ("patch", "secrets"),
@@ -473,3 +564,38 @@ def test_missing_discovery_rbac_shows_in_the_log(
     text = operator.text()
     assert 'cannot list resource "namespaces"' in text
     assert 'cannot list resource "customresourcedefinitions"' in text
+
+
+def test_secret_watch_streams_metadata_only(
+    testbed: dict[str, str], admin: k8s.ApiClient, namespaces: Callable[[str], str]
+) -> None:
+    """What the real apiserver sends the operator's Secret watch: PartialObjectMetadata, never `data`."""
+    ns = namespaces("vbmeta")
+    core = k8s.CoreV1Api(admin)
+    loop = asyncio.new_event_loop()
+    try:
+        watch = secretwatch.SecretWatch(admin, secretwatch.SOURCE_SELECTOR, lambda *_: None, loop, namespace=ns)
+        labels = {"vaultbundle.io/source": "true"}
+        core.create_namespaced_secret(
+            ns, {"metadata": {"name": "before", "labels": labels}, "stringData": {"k": CANARY}}
+        )
+        core.create_namespaced_secret(ns, {"metadata": {"name": "unlabelled"}, "stringData": {"k": CANARY}})
+        listed = json.loads(watch._request(secretwatch._LIST_ACCEPT).data)
+        assert listed["kind"] == "PartialObjectMetadataList"
+        assert [item["metadata"]["name"] for item in listed["items"]] == ["before"]
+        assert CANARY not in json.dumps(listed)
+        stream = watch._stream(resource_version=listed["metadata"]["resourceVersion"], timeout_seconds=3)
+        core.create_namespaced_secret(
+            ns, {"metadata": {"name": "after", "labels": labels}, "stringData": {"k": CANARY}}
+        )
+        core.create_namespaced_secret(ns, {"metadata": {"name": "unlabelled-2"}, "stringData": {"k": CANARY}})
+        raw = stream.read().decode()  # the server ends the watch after timeoutSeconds
+        stream.release_conn()
+    finally:
+        loop.close()
+    events = [json.loads(line) for line in raw.splitlines() if line.strip()]
+    changed = [e for e in events if e["type"] != "BOOKMARK"]
+    assert [(e["type"], e["object"]["kind"], e["object"]["metadata"]["name"]) for e in changed] == [
+        ("ADDED", "PartialObjectMetadata", "after")
+    ]
+    assert CANARY not in raw and '"data"' not in raw
