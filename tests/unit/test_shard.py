@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vaultbundle.controller import Shard
+from vaultbundle.settings import Shard
 
 NAMES = [(f"team-{i % 37}", f"bundle-{i}") for i in range(3000)]
 
