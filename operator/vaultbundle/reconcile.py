@@ -51,8 +51,8 @@ FORCE_SYNC_ANNOTATION = "vaultbundle.io/force-sync"
 class _Memory:
     """What the last cycle that verified a bundle saw, in process memory only.
 
-    `bundle` is kept only when a target failed (so the retry skips download and decryption); after a full
-    success the pointer's ETag is all the cheap path needs."""
+    `bundle` is kept only when a target or the status patch failed (so the retry skips download and
+    decryption); after a full success the pointer's ETag is all the cheap path needs."""
 
     source_digest: str
     generation: int
@@ -149,11 +149,12 @@ class Reconciler:
         finally:
             metrics.S3_REQUESTS.inc(objects.requests)
         results = await self._fan_out(observed, parsed, verified.bundle)
-        failed = any(r.failed for r in results)
+        outcome = await self._report_sync(observed, parsed, verified, results)
+        retry = outcome.failure is not None  # a target or the status patch failed: keep the bundle for the retry
         self._memory[observed.uid] = _Memory(
-            source_digest, observed.generation, force_token, verified.pointer, verified.bundle if failed else None
+            source_digest, observed.generation, force_token, verified.pointer, verified.bundle if retry else None
         )
-        return await self._report_sync(observed, parsed, verified, results)
+        return outcome
 
     async def _fan_out(self, observed: Observed, parsed: VaultBundleSpec, bundle: Bundle) -> list[TargetResult]:
         async def read_secret(name: str, key: str) -> str:

@@ -16,7 +16,8 @@ class MemoryKube:
         self.service_accounts: dict[tuple[str, str], dict[str, Any]] = {}
         self.status: dict[str, Any] = {}
         self.calls: list[str] = []
-        self.failing: dict[str, int] = {}  # operation -> HTTP status it fails with
+        self.failing: dict[str, int] = {}  # operation -> HTTP status it fails with (a KubeError)
+        self.broken: dict[str, Exception] = {}  # operation -> an unexpected exception it raises (a bug)
 
     @property
     def writes(self) -> list[str]:
@@ -26,6 +27,8 @@ class MemoryKube:
         self.calls.append(operation)
         if operation in self.failing:
             raise KubeError(operation, self.failing[operation], "injected")
+        if operation in self.broken:
+            raise self.broken[operation]
 
     async def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
         self._enter("get_secret")
@@ -33,7 +36,7 @@ class MemoryKube:
 
     async def apply_secret(self, namespace: str, body: dict[str, Any]) -> None:
         self._enter("apply_secret")
-        fields = {f"f:{key}": {} for key in body.get("data") or {}}
+        fields: dict[str, Any] = {f"f:{key}": {} for key in body.get("data") or {}}
         managed = [{"manager": "vaultbundle", "operation": "Apply", "fieldsV1": {"f:data": fields}}]
         self.secrets[(namespace, body["metadata"]["name"])] = {
             **body,
