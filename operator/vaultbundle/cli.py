@@ -431,13 +431,16 @@ def sync(
     _one_shot(manifest_file, namespace, kubeconfig, True, as_json, digest_key_file)
 
 
+SETTING_FLAGS: dict[str, str] = {}  # `run` flag -> the Settings field it sets (docs and tests read this)
+
+
 def _setting(flag: str, name: str, **kwargs: Any) -> Callable[[F], F]:
     """A `run` flag whose default and help text are the `Settings` field *name*'s (durations as "10s")."""
+    SETTING_FLAGS[flag] = name
     default = getattr(DEFAULTS, name)
     if name.endswith("_seconds"):
         default = format_duration(default)
-    shown = {"default": default, "show_default": True} if default is not None else {}
-    return click.option(flag, help=field_doc(name), **shown, **kwargs)
+    return click.option(flag, default=default, show_default=default is not None, help=field_doc(name), **kwargs)
 
 
 @cli.command()
