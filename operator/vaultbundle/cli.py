@@ -29,6 +29,7 @@ from .localfiles import read_secret_file, read_vault_folder, write_files, write_
 from .pool import CryptoPool
 from .remote import S3Objects
 from .settings import DEFAULTS, Settings, Shard, field_doc, format_duration
+from .status import Outcome
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_SYNC_FAILED = 20
@@ -371,22 +372,26 @@ def _one_shot(
             )
         )
     else:
-        bundle = outcome.status.get("bundle") or {}
-        name = (manifest.get("metadata") or {}).get("name", "")
-        click.echo(f"{namespace}/{name}: {outcome.reason}: {outcome.message}")
-        if bundle:
-            click.echo(f"bundle {bundle['timestamp']} ({bundle['layout']} layout, generation {bundle['generation']})")
-        for target in targets:
-            plan = target.get("plan") or {}
-            click.echo(f"target {target['name']} ({target['kind']}): {target['state']} - {target['message']}")
-            for verb, sign in (("create", "+"), ("update", "~"), ("delete", "-")):
-                for key in plan.get(verb, []):
-                    click.echo(f"  {sign} {key}")
-            if plan:
-                click.echo(f"  = {plan.get('unchanged', 0)} unchanged")
+        _print_plan(f"{namespace}/{(manifest.get('metadata') or {}).get('name', '')}", outcome, targets)
     failed = any(t.get("state") == "Failed" for t in targets)
     if conditions.get("Verified", {}).get("status") != "True" or failed or (apply and not outcome.ready):
         raise SystemExit(REASON_EXIT_CODES.get(outcome.reason, EXIT_SYNC_FAILED))
+
+
+def _print_plan(where: str, outcome: Outcome, targets: list[dict[str, Any]]) -> None:
+    """`plan`/`sync` text output: the outcome, the bundle, and `+ KEY` / `~ KEY` / `- KEY` per target."""
+    bundle = outcome.status.get("bundle") or {}
+    click.echo(f"{where}: {outcome.reason}: {outcome.message}")
+    if bundle:
+        click.echo(f"bundle {bundle['timestamp']} ({bundle['layout']} layout, generation {bundle['generation']})")
+    for target in targets:
+        plan = target.get("plan") or {}
+        click.echo(f"target {target['name']} ({target['kind']}): {target['state']} - {target['message']}")
+        for verb, sign in (("create", "+"), ("update", "~"), ("delete", "-")):
+            for key in plan.get(verb, []):
+                click.echo(f"  {sign} {key}")
+        if plan:
+            click.echo(f"  = {plan.get('unchanged', 0)} unchanged")
 
 
 def _manifest_options(fn: F) -> F:
