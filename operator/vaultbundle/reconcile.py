@@ -42,7 +42,7 @@ from .verify import (
     verified_message,
 )
 
-__all__ = ["FORCE_SYNC_ANNOTATION", "Event", "Observed", "Outcome", "Reconciler", "content_items"]
+__all__ = ["FORCE_SYNC_ANNOTATION", "Event", "Observed", "Outcome", "Reconciler"]
 
 FORCE_SYNC_ANNOTATION = "vaultbundle.io/force-sync"
 

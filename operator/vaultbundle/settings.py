@@ -98,7 +98,7 @@ def field_doc(name: str) -> str:
     """The docstring of one `Settings` field (the help text of its flag)."""
     if name not in {f.name for f in fields(Settings)}:
         raise KeyError(name)
-    return _FIELD_DOCS[name]
+    return _FIELD_DOCS.get(name, "")
 
 
 def _field_docs() -> dict[str, str]:
@@ -107,7 +107,11 @@ def _field_docs() -> dict[str, str]:
     import inspect  # noqa: PLC0415
     import itertools  # noqa: PLC0415
 
-    (cls,) = ast.parse(inspect.getsource(Settings)).body
+    try:
+        source = inspect.getsource(Settings)
+    except (OSError, TypeError):  # no source shipped (e.g. a frozen build): flags then have no help text
+        return {}
+    (cls,) = ast.parse(source).body
     assert isinstance(cls, ast.ClassDef)
     body = cls.body
     docs: dict[str, str] = {}

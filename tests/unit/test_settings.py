@@ -39,6 +39,10 @@ def shown(name: str) -> Any:
     return format_duration(value) if name.endswith("_seconds") else value
 
 
+def test_every_setting_is_documented() -> None:
+    assert all(len(field_doc(field.name)) > 10 for field in fields(Settings))
+
+
 def test_every_flag_with_a_setting_takes_its_default_and_help_from_it() -> None:
     options = run_options()
     assert len(cli.SETTING_FLAGS) >= 10
