@@ -37,6 +37,8 @@ lint: venv
 	$(VENV)/bin/ruff check operator tests e2e fuzz bench requirements
 	$(VENV)/bin/ruff format --check operator tests e2e fuzz bench requirements
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --strict --no-warn-unused-configs tests/kit tests/unit/test_reconcile*.py tests/unit/test_backoff.py \
+		tests/unit/test_scheduler_backoff.py
 
 test-unit: venv
 	$(PY) -m pytest -m "not testbed" -q

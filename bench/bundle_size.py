@@ -25,7 +25,7 @@ from vaultbundle.crypto import rqe1
 from vaultbundle.crypto.kdf import derive_key
 from vaultbundle.digest import Digester
 from vaultbundle.pool import CryptoPool
-from vaultbundle.reconcile import content_items
+from vaultbundle.verify import content_items
 
 from .kdf import ticker
 

@@ -28,7 +28,7 @@ from .errors import (
     RollbackRefusedError,
 )
 from .pool import CryptoPool
-from .remote import ObjectMissing, S3Objects
+from .remote import ObjectMissing, ObjectStore
 from .vault import Vault
 
 MAX_POINTER_BYTES = 4096
@@ -88,7 +88,7 @@ def parse_pointer(layout: Layout, body: bytes) -> str:
 
 
 def read_pointer(
-    objects: S3Objects, config: BootstrapConfig, layout: Layout = Layout.AUTO, *, known_etag: str | None = None
+    objects: ObjectStore, config: BootstrapConfig, layout: Layout = Layout.AUTO, *, known_etag: str | None = None
 ) -> Pointer | None:
     """Read the pointer: one small GET. Returns None when *known_etag* still matches (nothing changed)."""
     candidates = [Layout.CLI, Layout.RUNTIME] if layout is Layout.AUTO else [layout]
@@ -114,7 +114,7 @@ def read_pointer(
     return found[0]
 
 
-def read_generation(objects: S3Objects, config: BootstrapConfig, layout: Layout) -> int:
+def read_generation(objects: ObjectStore, config: BootstrapConfig, layout: Layout) -> int:
     """Best effort, as vsync: absent or malformed metadata means generation 0."""
     try:
         stored = objects.get(meta_key(config, layout), max_bytes=MAX_POINTER_BYTES)
@@ -131,7 +131,7 @@ def check_not_older(timestamp: str, not_older_than: str | None) -> None:
 
 
 def locate(
-    objects: S3Objects,
+    objects: ObjectStore,
     config: BootstrapConfig,
     layout: Layout = Layout.AUTO,
     *,
@@ -153,13 +153,13 @@ def locate(
     return pointer
 
 
-def read_pointer_layout(objects: S3Objects, config: BootstrapConfig) -> Layout:
+def read_pointer_layout(objects: ObjectStore, config: BootstrapConfig) -> Layout:
     found = read_pointer(objects, config, Layout.AUTO)
     assert found is not None
     return found.layout
 
 
-def fetch(objects: S3Objects, config: BootstrapConfig, pointer: Pointer) -> bytes:
+def fetch(objects: ObjectStore, config: BootstrapConfig, pointer: Pointer) -> bytes:
     key = bundle_key(config, pointer.layout, pointer.timestamp)
     try:
         stored = objects.get(key)
@@ -182,7 +182,7 @@ def finish(
 
 
 def pull(
-    objects: S3Objects,
+    objects: ObjectStore,
     config: BootstrapConfig,
     passphrase: str,
     pool: CryptoPool,
@@ -217,7 +217,7 @@ def seal_bundle(key: DerivedKey, layout: Layout, timestamp: str, files: Mapping[
 
 
 def push(
-    objects: S3Objects,
+    objects: ObjectStore,
     config: BootstrapConfig,
     passphrase: str,
     pool: CryptoPool,
@@ -250,7 +250,7 @@ def push(
     return Pointer(layout, timestamp, etag)
 
 
-def list_versions(objects: S3Objects, config: BootstrapConfig, layout: Layout) -> list[str]:
+def list_versions(objects: ObjectStore, config: BootstrapConfig, layout: Layout) -> list[str]:
     marker = "versions/" if layout is Layout.CLI else "v="
     suffix = ".enc" if layout is Layout.CLI else ""
     start = len(config.prefix) + len(marker)

@@ -1,4 +1,4 @@
-"""`vaultbundle` command line: pull, push, inspect, token, share.
+"""`vaultbundle` command line: pull, push, inspect, token, share, plan, sync and run (the operator).
 
 Exit codes (fixed; see README): 0 ok, 2 usage, 10-16 vsync's error classes, 17 rollback refused,
 18 ambiguous layout, 19 bad vault folder, 1 anything unexpected. stderr names the error class and what
@@ -28,6 +28,8 @@ from .errors import VSyncError
 from .localfiles import read_secret_file, read_vault_folder, write_files, write_secret_file
 from .pool import CryptoPool
 from .remote import S3Objects
+from .settings import DEFAULTS, Settings, Shard, field_doc, format_duration
+from .status import Outcome
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_SYNC_FAILED = 20
@@ -227,7 +229,7 @@ def token_decode(config_file: str, reveal: bool) -> None:
     type=click.File("r"),
     required=True,
     help="JSON with endpoint, region, bucket, accessKeyId, secretAccessKey, prefix, env and optional "
-    "salt (generated when absent) and iterations (600000). '-' reads stdin.",
+    f"salt (generated when absent) and iterations ({DEFAULTS.kdf_iterations}). '-' reads stdin.",
 )
 def token_encode(from_json: Any) -> None:
     """Build a vsync-cfg-v1: blob (what `vsync runtime-token` prints)."""
@@ -238,7 +240,7 @@ def token_encode(from_json: Any) -> None:
     if not isinstance(document, dict):
         raise click.BadParameter("expected a JSON object", param_hint="--from-json")
     document.setdefault("salt", base64.b64encode(os.urandom(18)).decode("ascii").rstrip("="))
-    document.setdefault("iterations", 600_000)
+    document.setdefault("iterations", DEFAULTS.kdf_iterations)
     names = {
         "endpoint": "endpoint",
         "region": "region",
@@ -325,7 +327,7 @@ def share_import(share_file: str, share_passphrase_file: str, config_out: str, p
         prefix=f"{opened.repo}/{opened.env.lower()}/",
         env=opened.env,
         salt=opened.config["encryption"]["salt"],
-        iterations=600_000,
+        iterations=DEFAULTS.kdf_iterations,
     )
     write_secret_file(config_out, configblob.encode(config))
     write_secret_file(passphrase_out, opened.key)
@@ -370,22 +372,26 @@ def _one_shot(
             )
         )
     else:
-        bundle = outcome.status.get("bundle") or {}
-        name = (manifest.get("metadata") or {}).get("name", "")
-        click.echo(f"{namespace}/{name}: {outcome.reason}: {outcome.message}")
-        if bundle:
-            click.echo(f"bundle {bundle['timestamp']} ({bundle['layout']} layout, generation {bundle['generation']})")
-        for target in targets:
-            plan = target.get("plan") or {}
-            click.echo(f"target {target['name']} ({target['kind']}): {target['state']} - {target['message']}")
-            for verb, sign in (("create", "+"), ("update", "~"), ("delete", "-")):
-                for key in plan.get(verb, []):
-                    click.echo(f"  {sign} {key}")
-            if plan:
-                click.echo(f"  = {plan.get('unchanged', 0)} unchanged")
+        _print_plan(f"{namespace}/{(manifest.get('metadata') or {}).get('name', '')}", outcome, targets)
     failed = any(t.get("state") == "Failed" for t in targets)
     if conditions.get("Verified", {}).get("status") != "True" or failed or (apply and not outcome.ready):
         raise SystemExit(REASON_EXIT_CODES.get(outcome.reason, EXIT_SYNC_FAILED))
+
+
+def _print_plan(where: str, outcome: Outcome, targets: list[dict[str, Any]]) -> None:
+    """`plan`/`sync` text output: the outcome, the bundle, and `+ KEY` / `~ KEY` / `- KEY` per target."""
+    bundle = outcome.status.get("bundle") or {}
+    click.echo(f"{where}: {outcome.reason}: {outcome.message}")
+    if bundle:
+        click.echo(f"bundle {bundle['timestamp']} ({bundle['layout']} layout, generation {bundle['generation']})")
+    for target in targets:
+        plan = target.get("plan") or {}
+        click.echo(f"target {target['name']} ({target['kind']}): {target['state']} - {target['message']}")
+        for verb, sign in (("create", "+"), ("update", "~"), ("delete", "-")):
+            for key in plan.get(verb, []):
+                click.echo(f"  {sign} {key}")
+        if plan:
+            click.echo(f"  = {plan.get('unchanged', 0)} unchanged")
 
 
 def _manifest_options(fn: F) -> F:
@@ -430,33 +436,35 @@ def sync(
     _one_shot(manifest_file, namespace, kubeconfig, True, as_json, digest_key_file)
 
 
+SETTING_FLAGS: dict[str, str] = {}  # `run` flag -> the Settings field it sets (docs and tests read this)
+
+
+def _setting(flag: str, name: str, **kwargs: Any) -> Callable[[F], F]:
+    """A `run` flag whose default and help text are the `Settings` field *name*'s (durations as "10s")."""
+    SETTING_FLAGS[flag] = name
+    default = getattr(DEFAULTS, name)
+    if name.endswith("_seconds"):
+        default = format_duration(default)
+    return click.option(flag, default=default, show_default=default is not None, help=field_doc(name), **kwargs)
+
+
 @cli.command()
 @click.option("--namespace", "-n", "namespaces", multiple=True, help="Watch this namespace (repeatable).")
 @click.option("--all-namespaces", "-A", "all_namespaces", is_flag=True, help="Watch every namespace.")
-@click.option("--kubeconfig", envvar="KUBECONFIG", help="Kubeconfig file when not running in a cluster.")
-@click.option(
-    "--metrics-port", type=int, default=8080, show_default=True, help="Port of /metrics, /healthz and /readyz."
-)
-@click.option("--metrics-host", default="0.0.0.0", show_default=True, help="Address to serve them on.")  # noqa: S104
-@click.option("--metrics-tls-cert-file", help="Serve /healthz, /readyz and /metrics over TLS (PEM certificate).")
-@click.option("--metrics-tls-key-file", help="The PEM key of --metrics-tls-cert-file.")
-@click.option("--metrics-token-file", help="Require `Authorization: Bearer <this file's content>` on /metrics.")
+@_setting("--kubeconfig", "kubeconfig", envvar="KUBECONFIG")
+@_setting("--metrics-port", "metrics_port", type=int)
+@_setting("--metrics-host", "metrics_host")
+@_setting("--metrics-tls-cert-file", "metrics_tls_cert_file")
+@_setting("--metrics-tls-key-file", "metrics_tls_key_file")
+@_setting("--metrics-token-file", "metrics_token_file")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@click.option("--workers", type=int, help="Crypto worker threads: parallel PBKDF2 derivations (default: CPU count).")
-@click.option("--max-concurrent", type=int, default=16, show_default=True, help="Reconciles running at once.")
-@click.option("--min-refresh-interval", default="10s", show_default=True, help="Lower bound for refreshInterval.")
-@click.option(
-    "--digest-key-file",
-    envvar="VAULTBUNDLE_DIGEST_KEY_FILE",
-    help="Key for the HMAC digests shown in status (default: random per process).",
-)
-@click.option(
-    "--leader-election-namespace",
-    envvar="POD_NAMESPACE",
-    help="Run as one of several replicas: only the holder of a Lease in this namespace works.",
-)
-@click.option("--lease-duration", default="15s", show_default=True, help="Leader Lease duration.")
-@click.option("--shard", help="INDEX/COUNT: handle only this slot of a stable hash of namespace/name (e.g. 0/2).")
+@_setting("--workers", "workers", type=int)
+@_setting("--max-concurrent", "max_concurrent", type=int)
+@_setting("--min-refresh-interval", "min_refresh_seconds")
+@_setting("--digest-key-file", "digest_key_file", envvar="VAULTBUNDLE_DIGEST_KEY_FILE")
+@_setting("--leader-election-namespace", "leader_election_namespace", envvar="POD_NAMESPACE")
+@_setting("--lease-duration", "lease_seconds")
+@_setting("--shard", "shard")
 @click.option("--verbose", "-v", is_flag=True, help="Debug logging (never logs secret values).")
 def run(
     namespaces: tuple[str, ...],
@@ -480,7 +488,7 @@ def run(
     """Run the operator: keep every VaultBundle's targets equal to its latest verified bundle."""
     import kopf  # noqa: PLC0415 - heavy; only this command needs it
 
-    from .controller import Settings, Shard, build_registry  # noqa: PLC0415
+    from .controller import build_registry  # noqa: PLC0415
     from .observability import MetricsConfigError, MetricsSecurity, disable_core_dumps  # noqa: PLC0415
     from .spec import parse_duration  # noqa: PLC0415
 
@@ -508,8 +516,10 @@ def run(
         max_concurrent=max_concurrent,
         metrics_host=metrics_host,
         metrics_port=metrics_port,
-        metrics_security=security,
-        min_refresh=parse_duration(min_refresh_interval, "--min-refresh-interval"),
+        metrics_tls_cert_file=metrics_tls_cert_file,
+        metrics_tls_key_file=metrics_tls_key_file,
+        metrics_token_file=metrics_token_file,
+        min_refresh_seconds=parse_duration(min_refresh_interval, "--min-refresh-interval"),
         shard=Shard.parse(shard) if shard else None,
         leader_election_namespace=leader_election_namespace or None,
         lease_seconds=parse_duration(lease_duration, "--lease-duration"),

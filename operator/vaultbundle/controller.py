@@ -16,9 +16,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import contextvars
-import hashlib
 import logging
-import random
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -26,63 +24,41 @@ from typing import Any, cast
 import kopf
 
 from . import metrics, observability, secretwatch
+from .backoff import Backoff, Retry
 from .digest import Digester
+from .errors import Reason
 from .kube import GROUP, PLURAL, VERSION, Kube, load_api_client
 from .leader import LeaderElector
 from .pool import CryptoPool
-from .reconcile import Observed, Reconciler
+from .reconcile import FORCE_SYNC_ANNOTATION, Observed, Reconciler
+from .settings import Settings, Shard
+
+__all__ = ["Scheduler", "Settings", "Shard", "build_registry"]
 
 logger = logging.getLogger("vaultbundle")
 OWNER_UID_ANNOTATION = "vaultbundle.io/owner-uid"  # written on every target Secret (targets/kubernetes_secret.py)
 
 
 @dataclass
-class Settings:
-    kubeconfig: str | None = None
-    namespaces: tuple[str, ...] = ()  # watched namespaces; empty = all (`--all-namespaces`)
-    workers: int | None = None
-    digest_key_file: str | None = None
-    max_concurrent: int = 16
-    min_refresh: float = 10.0
-    metrics_host: str = "0.0.0.0"  # noqa: S104 - a pod's probes and Prometheus reach it on the pod IP
-    metrics_port: int = 8080
-    metrics_security: observability.MetricsSecurity = field(default_factory=observability.MetricsSecurity)
-    shard: Shard | None = None
-    leader_election_namespace: str | None = None  # None: no election, this process is always active
-    lease_seconds: float = 15.0
-
-
-@dataclass(frozen=True)
-class Shard:
-    """`--shard INDEX/COUNT`: this process handles the VaultBundles whose stable hash falls in its slot."""
-
-    index: int
-    count: int
-
-    @classmethod
-    def parse(cls, text: str) -> Shard:
-        index, _, count = text.partition("/")
-        if not (index.isdigit() and count.isdigit()) or not 0 <= int(index) < int(count):
-            raise ValueError("--shard must be INDEX/COUNT with 0 <= INDEX < COUNT, e.g. 0/2")
-        return cls(int(index), int(count))
-
-    def owns(self, namespace: str, name: str) -> bool:
-        digest = hashlib.sha256(f"{namespace}/{name}".encode()).digest()
-        return int.from_bytes(digest[:8], "big") % self.count == self.index
-
-
-@dataclass
 class Worker:
     body: dict[str, Any]
+    retry: Retry
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
 
 
 class Scheduler:
     def __init__(
-        self, reconciler: Reconciler, max_concurrent: int, shard: Shard | None = None, *, active: bool = True
+        self,
+        reconciler: Reconciler,
+        max_concurrent: int,
+        shard: Shard | None = None,
+        *,
+        active: bool = True,
+        backoff: Backoff | None = None,
     ) -> None:
         self.reconciler = reconciler
+        self.backoff = backoff or Backoff()
         self.shard = shard
         self.active = active  # False on a standby replica: it knows every object but works on none
         self.workers: dict[str, Worker] = {}
@@ -100,15 +76,15 @@ class Scheduler:
         uid = meta["uid"]
         worker = self.workers.get(uid)
         if worker is None:
-            self.workers[uid] = Worker(body)
+            self.workers[uid] = Worker(body, Retry(self.backoff))
             if self.active:
                 self._start(uid)
             return
         old_meta, new_meta = worker.body.get("metadata", {}), body.get("metadata", {})
         worker.body = body
         if old_meta.get("generation") != new_meta.get("generation") or (old_meta.get("annotations") or {}).get(
-            "vaultbundle.io/force-sync"
-        ) != (new_meta.get("annotations") or {}).get("vaultbundle.io/force-sync"):
+            FORCE_SYNC_ANNOTATION
+        ) != (new_meta.get("annotations") or {}).get(FORCE_SYNC_ANNOTATION):
             worker.wake.set()
 
     def _start(self, uid: str) -> None:
@@ -175,9 +151,10 @@ class Scheduler:
                 except Exception:
                     logger.exception("reconcile of %s/%s crashed", observed.namespace, observed.name)
                     outcome = None
-            delay = 30.0 if outcome is None else outcome.retry_after
-            if delay is not None and outcome is not None and outcome.ready:
-                delay *= random.uniform(0.9, 1.1)  # noqa: S311 - jitter spreads refreshes; not security
+            if outcome is None:  # a bug: retried with backoff like any transient failure
+                delay = worker.retry.next_delay(Reason.INTERNAL_ERROR, None)
+            else:
+                delay = worker.retry.next_delay(outcome.failure, outcome.refresh_seconds)
             if outcome is not None:
                 for watchers in self.secret_watchers.values():
                     watchers.discard(uid)
@@ -227,14 +204,17 @@ def build_registry(config: Settings) -> kopf.OperatorRegistry:
             config.metrics_host,
             config.metrics_port,
             lambda: "scheduler" in state and all(w.ready.is_set() for w in state["watches"]),
-            config.metrics_security,
+            observability.MetricsSecurity(
+                config.metrics_tls_cert_file, config.metrics_tls_key_file, config.metrics_token_file
+            ),
         )
         electing = config.leader_election_namespace is not None
         scheduler = Scheduler(
-            Reconciler(kube, pool, digester, min_refresh=config.min_refresh),
+            Reconciler(kube, pool, digester, min_refresh=config.min_refresh_seconds),
             config.max_concurrent,
             config.shard,
             active=not electing,
+            backoff=Backoff(config.backoff_base_seconds, config.backoff_cap_seconds, config.refresh_jitter),
         )
         state["watches"] = secretwatch.start_watches(
             load_api_client(config.kubeconfig, connections=2 * max(1, len(config.namespaces))),  # one per watch
@@ -256,7 +236,7 @@ def build_registry(config: Settings) -> kopf.OperatorRegistry:
             on_stopped=lambda: state.setdefault("stopping", asyncio.create_task(_step_down())),
             name=f"vaultbundle-operator{'-shard-' + str(config.shard.index) if config.shard else ''}",
             lease_seconds=config.lease_seconds,
-            renew_seconds=max(1.0, config.lease_seconds / 3),
+            renew_seconds=config.renew_seconds,
         )
 
         async def _step_down() -> None:

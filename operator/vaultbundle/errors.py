@@ -23,6 +23,10 @@ class Reason(StrEnum):
     DRY_RUN = "DryRun"
     SUSPENDED = "Suspended"
     TARGET_FAILED = "TargetFailed"
+    IDLE = "Idle"  # metrics only: the pointer was unchanged, nothing was done
+    APPLIED = "Applied"  # the Event of a target whose content changed
+    NOT_CHECKED = "NotChecked"  # Verified condition: the cycle stopped before the bundle was looked at
+    NOT_ATTEMPTED = "NotAttempted"  # Synced condition: no target was touched
     # the spec and its source Secrets
     INVALID_SPEC = "InvalidSpec"
     CROSS_NAMESPACE_REFERENCE = "CrossNamespaceReference"
@@ -111,6 +115,13 @@ class SpecError(VaultBundleError, ValueError):
     """The spec is invalid; the message names the field. Permanent until the spec changes."""
 
     reason = Reason.INVALID_SPEC
+
+
+class SourceError(VaultBundleError):
+    """A source Secret (config, passphrase, a target's credentials) is missing, empty or unreadable."""
+
+    def __init__(self, reason: Reason, message: str) -> None:
+        super().__init__(message, reason=reason)
 
 
 class CrossNamespaceError(SpecError):

@@ -13,7 +13,7 @@ import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import boto3
 from botocore.config import Config
@@ -36,8 +36,29 @@ class StoredObject:
     etag: str
 
 
+class ObjectStore(Protocol):
+    """The objects of one bucket, as the bundle code uses them (`S3Objects`; tests/kit/ has one in memory)."""
+
+    @property
+    def requests(self) -> int:
+        """Requests made so far (the `vaultbundle_s3_requests_total` metric adds them up)."""
+        ...
+
+    def get(
+        self, key: str, *, if_none_match: str | None = None, max_bytes: int = MAX_OBJECT_BYTES
+    ) -> StoredObject | None:
+        """The object; None when *if_none_match* is its ETag; raises `ObjectMissing` when it does not exist."""
+        ...
+
+    def put(self, key: str, body: bytes, *, create_only: bool = False) -> str:
+        """Store *body*; returns the new ETag. *create_only* refuses to replace an existing object."""
+        ...
+
+    def list_keys(self, prefix: str) -> list[str]: ...
+
+
 class S3Objects:
-    """The objects under one bucket, addressed by full key. Counts requests (for tests and metrics)."""
+    """The objects under one bucket, addressed by full key. Counts requests (for metrics)."""
 
     def __init__(self, config: BootstrapConfig, *, client: Any = None, ca_bundle: str | None = None) -> None:
         self.bucket = config.bucket
@@ -85,13 +106,6 @@ class S3Objects:
         if len(body) > max_bytes:
             raise BundleCorruptError(f"object {key!r} exceeds {max_bytes} bytes")
         return StoredObject(body=body, etag=str(response.get("ETag", "")))
-
-    def exists(self, key: str) -> bool:
-        try:
-            self._call("head_object", key)
-        except ObjectMissing:
-            return False
-        return True
 
     def put(self, key: str, body: bytes, *, create_only: bool = False) -> str:
         """PUT an object; *create_only* refuses to replace an existing one (If-None-Match: *)."""

@@ -16,8 +16,9 @@ from . import targets as target_kinds
 from .bundles import Layout
 from .crypto.rqem import is_timestamp
 from .errors import CrossNamespaceError, SpecError
+from .settings import DEFAULTS
 
-MIN_REFRESH_SECONDS = 10.0
+MIN_REFRESH_SECONDS = DEFAULTS.min_refresh_seconds
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 

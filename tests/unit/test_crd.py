@@ -365,7 +365,6 @@ def test_status_shape() -> None:
         "message",
         "lastSyncTime",
         "lastChangeTime",
-        "digest",
         "keys",
         "plan",
         "remote",  # stores without ownership metadata (Vault KV v1)

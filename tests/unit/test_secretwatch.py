@@ -19,6 +19,7 @@ import pytest
 from kubernetes import client as k8s
 
 from vaultbundle import controller, secretwatch
+from vaultbundle.backoff import Retry
 
 
 def metadata(name: str, version: str, **extra: Any) -> dict[str, Any]:
@@ -186,7 +187,7 @@ def test_start_watches_one_per_selector_and_namespace(apiserver: FakeApiserver) 
 
 def test_scheduler_wakes_source_readers_and_resolves_managed_owners() -> None:
     scheduler = controller.Scheduler(reconciler=None, max_concurrent=1, active=False)  # type: ignore[arg-type]
-    scheduler.workers["uid-1"] = controller.Worker({"metadata": {"uid": "uid-1"}})
+    scheduler.workers["uid-1"] = controller.Worker({"metadata": {"uid": "uid-1"}}, Retry(scheduler.backoff))
     scheduler.secret_watchers[("team-a", "web-passphrase")].add("uid-1")
     scheduler.secret_changed("team-a", "other", {})
     assert not scheduler.workers["uid-1"].wake.is_set()

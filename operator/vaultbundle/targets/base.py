@@ -17,7 +17,7 @@ from ..errors import TargetError
 
 if TYPE_CHECKING:
     from ..digest import Digester
-    from ..kube import Kube
+    from ..kube import KubeAPI
     from ..spec import Selection
     from ..vault import Vault
 
@@ -153,7 +153,7 @@ class Owner:
 
 @dataclass(frozen=True)
 class TargetContext:
-    kube: Kube
+    kube: KubeAPI
     owner: Owner
     digester: Digester
     previous: Mapping[str, Any]  # this target's entry in the last status (e.g. per-key digests)

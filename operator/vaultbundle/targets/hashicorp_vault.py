@@ -25,10 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from kubernetes.client.exceptions import ApiException
-
-from .. import metrics
 from ..errors import CrossNamespaceError, SpecError, TargetError
+from ..kube import KubeError
 from ..selection import SelectionError, select
 from ..spec import SecretRef, Selection, boolean, obj, string, strings
 from ..vault import Vault
@@ -606,15 +604,14 @@ def _deleted_version(exc: BaseException) -> bool:
 async def _service_account_token(context: TargetContext, auth: KubernetesAuth) -> str:
     """A short-lived JWT for the ServiceAccount, only for audiences its annotation allows."""
     namespace, name = context.owner.namespace, auth.service_account_name
-    core = context.kube.core
     where = f"ServiceAccount {name!r} in namespace {namespace!r}"
     try:
-        account = await asyncio.to_thread(core.read_namespaced_service_account, name, namespace)
-    except ApiException as exc:
+        account = await context.kube.get_service_account(namespace, name)
+    except KubeError as exc:
         raise _kube_error(exc, f"reading {where}") from None
-    except Exception as exc:  # noqa: BLE001 - network errors of the client; their text is not needed
-        raise TargetError("KubernetesAPIError", f"reading {where} failed: {type(exc).__name__}") from None
-    annotations = (account.metadata.annotations if account.metadata else None) or {}
+    if account is None:
+        raise TargetError("AuthFailed", f"reading {where}: not found; create the ServiceAccount")
+    annotations = (account.get("metadata") or {}).get("annotations") or {}
     allowed = {a.strip() for a in str(annotations.get(AUDIENCES_ANNOTATION, "")).split(",") if a.strip()}
     refused = sorted(set(auth.audiences) - allowed)
     if refused:
@@ -628,32 +625,25 @@ async def _service_account_token(context: TargetContext, auth: KubernetesAuth) -
         "kind": "TokenRequest",
         "spec": {"audiences": list(auth.audiences), "expirationSeconds": TOKEN_SECONDS},
     }
-    context.kube.calls["create_token"] += 1
-    metrics.API_WRITES.labels("create_token").inc()
     try:
-        response = await asyncio.to_thread(core.create_namespaced_service_account_token, name, namespace, body)
-    except ApiException as exc:
+        response = await context.kube.create_token(namespace, name, body)
+    except KubeError as exc:
         raise _kube_error(exc, f"requesting a token for {where}") from None
-    except Exception as exc:  # noqa: BLE001
-        raise TargetError(
-            "KubernetesAPIError", f"requesting a token for {where} failed: {type(exc).__name__}"
-        ) from None
-    token = getattr(getattr(response, "status", None), "token", None)
+    token = (response.get("status") or {}).get("token")
     if not token:
         raise TargetError("KubernetesAPIError", f"the TokenRequest for {where} returned no token")
     return str(token)
 
 
-def _kube_error(exc: ApiException, what: str) -> TargetError:
-    status = int(exc.status or 0)
-    if status == 404:
+def _kube_error(exc: KubeError, what: str) -> TargetError:
+    if exc.status == 404:
         return TargetError("AuthFailed", f"{what}: not found; create the ServiceAccount")
-    if status == 403:
+    if exc.status == 403:
         return TargetError(
             "Forbidden",
             f"{what}: the operator lacks RBAC (get serviceaccounts, create serviceaccounts/token)",
         )
-    return TargetError("KubernetesAPIError", f"{what} failed: HTTP {status} {exc.reason or ''}".rstrip())
+    return TargetError("KubernetesAPIError", f"{what} failed: HTTP {exc.status}")
 
 
 KIND = HashicorpVaultKind()

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..digest import Digester
 from ..errors import SpecError, TargetError
-from ..kube import FIELD_MANAGER, GROUP, VERSION, Kube
+from ..kube import FIELD_MANAGER, GROUP, VERSION, SecretsAPI
 from ..selection import SelectionError, select
 from ..spec import Selection, boolean, obj, string, string_map
 from ..vault import Vault
@@ -128,7 +128,7 @@ def _our_keys(secret: Mapping[str, Any]) -> set[str]:
 
 
 class KubernetesSecretTarget:
-    def __init__(self, kube: Kube, owner: Owner, spec: KubernetesSecretSpec, digester: Digester) -> None:
+    def __init__(self, kube: SecretsAPI, owner: Owner, spec: KubernetesSecretSpec, digester: Digester) -> None:
         self.kube, self.owner, self.spec, self.digester = kube, owner, spec, digester
 
     def describe(self) -> str:
