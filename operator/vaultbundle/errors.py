@@ -212,7 +212,7 @@ class VaultFolderError(VSyncError):
 
 class DotsecError(VaultBundleError):
     """Base of the dotsec `.sec` reader's errors. `error_class` is the contract's §10 name (ParseError,
-    MacMismatch, ...), shown on stderr; each class has its own CLI exit code (21-33, after vsync's 10-20)."""
+    MacMismatch, ...), shown on stderr; each class has its own CLI exit code (21-32, after vsync's 10-20)."""
 
     error_class = "DotsecError"
     exit_code = 1
