@@ -398,3 +398,11 @@ def test_validate_structure_without_a_key() -> None:
     )  # TOKEN's @min-length cannot be seen without the key
     report = dotsec.validate_structure(text.replace("PORT=abc", "PORT=1"), schema.replace("MISSING\n", ""))
     assert report.unchecked_keys == ("TOKEN",) and not report.mac_verified
+
+
+def test_a_pattern_that_backtracks_forever_is_cut_off() -> None:
+    """Rust's regex is linear-time; Python's backtracks. A pathological pattern becomes a violation, not a hang."""
+    from vaultbundle.dotsec import rules
+
+    (finding,) = rules.check([rules.Subject("V", "a" * 60 + "_")], parse_schema('# @pattern="(a|aa)+$"\nV\n'))
+    assert finding.error and "took longer than" in finding.message
