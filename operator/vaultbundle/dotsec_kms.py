@@ -27,13 +27,15 @@ _TRANSIENT_CODES = frozenset(
 
 class KmsUnwrapper:
     """A `KeyUnwrapper` for `@provider=aws`. *client_factory* (region -> KMS client) is for tests and for
-    callers that bring their own credentials; by default boto3's chain is used."""
+    callers that bring their own credentials; by default boto3's chain is used. One client per region is
+    kept (creating one costs far more than a Decrypt call); boto3 clients are thread-safe."""
 
     provider = "aws"
 
     def __init__(self, region: str | None = None, *, client_factory: Any = None) -> None:
         self.region = region
         self._client_factory = client_factory or _default_client
+        self._clients: dict[str, Any] = {}
 
     def __repr__(self) -> str:
         return f"KmsUnwrapper(region={self.region!r})"
@@ -42,10 +44,10 @@ class KmsUnwrapper:
         region = self.region or file_region
         if not region:
             raise DotsecDekUnwrapFailedError("no KMS region: give one (--region) or add @region to the file")
+        if region not in self._clients:
+            self._clients[region] = self._client_factory(region)
         try:
-            response = self._client_factory(region).decrypt(
-                CiphertextBlob=wrapped, EncryptionContext=dict(ENCRYPTION_CONTEXT)
-            )
+            response = self._clients[region].decrypt(CiphertextBlob=wrapped, EncryptionContext=dict(ENCRYPTION_CONTEXT))
         except ClientError as exc:
             code = str(exc.response.get("Error", {}).get("Code", "Unknown"))
             reason = Reason.DOTSEC_KMS_UNAVAILABLE if code in _TRANSIENT_CODES else None
