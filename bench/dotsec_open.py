@@ -28,7 +28,7 @@ from vaultbundle.dotsec import header, mac, model, rules, values
 from vaultbundle.dotsec_kms import ENCRYPTION_CONTEXT, KmsUnwrapper
 
 from .run import machine_info
-from .stats import Spread, spread
+from .stats import Spread, samples_ms, spread
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ENV_FILE = Path(__file__).resolve().parent.parent / ".testbed" / "env"
@@ -48,12 +48,7 @@ def make_file(
 
 
 def _ms(fn: Callable[[], object], runs: int) -> Spread:
-    samples = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - started) * 1000)
-    return spread(samples)
+    return spread(samples_ms(fn, runs))
 
 
 def measure_age(entries: int, runs: int) -> dict[str, Any]:
