@@ -11,6 +11,7 @@ import binascii
 from dataclasses import dataclass
 
 from ..errors import DotsecHeaderInvalidError, DotsecUnsupportedFormatError
+from .grammar import UNICODE_WHITESPACE
 
 FORMAT = "v3"
 MAC_LENGTH = 32
@@ -39,10 +40,10 @@ class Header:
 def _fields(body: str) -> dict[str, str]:
     fields: dict[str, str] = {}
     for part in body.split(","):
-        name, sep, value = part.strip().partition("=")
+        name, sep, value = part.strip(UNICODE_WHITESPACE).partition("=")
         if not sep:
             continue
-        name, value = name.strip(), value.strip()
+        name, value = name.strip(UNICODE_WHITESPACE), value.strip(UNICODE_WHITESPACE)
         if name in ("mac", "dek") and name in fields:
             raise DotsecHeaderInvalidError(f"@dotsec(...) field `{name}` appears more than once")
         fields[name] = value  # `format`: the last one wins; unknown names are ignored
