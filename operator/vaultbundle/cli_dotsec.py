@@ -197,7 +197,7 @@ def validate_command(
     if key is not None:
         _, report = reader.open(text, key, schema, plaintext=reader.PlaintextPolicy(plaintext))
     else:
-        report = reader.validate_structure(text, schema)
+        report = reader.validate_structure(text, schema, plaintext=reader.PlaintextPolicy(plaintext))
     _warn(report)
     unchecked = f"; {len(report.unchecked_keys)} encrypted values not checked (no key)" if report.unchecked_keys else ""
     mac = "MAC verified" if report.mac_verified else "MAC not verified (no key)"

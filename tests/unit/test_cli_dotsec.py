@@ -125,6 +125,8 @@ def test_plaintext_policy_option(files: dict[str, Path]) -> None:
     assert code == 0 and "warning: PORT: plaintext value(s)" in err
     code, _, err = run("open", str(files["sec"]), "--identity-file", str(files["key"]), "--plaintext", "refuse")
     assert code == errors.DotsecPlaintextRefusedError.exit_code and "PlaintextRefused" in err
+    code, _, err = run("validate", str(files["sec"]), "--plaintext", "refuse")  # needs no key
+    assert code == errors.DotsecPlaintextRefusedError.exit_code and "PORT" in err
 
 
 def test_exit_codes_are_distinct_and_clear_of_vsyncs() -> None:

@@ -166,7 +166,9 @@ def open_sec(
     return Values(pairs), report
 
 
-def validate_structure(text: str, schema: Schema | str | None = None) -> Report:
+def validate_structure(
+    text: str, schema: Schema | str | None = None, *, plaintext: PlaintextPolicy = PlaintextPolicy.ALLOW
+) -> Report:
     """What can be checked without a key: grammar, provider, header, the schema's required / unknown keys
     and inline directives, and the rules on plaintext values. Encrypted values are listed as unchecked;
     the MAC cannot be verified (`mac_verified` is False). Raises like `open_sec`."""
@@ -178,7 +180,8 @@ def validate_structure(text: str, schema: Schema | str | None = None) -> Report:
     parse_header(sec.header)
     summary = _summary(sec)
     subjects = [Subject(e.key, e.value, e.directives, e.synthetic_encrypt, not e.encrypted) for e in sec.entries]
-    warnings = _duplicate_warnings(summary["duplicates"]) + _enforce(check(subjects, parsed_schema))
+    warnings = _policy_warnings(sec, plaintext) + _duplicate_warnings(summary["duplicates"])
+    warnings += _enforce(check(subjects, parsed_schema))
     return Report(
         provider,
         parsed_schema.sha256 if parsed_schema else EMPTY_SHA256,
