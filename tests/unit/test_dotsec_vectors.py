@@ -171,3 +171,23 @@ def test_vector_files_match_their_checksums() -> None:
     assert set(listed) == present and len(present) == 129
     for path, digest in listed.items():
         assert hashlib.sha256((VECTORS / path).read_bytes()).hexdigest() == digest, path
+
+
+def test_the_reader_does_no_io(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pure like crypto/: with files and sockets unusable, a local file still opens (its @key-id is not a path)."""
+    import builtins
+    import io
+    import os
+    import socket
+
+    (case,) = _cases(lambda doc: doc["name"] == "local-key-id")
+    text, schema, identity = case.text, case.schema, case.identity()
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the dotsec reader must not do I/O")
+
+    for module, name in ((builtins, "open"), (io, "open"), (os, "open"), (socket, "socket")):
+        monkeypatch.setattr(module, name, refuse)
+    monkeypatch.chdir(case.folder)  # team.key is right here: it must still not be read
+    values, _ = dotsec.open(text, identity, schema)
+    assert [list(pair) for pair in values.pairs] == case.doc["values"]
