@@ -1,4 +1,5 @@
-"""Shared test helpers. The conformance vectors are read from ../shared at test time, never copied."""
+"""Shared test helpers. The vsync conformance vectors are read from ../shared at test time; the dotsec ones are
+copied into tests/vectors/dotsec (with provenance and checksums) and read from there."""
 
 from __future__ import annotations
 

@@ -21,6 +21,7 @@ import click
 
 from . import __version__, bundles, errors
 from .bundles import Layout
+from .cli_dotsec import dotsec
 from .crypto import configblob, sls1
 from .crypto.configblob import BootstrapConfig
 from .crypto.rqem import is_timestamp
@@ -88,6 +89,9 @@ def _progress(message: str, quiet: bool) -> Iterator[None]:
 @click.version_option(__version__, prog_name="vaultbundle")
 def cli() -> None:
     """Read and write vsync secret bundles on S3 (both layouts) and run the vaultbundle operator."""
+
+
+cli.add_command(dotsec)  # `vaultbundle dotsec open|validate` (cli_dotsec.py)
 
 
 @cli.command()
