@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build kube-apiserver, kube-controller-manager and etcd from the Go module proxy into the test-bed cache.
-# Idempotent: exits at once when all three binaries exist. Recipe: ../shared/notes/testbed.md §1.1.
+# Idempotent: exits at once when all three binaries exist. Recipe: e2e/testbed/README.md.
 set -euo pipefail
 K8S=${K8S:-1.34.4}
 MINOR=$(echo "$K8S" | cut -d. -f2)

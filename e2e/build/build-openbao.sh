@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the OpenBao server (Vault API) from the Go module proxy into the test-bed cache.
-# Idempotent: exits at once when the binary exists. Recipe: ../shared/notes/testbed.md §4.
+# Idempotent: exits at once when the binary exists. Recipe: e2e/testbed/README.md.
 #
 #   build-openbao.sh                 download modules (if needed) and build
 #   build-openbao.sh --download-only only fetch the module graph (cheap on CPU; run it while another build runs)

