@@ -43,6 +43,7 @@ class Reason(StrEnum):
     ROLLBACK_REFUSED = "RollbackRefused"
     LAYOUT_AMBIGUOUS = "LayoutAmbiguous"
     VAULT_FOLDER = "VaultFolder"
+    SHARE_KEY_TOO_SHORT = "ShareKeyTooShort"
     # a target's store
     SECRET_NOT_OWNED = "SecretNotOwned"
     SECRET_DISABLED = "SecretDisabled"
@@ -116,6 +117,9 @@ class CrossNamespaceError(SpecError):
     """A Secret reference names another namespace: refused (tenant isolation)."""
 
     reason = Reason.CROSS_NAMESPACE_REFERENCE
+
+
+EXIT_USAGE = 2  # the CLI's exit code for bad flags or input values (click's own usage errors use it too)
 
 
 class VSyncError(VaultBundleError):
@@ -195,5 +199,11 @@ class VaultFolderError(VSyncError):
     hint = "fix the vault folder and try again"
 
 
-EXIT_OK = 0
-EXIT_USAGE = 2
+class ShareKeyTooShortError(VSyncError):
+    """`share export` of a bundle passphrase shorter than `vsync import` accepts (20 characters)."""
+
+    exit_code = EXIT_USAGE
+    hint = (
+        "vsync import needs a bundle passphrase (the share's key) of at least 20 characters; vsync's own keys "
+        "have 44. Re-seal the bundle under a longer passphrase, then export again"
+    )

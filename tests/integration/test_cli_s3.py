@@ -115,7 +115,7 @@ EXPECTED_KV = {
 def test_cli_layout_written_by_us_read_by_us_and_by_vsync(bucket: Bucket, tmp_path: Path) -> None:
     folder = make_folder(tmp_path, {".env.prod": ENV_TEXT, "certs/tls.bin": BINARY})
     ts = push(bucket, "cli", folder)
-    assert bucket.keys() == ["acme_web/prod/latest", f"acme_web/prod/versions/{ts}.enc"]
+    assert bucket.keys() == ["acme_web/prod/audit.csv", "acme_web/prod/latest", f"acme_web/prod/versions/{ts}.enc"]
     summary = json.loads(pull(bucket, "--json").stdout)
     assert summary == {
         "layout": "cli",

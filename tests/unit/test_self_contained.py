@@ -19,14 +19,16 @@ SIBLING = ".." + "/shared"  # spelled in two parts so this file does not match i
 NOT_COPIED = shutil.ignore_patterns(
     ".git", ".venv", ".venv-tools", ".testbed*", "__pycache__", ".*_cache", ".hypothesis", "*.egg-info"
 )
+SKIPPED_PREFIXES = (".venv", ".testbed", ".git")
+SKIPPED_SUFFIXES = ("_cache", ".egg-info")
 TEXT_SUFFIXES = {".py", ".md", ".sh", ".yaml", ".yml", ".toml", ".txt", ".tpl", ".json", ".cfg", ""}
 
 
 def _repo_text_files() -> list[Path]:
     files = []
     for path in REPO.rglob("*"):
-        parts = set(path.relative_to(REPO).parts)
-        if any(part.startswith((".venv", ".testbed", ".git")) or part.endswith(("_cache", ".egg-info")) for part in parts):
+        parts = path.relative_to(REPO).parts
+        if any(part.startswith(SKIPPED_PREFIXES) or part.endswith(SKIPPED_SUFFIXES) for part in parts):
             continue
         if path.is_file() and path.suffix in TEXT_SUFFIXES and path.stat().st_size < 2_000_000:
             files.append(path)
@@ -53,7 +55,7 @@ def lone_clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _pytest_in(copy: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": f"{copy / 'operator'}{os.pathsep}{copy}", "PYTHONDONTWRITEBYTECODE": "1"}
     env.pop("VAULTBUNDLE_TESTBED_DIR", None)
-    return subprocess.run(  # noqa: S603 - our own interpreter and arguments
+    return subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
         cwd=copy,
         env=env,
