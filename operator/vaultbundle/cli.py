@@ -472,7 +472,7 @@ def sync(
 @click.option(
     "--digest-key-file",
     envvar="VAULTBUNDLE_DIGEST_KEY_FILE",
-    help="Key for the HMAC digests shown in status (default: random per process).",
+    help="Key for the HMAC digests shown in status (default: kept in a Secret in $POD_NAMESPACE).",
 )
 @click.option(
     "--leader-election-namespace",

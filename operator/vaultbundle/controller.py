@@ -21,8 +21,7 @@ from typing import Any, cast
 
 import kopf
 
-from . import metrics, observability
-from .digest import Digester
+from . import digest_key, metrics, observability
 from .kube import GROUP, PLURAL, VERSION, Kube, load_api_client
 from .leader import LeaderElector
 from .pool import CryptoPool
@@ -201,7 +200,7 @@ def build_registry(config: Settings) -> kopf.OperatorRegistry:
         kube = Kube(load_api_client(config.kubeconfig, connections=io_threads))
         pool = CryptoPool(workers=config.workers, on_derive=metrics.observe_kdf)
         await asyncio.to_thread(pool.warm)
-        digester = Digester.from_file_or_random(config.digest_key_file)
+        digester = await digest_key.load_digester(kube.core, config.digest_key_file)
         state["pool"] = pool
         state["http"] = await observability.serve(
             config.metrics_host, config.metrics_port, lambda: "scheduler" in state
