@@ -5,8 +5,9 @@ CLI layout:      <prefix>latest (plain ts) + <prefix>versions/<ts>.enc = RQE1(RQ
 Runtime layout:  <prefix>manifest (plain RQEM0001 naming ts) + <prefix>v=<ts> = RQE1(JSON vault)
                  (+ <prefix>latest.meta {"gen": N})
 
-Reading is split so the operator can do each step where it belongs: `locate` and `fetch` are S3 I/O,
-`CryptoPool` decrypts, and `finish` verifies the sealed timestamp and parses the vault (pure).
+Reading is split so each caller (the CLI's `pull`, the operator's reconcile) does each step where it belongs:
+`locate` and `fetch` are S3 I/O, `CryptoPool` decrypts, and `finish` verifies the sealed timestamp and parses
+the vault (pure).
 """
 
 from __future__ import annotations
@@ -180,25 +181,6 @@ def finish(
     else:
         parsed = vault_format.from_json(plaintext)
     return Bundle(layout=pointer.layout, timestamp=pointer.timestamp, generation=generation, vault=parsed)
-
-
-def pull(
-    objects: S3Objects,
-    config: BootstrapConfig,
-    passphrase: str,
-    pool: CryptoPool,
-    *,
-    layout: Layout = Layout.AUTO,
-    version: str | None = None,
-    not_older_than: str | None = None,
-    env_file: str | None = None,
-) -> Bundle:
-    """Read, verify and open one bundle (sync; the CLI's path)."""
-    pointer = locate(objects, config, layout, version=version, not_older_than=not_older_than)
-    envelope = fetch(objects, config, pointer)
-    plaintext = pool.open_envelope(envelope, passphrase, config.salt, config.iterations)
-    generation = read_generation(objects, config, pointer.layout)
-    return finish(pointer, plaintext, generation, env=config.env, env_file=env_file)
 
 
 def next_timestamp(current: str | None) -> str:

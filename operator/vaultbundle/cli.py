@@ -1,8 +1,11 @@
-"""`vaultbundle` command line: pull, push, inspect, token, share.
+"""`vaultbundle` command line: pull, push, inspect, token, share (vsync's bundles, no cluster needed); plan and
+sync (one reconcile of a VaultBundle manifest, no operator); run (the operator).
 
-Exit codes (fixed; see README): 0 ok, 2 usage, 10-16 vsync's error classes, 17 rollback refused,
-18 ambiguous layout, 19 bad vault folder, 1 anything unexpected. stderr names the error class and what
-to do; secret values are never printed unless `--reveal` asks for them on stdout.
+`push` and `pull` append vsync's audit row to `<prefix>audit.csv` (see audit.py; `--no-audit` skips it).
+Exit codes (fixed; see README): 0 ok, 2 usage or bad input (incl. a share key vsync would refuse),
+10-16 vsync's error classes, 17 rollback refused, 18 ambiguous layout, 19 bad vault folder, 20 plan/sync
+found a failed target, 1 anything unexpected. stderr names the error class and what to do; secret values are
+never printed unless `--reveal` asks for them on stdout.
 """
 
 from __future__ import annotations
