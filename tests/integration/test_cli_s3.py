@@ -42,7 +42,7 @@ def pull(bucket: Bucket, *extra: str | Path, ok: bool = True) -> subprocess.Comp
     )
 
 
-def push(bucket: Bucket, layout: str, folder: Path) -> str:
+def push(bucket: Bucket, layout: str, folder: Path, *extra: str) -> str:
     out = run(
         "push",
         "--config-file",
@@ -52,6 +52,7 @@ def push(bucket: Bucket, layout: str, folder: Path) -> str:
         "--layout",
         layout,
         "-q",
+        *extra,
         folder,
     ).stdout
     return out.split()[3]  # "pushed <layout> bundle <ts> (...)"

@@ -91,26 +91,10 @@ def test_push_and_pull_append_vsync_audit_rows(bucket: Bucket, tmp_path: Path) -
 
 def test_no_audit_writes_no_row(bucket: Bucket, tmp_path: Path) -> None:
     folder = make_folder(tmp_path, {".env.prod": b"A=1\n"})
-    ts = push_no_audit(bucket, folder)
+    ts = push(bucket, "cli", folder, "--no-audit")
     pull(bucket, "--json", "--no-audit")
     assert f"{bucket.config.prefix}audit.csv" not in bucket.keys()
     assert ts in bucket.keys()[-1]
-
-
-def push_no_audit(bucket: Bucket, folder: Path) -> str:
-    out = run(
-        "push",
-        "--config-file",
-        bucket.config_file,
-        "--passphrase-file",
-        bucket.passphrase_file,
-        "--layout",
-        "cli",
-        "--no-audit",
-        "-q",
-        folder,
-    ).stdout
-    return out.split()[3]
 
 
 def test_rows_are_appended_after_vsync_rows_even_without_a_final_newline(bucket: Bucket, tmp_path: Path) -> None:
