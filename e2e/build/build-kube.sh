@@ -34,8 +34,8 @@ build() { # name typical-seconds ldflags package
   step "$1" "$2" go build -v -ldflags "$3" -o "$OUT/bin/$1.tmp" "$4"
   mv -f "$OUT/bin/$1.tmp" "$OUT/bin/$1"
 }
-build kube-apiserver 420 "$LD" k8s.io/kubernetes/cmd/kube-apiserver
-build kube-controller-manager 180 "$LD" k8s.io/kubernetes/cmd/kube-controller-manager
-build etcd 60 "-s -w" go.etcd.io/etcd/server/v3
+build kube-apiserver 360 "$LD" k8s.io/kubernetes/cmd/kube-apiserver
+build kube-controller-manager 120 "$LD" k8s.io/kubernetes/cmd/kube-controller-manager
+build etcd 45 "-s -w" go.etcd.io/etcd/server/v3
 [ -x "$OUT/bin/kube-apiserver" ] && [ -x "$OUT/bin/kube-controller-manager" ] && [ -x "$OUT/bin/etcd" ]
 echo "==> kube: all three binaries are in $OUT/bin"

@@ -39,7 +39,7 @@ if [ ! -f .modules-ready ]; then
          "github.com/openbao/openbao/sdk/v2@$SDK_VERSION" \
          "github.com/openbao/openbao/api/v2@$API_VERSION"
   # Fetch every package the main package imports, so that the build step needs no network.
-  step openbao-deps 120 sh -c "go list -deps github.com/openbao/openbao >/dev/null"
+  step openbao-deps 60 sh -c "go list -deps github.com/openbao/openbao >/dev/null"
   touch .modules-ready
 fi
 
@@ -48,7 +48,7 @@ if [ "$MODE" = "--download-only" ]; then
 fi
 
 echo "==> building the OpenBao $BAO_VERSION server into $BIN"
-step openbao 480 go build -v -ldflags "-s -w -X github.com/openbao/openbao/version.fullVersion=$BAO_VERSION" \
+step openbao 300 go build -v -ldflags "-s -w -X github.com/openbao/openbao/version.fullVersion=$BAO_VERSION" \
   -o "$BIN.tmp" github.com/openbao/openbao
 mv -f "$BIN.tmp" "$BIN"
 "$BIN" version

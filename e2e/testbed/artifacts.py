@@ -49,7 +49,7 @@ def artifacts(binaries: Binaries) -> list[Artifact]:
         Artifact(
             "kube", "build-kube.sh", (binaries.etcd, binaries.kube_apiserver, binaries.kube_controller_manager), 660
         ),
-        Artifact("openbao", "build-openbao.sh", (binaries.bao,), 540),
+        Artifact("openbao", "build-openbao.sh", (binaries.bao,), 480),
     ]
 
 

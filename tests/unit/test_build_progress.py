@@ -84,7 +84,7 @@ def test_the_artifact_step_relays_progress_and_keeps_durations(tmp_path: Path, m
     monkeypatch.setattr(artifacts, "BUILD_SCRIPTS", scripts)
     monkeypatch.setattr(artifacts, "HEARTBEAT_SECONDS", 1.0)
     monkeypatch.setenv("PROGRESS_EVERY", "1")
-    assert artifacts.plan(binaries) == (["kubectl-helm", "kube", "openbao"], 30 + 660 + 540)
+    assert artifacts.plan(binaries) == (["kubectl-helm", "kube", "openbao"], 30 + 660 + 480)
     said: list[str] = []
     timings = artifacts.ensure_artifacts(binaries, tmp_path / "logs", said.append)
     assert set(timings) == {"kubectl-helm", "kube", "openbao"}
@@ -114,7 +114,7 @@ def test_the_demo_plan_needs_only_the_standard_library_and_counts_missing_builds
     assert result.returncode == 0, result.stderr
     (line,) = result.stdout.splitlines()
     assert line.startswith("make demo: build kubectl-helm, kube, openbao into ")
-    assert "(~20m30s, progress shown)" in line and "a cold machine needs about" in line
+    assert "(~19m30s, progress shown)" in line and "a cold machine needs about" in line
     binaries = Binaries(tmp_path / "full-cache")
     for artifact in artifacts.artifacts(binaries):
         for output in artifact.outputs:
