@@ -200,7 +200,9 @@ def build_registry(config: Settings) -> kopf.OperatorRegistry:
         kube = Kube(load_api_client(config.kubeconfig, connections=io_threads))
         pool = CryptoPool(workers=config.workers, on_derive=metrics.observe_kdf)
         await asyncio.to_thread(pool.warm)
-        digester = await digest_key.load_digester(kube.core, config.digest_key_file)
+        digester = await digest_key.load_digester(
+            kube.core, config.digest_key_file, fallback_namespace=config.leader_election_namespace
+        )
         state["pool"] = pool
         state["http"] = await observability.serve(
             config.metrics_host, config.metrics_port, lambda: "scheduler" in state

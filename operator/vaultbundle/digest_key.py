@@ -5,11 +5,11 @@ changed on every restart would make the first cycle after it rewrite the annotat
 So, in order:
 
 1. `--digest-key-file` (e.g. a mounted Secret): its bytes, surrounding whitespace removed;
-2. else, when the operator knows its own namespace (`$POD_NAMESPACE`, or the ServiceAccount's namespace file
-   in a pod): the Secret `$VAULTBUNDLE_DIGEST_KEY_SECRET` (default `vaultbundle-digest-key`), key `digest-key`,
-   in that namespace. It is read; if absent, a random key is created with create-if-absent semantics (a POST
-   that fails with 409 when another replica won the race, which then reads the winner's key), so every replica
-   ends up with one key and a restart writes nothing;
+2. else, when the operator knows its own namespace (`$POD_NAMESPACE`, else the leader-election namespace, else
+   the ServiceAccount's namespace file in a pod): the Secret `$VAULTBUNDLE_DIGEST_KEY_SECRET` (default
+   `vaultbundle-digest-key`), key `digest-key`, in that namespace. It is read; if absent, a random key is
+   created with create-if-absent semantics (a POST that fails with 409 when another replica won the race,
+   which then reads the winner's key), so every replica ends up with one key and a restart writes nothing;
 3. else (a local run outside a cluster with no namespace given): a random key for this process, with a warning.
 """
 
@@ -42,9 +42,10 @@ class DigestKeyError(VaultBundleError):
     reason = Reason.KUBERNETES_API_ERROR
 
 
-def operator_namespace() -> str | None:
-    """The operator's own namespace: `$POD_NAMESPACE` (the chart sets it), else the pod's ServiceAccount file."""
-    namespace = os.environ.get("POD_NAMESPACE", "").strip()
+def operator_namespace(fallback: str | None = None) -> str | None:
+    """The operator's own namespace: `$POD_NAMESPACE` (the chart sets it), else *fallback* (the leader-election
+    namespace: replicas that elect a leader must also agree on the key), else the pod's ServiceAccount file."""
+    namespace = os.environ.get("POD_NAMESPACE", "").strip() or (fallback or "").strip()
     if namespace:
         return namespace
     try:
@@ -57,15 +58,17 @@ def secret_name() -> str:
     return os.environ.get("VAULTBUNDLE_DIGEST_KEY_SECRET", "").strip() or DEFAULT_SECRET_NAME
 
 
-async def load_digester(core: k8s.CoreV1Api, key_file: str | None) -> Digester:
+async def load_digester(
+    core: k8s.CoreV1Api, key_file: str | None, *, fallback_namespace: str | None = None
+) -> Digester:
     """The startup hook: a Digester from the file, else from the Secret, else random (see the module doc)."""
     if key_file:
         return Digester.from_file_or_random(key_file)
-    namespace = operator_namespace()
+    namespace = operator_namespace(fallback_namespace)
     if namespace is None:
         log.warning(
-            "no --digest-key-file and no POD_NAMESPACE: using a random digest key for this process "
-            "(every restart will rewrite each Secret's content-digest annotation once)"
+            "no --digest-key-file and no namespace (POD_NAMESPACE or --leader-election-namespace): "
+            "using a random digest key for this process (each restart rewrites every content-digest annotation once)"
         )
         return Digester.from_file_or_random(None)
     key = await asyncio.to_thread(load_or_create, core, namespace, secret_name())

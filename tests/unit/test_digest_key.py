@@ -78,6 +78,16 @@ async def test_namespace_and_name_come_from_the_environment(monkeypatch: pytest.
     assert one.digest({"A": "1"}) == two.digest({"A": "1"})
 
 
+async def test_replicas_electing_a_leader_share_the_key_in_that_namespace(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("POD_NAMESPACE", raising=False)
+    monkeypatch.delenv("VAULTBUNDLE_DIGEST_KEY_SECRET", raising=False)
+    core = FakeCore()
+    one = await digest_key.load_digester(core, None, fallback_namespace="leases-here")  # type: ignore[arg-type]
+    two = await digest_key.load_digester(core, None, fallback_namespace="leases-here")  # type: ignore[arg-type]
+    assert list(core.secrets) == [("leases-here", "vaultbundle-digest-key")]
+    assert one.digest({"A": "1"}) == two.digest({"A": "1"})
+
+
 async def test_without_a_namespace_the_key_is_random(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
     monkeypatch.delenv("POD_NAMESPACE", raising=False)
     monkeypatch.setattr(digest_key, "SERVICE_ACCOUNT_NAMESPACE", tmp_path / "absent")
