@@ -48,7 +48,10 @@ test: lint
 	$(PY) -m e2e.testbed up
 	$(PY) -m pytest -q; rc=$$?; $(PY) -m e2e.testbed down; exit $$rc
 
-demo: venv
+# The plan line first (standard library only, before anything is installed), then everything it announces.
+demo:
+	@$(PYTHON) -m e2e.demo --plan
+	@$(MAKE) --no-print-directory venv
 	$(PY) -m e2e.testbed up
 	$(PY) -m e2e.demo
 

@@ -1,8 +1,11 @@
-"""`vaultbundle` command line: pull, push, inspect, token, share, plan, sync and run (the operator).
+"""`vaultbundle` command line: pull, push, inspect, token, share (vsync's bundles, no cluster needed); plan and
+sync (one reconcile of a VaultBundle manifest, no operator); run (the operator).
 
-Exit codes (fixed; see README): 0 ok, 2 usage, 10-16 vsync's error classes, 17 rollback refused,
-18 ambiguous layout, 19 bad vault folder, 1 anything unexpected. stderr names the error class and what
-to do; secret values are never printed unless `--reveal` asks for them on stdout.
+`push` and `pull` append vsync's audit row to `<prefix>audit.csv` (see audit.py; `--no-audit` skips it).
+Exit codes (fixed; see README): 0 ok, 2 usage or bad input (incl. a share key vsync would refuse),
+10-16 vsync's error classes, 17 rollback refused, 18 ambiguous layout, 19 bad vault folder, 20 plan/sync
+found a failed target, 1 anything unexpected. stderr names the error class and what to do; secret values are
+never printed unless `--reveal` asks for them on stdout.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any, TypeVar
 
 import click
 
-from . import __version__, bundles, errors
+from . import __version__, audit, bundles, errors
 from .bundles import Layout
 from .cli_dotsec import dotsec
 from .crypto import configblob, sls1
@@ -64,6 +67,20 @@ def _passphrase_option(fn: F) -> F:
     )(fn)
 
 
+def _audit_option(fn: F) -> F:
+    return click.option(
+        "--no-audit", is_flag=True, help="Do not append a row to <prefix>audit.csv (vsync's audit trail)."
+    )(fn)
+
+
+def _record(objects: S3Objects, config: BootstrapConfig, action: str, version_ts: str, no_audit: bool) -> None:
+    """vsync's audit row; a failure is a warning, never the command's failure (a 403 is skipped silently)."""
+    if no_audit:
+        return
+    if audit.record(objects, config.prefix, action, version_ts) is audit.Outcome.FAILED:
+        click.echo(f"warning: could not append to {config.prefix}{audit.OBJECT_NAME}; the {action} succeeded", err=True)
+
+
 def _timestamp(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
     if value and not is_timestamp(value):
         raise click.BadParameter("expected a YYYYMMDD-HHMMSS timestamp")
@@ -105,6 +122,7 @@ cli.add_command(dotsec)  # `vaultbundle dotsec open|validate` (cli_dotsec.py)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary (never values unless --reveal).")
 @click.option("--reveal", is_flag=True, help="With --json: include values (kv) and files (files_b64).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress messages on stderr.")
+@_audit_option
 def pull(
     config_file: str,
     passphrase_file: str,
@@ -116,6 +134,7 @@ def pull(
     as_json: bool,
     reveal: bool,
     quiet: bool,
+    no_audit: bool,
 ) -> None:
     """Download, verify and decrypt the current (or a pinned) bundle."""
     if reveal and not as_json:
@@ -133,6 +152,7 @@ def pull(
     content = bundle.vault
     if out_dir:
         write_files(out_dir, content.folder_files())
+    _record(objects, config, "pull", bundle.timestamp, no_audit)
     summary: dict[str, Any] = {
         "layout": bundle.layout.value,
         "timestamp": bundle.timestamp,
@@ -164,14 +184,22 @@ def pull(
 @click.option("--layout", type=click.Choice(["cli", "runtime"]), required=True, help="Bucket layout to write.")
 @click.option("--vault-folder", help="Path prefix of ZIP entries (CLI layout); default infra/vault/<env>.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress messages on stderr.")
+@_audit_option
 @click.argument("directory", type=click.Path(file_okay=False, exists=True))
 def push(
-    config_file: str, passphrase_file: str, layout: str, vault_folder: str | None, quiet: bool, directory: str
+    config_file: str,
+    passphrase_file: str,
+    layout: str,
+    vault_folder: str | None,
+    quiet: bool,
+    no_audit: bool,
+    directory: str,
 ) -> None:
     """Seal DIRECTORY (a vault folder) and upload it; the pointer is written last.
 
     CLI layout: the folder is zipped as `vsync push` does (`.env.<env>` holds the key/values).
-    Runtime layout: `.env` holds the key/values and every other file becomes an asset.
+    Runtime layout: `.env.<env>` (else `.env`) holds the key/values and every other file becomes an asset.
+    Both append a row to <prefix>audit.csv, as vsync does (unless --no-audit).
     """
     config = _load_config(config_file)
     passphrase = read_secret_file(passphrase_file, "passphrase")
@@ -181,6 +209,7 @@ def push(
         with _progress(f"Deriving key (PBKDF2-SHA256, {config.iterations} iterations)", quiet):
             pool.derive(passphrase, config.salt, config.iterations)
         pointer = bundles.push(objects, config, passphrase, pool, files, layout=Layout(layout), folder=vault_folder)
+    _record(objects, config, "push", pointer.timestamp, no_audit)
     click.echo(f"pushed {pointer.layout.value} bundle {pointer.timestamp} ({len(files)} files)")
 
 
@@ -283,6 +312,7 @@ def share_export(
     """Write an SLS1 .share file that `vsync import` (and `share import`) can read."""
     config = _load_config(config_file)
     passphrase = read_secret_file(passphrase_file, "passphrase")
+    sls1.check_key(passphrase)
     repo = repo or config.prefix.split("/")[0]
     if not repo:
         raise click.UsageError("cannot infer the repo from an empty prefix; pass --repo")
@@ -552,7 +582,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except ValueError as exc:
         click.echo(f"error: invalid input: {exc}", err=True)
-        sys.exit(2)
+        sys.exit(errors.EXIT_USAGE)
     sys.exit(0)
 
 

@@ -23,9 +23,8 @@ from typing import Any, cast
 
 import kopf
 
-from . import metrics, observability, secretwatch
+from . import digest_key, metrics, observability, secretwatch
 from .backoff import Backoff, Retry
-from .digest import Digester
 from .errors import Reason
 from .kube import GROUP, PLURAL, VERSION, Kube, load_api_client
 from .leader import LeaderElector
@@ -198,7 +197,9 @@ def build_registry(config: Settings) -> kopf.OperatorRegistry:
         kube = Kube(load_api_client(config.kubeconfig, connections=io_threads))
         pool = CryptoPool(workers=config.workers, on_derive=metrics.observe_kdf)
         await asyncio.to_thread(pool.warm)
-        digester = Digester.from_file_or_random(config.digest_key_file)
+        digester = await digest_key.load_digester(
+            kube.core, config.digest_key_file, fallback_namespace=config.leader_election_namespace
+        )
         state["pool"] = pool
         state["http"] = await observability.serve(
             config.metrics_host,

@@ -61,6 +61,7 @@ class Reason(StrEnum):
     DOTSEC_VALUE_CORRUPT = "DotsecValueCorrupt"
     DOTSEC_PLAINTEXT_REFUSED = "DotsecPlaintextRefused"
     SCHEMA_VIOLATION = "SchemaViolation"
+    SHARE_KEY_TOO_SHORT = "ShareKeyTooShort"
     # a target's store
     SECRET_NOT_OWNED = "SecretNotOwned"
     SECRET_DISABLED = "SecretDisabled"
@@ -143,6 +144,9 @@ class CrossNamespaceError(SpecError):
     """A Secret reference names another namespace: refused (tenant isolation)."""
 
     reason = Reason.CROSS_NAMESPACE_REFERENCE
+
+
+EXIT_USAGE = 2  # the CLI's exit code for bad flags or input values (click's own usage errors use it too)
 
 
 class VSyncError(VaultBundleError):
@@ -339,5 +343,11 @@ class SchemaViolationError(DotsecError):
         super().__init__(f"{len(violations)} schema violation(s): " + "; ".join(violations))
 
 
-EXIT_OK = 0
-EXIT_USAGE = 2
+class ShareKeyTooShortError(VSyncError):
+    """`share export` of a bundle passphrase shorter than `vsync import` accepts (20 characters)."""
+
+    exit_code = EXIT_USAGE
+    hint = (
+        "vsync import needs a bundle passphrase (the share's key) of at least 20 characters; vsync's own keys "
+        "have 44. Re-seal the bundle under a longer passphrase, then export again"
+    )

@@ -20,7 +20,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .crypto.configblob import BootstrapConfig
-from .errors import BundleCorruptError, S3UnreachableError
+from .errors import BundleCorruptError, Reason, S3UnreachableError
 
 MAX_OBJECT_BYTES = 64 * 1024 * 1024
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
@@ -28,6 +28,18 @@ _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
 
 class ObjectMissing(Exception):
     """The key does not exist (callers decide which vsync error that is)."""
+
+
+class AccessDenied(S3UnreachableError):
+    """HTTP 403. For bundles it is S3Unreachable like any refusal; the audit trail skips it silently."""
+
+    reason = Reason.S3_UNREACHABLE
+
+
+class PreconditionFailed(S3UnreachableError):
+    """HTTP 412 on a conditional write: someone else wrote first (the audit trail retries)."""
+
+    reason = Reason.S3_UNREACHABLE
 
 
 @dataclass(frozen=True)
@@ -50,7 +62,7 @@ class ObjectStore(Protocol):
         """The object; None when *if_none_match* is its ETag; raises `ObjectMissing` when it does not exist."""
         ...
 
-    def put(self, key: str, body: bytes, *, create_only: bool = False) -> str:
+    def put(self, key: str, body: bytes, *, create_only: bool = False, if_match: str | None = None) -> str:
         """Store *body*; returns the new ETag. *create_only* refuses to replace an existing object."""
         ...
 
@@ -82,7 +94,8 @@ class S3Objects:
                 raise ObjectMissing(key) from None
             if code == "NoSuchBucket":
                 raise S3UnreachableError(f"bucket {self.bucket!r} does not exist") from None
-            raise S3UnreachableError(f"S3 {operation} of {key or self.bucket!r} failed: {code or status}") from None
+            failure = {"403": AccessDenied, "412": PreconditionFailed}.get(status, S3UnreachableError)
+            raise failure(f"S3 {operation} of {key or self.bucket!r} failed: {code or status}") from None
         except (BotoCoreError, OSError) as exc:
             raise S3UnreachableError(f"S3 {operation} of {key or self.bucket!r} failed: {type(exc).__name__}") from None
 
@@ -107,11 +120,14 @@ class S3Objects:
             raise BundleCorruptError(f"object {key!r} exceeds {max_bytes} bytes")
         return StoredObject(body=body, etag=str(response.get("ETag", "")))
 
-    def put(self, key: str, body: bytes, *, create_only: bool = False) -> str:
-        """PUT an object; *create_only* refuses to replace an existing one (If-None-Match: *)."""
+    def put(self, key: str, body: bytes, *, create_only: bool = False, if_match: str | None = None) -> str:
+        """PUT an object; *create_only* refuses to replace an existing one (If-None-Match: *), *if_match*
+        replaces only the version with that ETag. A refused condition raises `PreconditionFailed`."""
         kwargs: dict[str, Any] = {"Body": body}
         if create_only:
             kwargs["IfNoneMatch"] = "*"
+        if if_match:
+            kwargs["IfMatch"] = if_match
         return str(self._call("put_object", key, **kwargs).get("ETag", ""))
 
     def list_keys(self, prefix: str) -> list[str]:

@@ -48,7 +48,7 @@ class Settings:
     """Crypto worker threads: parallel PBKDF2 derivations (unset: the CPU count)."""
 
     digest_key_file: str | None = None
-    """Key for the HMAC digests shown in status (unset: a random key per process)."""
+    """Key for the HMAC digests shown in status (unset: kept in a Secret in $POD_NAMESPACE, created once)."""
 
     max_concurrent: int = 16
     """Reconciles running at once."""

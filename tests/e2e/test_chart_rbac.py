@@ -10,6 +10,9 @@ The operator never streams every Secret: the audit log shows that each of its Se
 carries a label selector (its own targets, or sources labelled `vaultbundle.io/source=true`). A labelled source
 Secret's change resyncs at once (refreshInterval 1h); an unlabelled one is not seen by the watch but is picked up
 by the next refresh. Token minting works only for the ServiceAccounts listed in `rbac.serviceAccountTokens`.
+
+As in the chart's Deployment, the operator keeps its digest key in a Secret it creates in the release namespace;
+a restart reuses it and rewrites nothing.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from tests.conftest import REPO
-from tests.e2e.helpers import http_get, wait_for
+from tests.e2e.helpers import http_get, metric_sum, wait_for
 
 from vaultbundle import bundles, secretwatch
 from vaultbundle.bundles import Layout
@@ -110,16 +113,26 @@ class Operator:
         return self.log.read_text(errors="replace")
 
 
-def start_operator(kubeconfig: Path, digest_key: Path, log: Path, *scope: str) -> Operator:
+def chart_key(system: str, account: str) -> dict[str, str]:
+    """What the chart's Deployment sets when it mounts no digest key: its namespace and the key Secret's name."""
+    return {"POD_NAMESPACE": system, "VAULTBUNDLE_DIGEST_KEY_SECRET": f"{account}-digest-key"}
+
+
+def start_operator(kubeconfig: Path, digest_key: Path | dict[str, str], log: Path, *scope: str) -> Operator:
+    """*digest_key*: a key file (`--digest-key-file`), or the chart's environment for an operator-kept key."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     # nothing of the admin's identity leaks in: no in-cluster variables, only the token kubeconfig
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBERNETES_", "KUBECONFIG"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBERNETES_", "KUBECONFIG", "POD_NAMESPACE"))}
     env |= {"KUBECONFIG": str(kubeconfig), "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "-m", "vaultbundle.cli", "run", *scope, "--kubeconfig", str(kubeconfig)]
     command += ["--metrics-host", "127.0.0.1", "--metrics-port", str(port), "--min-refresh-interval", "1s"]
-    command += ["--workers", "1", "--digest-key-file", str(digest_key), "--verbose"]
+    command += ["--workers", "1", "--verbose"]
+    if isinstance(digest_key, Path):
+        command += ["--digest-key-file", str(digest_key)]
+    else:
+        env |= digest_key
     with log.open("wb") as sink:
         process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env)
     operator = Operator(process, log, port)
@@ -345,6 +358,10 @@ def assert_no_denials(testbed: dict[str, str], operator: Operator, username: str
     return writes
 
 
+def cycles(operator: Operator) -> float:
+    return metric_sum(http_get(f"http://127.0.0.1:{operator.port}/metrics"), "vaultbundle_syncs_total")
+
+
 def can_i(testbed: dict[str, str], user: str, verb: str, resource: str, namespace: str) -> bool:
     result = run(
         testbed["KUBECTL"],
@@ -396,13 +413,9 @@ def test_cluster_wide_install_syncs_with_only_the_charts_rbac(
     account = f"{release}-vaultbundle-operator"
     user = f"system:serviceaccount:{system}:{account}"
     core = k8s.CoreV1Api(admin)
-    key = core.read_namespaced_secret(f"{account}-digest-key", system).data["digest-key"]
-    # the generated digest key survives an upgrade (lookup), so digests in status stay comparable
     helm(testbed, "upgrade", release, str(CHART), "-n", system, "--reuse-values", "--set", "operator.verbose=true")
-    assert core.read_namespaced_secret(f"{account}-digest-key", system).data["digest-key"] == key
-    digest_key = tmp_path / "digest-key"
-    digest_key.write_bytes(base64.b64decode(key))
-    digest_key.chmod(0o600)
+    key_name = f"{account}-digest-key"
+    assert key_name not in {s.metadata.name for s in core.list_namespaced_secret(system).items}  # the operator's
 
     scenario = Scenario(testbed, admin, namespaces("vbapp"))
     for verb in ("get", "list", "watch", "create", "patch", "delete"):
@@ -411,9 +424,18 @@ def test_cluster_wide_install_syncs_with_only_the_charts_rbac(
         assert not can_i(testbed, user, verb, "secrets", scenario.ns), verb
     assert not can_i(testbed, user, "get", "vaultbundles.vaultbundle.io", scenario.ns)  # list+watch only
     kubeconfig = token_kubeconfig(testbed, system, account, tmp_path / "sa.kubeconfig")
-    operator = start_operator(  # as the chart's Deployment runs it: with leader election in the release namespace
-        kubeconfig, digest_key, tmp_path / "operator.log", "--all-namespaces", "--leader-election-namespace", system
-    )
+
+    def start(log: str) -> Operator:  # as the chart's Deployment runs it: leader election in the release namespace
+        return start_operator(
+            kubeconfig,
+            chart_key(system, account),
+            tmp_path / log,
+            "--all-namespaces",
+            "--leader-election-namespace",
+            system,
+        )
+
+    operator = start("operator.log")
     try:
         full_sync(scenario)
         lease = k8s.CoordinationV1Api(admin).read_namespaced_lease("vaultbundle-operator", system)
@@ -426,7 +448,47 @@ def test_cluster_wide_install_syncs_with_only_the_charts_rbac(
         stop_operator(operator)
     assert_secret_reads_are_label_selected(testbed, user, set())
     writes = assert_no_denials(testbed, operator, user)
+    assert ("create", "secrets") in writes  # the digest key Secret, created on first start
+
+    # a restart reuses the key Secret: its first full cycle (nothing cached) rewrites no annotation
+    key_version = core.read_namespaced_secret(key_name, system).metadata.resource_version
+    target = scenario.secret("web-env")
+    assert target is not None
+    annotations = dict(target.metadata.annotations)
+    restarted = start("restarted.log")
+    try:
+        wait_for(lambda: cycles(restarted) >= 3, "three sync cycles after the restart")
+    finally:
+        stop_operator(restarted)
+    after = scenario.secret("web-env")
+    assert after is not None and after.metadata.resource_version == target.metadata.resource_version
+    assert dict(after.metadata.annotations) == annotations
+    assert core.read_namespaced_secret(key_name, system).metadata.resource_version == key_version
+    assert_no_denials(testbed, restarted, user)
+
+    # the negative control: a lost key means a new one, and the restart rewrites the digest annotation once
+    core.delete_namespaced_secret(key_name, system)
+    rekeyed = start("rekeyed.log")
+    try:
+        wait_for(
+            lambda: (
+                (scenario.secret("web-env") or target).metadata.resource_version != target.metadata.resource_version
+            ),
+            "the content-digest annotation rewritten under a new key",
+        )
+    finally:
+        stop_operator(rekeyed)
+    rewritten = scenario.secret("web-env")
+    assert rewritten is not None and scenario.data("web-env") == {
+        "API_KEY": CANARY,
+        "tls.crt": "CERT",
+        "tls.key": "KEY",
+    }
+    digest = "vaultbundle.io/content-digest"
+    assert rewritten.metadata.annotations[digest] != annotations[digest]
+    writes |= assert_no_denials(testbed, rekeyed, user)
     assert writes <= {
+        ("create", "secrets"),
         ("patch", "secrets"),
         ("delete", "secrets"),
         ("patch", "vaultbundles/status"),
@@ -471,16 +533,18 @@ def test_namespaced_install_is_confined_to_its_namespaces(
     kubectl(testbed, "apply", "--server-side", "-f", "-", stdin=rendered)
     account = f"{release}-vaultbundle-operator"
     user = f"system:serviceaccount:{system}:{account}"
-    key = k8s.CoreV1Api(admin).read_namespaced_secret(f"{account}-digest-key", system).data["digest-key"]
-    digest_key = tmp_path / "digest-key"
-    digest_key.write_bytes(base64.b64decode(key))
 
     # RBAC says: Secrets in the watched namespaces, nothing in any other
     for namespace in (watched, also):
         assert can_i(testbed, user, "get", "secrets", namespace)
     for verb in ("get", "list", "watch", "patch", "delete", "create"):
         assert not can_i(testbed, user, verb, "secrets", other), verb
-    assert not can_i(testbed, user, "get", "secrets", system)  # not even its own digest key (it is mounted)
+    # in its own namespace: get only its digest key Secret, and create it; nothing else
+    assert can_i(testbed, user, "get", f"secrets/{account}-digest-key", system)
+    assert can_i(testbed, user, "create", "secrets", system)
+    for verb in ("get", "list", "watch", "patch", "delete"):
+        assert not can_i(testbed, user, verb, "secrets", system), verb
+    assert not can_i(testbed, user, "get", "secrets/web-passphrase", system)
     assert not can_i(testbed, user, "list", "secrets", "default")
 
     scenario = Scenario(testbed, admin, watched)
@@ -509,7 +573,7 @@ def test_namespaced_install_is_confined_to_its_namespaces(
         assert refused.value.status == 403, (namespace, name)
 
     operator = start_operator(
-        kubeconfig, digest_key, tmp_path / "operator.log", "--namespace", watched, "--namespace", also
+        kubeconfig, chart_key(system, account), tmp_path / "operator.log", "--namespace", watched, "--namespace", also
     )
     try:
         outside.push({".env.prod": f"API_KEY={CANARY}\n".encode()})
@@ -528,7 +592,13 @@ def test_namespaced_install_is_confined_to_its_namespaces(
         ("patch", "vaultbundles/status"),
         ("create", "events"),
     } <= writes
-    assert not [e for e in audit_entries(testbed, user) if e["objectRef"].get("namespace") not in (watched, also)]
+    outside_watched = [
+        e for e in audit_entries(testbed, user) if e["objectRef"].get("namespace") not in (watched, also)
+    ]
+    # outside the watched namespaces only one write: its digest key Secret, created once in its own namespace
+    assert [(e["verb"], e["objectRef"]["resource"], e["objectRef"]["namespace"]) for e in outside_watched] == [
+        ("create", "secrets", system)
+    ]
 
 
 def test_missing_discovery_rbac_shows_in_the_log(

@@ -210,20 +210,21 @@ def test_defaults_are_secure(helm: str) -> None:
     assert "--namespace=vb-system" in args and "--all-namespaces" not in args
     assert "--log-format=json" in args and "--metrics-port=8080" in args
     assert not any(a.startswith(("--metrics-tls", "--metrics-token")) for a in args)
-    assert "--digest-key-file=/etc/vaultbundle/digest-key/digest-key" in args
+    # the operator keeps its digest key in a Secret it creates once: no file, no mount, no chart-made Secret
+    assert not any(arg.startswith("--digest-key-file") for arg in args)
+    assert {"name": "VAULTBUNDLE_DIGEST_KEY_SECRET", "value": "rel-vaultbundle-operator-digest-key"} in container["env"]
     mounts = {m["name"]: m for m in container["volumeMounts"]}
-    assert mounts["digest-key"]["readOnly"] is True and mounts["tmp"]["mountPath"] == "/tmp"
+    assert set(mounts) == {"tmp"} and mounts["tmp"]["mountPath"] == "/tmp"
     volumes = {v["name"]: v for v in pod["volumes"]}
-    assert volumes["tmp"]["emptyDir"]["sizeLimit"] == "64Mi"
-    assert volumes["digest-key"]["secret"]["secretName"] == "rel-vaultbundle-operator-digest-key"
-    secret = by_kind(objects, "Secret")[0]
-    assert len(secret["data"]["digest-key"]) == 64  # base64 of 48 random alphanumerics
+    assert set(volumes) == {"tmp"} and volumes["tmp"]["emptyDir"]["sizeLimit"] == "64Mi"
+    assert not by_kind(objects, "Secret")
     assert not by_kind(objects, "ServiceMonitor") and not by_kind(objects, "PodDisruptionBudget")
     assert not by_kind(objects, "NetworkPolicy")
     roles = {(r["metadata"]["namespace"], r["metadata"]["name"]) for r in by_kind(objects, "Role")}
     assert roles == {
         ("vb-system", "rel-vaultbundle-operator"),
         ("vb-system", "rel-vaultbundle-operator-leader-election"),
+        ("vb-system", "rel-vaultbundle-operator-digest-key"),
     }
     # nothing cluster-wide touches Secrets or ServiceAccounts; no token minting at all
     for cluster_role in by_kind(objects, "ClusterRole"):
@@ -258,10 +259,22 @@ def test_rbac_cluster_wide(helm: str) -> None:
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "rel-vaultbundle-operator", "namespace": "vb-system"}
     ]
-    (lease_role,) = by_kind(objects, "Role")  # leader election: Leases in the release namespace only
+    roles = {r["metadata"]["name"].removeprefix("rel-vaultbundle-operator-"): r for r in by_kind(objects, "Role")}
+    lease_role = roles["leader-election"]  # leader election: Leases in the release namespace only
     assert lease_role["metadata"]["namespace"] == "vb-system"
     assert _rules(lease_role) == {("coordination.k8s.io", "leases", v) for v in ("get", "create", "update")}
-    assert len(by_kind(objects, "RoleBinding")) == 1
+    key_role = roles["digest-key"]  # the digest key: get that one Secret, create (not limitable by name)
+    assert key_role["metadata"]["namespace"] == "vb-system"
+    assert key_role["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "resourceNames": ["rel-vaultbundle-operator-digest-key"],
+            "verbs": ["get"],
+        },
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
+    ]
+    assert len(by_kind(objects, "RoleBinding")) == 2  # leader election and the digest key
     args = by_kind(objects, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--all-namespaces" in args and not [a for a in args if a.startswith("--namespace")]
     # token minting never rides on the ClusterRole: only a Role with resourceNames in the SA's namespace
@@ -282,10 +295,12 @@ def test_rbac_cluster_wide(helm: str) -> None:
 
 def test_rbac_namespaced(helm: str) -> None:
     objects = render(helm, "watchNamespaces={team-a,team-b}")
-    roles = [r for r in by_kind(objects, "Role") if not r["metadata"]["name"].endswith("-leader-election")]
+    roles = [r for r in by_kind(objects, "Role") if not r["metadata"]["name"].endswith(("-leader-election", "-key"))]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     assert all(_rules(r) == OPERATOR_RULES for r in roles)
-    bindings = [b for b in by_kind(objects, "RoleBinding") if not b["metadata"]["name"].endswith("-leader-election")]
+    bindings = [
+        b for b in by_kind(objects, "RoleBinding") if not b["metadata"]["name"].endswith(("-leader-election", "-key"))
+    ]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
     # the only cluster-wide grant: kopf's reads of CRDs and Namespaces, never Secrets
     (cluster_role,) = by_kind(objects, "ClusterRole")
@@ -374,6 +389,16 @@ def test_optional_objects(helm: str) -> None:
     assert policy["spec"]["ingress"] == [{"ports": [{"port": "metrics", "protocol": "TCP"}]}]
     objects = render(helm, *COMBINATIONS["existing-digest-key"])
     assert not by_kind(objects, "Secret")
+    assert sorted(r["metadata"]["name"] for r in by_kind(objects, "Role")) == [
+        "rel-vaultbundle-operator",  # namespaced by default
+        "rel-vaultbundle-operator-leader-election",
+    ]  # and no digest-key Role: the key comes from the mounted Secret
+    container = by_kind(objects, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
+    assert "--digest-key-file=/etc/vaultbundle/digest-key/digest-key" in container["args"]
+    assert not [e for e in container["env"] if e["name"] == "VAULTBUNDLE_DIGEST_KEY_SECRET"]
+    assert {"name": "digest-key", "mountPath": "/etc/vaultbundle/digest-key", "readOnly": True} in container[
+        "volumeMounts"
+    ]
     volume = next(
         v for v in by_kind(objects, "Deployment")[0]["spec"]["template"]["spec"]["volumes"] if v["name"] == "digest-key"
     )
