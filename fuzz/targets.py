@@ -12,14 +12,14 @@ import json
 import zipfile
 from collections.abc import Callable
 
-from vaultbundle import envfile, spec, vault
+from vaultbundle import envfile, targets, vault
 from vaultbundle.bundles import Layout, parse_pointer
 from vaultbundle.crypto import configblob, rqe1, rqem, sls1
 from vaultbundle.crypto.kdf import DerivedKey
-from vaultbundle.errors import VSyncError
+from vaultbundle.errors import SpecError, VSyncError
 
 KEY = DerivedKey(b"k" * 32)
-EXPECTED: tuple[type[Exception], ...] = (VSyncError, spec.SpecError)
+EXPECTED: tuple[type[Exception], ...] = (VSyncError, SpecError)
 
 
 def rqe1_envelope(data: bytes) -> None:
@@ -77,7 +77,7 @@ def crd_spec(data: bytes) -> None:
     except (ValueError, RecursionError):
         return
     if isinstance(document, dict):
-        spec.parse(document, namespace="ns")
+        targets.parse_spec(document, namespace="ns")
 
 
 TARGETS: dict[str, Callable[[bytes], None]] = {

@@ -168,7 +168,7 @@ class Reconciler:
 
     async def _reconcile(self, observed: Observed) -> Outcome:
         try:
-            parsed = spec_module.parse(observed.spec, min_refresh=self.min_refresh, namespace=observed.namespace)
+            parsed = targets.parse_spec(observed.spec, min_refresh=self.min_refresh, namespace=observed.namespace)
         except SpecError as exc:
             metrics.SYNCS.labels(exc.reason).inc()
             return await self._report(
