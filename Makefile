@@ -37,6 +37,7 @@ lint: venv
 	$(VENV)/bin/ruff check operator tests e2e fuzz bench requirements
 	$(VENV)/bin/ruff format --check operator tests e2e fuzz bench requirements
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 test-unit: venv
 	$(PY) -m pytest -m "not testbed" -q
