@@ -52,16 +52,16 @@ def _names(names: Iterable[str]) -> str:
 def taken_by_other(where: str, names: Iterable[str]) -> TargetError:
     return TargetError(
         Reason.SECRET_NOT_OWNED,
-        f"{where}: {_names(names)}: managed by another VaultBundle, which is never taken over (not even with "
-        "adopt); nothing was written; pick another name",
+        f"{where}: managed by another VaultBundle, which is never taken over (not even with adopt): "
+        f"{_names(names)}; nothing was written; pick another name",
     )
 
 
 def not_marked(where: str, names: Iterable[str], marker: str) -> TargetError:
     return TargetError(
         Reason.SECRET_NOT_OWNED,
-        f"{where}: {_names(names)}: exist(s) and vaultbundle does not manage them ({marker}); nothing was "
-        "written; set adopt: true to take them over, or pick another name",
+        f"{where}: exists and is not managed by vaultbundle ({marker}): {_names(names)}; nothing was written; "
+        "set adopt: true to take it over, or pick another name",
     )
 
 
