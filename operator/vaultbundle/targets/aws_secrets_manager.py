@@ -40,10 +40,10 @@ from ..vault import Vault
 from .base import Owner, Plan, StoreKind, TargetContext, WrittenNames
 from .checks import is_utf8
 from .credentials import credentials_for
-from .errormap import Messages, code_reason, reason_for_status
+from .errormap import Messages, code_reason, reason_for_status, translated
 from .naming import NameRule, Naming, parse_naming, remote_names
-from .ownership import MANAGED_BY_KEY, MANAGED_BY_VALUE, claim
-from .threads import ThreadedTarget, in_thread, read_many
+from .ownership import MANAGED_BY_KEY, MANAGED_BY_VALUE, claim_tagged
+from .threads import ThreadedTarget, in_thread
 
 OWNER_TAG = "vaultbundle.io/owner"
 RESERVED_TAG_PREFIXES = ("vaultbundle.io/", "aws:")
@@ -93,6 +93,7 @@ _CODE_REASONS: dict[Reason, set[str]] = {
     Reason.QUOTA_EXCEEDED: {"LimitExceededException"},
     Reason.UNAVAILABLE: {"InternalServiceError", "InternalFailure", "ServiceUnavailable"},
 }
+_SDK_ERRORS = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
 _MESSAGES = Messages(
     {
         Reason.AUTH_FAILED: "{what}: AWS rejected the credentials ({code})",
@@ -334,9 +335,9 @@ def _make_client(spec: AwsSecretsManagerSpec, credentials: Mapping[str, str], ow
         return _client("secretsmanager", spec.region, spec.endpoint, credentials)
     except botocore.exceptions.NoRegionError:
         raise TargetError(
-            "InvalidSpec", "awsSecretsManager.region is not set and the ambient AWS config names no region"
+            Reason.INVALID_SPEC, "awsSecretsManager.region is not set and the ambient AWS config names no region"
         ) from None
-    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+    except _SDK_ERRORS as exc:
         raise _target_error(exc, "AssumeRole" if spec.role_arn else "connect", spec.role_arn or None) from None
 
 
@@ -354,25 +355,23 @@ def _target_error(exc: Exception, operation: str, name: str | None) -> TargetErr
         | botocore.exceptions.CredentialRetrievalError,
     ):
         return TargetError(
-            "AuthFailed",
+            Reason.AUTH_FAILED,
             f"{what}: no usable AWS credentials ({type(exc).__name__}); set credentialsSecretRef or give the "
             "operator an ambient identity (IRSA, instance profile)",
         )
     if isinstance(exc, botocore.exceptions.SSLError):
-        return TargetError("Unavailable", f"{what}: TLS verification of the AWS endpoint failed")
+        return TargetError(Reason.UNAVAILABLE, f"{what}: TLS verification of the AWS endpoint failed")
     if isinstance(exc, botocore.exceptions.HTTPClientError | botocore.exceptions.EndpointConnectionError):
-        return TargetError("Unavailable", f"{what}: cannot reach the AWS endpoint ({type(exc).__name__})")
-    return TargetError("Unavailable", f"{what}: AWS SDK error ({type(exc).__name__})")
+        return TargetError(Reason.UNAVAILABLE, f"{what}: cannot reach the AWS endpoint ({type(exc).__name__})")
+    return TargetError(Reason.UNAVAILABLE, f"{what}: AWS SDK error ({type(exc).__name__})")
 
 
 _T = TypeVar("_T")
 
 
 def _call(operation: str, name: str | None, function: Callable[..., _T], **kwargs: Any) -> _T:
-    try:
+    with translated(_SDK_ERRORS, lambda exc: _target_error(exc, operation, name)):
         return function(**kwargs)
-    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-        raise _target_error(exc, operation, name) from None
 
 
 _XML_CODE = re.compile(r"<Code>([A-Za-z0-9.]{1,64})</Code>")
@@ -500,20 +499,20 @@ class AwsSecretsManagerTarget(ThreadedTarget[StoreState]):
                         and entry.get("DeletedDate") is None
                     ):
                         found[name] = entry["ARN"]
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+        except _SDK_ERRORS as exc:
             raise _target_error(exc, "ListSecrets", None) from None
         return found
 
     def _plan(self, desired: Mapping[str, bytes]) -> Plan[StoreState]:
         plan, state = Plan[StoreState](), StoreState()
-        claimed = claim(
-            read_many(self._read, desired),
-            owner_of=lambda found: found.tags.get(OWNER_TAG),
+        claimed = claim_tagged(
+            self._read,
+            desired,
+            owner_tag=OWNER_TAG,
             me=self.owner.ref,
             adopt=self.spec.adopt,
             where=self.describe(),
-            marker=f"no {OWNER_TAG} tag",
-            note=lambda found: "scheduled for deletion" if found.deleted else "",
+            deleted_note="scheduled for deletion",
         )
         plan.create, state.remotes = claimed.missing, claimed.held
         for name, remote in state.remotes.items():

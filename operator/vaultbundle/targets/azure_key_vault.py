@@ -41,10 +41,10 @@ from ..selection import SelectionError, select
 from ..vault import Vault
 from .base import Plan, StoreKind, TargetContext, WrittenNames
 from .credentials import credentials_for
-from .errormap import Messages, first_match, reason_for_status
+from .errormap import Messages, first_match, reason_for_status, translated
 from .naming import NameRule, Naming, parse_naming, remote_names
-from .ownership import MANAGED_BY_KEY, MANAGED_BY_VALUE, claim
-from .threads import ThreadedTarget, in_thread, read_many
+from .ownership import MANAGED_BY_KEY, MANAGED_BY_VALUE, claim_tagged
+from .threads import ThreadedTarget, in_thread
 
 OWNER_TAG = "vaultbundle-owner"
 ENCODING_TAG = "file-encoding"
@@ -240,7 +240,7 @@ def _ca_file(pem: str, ref: SecretRef) -> str:
     global _CA_DIR  # noqa: PLW0603 - one directory per process
     if not _PEM.search(pem):
         raise TargetError(
-            "SecretInvalid", f"caBundleSecretRef: Secret {ref.name!r} key {ref.key!r} holds no PEM certificate"
+            Reason.SECRET_INVALID, f"caBundleSecretRef: Secret {ref.name!r} key {ref.key!r} holds no PEM certificate"
         )
     with _CA_LOCK:
         if _CA_DIR is None:
@@ -356,16 +356,16 @@ def _target_error(exc: Exception, operation: str, name: str | None) -> TargetErr
     if isinstance(exc, azure_errors.ServiceRequestError | azure_errors.ServiceResponseError):
         tls = "SSL" in type(getattr(exc, "inner_exception", None)).__name__ or "CERTIFICATE" in str(exc)
         return TargetError(
-            "Unavailable",
+            Reason.UNAVAILABLE,
             f"{what}: " + ("TLS verification of the vault failed" if tls else "cannot reach the vault"),
         )
     if isinstance(exc, ValueError) and "challenge resource" in str(exc):
         return TargetError(
-            "InvalidVaultURL",
+            Reason.INVALID_VAULT_URL,
             f"{what}: the vault's authentication challenge does not match vaultURL's domain (refused, so no token "
             "leaves for a foreign host); check vaultURL",
         )
-    return TargetError("Unavailable", f"{what}: Azure SDK error ({type(exc).__name__})")
+    return TargetError(Reason.UNAVAILABLE, f"{what}: Azure SDK error ({type(exc).__name__})")
 
 
 _T = TypeVar("_T")
@@ -374,10 +374,8 @@ _T = TypeVar("_T")
 def _call(operation: str, name: str | None, function: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
     from azure.core.exceptions import AzureError
 
-    try:
+    with translated((AzureError, ValueError), lambda exc: _target_error(exc, operation, name)):
         return function(*args, **kwargs)
-    except (AzureError, ValueError) as exc:
-        raise _target_error(exc, operation, name) from None
 
 
 # --- the target ----------------------------------------------------------------------------------------------
@@ -464,14 +462,14 @@ class AzureKeyVaultTarget(ThreadedTarget[StoreState]):
 
     def _plan(self, desired: Mapping[str, bytes]) -> Plan[StoreState]:
         plan, state = Plan[StoreState](), StoreState()
-        claimed = claim(
-            read_many(self._read, desired),
-            owner_of=lambda found: found.tags.get(OWNER_TAG),
+        claimed = claim_tagged(
+            self._read,
+            desired,
+            owner_tag=OWNER_TAG,
             me=self.owner.ref,
             adopt=self.spec.adopt,
             where=self.describe(),
-            marker=f"no {OWNER_TAG} tag",
-            note=lambda found: "soft-deleted" if found.deleted else "",
+            deleted_note="soft-deleted",
         )
         plan.create, state.remotes = claimed.missing, claimed.held
         for name, remote in state.remotes.items():
@@ -510,7 +508,7 @@ class AzureKeyVaultTarget(ThreadedTarget[StoreState]):
                 _call("RecoverDeletedSecret", name, lambda n=name: self.client.begin_recover_deleted_secret(n).wait(60))
                 remote = self._read(name)
                 if remote is None or remote.deleted:
-                    raise TargetError("Unavailable", f"RecoverDeletedSecret {name!r}: not recovered yet; retrying")
+                    raise TargetError(Reason.UNAVAILABLE, f"RecoverDeletedSecret {name!r}: not recovered yet; retrying")
                 data, tags = self._differs(remote, desired[name])
                 if data:
                     self._set(name, desired[name], remote.tags)

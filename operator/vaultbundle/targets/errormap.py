@@ -9,10 +9,11 @@ message text is never used: it may echo request data.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+import contextlib
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any
 
-from ..errors import Reason, TargetError
+from ..errors import Reason, TargetError, VaultBundleError
 
 ExceptionTypes = type[BaseException] | tuple[type[BaseException], ...]
 
@@ -57,6 +58,21 @@ def code_reason(code: str, table: Mapping[Reason, Collection[str]]) -> Reason | 
 def first_match(exc: BaseException, rules: Sequence[tuple[ExceptionTypes, Reason]]) -> Reason | None:
     """The reason of the first rule whose exception class(es) *exc* is an instance of."""
     return next((reason for types, reason in rules if isinstance(exc, types)), None)
+
+
+@contextlib.contextmanager
+def translated(catch: ExceptionTypes, to_error: Callable[[Any], TargetError | None]) -> Iterator[None]:
+    """Around SDK calls: an exception of *catch* becomes `to_error(exc)`, raised `from None` so the SDK's
+    text stays out of logs and status; `to_error` returning None lets it pass unchanged. Our own errors pass."""
+    try:
+        yield
+    except VaultBundleError:
+        raise
+    except catch as exc:
+        error = to_error(exc)
+        if error is None:
+            raise
+        raise error from None
 
 
 class Messages:

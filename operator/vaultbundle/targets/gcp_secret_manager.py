@@ -18,7 +18,7 @@ import contextlib
 import hashlib
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +29,7 @@ from ..vault import Vault
 from .base import Owner, Plan, StoreKind, TargetContext, WrittenNames
 from .checks import is_loopback
 from .credentials import credentials_for
-from .errormap import ExceptionTypes, Messages, first_match
+from .errormap import ExceptionTypes, Messages, first_match, translated
 from .naming import NameRule, Naming, parse_naming, remote_names
 from .ownership import MANAGED_BY_KEY, MANAGED_BY_VALUE, claim
 from .threads import ThreadedTarget, in_thread
@@ -173,7 +173,7 @@ class GcpSecretManagerKind(StoreKind):
             except ValueError:
                 parsed = None
             if not isinstance(parsed, dict):
-                raise TargetError("AuthFailed", _bad_credentials(spec.credentials_ref))
+                raise TargetError(Reason.AUTH_FAILED, _bad_credentials(spec.credentials_ref))
             info = parsed
         client = await in_thread(_client, spec, info)
         return GcpSecretManagerTarget(client, spec, context)
@@ -203,7 +203,7 @@ def _client(spec: GcpSecretManagerSpec, info: dict[str, Any] | None) -> SecretMa
         return SecretManagerServiceClient(credentials=credentials, client_options=options)
     except auth_exceptions.DefaultCredentialsError:
         raise TargetError(
-            "AuthFailed",
+            Reason.AUTH_FAILED,
             "no credentialsSecretRef and no ambient Google credentials (workload identity / ADC) were found",
         ) from None
 
@@ -215,13 +215,13 @@ def _service_account(info: dict[str, Any], spec: GcpSecretManagerSpec) -> Any:
 
     assert spec.credentials_ref is not None
     if info.get("type") != "service_account":
-        raise TargetError("AuthFailed", _bad_credentials(spec.credentials_ref))
+        raise TargetError(Reason.AUTH_FAILED, _bad_credentials(spec.credentials_ref))
     try:
         return service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
             info, scopes=[CLOUD_PLATFORM_SCOPE]
         )
     except (ValueError, KeyError, TypeError):
-        raise TargetError("AuthFailed", _bad_credentials(spec.credentials_ref)) from None
+        raise TargetError(Reason.AUTH_FAILED, _bad_credentials(spec.credentials_ref)) from None
 
 
 _MESSAGES = Messages(
@@ -264,21 +264,16 @@ def _rules() -> list[tuple[ExceptionTypes, Reason]]:
     ]
 
 
-@contextlib.contextmanager
-def _errors(what: str) -> Iterator[None]:
+def _errors(what: str) -> contextlib.AbstractContextManager[None]:
     """SDK errors -> TargetError with a fixed message: error details from the API are never copied to status."""
     from google.api_core.exceptions import GoogleAPIError
     from google.auth.exceptions import GoogleAuthError
 
-    try:
-        yield
-    except TargetError:
-        raise
-    except (GoogleAPIError, GoogleAuthError) as exc:
+    def to_error(exc: Exception) -> TargetError | None:
         reason = first_match(exc, _rules())
-        if reason is None:
-            raise
-        raise _MESSAGES.error(reason, what, type=type(exc).__name__) from None
+        return None if reason is None else _MESSAGES.error(reason, what, type=type(exc).__name__)
+
+    return translated((GoogleAPIError, GoogleAuthError), to_error)
 
 
 def _short(name: str) -> str:

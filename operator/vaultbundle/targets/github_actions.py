@@ -17,7 +17,7 @@ import base64
 import contextlib
 import re
 import urllib.parse
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +28,7 @@ from ..vault import Vault
 from .base import Plan, StoreKind, TargetContext
 from .checks import is_loopback, is_utf8
 from .credentials import Credentials, credentials_for
-from .errormap import Messages, reason_for_status
+from .errormap import Messages, reason_for_status, translated
 from .naming import NameRule, Naming, parse_naming, remote_names
 from .ownership import claim
 from .threads import ThreadedTarget, in_thread
@@ -230,7 +230,7 @@ def _check_private_key(pem: str, ref: SecretRef) -> None:
         load_pem_private_key(pem.encode("utf-8"), password=None)
     except (ValueError, TypeError):
         raise TargetError(
-            "AuthFailed",
+            Reason.AUTH_FAILED,
             f"Secret {ref.name!r} key {ref.key!r} is not an unencrypted PEM private key of a GitHub App",
         ) from None
 
@@ -249,23 +249,20 @@ _MESSAGES = Messages(
 )
 
 
-@contextlib.contextmanager
-def _errors(what: str) -> Iterator[None]:
+def _errors(what: str) -> contextlib.AbstractContextManager[None]:
     """SDK errors -> TargetError with a fixed message: GitHub's error bodies are never copied into status."""
     import requests
     from github import GithubException, RateLimitExceededException
 
-    try:
-        yield
-    except TargetError:
-        raise
-    except RateLimitExceededException as exc:
-        raise _MESSAGES.error(Reason.THROTTLED, what, status=exc.status) from None
-    except GithubException as exc:
-        reason = reason_for_status(exc.status, default=Reason.STORE_API_ERROR)
-        raise _MESSAGES.error(reason, what, status=exc.status) from None
-    except requests.RequestException as exc:
-        raise TargetError(Reason.UNAVAILABLE, f"{what}: GitHub API unreachable ({type(exc).__name__})") from None
+    def to_error(exc: Exception) -> TargetError:
+        if isinstance(exc, RateLimitExceededException):
+            return _MESSAGES.error(Reason.THROTTLED, what, status=exc.status)
+        if isinstance(exc, GithubException):
+            reason = reason_for_status(exc.status, default=Reason.STORE_API_ERROR)
+            return _MESSAGES.error(reason, what, status=exc.status)
+        return TargetError(Reason.UNAVAILABLE, f"{what}: GitHub API unreachable ({type(exc).__name__})")
+
+    return translated((GithubException, requests.RequestException), to_error)
 
 
 @dataclass

@@ -313,7 +313,7 @@ def _session(ca_pem: str | None) -> Any:
     try:
         context = ssl.create_default_context(cadata=ca_pem)
     except (ssl.SSLError, ValueError):
-        raise TargetError("InvalidCABundle", "caBundleSecretRef does not hold PEM certificates") from None
+        raise TargetError(Reason.INVALID_CA_BUNDLE, "caBundleSecretRef does not hold PEM certificates") from None
 
     class _PinnedCA(HTTPAdapter):
         def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
@@ -424,16 +424,16 @@ class HashicorpVaultTarget:
 
             if isinstance(exc, hv.Forbidden | hv.InvalidPath):
                 raise TargetError(
-                    "NotFound", f"{what} not found (or the token's policies grant nothing under it)"
+                    Reason.NOT_FOUND, f"{what} not found (or the token's policies grant nothing under it)"
                 ) from None
             raise _vault_error(exc, what) from None
         data = (response or {}).get("data") or {}
         if data.get("path") != self.spec.mount + "/":
-            raise TargetError("NotFound", f"{what} not found (the path belongs to mount {data.get('path')!r})")
+            raise TargetError(Reason.NOT_FOUND, f"{what} not found (the path belongs to mount {data.get('path')!r})")
         version = str((data.get("options") or {}).get("version") or "1")
         if data.get("type") not in ("kv", "generic") or version != str(self.spec.kv_version):
             raise TargetError(
-                "KVVersionMismatch",
+                Reason.KV_VERSION_MISMATCH,
                 f"{what} is {data.get('type')!r} version {version}, not KV v{self.spec.kv_version}; fix kvVersion",
             )
 
@@ -560,7 +560,7 @@ class HashicorpVaultTarget:
                 except Exception as exc:  # noqa: BLE001
                     if _is_cas_mismatch(exc):
                         raise TargetError(
-                            "Conflict",
+                            Reason.CONFLICT,
                             f"Vault secret {where} changed since it was read (check-and-set expected version "
                             f"{remote.version}); nothing was written, the next sync re-plans",
                         ) from None
@@ -596,13 +596,13 @@ async def _service_account_token(context: TargetContext, auth: KubernetesAuth) -
     except ApiException as exc:
         raise _kube_error(exc, f"reading {where}") from None
     except Exception as exc:  # noqa: BLE001 - network errors of the client; their text is not needed
-        raise TargetError("KubernetesAPIError", f"reading {where} failed: {type(exc).__name__}") from None
+        raise TargetError(Reason.KUBERNETES_API_ERROR, f"reading {where} failed: {type(exc).__name__}") from None
     annotations = (account.metadata.annotations if account.metadata else None) or {}
     allowed = {a.strip() for a in str(annotations.get(AUDIENCES_ANNOTATION, "")).split(",") if a.strip()}
     refused = sorted(set(auth.audiences) - allowed)
     if refused:
         raise TargetError(
-            "Forbidden",
+            Reason.FORBIDDEN,
             f"{where} does not allow tokens for audience(s) {', '.join(refused)}: annotate it with "
             f"{AUDIENCES_ANNOTATION}: {','.join(auth.audiences)} to let vaultbundle log in to Vault as it",
         )
@@ -619,24 +619,24 @@ async def _service_account_token(context: TargetContext, auth: KubernetesAuth) -
         raise _kube_error(exc, f"requesting a token for {where}") from None
     except Exception as exc:  # noqa: BLE001
         raise TargetError(
-            "KubernetesAPIError", f"requesting a token for {where} failed: {type(exc).__name__}"
+            Reason.KUBERNETES_API_ERROR, f"requesting a token for {where} failed: {type(exc).__name__}"
         ) from None
     token = getattr(getattr(response, "status", None), "token", None)
     if not token:
-        raise TargetError("KubernetesAPIError", f"the TokenRequest for {where} returned no token")
+        raise TargetError(Reason.KUBERNETES_API_ERROR, f"the TokenRequest for {where} returned no token")
     return str(token)
 
 
 def _kube_error(exc: ApiException, what: str) -> TargetError:
     status = int(exc.status or 0)
     if status == 404:
-        return TargetError("AuthFailed", f"{what}: not found; create the ServiceAccount")
+        return TargetError(Reason.AUTH_FAILED, f"{what}: not found; create the ServiceAccount")
     if status == 403:
         return TargetError(
-            "Forbidden",
+            Reason.FORBIDDEN,
             f"{what}: the operator lacks RBAC (get serviceaccounts, create serviceaccounts/token)",
         )
-    return TargetError("KubernetesAPIError", f"{what} failed: HTTP {status} {exc.reason or ''}".rstrip())
+    return TargetError(Reason.KUBERNETES_API_ERROR, f"{what} failed: HTTP {status} {exc.reason or ''}".rstrip())
 
 
 KIND = HashicorpVaultKind()

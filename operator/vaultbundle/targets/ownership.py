@@ -19,14 +19,28 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from ..errors import Reason, TargetError
+from .threads import read_many
 
 MANAGED_BY_KEY = "managed-by"  # the label / tag / custom_metadata key of the external stores
 MANAGED_BY_VALUE = "vaultbundle"  # its value, everywhere (also of app.kubernetes.io/managed-by on Secrets)
 
 R = TypeVar("R")
+
+
+class Tagged(Protocol):
+    """An object of a tag-owned store (AWS, Azure): its tags, and whether it is soft-deleted."""
+
+    @property
+    def tags(self) -> Mapping[str, str]: ...
+
+    @property
+    def deleted(self) -> bool: ...
+
+
+T = TypeVar("T", bound=Tagged)
 
 
 class Claim(Enum):
@@ -125,3 +139,26 @@ def claim(
     if unmarked:
         raise not_marked(where, unmarked, marker)
     return claimed
+
+
+def claim_tagged(
+    read: Callable[[str], T | None],
+    names: Iterable[str],
+    *,
+    owner_tag: str,
+    me: str,
+    adopt: bool,
+    where: str,
+    deleted_note: str,
+) -> Claimed[T]:
+    """`claim` for a tag-owned store: read every name (several at a time), the owner from *owner_tag*; a
+    soft-deleted unmarked object is named with *deleted_note*."""
+    return claim(
+        read_many(read, names),
+        owner_of=lambda found: found.tags.get(owner_tag),
+        me=me,
+        adopt=adopt,
+        where=where,
+        marker=f"no {owner_tag} tag",
+        note=lambda found: deleted_note if found.deleted else "",
+    )

@@ -8,9 +8,10 @@ whose plan and apply are plain synchronous methods.
 from __future__ import annotations
 
 import asyncio
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Generic, ParamSpec, TypeVar
+from typing import Generic, ParamSpec, TypeVar
 
 from .base import Plan
 
@@ -32,17 +33,19 @@ def read_many(read: Callable[[str], T], names: Iterable[str]) -> dict[str, T]:
         return dict(zip(ordered, pool.map(read, ordered), strict=True))
 
 
-class ThreadedTarget(Generic[StateT]):
+class ThreadedTarget(ABC, Generic[StateT]):
     """A target whose `_plan` / `_apply` are synchronous SDK code: `plan` / `apply` run them in a thread."""
 
+    @abstractmethod
     def _plan(self, desired: Mapping[str, bytes]) -> Plan[StateT]:
-        raise NotImplementedError
+        """Read the store and compare (no writes), in a worker thread."""
 
+    @abstractmethod
     def _apply(self, plan: Plan[StateT], desired: Mapping[str, bytes]) -> None:
-        raise NotImplementedError
+        """Write what *plan* lists, in a worker thread."""
 
     async def plan(self, desired: Mapping[str, bytes]) -> Plan[StateT]:
         return await in_thread(self._plan, desired)
 
-    async def apply(self, plan: Plan[Any], desired: Mapping[str, bytes]) -> None:
+    async def apply(self, plan: Plan[StateT], desired: Mapping[str, bytes]) -> None:
         await in_thread(self._apply, plan, desired)

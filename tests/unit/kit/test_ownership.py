@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pytest
 
 from vaultbundle.errors import Reason, TargetError
-from vaultbundle.targets.ownership import Claim, claim, claim_one, sort
+from vaultbundle.targets.ownership import Claim, claim, claim_one, claim_tagged, sort
 
 ME = "web/app"
 
@@ -84,3 +84,26 @@ def test_claim_one_for_single_object_stores() -> None:
     with pytest.raises(TargetError, match=r"^w: managed by another VaultBundle.*: Secret s;") as caught:
         claim_one(where="w", name="Secret s", owner="team-b/x", me=ME, adopt=True, marker="m")
     assert "team-b" not in str(caught.value)
+
+
+@dataclass
+class TaggedObject:
+    tags: dict[str, str]
+    deleted: bool = False
+
+
+def test_claim_tagged_reads_every_name_and_notes_soft_deleted_ones() -> None:
+    store = {"A": TaggedObject({"owner": ME}), "B": TaggedObject({}, deleted=True), "C": TaggedObject({"x": "y"})}
+    read: list[str] = []
+
+    def get(name: str) -> TaggedObject | None:
+        read.append(name)
+        return store.get(name)
+
+    with pytest.raises(TargetError, match=r"\(no owner tag\): B \(in the bin\), C;"):
+        claim_tagged(
+            get, ["A", "B", "C", "D"], owner_tag="owner", me=ME, adopt=False, where="w", deleted_note="in the bin"
+        )
+    assert sorted(read) == ["A", "B", "C", "D"]
+    claimed = claim_tagged(get, ["A", "B", "D"], owner_tag="owner", me=ME, adopt=True, where="w", deleted_note="-")
+    assert claimed.missing == ["D"] and list(claimed.ours) == ["A"] and list(claimed.adopted) == ["B"]
