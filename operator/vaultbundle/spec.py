@@ -78,14 +78,7 @@ def parse(
     )
     if config_ref.name == passphrase_ref.name:
         raise SpecError("spec.source: config and passphrase must live in different Secrets (separate leak channels)")
-    layout_text = string(source.get("layout"), "spec.source.layout", default="auto")
-    try:
-        layout = Layout(layout_text)
-    except ValueError:
-        raise SpecError("spec.source.layout must be auto, cli or runtime") from None
-    version = string(source.get("version"), "spec.source.version")
-    if version and not is_timestamp(version):
-        raise SpecError("spec.source.version must be a YYYYMMDD-HHMMSS timestamp or empty")
+    layout, version = _layout_and_version(source)
     refresh = max(
         min_refresh,
         parse_duration(
@@ -112,6 +105,17 @@ def parse(
         rollback_policy=policy,
         targets=targets,
     )
+
+
+def _layout_and_version(source: Mapping[str, Any]) -> tuple[Layout, str]:
+    try:
+        layout = Layout(string(source.get("layout"), "spec.source.layout", default="auto"))
+    except ValueError:
+        raise SpecError("spec.source.layout must be auto, cli or runtime") from None
+    version = string(source.get("version"), "spec.source.version")
+    if version and not is_timestamp(version):
+        raise SpecError("spec.source.version must be a YYYYMMDD-HHMMSS timestamp or empty")
+    return layout, version
 
 
 def _check_targets(targets: tuple[TargetSpec, ...], sources: set[str]) -> None:

@@ -104,6 +104,36 @@ def _api_url(value: Any, path: str) -> str:
     return url
 
 
+def _repository_ids(value: Any, path: str, visibility: str) -> tuple[int, ...]:
+    if value is not None and visibility != "selected":
+        raise SpecError(f"{path} is only allowed with visibility: selected")
+    if value is not None and not isinstance(value, list):
+        raise SpecError(f"{path} must be a list of repository ids")
+    ids = tuple(positive_integer(v, f"{path}[{i}]") for i, v in enumerate(value or []))
+    if len(set(ids)) != len(ids):
+        raise SpecError(f"{path} lists a repository twice")
+    return ids
+
+
+def _auth(value: Any, path: str) -> tuple[SecretRef | None, GitHubApp | None]:
+    """Exactly one of a token Secret or a GitHub App (its ids and private-key Secret)."""
+    auth = obj(value, path)
+    token_raw, app_raw = auth.get("tokenSecretRef"), auth.get("app")
+    if (token_raw is None) == (app_raw is None):
+        raise SpecError(f"{path} must set exactly one of tokenSecretRef or app (GitHub has no ambient identity)")
+    if token_raw is not None:
+        return secret_ref(token_raw, f"{path}.tokenSecretRef", "token"), None
+    app_body = obj(app_raw, f"{path}.app")
+    app_id_raw = app_body.get("appID")
+    if isinstance(app_id_raw, int) and not isinstance(app_id_raw, bool):
+        app_id = str(positive_integer(app_id_raw, f"{path}.app.appID"))
+    else:  # a numeric id or an app's client ID (Iv1...)
+        app_id = string(app_id_raw, f"{path}.app.appID", required=True)
+    installation = positive_integer(app_body.get("installationID"), f"{path}.app.installationID")
+    key_ref = secret_ref(app_body.get("privateKeySecretRef"), f"{path}.app.privateKeySecretRef", "private-key.pem")
+    return None, GitHubApp(app_id=app_id, installation_id=installation, private_key_ref=key_ref)
+
+
 class GitHubActionsKind(StoreKind):
     name = "githubActions"
     extra = "github"
@@ -128,37 +158,8 @@ class GitHubActionsKind(StoreKind):
             raise SpecError(f"{path}.visibility is only allowed with organization")
         if visibility not in VISIBILITIES:
             raise SpecError(f"{path}.visibility must be one of {', '.join(VISIBILITIES)}")
-        ids_raw = raw.get("selectedRepositoryIds")
-        if ids_raw is not None and visibility != "selected":
-            raise SpecError(f"{path}.selectedRepositoryIds is only allowed with visibility: selected")
-        if ids_raw is not None and not isinstance(ids_raw, list):
-            raise SpecError(f"{path}.selectedRepositoryIds must be a list of repository ids")
-        ids = tuple(positive_integer(v, f"{path}.selectedRepositoryIds[{i}]") for i, v in enumerate(ids_raw or []))
-        if len(set(ids)) != len(ids):
-            raise SpecError(f"{path}.selectedRepositoryIds lists a repository twice")
-        auth = obj(raw.get("auth"), f"{path}.auth")
-        token_raw, app_raw = auth.get("tokenSecretRef"), auth.get("app")
-        if (token_raw is None) == (app_raw is None):
-            raise SpecError(
-                f"{path}.auth must set exactly one of tokenSecretRef or app (GitHub has no ambient identity)"
-            )
-        token_ref = app = None
-        if token_raw is not None:
-            token_ref = secret_ref(token_raw, f"{path}.auth.tokenSecretRef", "token")
-        else:
-            app_body = obj(app_raw, f"{path}.auth.app")
-            app_id_raw = app_body.get("appID")
-            if isinstance(app_id_raw, int) and not isinstance(app_id_raw, bool):
-                app_id = str(positive_integer(app_id_raw, f"{path}.auth.app.appID"))
-            else:  # a numeric id or an app's client ID (Iv1...)
-                app_id = string(app_id_raw, f"{path}.auth.app.appID", required=True)
-            app = GitHubApp(
-                app_id=app_id,
-                installation_id=positive_integer(app_body.get("installationID"), f"{path}.auth.app.installationID"),
-                private_key_ref=secret_ref(
-                    app_body.get("privateKeySecretRef"), f"{path}.auth.app.privateKeySecretRef", "private-key.pem"
-                ),
-            )
+        ids = _repository_ids(raw.get("selectedRepositoryIds"), f"{path}.selectedRepositoryIds", visibility)
+        token_ref, app = _auth(raw.get("auth"), f"{path}.auth")
         return GitHubActionsSpec(
             repository=repository,
             organization=organization,
