@@ -192,8 +192,8 @@ class AzureKeyVaultKind(StoreKind):
             )
             secret = (tenant, client_id, client_secret)
         ca_file = ""
-        if spec.ca_bundle is not None:  # public certificates, not credentials
-            ca_file = _ca_file(await context.read_secret(spec.ca_bundle.name, spec.ca_bundle.key), spec.ca_bundle)
+        if spec.ca_bundle is not None:  # public certificates, but a tenant Secret all the same
+            ca_file = _ca_file(await credentials.secret(spec.ca_bundle), spec.ca_bundle)
         client = await in_thread(_client, spec, secret, ca_file)
         return AzureKeyVaultTarget(client, spec, context)
 

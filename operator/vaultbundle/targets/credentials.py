@@ -3,7 +3,8 @@
 A store never calls `TargetContext.read_secret` or reaches for the operator's own identity by itself: it asks
 `Credentials` (built with `credentials_for(context, kind, endpoint)`) for
 
-* `secret(ref)` / `secret_keys(name, keys)`: keys of a tenant Secret in the VaultBundle's own namespace;
+* `secret(ref)` / `secret_keys(name, keys)`: keys of a tenant Secret in the VaultBundle's own namespace
+  (credentials, and CA bundles too: every tenant Secret a store reads);
 * `ambient()`: permission to use the operator's ambient identity (IRSA / default chain, workload identity /
   ADC, managed identity), for stores that have one and a spec that names no Secret;
 * `service_account(name)`: permission to request a token for a ServiceAccount of the namespace (Vault's

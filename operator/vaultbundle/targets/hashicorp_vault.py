@@ -282,7 +282,7 @@ class HashicorpVaultKind(StoreKind):
         credentials = credentials_for(context, self.name, spec.address)
         ca_pem = None
         if spec.ca_bundle_ref is not None:
-            ca_pem = await context.read_secret(spec.ca_bundle_ref.name, spec.ca_bundle_ref.key)
+            ca_pem = await credentials.secret(spec.ca_bundle_ref)
         session = _session(ca_pem)
         # explicit token ("" = none yet) and verify: never VAULT_TOKEN, ~/.vault-token or VAULT_CACERT of the operator
         client = hvac.Client(

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import REPO
 from vaultbundle.digest import Digester
 from vaultbundle.errors import Reason, TargetError
 from vaultbundle.fields import SecretRef
@@ -98,3 +99,10 @@ async def test_admitted_reads_go_to_the_tenant_secret() -> None:
     credentials.service_account("vault-writer")
     assert reads == [("gh", "token"), ("sp", "tenant-id"), ("sp", "client-id")]
     assert credentials.endpoint == "https://api.github.com"
+
+
+def test_no_store_reads_a_tenant_secret_around_the_choke_point() -> None:
+    """Only credentials.py may call TargetContext.read_secret (a new store cannot bypass the policy)."""
+    targets = REPO / "operator" / "vaultbundle" / "targets"
+    readers = sorted(p.name for p in targets.glob("*.py") if "read_secret" in p.read_text())
+    assert readers == ["base.py", "credentials.py"]  # base.py declares the field
