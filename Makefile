@@ -39,6 +39,7 @@ lint: venv
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy --strict --no-warn-unused-configs tests/kit tests/unit/test_reconcile*.py tests/unit/test_backoff.py \
 		tests/unit/test_scheduler_backoff.py
+	$(VENV)/bin/lint-imports
 
 test-unit: venv
 	$(PY) -m pytest -m "not testbed" -q

@@ -14,16 +14,16 @@ from collections.abc import Callable
 
 import pyrage
 
-from vaultbundle import dotsec, envfile, spec, vault
+from vaultbundle import dotsec, envfile, targets, vault
 from vaultbundle.bundles import Layout, parse_pointer
 from vaultbundle.crypto import configblob, rqe1, rqem, sls1
 from vaultbundle.crypto.kdf import DerivedKey
 from vaultbundle.dotsec import grammar, header, model, rules
-from vaultbundle.errors import DotsecError, VSyncError
+from vaultbundle.errors import DotsecError, SpecError, VSyncError
 
 KEY = DerivedKey(b"k" * 32)
 AGE_IDENTITY = dotsec.AgeIdentity(str(pyrage.x25519.Identity.generate()))
-EXPECTED: tuple[type[Exception], ...] = (VSyncError, spec.SpecError, DotsecError)
+EXPECTED: tuple[type[Exception], ...] = (VSyncError, SpecError, DotsecError)
 
 
 def rqe1_envelope(data: bytes) -> None:
@@ -81,7 +81,7 @@ def crd_spec(data: bytes) -> None:
     except (ValueError, RecursionError):
         return
     if isinstance(document, dict):
-        spec.parse(document, namespace="ns")
+        targets.parse_spec(document, namespace="ns")
 
 
 def _text(data: bytes) -> str:

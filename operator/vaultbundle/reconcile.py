@@ -18,8 +18,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import metrics, sources
-from . import spec as spec_module
+from . import metrics, sources, targets
 from .bundles import Bundle, Pointer
 from .crypto import configblob
 from .digest import Digester
@@ -91,7 +90,7 @@ class Reconciler:
 
     async def _reconcile(self, observed: Observed) -> Outcome:
         try:
-            parsed = spec_module.parse(observed.spec, min_refresh=self.min_refresh, namespace=observed.namespace)
+            parsed = targets.parse_spec(observed.spec, min_refresh=self.min_refresh, namespace=observed.namespace)
         except SpecError as exc:
             metrics.SYNCS.labels(exc.reason).inc()
             conditions = Conditions(

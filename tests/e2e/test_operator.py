@@ -410,7 +410,7 @@ def test_ownership_adopt_dry_run_and_garbage_collection(scenario: Scenario) -> N
         },
     )
     wait_for(lambda: scenario.reason("planner") == "TargetFailed", "refusal to take another VaultBundle's Secret")
-    assert "managed by VaultBundle" in scenario.vb("planner")["status"]["targets"][0]["message"]
+    assert "managed by another VaultBundle" in scenario.vb("planner")["status"]["targets"][0]["message"]
 
     # deletionPolicy Retain (the default): deleting the VaultBundle leaves its Secret with its data
     scenario.custom.delete_namespaced_custom_object("vaultbundle.io", "v1alpha1", scenario.ns, "vaultbundles", "taker")

@@ -176,7 +176,8 @@ async def test_unmarked_secret_is_refused_unless_adopt(testbed: dict[str, str], 
     assert not plan.changed
     with pytest.raises(TargetError) as other:
         await _sync(_raw(testbed, path, adopt=True), {"A": "1"}, _context(secrets, ns="other"))
-    assert other.value.reason == "SecretNotOwned" and "web/web" in str(other.value)
+    assert other.value.reason == "SecretNotOwned" and "managed by another VaultBundle" in str(other.value)
+    assert "web/web" not in str(other.value)  # the other tenant's VaultBundle is not named (security review L2)
 
 
 async def test_adopting_identical_content_writes_only_the_marker(

@@ -20,8 +20,8 @@ from e2e.testbed.config import BUILD_SCRIPTS, Binaries
 from e2e import demo
 
 PROGRESS = BUILD_SCRIPTS / "progress.sh"
-# a stand-in "go build -v": one package per line, one per 0.25 s
-FAKE_GO_BUILD = 'sh -c "for i in 1 2 3 4 5 6 7 8; do echo example.com/pkg/p\\$i; sleep 0.25; done"'
+# a stand-in "go build -v": one package per line, one per 0.5 s (4 s: room for two 1 s ticks on a loaded machine)
+FAKE_GO_BUILD = 'sh -c "for i in 1 2 3 4 5 6 7 8; do echo example.com/pkg/p\\$i; sleep 0.5; done"'
 
 
 def _bash(script: str, cache: Path, every: int = 1) -> subprocess.CompletedProcess[str]:
