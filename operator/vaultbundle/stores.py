@@ -599,6 +599,8 @@ def parse_store(body: Mapping[str, Any]) -> ClusterTargetStore:
         raise StoreInvalidError(f"{_where(name, 'spec')} must set exactly one store kind ({', '.join(KINDS)})")
     kind = kinds[0]
     allow = _obj(spec.get("allow"), name, "spec.allow")
+    if allow.get("forceDeleteWithoutRecovery") is True and kind != AWS:
+        raise StoreInvalidError(f"{_where(name, 'spec.allow.forceDeleteWithoutRecovery')} only applies to {AWS}")
     return ClusterTargetStore(
         name=name,
         kind=kind,

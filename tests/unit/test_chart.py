@@ -213,11 +213,38 @@ OPERATOR_RULES = {("", "secrets", verb) for verb in ("get", "list", "watch", "cr
 CRD_RULES = {("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("list", "watch")}
 
 
+def operator_grants(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    """The chart's RBAC objects besides the ClusterTargetStore reads (`<release>-stores`, checked on their own)."""
+    return [o for o in by_kind(objects, kind) if not o["metadata"]["name"].endswith("-stores")]
+
+
+STORES_RULES = {("vaultbundle.io", "clustertargetstores", v) for v in ("get", "list", "watch")} | {
+    ("", "namespaces", v) for v in ("get", "list", "watch")
+}
+
+
+def test_rbac_cluster_target_stores_in_every_mode(helm: str) -> None:
+    for sets in ([], ["watchNamespaces={team-a}"], ["watchNamespaces={team-a}", "rbac.kopfDiscovery=false"]):
+        objects = render(helm, *sets)
+        (role,) = [
+            r for r in by_kind(objects, "ClusterRole") if r["metadata"]["name"] == "rel-vaultbundle-operator-stores"
+        ]
+        assert _rules(role) == STORES_RULES  # read-only, and nothing else
+        (binding,) = [b for b in by_kind(objects, "ClusterRoleBinding") if b["metadata"]["name"].endswith("-stores")]
+        assert binding["roleRef"]["name"] == "rel-vaultbundle-operator-stores"
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "rel-vaultbundle-operator", "namespace": "vb-system"}
+        ]
+    assert not by_kind(render(helm, "rbac.create=false"), "ClusterRole")
+    text = (CHART / "templates" / "rbac-stores.yaml").read_text()
+    assert "clustertargetstores get/list/watch:" in text and "namespaces get/list/watch:" in text
+
+
 def test_rbac_cluster_wide(helm: str) -> None:
     objects = render(helm)
-    (role,) = by_kind(objects, "ClusterRole")
+    (role,) = operator_grants(objects, "ClusterRole")
     assert _rules(role) == OPERATOR_RULES | CRD_RULES
-    (binding,) = by_kind(objects, "ClusterRoleBinding")
+    (binding,) = operator_grants(objects, "ClusterRoleBinding")
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "rel-vaultbundle-operator", "namespace": "vb-system"}
     ]
@@ -225,7 +252,7 @@ def test_rbac_cluster_wide(helm: str) -> None:
     assert lease_role["metadata"]["namespace"] == "vb-system"
     assert _rules(lease_role) == {("coordination.k8s.io", "leases", v) for v in ("get", "create", "update")}
     assert len(by_kind(objects, "RoleBinding")) == 1
-    tokens = by_kind(render(helm, "rbac.serviceAccountTokens=true"), "ClusterRole")[0]
+    (tokens,) = operator_grants(render(helm, "rbac.serviceAccountTokens=true"), "ClusterRole")
     assert _rules(tokens) == OPERATOR_RULES | CRD_RULES | {
         ("", "serviceaccounts", "get"),
         ("", "serviceaccounts/token", "create"),
@@ -244,13 +271,14 @@ def test_rbac_namespaced(helm: str) -> None:
     bindings = [b for b in by_kind(objects, "RoleBinding") if not b["metadata"]["name"].endswith("-leader-election")]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
     # the only cluster-wide grant: kopf's reads of CRDs and Namespaces, never Secrets
-    (cluster_role,) = by_kind(objects, "ClusterRole")
+    (cluster_role,) = operator_grants(objects, "ClusterRole")
     assert _rules(cluster_role) == CRD_RULES | {("", "namespaces", "list"), ("", "namespaces", "watch")}
     args = by_kind(objects, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--namespace=team-a" in args and "--namespace=team-b" in args and "--all-namespaces" not in args
-    # without kopf discovery: nothing cluster-wide at all
+    # without kopf discovery: nothing cluster-wide but the read-only ClusterTargetStore / Namespace reads
     bare = render(helm, "watchNamespaces={team-a}", "rbac.kopfDiscovery=false")
-    assert not by_kind(bare, "ClusterRole") and not by_kind(bare, "ClusterRoleBinding")
+    assert not operator_grants(bare, "ClusterRole") and not operator_grants(bare, "ClusterRoleBinding")
+    assert [r["metadata"]["name"] for r in by_kind(bare, "ClusterRole")] == ["rel-vaultbundle-operator-stores"]
 
 
 def test_optional_objects(helm: str) -> None:
