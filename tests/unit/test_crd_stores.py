@@ -134,6 +134,9 @@ def test_names_and_scope() -> None:
         ["cts"],
     )
     assert [v["name"] for v in spec["versions"]] == ["v1alpha1"] and VERSION["served"] and VERSION["storage"]
+    # kubectl expands categories before resource names: sharing VaultBundle's category "vaultbundle" would make
+    # `kubectl get vaultbundle NAME` fail ("you must specify only one resource")
+    assert "categories" not in names
 
 
 def test_printer_columns() -> None:
