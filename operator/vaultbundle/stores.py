@@ -17,9 +17,9 @@ How a store target uses it (one call per target, before any client is built)::
     # grant.store is None: tenant-supplied credentials, the target's own fields, no operator identity.
     # grant.connection / grant.identity: the admin's connection and identity (never the tenant's fields).
     name = grant.scope.scoped_name(remote_name)          # AWS / GCP / Azure, before every create/adopt/delete
-    grant.scope.check_path(mount, path)                  # Vault
-    grant.scope.check_repository("owner/repo")           # GitHub
-    if adopt and not grant.adopt: ...                    # grant.adopt / .prune / .force_delete_without_recovery
+    grant.scope.check_path(mount, path)                  # Vault (authorize checked the spec's path already)
+    grant.scope.check_repository("owner/repo")           # GitHub (likewise)
+    prune = spec.prune and grant.allow_prune             # allow_adopt / allow_force_delete_without_recovery too
 
 Every refusal is a ``PolicyDeniedError`` (reason ``PolicyDenied``) whose message says what the cluster admin must
 configure and never names another tenant; a malformed ClusterTargetStore is a ``StoreInvalidError`` naming the
@@ -34,13 +34,13 @@ import hashlib
 import itertools
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from vaultbundle.errors import PolicyDeniedError, SpecError, StoreInvalidError
+from vaultbundle.errors import PolicyDeniedError, Reason, SpecError, StoreInvalidError, TargetError
 
 AWS, GCP, AZURE, VAULT, GITHUB = (
     "awsSecretsManager",
@@ -555,6 +555,11 @@ def _scope(raw: Any, store: str, kind: str) -> Scope:
             raise StoreInvalidError(f"{_where(store, 'spec.scope.' + path)}: {exc}") from None
     _require_scope(scope, store, kind)
     _check_literals(scope, store, kind)
+    if scope.name_prefix and Template.parse(scope.name_prefix).parts[-1] in (_NS, _NAME):
+        raise StoreInvalidError(
+            f"{_where(store, 'spec.scope.namePrefix')} must not end with a placeholder: every name after it would "
+            "be ambiguous (end it with a separator, e.g. tenants/{namespace}/)"
+        )
     return scope
 
 
@@ -652,7 +657,6 @@ class Template:
     """A scope template split into literals and tokens (`{namespace}`, `{name}`, and `*` where allowed)."""
 
     parts: tuple[str, ...]
-    text: str = field(default="", compare=False)
 
     @classmethod
     def parse(cls, text: str, *, wildcards: bool = False) -> Template:
@@ -667,7 +671,7 @@ class Template:
         for left, right in itertools.pairwise(parts):
             if left in (_NS, _NAME, _WILD) and right in (_NS, _NAME, _WILD):
                 raise SpecError(f"{left} and {right} must be separated by a literal (else the scope is ambiguous)")
-        return cls(parts=parts, text=text)
+        return cls(parts=parts)
 
     def uses(self) -> tuple[bool, bool]:
         return _NS in self.parts, _NAME in self.parts
@@ -684,6 +688,12 @@ class Template:
         found: set[tuple[str | None, str | None]] = set()
         _match(parts + ((_WILD,) if tail else ()), subject, 0, None, None, found, wild_chars)
         return found
+
+
+_TOKEN_CHARS = {
+    _NS: frozenset("abcdefghijklmnopqrstuvwxyz0123456789-"),
+    _NAME: frozenset("abcdefghijklmnopqrstuvwxyz0123456789-."),
+}
 
 
 def _valid_value(token: str, value: str) -> bool:
@@ -721,6 +731,8 @@ def _match(
             if wild_chars and value and value[-1] not in wild_chars:
                 break
             _match(rest, s, end, ns, nm, found, wild_chars)
+        elif value[-1] not in _TOKEN_CHARS[head]:
+            break  # no longer value can be valid either
         elif _valid_value(head, value):
             _match(rest, s, end, value if head == _NS else ns, value if head == _NAME else nm, found, wild_chars)
 
@@ -800,8 +812,10 @@ class BoundScope:
         """AWS / GCP / Azure: *full_name* obeys the store's name rules and belongs to this VaultBundle alone."""
         rule = NAME_RULES[self.kind]
         if len(full_name) > rule.max_length or not rule.chars.fullmatch(full_name):
-            raise PolicyDeniedError(
-                f"secret name {full_name!r:.140} is not a valid {self.kind} name (1..{rule.max_length} {rule.describe})"
+            raise TargetError(
+                Reason.INVALID_SELECTION,
+                f"secret name {full_name!r:.140} is not a valid {self.kind} name "
+                f"(1..{rule.max_length} {rule.describe})",
             )
         if "/" in full_name:
             try:
@@ -849,16 +863,17 @@ class BoundScope:
 @dataclass(frozen=True)
 class Grant:
     """What a target may do. `store` None: tenant-supplied credentials and the target's own connection fields
-    (the cloud decides, no operator identity is involved). Otherwise the admin's connection and identity, a scope,
-    and the effective adopt/prune/forceDeleteWithoutRecovery."""
+    (the cloud decides, no operator identity is involved). Otherwise the admin's connection and identity and a
+    scope. The `allow_*` flags cap the target's own settings: prune only if `spec.prune and grant.allow_prune`
+    (adopt / forceDeleteWithoutRecovery asked for but not allowed are refused by `authorize` already)."""
 
     kind: str
     store: str | None
     connection: Connection | None
     scope: BoundScope | None
-    adopt: bool
-    prune: bool
-    force_delete_without_recovery: bool
+    allow_adopt: bool = True
+    allow_prune: bool = True
+    allow_force_delete_without_recovery: bool = True
 
     @property
     def identity(self) -> Identity | None:
@@ -961,12 +976,9 @@ def authorize(
         raise SpecError(f"{target_kind} is not an external store kind ({', '.join(KINDS)})")
     _check_values(namespace, vb_name)
     ref = store_ref(target_kind, target_body)
-    adopt = target_body.get("adopt") is True
-    prune = target_body.get("prune") is True
-    force = target_body.get("forceDeleteWithoutRecovery") is True
     if ref is None:
         require_tenant_credentials(target_kind, target_body)
-        return Grant(target_kind, None, None, None, adopt, prune, force)
+        return Grant(target_kind, None, None, None)
     defaults = CONNECTION_DEFAULTS.get(target_kind, {})
     forbidden = [
         f
@@ -982,15 +994,27 @@ def authorize(
         raise _deny_not_admitted(ref, namespace)
     _check_requests(target_kind, target_body, store)
     scope = BoundScope(store.name, target_kind, namespace, vb_name, store.scope)
+    _check_static_scope(target_kind, target_body, scope)
     return Grant(
         kind=target_kind,
         store=store.name,
         connection=store.connection,
         scope=scope,
-        adopt=adopt and store.allow.adopt,
-        prune=prune and store.allow.prune,  # pruning is the default: a store that forbids it turns it off quietly
-        force_delete_without_recovery=force and store.allow.force_delete_without_recovery,
+        allow_adopt=store.allow.adopt,
+        allow_prune=store.allow.prune,  # pruning is some kinds' default: a store that forbids it turns it off quietly
+        allow_force_delete_without_recovery=store.allow.force_delete_without_recovery,
     )
+
+
+def _check_static_scope(kind: str, body: Mapping[str, Any], scope: BoundScope) -> None:
+    """What the spec alone already fixes is checked at once: the Vault mount + path, the GitHub repository or
+    organization. (Remote names of AWS / GCP / Azure come from the bundle: `scope.scoped_name` before each write.)"""
+    if kind == VAULT and body.get("path"):
+        scope.check_path(str(body.get("mount") or "secret"), str(body["path"]))
+    elif kind == GITHUB and body.get("repository"):
+        scope.check_repository(str(body["repository"]))
+    elif kind == GITHUB and body.get("organization"):
+        scope.check_organization(str(body["organization"]))
 
 
 # --- AWS identity (M3) -----------------------------------------------------------------------------------------------

@@ -74,6 +74,9 @@ CEL_TWINS: dict[str, Callable[[Any], bool]] = {
     "has(self.awsSecretsManager)": lambda s: (
         not s.get("allow", {}).get("forceDeleteWithoutRecovery") or "awsSecretsManager" in s
     ),
+    '!has(self.scope.namePrefix) || !self.scope.namePrefix.endsWith("}")': lambda s: (
+        not s["scope"].get("namePrefix", "").endswith("}")
+    ),
     "!has(self.externalId) || has(self.roleArn)": lambda s: "externalId" not in s or "roleArn" in s,
     "[has(self.ambient), has(self.secretRef)].filter(x, x).size() == 1": lambda s: _one_of(s, ["ambient", "secretRef"]),
     "[has(self.tokenSecretRef), has(self.kubernetes), has(self.appRole)].filter(x, x).size() == 1": lambda s: _one_of(
@@ -243,6 +246,7 @@ BROKEN: dict[str, tuple[dict[str, Any], str]] = {
     "adjacent placeholders": (change("spec.scope.namePrefix", "t/{namespace}{name}/"), "separated by a literal"),
     "dot-dot segment": (change("spec.scope.namePrefix", "t/../{namespace}/"), "no '.' or '..' segments"),
     "empty segment": (change("spec.scope.namePrefix", "t//{namespace}/"), "no '.' or '..' segments"),
+    "prefix ends with a placeholder": (change("spec.scope.namePrefix", "tenants/{namespace}"), "must not end with a"),
     "bad aws chars": (change("spec.scope.namePrefix", "t/{namespace}/*"), "awsSecretsManager: scope.namePrefix"),
     "no identity": (change("spec.awsSecretsManager.identity", None), "'identity' is a required property"),
     "two identities": (

@@ -5,10 +5,14 @@ per-namespace key derivation."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import hashlib
 import hmac
 import itertools
+import re
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -336,6 +340,14 @@ def denied(call: Any, *args: Any) -> str:
     return str(caught.value)
 
 
+def invalid(call: Any, *args: Any) -> str:
+    """A name the store itself would refuse: the store's own rule (InvalidSelection), not policy."""
+    with pytest.raises(TargetError) as caught:
+        call(*args)
+    assert caught.value.reason is Reason.INVALID_SELECTION
+    return str(caught.value)
+
+
 def test_aws_names() -> None:
     scope = scope_for(AWS_STORE)
     assert scope.prefix == "tenants/team/"
@@ -351,8 +363,8 @@ def test_aws_names() -> None:
     ):
         message = denied(scope.check_name, name)
         assert "team-a" not in message.replace(name, "")
-    assert "not a valid awsSecretsManager name" in denied(scope.check_name, "tenants/team/a b")
-    assert "not a valid awsSecretsManager name" in denied(scope.check_name, "tenants/team/" + "x" * 500)
+    for bad in ("tenants/team/a b", "tenants/team/" + "x" * 500, "tenants/team/ü"):
+        assert "not a valid awsSecretsManager name" in invalid(scope.check_name, bad)
     assert "outside the scope" in denied(scope.scoped_name, "../team-a/x")
 
 
@@ -362,7 +374,7 @@ def test_gcp_names_use_an_underscore_separator() -> None:
     denied(scope_for(GCP_STORE, "team").check_name, "team-a_DB_PASSWORD")
     # `{name}` in a GCP prefix: a VaultBundle name with a dot cannot form a GCP secret ID
     dotted = scope_for(_mutate(GCP_STORE, "spec.scope.namePrefix", "{namespace}_{name}_"), "team", "web.v2")
-    assert "not a valid gcpSecretManager name" in denied(dotted.scoped_name, "X")
+    assert "not a valid gcpSecretManager name" in invalid(dotted.scoped_name, "X")
 
 
 def test_ambiguous_prefix_is_refused_for_everyone_it_could_belong_to() -> None:
@@ -458,7 +470,8 @@ def test_default_without_credentials_is_policy_denied(kind: str) -> None:
 def test_tenant_credentials_use_the_targets_own_fields(kind: str) -> None:
     grant = authorize(kind, TENANT_CREDS[kind] | {"adopt": True, "prune": True})
     assert grant.store is None and grant.connection is None and grant.scope is None and grant.identity is None
-    assert grant.adopt and grant.prune  # the tenant's own credentials: the cloud decides
+    # the tenant's own credentials: the cloud decides (adopt still needs the remote object's own opt-in)
+    assert grant.allow_adopt and grant.allow_prune and grant.allow_force_delete_without_recovery
 
 
 @pytest.mark.parametrize(
@@ -556,19 +569,21 @@ def test_admission_by_selector_uses_the_namespaces_labels() -> None:
 @pytest.mark.parametrize(
     ("allow", "request_", "outcome"),
     [
-        ({}, {}, {"adopt": False, "prune": False, "force": False}),
+        ({}, {}, {"adopt": False, "prune": True, "force": False}),
         ({}, {"prune": True}, {"adopt": False, "prune": True, "force": False}),
-        ({"prune": False}, {"prune": True}, {"adopt": False, "prune": False, "force": False}),
+        ({"prune": False}, {"prune": True}, {"adopt": False, "prune": False, "force": False}),  # quietly capped
+        ({"prune": False}, {}, {"adopt": False, "prune": False, "force": False}),
         ({}, {"adopt": True}, "spec.allow.adopt"),
-        ({"adopt": True}, {"adopt": True}, {"adopt": True, "prune": False, "force": False}),
+        ({"adopt": True}, {"adopt": True}, {"adopt": True, "prune": True, "force": False}),
         ({}, {"forceDeleteWithoutRecovery": True}, "spec.allow.forceDeleteWithoutRecovery"),
         ({"adopt": True}, {"forceDeleteWithoutRecovery": True}, "spec.allow.forceDeleteWithoutRecovery"),
+        ({"adopt": True}, {"adopt": True, "forceDeleteWithoutRecovery": True}, "spec.allow.forceDeleteWithoutRecovery"),
         (
             {"forceDeleteWithoutRecovery": True},
             {"forceDeleteWithoutRecovery": True, "prune": True},
             {"adopt": False, "prune": True, "force": True},
         ),
-        ({"adopt": True, "forceDeleteWithoutRecovery": True}, {}, {"adopt": False, "prune": False, "force": False}),
+        ({"adopt": True, "forceDeleteWithoutRecovery": True}, {}, {"adopt": True, "prune": True, "force": True}),
     ],
 )
 def test_allow_matrix(allow: dict[str, bool], request_: dict[str, bool], outcome: dict[str, bool] | str) -> None:
@@ -578,7 +593,7 @@ def test_allow_matrix(allow: dict[str, bool], request_: dict[str, bool], outcome
         assert outcome in denied(authorize, "awsSecretsManager", body, store)
         return
     grant = authorize("awsSecretsManager", body, store)
-    assert (grant.adopt, grant.prune, grant.force_delete_without_recovery) == (
+    assert (grant.allow_adopt, grant.allow_prune, grant.allow_force_delete_without_recovery) == (
         outcome["adopt"],
         outcome["prune"],
         outcome["force"],
@@ -697,3 +712,114 @@ def test_namespace_keys_differ_by_namespace_purpose_and_key() -> None:
 def test_namespace_key_refuses_bad_input(key: bytes, namespace: str, purpose: str) -> None:
     with pytest.raises(SpecError):
         stores.namespace_key(key, namespace, purpose)
+
+
+# --- the security property: no name is ever inside two tenants' scopes -----------------------------------------------
+# Each test compares the module with a brute-force oracle: every owner's placeholder values are substrings of the
+# name, so trying all substrings finds every (namespace, name) whose scope holds it. A name must be accepted exactly
+# when that set is this VaultBundle alone.
+_LABEL = st.from_regex(r"[ab]([-ab]{0,2}[ab])?", fullmatch=True)  # a tiny alphabet: many near-collisions
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def _substrings(text: str) -> set[str]:
+    return {text[i:j] for i in range(len(text)) for j in range(i + 1, len(text) + 1)}
+
+
+def oracle_owners(template: str, text: str, holds: Callable[[str], bool]) -> set[tuple[str | None, str | None]]:
+    subs = _substrings(text)
+    namespaces = [v for v in subs if _DNS_LABEL.fullmatch(v)] if "{namespace}" in template else [None]
+    names = [v for v in subs if _DNS_SUBDOMAIN.fullmatch(v)] if "{name}" in template else [None]
+    return {
+        (ns, nm)
+        for ns in namespaces
+        for nm in names
+        if holds(template.replace("{namespace}", ns or "").replace("{name}", nm or ""))
+    }
+
+
+PREFIX_STORES = {
+    "aws-slash": _mutate(AWS_STORE, "spec.scope.namePrefix", "t/{namespace}/"),
+    "aws-name": _mutate(AWS_STORE, "spec.scope.namePrefix", "t/{namespace}-{name}/"),
+    "aws-dash": _mutate(AWS_STORE, "spec.scope.namePrefix", "{namespace}-"),
+    "gcp": GCP_STORE,
+    "gcp-name": _mutate(GCP_STORE, "spec.scope.namePrefix", "{name}-{namespace}_"),
+    "azure": AZURE_STORE,
+}
+
+
+@settings(max_examples=250, deadline=None)
+@given(st.sampled_from(sorted(PREFIX_STORES)), _LABEL, _LABEL, st.text(alphabet="ab-_/.", min_size=1, max_size=6))
+def test_a_name_is_accepted_exactly_when_it_is_in_this_scope_alone(store: str, ns: str, nm: str, suffix: str) -> None:
+    scope = scope_for(PREFIX_STORES[store], ns, nm)
+    template, fold = scope.templates.name_prefix, store == "azure"
+    full = scope.prefix + suffix
+    subject = full.lower() if fold else full
+    owners = oracle_owners(template, subject, lambda prefix: subject.startswith(prefix.lower() if fold else prefix))
+    ours = (ns if "{namespace}" in template else None, nm if "{name}" in template else None)
+    legal = stores.NAME_RULES[scope.kind].chars.fullmatch(full) is not None and "//" not in full
+    legal = legal and not any(seg in (".", "..") for seg in full.split("/"))
+    try:
+        scope.check_name(full)
+        accepted = True
+    except TargetError:
+        accepted = False
+    assert accepted == (legal and owners == {ours}), (full, owners)
+
+
+@settings(max_examples=250, deadline=None)
+@given(_LABEL, _LABEL, st.text(alphabet="ab-/", min_size=0, max_size=6))
+def test_a_vault_path_is_accepted_exactly_when_it_is_in_this_scope_alone(ns: str, nm: str, tail: str) -> None:
+    """A '/' boundary makes a placeholder in its own segment unambiguous; two in one segment are not."""
+    template = "apps/{namespace}-{name}"
+    scope = scope_for(_mutate(VAULT_STORE, "spec.scope.pathPrefix", template), ns, nm)
+    path = f"apps/{ns}-{nm}{tail}"
+    owners = oracle_owners(template, path, lambda p: path == p or path.startswith(p + "/"))
+    legal = "//" not in path and not path.endswith("/")
+    try:
+        scope.check_path("secret", path)
+        accepted = True
+    except TargetError:
+        accepted = False
+    assert accepted == (legal and owners == {(ns, nm)}), (path, owners)
+
+
+@settings(max_examples=250, deadline=None)
+@given(_LABEL, st.text(alphabet="ab-.", min_size=0, max_size=6))
+def test_a_repository_is_accepted_exactly_when_it_is_in_this_scope_alone(ns: str, tail: str) -> None:
+    scope = scope_for(_mutate(GITHUB_STORE, "spec.scope.repositories", ["acme/{namespace}-*"]), ns)
+    repository = f"acme/{ns}-{tail}"
+    owners = oracle_owners(
+        "acme/{namespace}-*", repository, lambda p: re.fullmatch(re.escape(p[:-1]) + r"[a-z0-9._-]*", repository)
+    )
+    try:
+        scope.check_repository(repository)
+        accepted = True
+    except TargetError:
+        accepted = False
+    assert accepted == (owners == {(ns, None)}), (repository, owners)
+
+
+def test_authorize_checks_what_the_spec_fixes() -> None:
+    """Vault mount + path and the GitHub repository / organization are checked before any client exists."""
+    assert "Vault path" in denied(authorize, "hashicorpVault", REF | {"path": "tenants/team-a/app"}, VAULT_STORE)
+    assert "Vault mount" in denied(
+        authorize, "hashicorpVault", REF | {"path": "tenants/team/app", "mount": "kv"}, VAULT_STORE
+    )
+    assert authorize("hashicorpVault", REF | {"path": "tenants/team/app"}, VAULT_STORE).store == "s"  # mount default
+    assert "repository" in denied(authorize, "githubActions", REF | {"repository": "acme/other-web"}, GITHUB_STORE)
+    assert "organization" in denied(authorize, "githubActions", REF | {"organization": "other"}, GITHUB_STORE)
+    assert authorize("githubActions", REF | {"organization": "acme"}, GITHUB_STORE).store == "s"
+
+
+def test_worst_case_scope_check_is_fast() -> None:
+    """The ambiguity search is bounded: placeholders are separated by literals and stop at the first character they
+    cannot contain. A 512-character AWS name made of nothing but placeholder characters and separators."""
+    body = _mutate(AWS_STORE, "spec.scope.namePrefix", "t/{namespace}-{name}/")
+    scope = scope_for(body, "a" * 63, "a" * 253)
+    started = time.perf_counter()
+    for name in ("a-" * 223 + "a", "a" * 446 + "/x", ("a-a." * 120)[:446]):
+        with contextlib.suppress(TargetError):
+            scope.check_name(scope.prefix + name[: 512 - len(scope.prefix)])
+    assert time.perf_counter() - started < 1.0
