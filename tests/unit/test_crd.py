@@ -207,9 +207,14 @@ CEL_TWINS: dict[str, Callable[[Any], bool]] = {
 }
 
 
-def _cel(validator: Any, rules: list[dict[str, str]], instance: Any, schema: Schema) -> Iterator[Any]:
+def cel_keyword(twins: dict[str, Callable[[Any], bool]]) -> Callable[..., Iterator[Any]]:
+    """A jsonschema keyword for `x-kubernetes-validations` that runs each rule's Python twin."""
+    return lambda validator, rules, instance, schema: _cel(twins, rules, instance)
+
+
+def _cel(twins: dict[str, Callable[[Any], bool]], rules: list[dict[str, str]], instance: Any) -> Iterator[Any]:
     for rule in rules:
-        twin = CEL_TWINS.get(rule["rule"])
+        twin = twins.get(rule["rule"])
         if twin is None:
             yield jsonschema.ValidationError(f"CEL rule without a Python twin: {rule['rule']}")
             continue
@@ -253,7 +258,7 @@ def to_json_schema(node: Any) -> Any:
 
 Validator = jsonschema.validators.extend(
     jsonschema.Draft202012Validator,
-    {"x-kubernetes-validations": _cel, "x-kubernetes-list-map-keys": _list_map},
+    {"x-kubernetes-validations": cel_keyword(CEL_TWINS), "x-kubernetes-list-map-keys": _list_map},
 )
 JSON_SCHEMA = to_json_schema(SCHEMA)
 

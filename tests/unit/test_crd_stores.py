@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.unit.test_crd import python_pattern, to_json_schema, walk
+from tests.unit.test_crd import cel_keyword, python_pattern, to_json_schema, walk
 from vaultbundle import stores
 from vaultbundle.errors import StoreInvalidError
 
@@ -102,21 +102,9 @@ CEL_TWINS: dict[str, Callable[[Any], bool]] = {
 }
 
 
-def _cel(validator: Any, rules: list[dict[str, str]], instance: Any, schema: dict[str, Any]) -> Iterator[Any]:
-    for rule in rules:
-        twin = CEL_TWINS.get(rule["rule"])
-        if twin is None:
-            yield jsonschema.ValidationError(f"CEL rule without a Python twin: {rule['rule']}")
-            continue
-        try:
-            ok = twin(instance)
-        except (KeyError, TypeError, AttributeError):
-            continue  # a required field is missing or mistyped: the schema keywords report that
-        if not ok:
-            yield jsonschema.ValidationError(rule["message"])
-
-
-Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"x-kubernetes-validations": _cel})
+Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator, {"x-kubernetes-validations": cel_keyword(CEL_TWINS)}
+)
 JSON_SCHEMA = to_json_schema(SCHEMA)
 
 
