@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.e2e.test_crd_apiserver import Kubectl
+from tests.e2e.test_crd_apiserver import Kubectl, _contains
 from tests.unit.test_crd_stores import BROKEN
 
 from vaultbundle import stores
@@ -111,14 +111,6 @@ def test_store_example_applies_and_parses(kubectl: Kubectl, path: Path) -> None:
         assert table[0].split()[:5] == ["NAME", "NAME", "PREFIX", "PATH", "PREFIX"]
     finally:
         kubectl.run("delete", "cts", name, "--wait=false", check=False)
-
-
-def _contains(stored: Any, wanted: Any) -> bool:
-    if isinstance(wanted, dict):
-        return isinstance(stored, dict) and all(k in stored and _contains(stored[k], v) for k, v in wanted.items())
-    if isinstance(wanted, list):
-        return isinstance(stored, list) and len(stored) == len(wanted) and all(map(_contains, stored, wanted))
-    return bool(stored == wanted)
 
 
 # --- broken stores: the same table as the unit test ------------------------------------------------------------------
