@@ -1,4 +1,4 @@
-"""ClusterTargetStore policy (operator/vaultbundle/stores.py), without a cluster: parsing, LabelSelector semantics,
+"""ClusterTargetStore policy (operator/vaultbundle/stores/), without a cluster: parsing, LabelSelector semantics,
 placeholder expansion (hostile inputs included), scope checks, the authorize matrix, AWS session identity and the
 per-namespace key derivation."""
 
