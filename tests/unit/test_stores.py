@@ -135,7 +135,12 @@ BROKEN_STORES = [
     (AWS_STORE, "spec.gcpSecretManager", {"project": "x"}, "exactly one store kind"),
     (AWS_STORE, "spec.awsSecretsManager", _DROP, "exactly one store kind"),
     (AWS_STORE, "spec.awsSecretsManager.region", _DROP, "spec.awsSecretsManager.region is required"),
-    (AWS_STORE, "spec.awsSecretsManager.region", "Europe", "spec.awsSecretsManager.region has an invalid format"),
+    (
+        AWS_STORE,
+        "spec.awsSecretsManager.region",
+        "Europe",
+        "spec.awsSecretsManager.region must be an AWS region, e.g. eu-west-1",
+    ),
     (AWS_STORE, "spec.awsSecretsManager.endpoint", "http://169.254.169.254/", "spec.awsSecretsManager.endpoint"),
     (AWS_STORE, "spec.awsSecretsManager.externalId", "abc", "externalId is only used with roleArn"),
     (AWS_STORE, "spec.awsSecretsManager.identity", {}, "exactly one of ambient or secretRef"),

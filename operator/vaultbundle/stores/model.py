@@ -198,7 +198,8 @@ def _str(raw: Any, store: str, path: str, *, required: bool = False, pattern: re
     if not isinstance(raw, str):
         raise StoreInvalidError(f"{_where(store, path)} must be a string")
     if pattern is not None and not pattern.fullmatch(raw):
-        raise StoreInvalidError(f"{_where(store, path)} has an invalid format")
+        expected = _FORMATS.get(pattern, "in the format the CRD describes (kubectl explain clustertargetstore.spec)")
+        raise StoreInvalidError(f"{_where(store, path)} must be {expected}")
     return raw
 
 
@@ -279,6 +280,21 @@ _ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}")
 _EXTERNAL_ID = re.compile(r"[\w+=,.@:/-]{2,1224}")
 _GCP_PROJECT = re.compile(r"(?:[a-z][a-z0-9.-]*[a-z0-9]:)?[a-z][a-z0-9-]{4,28}[a-z0-9]|[0-9]{1,20}")
 _GRPC_ENDPOINT = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}")
+
+
+_FORMATS: Mapping[re.Pattern[str], str] = {
+    DNS_LABEL: "a namespace name (lower-case letters, digits and '-')",
+    DNS_SUBDOMAIN: "an object name (DNS subdomain: lower-case letters, digits, '-' and '.')",
+    VAULT_PATH: "a Vault path such as secret or auth/kubernetes (no empty, '.' or '..' segments)",
+    _SECRET_KEY: "a Secret data key (letters, digits, '-', '_' and '.')",
+    _LABEL_VALUE: "a label value (up to 63 letters, digits, '-', '_' and '.')",
+    _GUID: "a client ID (GUID), e.g. 00000000-0000-0000-0000-000000000000",
+    _REGION: "an AWS region, e.g. eu-west-1",
+    _ROLE_ARN: "an IAM role ARN, e.g. arn:aws:iam::123456789012:role/vaultbundle",
+    _EXTERNAL_ID: "2 to 1224 characters of letters, digits and +=,.@:/-",
+    _GCP_PROJECT: "a GCP project ID (e.g. acme-prod) or number",
+    _GRPC_ENDPOINT: "host:port, e.g. secretmanager.googleapis.com:443",
+}
 
 
 def _aws(body: dict[str, Any], store: str, path: str) -> AwsConnection:
