@@ -35,6 +35,7 @@ class Reason(StrEnum):
     SECRET_KEY_NOT_FOUND = "SecretKeyNotFound"
     SECRET_INVALID = "SecretInvalid"
     POLICY_DENIED = "PolicyDenied"
+    STORE_INVALID = "StoreInvalid"
     # the bundle (vsync's taxonomy and ours)
     CONFIG_MISSING = "ConfigMissing"
     CONFIG_UNSUPPORTED_VERSION = "ConfigUnsupportedVersion"
@@ -125,6 +126,22 @@ class TargetError(VaultBundleError):
 
     def __init__(self, reason: Reason | str, message: str) -> None:
         super().__init__(message, reason=Reason(reason))
+
+
+class PolicyDeniedError(TargetError):
+    """A cluster admin's policy (or its absence: the default) forbids what a target asks for. The message says
+    what the admin must configure; it never names another tenant."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(Reason.POLICY_DENIED, message)
+
+
+class StoreInvalidError(TargetError):
+    """A ClusterTargetStore cannot be used as written; the message names its field. Fixed by the cluster admin,
+    so only the targets that use that store fail."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(Reason.STORE_INVALID, message)
 
 
 class SpecError(VaultBundleError, ValueError):

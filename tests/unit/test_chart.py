@@ -251,11 +251,38 @@ OPERATOR_RULES = {("", "secrets", verb) for verb in ("get", "list", "watch", "cr
 CRD_RULES = {("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("list", "watch")}
 
 
+def operator_grants(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    """The chart's RBAC objects besides the ClusterTargetStore reads (`<release>-stores`, checked on their own)."""
+    return [o for o in by_kind(objects, kind) if not o["metadata"]["name"].endswith("-stores")]
+
+
+STORES_RULES = {("vaultbundle.io", "clustertargetstores", v) for v in ("get", "list", "watch")} | {
+    ("", "namespaces", "get")  # one Namespace's labels at a time: no list/watch of every namespace
+}
+
+
+def test_rbac_cluster_target_stores_in_every_mode(helm: str) -> None:
+    for sets in ([], ["watchNamespaces={team-a}"], ["watchNamespaces={team-a}", "rbac.kopfDiscovery=false"]):
+        objects = render(helm, *sets)
+        (role,) = [
+            r for r in by_kind(objects, "ClusterRole") if r["metadata"]["name"] == "rel-vaultbundle-operator-stores"
+        ]
+        assert _rules(role) == STORES_RULES  # read-only, and nothing else
+        (binding,) = [b for b in by_kind(objects, "ClusterRoleBinding") if b["metadata"]["name"].endswith("-stores")]
+        assert binding["roleRef"]["name"] == "rel-vaultbundle-operator-stores"
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "rel-vaultbundle-operator", "namespace": "vb-system"}
+        ]
+    assert not by_kind(render(helm, "rbac.create=false"), "ClusterRole")
+    text = (CHART / "templates" / "rbac-stores.yaml").read_text()
+    assert "clustertargetstores get/list/watch:" in text and "namespaces get:" in text
+
+
 def test_rbac_cluster_wide(helm: str) -> None:
     objects = render(helm, "clusterWide=true")
-    (role,) = by_kind(objects, "ClusterRole")
+    (role,) = operator_grants(objects, "ClusterRole")
     assert _rules(role) == OPERATOR_RULES | CRD_RULES
-    (binding,) = by_kind(objects, "ClusterRoleBinding")
+    (binding,) = operator_grants(objects, "ClusterRoleBinding")
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "rel-vaultbundle-operator", "namespace": "vb-system"}
     ]
@@ -280,7 +307,8 @@ def test_rbac_cluster_wide(helm: str) -> None:
     # token minting never rides on the ClusterRole: only a Role with resourceNames in the SA's namespace
     sets = ["clusterWide=true", "rbac.serviceAccountTokens[0].namespace=team-a"]
     with_tokens = render(helm, *sets, "rbac.serviceAccountTokens[0].name=vault-writer")
-    assert _rules(by_kind(with_tokens, "ClusterRole")[0]) == OPERATOR_RULES | CRD_RULES
+    (cluster_role,) = operator_grants(with_tokens, "ClusterRole")
+    assert _rules(cluster_role) == OPERATOR_RULES | CRD_RULES
     (token_role,) = [r for r in by_kind(with_tokens, "Role") if r["metadata"]["name"].endswith("-tokens")]
     assert token_role["metadata"]["namespace"] == "team-a"
     assert [(r["resources"], r["verbs"], r["resourceNames"]) for r in token_role["rules"]] == [
@@ -303,13 +331,14 @@ def test_rbac_namespaced(helm: str) -> None:
     ]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
     # the only cluster-wide grant: kopf's reads of CRDs and Namespaces, never Secrets
-    (cluster_role,) = by_kind(objects, "ClusterRole")
+    (cluster_role,) = operator_grants(objects, "ClusterRole")
     assert _rules(cluster_role) == CRD_RULES | {("", "namespaces", "list"), ("", "namespaces", "watch")}
     args = by_kind(objects, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--namespace=team-a" in args and "--namespace=team-b" in args and "--all-namespaces" not in args
-    # without kopf discovery: nothing cluster-wide at all
+    # without kopf discovery: nothing cluster-wide but the read-only ClusterTargetStore / Namespace reads
     bare = render(helm, "watchNamespaces={team-a}", "rbac.kopfDiscovery=false")
-    assert not by_kind(bare, "ClusterRole") and not by_kind(bare, "ClusterRoleBinding")
+    assert not operator_grants(bare, "ClusterRole") and not operator_grants(bare, "ClusterRoleBinding")
+    assert [r["metadata"]["name"] for r in by_kind(bare, "ClusterRole")] == ["rel-vaultbundle-operator-stores"]
 
 
 def test_token_minting_only_for_listed_service_accounts(helm: str) -> None:
