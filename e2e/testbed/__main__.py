@@ -7,12 +7,13 @@ import sys
 
 from .artifacts import BuildError
 from .bed import TestBed, TestBedError
+from .node import NodeError
 
 
 def _up(bed: TestBed) -> int:
     try:
         bed.up()
-    except (TestBedError, BuildError) as exc:
+    except (TestBedError, BuildError, NodeError) as exc:
         print(f"testbed up FAILED:\n{exc}", file=sys.stderr)
         return 1
     return 0
@@ -46,8 +47,11 @@ def _status(bed: TestBed) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m e2e.testbed", description=__doc__)
     parser.add_argument("command", choices=("up", "down", "status"))
+    parser.add_argument(
+        "--node", action="store_true", help="up: also run a kubelet node (containerd + runc) that runs real pods"
+    )
     args = parser.parse_args(argv)
-    bed = TestBed(say=lambda message: print(message, flush=True))
+    bed = TestBed(say=lambda message: print(message, flush=True), node=args.node)
     return {"up": _up, "down": _down, "status": _status}[args.command](bed)
 
 
