@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import vaultbundle
+
 from . import node_cleanup, node_network
 from .artifacts import tail
 from .components import ComponentSpec
@@ -38,6 +40,11 @@ subjects: [{apiGroup: rbac.authorization.k8s.io, kind: Group, name: "system:node
 
 class NodeError(RuntimeError):
     pass
+
+
+def operator_image() -> str:
+    """The tag ``make image`` builds and the node test installs (the chart's appVersion)."""
+    return f"localhost/vaultbundle:{vaultbundle.__version__}"
 
 
 def pause_archive(binaries: Binaries) -> Path:
@@ -116,6 +123,8 @@ class NodeStarter:
             "NODE_NAME": NODE_NAME,
             "NODE_CONTAINERD_ADDRESS": str(self.node.containerd_socket),
             "NODE_HOST_ADDRESS": net["gateway"],
+            "NODE_S3_ENDPOINT": f"http://{net['gateway']}:{moto_port}",  # moto, from pods and from the host
+            "NODE_OPERATOR_IMAGE": operator_image(),
             "NODE_POD_SUBNET": net["subnet"],
             "NODE_KUBELET_ROOT": str(self.node.kubelet_root),
         }
@@ -155,14 +164,18 @@ def tear_down(layout: Layout, records: list[ProcessRecord], kubectl: Path, say: 
     """Stop the node's pods, processes, shims, mounts, cgroups and network; returns what was left behind."""
     node = NodeLayout.of(layout)
     by_name = {r.name: r for r in records}
+    # No scheduler first: a Deployment's replacement pods must not land on the node while its pods go.
+    if "kube-scheduler" in by_name:
+        say(f"  kube-scheduler (pid {by_name['kube-scheduler'].pid}): {stop(by_name['kube-scheduler'])}")
     kubelet = by_name.get("kubelet")
     apiserver = by_name.get("kube-apiserver")
     api_up = bool(kubelet and apiserver and is_ours(kubelet) and is_ours(apiserver))
     if api_up and not node_cleanup.delete_pods_through_the_kubelet(node, str(kubectl), str(layout.kubeconfig)):
         say("  some pods did not stop through the kubelet in time: killing their containers")
-    for name in ("kubelet", "kube-scheduler", "cluster-dns"):
+    for name in ("kubelet", "cluster-dns"):
         if name in by_name:
             say(f"  {name} (pid {by_name[name].pid}): {stop(by_name[name])}")
+    netns = node_cleanup.sandbox_netns(node)
     killed = node_cleanup.kill_tasks(node)
     if killed:
         say(f"  killed {killed} container task(s) left in containerd")
@@ -171,7 +184,8 @@ def tear_down(layout: Layout, records: list[ProcessRecord], kubectl: Path, say: 
     shims = node_cleanup.kill_shims(node)
     if shims:
         say(f"  killed {shims} containerd shim(s) left running")
-    left = [f"mount {m}" for m in node_cleanup.unmount_all(node.root)]
+    left = [f"netns {n}" for n in node_cleanup.remove_netns(netns)]
+    left += [f"mount {m}" for m in node_cleanup.unmount_all(node.root)]
     left += [f"cgroup {c}" for c in node_cleanup.remove_kubepods_cgroups()]
     left += node_network.tear_down()
     return left

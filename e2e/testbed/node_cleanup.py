@@ -3,14 +3,15 @@
 A container outlives its containerd (each runs under its own ``containerd-shim-runc-v2``, in a session of its
 own), and the kubelet leaves tmpfs and overlay mounts under its root. So ``down`` first lets the kubelet stop
 the pods (they are force-deleted in the API, which makes it stop their sandboxes through the CRI, CNI teardown
-included), then kills whatever containerd still runs, then the shims that served *our* containerd (recognised
-by its socket in their argv), then unmounts what is left below the node's directory and removes the empty
-cgroups the kubelet made.
+included), then kills whatever containerd still runs (and deletes those sandboxes' network namespaces), then
+the shims that served *our* containerd (recognised by its socket in their argv), then unmounts what is left
+below the node's directory and removes the empty cgroups the kubelet made.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -20,6 +21,8 @@ from pathlib import Path
 from .node_config import NODE_NAME, NodeLayout
 
 KUBEPODS = "kubepods"
+_NETNS_DIR = "/var/run/netns/"  # where containerd 1.6's CRI pins pod network namespaces
+_CNI_CACHE = Path("/var/lib/cni/results")  # libcni's cache of ADD results (not configurable in containerd 1.6)
 
 
 def _ctr(node: NodeLayout, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -64,6 +67,36 @@ def kill_tasks(node: NodeLayout) -> int:
         for container in listed.stdout.split():
             _ctr(node, "containers", "delete", container)
     return len(tasks)
+
+
+def sandbox_netns(node: NodeLayout) -> dict[str, str]:
+    """Container id → the network namespace file its spec joins (the CRI makes one per pod sandbox)."""
+    found: dict[str, str] = {}
+    if not node.containerd_socket.exists():
+        return found
+    for container in _ctr(node, "containers", "ls", "-q").stdout.split():
+        info = _ctr(node, "containers", "info", container)
+        if info.returncode != 0:
+            continue
+        namespaces = json.loads(info.stdout).get("Spec", {}).get("linux", {}).get("namespaces", [])
+        for namespace in namespaces:
+            if namespace.get("type") == "network" and namespace.get("path", "").startswith(_NETNS_DIR):
+                found[container] = namespace["path"]
+    return found
+
+
+def remove_netns(netns: dict[str, str]) -> list[str]:
+    """Unmount and delete the namespaces (their veths go with them) and libcni's cached results for those
+    sandboxes. Only needed when pods did not stop through the kubelet. Returns the files that stay."""
+    for path in set(netns.values()):
+        subprocess.run(["umount", path], capture_output=True, check=False)
+        with contextlib.suppress(FileNotFoundError, OSError):
+            Path(path).unlink()
+    if _CNI_CACHE.is_dir():
+        for cached in _CNI_CACHE.iterdir():
+            if any(cached.name.endswith((f"-{container}-eth0", f"-{container}-lo")) for container in netns):
+                cached.unlink(missing_ok=True)
+    return [path for path in set(netns.values()) if Path(path).exists()]
 
 
 def _our_shims(node: NodeLayout) -> list[int]:

@@ -4,9 +4,10 @@ host":
 
 * ``10.0.0.1:443`` (the ``kubernetes`` Service, what in-cluster clients dial) → the bed's kube-apiserver on
   127.0.0.1, so the chart's pods use their ServiceAccount exactly as in a real cluster;
-* ``<gateway>:<port>`` → ``127.0.0.1:<port>`` for the bed's services that pods need (moto's S3).
+* ``<gateway>:<port>`` → ``127.0.0.1:<port>`` for the bed's services that pods need (moto's S3), from pods and
+  from the host alike, so one S3 endpoint URL works in a pod's config blob and in the test that pushes.
 
-Both only for packets coming in on our bridge (``route_localnet`` on that bridge lets them reach loopback).
+The first only for packets coming in on our bridge (``route_localnet`` on that bridge lets them reach loopback).
 One node per machine: the bridge and the nat chain have fixed names.
 """
 
@@ -20,6 +21,7 @@ SUBNET = "10.244.0.0/24"
 GATEWAY = "10.244.0.1"  # the host on the bridge; also the node's InternalIP
 KUBERNETES_SERVICE = ("10.0.0.1", 443)  # first IP of the bed's service range, see components.py
 CHAIN = "VAULTBUNDLE-NODE"
+_JUMPS = (("PREROUTING", "-i", BRIDGE), ("OUTPUT", "-d", GATEWAY))  # from pods; from the host to the gateway
 
 
 class NetworkError(RuntimeError):
@@ -52,8 +54,9 @@ def set_up(apiserver_port: int, host_ports: list[int]) -> None:
     if _nat("-L", CHAIN, "-n", check=False).returncode != 0:
         _nat("-N", CHAIN)
     _nat("-F", CHAIN)
-    if _nat("-C", "PREROUTING", "-i", BRIDGE, "-j", CHAIN, check=False).returncode != 0:
-        _nat("-A", "PREROUTING", "-i", BRIDGE, "-j", CHAIN)
+    for hook in _JUMPS:
+        if _nat("-C", *hook, "-j", CHAIN, check=False).returncode != 0:
+            _nat("-A", *hook, "-j", CHAIN)
     service_ip, service_port = KUBERNETES_SERVICE
     rules = [(service_ip, service_port, apiserver_port)] + [(GATEWAY, port, port) for port in host_ports]
     for destination, port, target in rules:
@@ -64,8 +67,9 @@ def set_up(apiserver_port: int, host_ports: list[int]) -> None:
 def tear_down() -> list[str]:
     """Remove the chain and the bridge; returns what could not be removed (nothing when all went well)."""
     problems = []
-    while _nat("-D", "PREROUTING", "-i", BRIDGE, "-j", CHAIN, check=False).returncode == 0:
-        pass
+    for hook in _JUMPS:
+        while _nat("-D", *hook, "-j", CHAIN, check=False).returncode == 0:
+            pass
     if _nat("-L", CHAIN, "-n", check=False).returncode == 0:
         for args in (("-F", CHAIN), ("-X", CHAIN)):
             result = _nat(*args, check=False)
