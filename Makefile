@@ -15,7 +15,7 @@ NODE ?=
 
 help:
 	@echo "make demo            run the demo on the local test bed"
-	@echo "make test            lint, type-check and run the whole test suite (brings the test bed up and down)"
+	@echo "make test            lint, type-check and run the whole test suite (brings the test bed, its node and the image up, then down)"
 	@echo "make test-unit       fast unit tests only (no test bed)"
 	@echo "make testbed-up|testbed-down|testbed-status   (testbed-up NODE=1: with a kubelet node that runs pods)"
 	@echo "make image           build the operator image (buildah, local Debian base) and load it into the node"
@@ -45,10 +45,11 @@ lint: venv
 test-unit: venv
 	$(PY) -m pytest -m "not testbed" -q
 
-# The whole suite: lint + types, then every test against the real test bed; the bed always goes down.
+# The whole suite: lint + types, then every test against the real test bed with its kubelet node and the operator
+# image (tests/e2e/test_node.py runs the chart's Deployment in real pods); the bed always goes down.
 test: lint
-	$(PY) -m e2e.testbed up
-	$(PY) -m pytest -q; rc=$$?; $(PY) -m e2e.testbed down; exit $$rc
+	$(PY) -m e2e.testbed up --node && $(PY) -m e2e.testbed image && \
+	  VAULTBUNDLE_REQUIRE_NODE=1 $(PY) -m pytest -q; rc=$$?; $(PY) -m e2e.testbed down; exit $$rc
 
 demo: venv
 	$(PY) -m e2e.testbed up
@@ -70,9 +71,8 @@ image: venv
 
 # The chart's Deployment running the image on the node (tests/e2e/test_node.py); the bed always goes down.
 test-node: venv
-	$(PY) -m e2e.testbed up --node
-	$(PY) -m e2e.testbed image
-	VAULTBUNDLE_REQUIRE_NODE=1 $(PY) -m pytest -m node -q tests/e2e/test_node.py; rc=$$?; $(PY) -m e2e.testbed down; exit $$rc
+	$(PY) -m e2e.testbed up --node && $(PY) -m e2e.testbed image && \
+	  VAULTBUNDLE_REQUIRE_NODE=1 $(PY) -m pytest -m node -q tests/e2e/test_node.py; rc=$$?; $(PY) -m e2e.testbed down; exit $$rc
 
 # Benchmarks on the local test bed (not in CI): JSON + PNG in bench/results/ (latest.* / smoke.*).
 bench: venv
