@@ -7,8 +7,8 @@ import sys
 
 from .artifacts import BuildError
 from .bed import TestBed, TestBedError
-from .node import NodeError
 from .node_image import build_and_load
+from .node_progress import NodeError
 
 
 def _up(bed: TestBed) -> int:

@@ -25,7 +25,7 @@ from .components import ComponentSpec
 from .config import BUILD_SCRIPTS, Binaries, Layout
 from .node_config import CNI_BIN_DIR, NODE_NAME, NODE_PORT_NAMES, NodeLayout, node_specs, write_node_files
 from .node_pki import create_node_pki
-from .node_progress import StepError, run_step
+from .node_progress import NodeError, run_step
 from .processes import ProcessRecord, free_ports, is_ours, stop
 
 Say = Callable[[str], None]
@@ -36,10 +36,6 @@ metadata: {name: "testbed:nodes"}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:node"}
 subjects: [{apiGroup: rbac.authorization.k8s.io, kind: Group, name: "system:nodes"}]
 """
-
-
-class NodeError(RuntimeError):
-    pass
 
 
 def operator_image() -> str:
@@ -67,10 +63,7 @@ def ensure_node_artifacts(binaries: Binaries, logs: Path, say: Say) -> None:
     for what, script, done in steps:
         if done():
             continue
-        try:
-            run_step(what, ["bash", str(BUILD_SCRIPTS / script)], logs / f"build-{script[:-3]}.log", say, env=env)
-        except StepError as exc:
-            raise NodeError(str(exc)) from exc
+        run_step(what, ["bash", str(BUILD_SCRIPTS / script)], logs / f"build-{script[:-3]}.log", say, env=env)
 
 
 def _packages_present() -> bool:
@@ -154,10 +147,7 @@ class NodeStarter:
 def import_image(node: NodeLayout, archive: Path, logs: Path, say: Say) -> None:
     """``ctr -n k8s.io images import`` into the node's containerd (where the kubelet's CRI looks)."""
     argv = ["ctr", "--address", str(node.containerd_socket), "--namespace", "k8s.io", "images", "import"]
-    try:
-        run_step(f"importing {archive.name} into the node", [*argv, str(archive)], logs / "node-images.log", say)
-    except StepError as exc:
-        raise NodeError(str(exc)) from exc
+    run_step(f"importing {archive.name} into the node", [*argv, str(archive)], logs / "node-images.log", say)
 
 
 def tear_down(layout: Layout, records: list[ProcessRecord], kubectl: Path, say: Say) -> list[str]:

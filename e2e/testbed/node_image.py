@@ -8,9 +8,9 @@ import os
 
 from .bed import TestBed
 from .config import BUILD_SCRIPTS, REPO_ROOT
-from .node import NodeError, ensure_node_artifacts, image_archive, import_image, operator_image
+from .node import ensure_node_artifacts, image_archive, import_image, operator_image
 from .node_config import NodeLayout
-from .node_progress import StepError, run_step
+from .node_progress import run_step
 from .processes import is_ours
 
 
@@ -20,10 +20,7 @@ def build_and_load(bed: TestBed) -> None:
     archive = image_archive(bed.binaries)
     env = dict(os.environ, VAULTBUNDLE_TESTBED_CACHE=str(bed.binaries.cache))
     argv = ["bash", str(BUILD_SCRIPTS / "build-image.sh"), str(REPO_ROOT), operator_image(), str(archive)]
-    try:
-        run_step(f"building {operator_image()} with buildah", argv, logs / "build-image.log", bed.say, env=env)
-    except StepError as exc:
-        raise NodeError(str(exc)) from exc
+    run_step(f"building {operator_image()} with buildah", argv, logs / "build-image.log", bed.say, env=env)
     containerd = next((r for r in bed.records() if r.name == "containerd"), None)
     if containerd is not None and is_ours(containerd):
         import_image(NodeLayout.of(bed.layout), archive, logs, bed.say)

@@ -16,6 +16,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from .node_progress import NodeError
+
 BRIDGE = "vbnode0"
 SUBNET = "10.244.0.0/24"
 GATEWAY = "10.244.0.1"  # the host on the bridge; also the node's InternalIP
@@ -24,14 +26,10 @@ CHAIN = "VAULTBUNDLE-NODE"
 _JUMPS = (("PREROUTING", "-i", BRIDGE), ("OUTPUT", "-d", GATEWAY))  # from pods; from the host to the gateway
 
 
-class NetworkError(RuntimeError):
-    pass
-
-
 def _run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=30)
     if check and result.returncode != 0:
-        raise NetworkError(f"{' '.join(argv)} failed ({result.returncode}): {result.stderr.strip()}")
+        raise NodeError(f"{' '.join(argv)} failed ({result.returncode}): {result.stderr.strip()}")
     return result
 
 

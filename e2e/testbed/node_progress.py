@@ -13,14 +13,14 @@ from .artifacts import tail
 TICK_SECONDS = 15.0
 
 
-class StepError(RuntimeError):
-    pass
+class NodeError(RuntimeError):
+    """The node (or the image) could not be set up; the message says which step and where its log is."""
 
 
 def run_step(
     what: str, argv: list[str], log: Path, say: Callable[[str], None], *, env: dict[str, str] | None = None
 ) -> float:
-    """Run ``argv`` (output appended to ``log``); raise :class:`StepError` with the log's tail if it fails."""
+    """Run ``argv`` (output appended to ``log``); raise :class:`NodeError` with the log's tail if it fails."""
     log.parent.mkdir(parents=True, exist_ok=True)
     say(f"{what} (log: {log}) ...")
     started = time.monotonic()
@@ -34,6 +34,6 @@ def run_step(
                 next_tick += TICK_SECONDS
     elapsed = time.monotonic() - started
     if proc.returncode != 0:
-        raise StepError(f"{what} failed (exit {proc.returncode}) after {elapsed:.0f}s; see {log}:\n{tail(log)}")
+        raise NodeError(f"{what} failed (exit {proc.returncode}) after {elapsed:.0f}s; see {log}:\n{tail(log)}")
     say(f"  {what}: done in {elapsed:.1f}s")
     return elapsed
