@@ -4,9 +4,11 @@ Needs `make test-node` (the bed with NODE=1, and `make image`): containerd + run
 root Dockerfile, the kubelet mounts the chart's ServiceAccount token, digest key Secret and /tmp emptyDir,
 probes /healthz and /readyz, and the pods reach the kube-apiserver through the `kubernetes` Service address and
 S3 (moto) through the node's bridge. Checked: both replicas become Ready, the leader syncs a VaultBundle to a
-Secret, a `kubectl delete pod` of the leader hands the Lease to the standby which syncs the next push, the
-container process runs as 65532 with a read-only root filesystem (read from /proc of the real process), and
-`kubectl logs` (debug level) carry neither the bundle's canary value nor the passphrase.
+Secret (the apiserver's audit log shows the write coming from the leader pod's IP), a `kubectl delete pod` of
+the leader hands the Lease to the standby which syncs the next push (written from the standby's IP), the
+container process runs as 65532 with no capabilities and a read-only root filesystem (read from /proc of the
+real process, and tried with `kubectl exec`), and `kubectl logs` (debug level) carry neither the bundle's canary
+value nor the passphrase.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from tests.conftest import REPO
 from tests.e2e.helpers import wait_for
-from tests.e2e.test_chart_rbac import PASSPHRASE, Scenario, helm, kubectl
+from tests.e2e.test_chart_rbac import PASSPHRASE, Scenario, audit_entries, helm, kubectl
 
 pytestmark = [pytest.mark.testbed, pytest.mark.node]
 CHART = REPO / "charts" / "vaultbundle-operator"
@@ -96,6 +98,19 @@ class Release:
     def logs(self, pod: str) -> str:
         return kubectl(self.testbed, "-n", self.namespace, "logs", pod)
 
+    def secret_writers(self, namespace: str) -> list[str]:
+        """Source IPs of this release's Secret writes in *namespace* (audit log): which pod wrote, in order.
+        The pods reach the apiserver through DNAT without SNAT, so the apiserver sees each pod's own IP."""
+        user = f"system:serviceaccount:{self.namespace}:{self.name}-vaultbundle-operator"
+        return [
+            e["sourceIPs"][0]
+            for e in audit_entries(self.testbed, user)
+            if e["objectRef"].get("resource") == "secrets" and e["objectRef"].get("namespace") == namespace
+        ]
+
+    def pod_ip(self, name: str) -> str:
+        return str(self.core.read_namespaced_pod(name, self.namespace).status.pod_ip)
+
 
 def container_pid(testbed: dict[str, str], pod: k8s.V1Pod) -> int:
     """The host PID of the pod's container process, from containerd's task list (TASK PID STATUS)."""
@@ -149,6 +164,15 @@ def test_the_image_runs_the_chart_on_a_real_node(
     assert "ro" in mounts["/"], mounts["/"]
     assert "rw" in mounts["/tmp"], mounts["/tmp"]
     assert "ro" in mounts["/etc/vaultbundle/digest-key"], mounts["/etc/vaultbundle/digest-key"]
+    # and in practice (kubectl exec through the kubelet): / refuses a write, /tmp takes one, the key is readable
+    probe = (
+        "import errno, os\n"
+        "try:\n    open('/probe', 'w')\nexcept OSError as exc:\n    print('root', errno.errorcode[exc.errno])\n"
+        "open('/tmp/probe', 'w').write('x'); print('tmp ok', os.getuid())\n"
+        "print('key', len(open('/etc/vaultbundle/digest-key/digest-key', 'rb').read()) >= 16)\n"
+    )
+    out = kubectl(testbed, "-n", release.namespace, "exec", pod.metadata.name, "--", "python", "-c", probe)
+    assert out.split("\n")[:3] == ["root EROFS", "tmp ok 65532", "key True"], out
 
     # a VaultBundle synced by the leader: S3 through the node's bridge, the Secret through the Service address
     scenario = Scenario({**testbed, "AWS_ENDPOINT_URL": testbed["NODE_S3_ENDPOINT"]}, admin, namespaces("vbapp"))
@@ -161,11 +185,16 @@ def test_the_image_runs_the_chart_on_a_real_node(
     # kubectl delete pod of the leader: the standby takes the Lease and syncs the next push
     leader = wait_for(release.leader, "a leader among the pods")
     standby = next(p.metadata.name for p in release.pods() if p.metadata.name != leader)
+    leader_ip, standby_ip = release.pod_ip(leader), release.pod_ip(standby)
+    writers = wait_for(lambda: release.secret_writers(scenario.ns), "the leader's Secret write in the audit log")
+    assert set(writers) == {leader_ip}, (writers, leader_ip)  # the leader pod wrote it, nobody else did
     logs = {leader: release.logs(leader), standby: release.logs(standby)}
     kubectl(testbed, "-n", release.namespace, "delete", "pod", leader, "--wait=false")
     wait_for(lambda: release.leader() == standby, f"{standby} to take the Lease over from {leader}", 60)
     scenario.push({".env.prod": f"API_KEY={CANARY}-2\nMODE=two\n".encode()})
     wait_for(lambda: (scenario.data("web-env") or {}).get("MODE") == "two", "the next push, from the new leader", 90)
+    after = wait_for(lambda: release.secret_writers(scenario.ns)[len(writers) :], "the new leader's write (audit)")
+    assert set(after) == {standby_ip}, (after, standby_ip)
     wait_for(lambda: len(release.ready_pods()) == 2, "the Deployment's replacement pod Ready", 180)
 
     # no value in kubectl logs (debug level), of the old leader before it went and of every pod now
