@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import os
 import sys
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -45,22 +43,3 @@ def testbed() -> Iterator[dict[str, str]]:
     finally:
         if started:
             bed.down()
-
-
-@pytest.fixture
-def namespaces(admin: Any) -> Iterator[Callable[[str], str]]:
-    """``make(prefix)`` creates a namespace ``<prefix>-<random>`` as the module's ``admin`` client (a kubernetes
-    ``ApiClient`` fixture each module defines); all are deleted afterwards."""
-    from kubernetes import client as k8s
-
-    made: list[str] = []
-
-    def make(prefix: str) -> str:
-        name = f"{prefix}-{uuid.uuid4().hex[:6]}"
-        k8s.CoreV1Api(admin).create_namespace({"metadata": {"name": name}})
-        made.append(name)
-        return name
-
-    yield make
-    for name in made:
-        k8s.CoreV1Api(admin).delete_namespace(name)

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -223,6 +223,24 @@ class Scenario:
 
     def events(self) -> set[tuple[str, str]]:
         return {(e.type, e.reason) for e in self.core.list_namespaced_event(self.ns).items}
+
+
+def create_namespace(admin: k8s.ApiClient, name: str) -> str:
+    k8s.CoreV1Api(admin).create_namespace({"metadata": {"name": name}})
+    return name
+
+
+@pytest.fixture
+def namespaces(admin: k8s.ApiClient) -> Iterator[Callable[[str], str]]:
+    made: list[str] = []
+
+    def make(prefix: str) -> str:
+        made.append(create_namespace(admin, f"{prefix}-{uuid.uuid4().hex[:6]}"))
+        return made[-1]
+
+    yield make
+    for name in made:
+        k8s.CoreV1Api(admin).delete_namespace(name)
 
 
 def audit_entries(testbed: dict[str, str], username: str) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import subprocess
 import uuid
-from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,7 +24,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from tests.conftest import REPO
 from tests.e2e.helpers import wait_for
-from tests.e2e.test_chart_rbac import PASSPHRASE, Scenario, audit_entries, helm, kubectl
+from tests.e2e.test_chart_rbac import PASSPHRASE, Scenario, audit_entries, create_namespace, helm, kubectl
 
 pytestmark = [pytest.mark.testbed, pytest.mark.node]
 CHART = REPO / "charts" / "vaultbundle-operator"
@@ -50,6 +50,15 @@ def admin(node_bed: dict[str, str]) -> k8s.ApiClient:
     return k8s_config.new_client_from_config(config_file=node_bed["KUBECONFIG"])
 
 
+@pytest.fixture
+def system_and_app(admin: k8s.ApiClient) -> Iterator[tuple[str, str]]:
+    """The release namespace and the watched one (it must exist before the install), deleted afterwards."""
+    names = [create_namespace(admin, f"{prefix}-{uuid.uuid4().hex[:6]}") for prefix in ("vbnode", "vbapp")]
+    yield names[0], names[1]
+    for name in names:
+        k8s.CoreV1Api(admin).delete_namespace(name)
+
+
 def ctr(testbed: dict[str, str], *args: str) -> str:
     argv = ["ctr", "--address", testbed["NODE_CONTAINERD_ADDRESS"], "--namespace", "k8s.io", *args]
     result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
@@ -60,7 +69,7 @@ def ctr(testbed: dict[str, str], *args: str) -> str:
 class Release:
     """The chart installed into one namespace, with helpers to look at its pods."""
 
-    def __init__(self, testbed: dict[str, str], admin: k8s.ApiClient, namespace: str) -> None:
+    def __init__(self, testbed: dict[str, str], admin: k8s.ApiClient, namespace: str, watched: str) -> None:
         self.testbed, self.namespace = testbed, namespace
         self.name = f"vb{uuid.uuid4().hex[:6]}"
         self.core = k8s.CoreV1Api(admin)
@@ -69,7 +78,7 @@ class Release:
         helm(
             testbed, "install", self.name, str(CHART), "-n", namespace,
             "--set", f"image.repository={repository}", "--set", f"image.tag={tag}",
-            "--set", "image.pullPolicy=Never", "--set", "replicas=2",
+            "--set", "image.pullPolicy=Never", "--set", "replicas=2", "--set", f"watchNamespaces={{{watched}}}",
             "--set", "leaderElection.leaseDuration=4s", "--set", "operator.verbose=true",
             "--set", "operator.minRefreshInterval=1s",
         )  # fmt: skip
@@ -105,7 +114,9 @@ class Release:
         return [
             e["sourceIPs"][0]
             for e in audit_entries(self.testbed, user)
-            if e["objectRef"].get("resource") == "secrets" and e["objectRef"].get("namespace") == namespace
+            if e["verb"] in ("create", "patch", "update", "delete")
+            and e["objectRef"].get("resource") == "secrets"
+            and e["objectRef"].get("namespace") == namespace
         ]
 
     def pod_ip(self, name: str) -> str:
@@ -139,10 +150,11 @@ def proc_status(pid: int) -> dict[str, str]:
 
 
 def test_the_image_runs_the_chart_on_a_real_node(
-    node_bed: dict[str, str], admin: k8s.ApiClient, namespaces: Callable[[str], str]
+    node_bed: dict[str, str], admin: k8s.ApiClient, system_and_app: tuple[str, str]
 ) -> None:
     testbed = node_bed
-    release = Release(testbed, admin, namespaces("vbnode"))
+    system, app = system_and_app
+    release = Release(testbed, admin, system, watched=app)
     wait_for(lambda: len(release.ready_pods()) == 2, "both operator pods Ready (readiness probe /readyz)", 180)
     for pod in release.pods():
         assert pod.spec.node_name == testbed["NODE_NAME"]
@@ -175,7 +187,7 @@ def test_the_image_runs_the_chart_on_a_real_node(
     assert out.split("\n")[:3] == ["root EROFS", "tmp ok 65532", "key True"], out
 
     # a VaultBundle synced by the leader: S3 through the node's bridge, the Secret through the Service address
-    scenario = Scenario({**testbed, "AWS_ENDPOINT_URL": testbed["NODE_S3_ENDPOINT"]}, admin, namespaces("vbapp"))
+    scenario = Scenario({**testbed, "AWS_ENDPOINT_URL": testbed["NODE_S3_ENDPOINT"]}, admin, app)
     first = scenario.push({".env.prod": f"API_KEY={CANARY}\nMODE=one\n".encode()})
     scenario.apply("web", {"name": "web-env"})
     wait_for(lambda: scenario.data("web-env") == {"API_KEY": CANARY, "MODE": "one"}, "the Secret from the pod", 90)
