@@ -4,6 +4,11 @@ Deliberately no kopf daemons/handlers with state: those add finalizers and annot
 deletions when the operator is gone). Event handlers only wake per-object workers; each worker calls
 `Reconciler.reconcile` and sleeps until its refresh interval passes or something wakes it. The Secrets we
 write carry an ownerReference (deletionPolicy: Delete) so Kubernetes' garbage collector cleans up.
+
+Bounds, so that no tenant stalls the others: reconciles share `FairSlots` (a total and a per-namespace limit,
+round-robin between namespaces), each cycle has a deadline (`--reconcile-timeout`), and stopping workers (on
+losing the leader Lease, on shutdown) survives whatever a worker ended with, so a replica that lost its Lease
+always stops writing.
 """
 
 from __future__ import annotations
@@ -22,11 +27,14 @@ from typing import Any, cast
 import kopf
 
 from . import metrics, observability
+from .crypto.kdf import DEFAULT_MAX_ITERATIONS, DEFAULT_MIN_ITERATIONS, IterationLimits
 from .digest import Digester
+from .fairness import FairSlots
 from .kube import GROUP, PLURAL, VERSION, Kube, load_api_client
 from .leader import LeaderElector
 from .pool import CryptoPool
 from .reconcile import Observed, Reconciler
+from .remote import S3ClientCache
 
 logger = logging.getLogger("vaultbundle")
 
@@ -37,6 +45,11 @@ class Settings:
     workers: int | None = None
     digest_key_file: str | None = None
     max_concurrent: int = 16
+    max_concurrent_per_namespace: int = 4
+    reconcile_timeout: float = 300.0
+    s3_timeout: float = 60.0
+    min_kdf_iterations: int = DEFAULT_MIN_ITERATIONS
+    max_kdf_iterations: int = DEFAULT_MAX_ITERATIONS
     min_refresh: float = 10.0
     metrics_host: str = "0.0.0.0"  # noqa: S104 - a pod's probes and Prometheus reach it on the pod IP
     metrics_port: int = 8080
@@ -73,7 +86,14 @@ class Worker:
 
 class Scheduler:
     def __init__(
-        self, reconciler: Reconciler, max_concurrent: int, shard: Shard | None = None, *, active: bool = True
+        self,
+        reconciler: Reconciler,
+        max_concurrent: int,
+        shard: Shard | None = None,
+        *,
+        active: bool = True,
+        max_per_namespace: int = 4,
+        reconcile_timeout: float | None = None,
     ) -> None:
         self.reconciler = reconciler
         self.shard = shard
@@ -81,7 +101,8 @@ class Scheduler:
         self.workers: dict[str, Worker] = {}
         self._context: contextvars.Context | None = None
         self.secret_watchers: dict[tuple[str, str], set[str]] = defaultdict(set)
-        self._slots = asyncio.Semaphore(max_concurrent)
+        self.slots = FairSlots(max_concurrent, min(max_per_namespace, max_concurrent))
+        self.reconcile_timeout = reconcile_timeout
 
     def upsert(self, body: dict[str, Any]) -> None:
         # kopf's event poster lives in the handlers' context; workers started later (e.g. on winning an
@@ -105,7 +126,9 @@ class Scheduler:
             worker.wake.set()
 
     def _start(self, uid: str) -> None:
-        self.workers[uid].task = asyncio.create_task(self._run(uid), name=f"vaultbundle:{uid}", context=self._context)
+        # a copy per task: each worker's context variables (e.g. the reconcile slot it holds) are its own
+        context = self._context.copy() if self._context is not None else None
+        self.workers[uid].task = asyncio.create_task(self._run(uid), name=f"vaultbundle:{uid}", context=context)
 
     def activate(self) -> None:
         """Became leader: start working on every known object at once."""
@@ -115,29 +138,50 @@ class Scheduler:
                 self._start(uid)
 
     async def deactivate(self) -> None:
-        """Lost leadership: stop every worker; keep knowing the objects for a quick takeover later."""
+        """Lost leadership: stop every worker; keep knowing the objects for a quick takeover later.
+
+        Every worker is cancelled before any is awaited, so none keeps writing while another winds down."""
         self.active = False
-        for uid in list(self.workers):
+        uids = list(self.workers)
+        for uid in uids:
+            self._cancel(uid)
+        for uid in uids:
             await self._stop(uid)
 
-    async def _stop(self, uid: str) -> None:
+    def _unwatch(self, uid: str) -> None:
+        for key in [key for key, watchers in self.secret_watchers.items() if uid in watchers]:
+            self.secret_watchers[key].discard(uid)
+            if not self.secret_watchers[key]:  # no empty entries left behind by deleted objects
+                del self.secret_watchers[key]
+
+    def _cancel(self, uid: str) -> None:
         self.reconciler.forget(uid)
-        for watchers in self.secret_watchers.values():
-            watchers.discard(uid)
+        self._unwatch(uid)
         worker = self.workers.get(uid)
         if worker and worker.task:
             worker.task.cancel()
-            try:
-                await worker.task
-            except asyncio.CancelledError:
-                pass
-            except Exception:
-                logger.exception("worker for %s ended with an error", uid)
-            worker.task = None
+
+    async def _stop(self, uid: str) -> None:
+        """Cancel a worker and wait until it has ended, whatever it ended with (even a `BaseException` that is
+        not an `Exception`, e.g. a Rust panic): stopping must never fail half-way."""
+        self._cancel(uid)
+        worker = self.workers.get(uid)
+        if worker is None or worker.task is None:
+            return
+        task = worker.task
+        await asyncio.wait([task])  # returns when the task is done; never raises what the task raised
+        if not task.cancelled() and task.exception() is not None:
+            error = task.exception()
+            logger.error("worker for %s had ended with %s", uid, type(error).__name__)
+        worker.task = None
 
     async def remove(self, uid: str) -> None:
+        """The VaultBundle is gone: stop its worker and forget everything kept for it (memory, metrics)."""
         await self._stop(uid)
-        self.workers.pop(uid, None)
+        worker = self.workers.pop(uid, None)
+        if worker is not None:
+            meta = worker.body.get("metadata", {})
+            metrics.forget(meta.get("namespace", ""), meta.get("name", ""))
 
     def secret_changed(self, namespace: str, name: str) -> None:
         for uid in self.secret_watchers.get((namespace, name), set()):
@@ -149,9 +193,12 @@ class Scheduler:
             worker = self.workers[uid]
             worker.wake.clear()
             observed = Observed.from_body(worker.body)
-            async with self._slots:
+            async with self.slots.slot(observed.namespace):
                 try:
-                    outcome = await self.reconciler.reconcile(observed)
+                    async with asyncio.timeout(self.reconcile_timeout):
+                        outcome = await self.reconciler.reconcile(observed)
+                except TimeoutError:
+                    outcome = await self.reconciler.report_timeout(observed, self.reconcile_timeout or 0.0)
                 except Exception:
                     logger.exception("reconcile of %s/%s crashed", observed.namespace, observed.name)
                     outcome = None
@@ -159,8 +206,7 @@ class Scheduler:
             if delay is not None and outcome is not None and outcome.ready:
                 delay *= random.uniform(0.9, 1.1)  # noqa: S311 - jitter spreads refreshes; not security
             if outcome is not None:
-                for watchers in self.secret_watchers.values():
-                    watchers.discard(uid)
+                self._unwatch(uid)
                 for ref in outcome.secret_refs:
                     self.secret_watchers[(observed.namespace, ref)].add(uid)
                 for event in outcome.events:
@@ -199,7 +245,11 @@ def build_registry(config: Settings) -> kopf.OperatorRegistry:
             concurrent.futures.ThreadPoolExecutor(max_workers=io_threads, thread_name_prefix="vaultbundle-io")
         )
         kube = Kube(load_api_client(config.kubeconfig, connections=io_threads))
-        pool = CryptoPool(workers=config.workers, on_derive=metrics.observe_kdf)
+        pool = CryptoPool(
+            workers=config.workers,
+            on_derive=metrics.observe_kdf,
+            limits=IterationLimits(config.min_kdf_iterations, config.max_kdf_iterations),
+        )
         await asyncio.to_thread(pool.warm)
         digester = Digester.from_file_or_random(config.digest_key_file)
         state["pool"] = pool
@@ -208,10 +258,12 @@ def build_registry(config: Settings) -> kopf.OperatorRegistry:
         )
         electing = config.leader_election_namespace is not None
         scheduler = Scheduler(
-            Reconciler(kube, pool, digester, min_refresh=config.min_refresh),
+            Reconciler(kube, pool, digester, S3ClientCache(timeout=config.s3_timeout), min_refresh=config.min_refresh),
             config.max_concurrent,
             config.shard,
             active=not electing,
+            max_per_namespace=config.max_concurrent_per_namespace,
+            reconcile_timeout=config.reconcile_timeout,
         )
         state["scheduler"] = scheduler
         if config.leader_election_namespace is None:

@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from . import bundles, metrics, targets
+from . import bundles, metrics, statusbounds, targets
 from . import spec as spec_module
 from .bundles import Bundle, Pointer
 from .crypto import configblob
 from .digest import Digester
-from .errors import RollbackRefusedError, SpecError, TargetError, VSyncError
+from .errors import Reason, RollbackRefusedError, SpecError, TargetError, VSyncError
 from .kube import Kube, KubeError
 from .pool import CryptoPool
 from .remote import S3ClientCache, S3Objects
@@ -212,6 +212,20 @@ class Reconciler:
         outcome.secret_refs = refs
         return outcome
 
+    async def report_timeout(self, observed: Observed, seconds: float) -> Outcome:
+        """The scheduler cancelled a cycle that ran past its deadline (`--reconcile-timeout`): say so in status."""
+        self.forget(observed.uid)
+        message = f"the reconcile took longer than {seconds:g}s and was cancelled; targets may be partly synced"
+        metrics.SYNCS.labels(Reason.RECONCILE_TIMEOUT).inc()
+        return await self._report(
+            observed,
+            None,
+            retry=ERROR_RETRY_SECONDS,
+            ready=(False, Reason.RECONCILE_TIMEOUT, message),
+            verified=(None, "NotChecked", message),
+            synced=(None, Reason.RECONCILE_TIMEOUT, message),
+        )
+
     async def _read_secret_value(self, namespace: str, ref: spec_module.SecretRef, what: str) -> str:
         try:
             secret = await self.kube.get_secret(namespace, ref.name)
@@ -234,6 +248,7 @@ class Reconciler:
         blob = await self._read_secret_value(observed.namespace, parsed.config_ref, "config")
         passphrase = await self._read_secret_value(observed.namespace, parsed.passphrase_ref, "passphrase")
         config = configblob.decode(blob)
+        self.pool.check_iterations(config.iterations)  # before any download or derivation
         objects = self.s3_factory(config)
         source_digest = self.digester.digest(
             {
@@ -367,7 +382,8 @@ class Reconciler:
         store: Target | None = None
         try:
             kind = targets.load(target.kind)
-            desired = kind.desired(bundle.vault, target.selection, target.body)
+            # selection, naming and digests are per-key Python loops: off the event loop
+            desired = await asyncio.to_thread(kind.desired, bundle.vault, target.selection, target.body)
             context = TargetContext(
                 self.kube, Owner(observed.namespace, observed.name, observed.uid), self.digester, previous, read_secret
             )
@@ -376,6 +392,7 @@ class Reconciler:
             changed = plan.changed and not parsed.dry_run
             if changed:
                 await store.apply(plan, desired)
+            digest = await asyncio.to_thread(self.digester.digest, desired)
             counts = f"{len(plan.create)} created, {len(plan.update)} updated, {len(plan.delete)} removed"
             result.update(
                 state="Planned" if parsed.dry_run else "Synced",
@@ -386,17 +403,17 @@ class Reconciler:
                     else f"{store.describe()}: {len(desired)} key(s)" + (f" ({counts})" if changed else "")
                 ),
                 keys=len(desired),
-                digest=self.digester.digest(desired),
-                plan=plan.as_status(),
+                digest=digest,
+                plan=statusbounds.plan(plan.as_status()),
                 lastSyncTime=_now(),
                 lastChangeTime=_now() if changed else previous.get("lastChangeTime"),
                 _changed=changed,
                 **store.status_extra(),
             )
         except (SpecError, TargetError, Failure) as exc:
-            result.update(state="Failed", reason=exc.reason, message=str(exc))
+            result.update(state="Failed", reason=exc.reason, message=statusbounds.message(str(exc)))
         except KubeError as exc:
-            result.update(state="Failed", reason="KubernetesAPIError", message=str(exc))
+            result.update(state="Failed", reason="KubernetesAPIError", message=statusbounds.message(str(exc)))
         except Exception as exc:  # noqa: BLE001 - one broken store must not stop the others; SDK text may hold data
             result.update(state="Failed", reason="InternalError", message=f"unexpected {type(exc).__name__}")
         metrics.TARGET_SYNCS.labels(target.kind, result["reason"]).inc()

@@ -39,7 +39,9 @@ class MemoryObjects:
         self.objects: dict[str, bytes] = {}
         self.requests = 0
 
-    def get(self, key: str, *, if_none_match: str | None = None, max_bytes: int = 0) -> StoredObject | None:
+    def get(
+        self, key: str, *, if_none_match: str | None = None, max_bytes: int = 0, require_length: bool = False
+    ) -> StoredObject | None:
         self.requests += 1
         if key not in self.objects:
             raise ObjectMissing(key)
