@@ -23,6 +23,7 @@ from . import __version__, bundles, errors
 from .bundles import Layout
 from .crypto import configblob, sls1
 from .crypto.configblob import BootstrapConfig
+from .crypto.kdf import DEFAULT_MAX_ITERATIONS, DEFAULT_MIN_ITERATIONS, MAX_SUPPORTED_ITERATIONS
 from .crypto.rqem import is_timestamp
 from .errors import VSyncError
 from .localfiles import read_secret_file, read_vault_folder, write_files, write_secret_file
@@ -441,6 +442,39 @@ def sync(
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--workers", type=int, help="Crypto worker threads: parallel PBKDF2 derivations (default: CPU count).")
 @click.option("--max-concurrent", type=int, default=16, show_default=True, help="Reconciles running at once.")
+@click.option(
+    "--max-concurrent-per-namespace",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Reconciles of one namespace running at once; free slots go round-robin between namespaces.",
+)
+@click.option(
+    "--reconcile-timeout",
+    default="5m",
+    show_default=True,
+    help="Deadline of one reconcile cycle; a cycle past it is cancelled and reported (ReconcileTimeout).",
+)
+@click.option(
+    "--s3-timeout",
+    default="60s",
+    show_default=True,
+    help="Deadline of one S3 request, body included (a slow server cannot hold a read past it).",
+)
+@click.option(
+    "--min-kdf-iterations",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MIN_ITERATIONS,
+    show_default=True,
+    help="Refuse config blobs with fewer PBKDF2 iterations (KdfLimit).",
+)
+@click.option(
+    "--max-kdf-iterations",
+    type=click.IntRange(min=1, max=MAX_SUPPORTED_ITERATIONS),
+    default=DEFAULT_MAX_ITERATIONS,
+    show_default=True,
+    help="Refuse config blobs with more PBKDF2 iterations (KdfLimit): each costs the crypto threads time.",
+)
 @click.option("--min-refresh-interval", default="10s", show_default=True, help="Lower bound for refreshInterval.")
 @click.option(
     "--digest-key-file",
@@ -464,6 +498,11 @@ def run(
     log_format: str,
     workers: int | None,
     max_concurrent: int,
+    max_concurrent_per_namespace: int,
+    reconcile_timeout: str,
+    s3_timeout: str,
+    min_kdf_iterations: int,
+    max_kdf_iterations: int,
     min_refresh_interval: str,
     digest_key_file: str | None,
     leader_election_namespace: str | None,
@@ -480,6 +519,8 @@ def run(
 
     if bool(namespaces) == all_namespaces:
         raise click.UsageError("give --namespace (one or more) or --all-namespaces")
+    if min_kdf_iterations > max_kdf_iterations:
+        raise click.UsageError("--min-kdf-iterations must not exceed --max-kdf-iterations")
     disable_core_dumps()
     if kubeconfig:
         os.environ["KUBECONFIG"] = kubeconfig
@@ -493,6 +534,11 @@ def run(
         workers=workers,
         digest_key_file=digest_key_file,
         max_concurrent=max_concurrent,
+        max_concurrent_per_namespace=max_concurrent_per_namespace,
+        reconcile_timeout=parse_duration(reconcile_timeout, "--reconcile-timeout"),
+        s3_timeout=parse_duration(s3_timeout, "--s3-timeout"),
+        min_kdf_iterations=min_kdf_iterations,
+        max_kdf_iterations=max_kdf_iterations,
         metrics_host=metrics_host,
         metrics_port=metrics_port,
         min_refresh=parse_duration(min_refresh_interval, "--min-refresh-interval"),
