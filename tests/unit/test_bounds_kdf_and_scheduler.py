@@ -23,7 +23,8 @@ from prometheus_client import generate_latest
 
 from tests.conftest import load_vectors
 from tests.unit.test_reconcile import MemoryKube, MemoryObjects, observed
-from vaultbundle import metrics, pool as pool_module
+from vaultbundle import metrics
+from vaultbundle import pool as pool_module
 from vaultbundle.controller import Scheduler
 from vaultbundle.crypto import configblob
 from vaultbundle.crypto.kdf import IterationLimits, derive_key
