@@ -290,7 +290,7 @@ class Reconciler:
         if not failed and not parsed.dry_run:
             floor = max(floor, bundle.timestamp)
             metrics.BUNDLE_AGE.applied[(observed.namespace, observed.name)] = _timestamp_epoch(bundle.timestamp)
-        content_digest = await asyncio.to_thread(self.digester.digest, content_items(bundle))
+        content_digest = await asyncio.to_thread(lambda: self.digester.digest(content_items(bundle)))
         extra = {
             "bundle": {
                 "layout": bundle.layout.value,
