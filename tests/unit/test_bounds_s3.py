@@ -63,7 +63,7 @@ def endpoint() -> Iterator[Callable[[Behaviour], S3Objects]]:
 
     def start(behaviour: Behaviour, timeout: float = 2.0) -> S3Objects:
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:
                 try:
                     behaviour(self)
                 except OSError:  # the client gave up: that is what we test
