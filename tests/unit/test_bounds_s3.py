@@ -7,6 +7,7 @@ client and `S3Objects` talk to it.
 
 from __future__ import annotations
 
+import dataclasses
 import http.server
 import threading
 import time
@@ -14,6 +15,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from tests.unit.test_reconcile import CONFIG
 from vaultbundle import bundles
 from vaultbundle.bundles import Layout, Pointer
 from vaultbundle.crypto.configblob import BootstrapConfig
@@ -23,11 +25,18 @@ from vaultbundle.remote import MAX_OBJECT_BYTES, S3Objects
 Behaviour = Callable[[http.server.BaseHTTPRequestHandler], None]
 
 
-def _trickle(handler: http.server.BaseHTTPRequestHandler) -> None:
+def _headers(handler: http.server.BaseHTTPRequestHandler, length: int | None) -> None:
     handler.send_response(200)
-    handler.send_header("Content-Length", "1000")
-    handler.send_header("ETag", '"e"')
+    if length is None:
+        handler.send_header("Transfer-Encoding", "chunked")
+    else:
+        handler.send_header("Content-Length", str(length))
     handler.end_headers()
+    handler.wfile.flush()
+
+
+def _trickle(handler: http.server.BaseHTTPRequestHandler) -> None:
+    _headers(handler, 1000)
     for _ in range(1000):  # one byte per second
         handler.wfile.write(b"x")
         handler.wfile.flush()
@@ -35,25 +44,17 @@ def _trickle(handler: http.server.BaseHTTPRequestHandler) -> None:
 
 
 def _stall(handler: http.server.BaseHTTPRequestHandler) -> None:
-    handler.send_response(200)
-    handler.send_header("Content-Length", "1000")
-    handler.end_headers()
-    handler.wfile.flush()
+    _headers(handler, 1000)
     time.sleep(60)
 
 
 def _chunked(handler: http.server.BaseHTTPRequestHandler) -> None:
-    handler.send_response(200)
-    handler.send_header("Transfer-Encoding", "chunked")
-    handler.end_headers()
+    _headers(handler, None)
     handler.wfile.write(b"4\r\nRQE1\r\n0\r\n\r\n")
 
 
 def _too_large(handler: http.server.BaseHTTPRequestHandler) -> None:
-    handler.send_response(200)
-    handler.send_header("Content-Length", str(MAX_OBJECT_BYTES + 1))
-    handler.end_headers()
-    handler.wfile.flush()
+    _headers(handler, MAX_OBJECT_BYTES + 1)
     time.sleep(60)  # the body never comes: the size alone must refuse it
 
 
@@ -76,16 +77,7 @@ def endpoint() -> Iterator[Callable[[Behaviour], S3Objects]]:
         server.daemon_threads = True
         servers.append(server)
         threading.Thread(target=server.serve_forever, daemon=True).start()
-        config = BootstrapConfig(
-            endpoint=f"http://127.0.0.1:{server.server_address[1]}",
-            region="us-east-1",
-            bucket="b",
-            access_key_id="AKIATEST",
-            secret_access_key="secret",
-            prefix="p/",
-            env="prod",
-            salt="0123456789abcdef",
-        )
+        config = dataclasses.replace(CONFIG, endpoint=f"http://127.0.0.1:{server.server_address[1]}")
         return S3Objects(config, timeout=timeout)
 
     yield start
@@ -128,13 +120,4 @@ def test_a_declared_size_over_the_limit_is_refused_before_reading(endpoint: Call
 
 
 def objects_config(objects: S3Objects) -> BootstrapConfig:
-    return BootstrapConfig(
-        endpoint="",
-        region="",
-        bucket=objects.bucket,
-        access_key_id="",
-        secret_access_key="",
-        prefix="p/",
-        env="prod",
-        salt="",
-    )
+    return dataclasses.replace(CONFIG, bucket=objects.bucket)
