@@ -521,6 +521,13 @@ def run(
         raise click.UsageError("give --namespace (one or more) or --all-namespaces")
     if min_kdf_iterations > max_kdf_iterations:
         raise click.UsageError("--min-kdf-iterations must not exceed --max-kdf-iterations")
+    deadlines = {
+        flag: parse_duration(text, flag)
+        for flag, text in (("--reconcile-timeout", reconcile_timeout), ("--s3-timeout", s3_timeout))
+    }
+    for flag, seconds in deadlines.items():
+        if seconds <= 0:
+            raise click.UsageError(f"{flag} must be longer than 0s")
     disable_core_dumps()
     if kubeconfig:
         os.environ["KUBECONFIG"] = kubeconfig
@@ -535,8 +542,8 @@ def run(
         digest_key_file=digest_key_file,
         max_concurrent=max_concurrent,
         max_concurrent_per_namespace=max_concurrent_per_namespace,
-        reconcile_timeout=parse_duration(reconcile_timeout, "--reconcile-timeout"),
-        s3_timeout=parse_duration(s3_timeout, "--s3-timeout"),
+        reconcile_timeout=deadlines["--reconcile-timeout"],
+        s3_timeout=deadlines["--s3-timeout"],
         min_kdf_iterations=min_kdf_iterations,
         max_kdf_iterations=max_kdf_iterations,
         metrics_host=metrics_host,
