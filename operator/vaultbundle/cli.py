@@ -441,7 +441,9 @@ def sync(
 @click.option("--metrics-host", default="0.0.0.0", show_default=True, help="Address to serve them on.")  # noqa: S104
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--workers", type=int, help="Crypto worker threads: parallel PBKDF2 derivations (default: CPU count).")
-@click.option("--max-concurrent", type=int, default=16, show_default=True, help="Reconciles running at once.")
+@click.option(
+    "--max-concurrent", type=click.IntRange(min=1), default=16, show_default=True, help="Reconciles running at once."
+)
 @click.option(
     "--max-concurrent-per-namespace",
     type=click.IntRange(min=1),
