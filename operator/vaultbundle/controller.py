@@ -128,7 +128,9 @@ class Scheduler:
     def _start(self, uid: str) -> None:
         # a copy per task: each worker's context variables (e.g. the reconcile slot it holds) are its own
         context = self._context.copy() if self._context is not None else None
-        self.workers[uid].task = asyncio.create_task(self._run(uid), name=f"vaultbundle:{uid}", context=context)
+        task = asyncio.create_task(self._run(uid), name=f"vaultbundle:{uid}", context=context)
+        task.add_done_callback(_log_unexpected_end)
+        self.workers[uid].task = task
 
     def activate(self) -> None:
         """Became leader: start working on every known object at once."""
@@ -170,9 +172,6 @@ class Scheduler:
             return
         task = worker.task
         await asyncio.wait([task])  # returns when the task is done; never raises what the task raised
-        if not task.cancelled() and task.exception() is not None:
-            error = task.exception()
-            logger.error("worker for %s had ended with %s", uid, type(error).__name__)
         worker.task = None
 
     async def remove(self, uid: str) -> None:
@@ -226,6 +225,17 @@ class Scheduler:
     async def stop(self) -> None:
         for uid in list(self.workers):
             await self.remove(uid)
+
+
+def _log_unexpected_end(task: asyncio.Task[None]) -> None:
+    """A worker only ends by cancellation; anything else (e.g. a `BaseException` from a library) is logged at
+    once, by type only, so a VaultBundle that silently stopped syncing shows in the log."""
+    if not task.cancelled() and task.exception() is not None:
+        logger.error(
+            "worker %s stopped: %s (this VaultBundle is not synced until it changes or the operator restarts)",
+            task.get_name(),
+            type(task.exception()).__name__,
+        )
 
 
 def build_registry(config: Settings) -> kopf.OperatorRegistry:

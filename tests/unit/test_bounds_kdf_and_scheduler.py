@@ -232,12 +232,13 @@ async def test_a_replica_that_loses_the_lease_stops_writing_even_after_a_worker_
         await scheduler.stop()
 
 
-async def test_stop_survives_a_dead_worker() -> None:
+async def test_stop_survives_a_dead_worker(caplog: pytest.LogCaptureFixture) -> None:
     reconciler = FakeReconciler(die={"a"})
     scheduler = Scheduler(reconciler, 4)  # type: ignore[arg-type]
     scheduler.upsert(_body("a"))
     scheduler.upsert(_body("b"))
     await asyncio.sleep(0.05)
+    assert "worker vaultbundle:a stopped: PanicException" in caplog.text  # said at once, not only at stop
     await scheduler.stop()  # the old code raised PanicException here and left "b" running
     assert scheduler.workers == {}
     writes = reconciler.writes.get("b", 0)
