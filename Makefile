@@ -37,6 +37,9 @@ lint: venv
 	$(VENV)/bin/ruff check operator tests e2e fuzz bench requirements
 	$(VENV)/bin/ruff format --check operator tests e2e fuzz bench requirements
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --strict --no-warn-unused-configs tests/kit tests/unit/test_reconcile*.py tests/unit/test_backoff.py \
+		tests/unit/test_scheduler_backoff.py
+	$(VENV)/bin/lint-imports
 
 test-unit: venv
 	$(PY) -m pytest -m "not testbed" -q
@@ -46,7 +49,10 @@ test: lint
 	$(PY) -m e2e.testbed up
 	$(PY) -m pytest -q; rc=$$?; $(PY) -m e2e.testbed down; exit $$rc
 
-demo: venv
+# The plan line first (standard library only, before anything is installed), then everything it announces.
+demo:
+	@$(PYTHON) -m e2e.demo --plan
+	@$(MAKE) --no-print-directory venv
 	$(PY) -m e2e.testbed up
 	$(PY) -m e2e.demo
 

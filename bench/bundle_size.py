@@ -14,7 +14,6 @@ import asyncio
 import base64
 import os
 import statistics
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -25,9 +24,10 @@ from vaultbundle.crypto import rqe1
 from vaultbundle.crypto.kdf import derive_key
 from vaultbundle.digest import Digester
 from vaultbundle.pool import CryptoPool
-from vaultbundle.reconcile import content_items
+from vaultbundle.verify import content_items
 
 from .kdf import ticker
+from .stats import samples_ms
 
 TIMESTAMP = "20260101-000000"
 SECRET_LIMIT_BYTES = 1024 * 1024
@@ -52,12 +52,7 @@ DEFAULT_SHAPES = (
 
 
 def _median_ms(fn: Callable[[], object], repeats: int) -> float:
-    samples = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - started) * 1000)
-    return round(statistics.median(samples), 2)
+    return round(statistics.median(samples_ms(fn, repeats)), 2)
 
 
 def _secret_bytes(bundle: bundles.Bundle) -> int:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import TypedDict
 
 
@@ -32,3 +33,13 @@ def percentile(samples: Sequence[float], q: float) -> float:
     ordered = sorted(samples)
     rank = max(1, -(-len(ordered) * q // 100))  # ceil(len * q / 100), at least 1
     return ordered[int(rank) - 1]
+
+
+def samples_ms(fn: Callable[[], object], runs: int) -> list[float]:
+    """Wall time of *runs* calls of *fn*, one sample (milliseconds) per call."""
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - started) * 1000)
+    return samples

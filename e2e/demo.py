@@ -5,6 +5,10 @@ against the real kube-apiserver, shows the Secret it writes, then pushes a chang
 arrive. Needs a running test bed (`make testbed-up`); reads $VAULTBUNDLE_TESTBED_ENV, else .testbed/env.
 Shown values are fake demo data; the passphrase and the S3 credentials are never printed.
 Exits 0 only if every check passed; leaves the namespace (for a look around) and the test bed running.
+
+`python -m e2e.demo --plan` prints one line saying what `make demo` will do and roughly how long it takes,
+counting the builds still missing from the cache. It needs only the standard library (make runs it before
+anything is installed), which is why the third-party imports below sit in the functions that use them.
 """
 
 from __future__ import annotations
@@ -26,13 +30,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
-
+from e2e.testbed import artifacts
+from e2e.testbed.config import Binaries, cache_dir
 from e2e.testbed.envfile import read_env
-from vaultbundle.crypto import configblob
-from vaultbundle.crypto.configblob import BootstrapConfig
 
 REPO = Path(__file__).resolve().parents[1]
 VAULTBUNDLE = str(Path(sys.executable).with_name("vaultbundle"))  # the CLI of the venv running this demo
@@ -83,6 +83,9 @@ class Demo:
         self.config, self.passphrase = workdir / "web.cfg", workdir / "web.pass"
         self.secret = base64.b64encode(os.urandom(32)).decode()  # the passphrase, shaped like a vsync key
         self.operator: subprocess.Popen[bytes] | None = None
+        import boto3
+        from botocore.config import Config
+
         self.s3 = boto3.client(
             "s3",
             endpoint_url=env["AWS_ENDPOINT_URL"],
@@ -203,13 +206,22 @@ def check_reachable(demo: Demo) -> None:
     try:
         ready = demo.kube("get", "--raw=/readyz", "--request-timeout=5s").strip()
         demo.s3.list_buckets()
-    except (OSError, subprocess.CalledProcessError, BotoCoreError, ClientError) as exc:
+    except (OSError, subprocess.CalledProcessError, *_s3_errors()) as exc:
         detail = (exc.stderr or "").strip() if isinstance(exc, subprocess.CalledProcessError) else str(exc)
         raise DemoError(f"the test bed does not answer: {detail}\nsee `make testbed-status`") from None
     expect(ready, "ok", "kube-apiserver is ready and S3 answers")
 
 
+def _s3_errors() -> tuple[type[Exception], ...]:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    return BotoCoreError, ClientError
+
+
 def seal_and_push(demo: Demo, folder: Path) -> str:
+    from vaultbundle.crypto import configblob
+    from vaultbundle.crypto.configblob import BootstrapConfig
+
     step(2, "A sample vault folder (fake demo values)")
     write_folder(folder, FIRST)
     print(f"  $DEMO = {demo.dir}\n  vault/.env.demo:\n{indent((folder / '.env.demo').read_text())}", end="")
@@ -317,7 +329,34 @@ def stop_operator(demo: Demo) -> None:
     print("  the test bed keeps running; `make testbed-down` stops it")
 
 
+DEMO_SECONDS = 20  # the demo's own steps once the bed is up (measured 14 s on a busy 2-core machine)
+BED_START_SECONDS = 10
+VENV_SECONDS = 120  # a cold `make venv` (hashed lock + test tools)
+
+
+def plan_line(binaries: Binaries | None = None) -> str:
+    """One line: what `make demo` will do and roughly how long, with the builds the cache still lacks."""
+    binaries = binaries or Binaries(cache_dir())
+    missing, build_seconds = artifacts.plan(binaries)
+    cold = sum(a.typical_seconds for a in artifacts.artifacts(binaries)) + VENV_SECONDS
+    if missing:
+        builds = (
+            f"build {', '.join(missing)} into {binaries.cache} (~{artifacts.minutes(build_seconds)}, progress shown), "
+        )
+    else:
+        builds = "no builds (all cached), "
+    total = build_seconds + BED_START_SECONDS + DEMO_SECONDS
+    return (
+        f"make demo: {builds}start the test bed (~{BED_START_SECONDS}s), seal a vault folder into its S3, run the "
+        f"operator, show the Secret, push a change (~{DEMO_SECONDS}s): about {artifacts.minutes(total)} now; "
+        f"a cold machine needs about {artifacts.minutes(cold + BED_START_SECONDS + DEMO_SECONDS)} (mostly Go builds)"
+    )
+
+
 def main() -> int:
+    if sys.argv[1:] == ["--plan"]:
+        print(plan_line(), flush=True)
+        return 0
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # exit through `finally`, which stops the operator
     started, demo = time.monotonic(), None
     try:
@@ -337,7 +376,7 @@ def main() -> int:
     except KeyboardInterrupt:
         print("\ninterrupted (the operator was stopped)", file=sys.stderr)
         return 130
-    except (DemoError, subprocess.CalledProcessError, BotoCoreError, ClientError) as exc:
+    except (DemoError, subprocess.CalledProcessError, *_s3_errors()) as exc:
         if isinstance(exc, subprocess.CalledProcessError):
             output = (exc.stdout or "") + (exc.stderr or "")
             exc = DemoError(f"`{shlex.join(exc.cmd)}` exited {exc.returncode}:\n{output.rstrip()}")

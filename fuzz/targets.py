@@ -12,14 +12,18 @@ import json
 import zipfile
 from collections.abc import Callable
 
-from vaultbundle import envfile, spec, vault
+import pyrage
+
+from vaultbundle import dotsec, envfile, targets, vault
 from vaultbundle.bundles import Layout, parse_pointer
 from vaultbundle.crypto import configblob, rqe1, rqem, sls1
 from vaultbundle.crypto.kdf import DerivedKey
-from vaultbundle.errors import VSyncError
+from vaultbundle.dotsec import grammar, header, model, rules
+from vaultbundle.errors import DotsecError, SpecError, VSyncError
 
 KEY = DerivedKey(b"k" * 32)
-EXPECTED: tuple[type[Exception], ...] = (VSyncError, spec.SpecError)
+AGE_IDENTITY = dotsec.AgeIdentity(str(pyrage.x25519.Identity.generate()))
+EXPECTED: tuple[type[Exception], ...] = (VSyncError, SpecError, DotsecError)
 
 
 def rqe1_envelope(data: bytes) -> None:
@@ -77,7 +81,36 @@ def crd_spec(data: bytes) -> None:
     except (ValueError, RecursionError):
         return
     if isinstance(document, dict):
-        spec.parse(document, namespace="ns")
+        targets.parse_spec(document, namespace="ns")
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace")
+
+
+def dotsec_sec(data: bytes) -> None:
+    """The .sec grammar and model: whatever parses has well-formed keys and a stable result."""
+    text = _text(data)
+    sec = model.load(text)
+    for entry in sec.entries:
+        assert grammar._KEY.fullmatch(entry.key), "a key the grammar does not allow"
+    assert model.load(text) == sec
+
+
+def dotsec_header(data: bytes) -> None:
+    parsed = header.parse_header(_text(data))
+    assert len(parsed.mac) == 32 and parsed.wrapped_dek
+
+
+def dotsec_schema(data: bytes) -> None:
+    """Schema parse, then evaluation of the schema's own key names as values (patterns, numbers, formats)."""
+    schema = dotsec.parse_schema(_text(data))
+    rules.check((rules.Subject(key, key) for key in schema.rules), schema)
+
+
+def dotsec_open(data: bytes) -> None:
+    """The whole read path (provider, header, age unwrap, MAC, values) on arbitrary text."""
+    dotsec.open(_text(data), AGE_IDENTITY)
 
 
 TARGETS: dict[str, Callable[[bytes], None]] = {
@@ -93,6 +126,10 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
         zip_payload,
         zip_entries,
         crd_spec,
+        dotsec_sec,
+        dotsec_header,
+        dotsec_schema,
+        dotsec_open,
     )
 }
 

@@ -1,4 +1,5 @@
-"""Shared test helpers. The conformance vectors are read from ../shared at test time, never copied."""
+"""Shared test helpers. The conformance vectors are the repository's own copies, with provenance and checksums:
+tests/vectors/vsync and tests/vectors/dotsec."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-VECTORS = REPO.parent / "shared" / "spec" / "vectors" / "vsync"
+VECTORS = REPO / "tests" / "vectors" / "vsync"
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class Vector:
 def load_vectors(category: str) -> list[Vector]:
     folder = VECTORS / category
     if not folder.is_dir():
-        pytest.fail(f"conformance vectors missing: {folder} (the shared/ folder must sit beside the repo)")
+        pytest.fail(f"conformance vectors missing: {folder} (see tests/vectors/vsync/README.md)")
     vectors = []
     for path in sorted(folder.glob("*.json")):
         binary = path.with_suffix(".bin")

@@ -46,11 +46,19 @@ Say = Callable[[str], None]
 VAULT_KUBERNETES_AUTH_MOUNT = "kubernetes"
 
 # Writes to the objects a secrets operator touches, at Metadata level (no bodies, so no secret values): tests
-# count an operator's API writes per namespace from this log.
+# count an operator's API writes per namespace from this log. Also Secret list/watch requests made by
+# ServiceAccounts (the chart's operator identity in tests/e2e/test_chart_rbac.py): their requestURI shows the
+# labelSelector, which proves the operator never streams every Secret.
 AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: ["RequestReceived"]
 rules:
+  - level: Metadata
+    verbs: ["list", "watch"]
+    userGroups: ["system:serviceaccounts"]
+    resources:
+      - group: ""
+        resources: ["secrets"]
   - level: Metadata
     verbs: ["create", "update", "patch", "delete", "deletecollection"]
     resources:

@@ -5,8 +5,9 @@ CLI layout:      <prefix>latest (plain ts) + <prefix>versions/<ts>.enc = RQE1(RQ
 Runtime layout:  <prefix>manifest (plain RQEM0001 naming ts) + <prefix>v=<ts> = RQE1(JSON vault)
                  (+ <prefix>latest.meta {"gen": N})
 
-Reading is split so the operator can do each step where it belongs: `locate` and `fetch` are S3 I/O,
-`CryptoPool` decrypts, and `finish` verifies the sealed timestamp and parses the vault (pure).
+Reading is split so each caller (the CLI's `pull`, the operator's reconcile) does each step where it belongs:
+`locate` and `fetch` are S3 I/O, `CryptoPool` decrypts, and `finish` verifies the sealed timestamp and parses
+the vault (pure).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
+from . import envfile
 from . import vault as vault_format
 from .crypto import rqe1, rqem
 from .crypto.configblob import BootstrapConfig
@@ -28,7 +30,7 @@ from .errors import (
     RollbackRefusedError,
 )
 from .pool import CryptoPool
-from .remote import ObjectMissing, S3Objects
+from .remote import ObjectMissing, ObjectStore
 from .vault import Vault
 
 MAX_POINTER_BYTES = 4096
@@ -78,7 +80,7 @@ def meta_key(config: BootstrapConfig, layout: Layout) -> str:
 def parse_pointer(layout: Layout, body: bytes) -> str:
     if layout is Layout.CLI:
         try:
-            timestamp = body.decode("ascii").strip()
+            timestamp = envfile.js_trim(body.decode("ascii"))  # vsync trims the pointer with JS trim()
         except UnicodeDecodeError:
             raise BundleCorruptError("the latest pointer is not ASCII") from None
         if not rqem.is_timestamp(timestamp):
@@ -88,7 +90,7 @@ def parse_pointer(layout: Layout, body: bytes) -> str:
 
 
 def read_pointer(
-    objects: S3Objects, config: BootstrapConfig, layout: Layout = Layout.AUTO, *, known_etag: str | None = None
+    objects: ObjectStore, config: BootstrapConfig, layout: Layout = Layout.AUTO, *, known_etag: str | None = None
 ) -> Pointer | None:
     """Read the pointer: one small GET. Returns None when *known_etag* still matches (nothing changed)."""
     candidates = [Layout.CLI, Layout.RUNTIME] if layout is Layout.AUTO else [layout]
@@ -114,7 +116,7 @@ def read_pointer(
     return found[0]
 
 
-def read_generation(objects: S3Objects, config: BootstrapConfig, layout: Layout) -> int:
+def read_generation(objects: ObjectStore, config: BootstrapConfig, layout: Layout) -> int:
     """Best effort, as vsync: absent or malformed metadata means generation 0."""
     try:
         stored = objects.get(meta_key(config, layout), max_bytes=MAX_POINTER_BYTES)
@@ -131,7 +133,7 @@ def check_not_older(timestamp: str, not_older_than: str | None) -> None:
 
 
 def locate(
-    objects: S3Objects,
+    objects: ObjectStore,
     config: BootstrapConfig,
     layout: Layout = Layout.AUTO,
     *,
@@ -153,13 +155,13 @@ def locate(
     return pointer
 
 
-def read_pointer_layout(objects: S3Objects, config: BootstrapConfig) -> Layout:
+def read_pointer_layout(objects: ObjectStore, config: BootstrapConfig) -> Layout:
     found = read_pointer(objects, config, Layout.AUTO)
     assert found is not None
     return found.layout
 
 
-def fetch(objects: S3Objects, config: BootstrapConfig, pointer: Pointer) -> bytes:
+def fetch(objects: ObjectStore, config: BootstrapConfig, pointer: Pointer) -> bytes:
     key = bundle_key(config, pointer.layout, pointer.timestamp)
     try:
         stored = objects.get(key, require_length=True)
@@ -181,25 +183,6 @@ def finish(
     return Bundle(layout=pointer.layout, timestamp=pointer.timestamp, generation=generation, vault=parsed)
 
 
-def pull(
-    objects: S3Objects,
-    config: BootstrapConfig,
-    passphrase: str,
-    pool: CryptoPool,
-    *,
-    layout: Layout = Layout.AUTO,
-    version: str | None = None,
-    not_older_than: str | None = None,
-    env_file: str | None = None,
-) -> Bundle:
-    """Read, verify and open one bundle (sync; the CLI's path)."""
-    pointer = locate(objects, config, layout, version=version, not_older_than=not_older_than)
-    envelope = fetch(objects, config, pointer)
-    plaintext = pool.open_envelope(envelope, passphrase, config.salt, config.iterations)
-    generation = read_generation(objects, config, pointer.layout)
-    return finish(pointer, plaintext, generation, env=config.env, env_file=env_file)
-
-
 def next_timestamp(current: str | None) -> str:
     """Now, or one second after *current* if the clock has not moved past it (never reuse or go back)."""
     now = rqem.now_timestamp()
@@ -209,15 +192,18 @@ def next_timestamp(current: str | None) -> str:
     return now
 
 
-def seal_bundle(key: DerivedKey, layout: Layout, timestamp: str, files: Mapping[str, bytes], *, folder: str) -> bytes:
-    """Seal a vault folder's files: CLI = RQE1(RQEM0001(ts) + ZIP); runtime = RQE1(JSON of .env + assets)."""
+def seal_bundle(
+    key: DerivedKey, layout: Layout, timestamp: str, files: Mapping[str, bytes], *, folder: str, env: str | None = None
+) -> bytes:
+    """Seal a vault folder's files: CLI = RQE1(RQEM0001(ts) + ZIP); runtime = RQE1(JSON of the key/values
+    from `.env.<env>` (else `.env`) + every other file as an asset)."""
     if layout is Layout.CLI:
         return rqe1.seal(key, rqem.wrap(timestamp, vault_format.to_zip(files, folder=folder)))
-    return rqe1.seal(key, vault_format.to_json(vault_format.from_folder_files(files)))
+    return rqe1.seal(key, vault_format.to_json(vault_format.from_folder_files(files, env=env)))
 
 
 def push(
-    objects: S3Objects,
+    objects: ObjectStore,
     config: BootstrapConfig,
     passphrase: str,
     pool: CryptoPool,
@@ -239,7 +225,7 @@ def push(
         current = None
     timestamp = next_timestamp(current.timestamp if current else None)
     key = pool.derive(passphrase, config.salt, config.iterations)
-    blob = seal_bundle(key, layout, timestamp, files, folder=folder or f"infra/vault/{env}")
+    blob = seal_bundle(key, layout, timestamp, files, folder=folder or f"infra/vault/{env}", env=env)
     objects.put(bundle_key(config, layout, timestamp), blob, create_only=True)
     if layout is Layout.CLI:
         etag = objects.put(pointer_key(config, layout), timestamp.encode("ascii"))
@@ -250,7 +236,7 @@ def push(
     return Pointer(layout, timestamp, etag)
 
 
-def list_versions(objects: S3Objects, config: BootstrapConfig, layout: Layout) -> list[str]:
+def list_versions(objects: ObjectStore, config: BootstrapConfig, layout: Layout) -> list[str]:
     marker = "versions/" if layout is Layout.CLI else "v="
     suffix = ".enc" if layout is Layout.CLI else ""
     start = len(config.prefix) + len(marker)

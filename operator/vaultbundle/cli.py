@@ -1,8 +1,11 @@
-"""`vaultbundle` command line: pull, push, inspect, token, share.
+"""`vaultbundle` command line: pull, push, inspect, token, share (vsync's bundles, no cluster needed); plan and
+sync (one reconcile of a VaultBundle manifest, no operator); run (the operator).
 
-Exit codes (fixed; see README): 0 ok, 2 usage, 10-16 vsync's error classes, 17 rollback refused,
-18 ambiguous layout, 19 bad vault folder, 1 anything unexpected. stderr names the error class and what
-to do; secret values are never printed unless `--reveal` asks for them on stdout.
+`push` and `pull` append vsync's audit row to `<prefix>audit.csv` (see audit.py; `--no-audit` skips it).
+Exit codes (fixed; see README): 0 ok, 2 usage or bad input (incl. a share key vsync would refuse),
+10-16 vsync's error classes, 17 rollback refused, 18 ambiguous layout, 19 bad vault folder, 20 plan/sync
+found a failed target, 1 anything unexpected. stderr names the error class and what to do; secret values are
+never printed unless `--reveal` asks for them on stdout.
 """
 
 from __future__ import annotations
@@ -19,16 +22,19 @@ from typing import Any, TypeVar
 
 import click
 
-from . import __version__, bundles, errors
+from . import __version__, audit, bundles, errors
 from .bundles import Layout
+from .cli_dotsec import dotsec
 from .crypto import configblob, sls1
 from .crypto.configblob import BootstrapConfig
-from .crypto.kdf import DEFAULT_MAX_ITERATIONS, DEFAULT_MIN_ITERATIONS, MAX_SUPPORTED_ITERATIONS
+from .crypto.kdf import MAX_SUPPORTED_ITERATIONS
 from .crypto.rqem import is_timestamp
 from .errors import VSyncError
 from .localfiles import read_secret_file, read_vault_folder, write_files, write_secret_file
 from .pool import CryptoPool
 from .remote import S3Objects
+from .settings import DEFAULTS, Settings, Shard, field_doc, format_duration
+from .status import Outcome
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_SYNC_FAILED = 20
@@ -62,6 +68,20 @@ def _passphrase_option(fn: F) -> F:
     )(fn)
 
 
+def _audit_option(fn: F) -> F:
+    return click.option(
+        "--no-audit", is_flag=True, help="Do not append a row to <prefix>audit.csv (vsync's audit trail)."
+    )(fn)
+
+
+def _record(objects: S3Objects, config: BootstrapConfig, action: str, version_ts: str, no_audit: bool) -> None:
+    """vsync's audit row; a failure is a warning, never the command's failure (a 403 is skipped silently)."""
+    if no_audit:
+        return
+    if audit.record(objects, config.prefix, action, version_ts) is audit.Outcome.FAILED:
+        click.echo(f"warning: could not append to {config.prefix}{audit.OBJECT_NAME}; the {action} succeeded", err=True)
+
+
 def _timestamp(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
     if value and not is_timestamp(value):
         raise click.BadParameter("expected a YYYYMMDD-HHMMSS timestamp")
@@ -89,6 +109,9 @@ def cli() -> None:
     """Read and write vsync secret bundles on S3 (both layouts) and run the vaultbundle operator."""
 
 
+cli.add_command(dotsec)  # `vaultbundle dotsec open|validate` (cli_dotsec.py)
+
+
 @cli.command()
 @_config_option
 @_passphrase_option
@@ -100,6 +123,7 @@ def cli() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary (never values unless --reveal).")
 @click.option("--reveal", is_flag=True, help="With --json: include values (kv) and files (files_b64).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress messages on stderr.")
+@_audit_option
 def pull(
     config_file: str,
     passphrase_file: str,
@@ -111,6 +135,7 @@ def pull(
     as_json: bool,
     reveal: bool,
     quiet: bool,
+    no_audit: bool,
 ) -> None:
     """Download, verify and decrypt the current (or a pinned) bundle."""
     if reveal and not as_json:
@@ -128,6 +153,7 @@ def pull(
     content = bundle.vault
     if out_dir:
         write_files(out_dir, content.folder_files())
+    _record(objects, config, "pull", bundle.timestamp, no_audit)
     summary: dict[str, Any] = {
         "layout": bundle.layout.value,
         "timestamp": bundle.timestamp,
@@ -159,14 +185,22 @@ def pull(
 @click.option("--layout", type=click.Choice(["cli", "runtime"]), required=True, help="Bucket layout to write.")
 @click.option("--vault-folder", help="Path prefix of ZIP entries (CLI layout); default infra/vault/<env>.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress messages on stderr.")
+@_audit_option
 @click.argument("directory", type=click.Path(file_okay=False, exists=True))
 def push(
-    config_file: str, passphrase_file: str, layout: str, vault_folder: str | None, quiet: bool, directory: str
+    config_file: str,
+    passphrase_file: str,
+    layout: str,
+    vault_folder: str | None,
+    quiet: bool,
+    no_audit: bool,
+    directory: str,
 ) -> None:
     """Seal DIRECTORY (a vault folder) and upload it; the pointer is written last.
 
     CLI layout: the folder is zipped as `vsync push` does (`.env.<env>` holds the key/values).
-    Runtime layout: `.env` holds the key/values and every other file becomes an asset.
+    Runtime layout: `.env.<env>` (else `.env`) holds the key/values and every other file becomes an asset.
+    Both append a row to <prefix>audit.csv, as vsync does (unless --no-audit).
     """
     config = _load_config(config_file)
     passphrase = read_secret_file(passphrase_file, "passphrase")
@@ -176,6 +210,7 @@ def push(
         with _progress(f"Deriving key (PBKDF2-SHA256, {config.iterations} iterations)", quiet):
             pool.derive(passphrase, config.salt, config.iterations)
         pointer = bundles.push(objects, config, passphrase, pool, files, layout=Layout(layout), folder=vault_folder)
+    _record(objects, config, "push", pointer.timestamp, no_audit)
     click.echo(f"pushed {pointer.layout.value} bundle {pointer.timestamp} ({len(files)} files)")
 
 
@@ -228,7 +263,7 @@ def token_decode(config_file: str, reveal: bool) -> None:
     type=click.File("r"),
     required=True,
     help="JSON with endpoint, region, bucket, accessKeyId, secretAccessKey, prefix, env and optional "
-    "salt (generated when absent) and iterations (600000). '-' reads stdin.",
+    f"salt (generated when absent) and iterations ({DEFAULTS.kdf_iterations}). '-' reads stdin.",
 )
 def token_encode(from_json: Any) -> None:
     """Build a vsync-cfg-v1: blob (what `vsync runtime-token` prints)."""
@@ -239,7 +274,7 @@ def token_encode(from_json: Any) -> None:
     if not isinstance(document, dict):
         raise click.BadParameter("expected a JSON object", param_hint="--from-json")
     document.setdefault("salt", base64.b64encode(os.urandom(18)).decode("ascii").rstrip("="))
-    document.setdefault("iterations", 600_000)
+    document.setdefault("iterations", DEFAULTS.kdf_iterations)
     names = {
         "endpoint": "endpoint",
         "region": "region",
@@ -278,6 +313,7 @@ def share_export(
     """Write an SLS1 .share file that `vsync import` (and `share import`) can read."""
     config = _load_config(config_file)
     passphrase = read_secret_file(passphrase_file, "passphrase")
+    sls1.check_key(passphrase)
     repo = repo or config.prefix.split("/")[0]
     if not repo:
         raise click.UsageError("cannot infer the repo from an empty prefix; pass --repo")
@@ -326,7 +362,7 @@ def share_import(share_file: str, share_passphrase_file: str, config_out: str, p
         prefix=f"{opened.repo}/{opened.env.lower()}/",
         env=opened.env,
         salt=opened.config["encryption"]["salt"],
-        iterations=600_000,
+        iterations=DEFAULTS.kdf_iterations,
     )
     write_secret_file(config_out, configblob.encode(config))
     write_secret_file(passphrase_out, opened.key)
@@ -371,22 +407,26 @@ def _one_shot(
             )
         )
     else:
-        bundle = outcome.status.get("bundle") or {}
-        name = (manifest.get("metadata") or {}).get("name", "")
-        click.echo(f"{namespace}/{name}: {outcome.reason}: {outcome.message}")
-        if bundle:
-            click.echo(f"bundle {bundle['timestamp']} ({bundle['layout']} layout, generation {bundle['generation']})")
-        for target in targets:
-            plan = target.get("plan") or {}
-            click.echo(f"target {target['name']} ({target['kind']}): {target['state']} - {target['message']}")
-            for verb, sign in (("create", "+"), ("update", "~"), ("delete", "-")):
-                for key in plan.get(verb, []):
-                    click.echo(f"  {sign} {key}")
-            if plan:
-                click.echo(f"  = {plan.get('unchanged', 0)} unchanged")
+        _print_plan(f"{namespace}/{(manifest.get('metadata') or {}).get('name', '')}", outcome, targets)
     failed = any(t.get("state") == "Failed" for t in targets)
     if conditions.get("Verified", {}).get("status") != "True" or failed or (apply and not outcome.ready):
         raise SystemExit(REASON_EXIT_CODES.get(outcome.reason, EXIT_SYNC_FAILED))
+
+
+def _print_plan(where: str, outcome: Outcome, targets: list[dict[str, Any]]) -> None:
+    """`plan`/`sync` text output: the outcome, the bundle, and `+ KEY` / `~ KEY` / `- KEY` per target."""
+    bundle = outcome.status.get("bundle") or {}
+    click.echo(f"{where}: {outcome.reason}: {outcome.message}")
+    if bundle:
+        click.echo(f"bundle {bundle['timestamp']} ({bundle['layout']} layout, generation {bundle['generation']})")
+    for target in targets:
+        plan = target.get("plan") or {}
+        click.echo(f"target {target['name']} ({target['kind']}): {target['state']} - {target['message']}")
+        for verb, sign in (("create", "+"), ("update", "~"), ("delete", "-")):
+            for key in plan.get(verb, []):
+                click.echo(f"  {sign} {key}")
+        if plan:
+            click.echo(f"  = {plan.get('unchanged', 0)} unchanged")
 
 
 def _manifest_options(fn: F) -> F:
@@ -431,65 +471,40 @@ def sync(
     _one_shot(manifest_file, namespace, kubeconfig, True, as_json, digest_key_file)
 
 
+SETTING_FLAGS: dict[str, str] = {}  # `run` flag -> the Settings field it sets (docs and tests read this)
+
+
+def _setting(flag: str, name: str, **kwargs: Any) -> Callable[[F], F]:
+    """A `run` flag whose default and help text are the `Settings` field *name*'s (durations as "10s")."""
+    SETTING_FLAGS[flag] = name
+    default = getattr(DEFAULTS, name)
+    if name.endswith("_seconds"):
+        default = format_duration(default)
+    return click.option(flag, default=default, show_default=default is not None, help=field_doc(name), **kwargs)
+
+
 @cli.command()
 @click.option("--namespace", "-n", "namespaces", multiple=True, help="Watch this namespace (repeatable).")
 @click.option("--all-namespaces", "-A", "all_namespaces", is_flag=True, help="Watch every namespace.")
-@click.option("--kubeconfig", envvar="KUBECONFIG", help="Kubeconfig file when not running in a cluster.")
-@click.option(
-    "--metrics-port", type=int, default=8080, show_default=True, help="Port of /metrics, /healthz and /readyz."
-)
-@click.option("--metrics-host", default="0.0.0.0", show_default=True, help="Address to serve them on.")  # noqa: S104
+@_setting("--kubeconfig", "kubeconfig", envvar="KUBECONFIG")
+@_setting("--metrics-port", "metrics_port", type=int)
+@_setting("--metrics-host", "metrics_host")
+@_setting("--metrics-tls-cert-file", "metrics_tls_cert_file")
+@_setting("--metrics-tls-key-file", "metrics_tls_key_file")
+@_setting("--metrics-token-file", "metrics_token_file")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@click.option("--workers", type=int, help="Crypto worker threads: parallel PBKDF2 derivations (default: CPU count).")
-@click.option(
-    "--max-concurrent", type=click.IntRange(min=1), default=16, show_default=True, help="Reconciles running at once."
-)
-@click.option(
-    "--max-concurrent-per-namespace",
-    type=click.IntRange(min=1),
-    default=4,
-    show_default=True,
-    help="Reconciles of one namespace running at once; free slots go round-robin between namespaces.",
-)
-@click.option(
-    "--reconcile-timeout",
-    default="5m",
-    show_default=True,
-    help="Deadline of one reconcile cycle; a cycle past it is cancelled and reported (ReconcileTimeout).",
-)
-@click.option(
-    "--s3-timeout",
-    default="60s",
-    show_default=True,
-    help="Deadline of one S3 request, body included (a slow server cannot hold a read past it).",
-)
-@click.option(
-    "--min-kdf-iterations",
-    type=click.IntRange(min=1),
-    default=DEFAULT_MIN_ITERATIONS,
-    show_default=True,
-    help="Refuse config blobs with fewer PBKDF2 iterations (KdfLimit).",
-)
-@click.option(
-    "--max-kdf-iterations",
-    type=click.IntRange(min=1, max=MAX_SUPPORTED_ITERATIONS),
-    default=DEFAULT_MAX_ITERATIONS,
-    show_default=True,
-    help="Refuse config blobs with more PBKDF2 iterations (KdfLimit): each costs the crypto threads time.",
-)
-@click.option("--min-refresh-interval", default="10s", show_default=True, help="Lower bound for refreshInterval.")
-@click.option(
-    "--digest-key-file",
-    envvar="VAULTBUNDLE_DIGEST_KEY_FILE",
-    help="Key for the HMAC digests shown in status (default: random per process).",
-)
-@click.option(
-    "--leader-election-namespace",
-    envvar="POD_NAMESPACE",
-    help="Run as one of several replicas: only the holder of a Lease in this namespace works.",
-)
-@click.option("--lease-duration", default="15s", show_default=True, help="Leader Lease duration.")
-@click.option("--shard", help="INDEX/COUNT: handle only this slot of a stable hash of namespace/name (e.g. 0/2).")
+@_setting("--workers", "workers", type=int)
+@_setting("--max-concurrent", "max_concurrent", type=click.IntRange(min=1))
+@_setting("--max-concurrent-per-namespace", "max_concurrent_per_namespace", type=click.IntRange(min=1))
+@_setting("--reconcile-timeout", "reconcile_timeout_seconds")
+@_setting("--s3-timeout", "s3_timeout_seconds")
+@_setting("--min-kdf-iterations", "min_kdf_iterations", type=click.IntRange(min=1))
+@_setting("--max-kdf-iterations", "max_kdf_iterations", type=click.IntRange(min=1, max=MAX_SUPPORTED_ITERATIONS))
+@_setting("--min-refresh-interval", "min_refresh_seconds")
+@_setting("--digest-key-file", "digest_key_file", envvar="VAULTBUNDLE_DIGEST_KEY_FILE")
+@_setting("--leader-election-namespace", "leader_election_namespace", envvar="POD_NAMESPACE")
+@_setting("--lease-duration", "lease_seconds")
+@_setting("--shard", "shard")
 @click.option("--verbose", "-v", is_flag=True, help="Debug logging (never logs secret values).")
 def run(
     namespaces: tuple[str, ...],
@@ -497,6 +512,9 @@ def run(
     kubeconfig: str | None,
     metrics_port: int,
     metrics_host: str,
+    metrics_tls_cert_file: str | None,
+    metrics_tls_key_file: str | None,
+    metrics_token_file: str | None,
     log_format: str,
     workers: int | None,
     max_concurrent: int,
@@ -515,8 +533,8 @@ def run(
     """Run the operator: keep every VaultBundle's targets equal to its latest verified bundle."""
     import kopf  # noqa: PLC0415 - heavy; only this command needs it
 
-    from .controller import Settings, Shard, build_registry  # noqa: PLC0415
-    from .observability import disable_core_dumps  # noqa: PLC0415
+    from .controller import build_registry  # noqa: PLC0415
+    from .observability import MetricsConfigError, MetricsSecurity, disable_core_dumps  # noqa: PLC0415
     from .spec import parse_duration  # noqa: PLC0415
 
     if bool(namespaces) == all_namespaces:
@@ -530,6 +548,12 @@ def run(
     for flag, seconds in deadlines.items():
         if seconds <= 0:
             raise click.UsageError(f"{flag} must be longer than 0s")
+    security = MetricsSecurity(metrics_tls_cert_file, metrics_tls_key_file, metrics_token_file)
+    try:  # fail here, with the flag named, rather than in kopf's startup handler
+        security.ssl_context()
+        security.token()
+    except MetricsConfigError as exc:
+        raise click.UsageError(str(exc)) from None
     disable_core_dumps()
     if kubeconfig:
         os.environ["KUBECONFIG"] = kubeconfig
@@ -540,17 +564,21 @@ def run(
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     settings = Settings(
         kubeconfig=kubeconfig,
+        namespaces=tuple(namespaces),
         workers=workers,
         digest_key_file=digest_key_file,
         max_concurrent=max_concurrent,
         max_concurrent_per_namespace=max_concurrent_per_namespace,
-        reconcile_timeout=deadlines["--reconcile-timeout"],
-        s3_timeout=deadlines["--s3-timeout"],
+        reconcile_timeout_seconds=deadlines["--reconcile-timeout"],
+        s3_timeout_seconds=deadlines["--s3-timeout"],
         min_kdf_iterations=min_kdf_iterations,
         max_kdf_iterations=max_kdf_iterations,
         metrics_host=metrics_host,
         metrics_port=metrics_port,
-        min_refresh=parse_duration(min_refresh_interval, "--min-refresh-interval"),
+        metrics_tls_cert_file=metrics_tls_cert_file,
+        metrics_tls_key_file=metrics_tls_key_file,
+        metrics_token_file=metrics_token_file,
+        min_refresh_seconds=parse_duration(min_refresh_interval, "--min-refresh-interval"),
         shard=Shard.parse(shard) if shard else None,
         leader_election_namespace=leader_election_namespace or None,
         lease_seconds=parse_duration(lease_duration, "--lease-duration"),
@@ -579,7 +607,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except ValueError as exc:
         click.echo(f"error: invalid input: {exc}", err=True)
-        sys.exit(2)
+        sys.exit(errors.EXIT_USAGE)
     sys.exit(0)
 
 

@@ -1,9 +1,13 @@
-"""kopf wiring: watch VaultBundles and referenced Secrets, run one worker task per VaultBundle.
+"""kopf wiring: watch VaultBundles (kopf) and a few labelled Secrets (secretwatch), one worker per VaultBundle.
 
 Deliberately no kopf daemons/handlers with state: those add finalizers and annotations (writes, and stuck
 deletions when the operator is gone). Event handlers only wake per-object workers; each worker calls
 `Reconciler.reconcile` and sleeps until its refresh interval passes or something wakes it. The Secrets we
 write carry an ownerReference (deletionPolicy: Delete) so Kubernetes' garbage collector cleans up.
+
+Secrets are not watched through kopf: kopf would stream every Secret of the cluster (see secretwatch.py for why
+its label filters cannot help). Only our own target Secrets and source Secrets labelled `vaultbundle.io/source`
+are watched, metadata only; an unlabelled source is re-read by name on every refresh cycle.
 
 Bounds, so that no tenant stalls the others: reconciles share `FairSlots` (a total and a per-namespace limit,
 round-robin between namespaces), each cycle has a deadline (`--reconcile-timeout`), and stopping workers (on
@@ -17,69 +21,35 @@ import asyncio
 import concurrent.futures
 import contextlib
 import contextvars
-import hashlib
 import logging
-import random
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import kopf
 
-from . import metrics, observability
-from .crypto.kdf import DEFAULT_MAX_ITERATIONS, DEFAULT_MIN_ITERATIONS, IterationLimits
-from .digest import Digester
+from . import digest_key, metrics, observability, secretwatch
+from .backoff import Backoff, Retry
+from .crypto.kdf import IterationLimits
+from .errors import Reason
 from .fairness import FairSlots
 from .kube import GROUP, PLURAL, VERSION, Kube, load_api_client
 from .leader import LeaderElector
 from .pool import CryptoPool
-from .reconcile import Observed, Reconciler
+from .reconcile import FORCE_SYNC_ANNOTATION, Observed, Reconciler
 from .remote import S3ClientCache
+from .settings import DEFAULTS, Settings, Shard
+
+__all__ = ["Scheduler", "Settings", "Shard", "build_registry"]
 
 logger = logging.getLogger("vaultbundle")
-
-
-@dataclass
-class Settings:
-    kubeconfig: str | None = None
-    workers: int | None = None
-    digest_key_file: str | None = None
-    max_concurrent: int = 16
-    max_concurrent_per_namespace: int = 4
-    reconcile_timeout: float = 300.0
-    s3_timeout: float = 60.0
-    min_kdf_iterations: int = DEFAULT_MIN_ITERATIONS
-    max_kdf_iterations: int = DEFAULT_MAX_ITERATIONS
-    min_refresh: float = 10.0
-    metrics_host: str = "0.0.0.0"  # noqa: S104 - a pod's probes and Prometheus reach it on the pod IP
-    metrics_port: int = 8080
-    shard: Shard | None = None
-    leader_election_namespace: str | None = None  # None: no election, this process is always active
-    lease_seconds: float = 15.0
-
-
-@dataclass(frozen=True)
-class Shard:
-    """`--shard INDEX/COUNT`: this process handles the VaultBundles whose stable hash falls in its slot."""
-
-    index: int
-    count: int
-
-    @classmethod
-    def parse(cls, text: str) -> Shard:
-        index, _, count = text.partition("/")
-        if not (index.isdigit() and count.isdigit()) or not 0 <= int(index) < int(count):
-            raise ValueError("--shard must be INDEX/COUNT with 0 <= INDEX < COUNT, e.g. 0/2")
-        return cls(int(index), int(count))
-
-    def owns(self, namespace: str, name: str) -> bool:
-        digest = hashlib.sha256(f"{namespace}/{name}".encode()).digest()
-        return int.from_bytes(digest[:8], "big") % self.count == self.index
+OWNER_UID_ANNOTATION = "vaultbundle.io/owner-uid"  # written on every target Secret (targets/kubernetes_secret.py)
 
 
 @dataclass
 class Worker:
     body: dict[str, Any]
+    retry: Retry
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
 
@@ -92,17 +62,19 @@ class Scheduler:
         shard: Shard | None = None,
         *,
         active: bool = True,
-        max_per_namespace: int = 4,
+        backoff: Backoff | None = None,
+        max_per_namespace: int = DEFAULTS.max_concurrent_per_namespace,
         reconcile_timeout: float | None = None,
     ) -> None:
         self.reconciler = reconciler
+        self.backoff = backoff or Backoff()
         self.shard = shard
         self.active = active  # False on a standby replica: it knows every object but works on none
         self.workers: dict[str, Worker] = {}
         self._context: contextvars.Context | None = None
         self.secret_watchers: dict[tuple[str, str], set[str]] = defaultdict(set)
         self.slots = FairSlots(max_concurrent, min(max_per_namespace, max_concurrent))
-        self.reconcile_timeout = reconcile_timeout
+        self.reconcile_timeout = reconcile_timeout  # None: no deadline (tests)
 
     def upsert(self, body: dict[str, Any]) -> None:
         # kopf's event poster lives in the handlers' context; workers started later (e.g. on winning an
@@ -114,15 +86,15 @@ class Scheduler:
         uid = meta["uid"]
         worker = self.workers.get(uid)
         if worker is None:
-            self.workers[uid] = Worker(body)
+            self.workers[uid] = Worker(body, Retry(self.backoff))
             if self.active:
                 self._start(uid)
             return
         old_meta, new_meta = worker.body.get("metadata", {}), body.get("metadata", {})
         worker.body = body
         if old_meta.get("generation") != new_meta.get("generation") or (old_meta.get("annotations") or {}).get(
-            "vaultbundle.io/force-sync"
-        ) != (new_meta.get("annotations") or {}).get("vaultbundle.io/force-sync"):
+            FORCE_SYNC_ANNOTATION
+        ) != (new_meta.get("annotations") or {}).get(FORCE_SYNC_ANNOTATION):
             worker.wake.set()
 
     def _start(self, uid: str) -> None:
@@ -182,10 +154,23 @@ class Scheduler:
             meta = worker.body.get("metadata", {})
             metrics.forget(meta.get("namespace", ""), meta.get("name", ""))
 
-    def secret_changed(self, namespace: str, name: str) -> None:
+    def secret_changed(self, namespace: str, name: str, _metadata: dict[str, Any] | None = None) -> None:
+        """A labelled source Secret changed: wake every VaultBundle whose last reconcile read it."""
         for uid in self.secret_watchers.get((namespace, name), set()):
             if uid in self.workers:
                 self.workers[uid].wake.set()
+
+    def managed_secret_changed(self, namespace: str, name: str, metadata: dict[str, Any]) -> str | None:
+        """A target Secret we wrote changed or was deleted (label-selected watch); returns its owner's uid.
+
+        The hook for drift repair (issue #14), which will decide here whether to wake the owner. It does not
+        wake it yet: our own writes land here too, and waking on them would cost a reconcile per write.
+        """
+        uid = str((metadata.get("annotations") or {}).get(OWNER_UID_ANNOTATION, ""))
+        if uid not in self.workers:
+            return None
+        logger.debug("managed Secret %s/%s changed (owner uid %s)", namespace, name, uid)
+        return uid
 
     async def _run(self, uid: str) -> None:
         while uid in self.workers and self.active:
@@ -201,9 +186,10 @@ class Scheduler:
                 except Exception:
                     logger.exception("reconcile of %s/%s crashed", observed.namespace, observed.name)
                     outcome = None
-            delay = 30.0 if outcome is None else outcome.retry_after
-            if delay is not None and outcome is not None and outcome.ready:
-                delay *= random.uniform(0.9, 1.1)  # noqa: S311 - jitter spreads refreshes; not security
+            if outcome is None:  # a bug: retried with backoff like any transient failure
+                delay = worker.retry.next_delay(Reason.INTERNAL_ERROR, None)
+            else:
+                delay = worker.retry.next_delay(outcome.failure, outcome.refresh_seconds)
             if outcome is not None:
                 self._unwatch(uid)
                 for ref in outcome.secret_refs:
@@ -261,19 +247,42 @@ def build_registry(config: Settings) -> kopf.OperatorRegistry:
             limits=IterationLimits(config.min_kdf_iterations, config.max_kdf_iterations),
         )
         await asyncio.to_thread(pool.warm)
-        digester = Digester.from_file_or_random(config.digest_key_file)
+        digester = await digest_key.load_digester(
+            kube.core, config.digest_key_file, fallback_namespace=config.leader_election_namespace
+        )
         state["pool"] = pool
         state["http"] = await observability.serve(
-            config.metrics_host, config.metrics_port, lambda: "scheduler" in state
+            config.metrics_host,
+            config.metrics_port,
+            lambda: "scheduler" in state and all(w.ready.is_set() for w in state["watches"]),
+            observability.MetricsSecurity(
+                config.metrics_tls_cert_file, config.metrics_tls_key_file, config.metrics_token_file
+            ),
         )
         electing = config.leader_election_namespace is not None
         scheduler = Scheduler(
-            Reconciler(kube, pool, digester, S3ClientCache(timeout=config.s3_timeout), min_refresh=config.min_refresh),
+            Reconciler(
+                kube,
+                pool,
+                digester,
+                S3ClientCache(timeout=config.s3_timeout_seconds),
+                min_refresh=config.min_refresh_seconds,
+            ),
             config.max_concurrent,
             config.shard,
             active=not electing,
+            backoff=Backoff(config.backoff_base_seconds, config.backoff_cap_seconds, config.refresh_jitter),
             max_per_namespace=config.max_concurrent_per_namespace,
-            reconcile_timeout=config.reconcile_timeout,
+            reconcile_timeout=config.reconcile_timeout_seconds,
+        )
+        state["watches"] = secretwatch.start_watches(
+            load_api_client(config.kubeconfig, connections=2 * max(1, len(config.namespaces))),  # one per watch
+            config.namespaces,
+            {
+                secretwatch.SOURCE_SELECTOR: scheduler.secret_changed,
+                secretwatch.MANAGED_SELECTOR: scheduler.managed_secret_changed,
+            },
+            asyncio.get_running_loop(),
         )
         state["scheduler"] = scheduler
         if config.leader_election_namespace is None:
@@ -286,7 +295,7 @@ def build_registry(config: Settings) -> kopf.OperatorRegistry:
             on_stopped=lambda: state.setdefault("stopping", asyncio.create_task(_step_down())),
             name=f"vaultbundle-operator{'-shard-' + str(config.shard.index) if config.shard else ''}",
             lease_seconds=config.lease_seconds,
-            renew_seconds=max(1.0, config.lease_seconds / 3),
+            renew_seconds=config.renew_seconds,
         )
 
         async def _step_down() -> None:
@@ -302,6 +311,8 @@ def build_registry(config: Settings) -> kopf.OperatorRegistry:
             state["elector"].cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await state["elector"]
+        for watch in state.get("watches", []):
+            watch.stop()
         await state["scheduler"].stop()
         state["pool"].close()
         await state["http"].cleanup()
@@ -313,10 +324,5 @@ def build_registry(config: Settings) -> kopf.OperatorRegistry:
             await scheduler.remove(uid)
         else:
             scheduler.upsert(dict(body))
-
-    @kopf.on.event("", "v1", "secrets", registry=registry)
-    async def secret_event(namespace: str | None, name: str, **_: Any) -> None:
-        if namespace and "scheduler" in state:
-            state["scheduler"].secret_changed(namespace, name)
 
     return registry

@@ -1,7 +1,9 @@
 """`.env` text exactly as vsync reads it (spec §10), and a writer whose output that reader reads back.
 
 vsync's rules, quirks included:
-* lines split on `\\n` / `\\r\\n`, each trimmed; blank lines, `#` comments and lines without `=` are skipped;
+* lines split on `\\n` / `\\r\\n`, each trimmed as JavaScript's `String.prototype.trim()` does (`js_trim`):
+  the BOM U+FEFF is trimmed, U+001C-U+001F and U+0085 are not (Python's `str.strip()` does the opposite);
+* blank lines, `#` comments and lines without `=` are skipped;
 * key = text before the first `=`, trimmed; value = the rest, trimmed, then one pair of matching
   surrounding `"…"` or `'…'` removed (only when at least 2 characters long);
 * no escape processing, no `export ` handling (`export A=1` gives key `export A`), no inline-comment
@@ -18,15 +20,26 @@ from collections.abc import Iterable, Iterator, Mapping
 
 from .errors import VaultFolderError
 
+# ECMAScript WhiteSpace (incl. every Unicode Zs space separator) + LineTerminator: what JS trim() removes.
+JS_WHITESPACE = (
+    "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\u2028\u2029\u202f\u205f\u3000\ufeff"
+)
+
+
+def js_trim(text: str) -> str:
+    """`text.trim()` as vsync (JavaScript) does it."""
+    return text.strip(JS_WHITESPACE)
+
 
 def iter_pairs(text: str) -> Iterator[tuple[str, str]]:
     """The pairs one at a time (a caller can stop early, e.g. at a key-count limit, without a list of lines)."""
     for raw_line in io.StringIO(text):  # splits on "\n" only, like str.split("\n")
-        line = raw_line.removesuffix("\n").removesuffix("\r").strip()
+        line = js_trim(raw_line.removesuffix("\n").removesuffix("\r"))
         if not line or line.startswith("#") or "=" not in line:
             continue
         key, _, value = line.partition("=")
-        key, value = key.strip(), value.strip()
+        key, value = js_trim(key), js_trim(value)
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
             value = value[1:-1]
         yield key, value
@@ -65,6 +78,6 @@ def unrepresentable(items: Iterable[tuple[str, str]]) -> list[str]:
         or "\r" in key
         or "=" in key
         or not key
-        or key != key.strip()
+        or key != js_trim(key)
         or key.startswith("#")
     ]

@@ -23,6 +23,10 @@ class Reason(StrEnum):
     DRY_RUN = "DryRun"
     SUSPENDED = "Suspended"
     TARGET_FAILED = "TargetFailed"
+    IDLE = "Idle"  # metrics only: the pointer was unchanged, nothing was done
+    APPLIED = "Applied"  # the Event of a target whose content changed
+    NOT_CHECKED = "NotChecked"  # Verified condition: the cycle stopped before the bundle was looked at
+    NOT_ATTEMPTED = "NotAttempted"  # Synced condition: no target was touched
     # the spec and its source Secrets
     INVALID_SPEC = "InvalidSpec"
     CROSS_NAMESPACE_REFERENCE = "CrossNamespaceReference"
@@ -31,6 +35,7 @@ class Reason(StrEnum):
     SECRET_KEY_NOT_FOUND = "SecretKeyNotFound"
     SECRET_INVALID = "SecretInvalid"
     POLICY_DENIED = "PolicyDenied"
+    STORE_INVALID = "StoreInvalid"
     # the bundle (vsync's taxonomy and ours)
     CONFIG_MISSING = "ConfigMissing"
     CONFIG_UNSUPPORTED_VERSION = "ConfigUnsupportedVersion"
@@ -45,6 +50,21 @@ class Reason(StrEnum):
     ROLLBACK_REFUSED = "RollbackRefused"
     LAYOUT_AMBIGUOUS = "LayoutAmbiguous"
     VAULT_FOLDER = "VaultFolder"
+    # a dotsec `.sec` source (spec/dotsec-format.md §10 classes) and schema validation
+    DOTSEC_PARSE_ERROR = "DotsecParseError"
+    DOTSEC_SCHEMA_INVALID = "DotsecSchemaInvalid"
+    DOTSEC_HEADER_MISSING = "DotsecHeaderMissing"
+    DOTSEC_HEADER_INVALID = "DotsecHeaderInvalid"
+    DOTSEC_UNSUPPORTED_FORMAT = "DotsecUnsupportedFormat"
+    DOTSEC_PROVIDER_INVALID = "DotsecProviderInvalid"
+    DOTSEC_IDENTITY_INVALID = "DotsecIdentityInvalid"
+    DOTSEC_DEK_UNWRAP_FAILED = "DotsecDekUnwrapFailed"
+    DOTSEC_KMS_UNAVAILABLE = "DotsecKmsUnavailable"
+    DOTSEC_MAC_MISMATCH = "DotsecMacMismatch"
+    DOTSEC_VALUE_CORRUPT = "DotsecValueCorrupt"
+    DOTSEC_PLAINTEXT_REFUSED = "DotsecPlaintextRefused"
+    SCHEMA_VIOLATION = "SchemaViolation"
+    SHARE_KEY_TOO_SHORT = "ShareKeyTooShort"
     # a target's store
     SECRET_NOT_OWNED = "SecretNotOwned"
     SECRET_DISABLED = "SecretDisabled"
@@ -67,6 +87,7 @@ class Reason(StrEnum):
     STATUS_UPDATE_FAILED = "StatusUpdateFailed"
     INTERNAL_ERROR = "InternalError"
     RECONCILE_TIMEOUT = "ReconcileTimeout"
+    INVALID_OPERATOR_FLAG = "InvalidOperatorFlag"  # `vaultbundle run` cannot start: a flag or its file is unusable
 
     @property
     def transient(self) -> bool:
@@ -77,6 +98,7 @@ class Reason(StrEnum):
 _TRANSIENT = frozenset(
     {
         Reason.S3_UNREACHABLE,
+        Reason.DOTSEC_KMS_UNAVAILABLE,
         Reason.THROTTLED,
         Reason.UNAVAILABLE,
         Reason.CONFLICT,
@@ -110,16 +132,42 @@ class TargetError(VaultBundleError):
         super().__init__(message, reason=Reason(reason))
 
 
+class PolicyDeniedError(TargetError):
+    """A cluster admin's policy (or its absence: the default) forbids what a target asks for. The message says
+    what the admin must configure; it never names another tenant."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(Reason.POLICY_DENIED, message)
+
+
+class StoreInvalidError(TargetError):
+    """A ClusterTargetStore cannot be used as written; the message names its field. Fixed by the cluster admin,
+    so only the targets that use that store fail."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(Reason.STORE_INVALID, message)
+
+
 class SpecError(VaultBundleError, ValueError):
     """The spec is invalid; the message names the field. Permanent until the spec changes."""
 
     reason = Reason.INVALID_SPEC
 
 
+class SourceError(VaultBundleError):
+    """A source Secret (config, passphrase, a target's credentials) is missing, empty or unreadable."""
+
+    def __init__(self, reason: Reason, message: str) -> None:
+        super().__init__(message, reason=reason)
+
+
 class CrossNamespaceError(SpecError):
     """A Secret reference names another namespace: refused (tenant isolation)."""
 
     reason = Reason.CROSS_NAMESPACE_REFERENCE
+
+
+EXIT_USAGE = 2  # the CLI's exit code for bad flags or input values (click's own usage errors use it too)
 
 
 class VSyncError(VaultBundleError):
@@ -218,5 +266,128 @@ class VaultFolderError(VSyncError):
     hint = "fix the vault folder and try again"
 
 
-EXIT_OK = 0
-EXIT_USAGE = 2
+class DotsecError(VaultBundleError):
+    """Base of the dotsec `.sec` reader's errors. `error_class` is the contract's §10 name (ParseError,
+    MacMismatch, ...), shown on stderr; each class has its own CLI exit code (21-32, after vsync's 10-20)."""
+
+    error_class = "DotsecError"
+    exit_code = 1
+    hint = ""
+
+    def __init__(self, message: str, *, hint: str | None = None, reason: Reason | None = None) -> None:
+        super().__init__(message, reason=reason)
+        if hint is not None:
+            self.hint = hint
+
+
+class DotsecParseError(DotsecError):
+    """The `.sec` text does not match the grammar, or breaks a size bound."""
+
+    error_class = "ParseError"
+    reason = Reason.DOTSEC_PARSE_ERROR
+    exit_code = 21
+    hint = "the file is not a dotsec .sec file (or was damaged); the message names the line and column"
+
+
+class DotsecSchemaInvalidError(DotsecError):
+    """The dotsec.schema text does not parse (same grammar, bare keys), or breaks a size bound."""
+
+    error_class = "SchemaInvalid"
+    reason = Reason.DOTSEC_SCHEMA_INVALID
+    exit_code = 22
+    hint = "fix the schema file (bare KEY lines with # @directive lines above them)"
+
+
+class DotsecHeaderMissingError(DotsecError):
+    """No `@dotsec(...)` header before the first entry (always refused: §11 requires it)."""
+
+    error_class = "HeaderMissing"
+    reason = Reason.DOTSEC_HEADER_MISSING
+    exit_code = 23
+    hint = "re-encrypt the file with dotsec (a .sec without its header is unauthenticated)"
+
+
+class DotsecHeaderInvalidError(DotsecError):
+    error_class = "HeaderInvalid"
+    reason = Reason.DOTSEC_HEADER_INVALID
+    exit_code = 24
+    hint = "the @dotsec(format, mac, dek) header is damaged; restore the file from version control"
+
+
+class DotsecUnsupportedFormatError(DotsecError):
+    error_class = "UnsupportedFormat"
+    reason = Reason.DOTSEC_UNSUPPORTED_FORMAT
+    exit_code = 25
+    hint = "only format=v3 (dotsec 7) is understood; upgrade vaultbundle or re-encrypt with dotsec 7"
+
+
+class DotsecProviderInvalidError(DotsecError):
+    error_class = "ProviderInvalid"
+    reason = Reason.DOTSEC_PROVIDER_INVALID
+    exit_code = 26
+    hint = "the file needs @provider=local (age) or @provider=aws (KMS), and the matching key option"
+
+
+class DotsecIdentityInvalidError(DotsecError):
+    error_class = "IdentityInvalid"
+    reason = Reason.DOTSEC_IDENTITY_INVALID
+    exit_code = 27
+    hint = "give an age identity file whose first AGE-SECRET-KEY-1... line is the file's key"
+
+
+class DotsecDekUnwrapFailedError(DotsecError):
+    """age or KMS could not produce the 32-byte DEK (wrong key, tampered dek=, wrong context, KMS down)."""
+
+    error_class = "DekUnwrapFailed"
+    reason = Reason.DOTSEC_DEK_UNWRAP_FAILED
+    exit_code = 28
+    hint = "check that the identity (or KMS key and region) is the one the file was written for"
+
+
+class DotsecMacMismatchError(DotsecError):
+    error_class = "MacMismatch"
+    reason = Reason.DOTSEC_MAC_MISMATCH
+    exit_code = 29
+    hint = (
+        "the file (names, order, directives or ciphertext) or its schema changed since dotsec wrote it; "
+        "use the exact dotsec.schema it was written with, or restore the file"
+    )
+
+
+class DotsecValueCorruptError(DotsecError):
+    error_class = "ValueCorrupt"
+    reason = Reason.DOTSEC_VALUE_CORRUPT
+    exit_code = 30
+    hint = "an ENC[...] value is damaged or was encrypted under another key; restore the file"
+
+
+class DotsecPlaintextRefusedError(DotsecError):
+    """The `plaintext: refuse` policy met a value that is not ENC[...] (unauthenticated by the MAC)."""
+
+    error_class = "PlaintextRefused"
+    reason = Reason.DOTSEC_PLAINTEXT_REFUSED
+    exit_code = 31
+    hint = "encrypt those keys (dotsec set --encrypt) or relax the plaintext policy"
+
+
+class SchemaViolationError(DotsecError):
+    """Values break the schema. The message lists each key and rule, never a value."""
+
+    error_class = "SchemaViolation"
+    reason = Reason.SCHEMA_VIOLATION
+    exit_code = 32
+    hint = "fix the values (or the schema); nothing was written"
+
+    def __init__(self, violations: list[str]) -> None:
+        self.violations = tuple(violations)
+        super().__init__(f"{len(violations)} schema violation(s): " + "; ".join(violations))
+
+
+class ShareKeyTooShortError(VSyncError):
+    """`share export` of a bundle passphrase shorter than `vsync import` accepts (20 characters)."""
+
+    exit_code = EXIT_USAGE
+    hint = (
+        "vsync import needs a bundle passphrase (the share's key) of at least 20 characters; vsync's own keys "
+        "have 44. Re-seal the bundle under a longer passphrase, then export again"
+    )

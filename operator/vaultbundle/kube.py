@@ -1,15 +1,16 @@
 """The few Kubernetes API calls the operator makes, over the official client, run off the event loop.
 
-Bodies are plain dicts (raw JSON), so nothing is lost in model conversion. Every write is counted, so tests
-and benchmarks can prove that an idle cycle makes none.
+Bodies are plain dicts (raw JSON), so nothing is lost in model conversion. Every write is counted in the
+`vaultbundle_kubernetes_writes_total` metric (the e2e tests prove idle cycles write nothing from the
+apiserver's audit log). `SecretsAPI` and `KubeAPI` are the seams the reconcile and the targets use; `Kube`
+implements them, and tests/kit/ has an in-memory implementation.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections import Counter
-from typing import Any
+from typing import Any, Protocol
 
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
@@ -45,19 +46,43 @@ def load_api_client(kubeconfig: str | None = None, *, connections: int = 10) -> 
     return k8s.ApiClient(configuration)
 
 
+class SecretsAPI(Protocol):
+    """Secrets in a namespace: what the kubernetesSecret target and the source reads need."""
+
+    async def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The Secret's raw JSON, or None when it does not exist."""
+        ...
+
+    async def apply_secret(self, namespace: str, body: dict[str, Any]) -> None:
+        """Server-side apply as field manager `vaultbundle`."""
+        ...
+
+    async def delete_secret(self, namespace: str, name: str) -> None: ...
+
+
+class KubeAPI(SecretsAPI, Protocol):
+    """Everything one reconcile asks of Kubernetes (its own calls and its targets')."""
+
+    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None: ...
+
+    async def get_service_account(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The ServiceAccount's raw JSON, or None when it does not exist."""
+        ...
+
+    async def create_token(self, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """A TokenRequest for the ServiceAccount; returns the TokenRequest with its `status.token`."""
+        ...
+
+
 class Kube:
+    """`KubeAPI` (and the Lease and VaultBundle reads) over the official client."""
+
     def __init__(self, api_client: k8s.ApiClient) -> None:
         self.core = k8s.CoreV1Api(api_client)
         self.custom = k8s.CustomObjectsApi(api_client)
         self.coordination = k8s.CoordinationV1Api(api_client)
-        self.calls: Counter[str] = Counter()
-
-    @property
-    def writes(self) -> int:
-        return sum(count for name, count in self.calls.items() if not name.startswith(("get", "list")))
 
     async def _call(self, operation: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        self.calls[operation] += 1
         if not operation.startswith(("get", "list")):
             metrics.API_WRITES.labels(operation).inc()
         try:
@@ -97,6 +122,15 @@ class Kube:
 
     async def delete_secret(self, namespace: str, name: str) -> None:
         await self._call("delete_secret", self.core.delete_namespaced_secret, name, namespace)
+
+    async def get_service_account(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self._get("get_service_account", self.core.read_namespaced_service_account, name, namespace)
+
+    async def create_token(self, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call(
+            "create_token", self.core.create_namespaced_service_account_token, name, namespace, body
+        )
+        return result
 
     async def get_vaultbundle(self, namespace: str, name: str) -> dict[str, Any] | None:
         return await self._get(

@@ -20,6 +20,7 @@ from typing import Any
 
 from . import metrics
 from .kube import Kube, KubeError
+from .settings import DEFAULTS
 
 logger = logging.getLogger("vaultbundle.leader")
 _TIME = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -49,8 +50,8 @@ class LeaderElector:
     on_stopped: Callable[[], None]
     name: str = "vaultbundle-operator"
     identity: str = ""
-    lease_seconds: float = 15.0
-    renew_seconds: float = 5.0
+    lease_seconds: float = DEFAULTS.lease_seconds
+    renew_seconds: float = DEFAULTS.renew_seconds
     leading: bool = False
 
     def __post_init__(self) -> None:

@@ -22,7 +22,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import boto3
 from botocore.config import Config
@@ -30,10 +30,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from .crypto.configblob import BootstrapConfig
-from .errors import BundleCorruptError, S3UnreachableError
+from .errors import BundleCorruptError, Reason, S3UnreachableError
+from .settings import DEFAULTS
 
 MAX_OBJECT_BYTES = 64 * 1024 * 1024
-DEFAULT_TIMEOUT_SECONDS = 60.0
+DEFAULT_TIMEOUT_SECONDS = DEFAULTS.s3_timeout_seconds  # `--s3-timeout`; the CLI uses it as is
 _CHUNK_BYTES = 1024 * 1024
 _READ_ERRORS = (BotoCoreError, OSError, Urllib3Error)
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
@@ -43,14 +44,54 @@ class ObjectMissing(Exception):
     """The key does not exist (callers decide which vsync error that is)."""
 
 
+class AccessDenied(S3UnreachableError):
+    """HTTP 403. For bundles it is S3Unreachable like any refusal; the audit trail skips it silently."""
+
+    reason = Reason.S3_UNREACHABLE
+
+
+class PreconditionFailed(S3UnreachableError):
+    """HTTP 412 on a conditional write: someone else wrote first (the audit trail retries)."""
+
+    reason = Reason.S3_UNREACHABLE
+
+
 @dataclass(frozen=True)
 class StoredObject:
     body: bytes
     etag: str
 
 
+class ObjectStore(Protocol):
+    """The objects of one bucket, as the bundle code uses them (`S3Objects`; tests/kit/ has one in memory)."""
+
+    @property
+    def requests(self) -> int:
+        """Requests made so far (the `vaultbundle_s3_requests_total` metric adds them up)."""
+        ...
+
+    def get(
+        self,
+        key: str,
+        *,
+        if_none_match: str | None = None,
+        max_bytes: int = MAX_OBJECT_BYTES,
+        require_length: bool = False,
+    ) -> StoredObject | None:
+        """The object; None when *if_none_match* is its ETag; raises `ObjectMissing` when it does not exist.
+
+        *require_length*: a response that does not declare its size is refused (`BundleCorruptError`)."""
+        ...
+
+    def put(self, key: str, body: bytes, *, create_only: bool = False, if_match: str | None = None) -> str:
+        """Store *body*; returns the new ETag. *create_only* refuses to replace an existing object."""
+        ...
+
+    def list_keys(self, prefix: str) -> list[str]: ...
+
+
 class S3Objects:
-    """The objects under one bucket, addressed by full key. Counts requests (for tests and metrics)."""
+    """The objects under one bucket, addressed by full key. Counts requests (for metrics)."""
 
     def __init__(
         self,
@@ -82,7 +123,8 @@ class S3Objects:
                 raise ObjectMissing(key) from None
             if code == "NoSuchBucket":
                 raise S3UnreachableError(f"bucket {self.bucket!r} does not exist") from None
-            raise S3UnreachableError(f"S3 {operation} of {key or self.bucket!r} failed: {code or status}") from None
+            failure = {"403": AccessDenied, "412": PreconditionFailed}.get(status, S3UnreachableError)
+            raise failure(f"S3 {operation} of {key or self.bucket!r} failed: {code or status}") from None
         except (BotoCoreError, OSError) as exc:
             raise S3UnreachableError(f"S3 {operation} of {key or self.bucket!r} failed: {type(exc).__name__}") from None
 
@@ -148,18 +190,14 @@ class S3Objects:
             received += len(chunk)
         return b"".join(parts)
 
-    def exists(self, key: str) -> bool:
-        try:
-            self._call("head_object", key)
-        except ObjectMissing:
-            return False
-        return True
-
-    def put(self, key: str, body: bytes, *, create_only: bool = False) -> str:
-        """PUT an object; *create_only* refuses to replace an existing one (If-None-Match: *)."""
+    def put(self, key: str, body: bytes, *, create_only: bool = False, if_match: str | None = None) -> str:
+        """PUT an object; *create_only* refuses to replace an existing one (If-None-Match: *), *if_match*
+        replaces only the version with that ETag. A refused condition raises `PreconditionFailed`."""
         kwargs: dict[str, Any] = {"Body": body}
         if create_only:
             kwargs["IfNoneMatch"] = "*"
+        if if_match:
+            kwargs["IfMatch"] = if_match
         return str(self._call("put_object", key, **kwargs).get("ETag", ""))
 
     def list_keys(self, prefix: str) -> list[str]:

@@ -6,7 +6,7 @@ import fnmatch
 from collections.abc import Iterable
 
 from .errors import Reason, SpecError
-from .spec import Selection
+from .fields import Selection
 from .vault import Vault
 
 

@@ -341,14 +341,17 @@ class _JsonReader:
         raise BundleFormatError(f"runtime bundle value of {key[:64]!r} is not a string")
 
 
-def from_folder_files(files: Mapping[str, bytes]) -> Vault:
-    """A runtime-layout vault from a folder: `.env` gives the key/values, every other file is an asset."""
+def from_folder_files(files: Mapping[str, bytes], *, env: str | None = None) -> Vault:
+    """A runtime-layout vault from a folder: the key/values come from `.env.<env>` when the folder has one
+    (vsync's own convention), else from `.env`; every other file is an asset."""
     assets = dict(files)
-    source = assets.pop(".env", b"")
+    wanted = f".env.{env.lower()}" if env else None
+    name = wanted if wanted in assets else ".env"
+    source = assets.pop(name, b"")
     try:
         kv = envfile.parse(source.decode("utf-8"))
     except UnicodeDecodeError:
-        raise BundleFormatError(".env is not UTF-8 text") from None
+        raise BundleFormatError(f"{name} is not UTF-8 text") from None
     return Vault(kv=kv, files=assets)
 
 

@@ -410,7 +410,7 @@ def test_ownership_adopt_dry_run_and_garbage_collection(scenario: Scenario) -> N
         },
     )
     wait_for(lambda: scenario.reason("planner") == "TargetFailed", "refusal to take another VaultBundle's Secret")
-    assert "managed by VaultBundle" in scenario.vb("planner")["status"]["targets"][0]["message"]
+    assert "managed by another VaultBundle" in scenario.vb("planner")["status"]["targets"][0]["message"]
 
     # deletionPolicy Retain (the default): deleting the VaultBundle leaves its Secret with its data
     scenario.custom.delete_namespaced_custom_object("vaultbundle.io", "v1alpha1", scenario.ns, "vaultbundles", "taker")
@@ -521,7 +521,9 @@ def test_leader_election_failover(scenario: Scenario, testbed: dict[str, str], t
                 stop_operator(process, log)
 
 
-def test_fan_out_to_every_store_with_one_store_down(scenario: Scenario, testbed: dict[str, str]) -> None:
+def test_fan_out_to_every_store_with_one_store_down(
+    scenario: Scenario, testbed: dict[str, str], operator: Operator
+) -> None:
     """One VaultBundle, five stores through their real client libraries: each receives the bundle; a store that
     is down fails alone and the status names it; fixing it converges; a second cycle writes nothing anywhere."""
     import grpc
@@ -640,6 +642,9 @@ def test_fan_out_to_every_store_with_one_store_down(scenario: Scenario, testbed:
     vault_version = vault.secrets.kv.v2.read_secret_metadata(path=f"apps/{scenario.ns}", mount_point="secret")["data"][
         "current_version"
     ]
+    # the operator logs every cycle that was not idle (`ns/name: reason: message`): the forced one must show up
+    cycles = f"{scenario.ns}/fan: Synced:"
+    before = operator.log.read_text().count(cycles)
     scenario.custom.patch_namespaced_custom_object(  # a forced full cycle: plans everywhere, writes nowhere
         "vaultbundle.io",
         "v1alpha1",
@@ -648,7 +653,7 @@ def test_fan_out_to_every_store_with_one_store_down(scenario: Scenario, testbed:
         "fan",
         {"metadata": {"annotations": {"vaultbundle.io/force-sync": "again"}}},
     )
-    time.sleep(4)
+    wait_for(lambda: operator.log.read_text().count(cycles) > before, "the forced cycle ran", 30)
     plans = [t["plan"] for t in scenario.vb("fan")["status"]["targets"]]
     assert all(not (p["create"] or p["update"] or p["delete"]) for p in plans), plans
     assert versions == {

@@ -25,8 +25,9 @@ from vaultbundle.errors import TargetError
 from vaultbundle.selection import SelectionError
 from vaultbundle.spec import parse_selection
 from vaultbundle.targets import azure_key_vault
-from vaultbundle.targets.azure_key_vault import KIND, MANAGED_BY_TAG, OWNER_TAG, AzureKeyVaultTarget
+from vaultbundle.targets.azure_key_vault import KIND, OWNER_TAG, AzureKeyVaultTarget
 from vaultbundle.targets.base import Owner, Plan, TargetContext
+from vaultbundle.targets.ownership import MANAGED_BY_KEY
 from vaultbundle.vault import Vault
 
 pytestmark = pytest.mark.testbed
@@ -162,7 +163,7 @@ async def test_create_then_idle_then_update_one(
     assert sorted(first.plan.create) == sorted(names) and [w for w, _ in first.writes] == ["set_secret"] * 3
     db = admin.get_secret(f"{prefix}DB-PASSWORD")
     assert db.value == "s3cret" and db.properties.content_type == "text/plain"
-    assert db.properties.tags == {"team": "web", MANAGED_BY_TAG: "vaultbundle", OWNER_TAG: owner.ref}
+    assert db.properties.tags == {"team": "web", MANAGED_BY_KEY: "vaultbundle", OWNER_TAG: owner.ref}
     ca = admin.get_secret(f"{prefix}certs-ca-der")
     assert ca.properties.content_type == "application/octet-stream"
     assert ca.value is not None and base64.b64decode(ca.value) == b"\xff\x00\x81bin"
@@ -260,7 +261,7 @@ async def test_unowned_secret_left_alone_unless_adopt(
     db = admin.get_secret(f"{prefix}DB")
     assert db.value == "ours" and db.properties.tags == {
         "team": "ops",
-        MANAGED_BY_TAG: "vaultbundle",
+        MANAGED_BY_KEY: "vaultbundle",
         OWNER_TAG: owner.ref,
     }
 
@@ -271,7 +272,8 @@ async def test_another_vaultbundles_secret_is_never_taken(
     admin.set_secret(f"{prefix}DB", "x", tags={OWNER_TAG: "other/app"})
     with pytest.raises(TargetError) as refused:
         await sync(spec(bed, prefix, adopt=True), Vault(kv={"DB": "ours"}), bed, owner)
-    assert refused.value.reason == "SecretNotOwned" and "other/app" in str(refused.value)
+    assert refused.value.reason == "SecretNotOwned" and "managed by another VaultBundle" in str(refused.value)
+    assert "other/app" not in str(refused.value)  # the other tenant's VaultBundle is not named (security review L2)
 
 
 async def test_invalid_names_and_case_collisions_rejected(bed: dict[str, str], prefix: str) -> None:

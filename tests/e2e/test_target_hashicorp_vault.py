@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from vaultbundle import metrics
+from vaultbundle.backoff import Backoff, Retry
 from vaultbundle.digest import Digester
 from vaultbundle.errors import SpecError, TargetError
 from vaultbundle.spec import parse_selection
@@ -174,7 +176,8 @@ async def test_unmarked_secret_is_refused_unless_adopt(testbed: dict[str, str], 
     assert not plan.changed
     with pytest.raises(TargetError) as other:
         await _sync(_raw(testbed, path, adopt=True), {"A": "1"}, _context(secrets, ns="other"))
-    assert other.value.reason == "SecretNotOwned" and "web/web" in str(other.value)
+    assert other.value.reason == "SecretNotOwned" and "managed by another VaultBundle" in str(other.value)
+    assert "web/web" not in str(other.value)  # the other tenant's VaultBundle is not named (security review L2)
 
 
 async def test_adopting_identical_content_writes_only_the_marker(
@@ -212,6 +215,7 @@ async def test_concurrent_write_between_plan_and_apply_is_a_conflict(
     with pytest.raises(TargetError) as conflict:
         await target.apply(plan, desired)
     assert conflict.value.reason == "Conflict" and conflict.value.transient
+    assert Retry(Backoff(base=1.0, cap=1.0)).next_delay(conflict.value.reason, 3600.0) <= 1.0  # retried soon
     assert _data(root, path) == {"A": "someone-else"} and _meta(root, path)["current_version"] == 2
 
     # a create races too: cas=0 fails when someone else created the secret meanwhile
@@ -238,6 +242,7 @@ async def test_missing_mount_and_wrong_kv_version(testbed: dict[str, str], root:
     with pytest.raises(TargetError) as mismatch:
         await _sync(_raw(testbed, "vbtest/x", mount="kv1-vbtest"), {"A": "1"}, _context(secrets))
     assert mismatch.value.reason == "KVVersionMismatch" and not mismatch.value.transient
+    assert Retry(Backoff(base=1.0, cap=1.0)).next_delay(mismatch.value.reason, 3600.0) == 3600.0  # at refresh
 
 
 async def test_policy_without_rights_is_forbidden(testbed: dict[str, str], secrets: Secrets) -> None:
@@ -330,11 +335,17 @@ async def test_kubernetes_login_with_token_request(
     )
     auth = {"kubernetes": {"role": role, "mount": mount, "serviceAccountName": "vault-writer"}}
     path = _unique("vbtest/k8s")
+
+    def token_requests() -> float:  # the operator's own count of TokenRequests sent
+        sample = metrics.REGISTRY.get_sample_value("vaultbundle_kubernetes_writes_total", {"operation": "create_token"})
+        return sample or 0.0
+
+    requested = token_requests()
     context = _context(Secrets({}), kube=kube, ns=namespace)
     plan, target = await _sync(_raw(testbed, path, auth=auth), {"A": "1"}, context)
     assert plan.create == ["A"] and _data(root, path) == {"A": "1"}
     assert _meta(root, path)["custom_metadata"]["vaultbundle-owner"] == f"{namespace}/web"
-    assert kube.calls["create_token"] == 1
+    assert token_requests() == requested + 1
     assert "vault-writer" in (await _token_subject(target))
 
     # the ServiceAccount did not opt in: no token is even requested
@@ -342,7 +353,7 @@ async def test_kubernetes_login_with_token_request(
         auth_other = {"kubernetes": {**auth["kubernetes"], "serviceAccountName": "not-opted-in"}}
         await _sync(_raw(testbed, path, auth=auth_other), {"A": "1"}, context)
     assert refused.value.reason == "Forbidden" and "vaultbundle.io/token-audiences" in str(refused.value)
-    assert kube.calls["create_token"] == 1
+    assert token_requests() == requested + 1
 
     # a role the ServiceAccount is not bound to
     with pytest.raises(TargetError) as wrong_role:

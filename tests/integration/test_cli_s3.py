@@ -42,7 +42,7 @@ def pull(bucket: Bucket, *extra: str | Path, ok: bool = True) -> subprocess.Comp
     )
 
 
-def push(bucket: Bucket, layout: str, folder: Path) -> str:
+def push(bucket: Bucket, layout: str, folder: Path, *extra: str) -> str:
     out = run(
         "push",
         "--config-file",
@@ -52,6 +52,7 @@ def push(bucket: Bucket, layout: str, folder: Path) -> str:
         "--layout",
         layout,
         "-q",
+        *extra,
         folder,
     ).stdout
     return out.split()[3]  # "pushed <layout> bundle <ts> (...)"
@@ -115,7 +116,7 @@ EXPECTED_KV = {
 def test_cli_layout_written_by_us_read_by_us_and_by_vsync(bucket: Bucket, tmp_path: Path) -> None:
     folder = make_folder(tmp_path, {".env.prod": ENV_TEXT, "certs/tls.bin": BINARY})
     ts = push(bucket, "cli", folder)
-    assert bucket.keys() == ["acme_web/prod/latest", f"acme_web/prod/versions/{ts}.enc"]
+    assert bucket.keys() == ["acme_web/prod/audit.csv", "acme_web/prod/latest", f"acme_web/prod/versions/{ts}.enc"]
     summary = json.loads(pull(bucket, "--json").stdout)
     assert summary == {
         "layout": "cli",

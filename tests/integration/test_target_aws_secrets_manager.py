@@ -21,8 +21,9 @@ from vaultbundle.digest import Digester
 from vaultbundle.errors import TargetError
 from vaultbundle.selection import SelectionError
 from vaultbundle.spec import parse_selection
-from vaultbundle.targets.aws_secrets_manager import KIND, MANAGED_BY_TAG, OWNER_TAG, AwsSecretsManagerTarget
+from vaultbundle.targets.aws_secrets_manager import KIND, OWNER_TAG, AwsSecretsManagerTarget
 from vaultbundle.targets.base import Owner, Plan, TargetContext
+from vaultbundle.targets.ownership import MANAGED_BY_KEY
 from vaultbundle.vault import Vault
 
 REGION = "us-east-1"
@@ -141,7 +142,7 @@ async def test_create_then_idle_then_update_one(endpoint: str, admin: Any, prefi
     assert sorted(first.plan.create) == names and not first.plan.update
     assert first.writes == ["CreateSecret"] * 3
     for name in names:
-        assert tags(admin, name) == {"team": "web", MANAGED_BY_TAG: "vaultbundle", OWNER_TAG: "ns/web"}
+        assert tags(admin, name) == {"team": "web", MANAGED_BY_KEY: "vaultbundle", OWNER_TAG: "ns/web"}
         assert admin.describe_secret(SecretId=name)["KmsKeyId"] == "alias/web"
     assert admin.get_secret_value(SecretId=f"{prefix}db-password")["SecretString"] == "s3cret"
     binary = admin.get_secret_value(SecretId=f"{prefix}certs-ca.der")
@@ -258,7 +259,7 @@ async def test_unowned_secret_is_left_alone_unless_adopt(endpoint: str, admin: A
     adopted = await sync({**raw, "adopt": True}, Vault(kv={"DB": "ours", "NEW": "n"}))
     assert adopted.plan.update == [f"{prefix}DB"] and adopted.plan.create == [f"{prefix}NEW"]
     assert admin.get_secret_value(SecretId=f"{prefix}DB")["SecretString"] == "ours"
-    assert tags(admin, f"{prefix}DB") == {"team": "ops", MANAGED_BY_TAG: "vaultbundle", OWNER_TAG: "ns/web"}
+    assert tags(admin, f"{prefix}DB") == {"team": "ops", MANAGED_BY_KEY: "vaultbundle", OWNER_TAG: "ns/web"}
 
     # once adopted it is ours: adopt can be switched off again
     assert (await sync(raw, Vault(kv={"DB": "ours", "NEW": "n"}))).writes == []
@@ -275,7 +276,8 @@ async def test_another_vaultbundles_secret_is_never_taken(endpoint: str, admin: 
     admin.create_secret(Name=f"{prefix}DB", SecretString="x", Tags=[{"Key": OWNER_TAG, "Value": "other/app"}])
     with pytest.raises(TargetError) as refused:
         await sync(spec(endpoint, prefix, adopt=True), Vault(kv={"DB": "ours"}))
-    assert refused.value.reason == "SecretNotOwned" and "other/app" in str(refused.value)
+    assert refused.value.reason == "SecretNotOwned" and "managed by another VaultBundle" in str(refused.value)
+    assert "other/app" not in str(refused.value)  # the other tenant's VaultBundle is not named (security review L2)
     assert admin.get_secret_value(SecretId=f"{prefix}DB")["SecretString"] == "x"
 
 

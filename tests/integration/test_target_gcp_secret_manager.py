@@ -175,7 +175,8 @@ async def test_another_vaultbundles_secret_is_never_adopted(fake: FakeSecretMana
     writes = fake.state.write_calls()
     with pytest.raises(TargetError) as caught:
         await sync(body(fake, adopt=True), Vault(kv={"SHARED": "b"}))
-    assert caught.value.reason == "SecretNotOwned" and "owned by other_app" in str(caught.value)
+    assert caught.value.reason == "SecretNotOwned" and "managed by another VaultBundle" in str(caught.value)
+    assert "other_app" not in str(caught.value)  # the other tenant's VaultBundle is not named (security review L2)
     assert fake.state.write_calls() == writes and payloads(fake) == {"SHARED": [b"a"]}
 
 

@@ -62,3 +62,14 @@ def test_scale_case_reports_the_median_run_and_the_worst_idle_counts() -> None:
     assert entry["spread"]["ready_s"] == {"median": 2.0, "min": 1.0, "max": 3.0, "samples": [3.0, 1.0, 2.0]}
     assert entry["repeats"] == 4 and entry["failed_runs"] == 1
     assert entry["idle_cycle_api_writes_max_over_runs"] == 2 and entry["idle_cycle_kdf_calls_max_over_runs"] == 1
+
+
+def test_dotsec_open_bench_shape() -> None:
+    from bench.dotsec_open import measure_age
+
+    result = measure_age(entries=5, runs=2)
+    json.loads(json.dumps(result))
+    assert result["entries"] == 5 and result["file_bytes"] > 5 * 200
+    for step in ("open_ms", "parse_ms", "age_unwrap_ms", "mac_ms", "decrypt_values_ms", "schema_check_ms"):
+        assert 0 < result[step]["min"] <= result[step]["median"] <= result[step]["max"], step
+        assert len(result[step]["samples"]) == 2

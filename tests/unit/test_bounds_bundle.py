@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.unit.test_reconcile import CONFIG, PASSPHRASE, MemoryKube, MemoryObjects
+from tests.kit import CONFIG, PASSPHRASE, MemoryKube, MemoryObjects, add_source_secrets
 from vaultbundle import bundles, statusbounds, vault
 from vaultbundle.bundles import Layout
 from vaultbundle.crypto import rqe1
@@ -145,7 +145,7 @@ def test_status_bounds() -> None:
 
 def _runtime_bundle(objects: MemoryObjects, keys: int, value_bytes: int) -> None:
     files = {".env": "".join(f"KEY_{i}={'v' * value_bytes}\n" for i in range(keys)).encode()}
-    bundles.push(objects, CONFIG, PASSPHRASE, CryptoPool(workers=0), files, layout=Layout.RUNTIME)  # type: ignore[arg-type]
+    bundles.push(objects, CONFIG, PASSPHRASE, CryptoPool(workers=0), files, layout=Layout.RUNTIME)
 
 
 def _dry_run(keys: int = 0) -> Observed:
@@ -158,12 +158,12 @@ def _dry_run(keys: int = 0) -> Observed:
 
 
 def _reconciler(kube: MemoryKube, objects: MemoryObjects, pool: CryptoPool) -> Reconciler:
-    return Reconciler(kube, pool, Digester(b"k" * 32), s3_factory=lambda _c: objects)  # type: ignore[arg-type,return-value]
+    return Reconciler(kube, pool, Digester(b"k" * 32), s3_factory=lambda _c: objects)
 
 
 async def test_plan_lists_in_status_are_bounded() -> None:
     kube, objects = MemoryKube(), MemoryObjects()
-    kube.add_source_secrets()
+    add_source_secrets(kube)
     _runtime_bundle(objects, 250, 1)
     await _reconciler(kube, objects, CryptoPool(workers=0)).reconcile(_dry_run())
     target = kube.status["targets"][0]
@@ -187,7 +187,7 @@ async def test_every_per_bundle_step_runs_off_the_event_loop(monkeypatch: pytest
     _record_thread(monkeypatch, KubernetesSecretKind, "desired", seen)
     _record_thread(monkeypatch, Digester, "digest", seen)
     kube, objects = MemoryKube(), MemoryObjects()
-    kube.add_source_secrets()
+    add_source_secrets(kube)
     _runtime_bundle(objects, 10, 10)
     with CryptoPool(workers=1) as pool:
         outcome = await _reconciler(kube, objects, pool).reconcile(_dry_run())
@@ -205,7 +205,7 @@ async def test_the_event_loop_stays_responsive_with_a_bundle_at_the_limits() -> 
     what remains is the scheduling noise of the machine, so the bound is p99 < 50 ms and max < 150 ms (the
     test above proves deterministically that each step runs in a thread)."""
     kube, objects = MemoryKube(), MemoryObjects()
-    kube.add_source_secrets()
+    add_source_secrets(kube)
     _runtime_bundle(objects, LIMIT, 6_500)
     lags: list[float] = []
     stop = asyncio.Event()

@@ -22,14 +22,14 @@ from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 from prometheus_client import generate_latest
 
 from tests.conftest import load_vectors
-from tests.unit.test_reconcile import MemoryKube, MemoryObjects, observed
+from tests.kit import MemoryKube, MemoryObjects, World, add_source_secrets
 from vaultbundle import metrics
 from vaultbundle import pool as pool_module
 from vaultbundle.controller import Scheduler
 from vaultbundle.crypto import configblob
 from vaultbundle.crypto.kdf import IterationLimits, derive_key
 from vaultbundle.digest import Digester
-from vaultbundle.errors import KdfLimitError, KeyDerivationFailedError
+from vaultbundle.errors import KdfLimitError, KeyDerivationFailedError, Reason
 from vaultbundle.leader import LeaderElector
 from vaultbundle.pool import CryptoPool
 from vaultbundle.reconcile import Observed, Outcome, Reconciler
@@ -95,15 +95,14 @@ async def test_limits_are_enforced_before_any_derivation(iterations: int, flag: 
 
 async def test_the_reconciler_refuses_the_count_before_touching_s3() -> None:
     kube, objects = MemoryKube(), MemoryObjects()
-    kube.add_source_secrets()
-    kube.secrets[("ns", "cfg")] = {"data": {"config": base64.b64encode(_blob(1_000_000_000).encode()).decode()}}
+    add_source_secrets(kube, config=_blob(1_000_000_000))
     reconciler = Reconciler(
-        kube,  # type: ignore[arg-type]
+        kube,
         CryptoPool(workers=0, limits=IterationLimits()),
         Digester(b"k" * 32),
-        s3_factory=lambda _config: objects,  # type: ignore[arg-type,return-value]
+        s3_factory=lambda _config: objects,
     )
-    outcome = await reconciler.reconcile(observed({}))
+    outcome = await reconciler.reconcile(World().observed({}))
     assert outcome.reason == "KdfLimit" and "--max-kdf-iterations" in outcome.message
     assert objects.requests == 0 and reconciler.pool.cache.stats.derivations == 0
 
@@ -156,11 +155,11 @@ class FakeReconciler:
         await asyncio.sleep(self.seconds.get(observed.namespace, 0.0))
         self.writes[observed.uid] = self.writes.get(observed.uid, 0) + 1
         self.finished.setdefault(observed.uid, time.monotonic())
-        return Outcome(retry_after=self.retry, idle=True)
+        return Outcome(refresh_seconds=self.retry, idle=True)
 
     async def report_timeout(self, observed: Observed, seconds: float) -> Outcome:
         self.timeouts.append(observed.uid)
-        return Outcome(retry_after=None, reason="ReconcileTimeout")
+        return Outcome(refresh_seconds=None, failure=Reason.RECONCILE_TIMEOUT, reason="ReconcileTimeout")
 
     def forget(self, uid: str) -> None:
         self.forgotten.append(uid)
@@ -289,7 +288,7 @@ async def test_a_reconcile_waiting_on_the_kdf_gives_its_slot_back(monkeypatch: p
                 if observed.namespace == "a":
                     await pool.aderive("pw", SALT, 1000)
                 done[observed.uid] = time.monotonic()
-                return Outcome(retry_after=None, idle=True)
+                return Outcome(refresh_seconds=None, idle=True)
 
         scheduler = Scheduler(KdfReconciler(), 1, max_per_namespace=1)  # type: ignore[arg-type]
         try:
@@ -349,11 +348,12 @@ async def test_a_cycle_past_the_deadline_is_cancelled_and_reported() -> None:
 
 
 async def test_report_timeout_writes_a_typed_status() -> None:
-    kube = MemoryKube()
-    reconciler = Reconciler(kube, CryptoPool(workers=0), Digester(b"k" * 32))  # type: ignore[arg-type]
-    outcome = await reconciler.report_timeout(observed({}), 300)
-    assert outcome.reason == "ReconcileTimeout" and not outcome.ready and outcome.retry_after
-    assert kube.status["conditions"][0]["reason"] == "ReconcileTimeout" and "300s" in outcome.message
+    world = World()
+    outcome = await world.reconciler.report_timeout(world.observed({}), 300)
+    # retried like every transient failure: by the scheduler's backoff (outcome.failure), not a fixed delay
+    assert outcome.reason == "ReconcileTimeout" and not outcome.ready and outcome.failure == Reason.RECONCILE_TIMEOUT
+    assert outcome.failure.transient
+    assert world.kube.status["conditions"][0]["reason"] == "ReconcileTimeout" and "300s" in outcome.message
 
 
 async def test_deleting_a_vaultbundle_drops_its_metrics_and_maps() -> None:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.unit.test_reconcile import CONFIG
+from tests.kit import CONFIG
 from vaultbundle import bundles
 from vaultbundle.bundles import Layout, Pointer
 from vaultbundle.crypto.configblob import BootstrapConfig

@@ -30,7 +30,25 @@ CACHED_HELM = Path.home() / ".cache" / "vaultbundle-testbed" / "kubectl-helm-2.1
 # Every documented combination (values.yaml, chart README): name -> --set flags.
 COMBINATIONS: dict[str, list[str]] = {
     "defaults": [],
+    "cluster-wide": ["clusterWide=true"],
     "namespaced-two": ["watchNamespaces={team-a,team-b}"],
+    "token-service-accounts": [
+        "watchNamespaces={team-a,team-b}",
+        "rbac.serviceAccountTokens[0].namespace=team-a",
+        "rbac.serviceAccountTokens[0].name=vault-writer",
+        "rbac.serviceAccountTokens[1].namespace=team-a",
+        "rbac.serviceAccountTokens[1].name=ci-writer",
+        "rbac.serviceAccountTokens[2].namespace=team-b",
+        "rbac.serviceAccountTokens[2].name=vault-writer",
+    ],
+    "metrics-secured": [
+        "metrics.tls.secretName=metrics-tls",
+        "metrics.auth.tokenSecret.name=metrics-token",
+        "serviceMonitor.enabled=true",
+        "serviceMonitor.tlsConfig.serverName=rel-vaultbundle-operator-metrics.vb-system.svc",
+        "serviceMonitor.tlsConfig.ca.secret.name=metrics-tls",
+        "serviceMonitor.tlsConfig.ca.secret.key=ca.crt",
+    ],
     "service-monitor": ["serviceMonitor.enabled=true", "serviceMonitor.labels.release=prom"],
     "pdb": ["podDisruptionBudget.enabled=true"],
     "pdb-min-available": ["podDisruptionBudget.enabled=true", "podDisruptionBudget.minAvailable=1"],
@@ -48,6 +66,11 @@ COMBINATIONS: dict[str, list[str]] = {
         "operator.logFormat=text",
         "serviceAccount.annotations.example\\.com/role=vaultbundle",
         "rbac.kopfDiscovery=false",
+        "rbac.serviceAccountTokens[0].namespace=team-b",
+        "rbac.serviceAccountTokens[0].name=vault-writer",
+        "metrics.tls.secretName=metrics-tls",
+        "metrics.auth.tokenSecret.name=metrics-token",
+        "metrics.bindAddress=0.0.0.0",
     ],
 }
 # Kinds kubernetes-validate has no schema for (CRD-defined); checked by hand below.
@@ -165,6 +188,9 @@ def test_defaults_are_secure(helm: str) -> None:
     assert {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}} in pod[
         "containers"
     ][0]["env"]
+    # /metrics, /healthz and /readyz listen on the pod IP only (the kubelet's probes use it too)
+    assert {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}} in container["env"]
+    assert "--metrics-host=$(POD_IP)" in container["args"]
     without = by_kind(render(helm, "leaderElection.enabled=false"), "Deployment")[0]
     assert without["spec"]["strategy"] == {"type": "Recreate"}  # never two operators at once without election
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 65532
@@ -180,18 +206,30 @@ def test_defaults_are_secure(helm: str) -> None:
     assert container["ports"] == [{"name": "metrics", "containerPort": 8080, "protocol": "TCP"}]
     assert container["image"] == f"ghcr.io/vaultbundle/vaultbundle:{vaultbundle.__version__}"
     args = container["args"]
-    assert "--all-namespaces" in args and "--log-format=json" in args and "--metrics-port=8080" in args
-    assert "--digest-key-file=/etc/vaultbundle/digest-key/digest-key" in args
+    # namespaced by default: the release namespace only, never cluster-wide unless clusterWide=true
+    assert "--namespace=vb-system" in args and "--all-namespaces" not in args
+    assert "--log-format=json" in args and "--metrics-port=8080" in args
+    assert not any(a.startswith(("--metrics-tls", "--metrics-token")) for a in args)
+    # the operator keeps its digest key in a Secret it creates once: no file, no mount, no chart-made Secret
+    assert not any(arg.startswith("--digest-key-file") for arg in args)
+    assert {"name": "VAULTBUNDLE_DIGEST_KEY_SECRET", "value": "rel-vaultbundle-operator-digest-key"} in container["env"]
     mounts = {m["name"]: m for m in container["volumeMounts"]}
-    assert mounts["digest-key"]["readOnly"] is True and mounts["tmp"]["mountPath"] == "/tmp"
+    assert set(mounts) == {"tmp"} and mounts["tmp"]["mountPath"] == "/tmp"
     volumes = {v["name"]: v for v in pod["volumes"]}
-    assert volumes["tmp"]["emptyDir"]["sizeLimit"] == "64Mi"
-    assert volumes["digest-key"]["secret"]["secretName"] == "rel-vaultbundle-operator-digest-key"
-    secret = by_kind(objects, "Secret")[0]
-    assert len(secret["data"]["digest-key"]) == 64  # base64 of 48 random alphanumerics
+    assert set(volumes) == {"tmp"} and volumes["tmp"]["emptyDir"]["sizeLimit"] == "64Mi"
+    assert not by_kind(objects, "Secret")
     assert not by_kind(objects, "ServiceMonitor") and not by_kind(objects, "PodDisruptionBudget")
     assert not by_kind(objects, "NetworkPolicy")
-    assert [r["metadata"]["name"] for r in by_kind(objects, "Role")] == ["rel-vaultbundle-operator-leader-election"]
+    roles = {(r["metadata"]["namespace"], r["metadata"]["name"]) for r in by_kind(objects, "Role")}
+    assert roles == {
+        ("vb-system", "rel-vaultbundle-operator"),
+        ("vb-system", "rel-vaultbundle-operator-leader-election"),
+        ("vb-system", "rel-vaultbundle-operator-digest-key"),
+    }
+    # nothing cluster-wide touches Secrets or ServiceAccounts; no token minting at all
+    for cluster_role in by_kind(objects, "ClusterRole"):
+        assert not {r for _, r, _ in _rules(cluster_role)} & {"secrets", "serviceaccounts", "serviceaccounts/token"}
+    assert not any(r for role in by_kind(objects, "Role") for _, r, _ in _rules(role) if r.startswith("serviceacc"))
 
 
 def _rules(role: dict[str, Any]) -> set[tuple[str, str, str]]:
@@ -213,44 +251,159 @@ OPERATOR_RULES = {("", "secrets", verb) for verb in ("get", "list", "watch", "cr
 CRD_RULES = {("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("list", "watch")}
 
 
+def operator_grants(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    """The chart's RBAC objects besides the ClusterTargetStore reads (`<release>-stores`, checked on their own)."""
+    return [o for o in by_kind(objects, kind) if not o["metadata"]["name"].endswith("-stores")]
+
+
+STORES_RULES = {("vaultbundle.io", "clustertargetstores", v) for v in ("get", "list", "watch")} | {
+    ("", "namespaces", "get")  # one Namespace's labels at a time: no list/watch of every namespace
+}
+
+
+def test_rbac_cluster_target_stores_in_every_mode(helm: str) -> None:
+    for sets in ([], ["watchNamespaces={team-a}"], ["watchNamespaces={team-a}", "rbac.kopfDiscovery=false"]):
+        objects = render(helm, *sets)
+        (role,) = [
+            r for r in by_kind(objects, "ClusterRole") if r["metadata"]["name"] == "rel-vaultbundle-operator-stores"
+        ]
+        assert _rules(role) == STORES_RULES  # read-only, and nothing else
+        (binding,) = [b for b in by_kind(objects, "ClusterRoleBinding") if b["metadata"]["name"].endswith("-stores")]
+        assert binding["roleRef"]["name"] == "rel-vaultbundle-operator-stores"
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "rel-vaultbundle-operator", "namespace": "vb-system"}
+        ]
+    assert not by_kind(render(helm, "rbac.create=false"), "ClusterRole")
+    text = (CHART / "templates" / "rbac-stores.yaml").read_text()
+    assert "clustertargetstores get/list/watch:" in text and "namespaces get:" in text
+
+
 def test_rbac_cluster_wide(helm: str) -> None:
-    objects = render(helm)
-    (role,) = by_kind(objects, "ClusterRole")
+    objects = render(helm, "clusterWide=true")
+    (role,) = operator_grants(objects, "ClusterRole")
     assert _rules(role) == OPERATOR_RULES | CRD_RULES
-    (binding,) = by_kind(objects, "ClusterRoleBinding")
+    (binding,) = operator_grants(objects, "ClusterRoleBinding")
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "rel-vaultbundle-operator", "namespace": "vb-system"}
     ]
-    (lease_role,) = by_kind(objects, "Role")  # leader election: Leases in the release namespace only
+    roles = {r["metadata"]["name"].removeprefix("rel-vaultbundle-operator-"): r for r in by_kind(objects, "Role")}
+    lease_role = roles["leader-election"]  # leader election: Leases in the release namespace only
     assert lease_role["metadata"]["namespace"] == "vb-system"
     assert _rules(lease_role) == {("coordination.k8s.io", "leases", v) for v in ("get", "create", "update")}
-    assert len(by_kind(objects, "RoleBinding")) == 1
-    tokens = by_kind(render(helm, "rbac.serviceAccountTokens=true"), "ClusterRole")[0]
-    assert _rules(tokens) == OPERATOR_RULES | CRD_RULES | {
-        ("", "serviceaccounts", "get"),
-        ("", "serviceaccounts/token", "create"),
-    }
+    key_role = roles["digest-key"]  # the digest key: get that one Secret, create (not limitable by name)
+    assert key_role["metadata"]["namespace"] == "vb-system"
+    assert key_role["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "resourceNames": ["rel-vaultbundle-operator-digest-key"],
+            "verbs": ["get"],
+        },
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
+    ]
+    assert len(by_kind(objects, "RoleBinding")) == 2  # leader election and the digest key
+    args = by_kind(objects, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--all-namespaces" in args and not [a for a in args if a.startswith("--namespace")]
+    # token minting never rides on the ClusterRole: only a Role with resourceNames in the SA's namespace
+    sets = ["clusterWide=true", "rbac.serviceAccountTokens[0].namespace=team-a"]
+    with_tokens = render(helm, *sets, "rbac.serviceAccountTokens[0].name=vault-writer")
+    (cluster_role,) = operator_grants(with_tokens, "ClusterRole")
+    assert _rules(cluster_role) == OPERATOR_RULES | CRD_RULES
+    (token_role,) = [r for r in by_kind(with_tokens, "Role") if r["metadata"]["name"].endswith("-tokens")]
+    assert token_role["metadata"]["namespace"] == "team-a"
+    assert [(r["resources"], r["verbs"], r["resourceNames"]) for r in token_role["rules"]] == [
+        (["serviceaccounts"], ["get"], ["vault-writer"]),
+        (["serviceaccounts/token"], ["create"], ["vault-writer"]),
+    ]
     # every rule carries a comment saying why
     text = (CHART / "templates" / "_helpers.tpl").read_text()
     block = text[text.index('define "vaultbundle.rules"') :]
-    assert block.count("- apiGroups:") == 6 and block.count("\n#") >= 5
+    assert block.count("- apiGroups:") == 4 and block.count("\n#") >= 8
 
 
 def test_rbac_namespaced(helm: str) -> None:
     objects = render(helm, "watchNamespaces={team-a,team-b}")
-    roles = [r for r in by_kind(objects, "Role") if not r["metadata"]["name"].endswith("-leader-election")]
+    roles = [r for r in by_kind(objects, "Role") if not r["metadata"]["name"].endswith(("-leader-election", "-key"))]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     assert all(_rules(r) == OPERATOR_RULES for r in roles)
-    bindings = [b for b in by_kind(objects, "RoleBinding") if not b["metadata"]["name"].endswith("-leader-election")]
+    bindings = [
+        b for b in by_kind(objects, "RoleBinding") if not b["metadata"]["name"].endswith(("-leader-election", "-key"))
+    ]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
     # the only cluster-wide grant: kopf's reads of CRDs and Namespaces, never Secrets
-    (cluster_role,) = by_kind(objects, "ClusterRole")
+    (cluster_role,) = operator_grants(objects, "ClusterRole")
     assert _rules(cluster_role) == CRD_RULES | {("", "namespaces", "list"), ("", "namespaces", "watch")}
     args = by_kind(objects, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--namespace=team-a" in args and "--namespace=team-b" in args and "--all-namespaces" not in args
-    # without kopf discovery: nothing cluster-wide at all
+    # without kopf discovery: nothing cluster-wide but the read-only ClusterTargetStore / Namespace reads
     bare = render(helm, "watchNamespaces={team-a}", "rbac.kopfDiscovery=false")
-    assert not by_kind(bare, "ClusterRole") and not by_kind(bare, "ClusterRoleBinding")
+    assert not operator_grants(bare, "ClusterRole") and not operator_grants(bare, "ClusterRoleBinding")
+    assert [r["metadata"]["name"] for r in by_kind(bare, "ClusterRole")] == ["rel-vaultbundle-operator-stores"]
+
+
+def test_token_minting_only_for_listed_service_accounts(helm: str) -> None:
+    objects = render(helm, *COMBINATIONS["token-service-accounts"])
+    token_roles = {
+        r["metadata"]["namespace"]: r for r in by_kind(objects, "Role") if "-tokens" in r["metadata"]["name"]
+    }
+    assert sorted(token_roles) == ["team-a", "team-b"]
+    for namespace, names in (("team-a", ["vault-writer", "ci-writer"]), ("team-b", ["vault-writer"])):
+        rules = token_roles[namespace]["rules"]
+        assert {r["resources"][0]: (r["verbs"], r["resourceNames"]) for r in rules} == {
+            "serviceaccounts": (["get"], names),
+            "serviceaccounts/token": (["create"], names),
+        }
+    bindings = [b for b in by_kind(objects, "RoleBinding") if "-tokens" in b["metadata"]["name"]]
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
+    # the operator's own Roles carry no ServiceAccount rules
+    for role in by_kind(objects, "Role"):
+        if "-tokens" not in role["metadata"]["name"]:
+            assert not [r for _, r, _ in _rules(role) if r.startswith("serviceaccounts")]
+
+
+def test_metrics_tls_and_token(helm: str) -> None:
+    objects = render(helm, *COMBINATIONS["metrics-secured"])
+    pod = by_kind(objects, "Deployment")[0]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert "--metrics-tls-cert-file=/etc/vaultbundle/metrics-tls/tls.crt" in container["args"]
+    assert "--metrics-tls-key-file=/etc/vaultbundle/metrics-tls/tls.key" in container["args"]
+    assert "--metrics-token-file=/etc/vaultbundle/metrics-token/token" in container["args"]
+    assert container["livenessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    assert container["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    volumes = {v["name"]: v["secret"] for v in pod["volumes"] if "secret" in v}
+    assert volumes["metrics-tls"]["secretName"] == "metrics-tls"
+    assert volumes["metrics-token"] == {
+        "secretName": "metrics-token",
+        "defaultMode": 0o440,
+        "items": [{"key": "token", "path": "token"}],
+    }
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert mounts["metrics-tls"]["readOnly"] is True and mounts["metrics-token"]["readOnly"] is True
+    (endpoint,) = by_kind(objects, "ServiceMonitor")[0]["spec"]["endpoints"]
+    assert endpoint["scheme"] == "https"
+    assert endpoint["tlsConfig"]["serverName"] == "rel-vaultbundle-operator-metrics.vb-system.svc"
+    assert endpoint["authorization"] == {"type": "Bearer", "credentials": {"name": "metrics-token", "key": "token"}}
+    bound = by_kind(render(helm, "metrics.bindAddress=0.0.0.0"), "Deployment")[0]
+    assert "--metrics-host=0.0.0.0" in bound["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+def test_scope_choices_fail_with_a_clear_message(helm: str) -> None:
+    for sets, message in (
+        (["clusterWide=true", "watchNamespaces={team-a}"], "clusterWide=true and watchNamespaces are exclusive"),
+        (
+            [
+                "watchNamespaces={team-a}",
+                "rbac.serviceAccountTokens[0].namespace=team-b",
+                "rbac.serviceAccountTokens[0].name=x",
+            ],
+            "rbac.serviceAccountTokens: namespace team-b is not watched (team-a)",
+        ),
+    ):
+        command = [helm, "template", "rel", str(CHART), "--kube-version", KUBE_VERSION]
+        for value in sets:
+            command += ["--set", value]
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        assert result.returncode != 0 and message in result.stderr, result.stderr
 
 
 def test_optional_objects(helm: str) -> None:
@@ -265,6 +418,16 @@ def test_optional_objects(helm: str) -> None:
     assert policy["spec"]["ingress"] == [{"ports": [{"port": "metrics", "protocol": "TCP"}]}]
     objects = render(helm, *COMBINATIONS["existing-digest-key"])
     assert not by_kind(objects, "Secret")
+    assert sorted(r["metadata"]["name"] for r in by_kind(objects, "Role")) == [
+        "rel-vaultbundle-operator",  # namespaced by default
+        "rel-vaultbundle-operator-leader-election",
+    ]  # and no digest-key Role: the key comes from the mounted Secret
+    container = by_kind(objects, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
+    assert "--digest-key-file=/etc/vaultbundle/digest-key/digest-key" in container["args"]
+    assert not [e for e in container["env"] if e["name"] == "VAULTBUNDLE_DIGEST_KEY_SECRET"]
+    assert {"name": "digest-key", "mountPath": "/etc/vaultbundle/digest-key", "readOnly": True} in container[
+        "volumeMounts"
+    ]
     volume = next(
         v for v in by_kind(objects, "Deployment")[0]["spec"]["template"]["spec"]["volumes"] if v["name"] == "digest-key"
     )
@@ -282,6 +445,10 @@ def test_optional_objects(helm: str) -> None:
         (["replicas=0"], "/replicas"),
         (["operator.logFormat=xml"], "/operator/logFormat"),
         (["watchNamespaces={Not_A_Namespace}"], "/watchNamespaces/0"),
+        # before 0.2 a boolean that granted every ServiceAccount: now a list of namespace/name pairs
+        (["rbac.serviceAccountTokens=true"], "/rbac/serviceAccountTokens"),
+        (["rbac.serviceAccountTokens[0].name=vault-writer"], "missing property 'namespace'"),
+        (["clusterWide=yes"], "/clusterWide"),
     ],
 )
 def test_schema_rejects(helm: str, sets: list[str], error: str) -> None:
@@ -318,11 +485,13 @@ def render_notes(helm: str, tmp_path: Path, *sets: str) -> str:
 
 
 def test_notes_name_the_next_step(helm: str, tmp_path: Path) -> None:
-    for sets in ([], ["watchNamespaces={team-a}"]):
-        notes = render_notes(helm, tmp_path / str(len(sets)), *sets)
-        namespace = "team-a" if sets else "web"
+    for namespace, sets in (("vb-system", []), ("team-a", ["watchNamespaces={team-a}"]), ("web", ["clusterWide=true"])):
+        notes = render_notes(helm, tmp_path / namespace, *sets)
         assert f"kubectl -n {namespace} create secret generic web-vsync" in notes
         assert f"kubectl -n {namespace} create secret generic web-passphrase" in notes
         assert "kind: VaultBundle" in notes and f"kubectl -n {namespace} get vb" in notes
         assert "Leader election is on: 1 replica(s)" in notes
-        assert ("watches only these namespaces: team-a" in notes) == bool(sets)
+        assert ("watches only these namespaces: team-a" in notes) == (namespace == "team-a")
+        assert ("watches only these namespaces: vb-system" in notes) == (namespace == "vb-system")
+        assert ("It watches all namespaces (clusterWide" in notes) == (namespace == "web")
+        assert f"kubectl -n {namespace} label secret web-vsync web-passphrase vaultbundle.io/source=true" in notes

@@ -20,6 +20,8 @@ import jsonschema
 import pytest
 import yaml
 
+from vaultbundle import stores
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CRD_PATH = REPO_ROOT / "crds" / "vaultbundle.io_vaultbundles.yaml"
 EXAMPLES = sorted((REPO_ROOT / "examples").glob("*.yaml"))
@@ -84,6 +86,14 @@ def _unique_values(mapping: dict[str, str]) -> bool:
 
 def _no_dotdot(path: str) -> bool:
     return re.search(r"(^|/)[.][.](/|$)", path) is None
+
+
+def _store_ref_alone(target: dict[str, Any], kind: str) -> bool:
+    """With storeRef, none of the kind's connection fields (vaultbundle.stores.CONNECTION_FIELDS) is set."""
+    defaults = stores.CONNECTION_DEFAULTS.get(kind, {})
+    return "storeRef" not in target or not any(
+        f in target and (f not in defaults or target[f] != defaults[f]) for f in stores.CONNECTION_FIELDS[kind]
+    )
 
 
 def _targets_avoid_source(spec: dict[str, Any]) -> bool:
@@ -174,12 +184,37 @@ CEL_TWINS: dict[str, Callable[[Any], bool]] = {
         len(k) <= 253 and re.fullmatch(r"[-._a-zA-Z0-9]+", k) for k in s
     ),
     "[has(self.fromKey), has(self.fromFile)].filter(x, x).size() == 1": lambda s: _one_of(s, ["fromKey", "fromFile"]),
+    # storeRef: the connection comes from a ClusterTargetStore (fields at their CRD default count as unset)
+    "!has(self.storeRef) || !(has(self.region) || has(self.endpoint) || has(self.stsEndpoint) || has(self.roleArn) || "
+    "has(self.externalId) || has(self.credentialsSecretRef))": lambda s: _store_ref_alone(s, "awsSecretsManager"),
+    "!has(self.storeRef) || !(has(self.project) || has(self.endpoint) || (has(self.insecure) && self.insecure) || "
+    "has(self.credentialsSecretRef))": lambda s: _store_ref_alone(s, "gcpSecretManager"),
+    "!has(self.storeRef) || !(has(self.vaultURL) || has(self.auth) || has(self.caBundleSecretRef) || "
+    "(has(self.verifyChallengeResource) && !self.verifyChallengeResource))": lambda s: _store_ref_alone(
+        s, "azureKeyVault"
+    ),
+    "!has(self.storeRef) || !(has(self.address) || (has(self.namespace) && self.namespace != '') || "
+    "has(self.caBundleSecretRef) || has(self.auth))": lambda s: _store_ref_alone(s, "hashicorpVault"),
+    "!has(self.storeRef) || !((has(self.apiURL) && self.apiURL != 'https://api.github.com') || has(self.auth))": (
+        lambda s: _store_ref_alone(s, "githubActions")
+    ),
+    "has(self.storeRef) || has(self.project)": lambda s: "storeRef" in s or "project" in s,
+    "has(self.storeRef) || has(self.vaultURL)": lambda s: "storeRef" in s or "vaultURL" in s,
+    "has(self.storeRef) || (has(self.address) && has(self.auth))": lambda s: (
+        "storeRef" in s or ("address" in s and "auth" in s)
+    ),
+    "has(self.storeRef) || has(self.auth)": lambda s: "storeRef" in s or "auth" in s,
 }
 
 
-def _cel(validator: Any, rules: list[dict[str, str]], instance: Any, schema: Schema) -> Iterator[Any]:
+def cel_keyword(twins: dict[str, Callable[[Any], bool]]) -> Callable[..., Iterator[Any]]:
+    """A jsonschema keyword for `x-kubernetes-validations` that runs each rule's Python twin."""
+    return lambda validator, rules, instance, schema: _cel(twins, rules, instance)
+
+
+def _cel(twins: dict[str, Callable[[Any], bool]], rules: list[dict[str, str]], instance: Any) -> Iterator[Any]:
     for rule in rules:
-        twin = CEL_TWINS.get(rule["rule"])
+        twin = twins.get(rule["rule"])
         if twin is None:
             yield jsonschema.ValidationError(f"CEL rule without a Python twin: {rule['rule']}")
             continue
@@ -223,7 +258,7 @@ def to_json_schema(node: Any) -> Any:
 
 Validator = jsonschema.validators.extend(
     jsonschema.Draft202012Validator,
-    {"x-kubernetes-validations": _cel, "x-kubernetes-list-map-keys": _list_map},
+    {"x-kubernetes-validations": cel_keyword(CEL_TWINS), "x-kubernetes-list-map-keys": _list_map},
 )
 JSON_SCHEMA = to_json_schema(SCHEMA)
 
@@ -365,7 +400,6 @@ def test_status_shape() -> None:
         "message",
         "lastSyncTime",
         "lastChangeTime",
-        "digest",
         "keys",
         "plan",
         "remote",  # stores without ownership metadata (Vault KV v1)
@@ -548,6 +582,18 @@ BROKEN: dict[str, tuple[Callable[[dict[str, Any]], object], str]] = {
         lambda o: o["spec"]["targets"][0]["kubernetesSecret"].update(labels={"vaultbundle.io/owner": "me"}),
         "reserved for the operator",
     ),
+    "storeRef with credentials": (
+        lambda o: o["spec"]["targets"].append(
+            {"name": "aws", "awsSecretsManager": {"storeRef": {"name": "s"}, "credentialsSecretRef": {"name": "c"}}}
+        ),
+        "with storeRef the connection and credentials come from the ClusterTargetStore",
+    ),
+    "vault without address or storeRef": (
+        lambda o: o["spec"]["targets"].append(
+            {"name": "v", "hashicorpVault": {"path": "a", "auth": {"tokenSecretRef": {"name": "t"}}}}
+        ),
+        "address and auth are required (or storeRef)",
+    ),
     "rename collision": (
         lambda o: o["spec"]["targets"][0]["kubernetesSecret"].update(keys={"rename": {"A": "X", "B": "X"}}),
         "maps two bundle keys to the same Secret key",
@@ -583,3 +629,29 @@ def test_reference_doc_names_every_field() -> None:
         }
     )
     assert not missing, f"docs/crd-reference.md and docs/targets/*.md do not mention: {missing}"
+
+
+STORE_KINDS = ["hashicorpVault", "githubActions", "gcpSecretManager", "awsSecretsManager", "azureKeyVault"]
+
+
+@pytest.mark.parametrize("kind", STORE_KINDS)
+def test_every_store_kind_takes_a_store_ref_whose_rule_lists_the_connection_fields(kind: str) -> None:
+    node = at(f"spec.targets.{kind}")
+    ref = node["properties"]["storeRef"]
+    assert ref["required"] == ["name"] and set(ref["properties"]) == {"name"}
+    assert "ClusterTargetStore" in ref["description"] and "PolicyDenied" in ref["description"]
+    (rule,) = [v for v in node["x-kubernetes-validations"] if v["rule"].startswith("!has(self.storeRef)")]
+    named = set(re.findall(r"has\(self\.(\w+)\)", rule["rule"])) - {"storeRef"}
+    assert named == set(stores.CONNECTION_FIELDS[kind]), "the CRD rule and vaultbundle.stores must list the same fields"
+    for name in named:
+        assert name in rule["message"]
+        assert name in node["properties"], f"{kind}.{name} is not a field"
+        if "default" in node["properties"][name]:  # a defaulted field may only be compared, never just has()
+            assert stores.CONNECTION_DEFAULTS[kind][name] == node["properties"][name]["default"]
+
+
+@pytest.mark.parametrize("kind", STORE_KINDS)
+def test_a_target_with_only_a_store_ref_is_valid(kind: str) -> None:
+    extra = {"hashicorpVault": {"path": "tenants/x/app"}, "githubActions": {"repository": "acme/web"}}.get(kind, {})
+    obj = broken(lambda o: o["spec"]["targets"].append({"name": "ext", kind: {"storeRef": {"name": "s"}, **extra}}))
+    assert errors(obj) == []

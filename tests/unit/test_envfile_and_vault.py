@@ -53,9 +53,47 @@ keys = st.text(
 )
 
 
-@given(st.dictionaries(keys.filter(lambda k: k == k.strip()), single_line, max_size=8))
+@given(st.dictionaries(keys.filter(lambda k: k == envfile.js_trim(k)), single_line, max_size=8))
 def test_env_render_parse_round_trip(values: dict[str, str]) -> None:
     assert envfile.parse(envfile.render(values)) == values
+
+
+# What JavaScript's String.prototype.trim() removes (ECMAScript WhiteSpace + LineTerminator), listed by hand
+# from the ECMAScript spec and Unicode's Zs category, independently of the module under test.
+JS_TRIMMED = {0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x20, 0xA0, 0x1680, *range(0x2000, 0x200B), 0x2028, 0x2029, 0x202F}
+JS_TRIMMED |= {0x205F, 0x3000, 0xFEFF}
+
+
+def test_js_trim_set_matches_ecmascript_for_every_code_point() -> None:
+    for code in range(0x110000):
+        char = chr(code)
+        if 0xD800 <= code <= 0xDFFF:
+            continue
+        assert (envfile.js_trim(char) == "") is (code in JS_TRIMMED), hex(code)
+
+
+@pytest.mark.parametrize("code", sorted(JS_TRIMMED - {0x0A}))
+def test_env_trims_what_javascript_trims(code: int) -> None:
+    c = chr(code)
+    assert envfile.parse_pairs(f"{c}KEY{c}={c}value{c}\n") == [("KEY", "value")]
+
+
+@pytest.mark.parametrize("code", [0x1C, 0x1D, 0x1E, 0x1F, 0x85, 0x180E, 0x200B])
+def test_env_keeps_what_javascript_keeps(code: int) -> None:
+    """Python's str.strip() removes U+001C-U+001F and U+0085; vsync (JavaScript) keeps them in keys and values."""
+    c = chr(code)
+    assert envfile.parse_pairs(f"{c}KEY={c}value{c}\n") == [(f"{c}KEY", f"{c}value{c}")]
+
+
+def test_env_saved_with_a_byte_order_mark() -> None:
+    text = (b"\xef\xbb\xbfA=1\r\nB=2\r\n").decode("utf-8")
+    assert envfile.parse(text) == {"A": "1", "B": "2"}
+
+
+def test_env_render_refuses_keys_javascript_would_trim() -> None:
+    with pytest.raises(VaultFolderError, match="BOM_KEY"):
+        envfile.render({"BOM_KEY\ufeff": "x"})
+    assert envfile.parse(envfile.render({"\x1cKEY": "v\x85"})) == {"\x1cKEY": "v\x85"}
 
 
 def test_env_render_refuses_multiline_by_name_only() -> None:
@@ -173,3 +211,11 @@ def test_bundle_sealed_for_another_env_is_refused() -> None:
         vault.from_zip(staging, env="prod")
     assert dict(vault.from_zip(staging, env="prod", env_file=".env.staging").kv) == {"A": "1"}  # explicit override
     assert dict(vault.from_zip(vault.to_zip({".env": b"A=1\n"}, folder="v"), env="prod").kv) == {"A": "1"}
+
+
+def test_runtime_folder_key_values_come_from_env_dot_env_first() -> None:
+    files = {".env.prod": b"A=prod\n", ".env": b"A=plain\n", "cert.pem": b"PEM"}
+    chosen = vault.from_folder_files(files, env="Prod")
+    assert dict(chosen.kv) == {"A": "prod"} and sorted(chosen.files) == [".env", "cert.pem"]
+    fallback = vault.from_folder_files({".env": b"A=plain\n", "cert.pem": b"PEM"}, env="prod")
+    assert dict(fallback.kv) == {"A": "plain"} and sorted(fallback.files) == ["cert.pem"]

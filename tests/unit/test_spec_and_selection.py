@@ -10,7 +10,8 @@ from vaultbundle import selection
 from vaultbundle.bundles import Layout
 from vaultbundle.digest import Digester
 from vaultbundle.errors import SpecError
-from vaultbundle.spec import parse, parse_duration
+from vaultbundle.spec import parse_duration
+from vaultbundle.targets import parse_spec as parse
 from vaultbundle.targets.kubernetes_secret import KIND
 from vaultbundle.vault import Vault
 

@@ -6,11 +6,10 @@ from typing import Any
 
 import pytest
 
-from vaultbundle import spec as spec_module
 from vaultbundle.errors import CrossNamespaceError, SpecError
 from vaultbundle.selection import SelectionError
 from vaultbundle.spec import SecretRef, Selection
-from vaultbundle.targets import hashicorp_vault
+from vaultbundle.targets import hashicorp_vault, parse_spec
 from vaultbundle.targets.hashicorp_vault import AppRoleAuth, HashicorpVaultSpec, KubernetesAuth, TokenAuth
 from vaultbundle.targets.naming import Naming
 from vaultbundle.vault import Vault
@@ -162,9 +161,9 @@ def test_whole_spec_parse_reaches_the_kind() -> None:
         ],
     }
     with pytest.raises(SpecError, match=r"spec\.targets\[1\]\.hashicorpVault\.path"):
-        spec_module.parse(body)
+        parse_spec(body)
     body["targets"][1]["hashicorpVault"] = _raw(keys={"include": ["DB_*"]})
-    parsed = spec_module.parse(body)
+    parsed = parse_spec(body)
     assert parsed.targets[1].kind == "hashicorpVault"
     assert parsed.targets[1].selection.include_keys == ("DB_*",)
 

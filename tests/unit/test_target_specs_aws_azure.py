@@ -10,9 +10,10 @@ import pytest
 
 from vaultbundle.errors import CrossNamespaceError, SpecError
 from vaultbundle.selection import SelectionError
-from vaultbundle.spec import parse, parse_selection
+from vaultbundle.spec import parse_selection
 from vaultbundle.targets import aws_secrets_manager as aws
 from vaultbundle.targets import azure_key_vault as azure
+from vaultbundle.targets import parse_spec as parse
 from vaultbundle.vault import Vault
 
 

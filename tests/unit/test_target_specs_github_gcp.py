@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import REPO
 from vaultbundle.errors import CrossNamespaceError, SpecError
-from vaultbundle.spec import parse
+from vaultbundle.targets import parse_spec as parse
 from vaultbundle.targets.gcp_secret_manager import GcpSecretManagerSpec
 from vaultbundle.targets.github_actions import DEFAULT_API_URL, GitHubActionsSpec
 
@@ -161,7 +161,7 @@ def test_parsing_imports_no_sdk() -> None:
     """Spec parsing (and desired) must work without the github/gcp extras installed."""
     code = (
         "import sys\n"
-        "from vaultbundle.spec import parse\n"
+        "from vaultbundle.targets import parse_spec as parse\n"
         "src = {'configSecretRef': {'name': 'c'}, 'passphraseSecretRef': {'name': 'p'}}\n"
         "parse({'source': src, 'targets': [\n"
         "  {'name': 'a', 'githubActions': {'repository': 'a/b', 'auth': {'tokenSecretRef': {'name': 't'}}}},\n"

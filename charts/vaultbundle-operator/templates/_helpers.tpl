@@ -58,10 +58,29 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
+{{/*
+The namespaces the operator watches, as a JSON list: empty = every namespace (clusterWide), else watchNamespaces,
+else only the release namespace (the default: nothing cluster-wide on Secrets unless asked for).
+*/}}
+{{- define "vaultbundle.watchNamespaces" -}}
+{{- if and .Values.clusterWide .Values.watchNamespaces }}
+{{- fail "clusterWide=true and watchNamespaces are exclusive: pick one (watchNamespaces for a Role per namespace, clusterWide for one ClusterRole on every namespace)" }}
+{{- end }}
+{{- if .Values.clusterWide }}[]
+{{- else if .Values.watchNamespaces }}{{ toJson .Values.watchNamespaces }}
+{{- else }}{{ list .Release.Namespace | toJson }}
+{{- end }}
+{{- end }}
+
 {{/* The namespaced rules the operator needs, shared by the ClusterRole and the per-namespace Roles. */}}
 {{- define "vaultbundle.rules" -}}
-# Secrets. get: read the two source Secrets (config blob, passphrase) and the target Secret before writing
-# (ownership check, diff). list+watch: kopf watches Secrets so a rotated passphrase/config resyncs at once.
+# Secrets. RBAC cannot grant by label, so these verbs cover every Secret in scope (a Role's namespace, or all
+# of them with clusterWide); the operator itself only lists/watches with a label selector (below).
+# get: read the two source Secrets (config blob, passphrase) by name on every refresh, and the target Secret
+# before writing (ownership check, diff).
+# list+watch: two label-selected, metadata-only watches: our target Secrets
+# (app.kubernetes.io/managed-by=vaultbundle) and source Secrets labelled vaultbundle.io/source=true (instant
+# resync on rotation). The apiserver has no verb for "watch with this selector only".
 # patch: the target Secret is written with server-side apply (field manager vaultbundle).
 # create: an apply PATCH that creates a missing Secret is also authorized as `create` (without it the apiserver
 # answers 403 "cannot create resource secrets"; tests/e2e/test_chart_rbac.py proves both ways).
@@ -81,14 +100,4 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
-{{- if .Values.rbac.serviceAccountTokens }}
-# hashicorpVault targets with Kubernetes auth: get the named ServiceAccount (its opt-in annotation) and request
-# a short-lived token for it (TokenRequest) to log in to Vault.
-- apiGroups: [""]
-  resources: [serviceaccounts]
-  verbs: [get]
-- apiGroups: [""]
-  resources: [serviceaccounts/token]
-  verbs: [create]
-{{- end }}
 {{- end }}

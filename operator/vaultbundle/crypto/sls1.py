@@ -17,7 +17,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import BundleCorruptError
+from ..errors import BundleCorruptError, ShareKeyTooShortError
 from . import rqe1
 from .kdf import DEFAULT_ITERATIONS, derive_key
 
@@ -67,7 +67,14 @@ def generate_share_passphrase() -> str:
     return "-".join("".join(secrets.choice(_PASSPHRASE_ALPHABET) for _ in range(4)) for _ in range(3))
 
 
+def check_key(key: str) -> None:
+    """Refuse, by name, a bundle passphrase that vsync's import would refuse (before anything is derived)."""
+    if len(key) < MIN_KEY_CHARS:
+        raise ShareKeyTooShortError(f"the bundle passphrase is shorter than {MIN_KEY_CHARS} characters")
+
+
 def seal(share: ShareFile, passphrase: str, *, salt: str | None = None) -> bytes:
+    check_key(share.key)
     share.validate()
     if salt is None:
         salt = base64.b64encode(os.urandom(16)).decode("ascii")

@@ -1,37 +1,94 @@
-"""Targets: where a verified bundle's secrets go. One module per store, one `TargetKind` each.
+"""Targets: where a verified bundle's secrets go. One module per store, one `TargetKind` each, all registered
+here explicitly (so a static import graph sees every store).
 
-Kinds load lazily: a store whose SDK (an install extra, e.g. `vaultbundle[github]`) is missing is reported as
-`TargetKindUnavailable` on the target that uses it, and every other target still syncs.
+A store module imports its SDK (an install extra, e.g. `vaultbundle[github]`) only when it uses it, so every
+kind parses and validates its spec without the SDK. `load(kind)` checks that the kind's SDK modules are
+installed: a missing extra is reported as `TargetKindUnavailable` on the target that uses it, and every other
+target still syncs.
+
+The one-of dispatch of a `spec.targets[]` entry (`parse_target`) lives here too; `parse_spec` parses a whole
+VaultBundle spec with it (`spec.py` never imports this package).
 """
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
+from collections.abc import Mapping
+from typing import Any
 
-from ..errors import TargetError
+from .. import spec
+from ..errors import Reason, SpecError, TargetError
+from ..fields import TargetSpec, obj, parse_selection, string
+from . import (
+    aws_secrets_manager,
+    azure_key_vault,
+    gcp_secret_manager,
+    github_actions,
+    hashicorp_vault,
+    kubernetes_secret,
+)
 from .base import TargetKind
 
-__all__ = ["KNOWN_KINDS", "TargetError", "TargetKind", "load"]
+__all__ = ["KINDS", "KNOWN_KINDS", "TargetError", "TargetKind", "load", "parse_spec", "parse_target"]
 
-# spec.targets[] field name -> (module, install extra)
-KNOWN_KINDS: dict[str, tuple[str, str]] = {
-    "kubernetesSecret": ("vaultbundle.targets.kubernetes_secret", ""),
-    "githubActions": ("vaultbundle.targets.github_actions", "github"),
-    "gcpSecretManager": ("vaultbundle.targets.gcp_secret_manager", "gcp"),
-    "awsSecretsManager": ("vaultbundle.targets.aws_secrets_manager", "aws"),
-    "azureKeyVault": ("vaultbundle.targets.azure_key_vault", "azure"),
-    "hashicorpVault": ("vaultbundle.targets.hashicorp_vault", "vault"),
+# spec.targets[] field name -> kind, in the CRD's order
+KINDS: dict[str, TargetKind[Any]] = {
+    kind.name: kind
+    for kind in (
+        kubernetes_secret.KIND,
+        github_actions.KIND,
+        gcp_secret_manager.KIND,
+        aws_secrets_manager.KIND,
+        azure_key_vault.KIND,
+        hashicorp_vault.KIND,
+    )
 }
+KNOWN_KINDS = tuple(KINDS)
 
 
-def load(kind: str) -> TargetKind:
-    module_name, extra = KNOWN_KINDS[kind]
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
+def _missing_module(names: tuple[str, ...]) -> str | None:
+    for name in names:
+        try:
+            if importlib.util.find_spec(name) is None:
+                return name
+        except ModuleNotFoundError as exc:  # a parent package is missing
+            return exc.name or name
+    return None
+
+
+def load(name: str) -> TargetKind[Any]:
+    """The kind, once its SDK is known to be installed; else `TargetKindUnavailable` naming the extra."""
+    kind = KINDS[name]
+    missing = _missing_module(kind.sdk)
+    if missing:
         raise TargetError(
-            "TargetKindUnavailable",
-            f"target kind {kind} needs the {extra or 'core'} extra: pip install 'vaultbundle[{extra}]' ({exc.name})",
-        ) from None
-    found: TargetKind = module.KIND
-    return found
+            Reason.TARGET_KIND_UNAVAILABLE,
+            f"target kind {name} needs the {kind.extra} extra: pip install 'vaultbundle[{kind.extra}]' ({missing})",
+        )
+    return kind
+
+
+def parse_target(raw: Any, path: str) -> TargetSpec:
+    """One `spec.targets[]` entry: its name, exactly one kind, the kind's spec and the shared selection."""
+    target = obj(raw, path)
+    name = string(target.get("name"), f"{path}.name", required=True)
+    kinds = [kind for kind in KINDS if target.get(kind) is not None]
+    if len(kinds) != 1:
+        raise SpecError(f"{path} must set exactly one of: {', '.join(KINDS)}")
+    kind, where = KINDS[kinds[0]], f"{path}.{kinds[0]}"
+    body: Mapping[str, Any] = obj(target[kind.name], where)
+    parsed = kind.parse(body, where)
+    return TargetSpec(
+        name=name,
+        kind=kind.name,
+        selection=parse_selection(body, where),
+        body=parsed,
+        writes_secrets=kind.writes_secrets(parsed),
+    )
+
+
+def parse_spec(
+    document: Mapping[str, Any], *, min_refresh: float = spec.MIN_REFRESH_SECONDS, namespace: str | None = None
+) -> spec.VaultBundleSpec:
+    """A whole VaultBundle spec, its targets parsed by `parse_target`."""
+    return spec.parse(document, parse_target=parse_target, min_refresh=min_refresh, namespace=namespace)

@@ -22,7 +22,6 @@ delete_secret; `sts.assume_role` only with roleArn.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import threading
@@ -34,15 +33,18 @@ import boto3
 import botocore.exceptions
 from botocore.config import Config
 
-from ..errors import CrossNamespaceError, SpecError, TargetError
+from ..errors import Reason, SpecError, TargetError
+from ..fields import Selection, boolean, bounded_integer, checked_tags, secret_key, secret_object, string
 from ..selection import SelectionError, select
-from ..spec import Selection, boolean, checked_tags, obj, string
 from ..vault import Vault
-from .base import Owner, Plan, TargetContext, WrittenNames, claim
+from .base import Owner, Plan, StoreKind, TargetContext, WrittenNames
+from .checks import is_utf8
+from .credentials import credentials_for
+from .errormap import Messages, code_reason, reason_for_status, translated
 from .naming import NameRule, Naming, parse_naming, remote_names
+from .ownership import MANAGED_BY_KEY, MANAGED_BY_VALUE, claim_tagged
+from .threads import ThreadedTarget, in_thread
 
-MANAGED_BY_TAG = "managed-by"
-MANAGED_BY_VALUE = "vaultbundle"
 OWNER_TAG = "vaultbundle.io/owner"
 RESERVED_TAG_PREFIXES = ("vaultbundle.io/", "aws:")
 MODES = ("PerKey", "Json")
@@ -75,9 +77,36 @@ _AUTH_CODES = {
     "RequestExpired",
     "AuthFailure",
 }
-_ACCESS_CODES = {"AccessDeniedException", "Forbidden", "UnauthorizedOperation"}
-_THROTTLE_CODES = {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"}
-_KMS_CODES = {"EncryptionFailure", "DecryptionFailure", "KMSAccessDeniedException", "KMSInvalidStateException"}
+# AWS error code -> reason, checked in this order (KMS before access: a KMS denial names the key)
+_CODE_REASONS: dict[Reason, set[str]] = {
+    Reason.AUTH_FAILED: _AUTH_CODES,
+    Reason.KMS_ERROR: {
+        "EncryptionFailure",
+        "DecryptionFailure",
+        "KMSAccessDeniedException",
+        "KMSInvalidStateException",
+    },
+    Reason.FORBIDDEN: {"AccessDeniedException", "Forbidden", "UnauthorizedOperation"},
+    Reason.THROTTLED: {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"},
+    Reason.NOT_FOUND: {"ResourceNotFoundException"},
+    Reason.CONFLICT: {"ResourceExistsException"},
+    Reason.QUOTA_EXCEEDED: {"LimitExceededException"},
+    Reason.UNAVAILABLE: {"InternalServiceError", "InternalFailure", "ServiceUnavailable"},
+}
+_SDK_ERRORS = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
+_MESSAGES = Messages(
+    {
+        Reason.AUTH_FAILED: "{what}: AWS rejected the credentials ({code})",
+        Reason.KMS_ERROR: "{what}: the KMS key cannot be used ({code}); check kmsKeyId and its policy",
+        Reason.FORBIDDEN: "{what}: access denied ({code}); check the IAM policy",
+        Reason.THROTTLED: "{what}: throttled by AWS ({code})",
+        Reason.NOT_FOUND: "{what}: not found ({code})",
+        Reason.CONFLICT: "{what}: created by someone else meanwhile ({code}); retrying",
+        Reason.QUOTA_EXCEEDED: "{what}: an AWS quota is exhausted ({code})",
+        Reason.UNAVAILABLE: "{what}: AWS Secrets Manager is unavailable ({code})",
+        Reason.REJECTED: "{what}: AWS rejected the request ({code})",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -124,16 +153,6 @@ class AwsSecretsManagerSpec:
         return self.name_prefix + self.name
 
 
-def _integer(value: Any, path: str, default: int, low: int, high: int) -> int:
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise SpecError(f"{path} must be an integer")
-    if not low <= value <= high:
-        raise SpecError(f"{path} must be between {low} and {high}")
-    return value
-
-
 def _url(value: Any, path: str) -> str:
     text = string(value, path)
     if text and not _URL.fullmatch(text):
@@ -144,24 +163,20 @@ def _url(value: Any, path: str) -> str:
 def _credentials(raw: Any, path: str) -> CredentialsRef | None:
     if raw is None:
         return None
-    ref = obj(raw, path)
-    if ref.get("namespace"):
-        raise CrossNamespaceError(
-            f"{path}.namespace is refused: credentials are read only from the VaultBundle's own namespace"
-        )
+    ref, name = secret_object(raw, path)
     return CredentialsRef(
-        name=string(ref.get("name"), f"{path}.name", required=True),
-        access_key_id_key=string(ref.get("accessKeyIdKey"), f"{path}.accessKeyIdKey", default="access-key-id"),
-        secret_access_key_key=string(
+        name=name,
+        access_key_id_key=secret_key(ref.get("accessKeyIdKey"), f"{path}.accessKeyIdKey", default="access-key-id"),
+        secret_access_key_key=secret_key(
             ref.get("secretAccessKeyKey"), f"{path}.secretAccessKeyKey", default="secret-access-key"
         ),
-        session_token_key=string(ref.get("sessionTokenKey"), f"{path}.sessionTokenKey"),
+        session_token_key=secret_key(ref.get("sessionTokenKey"), f"{path}.sessionTokenKey", default=""),
     )
 
 
 def _tag_problem(key: str, value: str) -> str | None:
-    if key in (MANAGED_BY_TAG, OWNER_TAG) or key.lower().startswith(RESERVED_TAG_PREFIXES):
-        return f"{key!r} is reserved (the operator sets {MANAGED_BY_TAG} and {OWNER_TAG})"
+    if key in (MANAGED_BY_KEY, OWNER_TAG) or key.lower().startswith(RESERVED_TAG_PREFIXES):
+        return f"{key!r} is reserved (the operator sets {MANAGED_BY_KEY} and {OWNER_TAG})"
     if not _TAG_KEY.fullmatch(key):
         return f"key {key!r} must be 1..128 letters, digits, spaces or _ . : / = + - @"
     if not _TAG_VALUE.fullmatch(value):
@@ -174,8 +189,9 @@ def _tags(raw: Any, path: str) -> dict[str, str]:
     return checked_tags(raw, path, _tag_problem, max_tags=MAX_USER_TAGS, limit_note=limit)
 
 
-class AwsSecretsManagerKind:
+class AwsSecretsManagerKind(StoreKind):
     name = "awsSecretsManager"
+    extra = "aws"  # boto3 is a core dependency (S3): always installed
 
     def parse(self, raw: Mapping[str, Any], path: str) -> AwsSecretsManagerSpec:
         region = string(raw.get("region"), f"{path}.region")
@@ -215,7 +231,9 @@ class AwsSecretsManagerKind:
             credentials=_credentials(raw.get("credentialsSecretRef"), f"{path}.credentialsSecretRef"),
             role_arn=role_arn,
             external_id=external_id,
-            recovery_window_days=_integer(raw.get("recoveryWindowDays"), f"{path}.recoveryWindowDays", 7, 7, 30),
+            recovery_window_days=bounded_integer(
+                raw.get("recoveryWindowDays"), f"{path}.recoveryWindowDays", default=7, low=7, high=30
+            ),
             force_delete_without_recovery=boolean(
                 raw.get("forceDeleteWithoutRecovery"), f"{path}.forceDeleteWithoutRecovery", False
             ),
@@ -259,14 +277,17 @@ class AwsSecretsManagerKind:
         return {spec.json_secret_name: body}
 
     async def connect(self, spec: AwsSecretsManagerSpec, context: TargetContext) -> AwsSecretsManagerTarget:
+        source = credentials_for(context, self.name, spec.endpoint)
         credentials: dict[str, str] = {}
-        if spec.credentials is not None:
+        if spec.credentials is None:
+            source.ambient()  # boto3's default chain: env, IRSA web identity, ECS/EC2
+        else:
             ref = spec.credentials
-            credentials["aws_access_key_id"] = await context.read_secret(ref.name, ref.access_key_id_key)
-            credentials["aws_secret_access_key"] = await context.read_secret(ref.name, ref.secret_access_key_key)
-            if ref.session_token_key:
-                credentials["aws_session_token"] = await context.read_secret(ref.name, ref.session_token_key)
-        client = await asyncio.to_thread(_make_client, spec, credentials, context.owner)
+            arguments = ["aws_access_key_id", "aws_secret_access_key", "aws_session_token"]
+            keys = [ref.access_key_id_key, ref.secret_access_key_key, ref.session_token_key]
+            arguments, keys = arguments[: 3 if ref.session_token_key else 2], keys[: 3 if ref.session_token_key else 2]
+            credentials = dict(zip(arguments, await source.secret_keys(ref.name, keys), strict=True))
+        client = await in_thread(_make_client, spec, credentials, context.owner)
         return AwsSecretsManagerTarget(client, spec, context)
 
 
@@ -314,9 +335,9 @@ def _make_client(spec: AwsSecretsManagerSpec, credentials: Mapping[str, str], ow
         return _client("secretsmanager", spec.region, spec.endpoint, credentials)
     except botocore.exceptions.NoRegionError:
         raise TargetError(
-            "InvalidSpec", "awsSecretsManager.region is not set and the ambient AWS config names no region"
+            Reason.INVALID_SPEC, "awsSecretsManager.region is not set and the ambient AWS config names no region"
         ) from None
-    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+    except _SDK_ERRORS as exc:
         raise _target_error(exc, "AssumeRole" if spec.role_arn else "connect", spec.role_arn or None) from None
 
 
@@ -325,29 +346,8 @@ def _target_error(exc: Exception, operation: str, name: str | None) -> TargetErr
     what = f"{operation} {name!r}" if name else operation
     if isinstance(exc, botocore.exceptions.ClientError):
         code, status = _error_code(exc), int((exc.response.get("ResponseMetadata") or {}).get("HTTPStatusCode") or 0)
-        if code in _AUTH_CODES:
-            return TargetError("AuthFailed", f"{what}: AWS rejected the credentials ({code})")
-        if code in _KMS_CODES:
-            return TargetError(
-                "KmsError", f"{what}: the KMS key cannot be used ({code}); check kmsKeyId and its policy"
-            )
-        if code in _ACCESS_CODES:
-            return TargetError("Forbidden", f"{what}: access denied ({code}); check the IAM policy")
-        if code in _THROTTLE_CODES or status == 429:
-            return TargetError("Throttled", f"{what}: throttled by AWS ({code})")
-        if code == "ResourceNotFoundException":
-            return TargetError("NotFound", f"{what}: not found ({code})")
-        if code == "ResourceExistsException":
-            return TargetError("Conflict", f"{what}: created by someone else meanwhile ({code}); retrying")
-        if code == "LimitExceededException":
-            return TargetError("QuotaExceeded", f"{what}: an AWS quota is exhausted ({code})")
-        if code in ("InternalServiceError", "InternalFailure", "ServiceUnavailable") or status >= 500:
-            return TargetError("Unavailable", f"{what}: AWS Secrets Manager is unavailable ({code or status})")
-        if status == 401:
-            return TargetError("AuthFailed", f"{what}: AWS rejected the credentials (HTTP 401)")
-        if status == 403:
-            return TargetError("Forbidden", f"{what}: access denied (HTTP 403); check the IAM policy")
-        return TargetError("Rejected", f"{what}: AWS rejected the request ({code or status})")
+        reason = code_reason(code, _CODE_REASONS) or reason_for_status(status)
+        return _MESSAGES.error(reason, what, code=code or f"HTTP {status}")
     if isinstance(
         exc,
         botocore.exceptions.NoCredentialsError
@@ -355,25 +355,23 @@ def _target_error(exc: Exception, operation: str, name: str | None) -> TargetErr
         | botocore.exceptions.CredentialRetrievalError,
     ):
         return TargetError(
-            "AuthFailed",
+            Reason.AUTH_FAILED,
             f"{what}: no usable AWS credentials ({type(exc).__name__}); set credentialsSecretRef or give the "
             "operator an ambient identity (IRSA, instance profile)",
         )
     if isinstance(exc, botocore.exceptions.SSLError):
-        return TargetError("Unavailable", f"{what}: TLS verification of the AWS endpoint failed")
+        return TargetError(Reason.UNAVAILABLE, f"{what}: TLS verification of the AWS endpoint failed")
     if isinstance(exc, botocore.exceptions.HTTPClientError | botocore.exceptions.EndpointConnectionError):
-        return TargetError("Unavailable", f"{what}: cannot reach the AWS endpoint ({type(exc).__name__})")
-    return TargetError("Unavailable", f"{what}: AWS SDK error ({type(exc).__name__})")
+        return TargetError(Reason.UNAVAILABLE, f"{what}: cannot reach the AWS endpoint ({type(exc).__name__})")
+    return TargetError(Reason.UNAVAILABLE, f"{what}: AWS SDK error ({type(exc).__name__})")
 
 
 _T = TypeVar("_T")
 
 
 def _call(operation: str, name: str | None, function: Callable[..., _T], **kwargs: Any) -> _T:
-    try:
+    with translated(_SDK_ERRORS, lambda exc: _target_error(exc, operation, name)):
         return function(**kwargs)
-    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-        raise _target_error(exc, operation, name) from None
 
 
 _XML_CODE = re.compile(r"<Code>([A-Za-z0-9.]{1,64})</Code>")
@@ -394,7 +392,7 @@ def _error_code(exc: botocore.exceptions.ClientError) -> str:
 
 
 @dataclass
-class Remote:
+class StoredSecret:
     """What the store holds under one name (tags and value; the value only where we may compare it)."""
 
     name: str
@@ -405,19 +403,17 @@ class Remote:
 
 
 @dataclass
-class _State:
-    remotes: dict[str, Remote] = field(default_factory=dict)  # desired names that exist (or are deleted)
+class StoreState:
+    """What plan() read, for apply."""
+
+    remotes: dict[str, StoredSecret] = field(default_factory=dict)  # desired names that exist (or are deleted)
     restore: list[str] = field(default_factory=list)
     retag: list[str] = field(default_factory=list)
     doomed: dict[str, str] = field(default_factory=dict)  # name -> ARN, for prune
 
 
 def _payload(value: bytes) -> tuple[str, bytes]:
-    try:
-        value.decode("utf-8")
-    except UnicodeDecodeError:
-        return ("b", value)
-    return ("s", value)
+    return ("s", value) if is_utf8(value) else ("b", value)
 
 
 def _value_argument(value: bytes) -> dict[str, Any]:
@@ -425,7 +421,7 @@ def _value_argument(value: bytes) -> dict[str, Any]:
     return {"SecretString": raw.decode("utf-8")} if kind == "s" else {"SecretBinary": raw}
 
 
-class AwsSecretsManagerTarget:
+class AwsSecretsManagerTarget(ThreadedTarget[StoreState]):
     def __init__(self, client: Any, spec: AwsSecretsManagerSpec, context: TargetContext) -> None:
         self.client, self.spec, self.owner = client, spec, context.owner
         self.written = WrittenNames(context.previous, client.meta.region_name)
@@ -440,7 +436,7 @@ class AwsSecretsManagerTarget:
         return self.written.status()
 
     def _tags(self) -> dict[str, str]:
-        return {**self.spec.tags, MANAGED_BY_TAG: MANAGED_BY_VALUE, OWNER_TAG: self.owner.ref}
+        return {**self.spec.tags, MANAGED_BY_KEY: MANAGED_BY_VALUE, OWNER_TAG: self.owner.ref}
 
     def _same(self, current: tuple[str, bytes] | None, desired: bytes) -> bool:
         if current is None:
@@ -453,7 +449,7 @@ class AwsSecretsManagerTarget:
         return current == _payload(desired)
 
     # --- reading (plan) ---------------------------------------------------------------------------------
-    def _read(self, name: str) -> Remote | None:
+    def _read(self, name: str) -> StoredSecret | None:
         try:
             found = self.client.describe_secret(SecretId=name)
         except botocore.exceptions.ClientError as exc:
@@ -465,12 +461,12 @@ class AwsSecretsManagerTarget:
         if found.get("Name") != name:  # `name-abcdef` resolved as a partial ARN of another secret: not ours
             return None
         tags = {t["Key"]: t.get("Value", "") for t in found.get("Tags") or []}
-        remote = Remote(name, found["ARN"], tags, deleted=found.get("DeletedDate") is not None)
+        remote = StoredSecret(name, found["ARN"], tags, deleted=found.get("DeletedDate") is not None)
         if not remote.deleted and (tags.get(OWNER_TAG) == self.owner.ref or self._adoptable(remote)):
             remote.value = self._current_value(remote)
         return remote
 
-    def _current_value(self, remote: Remote) -> tuple[str, bytes] | None:
+    def _current_value(self, remote: StoredSecret) -> tuple[str, bytes] | None:
         try:
             got = self.client.get_secret_value(SecretId=remote.arn)
         except botocore.exceptions.ClientError as exc:
@@ -483,7 +479,7 @@ class AwsSecretsManagerTarget:
             return ("s", got["SecretString"].encode("utf-8"))
         return ("b", bytes(got.get("SecretBinary") or b""))
 
-    def _adoptable(self, remote: Remote) -> bool:
+    def _adoptable(self, remote: StoredSecret) -> bool:
         return self.spec.adopt and not remote.tags.get(OWNER_TAG)
 
     def _owned_elsewhere(self) -> dict[str, str]:
@@ -503,20 +499,22 @@ class AwsSecretsManagerTarget:
                         and entry.get("DeletedDate") is None
                     ):
                         found[name] = entry["ARN"]
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+        except _SDK_ERRORS as exc:
             raise _target_error(exc, "ListSecrets", None) from None
         return found
 
-    def _plan(self, desired: Mapping[str, bytes]) -> Plan:
-        plan, state = Plan(), _State()
-        plan.create, state.remotes = claim(
+    def _plan(self, desired: Mapping[str, bytes]) -> Plan[StoreState]:
+        plan, state = Plan[StoreState](), StoreState()
+        claimed = claim_tagged(
             self._read,
             desired,
             owner_tag=OWNER_TAG,
             me=self.owner.ref,
             adopt=self.spec.adopt,
+            where=self.describe(),
             deleted_note="scheduled for deletion",
         )
+        plan.create, state.remotes = claimed.missing, claimed.held
         for name, remote in state.remotes.items():
             if remote.tags.get(OWNER_TAG):
                 self.written.add(name)
@@ -539,12 +537,9 @@ class AwsSecretsManagerTarget:
         plan.state = state
         return plan
 
-    async def plan(self, desired: Mapping[str, bytes]) -> Plan:
-        return await asyncio.to_thread(self._plan, desired)
-
     # --- writing (apply) --------------------------------------------------------------------------------
-    def _apply(self, plan: Plan, desired: Mapping[str, bytes]) -> None:
-        state: _State = plan.state or _State()
+    def _apply(self, plan: Plan[StoreState], desired: Mapping[str, bytes]) -> None:
+        state = plan.state or StoreState()
         tags = self._tags()
         tag_list = [{"Key": k, "Value": v} for k, v in sorted(tags.items())]
         kms = {"KmsKeyId": self.spec.kms_key_id} if self.spec.kms_key_id else {}
@@ -590,9 +585,6 @@ class AwsSecretsManagerTarget:
             _call("UpdateSecret", name, self.client.update_secret, SecretId=arn, **kms, **_value_argument(value))
         else:
             _call("PutSecretValue", name, self.client.put_secret_value, SecretId=arn, **_value_argument(value))
-
-    async def apply(self, plan: Plan, desired: Mapping[str, bytes]) -> None:
-        await asyncio.to_thread(self._apply, plan, desired)
 
 
 KIND = AwsSecretsManagerKind()

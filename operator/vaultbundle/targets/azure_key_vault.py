@@ -24,7 +24,6 @@ begin_recover_deleted_secret, begin_delete_secret, list_properties_of_secrets.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import os
@@ -36,18 +35,20 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from ..errors import CrossNamespaceError, SpecError, TargetError
+from ..errors import Reason, SpecError, TargetError
+from ..fields import SecretRef, Selection, boolean, checked_tags, obj, secret_key, secret_object, secret_ref, string
 from ..selection import SelectionError, select
-from ..spec import SecretRef, Selection, boolean, checked_tags, obj, string
 from ..vault import Vault
-from .base import Plan, TargetContext, WrittenNames, claim
+from .base import Plan, StoreKind, TargetContext, WrittenNames
+from .credentials import credentials_for
+from .errormap import Messages, first_match, reason_for_status, translated
 from .naming import NameRule, Naming, parse_naming, remote_names
+from .ownership import MANAGED_BY_KEY, MANAGED_BY_VALUE, claim_tagged
+from .threads import ThreadedTarget, in_thread
 
-MANAGED_BY_TAG = "managed-by"
-MANAGED_BY_VALUE = "vaultbundle"
 OWNER_TAG = "vaultbundle-owner"
 ENCODING_TAG = "file-encoding"
-RESERVED_TAGS = (MANAGED_BY_TAG, OWNER_TAG, ENCODING_TAG)
+RESERVED_TAGS = (MANAGED_BY_KEY, OWNER_TAG, ENCODING_TAG)
 MAX_USER_TAGS = 12  # Key Vault allows 15 tags per secret; the operator uses up to 3
 MAX_VALUE_BYTES = 25 * 1024  # Key Vault's limit on a secret value
 BINARY_CONTENT_TYPE = "application/octet-stream"
@@ -90,13 +91,6 @@ class AzureKeyVaultSpec:
     prune: bool = False
 
 
-def _no_namespace(ref: Mapping[str, Any], path: str) -> None:
-    if ref.get("namespace"):
-        raise CrossNamespaceError(
-            f"{path}.namespace is refused: Secrets are read only from the VaultBundle's namespace"
-        )
-
-
 def _tag_problem(key: str, value: str) -> str | None:
     if key.lower() in RESERVED_TAGS:
         return f"{key!r} is reserved (the operator sets {', '.join(RESERVED_TAGS)})"
@@ -112,8 +106,10 @@ def _tags(raw: Any, path: str) -> dict[str, str]:
     return checked_tags(raw, path, _tag_problem, max_tags=MAX_USER_TAGS, limit_note=limit)
 
 
-class AzureKeyVaultKind:
+class AzureKeyVaultKind(StoreKind):
     name = "azureKeyVault"
+    extra = "azure"
+    sdk = ("azure.keyvault.secrets", "azure.identity")
 
     def parse(self, raw: Mapping[str, Any], path: str) -> AzureKeyVaultSpec:
         vault_url = string(raw.get("vaultURL"), f"{path}.vaultURL", required=True)
@@ -123,13 +119,12 @@ class AzureKeyVaultKind:
         client_secret: ClientSecretRef | None = None
         if auth.get("clientSecretRef") is not None:
             where = f"{path}.auth.clientSecretRef"
-            ref = obj(auth.get("clientSecretRef"), where)
-            _no_namespace(ref, where)
+            ref, name = secret_object(auth.get("clientSecretRef"), where)
             client_secret = ClientSecretRef(
-                name=string(ref.get("name"), f"{where}.name", required=True),
-                tenant_id_key=string(ref.get("tenantIdKey"), f"{where}.tenantIdKey", default="tenant-id"),
-                client_id_key=string(ref.get("clientIdKey"), f"{where}.clientIdKey", default="client-id"),
-                client_secret_key=string(
+                name=name,
+                tenant_id_key=secret_key(ref.get("tenantIdKey"), f"{where}.tenantIdKey", default="tenant-id"),
+                client_id_key=secret_key(ref.get("clientIdKey"), f"{where}.clientIdKey", default="client-id"),
+                client_secret_key=secret_key(
                     ref.get("clientSecretKey"), f"{where}.clientSecretKey", default="client-secret"
                 ),
             )
@@ -149,13 +144,7 @@ class AzureKeyVaultKind:
             raise SpecError(f"{path}.contentType must be at most 255 characters")
         ca_bundle: SecretRef | None = None
         if raw.get("caBundleSecretRef") is not None:
-            where = f"{path}.caBundleSecretRef"
-            ref = obj(raw.get("caBundleSecretRef"), where)
-            _no_namespace(ref, where)
-            ca_bundle = SecretRef(
-                string(ref.get("name"), f"{where}.name", required=True),
-                string(ref.get("key"), f"{where}.key", default="ca.crt"),
-            )
+            ca_bundle = secret_ref(raw.get("caBundleSecretRef"), f"{path}.caBundleSecretRef", "ca.crt")
         return AzureKeyVaultSpec(
             vault_url=vault_url.rstrip("/"),
             content_type=content_type,
@@ -192,18 +181,20 @@ class AzureKeyVaultKind:
         return result
 
     async def connect(self, spec: AzureKeyVaultSpec, context: TargetContext) -> AzureKeyVaultTarget:
+        credentials = credentials_for(context, self.name, spec.vault_url)
         secret: tuple[str, str, str] | None = None
-        if spec.client_secret is not None:
+        if spec.client_secret is None:
+            credentials.ambient()  # environment, workload identity or managed identity
+        else:
             ref = spec.client_secret
-            secret = (
-                await context.read_secret(ref.name, ref.tenant_id_key),
-                await context.read_secret(ref.name, ref.client_id_key),
-                await context.read_secret(ref.name, ref.client_secret_key),
+            tenant, client_id, client_secret = await credentials.secret_keys(
+                ref.name, [ref.tenant_id_key, ref.client_id_key, ref.client_secret_key]
             )
+            secret = (tenant, client_id, client_secret)
         ca_file = ""
-        if spec.ca_bundle is not None:
-            ca_file = _ca_file(await context.read_secret(spec.ca_bundle.name, spec.ca_bundle.key), spec.ca_bundle)
-        client = await asyncio.to_thread(_client, spec, secret, ca_file)
+        if spec.ca_bundle is not None:  # public certificates, but a tenant Secret all the same
+            ca_file = _ca_file(await credentials.secret(spec.ca_bundle), spec.ca_bundle)
+        client = await in_thread(_client, spec, secret, ca_file)
         return AzureKeyVaultTarget(client, spec, context)
 
 
@@ -249,7 +240,7 @@ def _ca_file(pem: str, ref: SecretRef) -> str:
     global _CA_DIR  # noqa: PLW0603 - one directory per process
     if not _PEM.search(pem):
         raise TargetError(
-            "SecretInvalid", f"caBundleSecretRef: Secret {ref.name!r} key {ref.key!r} holds no PEM certificate"
+            Reason.SECRET_INVALID, f"caBundleSecretRef: Secret {ref.name!r} key {ref.key!r} holds no PEM certificate"
         )
     with _CA_LOCK:
         if _CA_DIR is None:
@@ -315,6 +306,26 @@ def _client(spec: AzureKeyVaultSpec, secret: tuple[str, str, str] | None, ca_fil
 
 # --- errors --------------------------------------------------------------------------------------------------
 
+_MESSAGES = Messages(
+    {
+        Reason.AUTH_FAILED: "{what}: authentication failed (no token, or the vault refused it)",
+        Reason.NOT_FOUND: "{what}: not found",
+        Reason.CONFLICT: "{what}: conflict (HTTP 409), e.g. the name is held by a deleted secret",
+        Reason.SECRET_DISABLED: "{what}: the secret is disabled; enable it or leave it out",
+        Reason.FORBIDDEN: "{what}: access denied (HTTP 403); check the vault's access policy/RBAC",
+        Reason.THROTTLED: "{what}: throttled by Key Vault (HTTP 429)",
+        Reason.UNAVAILABLE: "{what}: Key Vault is unavailable (HTTP {status})",
+        Reason.REJECTED: "{what}: Key Vault rejected the request (HTTP {status})",
+    }
+)
+
+
+def _disabled(exc: Exception) -> bool:
+    """A 403 for a disabled secret: told apart only by the error's inner code (its text is not kept)."""
+    error = getattr(exc, "error", None)
+    inner = str(getattr(error, "innererror", None) or "") + str(getattr(error, "message", "") or "")
+    return "disabled" in inner.lower()
+
 
 def _target_error(exc: Exception, operation: str, name: str | None) -> TargetError:
     """An SDK error as a TargetError: reason from the exception type and HTTP status; never the SDK's text."""
@@ -324,42 +335,37 @@ def _target_error(exc: Exception, operation: str, name: str | None) -> TargetErr
     what = f"{operation} {name!r}" if name else operation
     if isinstance(exc, CredentialUnavailableError):
         return TargetError(
-            "AuthFailed",
+            Reason.AUTH_FAILED,
             f"{what}: no ambient Azure identity (workload identity, managed identity or AZURE_* environment); "
             "set auth.clientSecretRef",
         )
-    if isinstance(exc, azure_errors.ClientAuthenticationError):
-        return TargetError("AuthFailed", f"{what}: authentication failed (no token, or the vault refused it)")
-    if isinstance(exc, azure_errors.ResourceNotFoundError):
-        return TargetError("NotFound", f"{what}: not found")
-    if isinstance(exc, azure_errors.ResourceExistsError):
-        return TargetError("Conflict", f"{what}: conflict (HTTP 409), e.g. the name is held by a deleted secret")
-    if isinstance(exc, azure_errors.HttpResponseError):
+    rules = [
+        (azure_errors.ClientAuthenticationError, Reason.AUTH_FAILED),
+        (azure_errors.ResourceNotFoundError, Reason.NOT_FOUND),
+        (azure_errors.ResourceExistsError, Reason.CONFLICT),
+    ]
+    reason = first_match(exc, rules)
+    if reason is None and isinstance(exc, azure_errors.HttpResponseError):
         status = exc.status_code or 0
-        if status == 403:
-            error = getattr(exc, "error", None)
-            inner = str(getattr(error, "innererror", None) or "") + str(getattr(error, "message", "") or "")
-            if "disabled" in inner.lower():
-                return TargetError("SecretDisabled", f"{what}: the secret is disabled; enable it or leave it out")
-            return TargetError("Forbidden", f"{what}: access denied (HTTP 403); check the vault's access policy/RBAC")
-        if status == 429:
-            return TargetError("Throttled", f"{what}: throttled by Key Vault (HTTP 429)")
-        if status >= 500:
-            return TargetError("Unavailable", f"{what}: Key Vault is unavailable (HTTP {status})")
-        return TargetError("Rejected", f"{what}: Key Vault rejected the request (HTTP {status})")
+        reason = reason_for_status(status)
+        if reason is Reason.FORBIDDEN and _disabled(exc):
+            reason = Reason.SECRET_DISABLED
+        return _MESSAGES.error(reason, what, status=status)
+    if reason is not None:
+        return _MESSAGES.error(reason, what, status=getattr(exc, "status_code", None) or "")
     if isinstance(exc, azure_errors.ServiceRequestError | azure_errors.ServiceResponseError):
         tls = "SSL" in type(getattr(exc, "inner_exception", None)).__name__ or "CERTIFICATE" in str(exc)
         return TargetError(
-            "Unavailable",
+            Reason.UNAVAILABLE,
             f"{what}: " + ("TLS verification of the vault failed" if tls else "cannot reach the vault"),
         )
     if isinstance(exc, ValueError) and "challenge resource" in str(exc):
         return TargetError(
-            "InvalidVaultURL",
+            Reason.INVALID_VAULT_URL,
             f"{what}: the vault's authentication challenge does not match vaultURL's domain (refused, so no token "
             "leaves for a foreign host); check vaultURL",
         )
-    return TargetError("Unavailable", f"{what}: Azure SDK error ({type(exc).__name__})")
+    return TargetError(Reason.UNAVAILABLE, f"{what}: Azure SDK error ({type(exc).__name__})")
 
 
 _T = TypeVar("_T")
@@ -368,17 +374,17 @@ _T = TypeVar("_T")
 def _call(operation: str, name: str | None, function: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
     from azure.core.exceptions import AzureError
 
-    try:
+    with translated((AzureError, ValueError), lambda exc: _target_error(exc, operation, name)):
         return function(*args, **kwargs)
-    except (AzureError, ValueError) as exc:
-        raise _target_error(exc, operation, name) from None
 
 
 # --- the target ----------------------------------------------------------------------------------------------
 
 
 @dataclass
-class Remote:
+class StoredSecret:
+    """What the store holds under one name (the current version, or a soft-deleted secret's tags)."""
+
     name: str
     tags: dict[str, str]
     deleted: bool
@@ -388,13 +394,15 @@ class Remote:
 
 
 @dataclass
-class _State:
-    remotes: dict[str, Remote] = field(default_factory=dict)
+class StoreState:
+    """What plan() read, for apply."""
+
+    remotes: dict[str, StoredSecret] = field(default_factory=dict)
     restore: list[str] = field(default_factory=list)
     retag: list[str] = field(default_factory=list)
 
 
-class AzureKeyVaultTarget:
+class AzureKeyVaultTarget(ThreadedTarget[StoreState]):
     def __init__(self, client: Any, spec: AzureKeyVaultSpec, context: TargetContext) -> None:
         self.client, self.spec, self.owner = client, spec, context.owner
         self.written = WrittenNames(context.previous, spec.vault_url)  # lower-case names
@@ -409,9 +417,9 @@ class AzureKeyVaultTarget:
         """Tags for a version holding *value*: foreign tags kept, ours set, file-encoding only for base64."""
         extra = _stored(value, self.spec)[2]
         kept = {k: v for k, v in current.items() if k != ENCODING_TAG}
-        return {**kept, **self.spec.tags, MANAGED_BY_TAG: MANAGED_BY_VALUE, OWNER_TAG: self.owner.ref, **extra}
+        return {**kept, **self.spec.tags, MANAGED_BY_KEY: MANAGED_BY_VALUE, OWNER_TAG: self.owner.ref, **extra}
 
-    def _read(self, name: str) -> Remote | None:
+    def _read(self, name: str) -> StoredSecret | None:
         from azure.core.exceptions import AzureError, ResourceNotFoundError
 
         try:
@@ -423,12 +431,12 @@ class AzureKeyVaultTarget:
                 return None
             except (AzureError, ValueError) as exc:
                 raise _target_error(exc, "GetDeletedSecret", name) from None
-            return Remote(name, dict(deleted.properties.tags or {}), deleted=True)
+            return StoredSecret(name, dict(deleted.properties.tags or {}), deleted=True)
         except (AzureError, ValueError) as exc:
             raise _target_error(exc, "GetSecret", name) from None
         tags = dict(found.properties.tags or {})
         properties = found.properties
-        return Remote(
+        return StoredSecret(
             name,
             tags,
             deleted=False,
@@ -437,7 +445,7 @@ class AzureKeyVaultTarget:
             version=properties.version,
         )
 
-    def _differs(self, remote: Remote, value: bytes) -> tuple[bool, bool]:
+    def _differs(self, remote: StoredSecret, value: bytes) -> tuple[bool, bool]:
         """(value or content type differ, tags differ)."""
         text, content_type, _ = _stored(value, self.spec)
         data = remote.value != text or (remote.content_type or "") != content_type
@@ -452,16 +460,18 @@ class AzureKeyVaultTarget:
             if (item.tags or {}).get(OWNER_TAG) == self.owner.ref and item.name.lower().startswith(scope)
         ]
 
-    def _plan(self, desired: Mapping[str, bytes]) -> Plan:
-        plan, state = Plan(), _State()
-        plan.create, state.remotes = claim(
+    def _plan(self, desired: Mapping[str, bytes]) -> Plan[StoreState]:
+        plan, state = Plan[StoreState](), StoreState()
+        claimed = claim_tagged(
             self._read,
             desired,
             owner_tag=OWNER_TAG,
             me=self.owner.ref,
             adopt=self.spec.adopt,
+            where=self.describe(),
             deleted_note="soft-deleted",
         )
+        plan.create, state.remotes = claimed.missing, claimed.held
         for name, remote in state.remotes.items():
             if remote.tags.get(OWNER_TAG):
                 self.written.add(name.lower())
@@ -485,23 +495,20 @@ class AzureKeyVaultTarget:
         plan.state = state
         return plan
 
-    async def plan(self, desired: Mapping[str, bytes]) -> Plan:
-        return await asyncio.to_thread(self._plan, desired)
-
     def _set(self, name: str, value: bytes, current_tags: Mapping[str, str]) -> None:
         text, content_type, _ = _stored(value, self.spec)
         tags = self._tags(value, current_tags)
         _call("SetSecret", name, self.client.set_secret, name, text, content_type=content_type, tags=tags)
         self.written.add(name.lower())
 
-    def _apply(self, plan: Plan, desired: Mapping[str, bytes]) -> None:
-        state: _State = plan.state or _State()
+    def _apply(self, plan: Plan[StoreState], desired: Mapping[str, bytes]) -> None:
+        state = plan.state or StoreState()
         for name in plan.create:
             if name in state.restore:
                 _call("RecoverDeletedSecret", name, lambda n=name: self.client.begin_recover_deleted_secret(n).wait(60))
                 remote = self._read(name)
                 if remote is None or remote.deleted:
-                    raise TargetError("Unavailable", f"RecoverDeletedSecret {name!r}: not recovered yet; retrying")
+                    raise TargetError(Reason.UNAVAILABLE, f"RecoverDeletedSecret {name!r}: not recovered yet; retrying")
                 data, tags = self._differs(remote, desired[name])
                 if data:
                     self._set(name, desired[name], remote.tags)
@@ -518,7 +525,7 @@ class AzureKeyVaultTarget:
             _call("DeleteSecret", name, self.client.begin_delete_secret, name)
             self.written.discard(name.lower())
 
-    def _retag(self, remote: Remote, value: bytes) -> None:
+    def _retag(self, remote: StoredSecret, value: bytes) -> None:
         tags = self._tags(value, remote.tags)
         _call(  # the version we compared (tags belong to a version; no new version is made)
             "UpdateSecretProperties",
@@ -529,9 +536,6 @@ class AzureKeyVaultTarget:
             tags=tags,
         )
         self.written.add(remote.name.lower())
-
-    async def apply(self, plan: Plan, desired: Mapping[str, bytes]) -> None:
-        await asyncio.to_thread(self._apply, plan, desired)
 
 
 KIND = AzureKeyVaultKind()

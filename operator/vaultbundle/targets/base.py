@@ -8,30 +8,31 @@ with what the store holds (no writes) and applies it. Messages and plans carry n
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from ..errors import TargetError
+from ..fields import Selection
 
 if TYPE_CHECKING:
     from ..digest import Digester
-    from ..kube import Kube
-    from ..spec import Selection
+    from ..kube import KubeAPI
     from ..vault import Vault
+
+StateT = TypeVar("StateT")
+SpecT = TypeVar("SpecT")
 
 
 @dataclass
-class Plan:
-    """What apply would change, by key name only."""
+class Plan(Generic[StateT]):
+    """What apply would change, by key name only; `state` is what the store's plan read, for its apply."""
 
     create: list[str] = field(default_factory=list)
     update: list[str] = field(default_factory=list)
     delete: list[str] = field(default_factory=list)
     unchanged: int = 0
     metadata: bool = False  # labels/annotations/type/owner change without a data change
-    state: Any = None  # store-specific context for apply (e.g. the object read during planning)
+    state: StateT | None = None  # the store's own StoreState (e.g. the objects read during planning)
 
     @property
     def changed(self) -> bool:
@@ -46,8 +47,8 @@ class Plan:
         }
 
 
-def diff(current: Mapping[str, bytes], desired: Mapping[str, bytes], *, prune: bool) -> Plan:
-    plan = Plan()
+def diff(current: Mapping[str, bytes], desired: Mapping[str, bytes], *, prune: bool) -> Plan[Any]:
+    plan: Plan[Any] = Plan()
     for name, value in desired.items():
         if name not in current:
             plan.create.append(name)
@@ -58,58 +59,6 @@ def diff(current: Mapping[str, bytes], desired: Mapping[str, bytes], *, prune: b
     if prune:
         plan.delete = [name for name in current if name not in desired]
     return plan
-
-
-class Tagged(Protocol):
-    """What a store holds under one name, as far as ownership goes: its tags and whether it is deleted."""
-
-    @property
-    def tags(self) -> Mapping[str, str]: ...
-
-    @property
-    def deleted(self) -> bool: ...
-
-
-R = TypeVar("R", bound=Tagged)
-
-
-def claim(
-    read: Callable[[str], R | None], names: Iterable[str], *, owner_tag: str, me: str, adopt: bool, deleted_note: str
-) -> tuple[list[str], dict[str, R]]:
-    """Read every name (8 at a time) and sort them for a plan of a tag-owned store (AWS, Azure): the names that
-    do not exist yet, and the existing ones we may write (tagged as ours, or untagged with adopt).
-
-    Another VaultBundle's secret is never taken over, an untagged one only with adopt: either raises
-    `SecretNotOwned` naming every offender, before anything is written."""
-    names = sorted(names)
-    with ThreadPoolExecutor(max_workers=max(1, min(8, len(names)))) as pool:
-        remotes = dict(zip(names, pool.map(read, names), strict=True))
-    missing: list[str] = []
-    claimed: dict[str, R] = {}
-    foreign: list[str] = []
-    unowned: list[str] = []
-    for name, remote in remotes.items():
-        owner = None if remote is None else remote.tags.get(owner_tag)
-        if remote is None:
-            missing.append(name)
-        elif owner and owner != me:
-            foreign.append(f"{name!r} (VaultBundle {owner})")
-        elif not owner and not adopt:
-            unowned.append(name + (f" ({deleted_note})" if remote.deleted else ""))
-        else:
-            claimed[name] = remote
-    if foreign:
-        raise TargetError(
-            "SecretNotOwned",
-            f"secrets managed by another VaultBundle are never taken over: {', '.join(foreign)}",
-        )
-    if unowned:
-        raise TargetError(
-            "SecretNotOwned",
-            f"secrets exist that vaultbundle does not manage (no {owner_tag} tag): {', '.join(unowned)}; "
-            "nothing was written; set adopt: true to take them over, or rename",
-        )
-    return missing, claimed
 
 
 class WrittenNames:
@@ -153,11 +102,24 @@ class Owner:
 
 @dataclass(frozen=True)
 class TargetContext:
-    kube: Kube
+    """What a target may use: the operator's Kubernetes client, the owner, the digest key, its last status
+    entry, and a reader of Secrets in the owner's namespace (credentials go through `credentials.Credentials`)."""
+
+    kube: KubeAPI
     owner: Owner
     digester: Digester
     previous: Mapping[str, Any]  # this target's entry in the last status (e.g. per-key digests)
     read_secret: Callable[[str, str], Awaitable[str]]  # (Secret name, key) in the owner's namespace -> value
+
+
+class StoreKind:
+    """Defaults for a `TargetKind` (stores subclass it): no SDK to check, and no Secrets of the namespace written."""
+
+    extra = ""
+    sdk: tuple[str, ...] = ()
+
+    def writes_secrets(self, spec: Any) -> tuple[str, ...]:
+        return ()
 
 
 class Target(Protocol):
@@ -167,11 +129,11 @@ class Target(Protocol):
         """Where the secrets go, for messages (e.g. "Secret web-env", "repository acme/web")."""
         ...
 
-    async def plan(self, desired: Mapping[str, bytes]) -> Plan:
+    async def plan(self, desired: Mapping[str, bytes]) -> Plan[Any]:
         """Compare with what the store holds; no writes."""
         ...
 
-    async def apply(self, plan: Plan, desired: Mapping[str, bytes]) -> None:
+    async def apply(self, plan: Plan[Any], desired: Mapping[str, bytes]) -> None:
         """Make the store hold *desired*, changing only what *plan* lists."""
         ...
 
@@ -180,19 +142,30 @@ class Target(Protocol):
         ...
 
 
-class TargetKind(Protocol):
-    """One store: the spec.targets[] field name, spec parsing, the desired content, and connecting."""
+class TargetKind(Protocol[SpecT]):
+    """One store: the spec.targets[] field name, its install extra and SDK modules (checked by the registry),
+    spec parsing, the Secrets of the namespace it writes, the desired content, and connecting."""
 
     name: str
+    extra: str  # the install extra holding its SDK ("" = core)
 
-    def parse(self, raw: Mapping[str, Any], path: str) -> Any:
+    @property
+    def sdk(self) -> tuple[str, ...]:
+        """The SDK's modules (imported lazily inside the store module; `targets.load` checks them)."""
+        ...
+
+    def parse(self, raw: Mapping[str, Any], path: str) -> SpecT:
         """Validate this kind's spec object without network access; raise SpecError naming the field."""
         ...
 
-    def desired(self, vault: Vault, selection: Selection, spec: Any) -> dict[str, bytes]:
+    def writes_secrets(self, spec: SpecT) -> tuple[str, ...]:
+        """Names of the Kubernetes Secrets in the VaultBundle's namespace it writes (for cross-target checks)."""
+        ...
+
+    def desired(self, vault: Vault, selection: Selection, spec: SpecT) -> dict[str, bytes]:
         """What the store should hold (name -> value) for this bundle; raise SelectionError on bad names."""
         ...
 
-    async def connect(self, spec: Any, context: TargetContext) -> Target:
+    async def connect(self, spec: SpecT, context: TargetContext) -> Target:
         """Build clients with the configured (or ambient) credentials; raise TargetError when that fails."""
         ...

@@ -14,30 +14,31 @@ lazily, so spec parsing works without the `gcp` extra.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
-import ipaddress
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from ..errors import CrossNamespaceError, SpecError, TargetError
+from ..errors import Reason, SpecError, TargetError
+from ..fields import SecretRef, Selection, boolean, obj, secret_ref, string, string_map, strings
 from ..selection import SelectionError, select
-from ..spec import SecretRef, Selection, boolean, obj, string, string_map, strings
 from ..vault import Vault
-from .base import Owner, Plan, TargetContext, WrittenNames
+from .base import Owner, Plan, StoreKind, TargetContext, WrittenNames
+from .checks import is_loopback
+from .credentials import credentials_for
+from .errormap import ExceptionTypes, Messages, first_match, translated
 from .naming import NameRule, Naming, parse_naming, remote_names
+from .ownership import MANAGED_BY_KEY, MANAGED_BY_VALUE, claim
+from .threads import ThreadedTarget, in_thread
 
 if TYPE_CHECKING:
     from google.cloud.secretmanager_v1 import SecretManagerServiceClient
 
-MANAGED_BY_LABEL = "managed-by"
-MANAGED_BY_VALUE = "vaultbundle"
 OWNER_LABEL = "vaultbundle-owner"
-RESERVED_LABELS = (MANAGED_BY_LABEL, OWNER_LABEL)
+RESERVED_LABELS = (MANAGED_BY_KEY, OWNER_LABEL)
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 CALL_TIMEOUT = 30.0  # seconds per RPC (the SDK default is 60)
 MAX_PAYLOAD_BYTES = 64 * 1024  # GCP's limit per version
@@ -54,8 +55,6 @@ _ENDPOINT = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})")
 _LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 _LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}")
 _LOCATION = re.compile(r"[a-z][a-z0-9-]{1,62}")
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -82,16 +81,6 @@ def owner_label(owner: Owner) -> str:
     if clean == raw and len(clean) <= 63:
         return clean
     return f"{clean[:54]}-{hashlib.sha256(owner.ref.encode()).hexdigest()[:8]}"
-
-
-def _is_loopback(host: str) -> bool:
-    host = host.strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _labels(value: Any, path: str) -> dict[str, str]:
@@ -127,8 +116,10 @@ def _locations(value: Any, path: str) -> tuple[str, ...]:
     return locations
 
 
-class GcpSecretManagerKind:
+class GcpSecretManagerKind(StoreKind):
     name = "gcpSecretManager"
+    extra = "gcp"
+    sdk = ("google.cloud.secretmanager_v1", "grpc", "google_crc32c")
 
     def parse(self, raw: Mapping[str, Any], path: str) -> GcpSecretManagerSpec:
         project = string(raw.get("project"), f"{path}.project", required=True)
@@ -141,19 +132,12 @@ class GcpSecretManagerKind:
                 f"{path}.endpoint must be host:port, e.g. secretmanager.europe-west1.rep.googleapis.com:443"
             )
         insecure = boolean(raw.get("insecure"), f"{path}.insecure", False)
-        if insecure and (match is None or not _is_loopback(match.group(1))):
+        if insecure and (match is None or not is_loopback(match.group(1))):
             raise SpecError(f"{path}.insecure (plaintext gRPC) is only allowed with a loopback endpoint, for tests")
         credentials_ref = None
         if raw.get("credentialsSecretRef") is not None:
-            ref_path = f"{path}.credentialsSecretRef"
-            ref = obj(raw["credentialsSecretRef"], ref_path)
-            if ref.get("namespace"):
-                raise CrossNamespaceError(
-                    f"{ref_path}.namespace is refused: credentials are read only from the VaultBundle's own namespace"
-                )
-            credentials_ref = SecretRef(
-                string(ref.get("name"), f"{ref_path}.name", required=True),
-                string(ref.get("key"), f"{ref_path}.key", default="credentials.json"),
+            credentials_ref = secret_ref(
+                raw["credentialsSecretRef"], f"{path}.credentialsSecretRef", "credentials.json"
             )
             if insecure:
                 raise SpecError(f"{path}: insecure sends no credentials; drop credentialsSecretRef or insecure")
@@ -178,17 +162,20 @@ class GcpSecretManagerKind:
         return remote_names(selected, spec.naming, NAME_RULE)
 
     async def connect(self, spec: GcpSecretManagerSpec, context: TargetContext) -> GcpSecretManagerTarget:
+        credentials = credentials_for(context, self.name, spec.endpoint)
         info: dict[str, Any] | None = None
-        if spec.credentials_ref is not None:
-            text = await context.read_secret(spec.credentials_ref.name, spec.credentials_ref.key)
+        if spec.credentials_ref is None:
+            credentials.ambient()  # workload identity / ADC (or, insecure, none at all)
+        else:
+            text = await credentials.secret(spec.credentials_ref)
             try:
                 parsed = json.loads(text)
             except ValueError:
                 parsed = None
             if not isinstance(parsed, dict):
-                raise TargetError("AuthFailed", _bad_credentials(spec.credentials_ref))
+                raise TargetError(Reason.AUTH_FAILED, _bad_credentials(spec.credentials_ref))
             info = parsed
-        client = await asyncio.to_thread(_client, spec, info)
+        client = await in_thread(_client, spec, info)
         return GcpSecretManagerTarget(client, spec, context)
 
 
@@ -216,7 +203,7 @@ def _client(spec: GcpSecretManagerSpec, info: dict[str, Any] | None) -> SecretMa
         return SecretManagerServiceClient(credentials=credentials, client_options=options)
     except auth_exceptions.DefaultCredentialsError:
         raise TargetError(
-            "AuthFailed",
+            Reason.AUTH_FAILED,
             "no credentialsSecretRef and no ambient Google credentials (workload identity / ADC) were found",
         ) from None
 
@@ -228,45 +215,65 @@ def _service_account(info: dict[str, Any], spec: GcpSecretManagerSpec) -> Any:
 
     assert spec.credentials_ref is not None
     if info.get("type") != "service_account":
-        raise TargetError("AuthFailed", _bad_credentials(spec.credentials_ref))
+        raise TargetError(Reason.AUTH_FAILED, _bad_credentials(spec.credentials_ref))
     try:
         return service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
             info, scopes=[CLOUD_PLATFORM_SCOPE]
         )
     except (ValueError, KeyError, TypeError):
-        raise TargetError("AuthFailed", _bad_credentials(spec.credentials_ref)) from None
+        raise TargetError(Reason.AUTH_FAILED, _bad_credentials(spec.credentials_ref)) from None
 
 
-@contextlib.contextmanager
-def _errors(what: str) -> Iterator[None]:
-    """SDK errors -> TargetError with a fixed message: error details from the API are never copied to status."""
+_MESSAGES = Messages(
+    {
+        Reason.AUTH_FAILED: "{what}: Google rejected the credentials",
+        Reason.FORBIDDEN: (
+            "{what}: permission denied (the project may not exist, or the identity lacks "
+            "roles/secretmanager.admin or equivalent)"
+        ),
+        Reason.THROTTLED: "{what}: quota exceeded; retrying later",
+        Reason.REJECTED: "{what}: Secret Manager rejected the request",
+        Reason.UNAVAILABLE: "{what}: Secret Manager unreachable or unavailable; retrying later",
+        Reason.STORE_API_ERROR: "{what}: Secret Manager answered {type}",
+    }
+)
+
+
+def _rules() -> list[tuple[ExceptionTypes, Reason]]:
     from google.api_core import exceptions as api
     from google.auth import exceptions as auth
 
-    try:
-        yield
-    except TargetError:
-        raise
-    except (api.Unauthenticated, auth.RefreshError, auth.DefaultCredentialsError):
-        raise TargetError("AuthFailed", f"{what}: Google rejected the credentials") from None
-    except api.PermissionDenied:
-        raise TargetError(
-            "Forbidden",
-            f"{what}: permission denied (the project may not exist, or the identity lacks "
-            "roles/secretmanager.admin or equivalent)",
-        ) from None
-    except api.NotFound:
-        raise TargetError("NotFound", f"{what}: not found") from None
-    except api.ResourceExhausted:
-        raise TargetError("Throttled", f"{what}: quota exceeded; retrying later") from None
-    except (api.AlreadyExists, api.FailedPrecondition, api.Aborted, api.Conflict):
-        raise TargetError("Conflict", f"{what}: changed concurrently; retrying") from None
-    except api.InvalidArgument:
-        raise TargetError("Rejected", f"{what}: Secret Manager rejected the request") from None
-    except (api.ServiceUnavailable, api.DeadlineExceeded, api.InternalServerError, api.RetryError, auth.TransportError):
-        raise TargetError("Unavailable", f"{what}: Secret Manager unreachable or unavailable; retrying later") from None
-    except api.GoogleAPICallError as exc:
-        raise TargetError("StoreAPIError", f"{what}: Secret Manager answered {type(exc).__name__}") from None
+    return [
+        ((api.Unauthenticated, auth.RefreshError, auth.DefaultCredentialsError), Reason.AUTH_FAILED),
+        (api.PermissionDenied, Reason.FORBIDDEN),
+        (api.NotFound, Reason.NOT_FOUND),
+        (api.ResourceExhausted, Reason.THROTTLED),
+        ((api.AlreadyExists, api.FailedPrecondition, api.Aborted, api.Conflict), Reason.CONFLICT),
+        (api.InvalidArgument, Reason.REJECTED),
+        (
+            (
+                api.ServiceUnavailable,
+                api.DeadlineExceeded,
+                api.InternalServerError,
+                api.RetryError,
+                auth.TransportError,
+            ),
+            Reason.UNAVAILABLE,
+        ),
+        (api.GoogleAPICallError, Reason.STORE_API_ERROR),
+    ]
+
+
+def _errors(what: str) -> contextlib.AbstractContextManager[None]:
+    """SDK errors -> TargetError with a fixed message: error details from the API are never copied to status."""
+    from google.api_core.exceptions import GoogleAPIError
+    from google.auth.exceptions import GoogleAuthError
+
+    def to_error(exc: Exception) -> TargetError | None:
+        reason = first_match(exc, _rules())
+        return None if reason is None else _MESSAGES.error(reason, what, type=type(exc).__name__)
+
+    return translated((GoogleAPIError, GoogleAuthError), to_error)
 
 
 def _short(name: str) -> str:
@@ -274,7 +281,7 @@ def _short(name: str) -> str:
 
 
 @dataclass
-class _Remote:
+class StoreState:
     """What plan() read, for apply: full resource names, etags and labels of the secrets involved."""
 
     names: dict[str, str] = field(default_factory=dict)  # secret ID -> resource name (existing secrets)
@@ -282,11 +289,11 @@ class _Remote:
     relabel: dict[str, dict[str, str]] = field(default_factory=dict)  # secret ID -> full label set to write
 
 
-class GcpSecretManagerTarget:
+class GcpSecretManagerTarget(ThreadedTarget[StoreState]):
     def __init__(self, client: SecretManagerServiceClient, spec: GcpSecretManagerSpec, context: TargetContext) -> None:
         self.client, self.spec = client, spec
         self.owner_value = owner_label(context.owner)
-        self.labels = {**spec.labels, MANAGED_BY_LABEL: MANAGED_BY_VALUE, OWNER_LABEL: self.owner_value}
+        self.labels = {**spec.labels, MANAGED_BY_KEY: MANAGED_BY_VALUE, OWNER_LABEL: self.owner_value}
         self.managed = WrittenNames(context.previous, spec.parent)
 
     def describe(self) -> str:
@@ -294,9 +301,6 @@ class GcpSecretManagerTarget:
 
     def status_extra(self) -> dict[str, Any]:
         return self.managed.status()
-
-    async def _run(self, fn: Callable[[], T]) -> T:
-        return await asyncio.to_thread(fn)
 
     # ---- reads ---------------------------------------------------------------------------------
     def _latest_enabled(self, name: str) -> bytes | None:
@@ -326,30 +330,31 @@ class GcpSecretManagerTarget:
             listing = list(self.client.list_secrets(request={"parent": parent}, timeout=CALL_TIMEOUT))
         return {_short(s.name): s for s in listing if s.labels.get(OWNER_LABEL) == self.owner_value}
 
-    def _read(self, desired: Mapping[str, bytes]) -> Plan:
+    def _get(self, secret_id: str) -> Any:
+        """The secret, or None when it does not exist."""
         from google.api_core import exceptions as api
 
-        spec, remote = self.spec, _Remote()
+        with _errors(f"project {self.spec.project}: reading secret {secret_id}"):
+            try:
+                return self.client.get_secret(name=f"{self.spec.parent}/secrets/{secret_id}", timeout=CALL_TIMEOUT)
+            except api.NotFound:
+                return None
+
+    def _plan(self, desired: Mapping[str, bytes]) -> Plan[StoreState]:
+        spec, remote = self.spec, StoreState()
         plan = Plan(state=remote)
         with _errors(f"project {spec.project}: listing secrets"):
             ours = self._list_ours()
-        foreign: list[str] = []
-        for secret_id in sorted(desired):
-            secret = ours.get(secret_id)
-            if secret is None:
-                with _errors(f"project {spec.project}: reading secret {secret_id}"):
-                    try:
-                        secret = self.client.get_secret(name=f"{spec.parent}/secrets/{secret_id}", timeout=CALL_TIMEOUT)
-                    except api.NotFound:
-                        plan.create.append(secret_id)
-                        continue
-                other = secret.labels.get(OWNER_LABEL)
-                if other and other != self.owner_value:  # another VaultBundle's: never taken, not even with adopt
-                    foreign.append(f"{secret_id} (owned by {other})")
-                    continue
-                if not spec.adopt:
-                    foreign.append(secret_id)
-                    continue
+        claimed = claim(
+            {secret_id: ours[secret_id] if secret_id in ours else self._get(secret_id) for secret_id in desired},
+            owner_of=lambda secret: secret.labels.get(OWNER_LABEL),
+            me=self.owner_value,
+            adopt=spec.adopt,
+            where=self.describe(),
+            marker=f"no {OWNER_LABEL} label",
+        )
+        plan.create = claimed.missing
+        for secret_id, secret in claimed.held.items():
             remote.names[secret_id], remote.etags[secret_id] = secret.name, secret.etag
             labels = dict(secret.labels)
             if any(labels.get(k) != v for k, v in self.labels.items()):
@@ -360,12 +365,6 @@ class GcpSecretManagerTarget:
                 plan.update.append(secret_id)
             else:
                 plan.unchanged += 1
-        if foreign:
-            raise TargetError(
-                "SecretNotOwned",
-                f"{self.describe()}: {', '.join(foreign)} already exist and are not managed by this VaultBundle; "
-                "nothing was written (set adopt: true to take over secrets without an owner label)",
-            )
         self.managed.add(*(set(ours) & set(desired)))  # labelled ours and written by this target
         doomed = self.managed.prune_candidates(set(ours), set(desired))
         if spec.prune:
@@ -374,9 +373,6 @@ class GcpSecretManagerTarget:
                 remote.names[secret_id], remote.etags[secret_id] = ours[secret_id].name, ours[secret_id].etag
         plan.metadata = bool(remote.relabel)
         return plan
-
-    async def plan(self, desired: Mapping[str, bytes]) -> Plan:
-        return await self._run(lambda: self._read(desired))
 
     # ---- writes --------------------------------------------------------------------------------
     def _replication(self) -> dict[str, Any]:
@@ -390,9 +386,9 @@ class GcpSecretManagerTarget:
         payload = {"data": value, "data_crc32c": google_crc32c.value(value)}
         self.client.add_secret_version(request={"parent": name, "payload": payload}, timeout=CALL_TIMEOUT)
 
-    def _write(self, plan: Plan, desired: Mapping[str, bytes]) -> None:
+    def _apply(self, plan: Plan[StoreState], desired: Mapping[str, bytes]) -> None:
         spec, remote = self.spec, plan.state
-        assert isinstance(remote, _Remote)
+        assert remote is not None
         for secret_id in plan.create:
             what = f"project {spec.project}: creating secret {secret_id}"
             with _errors(what):
@@ -417,9 +413,6 @@ class GcpSecretManagerTarget:
                 request = {"name": remote.names[secret_id], "etag": remote.etags[secret_id]}
                 self.client.delete_secret(request=request, timeout=CALL_TIMEOUT)
             self.managed.discard(secret_id)
-
-    async def apply(self, plan: Plan, desired: Mapping[str, bytes]) -> None:
-        await self._run(lambda: self._write(plan, desired))
 
 
 KIND = GcpSecretManagerKind()

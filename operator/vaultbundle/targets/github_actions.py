@@ -13,22 +13,25 @@ without the `github` extra.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
-import ipaddress
 import re
 import urllib.parse
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from ..errors import CrossNamespaceError, SpecError, TargetError
+from ..errors import Reason, SpecError, TargetError
+from ..fields import SecretRef, Selection, boolean, obj, positive_integer, secret_ref, string
 from ..selection import SelectionError, select
-from ..spec import SecretRef, Selection, boolean, obj, string
 from ..vault import Vault
-from .base import Plan, TargetContext
+from .base import Plan, StoreKind, TargetContext
+from .checks import is_loopback, is_utf8
+from .credentials import Credentials, credentials_for
+from .errormap import Messages, reason_for_status, translated
 from .naming import NameRule, Naming, parse_naming, remote_names
+from .ownership import claim
+from .threads import ThreadedTarget, in_thread
 
 if TYPE_CHECKING:
     from github import Github
@@ -57,8 +60,6 @@ NAME_RULE = NameRule(
 
 _REPOSITORY = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}")
 _ORGANIZATION = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})")
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -93,46 +94,50 @@ class GitHubActionsSpec:
         return f"repository {self.repository}"
 
 
-def _integer(value: Any, path: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise SpecError(f"{path} must be a positive integer")
-    return value
-
-
-def _secret_ref(value: Any, path: str, default_key: str) -> SecretRef:
-    ref = obj(value, path)
-    if ref.get("namespace"):
-        raise CrossNamespaceError(
-            f"{path}.namespace is refused: credentials are read only from the VaultBundle's own namespace"
-        )
-    return SecretRef(
-        string(ref.get("name"), f"{path}.name", required=True),
-        string(ref.get("key"), f"{path}.key", default=default_key),
-    )
-
-
-def _is_loopback(url: str) -> bool:
-    host = urllib.parse.urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _api_url(value: Any, path: str) -> str:
     url = string(value, path, default=DEFAULT_API_URL).rstrip("/")
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.hostname or parts.query or parts.fragment:
         raise SpecError(f"{path} must be an http(s) URL like {DEFAULT_API_URL} or https://ghe.example.com/api/v3")
-    if parts.scheme == "http" and not _is_loopback(url):
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
         raise SpecError(f"{path}: plain http is only allowed for a loopback address (the token would travel in clear)")
     return url
 
 
-class GitHubActionsKind:
+def _repository_ids(value: Any, path: str, visibility: str) -> tuple[int, ...]:
+    if value is not None and visibility != "selected":
+        raise SpecError(f"{path} is only allowed with visibility: selected")
+    if value is not None and not isinstance(value, list):
+        raise SpecError(f"{path} must be a list of repository ids")
+    ids = tuple(positive_integer(v, f"{path}[{i}]") for i, v in enumerate(value or []))
+    if len(set(ids)) != len(ids):
+        raise SpecError(f"{path} lists a repository twice")
+    return ids
+
+
+def _auth(value: Any, path: str) -> tuple[SecretRef | None, GitHubApp | None]:
+    """Exactly one of a token Secret or a GitHub App (its ids and private-key Secret)."""
+    auth = obj(value, path)
+    token_raw, app_raw = auth.get("tokenSecretRef"), auth.get("app")
+    if (token_raw is None) == (app_raw is None):
+        raise SpecError(f"{path} must set exactly one of tokenSecretRef or app (GitHub has no ambient identity)")
+    if token_raw is not None:
+        return secret_ref(token_raw, f"{path}.tokenSecretRef", "token"), None
+    app_body = obj(app_raw, f"{path}.app")
+    app_id_raw = app_body.get("appID")
+    if isinstance(app_id_raw, int) and not isinstance(app_id_raw, bool):
+        app_id = str(positive_integer(app_id_raw, f"{path}.app.appID"))
+    else:  # a numeric id or an app's client ID (Iv1...)
+        app_id = string(app_id_raw, f"{path}.app.appID", required=True)
+    installation = positive_integer(app_body.get("installationID"), f"{path}.app.installationID")
+    key_ref = secret_ref(app_body.get("privateKeySecretRef"), f"{path}.app.privateKeySecretRef", "private-key.pem")
+    return None, GitHubApp(app_id=app_id, installation_id=installation, private_key_ref=key_ref)
+
+
+class GitHubActionsKind(StoreKind):
     name = "githubActions"
+    extra = "github"
+    sdk = ("github", "nacl")
 
     def parse(self, raw: Mapping[str, Any], path: str) -> GitHubActionsSpec:
         repository = string(raw.get("repository"), f"{path}.repository")
@@ -153,37 +158,8 @@ class GitHubActionsKind:
             raise SpecError(f"{path}.visibility is only allowed with organization")
         if visibility not in VISIBILITIES:
             raise SpecError(f"{path}.visibility must be one of {', '.join(VISIBILITIES)}")
-        ids_raw = raw.get("selectedRepositoryIds")
-        if ids_raw is not None and visibility != "selected":
-            raise SpecError(f"{path}.selectedRepositoryIds is only allowed with visibility: selected")
-        if ids_raw is not None and not isinstance(ids_raw, list):
-            raise SpecError(f"{path}.selectedRepositoryIds must be a list of repository ids")
-        ids = tuple(_integer(v, f"{path}.selectedRepositoryIds[{i}]") for i, v in enumerate(ids_raw or []))
-        if len(set(ids)) != len(ids):
-            raise SpecError(f"{path}.selectedRepositoryIds lists a repository twice")
-        auth = obj(raw.get("auth"), f"{path}.auth")
-        token_raw, app_raw = auth.get("tokenSecretRef"), auth.get("app")
-        if (token_raw is None) == (app_raw is None):
-            raise SpecError(
-                f"{path}.auth must set exactly one of tokenSecretRef or app (GitHub has no ambient identity)"
-            )
-        token_ref = app = None
-        if token_raw is not None:
-            token_ref = _secret_ref(token_raw, f"{path}.auth.tokenSecretRef", "token")
-        else:
-            app_body = obj(app_raw, f"{path}.auth.app")
-            app_id_raw = app_body.get("appID")
-            if isinstance(app_id_raw, int) and not isinstance(app_id_raw, bool):
-                app_id = str(_integer(app_id_raw, f"{path}.auth.app.appID"))
-            else:  # a numeric id or an app's client ID (Iv1...)
-                app_id = string(app_id_raw, f"{path}.auth.app.appID", required=True)
-            app = GitHubApp(
-                app_id=app_id,
-                installation_id=_integer(app_body.get("installationID"), f"{path}.auth.app.installationID"),
-                private_key_ref=_secret_ref(
-                    app_body.get("privateKeySecretRef"), f"{path}.auth.app.privateKeySecretRef", "private-key.pem"
-                ),
-            )
+        ids = _repository_ids(raw.get("selectedRepositoryIds"), f"{path}.selectedRepositoryIds", visibility)
+        token_ref, app = _auth(raw.get("auth"), f"{path}.auth")
         return GitHubActionsSpec(
             repository=repository,
             organization=organization,
@@ -207,9 +183,7 @@ class GitHubActionsKind:
         problems: list[str] = []
         for name, raw in selected.items():
             value = base64.b64encode(raw) if name in from_files and spec.encode_files_base64 else raw
-            try:
-                value.decode("utf-8")
-            except UnicodeDecodeError:
+            if not is_utf8(value):
                 hint = " (set encodeFilesBase64: true to send files base64-encoded)" if name in from_files else ""
                 problems.append(f"{name!r} is not UTF-8 text{hint}")
                 continue
@@ -224,16 +198,17 @@ class GitHubActionsKind:
     async def connect(self, spec: GitHubActionsSpec, context: TargetContext) -> GitHubActionsTarget:
         from github import Auth, Github, GithubRetry  # the `github` extra
 
+        credentials: Credentials = credentials_for(context, self.name, spec.api_url)
         auth: Auth.Auth
         if spec.app is not None:
-            pem = await context.read_secret(spec.app.private_key_ref.name, spec.app.private_key_ref.key)
+            pem = await credentials.secret(spec.app.private_key_ref)
             _check_private_key(pem, spec.app.private_key_ref)
             app_auth = Auth.AppAuth(spec.app.app_id, pem)
             auth = app_auth.get_installation_auth(spec.app.installation_id)
         else:
             assert spec.token_ref is not None
-            auth = Auth.Token(await context.read_secret(spec.token_ref.name, spec.token_ref.key))
-        pace = not _is_loopback(spec.api_url)
+            auth = Auth.Token(await credentials.secret(spec.token_ref))
+        pace = not is_loopback(urllib.parse.urlsplit(spec.api_url).hostname)
         client = Github(
             base_url=spec.api_url,
             auth=auth,
@@ -245,7 +220,7 @@ class GitHubActionsKind:
         if isinstance(auth, Auth.AppInstallationAuth):  # fetch the installation token now: precise errors
             assert spec.app is not None
             with _errors(f"GitHub App installation {spec.app.installation_id}"):
-                await asyncio.to_thread(lambda: auth.token)
+                await in_thread(lambda: auth.token)
         return GitHubActionsTarget(client, spec, context)
 
 
@@ -256,53 +231,50 @@ def _check_private_key(pem: str, ref: SecretRef) -> None:
         load_pem_private_key(pem.encode("utf-8"), password=None)
     except (ValueError, TypeError):
         raise TargetError(
-            "AuthFailed",
+            Reason.AUTH_FAILED,
             f"Secret {ref.name!r} key {ref.key!r} is not an unencrypted PEM private key of a GitHub App",
         ) from None
 
 
-@contextlib.contextmanager
-def _errors(what: str) -> Iterator[None]:
+_MESSAGES = Messages(
+    {
+        Reason.AUTH_FAILED: "{what}: GitHub rejected the credentials ({status})",
+        Reason.NOT_FOUND: "{what}: not found ({status}), or the credentials cannot see it",
+        Reason.THROTTLED: "{what}: GitHub rate limit exceeded ({status}); retrying later",
+        Reason.FORBIDDEN: "{what}: access denied ({status}); the token or App needs secrets read/write permission",
+        Reason.REJECTED: "{what}: GitHub rejected the request ({status})",
+        Reason.CONFLICT: "{what}: GitHub answered {status}: changed concurrently; retrying",
+        Reason.UNAVAILABLE: "{what}: GitHub answered {status}; retrying later",
+        Reason.STORE_API_ERROR: "{what}: GitHub answered {status}",
+    }
+)
+
+
+def _errors(what: str) -> contextlib.AbstractContextManager[None]:
     """SDK errors -> TargetError with a fixed message: GitHub's error bodies are never copied into status."""
     import requests
     from github import GithubException, RateLimitExceededException
 
-    try:
-        yield
-    except TargetError:
-        raise
-    except RateLimitExceededException:
-        raise TargetError("Throttled", f"{what}: GitHub rate limit exceeded; retrying later") from None
-    except GithubException as exc:
-        status = exc.status
-        if status == 401:
-            raise TargetError("AuthFailed", f"{what}: GitHub rejected the credentials (401)") from None
-        if status == 404:
-            raise TargetError("NotFound", f"{what}: not found (404), or the credentials cannot see it") from None
-        if status == 429:
-            raise TargetError("Throttled", f"{what}: GitHub rate limit exceeded (429); retrying later") from None
-        if status == 403:
-            raise TargetError(
-                "Forbidden", f"{what}: access denied (403); the token or App needs secrets read/write permission"
-            ) from None
-        if status == 422:
-            raise TargetError("Rejected", f"{what}: GitHub rejected the request (422)") from None
-        if status >= 500:
-            raise TargetError("Unavailable", f"{what}: GitHub answered {status}; retrying later") from None
-        raise TargetError("StoreAPIError", f"{what}: GitHub answered {status}") from None
-    except requests.RequestException as exc:
-        raise TargetError("Unavailable", f"{what}: GitHub API unreachable ({type(exc).__name__})") from None
+    def to_error(exc: Exception) -> TargetError:
+        if isinstance(exc, RateLimitExceededException):
+            return _MESSAGES.error(Reason.THROTTLED, what, status=exc.status)
+        if isinstance(exc, GithubException):
+            reason = reason_for_status(exc.status, default=Reason.STORE_API_ERROR)
+            return _MESSAGES.error(reason, what, status=exc.status)
+        return TargetError(Reason.UNAVAILABLE, f"{what}: GitHub API unreachable ({type(exc).__name__})")
+
+    return translated((GithubException, requests.RequestException), to_error)
 
 
 @dataclass
-class _Remote:
+class StoreState:
     """What plan() read: the secrets' base URL and the names (and org visibilities) that exist."""
 
     url: str
     names: dict[str, str | None]  # NAME -> visibility (organization scope) or None
 
 
-class GitHubActionsTarget:
+class GitHubActionsTarget(ThreadedTarget[StoreState]):
     def __init__(self, client: Github, spec: GitHubActionsSpec, context: TargetContext) -> None:
         self.client, self.spec, self.digester = client, spec, context.digester
         previous = context.previous
@@ -323,37 +295,35 @@ class GitHubActionsTarget:
             items[f"{name}#visibility"] = f"{self.spec.visibility}:{ids}".encode()
         return self.digester.digest(items)
 
-    async def _run(self, fn: Callable[[], T]) -> T:
-        return await asyncio.to_thread(fn)
-
     # ---- reads ---------------------------------------------------------------------------------
-    def _read_remote(self) -> _Remote:
+    def _read_remote(self) -> StoreState:
         spec = self.spec
         if spec.organization:
             with _errors(f"organization {spec.organization}"):
                 org = self.client.get_organization(spec.organization)
                 listing: Any = org.get_secrets("actions")
                 names = {s.name.upper(): s.visibility for s in listing}
-                return _Remote(f"{org.url}/actions/secrets", names)
+                return StoreState(f"{org.url}/actions/secrets", names)
         with _errors(f"repository {spec.repository}"):
             repo = self.client.get_repo(spec.repository)
             base = f"{repo.url}/actions/secrets"
             if not spec.environment:
-                return _Remote(base, {s.name.upper(): None for s in repo.get_secrets("actions")})
+                return StoreState(base, {s.name.upper(): None for s in repo.get_secrets("actions")})
         with _errors(spec.scope):
             env = repo.get_environment(spec.environment)
-            return _Remote(f"{env.url}/secrets", {s.name.upper(): None for s in env.get_secrets()})
+            return StoreState(f"{env.url}/secrets", {s.name.upper(): None for s in env.get_secrets()})
 
-    async def plan(self, desired: Mapping[str, bytes]) -> Plan:
-        remote = await self._run(self._read_remote)
-        if not self.spec.adopt:
-            foreign = sorted(name for name in desired if name in remote.names and name not in self.owned)
-            if foreign:
-                raise TargetError(
-                    "SecretNotOwned",
-                    f"{self.describe()}: {', '.join(foreign)} already exist and were not created by this target; "
-                    "nothing was written (set adopt: true to take them over)",
-                )
+    def _plan(self, desired: Mapping[str, bytes]) -> Plan[StoreState]:
+        remote = self._read_remote()
+        # GitHub secrets carry no metadata: ours are the names this target recorded in status
+        claim(
+            {name: name if name in remote.names else None for name in desired},
+            owner_of=lambda name: "this target" if name in self.owned else None,
+            me="this target",
+            adopt=self.spec.adopt,
+            where=self.describe(),
+            marker="not created by this target: not in its status remoteDigests",
+        )
         plan = Plan(state=remote)
         for name, value in desired.items():
             drift = self.spec.organization and remote.names.get(name) != self.spec.visibility
@@ -371,10 +341,11 @@ class GitHubActionsTarget:
         return plan
 
     # ---- writes --------------------------------------------------------------------------------
-    def _write(self, plan: Plan, desired: Mapping[str, bytes]) -> None:
+    def _apply(self, plan: Plan[StoreState], desired: Mapping[str, bytes]) -> None:
         from github import UnknownObjectException
 
-        remote: _Remote = plan.state
+        remote = plan.state
+        assert remote is not None
         requester = self.client.requester
         writes = sorted(plan.create + plan.update)
         if writes:
@@ -395,9 +366,6 @@ class GitHubActionsTarget:
             with _errors(f"{self.spec.scope}: deleting {name}"), contextlib.suppress(UnknownObjectException):
                 requester.requestJsonAndCheck("DELETE", f"{remote.url}/{urllib.parse.quote(name, safe='')}")
             self.owned.pop(name, None)  # deleted, or already gone (404)
-
-    async def apply(self, plan: Plan, desired: Mapping[str, bytes]) -> None:
-        await self._run(lambda: self._write(plan, desired))
 
 
 def _seal(public_key_b64: str, value: bytes) -> str:

@@ -17,7 +17,6 @@ Error messages name paths and keys, never values, and never carry Vault's or the
 
 from __future__ import annotations
 
-import asyncio
 import re
 import ssl
 from collections.abc import Callable, Mapping
@@ -25,26 +24,25 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from kubernetes.client.exceptions import ApiException
-
-from .. import metrics
-from ..errors import CrossNamespaceError, SpecError, TargetError
+from ..errors import CrossNamespaceError, Reason, SpecError, TargetError
+from ..fields import DNS_SUBDOMAIN, MAX_NAME_LENGTH, SecretRef, Selection, boolean, obj, secret_ref, string, strings
+from ..kube import KubeError
 from ..selection import SelectionError, select
-from ..spec import SecretRef, Selection, boolean, obj, string, strings
 from ..vault import Vault
-from .base import Owner, Plan, TargetContext
+from .base import Owner, Plan, StoreKind, TargetContext
+from .checks import is_utf8
+from .credentials import Credentials, credentials_for
+from .errormap import ExceptionTypes, Messages, first_match
 from .naming import NameRule, Naming, parse_naming, remote_names
+from .ownership import MANAGED_BY_KEY, MANAGED_BY_VALUE, claim_one
+from .threads import in_thread
 
-MANAGED_BY_KEY = "managed-by"
-MANAGED_BY = "vaultbundle"
 OWNER_KEY = "vaultbundle-owner"
 AUDIENCES_ANNOTATION = "vaultbundle.io/token-audiences"
 TOKEN_SECONDS = 600  # the TokenRequest minimum: the JWT is used once, for the login
 TIMEOUT_SECONDS = 15
 
 _SEGMENT = re.compile(r"[A-Za-z0-9._~@=+:,-]+")
-_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-_SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]+")
 
 KEY_RULE = NameRule(
     store="Vault KV",
@@ -138,24 +136,6 @@ def _address(value: Any, path: str) -> str:
     return text.rstrip("/")
 
 
-def _secret_ref(value: Any, path: str, default_key: str) -> SecretRef:
-    if value is None:
-        raise SpecError(f"{path} is required")
-    ref = obj(value, path)
-    if ref.get("namespace"):
-        raise CrossNamespaceError(
-            f"{path}.namespace is refused: credentials are read only from the VaultBundle's own namespace; "
-            "copy the Secret there and drop the field"
-        )
-    name = string(ref.get("name"), f"{path}.name", required=True)
-    if len(name) > 253 or not _DNS_SUBDOMAIN.fullmatch(name):
-        raise SpecError(f"{path}.name must be a Secret name (DNS subdomain), got {name!r}")
-    key = string(ref.get("key"), f"{path}.key", default=default_key)
-    if len(key) > 253 or not _SECRET_KEY.fullmatch(key):
-        raise SpecError(f"{path}.key must be a Secret key (letters, digits, '-', '_', '.'), got {key!r}")
-    return SecretRef(name, key)
-
-
 def _parse_auth(raw: Any, path: str) -> Auth:
     if raw is None:
         raise SpecError(f"{path} is required (one of tokenSecretRef, kubernetes, appRole)")
@@ -169,7 +149,7 @@ def _parse_auth(raw: Any, path: str) -> Auth:
     kind = chosen[0]
     where = f"{path}.{kind}"
     if kind == "tokenSecretRef":
-        return TokenAuth(_secret_ref(auth[kind], where, "token"))
+        return TokenAuth(secret_ref(auth[kind], where, "token"))
     body = obj(auth[kind], where)
     if kind == "kubernetes":
         if body.get("namespace") or body.get("serviceAccountNamespace"):
@@ -177,7 +157,7 @@ def _parse_auth(raw: Any, path: str) -> Auth:
                 f"{where}: the ServiceAccount always lives in the VaultBundle's own namespace; drop the namespace"
             )
         sa = string(body.get("serviceAccountName"), f"{where}.serviceAccountName", required=True)
-        if len(sa) > 253 or not _DNS_SUBDOMAIN.fullmatch(sa):
+        if len(sa) > MAX_NAME_LENGTH or not DNS_SUBDOMAIN.fullmatch(sa):
             raise SpecError(f"{where}.serviceAccountName must be a ServiceAccount name (DNS subdomain), got {sa!r}")
         audiences = strings(body.get("audiences"), f"{where}.audiences", ("vault",))
         if not audiences or any(not a.strip() for a in audiences) or len(audiences) > 8:
@@ -189,8 +169,8 @@ def _parse_auth(raw: Any, path: str) -> Auth:
             audiences=audiences,
         )
     return AppRoleAuth(
-        role_id_ref=_secret_ref(body.get("roleIdSecretRef"), f"{where}.roleIdSecretRef", "role-id"),
-        secret_id_ref=_secret_ref(body.get("secretIdSecretRef"), f"{where}.secretIdSecretRef", "secret-id"),
+        role_id_ref=secret_ref(body.get("roleIdSecretRef"), f"{where}.roleIdSecretRef", "role-id"),
+        secret_id_ref=secret_ref(body.get("secretIdSecretRef"), f"{where}.secretIdSecretRef", "secret-id"),
         mount=_vault_path(body.get("mount"), f"{where}.mount", required=False, default="approle"),
     )
 
@@ -198,30 +178,49 @@ def _parse_auth(raw: Any, path: str) -> Auth:
 # --- errors -----------------------------------------------------------------------------------------------
 
 
+_MESSAGES = Messages(
+    {
+        Reason.AUTH_FAILED: "Vault refused the login ({what}, {type})",
+        Reason.FORBIDDEN: "permission denied: {what} (check the Vault policy of the role or token)",
+        Reason.NOT_FOUND: "not found: {what} (is the mount enabled?)",
+        Reason.REJECTED: "Vault rejected the request ({type}): {what}",
+        Reason.UNAVAILABLE: "Vault failed ({type}): {what}",
+    }
+)
+
+
+def _rules() -> list[tuple[ExceptionTypes, Reason]]:
+    from hvac import exceptions as hv  # the SDK is an install extra: imported on use, never at module load
+
+    failed = (hv.InternalServerError, hv.BadGateway, hv.RateLimitExceeded, hv.UnexpectedError)
+    return [
+        (failed, Reason.UNAVAILABLE),
+        (hv.Unauthorized, Reason.AUTH_FAILED),
+        (hv.Forbidden, Reason.FORBIDDEN),
+        (hv.InvalidPath, Reason.NOT_FOUND),
+        (hv.VaultError, Reason.REJECTED),
+    ]
+
+
 def _vault_error(exc: BaseException, what: str, *, login: bool = False) -> TargetError:
     """Map an hvac/requests exception to a TargetError. Only the class is looked at: its text may hold data."""
     import requests  # hvac's transport
-    from hvac import exceptions as hv  # the SDK is an install extra: imported on use, never at module load
+    from hvac import exceptions as hv
 
     if isinstance(exc, hv.VaultDown | hv.VaultNotInitialized):
-        return TargetError("Unavailable", f"Vault is sealed, uninitialized or in standby: {what}")
-    if isinstance(exc, hv.InternalServerError | hv.BadGateway | hv.RateLimitExceeded | hv.UnexpectedError):
-        return TargetError("Unavailable", f"Vault failed ({type(exc).__name__}): {what}")
-    if isinstance(exc, hv.Unauthorized) or (login and isinstance(exc, hv.VaultError)):
-        return TargetError("AuthFailed", f"Vault refused the login ({what}, {type(exc).__name__})")
-    if isinstance(exc, hv.Forbidden):
-        return TargetError("Forbidden", f"permission denied: {what} (check the Vault policy of the role or token)")
-    if isinstance(exc, hv.InvalidPath):
-        return TargetError("NotFound", f"not found: {what} (is the mount enabled?)")
-    if isinstance(exc, hv.VaultError):
-        return TargetError("Rejected", f"Vault rejected the request ({type(exc).__name__}): {what}")
+        return TargetError(Reason.UNAVAILABLE, f"Vault is sealed, uninitialized or in standby: {what}")
+    reason = first_match(exc, _rules())
+    if login and reason in (Reason.FORBIDDEN, Reason.NOT_FOUND, Reason.REJECTED):
+        reason = Reason.AUTH_FAILED  # a refused login is a credentials problem, whatever the status
+    if reason is not None:
+        return _MESSAGES.error(reason, what, type=type(exc).__name__)
     if isinstance(exc, requests.exceptions.SSLError):
         return TargetError(
-            "Unavailable", f"TLS verification of the Vault server failed ({what}); check caBundleSecretRef"
+            Reason.UNAVAILABLE, f"TLS verification of the Vault server failed ({what}); check caBundleSecretRef"
         )
     if isinstance(exc, requests.exceptions.RequestException):
-        return TargetError("Unavailable", f"Vault unreachable ({type(exc).__name__}): {what}")
-    return TargetError("Unavailable", f"Vault call failed ({type(exc).__name__}): {what}")
+        return TargetError(Reason.UNAVAILABLE, f"Vault unreachable ({type(exc).__name__}): {what}")
+    return TargetError(Reason.UNAVAILABLE, f"Vault call failed ({type(exc).__name__}): {what}")
 
 
 def _is_cas_mismatch(exc: BaseException) -> bool:
@@ -240,8 +239,10 @@ def _is_absent(exc: BaseException) -> bool:
 # --- the kind ---------------------------------------------------------------------------------------------
 
 
-class HashicorpVaultKind:
+class HashicorpVaultKind(StoreKind):
     name = "hashicorpVault"
+    extra = "vault"
+    sdk = ("hvac",)
 
     def parse(self, raw: Mapping[str, Any], path: str) -> HashicorpVaultSpec:
         kv_version = raw.get("kvVersion", 2)
@@ -255,7 +256,7 @@ class HashicorpVaultKind:
             mount=_vault_path(raw.get("mount"), f"{path}.mount", required=False, default="secret", max_length=128),
             path=_vault_path(raw.get("path"), f"{path}.path", required=True),
             kv_version=int(kv_version),
-            ca_bundle_ref=None if ca_raw is None else _secret_ref(ca_raw, f"{path}.caBundleSecretRef", "ca.crt"),
+            ca_bundle_ref=None if ca_raw is None else secret_ref(ca_raw, f"{path}.caBundleSecretRef", "ca.crt"),
             auth=_parse_auth(raw.get("auth"), f"{path}.auth"),
             naming=parse_naming(raw.get("naming"), f"{path}.naming"),
             adopt=boolean(raw.get("adopt"), f"{path}.adopt", False),
@@ -265,7 +266,7 @@ class HashicorpVaultKind:
     def desired(self, vault: Vault, selection: Selection, spec: HashicorpVaultSpec) -> dict[str, bytes]:
         """The secret's keys: the selection renamed by `naming`; values must be UTF-8 (KV values are JSON strings)."""
         selected = select(vault, selection)
-        binary = sorted(name for name, value in selected.items() if not _is_utf8(value))
+        binary = sorted(name for name, value in selected.items() if not is_utf8(value))
         if binary:
             raise SelectionError(
                 f"not UTF-8, so not storable as a Vault KV string: {', '.join(repr(n) for n in binary)}; "
@@ -274,16 +275,12 @@ class HashicorpVaultKind:
         return remote_names(selected, spec.naming, KEY_RULE)
 
     async def connect(self, spec: HashicorpVaultSpec, context: TargetContext) -> HashicorpVaultTarget:
-        try:
-            import hvac  # the `vault` install extra
-        except ModuleNotFoundError as exc:
-            raise TargetError(
-                "TargetKindUnavailable",
-                f"target kind hashicorpVault needs the vault extra: pip install 'vaultbundle[vault]' ({exc.name})",
-            ) from None
+        import hvac  # the `vault` install extra (targets.load checked that it is installed)
+
+        credentials = credentials_for(context, self.name, spec.address)
         ca_pem = None
         if spec.ca_bundle_ref is not None:
-            ca_pem = await context.read_secret(spec.ca_bundle_ref.name, spec.ca_bundle_ref.key)
+            ca_pem = await credentials.secret(spec.ca_bundle_ref)
         session = _session(ca_pem)
         # explicit token ("" = none yet) and verify: never VAULT_TOKEN, ~/.vault-token or VAULT_CACERT of the operator
         client = hvac.Client(
@@ -296,19 +293,11 @@ class HashicorpVaultKind:
         )
         target = HashicorpVaultTarget(client, spec, context.owner, context.previous)
         try:
-            await target.login(context)
+            await target.login(context, credentials)
         except BaseException:
             target._release()
             raise
         return target
-
-
-def _is_utf8(value: bytes) -> bool:
-    try:
-        value.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
 
 
 def _session(ca_pem: str | None) -> Any:
@@ -322,7 +311,7 @@ def _session(ca_pem: str | None) -> Any:
     try:
         context = ssl.create_default_context(cadata=ca_pem)
     except (ssl.SSLError, ValueError):
-        raise TargetError("InvalidCABundle", "caBundleSecretRef does not hold PEM certificates") from None
+        raise TargetError(Reason.INVALID_CA_BUNDLE, "caBundleSecretRef does not hold PEM certificates") from None
 
     class _PinnedCA(HTTPAdapter):
         def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
@@ -343,7 +332,7 @@ def _session(ca_pem: str | None) -> Any:
 
 
 @dataclass
-class _Remote:
+class StoreState:
     """What plan() read: apply() writes against exactly this version."""
 
     exists: bool = False
@@ -380,7 +369,7 @@ class HashicorpVaultTarget:
 
     async def _call(self, what: str, fn: Callable[..., Any], *args: Any, login: bool = False, **kwargs: Any) -> Any:
         try:
-            return await asyncio.to_thread(fn, *args, **kwargs)
+            return await in_thread(fn, *args, **kwargs)
         except Exception as exc:  # noqa: BLE001 - mapped by class; the text may carry data and is dropped
             raise _vault_error(exc, what, login=login) from None
 
@@ -389,15 +378,15 @@ class HashicorpVaultTarget:
 
     # authentication -------------------------------------------------------------------------------------
 
-    async def login(self, context: TargetContext) -> None:
+    async def login(self, context: TargetContext, credentials: Credentials) -> None:
         auth = self.spec.auth
         if isinstance(auth, TokenAuth):
-            self.client.token = await context.read_secret(auth.token_ref.name, auth.token_ref.key)
+            self.client.token = await credentials.secret(auth.token_ref)
             # a bad token and a missing permission are both 403 later on: ask Vault about the token itself
             await self._call("token lookup-self", self.client.auth.token.lookup_self, login=True)
         elif isinstance(auth, AppRoleAuth):
-            role_id = await context.read_secret(auth.role_id_ref.name, auth.role_id_ref.key)
-            secret_id = await context.read_secret(auth.secret_id_ref.name, auth.secret_id_ref.key)
+            role_id = await credentials.secret(auth.role_id_ref)
+            secret_id = await credentials.secret(auth.secret_id_ref)
             await self._call(
                 f"AppRole login at auth/{auth.mount}",
                 self.client.auth.approle.login,
@@ -408,6 +397,7 @@ class HashicorpVaultTarget:
                 login=True,
             )
         else:
+            credentials.service_account(auth.service_account_name)
             jwt = await _service_account_token(context, auth)
             await self._call(
                 f"Kubernetes login at auth/{auth.mount} as role {auth.role!r} with ServiceAccount "
@@ -426,39 +416,35 @@ class HashicorpVaultTarget:
         """The mount must be a KV engine of the configured version (else paths mean something else)."""
         what = f"KV mount {self.spec.mount!r}"
         try:
-            response = await asyncio.to_thread(
-                self.client.adapter.get, self._url("sys/internal/ui/mounts", self.spec.mount)
-            )
+            response = await in_thread(self.client.adapter.get, self._url("sys/internal/ui/mounts", self.spec.mount))
         except Exception as exc:  # noqa: BLE001 - mapped by class
             from hvac import exceptions as hv
 
             if isinstance(exc, hv.Forbidden | hv.InvalidPath):
                 raise TargetError(
-                    "NotFound", f"{what} not found (or the token's policies grant nothing under it)"
+                    Reason.NOT_FOUND, f"{what} not found (or the token's policies grant nothing under it)"
                 ) from None
             raise _vault_error(exc, what) from None
         data = (response or {}).get("data") or {}
         if data.get("path") != self.spec.mount + "/":
-            raise TargetError("NotFound", f"{what} not found (the path belongs to mount {data.get('path')!r})")
+            raise TargetError(Reason.NOT_FOUND, f"{what} not found (the path belongs to mount {data.get('path')!r})")
         version = str((data.get("options") or {}).get("version") or "1")
         if data.get("type") not in ("kv", "generic") or version != str(self.spec.kv_version):
             raise TargetError(
-                "KVVersionMismatch",
+                Reason.KV_VERSION_MISMATCH,
                 f"{what} is {data.get('type')!r} version {version}, not KV v{self.spec.kv_version}; fix kvVersion",
             )
 
-    async def _read_v2(self) -> _Remote:
+    async def _read_v2(self) -> StoreState:
         what = f"metadata of {self.spec.mount}/{self.spec.path}"
         try:
-            meta = await asyncio.to_thread(
-                self.client.adapter.get, self._url(self.spec.mount, "metadata", self.spec.path)
-            )
+            meta = await in_thread(self.client.adapter.get, self._url(self.spec.mount, "metadata", self.spec.path))
         except Exception as exc:  # noqa: BLE001
             if _is_absent(exc):
-                return _Remote()
+                return StoreState()
             raise _vault_error(exc, what) from None
         body = (meta or {}).get("data") or {}
-        remote = _Remote(
+        remote = StoreState(
             exists=True,
             version=int(body.get("current_version") or 0),
             custom_metadata=dict(body.get("custom_metadata") or {}),
@@ -466,9 +452,7 @@ class HashicorpVaultTarget:
         if remote.version:
             what = f"data of {self.spec.mount}/{self.spec.path}"
             try:
-                response = await asyncio.to_thread(
-                    self.client.adapter.get, self._url(self.spec.mount, "data", self.spec.path)
-                )
+                response = await in_thread(self.client.adapter.get, self._url(self.spec.mount, "data", self.spec.path))
             except Exception as exc:  # noqa: BLE001
                 if not _is_absent(exc) and not _deleted_version(exc):
                     raise _vault_error(exc, what) from None
@@ -477,42 +461,39 @@ class HashicorpVaultTarget:
             remote.data = dict(content) if isinstance(content, Mapping) else {}
         return remote
 
-    async def _read_v1(self) -> _Remote:
+    async def _read_v1(self) -> StoreState:
         what = f"{self.spec.mount}/{self.spec.path}"
         try:
-            response = await asyncio.to_thread(self.client.adapter.get, self._url(self.spec.mount, self.spec.path))
+            response = await in_thread(self.client.adapter.get, self._url(self.spec.mount, self.spec.path))
         except Exception as exc:  # noqa: BLE001
             if _is_absent(exc):
-                return _Remote()
+                return StoreState()
             raise _vault_error(exc, what) from None
         content = (response or {}).get("data")
-        return _Remote(exists=True, data=dict(content) if isinstance(content, Mapping) else {})
+        return StoreState(exists=True, data=dict(content) if isinstance(content, Mapping) else {})
 
     # ownership -------------------------------------------------------------------------------------------
 
     def _marker(self) -> dict[str, str]:
-        return {MANAGED_BY_KEY: MANAGED_BY, OWNER_KEY: self.owner.ref}
+        return {MANAGED_BY_KEY: MANAGED_BY_VALUE, OWNER_KEY: self.owner.ref}
 
-    def _check_ownership(self, remote: _Remote) -> bool:
+    def _check_ownership(self, remote: StoreState) -> bool:
         """True when the marker (v2) or our status record (v1) is missing and adopt lets us take the secret."""
-        where = f"{self.spec.mount}/{self.spec.path}"
         if self.spec.kv_version == 2:
             marker = remote.custom_metadata
-            other = marker.get(OWNER_KEY) if marker.get(MANAGED_BY_KEY) == MANAGED_BY else None
-            if other == self.owner.ref:
-                return False
-            if other:  # another VaultBundle's secret is never taken, not even with adopt
-                raise TargetError("SecretNotOwned", f"Vault secret {where} is managed by VaultBundle {other!r}")
-        elif self._recorded_as_ours():
-            return False
-        if not self.spec.adopt:
-            raise TargetError(
-                "SecretNotOwned",
-                f"Vault secret {where} exists and is not managed by this VaultBundle "
-                f"({'no vaultbundle custom_metadata' if self.spec.kv_version == 2 else 'not recorded in status'}); "
-                "set adopt: true to take it over",
-            )
-        return True
+            owner = marker.get(OWNER_KEY) if marker.get(MANAGED_BY_KEY) == MANAGED_BY_VALUE else None
+            missing = "no vaultbundle custom_metadata"
+        else:
+            owner = self.owner.ref if self._recorded_as_ours() else None
+            missing = "not recorded in status"
+        return claim_one(
+            where=f"Vault {self.spec.address}",
+            name=f"secret {self.spec.mount}/{self.spec.path}",
+            owner=owner,
+            me=self.owner.ref,
+            adopt=self.spec.adopt,
+            marker=missing,
+        )
 
     # Target ----------------------------------------------------------------------------------------------
 
@@ -520,19 +501,19 @@ class HashicorpVaultTarget:
         """Close pooled connections after each phase (the protocol has no close hook); a later call reconnects."""
         self.client.adapter.close()
 
-    async def plan(self, desired: Mapping[str, bytes]) -> Plan:
+    async def plan(self, desired: Mapping[str, bytes]) -> Plan[StoreState]:
         try:
             return await self._plan(desired)
         finally:
             self._release()
 
-    async def apply(self, plan: Plan, desired: Mapping[str, bytes]) -> None:
+    async def apply(self, plan: Plan[StoreState], desired: Mapping[str, bytes]) -> None:
         try:
             await self._apply(plan, desired)
         finally:
             self._release()
 
-    async def _plan(self, desired: Mapping[str, bytes]) -> Plan:
+    async def _plan(self, desired: Mapping[str, bytes]) -> Plan[StoreState]:
         await self._check_mount()
         remote = await (self._read_v2() if self.spec.kv_version == 2 else self._read_v1())
         plan = Plan(state=remote)
@@ -550,12 +531,12 @@ class HashicorpVaultTarget:
             plan.delete = sorted(name for name in remote.data if name not in desired)
         return plan
 
-    def _body(self, remote: _Remote, desired: Mapping[str, bytes]) -> dict[str, Any]:
+    def _body(self, remote: StoreState, desired: Mapping[str, bytes]) -> dict[str, Any]:
         kept = {} if self.spec.prune else {k: v for k, v in remote.data.items() if k not in desired}
         return {**kept, **{name: value.decode("utf-8") for name, value in desired.items()}}
 
-    async def _apply(self, plan: Plan, desired: Mapping[str, bytes]) -> None:
-        remote: _Remote = plan.state if isinstance(plan.state, _Remote) else _Remote()
+    async def _apply(self, plan: Plan[StoreState], desired: Mapping[str, bytes]) -> None:
+        remote = plan.state or StoreState()
         where = f"{self.spec.mount}/{self.spec.path}"
         data_changed = bool(plan.create or plan.update or plan.delete)
         if self.spec.kv_version == 2:
@@ -569,7 +550,7 @@ class HashicorpVaultTarget:
                 )
             if data_changed:
                 try:
-                    await asyncio.to_thread(
+                    await in_thread(
                         self.client.adapter.post,
                         self._url(self.spec.mount, "data", self.spec.path),
                         json={"options": {"cas": remote.version}, "data": self._body(remote, desired)},
@@ -577,7 +558,7 @@ class HashicorpVaultTarget:
                 except Exception as exc:  # noqa: BLE001
                     if _is_cas_mismatch(exc):
                         raise TargetError(
-                            "Conflict",
+                            Reason.CONFLICT,
                             f"Vault secret {where} changed since it was read (check-and-set expected version "
                             f"{remote.version}); nothing was written, the next sync re-plans",
                         ) from None
@@ -606,20 +587,19 @@ def _deleted_version(exc: BaseException) -> bool:
 async def _service_account_token(context: TargetContext, auth: KubernetesAuth) -> str:
     """A short-lived JWT for the ServiceAccount, only for audiences its annotation allows."""
     namespace, name = context.owner.namespace, auth.service_account_name
-    core = context.kube.core
     where = f"ServiceAccount {name!r} in namespace {namespace!r}"
     try:
-        account = await asyncio.to_thread(core.read_namespaced_service_account, name, namespace)
-    except ApiException as exc:
+        account = await context.kube.get_service_account(namespace, name)
+    except KubeError as exc:
         raise _kube_error(exc, f"reading {where}") from None
-    except Exception as exc:  # noqa: BLE001 - network errors of the client; their text is not needed
-        raise TargetError("KubernetesAPIError", f"reading {where} failed: {type(exc).__name__}") from None
-    annotations = (account.metadata.annotations if account.metadata else None) or {}
+    if account is None:
+        raise TargetError("AuthFailed", f"reading {where}: not found; create the ServiceAccount")
+    annotations = (account.get("metadata") or {}).get("annotations") or {}
     allowed = {a.strip() for a in str(annotations.get(AUDIENCES_ANNOTATION, "")).split(",") if a.strip()}
     refused = sorted(set(auth.audiences) - allowed)
     if refused:
         raise TargetError(
-            "Forbidden",
+            Reason.FORBIDDEN,
             f"{where} does not allow tokens for audience(s) {', '.join(refused)}: annotate it with "
             f"{AUDIENCES_ANNOTATION}: {','.join(auth.audiences)} to let vaultbundle log in to Vault as it",
         )
@@ -628,32 +608,25 @@ async def _service_account_token(context: TargetContext, auth: KubernetesAuth) -
         "kind": "TokenRequest",
         "spec": {"audiences": list(auth.audiences), "expirationSeconds": TOKEN_SECONDS},
     }
-    context.kube.calls["create_token"] += 1
-    metrics.API_WRITES.labels("create_token").inc()
     try:
-        response = await asyncio.to_thread(core.create_namespaced_service_account_token, name, namespace, body)
-    except ApiException as exc:
+        response = await context.kube.create_token(namespace, name, body)
+    except KubeError as exc:
         raise _kube_error(exc, f"requesting a token for {where}") from None
-    except Exception as exc:  # noqa: BLE001
-        raise TargetError(
-            "KubernetesAPIError", f"requesting a token for {where} failed: {type(exc).__name__}"
-        ) from None
-    token = getattr(getattr(response, "status", None), "token", None)
+    token = (response.get("status") or {}).get("token")
     if not token:
-        raise TargetError("KubernetesAPIError", f"the TokenRequest for {where} returned no token")
+        raise TargetError(Reason.KUBERNETES_API_ERROR, f"the TokenRequest for {where} returned no token")
     return str(token)
 
 
-def _kube_error(exc: ApiException, what: str) -> TargetError:
-    status = int(exc.status or 0)
-    if status == 404:
+def _kube_error(exc: KubeError, what: str) -> TargetError:
+    if exc.status == 404:
         return TargetError("AuthFailed", f"{what}: not found; create the ServiceAccount")
-    if status == 403:
+    if exc.status == 403:
         return TargetError(
-            "Forbidden",
+            Reason.FORBIDDEN,
             f"{what}: the operator lacks RBAC (get serviceaccounts, create serviceaccounts/token)",
         )
-    return TargetError("KubernetesAPIError", f"{what} failed: HTTP {status} {exc.reason or ''}".rstrip())
+    return TargetError("KubernetesAPIError", f"{what} failed: HTTP {exc.status}")
 
 
 KIND = HashicorpVaultKind()

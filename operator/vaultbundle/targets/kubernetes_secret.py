@@ -11,26 +11,25 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..digest import Digester
-from ..errors import SpecError, TargetError
-from ..kube import FIELD_MANAGER, GROUP, VERSION, Kube
+from ..errors import SpecError
+from ..fields import SECRET_KEY, Selection, boolean, obj, string, string_map
+from ..kube import FIELD_MANAGER, GROUP, VERSION, SecretsAPI
 from ..selection import SelectionError, select
-from ..spec import Selection, boolean, obj, string, string_map
 from ..vault import Vault
-from .base import Owner, Plan, TargetContext, diff
+from .base import Owner, Plan, StoreKind, TargetContext, diff
+from .ownership import MANAGED_BY_VALUE, claim_one
 
-MANAGED_BY = "app.kubernetes.io/managed-by"
-OWNER = "vaultbundle.io/owner"
-OWNER_UID = "vaultbundle.io/owner-uid"
-CONTENT_DIGEST = "vaultbundle.io/content-digest"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+OWNER_ANNOTATION = "vaultbundle.io/owner"
+OWNER_UID_ANNOTATION = "vaultbundle.io/owner-uid"
+CONTENT_DIGEST_ANNOTATION = "vaultbundle.io/content-digest"
 
-
-_SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]+")
+StoreState = Mapping[str, Any]  # the Secret as read at plan time
 
 
 @dataclass(frozen=True)
@@ -52,8 +51,11 @@ class KubernetesSecretSpec:
     prune: bool = True
 
 
-class KubernetesSecretKind:
+class KubernetesSecretKind(StoreKind):
     name = "kubernetesSecret"
+
+    def writes_secrets(self, spec: KubernetesSecretSpec) -> tuple[str, ...]:
+        return (spec.name,)
 
     def parse(self, raw: Mapping[str, Any], path: str) -> KubernetesSecretSpec:
         template = obj(raw.get("template"), f"{path}.template")
@@ -95,7 +97,7 @@ class KubernetesSecretKind:
                 if entry.from_file not in vault.files:
                     raise SelectionError(f"template key {key!r} takes file {entry.from_file!r}, which the bundle lacks")
                 data[key] = vault.files[entry.from_file]
-        bad = sorted(name for name in data if not _SECRET_KEY.fullmatch(name) or len(name) > 253)
+        bad = sorted(name for name in data if not SECRET_KEY.fullmatch(name) or len(name) > 253)
         if bad:
             raise SelectionError(
                 f"not valid Secret keys (allowed: letters, digits, '-', '_', '.'): {', '.join(bad)}; "
@@ -128,7 +130,7 @@ def _our_keys(secret: Mapping[str, Any]) -> set[str]:
 
 
 class KubernetesSecretTarget:
-    def __init__(self, kube: Kube, owner: Owner, spec: KubernetesSecretSpec, digester: Digester) -> None:
+    def __init__(self, kube: SecretsAPI, owner: Owner, spec: KubernetesSecretSpec, digester: Digester) -> None:
         self.kube, self.owner, self.spec, self.digester = kube, owner, spec, digester
 
     def describe(self) -> str:
@@ -138,27 +140,25 @@ class KubernetesSecretTarget:
         return {}
 
     def _check_ownership(self, current: Mapping[str, Any]) -> None:
-        other = (current.get("metadata", {}).get("annotations") or {}).get(OWNER)
-        if other == self.owner.ref:
-            return
-        if other:  # another VaultBundle's Secret is never taken, not even with adopt
-            raise TargetError("SecretNotOwned", f"Secret {self.spec.name!r} is managed by VaultBundle {other!r}")
-        if not self.spec.adopt:
-            raise TargetError(
-                "SecretNotOwned",
-                f"Secret {self.spec.name!r} exists and is not managed by vaultbundle; set adopt: true to take it over",
-            )
+        claim_one(
+            where=f"namespace {self.owner.namespace}",
+            name=f"Secret {self.spec.name}",
+            owner=(current.get("metadata", {}).get("annotations") or {}).get(OWNER_ANNOTATION),
+            me=self.owner.ref,
+            adopt=self.spec.adopt,
+            marker=f"no {OWNER_ANNOTATION} annotation",
+        )
 
     def _metadata(self, data: Mapping[str, bytes]) -> dict[str, Any]:
         metadata: dict[str, Any] = {
             "name": self.spec.name,
             "namespace": self.owner.namespace,
-            "labels": {**self.spec.labels, MANAGED_BY: "vaultbundle"},
+            "labels": {**self.spec.labels, MANAGED_BY_LABEL: MANAGED_BY_VALUE},
             "annotations": {
                 **self.spec.annotations,
-                OWNER: self.owner.ref,
-                OWNER_UID: self.owner.uid,
-                CONTENT_DIGEST: self.digester.digest(data),
+                OWNER_ANNOTATION: self.owner.ref,
+                OWNER_UID_ANNOTATION: self.owner.uid,
+                CONTENT_DIGEST_ANNOTATION: self.digester.digest(data),
             },
         }
         if self.spec.deletion_policy == "Delete":
@@ -174,15 +174,15 @@ class KubernetesSecretTarget:
             ]
         return metadata
 
-    def _applied(self, plan: Plan, desired: Mapping[str, bytes]) -> dict[str, bytes]:
+    def _applied(self, plan: Plan[StoreState], desired: Mapping[str, bytes]) -> dict[str, bytes]:
         """What we apply: the desired keys, plus (prune: false) our earlier keys at their current values."""
-        current: Mapping[str, Any] = plan.state or {}
+        current: StoreState = plan.state or {}
         if self.spec.prune or not current:
             return dict(desired)
         kept = {k: v for k, v in _decoded_data(current).items() if k in _our_keys(current) and k not in desired}
         return {**kept, **desired}
 
-    async def plan(self, desired: Mapping[str, bytes]) -> Plan:
+    async def plan(self, desired: Mapping[str, bytes]) -> Plan[StoreState]:
         current = await self.kube.get_secret(self.owner.namespace, self.spec.name)
         if current is None:
             return diff({}, desired, prune=False)
@@ -202,7 +202,7 @@ class KubernetesSecretTarget:
         )
         return plan
 
-    async def apply(self, plan: Plan, desired: Mapping[str, bytes]) -> None:
+    async def apply(self, plan: Plan[StoreState], desired: Mapping[str, bytes]) -> None:
         data = self._applied(plan, desired)
         body: dict[str, Any] = {
             "apiVersion": "v1",
@@ -211,7 +211,7 @@ class KubernetesSecretTarget:
             "metadata": self._metadata(data),
             "data": {k: base64.b64encode(v).decode("ascii") for k, v in data.items()},
         }
-        current: Mapping[str, Any] | None = plan.state
+        current = plan.state
         if current is not None and current.get("type", "Opaque") != self.spec.type:
             await self.kube.delete_secret(self.owner.namespace, self.spec.name)  # a Secret's type is immutable
         await self.kube.apply_secret(self.owner.namespace, body)

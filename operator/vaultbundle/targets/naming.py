@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import SpecError
+from ..fields import boolean, obj, string
 from ..selection import SelectionError
-from ..spec import boolean, obj, string
 
 CASES = ("Preserve", "Upper", "Lower")
 

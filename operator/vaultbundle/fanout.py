@@ -1,0 +1,159 @@
+"""Plan and apply every target of a VaultBundle; each fails on its own.
+
+A target's failure (a typed `VaultBundleError`, or any other exception, reported as `InternalError` by type
+name only, because SDK text may quote data) stays in its own `TargetResult`: the other targets still sync.
+A failed target keeps its last status record (the store still holds what the last success wrote), updated
+with whatever a partly applied plan recorded, e.g. secrets created before the failure.
+
+What a target writes into status is bounded (`statusbounds`): plan lists and failure messages are cut, so a
+bundle with 10,000 keys or a store's long error cannot grow the VaultBundle past what etcd takes. Selection and
+naming are per-key Python loops, so `desired` is computed in a thread, off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import metrics, statusbounds, targets
+from .bundles import Bundle
+from .digest import Digester
+from .errors import Reason, VaultBundleError
+from .kube import KubeAPI
+from .spec import TargetSpec
+from .status import Event, now
+from .targets.base import Owner, Target, TargetContext
+
+SecretReader = Callable[[str, str], Awaitable[str]]
+
+
+@dataclass(frozen=True)
+class TargetResult:
+    """How one target ended; `to_status()` is its `status.targets[]` entry."""
+
+    name: str
+    kind: str
+    state: str  # Synced | Planned | Failed
+    reason: Reason
+    message: str
+    changed: bool = False  # the store's content or metadata was written this cycle
+    keys: int | None = None
+    plan: Mapping[str, Any] | None = None
+    last_sync_time: str | None = None
+    last_change_time: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)  # the store's own fields (Target.status_extra)
+    previous: Mapping[str, Any] = field(default_factory=dict)  # its entry in the last status
+
+    @property
+    def failed(self) -> bool:
+        return self.state == "Failed"
+
+    def to_status(self) -> dict[str, Any]:
+        own = {"name": self.name, "kind": self.kind, "state": self.state, "reason": str(self.reason)}
+        own["message"] = self.message
+        if self.failed:
+            kept = {k: v for k, v in self.previous.items() if k != "plan"}
+            entry = {**kept, **self.extra, **own}
+        else:
+            entry = {
+                **own,
+                "keys": self.keys,
+                "plan": dict(self.plan or {}),
+                "lastSyncTime": self.last_sync_time,
+                "lastChangeTime": self.last_change_time,
+                **self.extra,
+            }
+        return {k: v for k, v in entry.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class FanOut:
+    """What every target of one VaultBundle needs: the seams, who owns the writes, and the last status."""
+
+    kube: KubeAPI
+    digester: Digester
+    owner: Owner
+    previous_targets: Sequence[Mapping[str, Any]]
+    read_secret: SecretReader
+    dry_run: bool
+
+    def previous(self, name: str) -> Mapping[str, Any]:
+        return next((t for t in self.previous_targets if t.get("name") == name), {})
+
+    async def run(self, specs: Sequence[TargetSpec], bundle: Bundle) -> list[TargetResult]:
+        """One target after the other, in spec order."""
+        return [await self.sync(spec, bundle) for spec in specs]
+
+    async def sync(self, spec: TargetSpec, bundle: Bundle) -> TargetResult:
+        previous = self.previous(spec.name)
+        store: Target | None = None
+        try:
+            kind = targets.load(spec.kind)
+            desired = await asyncio.to_thread(kind.desired, bundle.vault, spec.selection, spec.body)
+            context = TargetContext(self.kube, self.owner, self.digester, previous, self.read_secret)
+            store = await kind.connect(spec.body, context)
+            result = await self._plan_and_apply(spec, store, desired, previous)
+        except VaultBundleError as exc:
+            result = self._failed(spec, store, previous, exc.reason, str(exc))
+        except Exception as exc:  # noqa: BLE001 - one broken store must not stop the others; SDK text may hold data
+            result = self._failed(spec, store, previous, Reason.INTERNAL_ERROR, f"unexpected {type(exc).__name__}")
+        metrics.TARGET_SYNCS.labels(spec.kind, str(result.reason)).inc()
+        return result
+
+    async def _plan_and_apply(
+        self, spec: TargetSpec, store: Target, desired: Mapping[str, bytes], previous: Mapping[str, Any]
+    ) -> TargetResult:
+        plan = await store.plan(desired)
+        changed = plan.changed and not self.dry_run
+        if changed:
+            await store.apply(plan, desired)
+        counts = f"{len(plan.create)} created, {len(plan.update)} updated, {len(plan.delete)} removed"
+        if self.dry_run:
+            state, reason, message = "Planned", Reason.DRY_RUN, f"{store.describe()}: would be {counts}"
+        else:
+            state, reason = "Synced", Reason.SYNCED
+            message = f"{store.describe()}: {len(desired)} key(s)" + (f" ({counts})" if changed else "")
+        stamp = now()
+        return TargetResult(
+            spec.name,
+            spec.kind,
+            state,
+            reason,
+            message,
+            changed=changed,
+            keys=len(desired),
+            plan=statusbounds.plan(plan.as_status()),
+            last_sync_time=stamp,
+            last_change_time=stamp if changed else previous.get("lastChangeTime"),
+            extra=store.status_extra(),
+        )
+
+    @staticmethod
+    def _failed(
+        spec: TargetSpec, store: Target | None, previous: Mapping[str, Any], reason: Reason, message: str
+    ) -> TargetResult:
+        partial = store.status_extra() if store is not None else {}
+        bounded = statusbounds.message(message)
+        return TargetResult(spec.name, spec.kind, "Failed", reason, bounded, extra=partial, previous=previous)
+
+
+def events(results: Sequence[TargetResult], previous_targets: Sequence[Mapping[str, Any]]) -> list[Event]:
+    """One Normal Event per changed target; one Warning per *new* failure, not one per retry."""
+    before = {t.get("name"): (t.get("state"), t.get("reason")) for t in previous_targets}
+    applied = [Event("Normal", Reason.APPLIED, f"target {r.name}: {r.message}") for r in results if r.changed]
+    failed = [
+        Event("Warning", str(r.reason), f"target {r.name}: {r.message}")
+        for r in results
+        if r.failed and before.get(r.name) != ("Failed", str(r.reason))
+    ]
+    return applied + failed
+
+
+def retry_reason(results: Sequence[TargetResult]) -> Reason | None:
+    """None when every target is fine; a transient target reason if one failed so (backoff), else TargetFailed."""
+    failures = [r.reason for r in results if r.failed]
+    if not failures:
+        return None
+    return next((reason for reason in failures if reason.transient), Reason.TARGET_FAILED)

@@ -1,0 +1,90 @@
+"""Find, fetch, open and check a VaultBundle's bundle; nothing here writes anywhere.
+
+Order matters for cost and safety: the pointer is located first and checked against the anti-rollback floor
+(`status.lastAppliedTimestamp`) before any byte of the bundle is downloaded or a key derived; the envelope is
+then authenticated (AES-GCM, PBKDF2 on the crypto pool's threads) and, in the CLI layout, its sealed timestamp
+must equal the pointer (`bundles.finish`). A pinned `spec.source.version` is a deliberate rollback by whoever
+may edit the spec, so the floor does not apply to it. S3 and parsing run in threads, off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from . import bundles
+from .bundles import Bundle, Pointer
+from .crypto.configblob import BootstrapConfig
+from .errors import RollbackRefusedError
+from .pool import CryptoPool
+from .remote import ObjectStore
+from .spec import VaultBundleSpec
+
+
+@dataclass(frozen=True)
+class Verified:
+    """An authenticated bundle and the pointer it was found by (its ETag makes later checks conditional)."""
+
+    bundle: Bundle
+    pointer: Pointer
+
+
+def rollback_floor(spec: VaultBundleSpec, status: Mapping[str, Any]) -> str | None:
+    """The timestamp a followed pointer must not go below, or None when rollbacks are allowed or pinned."""
+    if spec.rollback_policy != "Refuse" or spec.version:
+        return None
+    return status.get("lastAppliedTimestamp") or None
+
+
+def check_rollback(pointer: Pointer, floor: str | None) -> None:
+    if floor and pointer.timestamp < floor:
+        raise RollbackRefusedError(
+            f"bundle {pointer.timestamp} is older than the last applied {floor}; nothing was changed "
+            "(pin spec.source.version, or set rollbackPolicy: Allow, to roll back on purpose)"
+        )
+
+
+async def pointer_unchanged(objects: ObjectStore, config: BootstrapConfig, pointer: Pointer) -> bool:
+    """One conditional GET of the pointer: True on 304 (same ETag), which costs no transfer."""
+    changed = await asyncio.to_thread(bundles.read_pointer, objects, config, pointer.layout, known_etag=pointer.etag)
+    return changed is None
+
+
+async def open_bundle(
+    pool: CryptoPool,
+    objects: ObjectStore,
+    config: BootstrapConfig,
+    spec: VaultBundleSpec,
+    passphrase: str,
+    floor: str | None,
+) -> Verified:
+    pointer = await asyncio.to_thread(bundles.locate, objects, config, spec.layout, version=spec.version or None)
+    check_rollback(pointer, floor)
+    envelope = await asyncio.to_thread(bundles.fetch, objects, config, pointer)
+    plaintext = await pool.aopen_envelope(envelope, passphrase, config.salt, config.iterations)
+    generation = await asyncio.to_thread(bundles.read_generation, objects, config, pointer.layout)
+    # ZIP inflation, CRCs and HMACs run without the GIL: a large bundle is parsed off the event loop
+    bundle = await asyncio.to_thread(
+        bundles.finish, pointer, plaintext, generation, env=config.env, env_file=spec.env_file
+    )
+    return Verified(bundle, pointer)
+
+
+def content_items(bundle: Bundle) -> dict[str, bytes]:
+    """What the content digest covers: every key/value and every file of the bundle."""
+    return {
+        **{f"kv:{k}": v.encode() for k, v in bundle.vault.kv.items()},
+        **{f"file:{k}": v for k, v in bundle.vault.files.items()},
+    }
+
+
+def timestamp_epoch(timestamp: str) -> float:
+    return datetime.strptime(timestamp, "%Y%m%d-%H%M%S").replace(tzinfo=UTC).timestamp()
+
+
+def verified_message(bundle: Bundle) -> str:
+    sealed = " and its sealed timestamp matches the pointer" if bundle.layout.value == "cli" else ""
+    return f"bundle {bundle.timestamp} authenticated{sealed}"

@@ -1,0 +1,73 @@
+"""`KubeAPI` over dicts: Secrets, the VaultBundle status, ServiceAccounts; every call recorded, faults injectable."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from vaultbundle.kube import KubeAPI, KubeError
+
+READS = frozenset({"get_secret", "get_service_account"})
+
+
+class MemoryKube:
+    def __init__(self) -> None:
+        self.secrets: dict[tuple[str, str], dict[str, Any]] = {}
+        self.service_accounts: dict[tuple[str, str], dict[str, Any]] = {}
+        self.status: dict[str, Any] = {}
+        self.calls: list[str] = []
+        self.failing: dict[str, int] = {}  # operation -> HTTP status it fails with (a KubeError)
+        self.broken: dict[str, Exception] = {}  # operation -> an unexpected exception it raises (a bug)
+
+    @property
+    def writes(self) -> list[str]:
+        return [call for call in self.calls if call not in READS]
+
+    def _enter(self, operation: str) -> None:
+        self.calls.append(operation)
+        if operation in self.failing:
+            raise KubeError(operation, self.failing[operation], "injected")
+        if operation in self.broken:
+            raise self.broken[operation]
+
+    async def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self._enter("get_secret")
+        return self.secrets.get((namespace, name))
+
+    async def apply_secret(self, namespace: str, body: dict[str, Any]) -> None:
+        self._enter("apply_secret")
+        fields: dict[str, Any] = {f"f:{key}": {} for key in body.get("data") or {}}
+        managed = [{"manager": "vaultbundle", "operation": "Apply", "fieldsV1": {"f:data": fields}}]
+        self.secrets[(namespace, body["metadata"]["name"])] = {
+            **body,
+            "metadata": {**body["metadata"], "managedFields": managed},
+        }
+
+    async def delete_secret(self, namespace: str, name: str) -> None:
+        self._enter("delete_secret")
+        del self.secrets[(namespace, name)]
+
+    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        self._enter("patch_status")
+        self.status = status
+
+    async def get_service_account(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self._enter("get_service_account")
+        return self.service_accounts.get((namespace, name))
+
+    async def create_token(self, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        self._enter("create_token")
+        return {**body, "status": {"token": f"token-for-{namespace}-{name}"}}
+
+    # --- test helpers -------------------------------------------------------------------------------------
+
+    def put_secret(self, namespace: str, name: str, data: dict[str, str], **metadata: Any) -> None:
+        encoded = {key: base64.b64encode(value.encode()).decode() for key, value in data.items()}
+        self.secrets[(namespace, name)] = {"metadata": {"name": name, **metadata}, "data": encoded}
+
+    def data(self, namespace: str, name: str) -> dict[str, str]:
+        return {k: base64.b64decode(v).decode() for k, v in self.secrets[(namespace, name)]["data"].items()}
+
+
+def _conforms(kube: MemoryKube) -> KubeAPI:
+    return kube  # mypy proves MemoryKube is a KubeAPI

@@ -1,0 +1,198 @@
+"""The Secret watches ask the apiserver for label-selected metadata only, and survive expiry and shutdown.
+
+A recording HTTP server plays the apiserver's list/watch protocol (list, then a watch from its resourceVersion,
+bookmarks, `410 Gone`); the real apiserver's view of the same requests is in tests/e2e/test_chart_rbac.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from kubernetes import client as k8s
+
+from vaultbundle import controller, secretwatch
+from vaultbundle.backoff import Retry
+
+
+def metadata(name: str, version: str, **extra: Any) -> dict[str, Any]:
+    return {"namespace": "team-a", "name": name, "resourceVersion": version, **extra}
+
+
+class FakeApiserver:
+    """Serves a scripted list and a queue of watch responses; records every request (path, query, headers)."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, dict[str, list[str]], dict[str, str]]] = []
+        self.listing: list[dict[str, Any]] = [metadata("old", "5")]
+        self.list_version = "10"
+        self.watches: list[list[dict[str, Any]] | str] = []  # events, or "hold" (block until released)
+        self.release = threading.Event()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # like the apiserver: a watch is one chunked response
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+            def chunk(self, data: bytes) -> None:
+                self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                self.wfile.flush()
+
+            def do_GET(self) -> None:
+                url = urlparse(self.path)
+                query = parse_qs(url.query)
+                fake.requests.append((url.path, query, {k.lower(): v for k, v in self.headers.items()}))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                if "watch" not in query:
+                    body = {"kind": "PartialObjectMetadataList", "metadata": {"resourceVersion": fake.list_version}}
+                    # like the apiserver: an empty PartialObjectMetadataList has "items": null
+                    body["items"] = [{"kind": "PartialObjectMetadata", "metadata": m} for m in fake.listing] or None
+                    self.chunk(json.dumps(body).encode())
+                else:
+                    script = fake.watches.pop(0) if fake.watches else "hold"
+                    if script == "hold":
+                        fake.release.wait(10)
+                        return
+                    for event in script:
+                        self.chunk(json.dumps(event).encode() + b"\n")
+                self.chunk(b"")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def api_client(self) -> k8s.ApiClient:
+        configuration = k8s.Configuration(host=f"http://127.0.0.1:{self.server.server_port}")
+        configuration.api_key = {"BearerToken": "Bearer test-token"}
+        return k8s.ApiClient(configuration)
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def apiserver() -> Iterator[FakeApiserver]:
+    fake = FakeApiserver()
+    yield fake
+    fake.close()
+
+
+async def until(condition: Any, what: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
+def added(name: str, version: str, kind: str = "ADDED") -> dict[str, Any]:
+    return {"type": kind, "object": {"kind": "PartialObjectMetadata", "metadata": metadata(name, version)}}
+
+
+async def test_watch_is_label_selected_metadata_only_and_resumes(apiserver: FakeApiserver) -> None:
+    apiserver.watches = [
+        [added("a", "11"), {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "15"}}}],
+        [added("b", "16", "DELETED")],
+        [{"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired", "message": "too old"}}],
+    ]
+    seen: list[tuple[str, str]] = []
+    watch = secretwatch.SecretWatch(
+        apiserver.api_client(),
+        secretwatch.SOURCE_SELECTOR,
+        lambda ns, name, _meta: seen.append((ns, name)),
+        asyncio.get_running_loop(),
+        namespace="team-a",
+    )
+    watch.start()
+    try:
+        await until(lambda: len(seen) >= 3, "a, b, then the relisted Secret")
+        await until(lambda: len(apiserver.requests) >= 6, "the watch renewed after the relist")
+    finally:
+        watch.stop()
+    # the initial list only gives the starting point; after 410 Gone the fresh list is reported in full
+    assert seen[:3] == [("team-a", "a"), ("team-a", "b"), ("team-a", "old")]
+    assert watch.ready.is_set()
+    paths = {path for path, _, _ in apiserver.requests}
+    assert paths == {"/api/v1/namespaces/team-a/secrets"}
+    for _, query, headers in apiserver.requests:
+        assert query["labelSelector"] == ["vaultbundle.io/source=true"]
+        assert "as=PartialObjectMetadata" in headers["accept"], headers["accept"]  # never the Secrets' data
+        assert headers["authorization"] == "Bearer test-token"
+    watches = [query for _, query, _ in apiserver.requests if "watch" in query]
+    # list at 10 -> watch from 10; bookmark at 15 and b at 16 -> from 16; 410 -> list again -> from 10
+    assert [q["resourceVersion"] for q in watches[:4]] == [["10"], ["15"], ["16"], ["10"]]
+    assert all(q["allowWatchBookmarks"] == ["true"] for q in watches)
+    lists = [query for _, query, _ in apiserver.requests if "watch" not in query]
+    assert len(lists) == 2
+
+
+async def test_stop_unblocks_a_waiting_watch_at_once(apiserver: FakeApiserver) -> None:
+    apiserver.listing = []
+    watch = secretwatch.SecretWatch(
+        apiserver.api_client(), secretwatch.MANAGED_SELECTOR, lambda *_: None, asyncio.get_running_loop()
+    )
+    watch.start()
+    await until(lambda: any("watch" in q for _, q, _ in apiserver.requests), "the watch request")
+    assert apiserver.requests[0][0] == "/api/v1/secrets"  # every namespace: one cluster-wide stream
+    assert apiserver.requests[0][1]["labelSelector"] == ["app.kubernetes.io/managed-by=vaultbundle"]
+    started = time.monotonic()
+    watch.stop()
+    await asyncio.to_thread(watch._thread.join, 5)
+    assert not watch._thread.is_alive() and time.monotonic() - started < 2
+    assert watch.ready.is_set()  # the empty list was understood
+
+
+async def test_failures_are_retried_and_logged_without_bodies(
+    apiserver: FakeApiserver, caplog: pytest.LogCaptureFixture
+) -> None:
+    configuration = k8s.Configuration(host="http://127.0.0.1:1")  # nothing listens: connection refused
+    watch = secretwatch.SecretWatch(
+        k8s.ApiClient(configuration), secretwatch.SOURCE_SELECTOR, lambda *_: None, asyncio.get_running_loop()
+    )
+    watch.start()
+    try:
+        await until(lambda: "watch of Secrets" in caplog.text, "the warning")
+    finally:
+        watch.stop()
+    assert not watch.ready.is_set()
+    assert "vaultbundle.io/source=true in all namespaces failed (MaxRetryError); retrying in 1s" in caplog.text
+
+
+def test_start_watches_one_per_selector_and_namespace(apiserver: FakeApiserver) -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        watches = secretwatch.start_watches(
+            apiserver.api_client(), ("a", "b"), {"x=1": lambda *_: None, "y=1": lambda *_: None}, loop
+        )
+        for watch in watches:
+            watch.stop()
+    finally:
+        loop.close()
+    pairs = sorted((w.selector, w.namespace) for w in watches)
+    assert pairs == [("x=1", "a"), ("x=1", "b"), ("y=1", "a"), ("y=1", "b")]
+
+
+def test_scheduler_wakes_source_readers_and_resolves_managed_owners() -> None:
+    scheduler = controller.Scheduler(reconciler=None, max_concurrent=1, active=False)  # type: ignore[arg-type]
+    scheduler.workers["uid-1"] = controller.Worker({"metadata": {"uid": "uid-1"}}, Retry(scheduler.backoff))
+    scheduler.secret_watchers[("team-a", "web-passphrase")].add("uid-1")
+    scheduler.secret_changed("team-a", "other", {})
+    assert not scheduler.workers["uid-1"].wake.is_set()
+    scheduler.secret_changed("team-a", "web-passphrase", {})
+    assert scheduler.workers["uid-1"].wake.is_set()
+    owned = {"annotations": {"vaultbundle.io/owner-uid": "uid-1"}}
+    assert scheduler.managed_secret_changed("team-a", "web-env", owned) == "uid-1"
+    assert scheduler.managed_secret_changed("team-a", "web-env", {"annotations": {}}) is None
