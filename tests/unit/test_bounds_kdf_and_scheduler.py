@@ -354,6 +354,7 @@ async def test_report_timeout_writes_a_typed_status() -> None:
     assert outcome.reason == "ReconcileTimeout" and not outcome.ready and outcome.failure == Reason.RECONCILE_TIMEOUT
     assert outcome.failure.transient
     assert world.kube.status["conditions"][0]["reason"] == "ReconcileTimeout" and "300s" in outcome.message
+    assert outcome.secret_refs == {"cfg", "pass"}  # a source Secret changing during the backoff still wakes it
 
 
 async def test_deleting_a_vaultbundle_drops_its_metrics_and_maps() -> None:
