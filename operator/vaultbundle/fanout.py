@@ -4,15 +4,20 @@ A target's failure (a typed `VaultBundleError`, or any other exception, reported
 name only, because SDK text may quote data) stays in its own `TargetResult`: the other targets still sync.
 A failed target keeps its last status record (the store still holds what the last success wrote), updated
 with whatever a partly applied plan recorded, e.g. secrets created before the failure.
+
+What a target writes into status is bounded (`statusbounds`): plan lists and failure messages are cut, so a
+bundle with 10,000 keys or a store's long error cannot grow the VaultBundle past what etcd takes. Selection and
+naming are per-key Python loops, so `desired` is computed in a thread, off the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import metrics, targets
+from . import metrics, statusbounds, targets
 from .bundles import Bundle
 from .digest import Digester
 from .errors import Reason, VaultBundleError
@@ -86,7 +91,7 @@ class FanOut:
         store: Target | None = None
         try:
             kind = targets.load(spec.kind)
-            desired = kind.desired(bundle.vault, spec.selection, spec.body)
+            desired = await asyncio.to_thread(kind.desired, bundle.vault, spec.selection, spec.body)
             context = TargetContext(self.kube, self.owner, self.digester, previous, self.read_secret)
             store = await kind.connect(spec.body, context)
             result = await self._plan_and_apply(spec, store, desired, previous)
@@ -119,7 +124,7 @@ class FanOut:
             message,
             changed=changed,
             keys=len(desired),
-            plan=plan.as_status(),
+            plan=statusbounds.plan(plan.as_status()),
             last_sync_time=stamp,
             last_change_time=stamp if changed else previous.get("lastChangeTime"),
             extra=store.status_extra(),
@@ -130,7 +135,8 @@ class FanOut:
         spec: TargetSpec, store: Target | None, previous: Mapping[str, Any], reason: Reason, message: str
     ) -> TargetResult:
         partial = store.status_extra() if store is not None else {}
-        return TargetResult(spec.name, spec.kind, "Failed", reason, message, extra=partial, previous=previous)
+        bounded = statusbounds.message(message)
+        return TargetResult(spec.name, spec.kind, "Failed", reason, bounded, extra=partial, previous=previous)
 
 
 def events(results: Sequence[TargetResult], previous_targets: Sequence[Mapping[str, Any]]) -> list[Event]:

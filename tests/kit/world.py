@@ -32,6 +32,12 @@ CONFIG = BootstrapConfig(
 PASSPHRASE = "correct horse battery staple"
 
 
+def add_source_secrets(kube: MemoryKube, config: str = configblob.encode(CONFIG)) -> None:
+    """The VaultBundle's two source Secrets, `cfg` (key `config`) and `pass` (key `passphrase`), in `ns`."""
+    kube.put_secret(NAMESPACE, "cfg", {"config": config})
+    kube.put_secret(NAMESPACE, "pass", {"passphrase": PASSPHRASE})
+
+
 class World:
     """The VaultBundle `ns/web` with one kubernetesSecret target `app` -> Secret `out` unless told otherwise."""
 
@@ -43,8 +49,7 @@ class World:
         self.reconciler = Reconciler(
             self.kube, self.pool, Digester(b"k" * 32), s3_factory=lambda _config: self.objects, min_refresh=0
         )
-        self.kube.put_secret(NAMESPACE, "cfg", {"config": configblob.encode(CONFIG)})
-        self.kube.put_secret(NAMESPACE, "pass", {"passphrase": PASSPHRASE})
+        add_source_secrets(self.kube)
         self.spec: dict[str, Any] = {
             "source": {"configSecretRef": {"name": "cfg"}, "passphraseSecretRef": {"name": "pass"}},
             "refreshInterval": "1m",

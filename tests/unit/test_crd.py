@@ -409,7 +409,7 @@ def test_status_shape() -> None:
         "managedSecrets",  # names this target created (GitHub, GCP prune)
     }
     assert set(target) == expected
-    assert set(target["plan"]["properties"]) == {"create", "update", "delete", "unchanged"}
+    assert set(target["plan"]["properties"]) == {"create", "update", "delete", "unchanged", "omitted"}
     condition = status["conditions"]["items"]["properties"]
     assert set(condition) == {"type", "status", "reason", "message", "lastTransitionTime", "observedGeneration"}
 
