@@ -16,7 +16,7 @@ import importlib.util
 from collections.abc import Mapping
 from typing import Any
 
-from .. import spec
+from .. import spec, stores
 from ..errors import Reason, SpecError, TargetError
 from ..fields import TargetSpec, obj, parse_selection, string
 from . import (
@@ -78,12 +78,15 @@ def parse_target(raw: Any, path: str) -> TargetSpec:
     kind, where = KINDS[kinds[0]], f"{path}.{kinds[0]}"
     body: Mapping[str, Any] = obj(target[kind.name], where)
     parsed = kind.parse(body, where)
+    if kind.name in stores.KINDS:
+        stores.store_ref(kind.name, body)  # a malformed storeRef is the tenant's spec error, found before any I/O
     return TargetSpec(
         name=name,
         kind=kind.name,
         selection=parse_selection(body, where),
         body=parsed,
         writes_secrets=kind.writes_secrets(parsed),
+        raw=body,
     )
 
 

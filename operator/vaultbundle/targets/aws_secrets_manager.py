@@ -4,6 +4,12 @@ Narrow SDK surface (boto3 `secretsmanager`): create_secret, describe_secret, get
 put_secret_value / update_secret (a value change with kmsKeyId), tag_resource, restore_secret, list_secrets,
 delete_secret; `sts.assume_role` only with roleArn.
 
+* Credentials: a Secret in the VaultBundle's namespace (`credentialsSecretRef`), or with `storeRef` the
+  connection and identity of an admin's ClusterTargetStore (region, endpoints, role, externalId, ambient or a
+  Secret of the operator), its `scope.namePrefix` put in front of every name. Never the operator's ambient
+  identity for a tenant (`credentials.Credentials.admit`). Every AssumeRole carries an injective
+  RoleSessionName and transitive session tags vaultbundle-namespace / -name / -uid (`stores.assume_role_inputs`).
+
 * Names: the selection's renames, then `naming` (prefix, case, dash/underscore), then `namePrefix` prepended
   verbatim (a path such as `prod/web/`, not transformed); the whole name must satisfy AWS's rule. Every bad
   name and every collision is reported before anything is written.
@@ -22,6 +28,7 @@ delete_secret; `sts.assume_role` only with roleArn.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import threading
@@ -33,13 +40,14 @@ import boto3
 import botocore.exceptions
 from botocore.config import Config
 
+from .. import stores
 from ..errors import Reason, SpecError, TargetError
 from ..fields import Selection, boolean, bounded_integer, checked_tags, secret_key, secret_object, string
 from ..selection import SelectionError, select
 from ..vault import Vault
 from .base import Owner, Plan, StoreKind, TargetContext, WrittenNames
 from .checks import is_utf8
-from .credentials import credentials_for
+from .credentials import Credentials, credentials_for
 from .errormap import Messages, code_reason, reason_for_status, translated
 from .naming import NameRule, Naming, parse_naming, remote_names
 from .ownership import MANAGED_BY_KEY, MANAGED_BY_VALUE, claim_tagged
@@ -278,9 +286,12 @@ class AwsSecretsManagerKind(StoreKind):
 
     async def connect(self, spec: AwsSecretsManagerSpec, context: TargetContext) -> AwsSecretsManagerTarget:
         source = credentials_for(context, self.name, spec.endpoint)
+        grant = context.grant
         credentials: dict[str, str] = {}
-        if spec.credentials is None:
-            source.ambient()  # boto3's default chain: env, IRSA web identity, ECS/EC2
+        if grant is not None and grant.store is not None:
+            spec, credentials = await _from_store(spec, grant, source)
+        elif spec.credentials is None:
+            source.ambient()  # refused for tenants: the grant without a store admits no ambient identity
         else:
             ref = spec.credentials
             arguments = ["aws_access_key_id", "aws_secret_access_key", "aws_session_token"]
@@ -289,6 +300,37 @@ class AwsSecretsManagerKind(StoreKind):
             credentials = dict(zip(arguments, await source.secret_keys(ref.name, keys), strict=True))
         client = await in_thread(_make_client, spec, credentials, context.owner)
         return AwsSecretsManagerTarget(client, spec, context)
+
+
+async def _from_store(
+    spec: AwsSecretsManagerSpec, grant: stores.Grant, source: Credentials
+) -> tuple[AwsSecretsManagerSpec, dict[str, str]]:
+    """The spec with the ClusterTargetStore's connection (region, endpoints, role, externalId) and its scope
+    prefix in front of namePrefix (so prune lists only inside the scope), and the store's identity."""
+    connection, scope = grant.connection, grant.scope
+    assert isinstance(connection, stores.AwsConnection) and scope is not None  # authorize's contract for AWS
+    spec = dataclasses.replace(
+        spec,
+        region=connection.region,
+        endpoint=connection.endpoint,
+        sts_endpoint=connection.sts_endpoint,
+        role_arn=connection.role_arn,
+        external_id=connection.external_id,
+        name_prefix=scope.prefix + spec.name_prefix,
+        credentials=None,
+    )
+    identity = connection.identity
+    if identity.secret_ref is None:
+        source.ambient()  # the store lends the operator's own identity (IRSA / default chain)
+        return spec, {}
+    ref = identity.secret_ref
+    credentials = {
+        "aws_access_key_id": await source.store_secret(ref, "accessKeyIdKey"),
+        "aws_secret_access_key": await source.store_secret(ref, "secretAccessKeyKey"),
+    }
+    if ref.key("sessionTokenKey"):
+        credentials["aws_session_token"] = await source.store_secret(ref, "sessionTokenKey")
+    return spec, credentials
 
 
 def _canonical_json(document: Mapping[str, str]) -> bytes:
@@ -321,11 +363,10 @@ def _make_client(spec: AwsSecretsManagerSpec, credentials: Mapping[str, str], ow
     try:
         if spec.role_arn:
             sts = _client("sts", spec.region, spec.sts_endpoint, credentials)
-            extra = {"ExternalId": spec.external_id} if spec.external_id else {}
-            session_name = re.sub(r"[^\w+=,.@-]", "-", f"vaultbundle-{owner.namespace}-{owner.name}")[:64]
-            response = sts.assume_role(
-                RoleArn=spec.role_arn, RoleSessionName=session_name, DurationSeconds=900, **extra
-            )
+            # an injective session name and transitive session tags (namespace, name, uid) on every AssumeRole;
+            # the ExternalId only ever comes from a ClusterTargetStore (authorize refuses a tenant's)
+            identity = stores.assume_role_inputs(owner.namespace, owner.name, owner.uid, spec.external_id)
+            response = sts.assume_role(RoleArn=spec.role_arn, DurationSeconds=900, **identity)
             issued = response["Credentials"]
             credentials = {
                 "aws_access_key_id": issued["AccessKeyId"],

@@ -165,7 +165,8 @@ class GcpSecretManagerKind(StoreKind):
         credentials = credentials_for(context, self.name, spec.endpoint)
         info: dict[str, Any] | None = None
         if spec.credentials_ref is None:
-            credentials.ambient()  # workload identity / ADC (or, insecure, none at all)
+            if not spec.insecure:  # insecure (a loopback emulator): an anonymous channel, no credentials at all
+                credentials.ambient()  # workload identity / ADC: refused for tenants without a ClusterTargetStore
         else:
             text = await credentials.secret(spec.credentials_ref)
             try:
