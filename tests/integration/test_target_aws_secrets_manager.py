@@ -19,11 +19,11 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
+from tests.kit.kube import MemoryKube
 from vaultbundle.digest import Digester
 from vaultbundle.errors import PolicyDeniedError, SpecError, TargetError
 from vaultbundle.selection import SelectionError
 from vaultbundle.spec import parse_selection
-from tests.kit.kube import MemoryKube
 from vaultbundle.stores import SESSION_TAG_KEYS, Grant, role_session_name
 from vaultbundle.targets import aws_secrets_manager as aws_module
 from vaultbundle.targets import grants
@@ -538,9 +538,7 @@ async def test_m3_every_assume_role_carries_an_injective_session_name_and_sessio
 async def test_store_assume_role_uses_the_store_external_id_and_session_tags(
     operator_identity: str, admin: Any, assume_role_calls: list[dict[str, Any]]
 ) -> None:
-    store = store_body(
-        connection={"roleArn": "arn:aws:iam::123456789012:role/tenants", "externalId": "cluster-prod"}
-    )
+    store = store_body(connection={"roleArn": "arn:aws:iam::123456789012:role/tenants", "externalId": "cluster-prod"})
     await sync({"storeRef": {"name": STORE}}, Vault(kv={"A": "1"}), tenant_kube(store))
     (call,) = assume_role_calls
     _assert_session_identity(call)
