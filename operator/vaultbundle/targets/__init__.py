@@ -16,7 +16,7 @@ import importlib.util
 from collections.abc import Mapping
 from typing import Any
 
-from .. import spec, stores
+from .. import spec
 from ..errors import Reason, SpecError, TargetError
 from ..fields import TargetSpec, obj, parse_selection, string
 from . import (
@@ -24,6 +24,7 @@ from . import (
     azure_key_vault,
     gcp_secret_manager,
     github_actions,
+    grants,
     hashicorp_vault,
     kubernetes_secret,
 )
@@ -77,9 +78,8 @@ def parse_target(raw: Any, path: str) -> TargetSpec:
         raise SpecError(f"{path} must set exactly one of: {', '.join(KINDS)}")
     kind, where = KINDS[kinds[0]], f"{path}.{kinds[0]}"
     body: Mapping[str, Any] = obj(target[kind.name], where)
+    grants.check_store_ref(kind.name, body, where)  # the tenant's spec error, found before any I/O
     parsed = kind.parse(body, where)
-    if kind.name in stores.KINDS:
-        stores.store_ref(kind.name, body)  # a malformed storeRef is the tenant's spec error, found before any I/O
     return TargetSpec(
         name=name,
         kind=kind.name,

@@ -22,12 +22,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import stores
-from ..errors import PolicyDeniedError
+from ..errors import SpecError
 from ..kube import KubeAPI
 from .base import Owner, Plan, Target
 
-# Store kinds whose connect() builds its client from a ClusterTargetStore's connection and identity.
-STORE_KINDS = frozenset({stores.AWS})
+# Store kinds whose connect() builds its client from a ClusterTargetStore's connection and identity; `storeRef`
+# on another kind is a spec error (`check_store_ref`), found when the spec is parsed.
+STORE_KINDS = frozenset({stores.AWS, stores.GCP, stores.AZURE})
 # Store kinds whose remote names are confined by `scope.namePrefix` (Vault and GitHub are checked statically).
 NAME_SCOPED = frozenset({stores.AWS, stores.GCP, stores.AZURE})
 
@@ -46,13 +47,16 @@ async def authorize_target(kube: KubeAPI, owner: Owner, kind: str, raw: Mapping[
         store = stores.parse_store(body) if body is not None else None
         namespace = await kube.get_namespace(owner.namespace)
         labels = ((namespace or {}).get("metadata") or {}).get("labels") or {}
-    grant = stores.authorize(kind, raw, store, namespace=owner.namespace, labels=labels, vb_name=owner.name)
-    if grant.store is not None and kind not in STORE_KINDS:
-        raise PolicyDeniedError(
-            f"{kind}: storeRef is not supported for this store kind by this operator version yet; "
-            "supply credentials from a Secret in this namespace instead"
+    return stores.authorize(kind, raw, store, namespace=owner.namespace, labels=labels, vb_name=owner.name)
+
+
+def check_store_ref(kind: str, raw: Mapping[str, Any], where: str) -> None:
+    """A malformed `storeRef`, or one on a kind that cannot use a ClusterTargetStore yet: `SpecError`."""
+    if kind in stores.KINDS and stores.store_ref(kind, raw) is not None and kind not in STORE_KINDS:
+        raise SpecError(
+            f"{where}.storeRef is not supported for {kind} by this operator version yet; "
+            "configure the target's own credentials (auth) instead"
         )
-    return grant
 
 
 def capped(body: Any, grant: stores.Grant | None) -> Any:
