@@ -397,8 +397,8 @@ def _target_error(exc: Exception, operation: str, name: str | None) -> TargetErr
     ):
         return TargetError(
             Reason.AUTH_FAILED,
-            f"{what}: no usable AWS credentials ({type(exc).__name__}); set credentialsSecretRef or give the "
-            "operator an ambient identity (IRSA, instance profile)",
+            f"{what}: no usable AWS credentials ({type(exc).__name__}); check credentialsSecretRef, or the "
+            "identity of the ClusterTargetStore (its ambient chain: IRSA, instance profile)",
         )
     if isinstance(exc, botocore.exceptions.SSLError):
         return TargetError(Reason.UNAVAILABLE, f"{what}: TLS verification of the AWS endpoint failed")
