@@ -90,17 +90,8 @@ def store(kube: k8s.ApiClient) -> Iterator[str]:
 
 
 def apply(tenant: Scenario, name: str, aws: dict[str, Any]) -> None:
-    body = {
-        "apiVersion": "vaultbundle.io/v1alpha1",
-        "kind": "VaultBundle",
-        "metadata": {"name": name},
-        "spec": {
-            "source": {"configSecretRef": {"name": "web-vsync"}, "passphraseSecretRef": {"name": "web-passphrase"}},
-            "refreshInterval": "1s",
-            "targets": [{"name": "aws", "awsSecretsManager": aws}],
-        },
-    }
-    tenant.custom.create_namespaced_custom_object("vaultbundle.io", "v1alpha1", tenant.ns, "vaultbundles", body)
+    """A VaultBundle whose only target is this awsSecretsManager (the spec's targets replace the default one)."""
+    tenant.apply(name, {}, targets=[{"name": "aws", "awsSecretsManager": aws}])
 
 
 def patch(tenant: Scenario, name: str, aws: dict[str, Any]) -> None:
