@@ -614,3 +614,85 @@ async def test_store_identity_secret_is_read_from_the_operator_namespace(
     await sync({"storeRef": {"name": STORE}}, Vault(kv={"A": "1"}), kube)
     assert names(admin) == ["tenants/ns/A"]
     assert kube.calls == ["get_cluster_target_store", "get_namespace", "get_secret", "get_secret"]
+
+
+# --- referent identity: a ServiceAccount of the tenant's namespace, AssumeRoleWithWebIdentity ------------------------
+ROLE = "arn:aws:iam::123456789012:role/tenant-ns"
+
+
+def account_kube(**annotations: str) -> MemoryKube:
+    kube = MemoryKube()
+    kube.service_accounts[("ns", "aws-writer")] = {"metadata": {"name": "aws-writer", "annotations": annotations}}
+    return kube
+
+
+@pytest.fixture
+def sts_requests(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any], dict[str, str]]]:
+    """(operation, params, HTTP headers as sent) of every STS request the store's clients make."""
+    seen: list[tuple[str, dict[str, Any], dict[str, str]]] = []
+    make = aws_module._client
+
+    def recording(service: str, *args: Any, **kwargs: Any) -> Any:
+        client = make(service, *args, **kwargs)
+        if service == "sts":
+            captured: dict[str, Any] = {}
+            client.meta.events.register("before-parameter-build.sts.*", lambda params, **_: captured.update(params))
+            client.meta.events.register(
+                "before-send.sts.*",
+                lambda request, **_: seen.append((request.url, dict(captured), dict(request.headers))),
+            )
+        return client
+
+    monkeypatch.setattr(aws_module, "_client", recording)
+    return seen
+
+
+async def test_referent_identity_assumes_the_service_account_role_unsigned(
+    operator_identity: str,
+    endpoint: str,
+    admin: Any,
+    prefix: str,
+    sts_requests: list[tuple[str, dict[str, Any], dict[str, str]]],
+) -> None:
+    kube = account_kube(**{"eks.amazonaws.com/role-arn": ROLE, "vaultbundle.io/token-audiences": "sts.amazonaws.com"})
+    tokens: list[dict[str, Any]] = []
+    create_token = kube.create_token
+
+    async def recording_token(namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        tokens.append({"namespace": namespace, "name": name, **body["spec"]})
+        return await create_token(namespace, name, body)
+
+    kube.create_token = recording_token  # type: ignore[method-assign]
+    raw = {
+        "region": REGION,
+        "namePrefix": prefix,
+        "stsEndpoint": endpoint,
+        "auth": {"serviceAccountRef": {"name": "aws-writer"}},
+    }
+    await sync(raw, Vault(kv={"A": "1"}), kube)
+    assert admin.get_secret_value(SecretId=f"{prefix}A")["SecretString"] == "1"
+    assert tokens == [
+        {"namespace": "ns", "name": "aws-writer", "audiences": ["sts.amazonaws.com"], "expirationSeconds": 600}
+    ]
+    ((_, params, headers),) = sts_requests
+    assert params["RoleArn"] == ROLE and params["WebIdentityToken"] == "token-for-ns-aws-writer"
+    assert params["RoleSessionName"] == role_session_name("ns", "web")
+    assert "Authorization" not in headers  # unsigned: the operator's own key never rides along
+    assert not any(OPERATOR_KEY_ID in str(value) for value in headers.values())
+
+
+async def test_referent_identity_needs_the_service_account_opt_in(
+    operator_identity: str, admin: Any, prefix: str
+) -> None:
+    raw = {"region": REGION, "namePrefix": prefix, "auth": {"serviceAccountRef": {"name": "aws-writer"}}}
+    no_opt_in = account_kube(**{"eks.amazonaws.com/role-arn": ROLE})
+    with pytest.raises(TargetError, match="does not allow tokens for audience") as refused:
+        await sync(raw, Vault(kv={"A": "1"}), no_opt_in)
+    assert refused.value.reason == "Forbidden" and "create_token" not in no_opt_in.calls
+    no_role = account_kube(**{"vaultbundle.io/token-audiences": "sts.amazonaws.com"})
+    with pytest.raises(TargetError, match=r"eks\.amazonaws\.com/role-arn") as roleless:
+        await sync(raw, Vault(kv={"A": "1"}), no_role)
+    assert roleless.value.reason == "AuthFailed" and "create_token" not in no_role.calls
+    with pytest.raises(SpecError, match="drop credentialsSecretRef and roleArn"):
+        KIND.parse({**raw, "roleArn": ROLE}, PATH)
+    assert names(admin) == []

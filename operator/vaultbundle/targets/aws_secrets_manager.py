@@ -9,6 +9,8 @@ delete_secret; `sts.assume_role` only with roleArn.
   Secret of the operator), its `scope.namePrefix` put in front of every name. Never the operator's ambient
   identity for a tenant (`credentials.Credentials.admit`). Every AssumeRole carries an injective
   RoleSessionName and transitive session tags vaultbundle-namespace / -name / -uid (`stores.assume_role_inputs`).
+  Referent identity: `auth.serviceAccountRef` exchanges a token of the tenant's own ServiceAccount for its role
+  (AssumeRoleWithWebIdentity, unsigned), so AWS decides per namespace.
 
 * Names: the selection's renames, then `naming` (prefix, case, dash/underscore), then `namePrefix` prepended
   verbatim (a path such as `prod/web/`, not transformed); the whole name must satisfy AWS's rule. Every bad
@@ -42,9 +44,10 @@ from botocore.config import Config
 
 from .. import stores
 from ..errors import Reason, SpecError, TargetError
-from ..fields import Selection, boolean, bounded_integer, checked_tags, secret_key, secret_object, string
+from ..fields import Selection, boolean, bounded_integer, checked_tags, obj, secret_key, secret_object, string
 from ..selection import SelectionError, select
 from ..vault import Vault
+from . import tokens
 from .base import Owner, Plan, StoreKind, TargetContext, WrittenNames
 from .checks import is_utf8
 from .credentials import Credentials, credentials_for
@@ -63,6 +66,9 @@ _TAG_VALUE = re.compile(r"[\w\s.:/=+\-@]{0,256}")
 _REGION = re.compile(r"[a-z]{2}(-[a-z0-9]+)+-\d+")
 _ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
 _URL = re.compile(r"https?://[^\s/]+(/\S*)?")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+ROLE_ARN_ANNOTATION = "eks.amazonaws.com/role-arn"  # the IRSA convention: the role a ServiceAccount may assume
+STS_AUDIENCE = "sts.amazonaws.com"
 
 NAME_RULE = NameRule(
     store="AWS Secrets Manager",
@@ -148,6 +154,7 @@ class AwsSecretsManagerSpec:
     kms_key_id: str = ""
     tags: Mapping[str, str] = field(default_factory=dict)
     credentials: CredentialsRef | None = None
+    service_account: str = ""  # auth.serviceAccountRef: a ServiceAccount of the namespace (web identity)
     role_arn: str = ""
     external_id: str = ""
     recovery_window_days: int = 7
@@ -180,6 +187,21 @@ def _credentials(raw: Any, path: str) -> CredentialsRef | None:
         ),
         session_token_key=secret_key(ref.get("sessionTokenKey"), f"{path}.sessionTokenKey", default=""),
     )
+
+
+def _service_account(raw: Any, path: str) -> str:
+    auth = obj(raw, path)
+    if set(auth) - {"serviceAccountRef"}:
+        raise SpecError(f"{path} takes only serviceAccountRef: {{name: <ServiceAccount in this namespace>}}")
+    if auth.get("serviceAccountRef") is None:
+        return ""
+    ref = obj(auth["serviceAccountRef"], f"{path}.serviceAccountRef")
+    if set(ref) != {"name"}:
+        raise SpecError(f"{path}.serviceAccountRef must be {{name: <ServiceAccount in this namespace>}}")
+    name = string(ref["name"], f"{path}.serviceAccountRef.name", required=True)
+    if len(name) > 253 or not _DNS_SUBDOMAIN.fullmatch(name):
+        raise SpecError(f"{path}.serviceAccountRef.name is not a valid ServiceAccount name")
+    return name
 
 
 def _tag_problem(key: str, value: str) -> str | None:
@@ -227,6 +249,12 @@ class AwsSecretsManagerKind(StoreKind):
         if external_id and not role_arn:
             raise SpecError(f"{path}.externalId needs roleArn")
         naming = parse_naming(raw.get("naming"), f"{path}.naming")
+        service_account = _service_account(raw.get("auth"), f"{path}.auth")
+        if service_account and (raw.get("credentialsSecretRef") is not None or role_arn):
+            raise SpecError(
+                f"{path}.auth.serviceAccountRef: the role comes from the ServiceAccount's {ROLE_ARN_ANNOTATION} "
+                "annotation; drop credentialsSecretRef and roleArn"
+            )
         return AwsSecretsManagerSpec(
             region=region,
             endpoint=_url(raw.get("endpoint"), f"{path}.endpoint"),
@@ -237,6 +265,7 @@ class AwsSecretsManagerKind(StoreKind):
             kms_key_id=string(raw.get("kmsKeyId"), f"{path}.kmsKeyId"),
             tags=_tags(raw.get("tags"), f"{path}.tags"),
             credentials=_credentials(raw.get("credentialsSecretRef"), f"{path}.credentialsSecretRef"),
+            service_account=service_account,
             role_arn=role_arn,
             external_id=external_id,
             recovery_window_days=bounded_integer(
@@ -290,6 +319,8 @@ class AwsSecretsManagerKind(StoreKind):
         credentials: dict[str, str] = {}
         if grant is not None and grant.store is not None:
             spec, credentials = await _from_store(spec, grant, source)
+        elif spec.service_account:
+            spec, credentials = await _web_identity(spec, context, source)
         elif spec.credentials is None:
             source.ambient()  # refused for tenants: the grant without a store admits no ambient identity
         else:
@@ -333,6 +364,27 @@ async def _from_store(
     return spec, credentials
 
 
+async def _web_identity(
+    spec: AwsSecretsManagerSpec, context: TargetContext, source: Credentials
+) -> tuple[AwsSecretsManagerSpec, dict[str, str]]:
+    """Referent identity: a TokenRequest (audience sts.amazonaws.com) for the tenant's own ServiceAccount, which
+    must opt in (`vaultbundle.io/token-audiences`) and name its role (`eks.amazonaws.com/role-arn`). The role is
+    assumed with AssumeRoleWithWebIdentity: AWS's trust policy decides on the token's namespace and name."""
+    source.service_account(spec.service_account)
+    account = await tokens.service_account(context, spec.service_account)
+    role_arn = str(tokens.annotations_of(account).get(ROLE_ARN_ANNOTATION, ""))
+    if not _ROLE_ARN.fullmatch(role_arn):
+        raise TargetError(
+            Reason.AUTH_FAILED,
+            f"ServiceAccount {spec.service_account!r} has no {ROLE_ARN_ANNOTATION} annotation with an IAM role ARN; "
+            "annotate it with the role this namespace may assume",
+        )
+    token = await tokens.service_account_token(
+        context, spec.service_account, [STS_AUDIENCE], "assume its AWS role", account=account
+    )
+    return dataclasses.replace(spec, role_arn=role_arn), {WEB_IDENTITY: token}
+
+
 def _canonical_json(document: Mapping[str, str]) -> bytes:
     return json.dumps(document, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
@@ -349,19 +401,42 @@ _CONFIG = Config(
 )
 
 
-def _client(service: str, region: str, endpoint: str, credentials: Mapping[str, str]) -> Any:
+def _client(service: str, region: str, endpoint: str, credentials: Mapping[str, str], *, unsigned: bool = False) -> Any:
     global _SESSION  # noqa: PLW0603 - one lazily created session per process
+    config = _CONFIG.merge(Config(signature_version=botocore.UNSIGNED)) if unsigned else _CONFIG
     with _SESSION_LOCK:  # botocore sessions are not thread-safe; clients are
         if _SESSION is None:
             _SESSION = boto3.session.Session()
         return _SESSION.client(
-            service, region_name=region or None, endpoint_url=endpoint or None, config=_CONFIG, **credentials
+            service, region_name=region or None, endpoint_url=endpoint or None, config=config, **credentials
         )
+
+
+WEB_IDENTITY = "web_identity_token"  # a credentials entry: assume spec.role_arn with this JWT, unsigned
+
+
+def _assume_web_identity(spec: AwsSecretsManagerSpec, token: str, owner: Owner) -> Any:
+    """AssumeRoleWithWebIdentity needs no AWS credentials: the client is UNSIGNED, so the operator's own
+    identity is never attached to a request a tenant's ServiceAccount triggers."""
+    sts = _client("sts", spec.region, spec.sts_endpoint, {}, unsigned=True)
+    return sts.assume_role_with_web_identity(
+        RoleArn=spec.role_arn,
+        RoleSessionName=stores.role_session_name(owner.namespace, owner.name),
+        WebIdentityToken=token,
+        DurationSeconds=900,
+    )
 
 
 def _make_client(spec: AwsSecretsManagerSpec, credentials: Mapping[str, str], owner: Owner) -> Any:
     try:
-        if spec.role_arn:
+        if WEB_IDENTITY in credentials:
+            issued = _assume_web_identity(spec, credentials[WEB_IDENTITY], owner)["Credentials"]
+            credentials = {
+                "aws_access_key_id": issued["AccessKeyId"],
+                "aws_secret_access_key": issued["SecretAccessKey"],
+                "aws_session_token": issued["SessionToken"],
+            }
+        elif spec.role_arn:
             sts = _client("sts", spec.region, spec.sts_endpoint, credentials)
             # an injective session name and transitive session tags (namespace, name, uid) on every AssumeRole;
             # the ExternalId only ever comes from a ClusterTargetStore (authorize refuses a tenant's)
@@ -379,7 +454,8 @@ def _make_client(spec: AwsSecretsManagerSpec, credentials: Mapping[str, str], ow
             Reason.INVALID_SPEC, "awsSecretsManager.region is not set and the ambient AWS config names no region"
         ) from None
     except _SDK_ERRORS as exc:
-        raise _target_error(exc, "AssumeRole" if spec.role_arn else "connect", spec.role_arn or None) from None
+        operation = "AssumeRoleWithWebIdentity" if WEB_IDENTITY in credentials else "AssumeRole"
+        raise _target_error(exc, operation if spec.role_arn else "connect", spec.role_arn or None) from None
 
 
 def _target_error(exc: Exception, operation: str, name: str | None) -> TargetError:
