@@ -169,3 +169,31 @@ def test_a_store_admits_only_selected_namespaces_and_confines_writes(
     wait_for(lambda: state(tenant, "shared") == ("Failed", "PolicyDenied"), "outside the scope", 60)
     assert "outside the scope" in target(tenant, "shared")["message"]
     assert not any("escape" in name for name in stored(moto, ""))
+
+
+def test_referent_identity_with_a_real_token_request(tenant: Scenario, moto: Any) -> None:
+    """A ServiceAccount of the tenant's namespace, opted in: the apiserver mints its token, moto's STS exchanges it
+    (AssumeRoleWithWebIdentity) for the role its annotation names, and the secrets are written as that role."""
+    ns = tenant.ns
+    annotations = {
+        "eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/tenant-writer",
+        "vaultbundle.io/token-audiences": "sts.amazonaws.com",
+    }
+    tenant.core.create_namespaced_service_account(ns, {"metadata": {"name": "aws-writer", "annotations": annotations}})
+    aws = {"region": "us-east-1", "namePrefix": f"{ns}/", "auth": {"serviceAccountRef": {"name": "aws-writer"}}}
+    apply(tenant, "referent", aws)
+    wait_for(lambda: state(tenant, "referent") == ("Synced", "Synced"), "synced as the ServiceAccount's role", 60)
+    assert moto.get_secret_value(SecretId=f"{ns}/API_KEY")["SecretString"] == CANARY
+
+    tenant.core.patch_namespaced_service_account(  # the ServiceAccount withdraws its consent
+        "aws-writer", ns, {"metadata": {"annotations": {"vaultbundle.io/token-audiences": None}}}
+    )
+    tenant.custom.patch_namespaced_custom_object(
+        "vaultbundle.io",
+        "v1alpha1",
+        ns,
+        "vaultbundles",
+        "referent",
+        {"metadata": {"annotations": {"vaultbundle.io/force-sync": "withdrawn"}}},
+    )
+    wait_for(lambda: state(tenant, "referent") == ("Failed", "Forbidden"), "no token without the opt-in", 60)
