@@ -101,6 +101,14 @@ def patch(tenant: Scenario, name: str, aws: dict[str, Any]) -> None:
     )
 
 
+def force(tenant: Scenario, name: str, token: str) -> None:
+    """Resync now rather than on the next backoff."""
+    annotations = {"metadata": {"annotations": {"vaultbundle.io/force-sync": token}}}
+    tenant.custom.patch_namespaced_custom_object(
+        "vaultbundle.io", "v1alpha1", tenant.ns, "vaultbundles", name, annotations
+    )
+
+
 def target(tenant: Scenario, name: str) -> dict[str, Any]:
     return next(iter(tenant.vb(name).get("status", {}).get("targets", [])), {})
 
@@ -138,14 +146,7 @@ def test_a_store_admits_only_selected_namespaces_and_confines_writes(
     assert stored(moto, ns) == {}
 
     tenant.core.patch_namespace(ns, {"metadata": {"labels": {"e2e.vaultbundle.io/store": store}}})
-    tenant.custom.patch_namespaced_custom_object(  # resync now rather than on the next backoff
-        "vaultbundle.io",
-        "v1alpha1",
-        ns,
-        "vaultbundles",
-        "shared",
-        {"metadata": {"annotations": {"vaultbundle.io/force-sync": "labelled"}}},
-    )
+    force(tenant, "shared", "labelled")
     wait_for(lambda: state(tenant, "shared") == ("Synced", "Synced"), "synced through the store", 60)
     assert stored(moto, ns) == {f"tenants/{ns}/API_KEY": False, f"tenants/{ns}/DB_URL": False}
     assert moto.get_secret_value(SecretId=f"tenants/{ns}/API_KEY")["SecretString"] == CANARY
@@ -188,12 +189,5 @@ def test_referent_identity_with_a_real_token_request(tenant: Scenario, moto: Any
     tenant.core.patch_namespaced_service_account(  # the ServiceAccount withdraws its consent
         "aws-writer", ns, {"metadata": {"annotations": {"vaultbundle.io/token-audiences": None}}}
     )
-    tenant.custom.patch_namespaced_custom_object(
-        "vaultbundle.io",
-        "v1alpha1",
-        ns,
-        "vaultbundles",
-        "referent",
-        {"metadata": {"annotations": {"vaultbundle.io/force-sync": "withdrawn"}}},
-    )
+    force(tenant, "referent", "withdrawn")
     wait_for(lambda: state(tenant, "referent") == ("Failed", "Forbidden"), "no token without the opt-in", 60)
