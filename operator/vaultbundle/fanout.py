@@ -1,5 +1,8 @@
 """Plan and apply every target of a VaultBundle; each fails on its own.
 
+Before a store is connected, the store policy decides how it may be reached (`targets.grants`): its own
+credentials, or an admin's ClusterTargetStore, or `PolicyDenied`; the store is then confined to that grant.
+
 A target's failure (a typed `VaultBundleError`, or any other exception, reported as `InternalError` by type
 name only, because SDK text may quote data) stays in its own `TargetResult`: the other targets still sync.
 A failed target keeps its last status record (the store still holds what the last success wrote), updated
@@ -24,6 +27,7 @@ from .errors import Reason, VaultBundleError
 from .kube import KubeAPI
 from .spec import TargetSpec
 from .status import Event, now
+from .targets import grants
 from .targets.base import Owner, Target, TargetContext
 
 SecretReader = Callable[[str, str], Awaitable[str]]
@@ -91,9 +95,11 @@ class FanOut:
         store: Target | None = None
         try:
             kind = targets.load(spec.kind)
-            desired = await asyncio.to_thread(kind.desired, bundle.vault, spec.selection, spec.body)
-            context = TargetContext(self.kube, self.owner, self.digester, previous, self.read_secret)
-            store = await kind.connect(spec.body, context)
+            grant = await grants.authorize_target(self.kube, self.owner, spec.kind, spec.raw)  # before any store I/O
+            body = grants.capped(spec.body, grant)
+            desired = await asyncio.to_thread(kind.desired, bundle.vault, spec.selection, body)
+            context = TargetContext(self.kube, self.owner, self.digester, previous, self.read_secret, grant)
+            store = grants.scoped(await kind.connect(body, context), grant)
             result = await self._plan_and_apply(spec, store, desired, previous)
         except VaultBundleError as exc:
             result = self._failed(spec, store, previous, exc.reason, str(exc))

@@ -20,6 +20,7 @@ from . import metrics
 from .errors import Reason, VaultBundleError
 
 GROUP, VERSION, PLURAL = "vaultbundle.io", "v1alpha1", "vaultbundles"
+STORES_PLURAL = "clustertargetstores"
 FIELD_MANAGER = "vaultbundle"
 
 
@@ -71,6 +72,14 @@ class KubeAPI(SecretsAPI, Protocol):
 
     async def create_token(self, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
         """A TokenRequest for the ServiceAccount; returns the TokenRequest with its `status.token`."""
+        ...
+
+    async def get_cluster_target_store(self, name: str) -> dict[str, Any] | None:
+        """The cluster-scoped ClusterTargetStore's raw JSON, or None when it does not exist."""
+        ...
+
+    async def get_namespace(self, name: str) -> dict[str, Any] | None:
+        """The Namespace's raw JSON (its labels decide which ClusterTargetStores admit it), or None."""
         ...
 
 
@@ -131,6 +140,14 @@ class Kube:
             "create_token", self.core.create_namespaced_service_account_token, name, namespace, body
         )
         return result
+
+    async def get_cluster_target_store(self, name: str) -> dict[str, Any] | None:
+        return await self._get(
+            "get_cluster_target_store", self.custom.get_cluster_custom_object, GROUP, VERSION, STORES_PLURAL, name
+        )
+
+    async def get_namespace(self, name: str) -> dict[str, Any] | None:
+        return await self._get("get_namespace", self.core.read_namespace, name)
 
     async def get_vaultbundle(self, namespace: str, name: str) -> dict[str, Any] | None:
         return await self._get(

@@ -76,11 +76,19 @@ class Reconciler:
         min_refresh: float = DEFAULTS.min_refresh_seconds,
         write_status: bool = True,
     ) -> None:
-        self.kube, self.pool, self.digester = kube, pool, digester
+        self.kube, self.pool, self._operator_digester = kube, pool, digester
         self.s3_factory: Callable[[configblob.BootstrapConfig], ObjectStore] = s3_factory or S3ClientCache()
         self.min_refresh = min_refresh
         self.write_status = write_status  # False for one-shot CLI runs (`vaultbundle plan|sync`)
         self._memory: dict[str, _Memory] = {}
+        self._digesters: dict[str, Digester] = {}  # per namespace; HKDF is cheap, but once per namespace is enough
+
+    def digester(self, namespace: str) -> Digester:
+        """Digests for a VaultBundle of *namespace*: under that namespace's own key (L1)."""
+        digester = self._digesters.get(namespace)
+        if digester is None:
+            digester = self._digesters[namespace] = self._operator_digester.for_namespace(namespace)
+        return digester
 
     def forget(self, uid: str) -> None:
         self._memory.pop(uid, None)
@@ -151,7 +159,7 @@ class Reconciler:
         source = await sources.read(self.kube, observed.namespace, parsed)
         self.pool.check_iterations(source.config.iterations)  # a tenant's count: refused before any download
         objects = self.s3_factory(source.config)
-        source_digest = source.digest(self.digester, parsed)
+        source_digest = source.digest(self.digester(observed.namespace), parsed)
         force_token = observed.annotations.get(FORCE_SYNC_ANNOTATION, "")
         memory = self._memory.get(observed.uid)
         if memory and not memory.same_input(source_digest, observed.generation, force_token):
@@ -182,7 +190,7 @@ class Reconciler:
 
         fan_out = FanOut(
             self.kube,
-            self.digester,
+            self.digester(observed.namespace),
             Owner(observed.namespace, observed.name, observed.uid),
             observed.status.get("targets") or [],
             read_secret,
@@ -206,7 +214,9 @@ class Reconciler:
                 "timestamp": bundle.timestamp,
                 "generation": bundle.generation,
                 # the items are built in the thread too: at 10,000 keys that loop is not free
-                "digest": await asyncio.to_thread(lambda: self.digester.digest(content_items(bundle))),
+                "digest": await asyncio.to_thread(
+                    lambda: self.digester(observed.namespace).digest(content_items(bundle))
+                ),
             },
             "pointerETag": pointer.etag,
             "lastAppliedTimestamp": floor or None,

@@ -60,8 +60,11 @@ def kube(testbed: dict[str, str]) -> k8s.ApiClient:
     return k8s_config.new_client_from_config(config_file=testbed["KUBECONFIG"])
 
 
-def start_operator(testbed: dict[str, str], log: Path, *extra: str) -> tuple[subprocess.Popen[bytes], int]:
-    """An operator process on the test bed (all namespaces unless *extra* names some); returns once /readyz answers."""
+def start_operator(
+    testbed: dict[str, str], log: Path, *extra: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], int]:
+    """An operator process on the test bed (all namespaces unless *extra* names some); returns once /readyz answers.
+    *env*: extra environment (e.g. an ambient cloud identity for the operator)."""
     scope = [] if "--namespace" in extra else ["--all-namespaces"]
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -87,7 +90,7 @@ def start_operator(testbed: dict[str, str], log: Path, *extra: str) -> tuple[sub
     ]
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            command, stdout=sink, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+            command, stdout=sink, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         )
     wait_for(lambda: http_get(f"http://127.0.0.1:{port}/readyz") == "ready\n", "the operator's /readyz", timeout=60)
     return process, port

@@ -12,6 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from tests.kit.policy import with_grant
 
 from vaultbundle import metrics
 from vaultbundle.backoff import Backoff, Retry
@@ -82,7 +83,7 @@ async def _sync(
     kind = hashicorp_vault.KIND
     spec = kind.parse(raw, "spec.targets[0].hashicorpVault")
     desired = kind.desired(Vault(kv=kv, files=files or {}), parse_selection(raw, "x"), spec)
-    target = await kind.connect(spec, context)
+    target = await kind.connect(spec, with_grant(context, kind.name, raw))
     plan = await target.plan(desired)
     if plan.changed:
         await target.apply(plan, desired)
@@ -209,7 +210,7 @@ async def test_concurrent_write_between_plan_and_apply_is_a_conflict(
     kind = hashicorp_vault.KIND
     spec = kind.parse(raw, "t")
     desired = {"A": b"2"}
-    target = await kind.connect(spec, _context(secrets))
+    target = await kind.connect(spec, with_grant(_context(secrets), kind.name, raw))
     plan = await target.plan(desired)
     root.secrets.kv.v2.create_or_update_secret(path, {"A": "someone-else"}, mount_point="secret")  # version 2
     with pytest.raises(TargetError) as conflict:
@@ -220,7 +221,7 @@ async def test_concurrent_write_between_plan_and_apply_is_a_conflict(
 
     # a create races too: cas=0 fails when someone else created the secret meanwhile
     path2 = _unique("vbtest/cas-create")
-    target = await kind.connect(replace(spec, path=path2), _context(secrets))
+    target = await kind.connect(replace(spec, path=path2), with_grant(_context(secrets), kind.name, raw))
     plan = await target.plan(desired)
     root.secrets.kv.v2.create_or_update_secret(path2, {"A": "first"}, mount_point="secret")
     with pytest.raises(TargetError) as raced:

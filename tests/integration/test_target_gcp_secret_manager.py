@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from e2e.fakes.gcp_secret_manager import FakeSecretManagerServer, make_client, start_in_process
 
+from tests.kit.policy import with_grant
 from vaultbundle.digest import Digester
 from vaultbundle.errors import TargetError
 from vaultbundle.selection import SelectionError
@@ -69,7 +70,7 @@ async def sync(
         return (credentials or {})[(name, key)]
 
     context = TargetContext(None, owner, Digester(b"k" * 32), previous or {}, read_secret)  # type: ignore[arg-type]
-    target = await kind.connect(spec, context)
+    target = await kind.connect(spec, with_grant(context, kind.name, raw))
     plan = await target.plan(desired)
     if plan.changed:
         await target.apply(plan, desired)

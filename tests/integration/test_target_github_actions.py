@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from e2e.fakes.github_actions import FakeGitHubServer, start_in_process
 
+from tests.kit.policy import with_grant
 from vaultbundle.digest import Digester
 from vaultbundle.errors import TargetError
 from vaultbundle.selection import SelectionError
@@ -86,7 +87,7 @@ async def sync(
         previous or {},
         read_secret,
     )
-    target = await kind.connect(spec, context)
+    target = await kind.connect(spec, with_grant(context, kind.name, raw))
     plan = await target.plan(desired)
     if plan.changed:
         await target.apply(plan, desired)

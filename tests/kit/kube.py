@@ -1,4 +1,5 @@
-"""`KubeAPI` over dicts: Secrets, the VaultBundle status, ServiceAccounts; every call recorded, faults injectable."""
+"""`KubeAPI` over dicts: Secrets, the VaultBundle status, ServiceAccounts, ClusterTargetStores, Namespaces;
+every call recorded, faults injectable."""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ from typing import Any
 
 from vaultbundle.kube import KubeAPI, KubeError
 
-READS = frozenset({"get_secret", "get_service_account"})
+READS = frozenset({"get_secret", "get_service_account", "get_cluster_target_store", "get_namespace"})
 
 
 class MemoryKube:
     def __init__(self) -> None:
         self.secrets: dict[tuple[str, str], dict[str, Any]] = {}
         self.service_accounts: dict[tuple[str, str], dict[str, Any]] = {}
+        self.stores: dict[str, dict[str, Any]] = {}  # ClusterTargetStores by name
+        self.namespaces: dict[str, dict[str, Any]] = {}  # Namespaces by name
         self.status: dict[str, Any] = {}
         self.calls: list[str] = []
         self.failing: dict[str, int] = {}  # operation -> HTTP status it fails with (a KubeError)
@@ -58,6 +61,14 @@ class MemoryKube:
     async def create_token(self, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
         self._enter("create_token")
         return {**body, "status": {"token": f"token-for-{namespace}-{name}"}}
+
+    async def get_cluster_target_store(self, name: str) -> dict[str, Any] | None:
+        self._enter("get_cluster_target_store")
+        return self.stores.get(name)
+
+    async def get_namespace(self, name: str) -> dict[str, Any] | None:
+        self._enter("get_namespace")
+        return self.namespaces.get(name)
 
     # --- test helpers -------------------------------------------------------------------------------------
 

@@ -10,18 +10,33 @@ A store never calls `TargetContext.read_secret` or reaches for the operator's ow
 * `service_account(name)`: permission to request a token for a ServiceAccount of the namespace (Vault's
   Kubernetes auth).
 
-Every one of these passes through `Credentials.admit()`. Today it admits everything, so behaviour is what it
-was. It is where issue #13 (`ClusterTargetStore`, tenant credentials only, egress policy) adds its check: a
-refusal raises `TargetError(Reason.POLICY_DENIED, ...)` there, and because this is the only path to
-credentials, no store can bypass it.
+* `store_secret(ref, field)`: a key of the Secret a ClusterTargetStore names, in the OPERATOR's namespace.
+
+Every one of these passes through `Credentials.admit()`, which admits only what the target's Grant
+(`grants.authorize_target`, in `TargetContext.grant`) covers:
+
+* no Grant: nothing (fail closed);
+* a Grant without a store (the target brings its own credentials): tenant Secrets and the tenant's own
+  ServiceAccounts; never the operator's ambient identity or a Secret of the operator (C1, C2);
+* a Grant from a ClusterTargetStore: only the identity the store names (its ambient identity, or its Secret in
+  the operator's namespace); never a tenant Secret or ServiceAccount, so connection and identity come from
+  the admin's object alone.
+
+A refusal is `PolicyDeniedError` (reason `PolicyDenied`); because this is the only path to credentials, no
+store can bypass it.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
+from .. import stores
+from ..digest_key import operator_namespace
+from ..errors import PolicyDeniedError, StoreInvalidError
 from ..fields import SecretRef
 from .base import TargetContext
 
@@ -32,6 +47,7 @@ class Source(Enum):
     TENANT = "tenant Secret"
     AMBIENT = "ambient identity"
     SERVICE_ACCOUNT = "ServiceAccount token"
+    STORE = "ClusterTargetStore Secret"
 
 
 @dataclass(frozen=True)
@@ -43,7 +59,27 @@ class Credentials:
     endpoint: str = ""  # where the credentials will be sent ("" = the store's public default)
 
     def admit(self, source: Source, detail: str) -> None:
-        """The policy check for every credential path (issue #13 adds its rules here). Admits all today."""
+        """The policy check for every credential path (see the module docstring); raises `PolicyDeniedError`."""
+        grant = self.context.grant
+        if grant is None or grant.kind != self.kind:
+            raise PolicyDeniedError(f"{self.kind}: no store policy decision was made for this target; refusing")
+        if grant.store is None:
+            if source in (Source.TENANT, Source.SERVICE_ACCOUNT):
+                return
+            raise PolicyDeniedError(
+                f"{self.kind}: no ambient identity for tenants; ask your cluster admin for a ClusterTargetStore "
+                "(then set storeRef), or supply credentials from a Secret in this namespace"
+            )
+        identity = grant.identity
+        if source == Source.AMBIENT and identity is not None and identity.ambient:
+            return
+        stored = identity.secret_ref if identity is not None else None
+        if source == Source.STORE and stored is not None and stored.name == detail:
+            return
+        raise PolicyDeniedError(
+            f"{self.kind}: with storeRef the identity comes from ClusterTargetStore {grant.store} only "
+            f"({source.value} refused)"
+        )
 
     async def secret(self, ref: SecretRef) -> str:
         self.admit(Source.TENANT, ref.name)
@@ -59,6 +95,28 @@ class Credentials:
 
     def service_account(self, name: str) -> None:
         self.admit(Source.SERVICE_ACCOUNT, name)
+
+    async def store_secret(self, ref: stores.SecretRef, field: str) -> str:
+        """The value under `ref.key(field)` of the store's Secret in the operator's own namespace."""
+        self.admit(Source.STORE, ref.name)
+        namespace = operator_namespace()
+        if namespace is None:
+            raise StoreInvalidError(
+                f"{self.kind}: the operator does not know its own namespace (set POD_NAMESPACE), so the "
+                f"ClusterTargetStore Secret {ref.name} cannot be read"
+            )
+        secret = await self.context.kube.get_secret(namespace, ref.name)
+        encoded = ((secret or {}).get("data") or {}).get(ref.key(field))
+        try:
+            value = base64.b64decode(encoded or "", validate=True).decode("utf-8").strip()
+        except (binascii.Error, UnicodeDecodeError):
+            value = ""
+        if not value:
+            raise StoreInvalidError(
+                f"{self.kind}: the ClusterTargetStore's Secret {ref.name} (operator namespace) has no usable key "
+                f"{ref.key(field)!r}; ask your cluster admin"
+            )
+        return value
 
 
 def credentials_for(context: TargetContext, kind: str, endpoint: str = "") -> Credentials:
