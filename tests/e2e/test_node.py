@@ -1,18 +1,19 @@
 """The operator image in real pods: `helm install` of the chart on the test bed's kubelet node.
 
 Needs `make test-node` (the bed with NODE=1, and `make image`): containerd + runc run the image built from the
-root Dockerfile, the kubelet mounts the chart's ServiceAccount token, digest key Secret and /tmp emptyDir,
-probes /healthz and /readyz, and the pods reach the kube-apiserver through the `kubernetes` Service address and
-S3 (moto) through the node's bridge. Checked: both replicas become Ready, the leader syncs a VaultBundle to a
-Secret (the apiserver's audit log shows the write coming from the leader pod's IP), a `kubectl delete pod` of
-the leader hands the Lease to another pod which syncs the next push (written from that pod's IP), the
-container process runs as 65532 with no capabilities and a read-only root filesystem (read from /proc of the
-real process, and tried with `kubectl exec`), and `kubectl logs` (debug level) carry neither the bundle's canary
-value nor the passphrase.
+root Dockerfile, the kubelet mounts the chart's ServiceAccount token and /tmp emptyDir (the digest key is a Secret
+the operator keeps in its namespace), probes /healthz and /readyz, and the pods reach the kube-apiserver through
+the `kubernetes` Service address and S3 (moto) through the node's bridge. Checked: both replicas become Ready, the
+leader syncs a VaultBundle to a Secret (the apiserver's audit log shows the write coming from the leader pod's
+IP), a `kubectl delete pod` of the leader hands the Lease to another pod which syncs the next push (written from
+that pod's IP), the container process runs as 65532 with no capabilities and a read-only root filesystem (read
+from /proc of the real process, and tried with `kubectl exec`), and `kubectl logs` (debug level) carry neither the
+bundle's canary value nor the passphrase.
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 import uuid
@@ -175,13 +176,16 @@ def test_the_image_runs_the_chart_on_a_real_node(
     mounts = mount_options(pid)
     assert "ro" in mounts["/"], mounts["/"]
     assert "rw" in mounts["/tmp"], mounts["/tmp"]
-    assert "ro" in mounts["/etc/vaultbundle/digest-key"], mounts["/etc/vaultbundle/digest-key"]
-    # and in practice (kubectl exec through the kubelet): / refuses a write, /tmp takes one, the key is readable
+    assert "/etc/vaultbundle/digest-key" not in mounts  # no key file: the operator keeps its key in a Secret
+    # both replicas use one digest key: the Secret the first of them created in the release namespace
+    key_secret = release.core.read_namespaced_secret(f"{release.name}-vaultbundle-operator-digest-key", system)
+    assert len(base64.b64decode(key_secret.data["digest-key"])) >= 16
+    # and in practice (kubectl exec through the kubelet): / refuses a write, /tmp takes one, the key Secret is named
     probe = (
         "import errno, os\n"
         "try:\n    open('/probe', 'w')\nexcept OSError as exc:\n    print('root', errno.errorcode[exc.errno])\n"
         "open('/tmp/probe', 'w').write('x'); print('tmp ok', os.getuid())\n"
-        "print('key', len(open('/etc/vaultbundle/digest-key/digest-key', 'rb').read()) >= 16)\n"
+        "print('key', os.environ.get('VAULTBUNDLE_DIGEST_KEY_SECRET', '').endswith('-digest-key'))\n"
     )
     out = kubectl(testbed, "-n", release.namespace, "exec", pod.metadata.name, "--", "python", "-c", probe)
     assert out.split("\n")[:3] == ["root EROFS", "tmp ok 65532", "key True"], out
