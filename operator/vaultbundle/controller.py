@@ -211,7 +211,7 @@ def build_registry(config: Settings) -> kopf.OperatorRegistry:
         )
         electing = config.leader_election_namespace is not None
         scheduler = Scheduler(
-            Reconciler(kube, pool, digester, min_refresh=config.min_refresh_seconds),
+            Reconciler(kube, pool, digester, min_refresh=config.min_refresh_seconds, egress=config.egress_policy()),
             config.max_concurrent,
             config.shard,
             active=not electing,

@@ -15,11 +15,13 @@ from typing import Any
 from . import metrics, targets
 from .bundles import Bundle
 from .digest import Digester
+from .egress import SECURE_DEFAULT, EgressPolicy
 from .errors import Reason, VaultBundleError
 from .kube import KubeAPI
 from .spec import TargetSpec
 from .status import Event, now
 from .targets.base import Owner, Target, TargetContext
+from .targets.threads import isolated
 
 SecretReader = Callable[[str, str], Awaitable[str]]
 
@@ -73,6 +75,7 @@ class FanOut:
     previous_targets: Sequence[Mapping[str, Any]]
     read_secret: SecretReader
     dry_run: bool
+    egress: EgressPolicy = SECURE_DEFAULT
 
     def previous(self, name: str) -> Mapping[str, Any]:
         return next((t for t in self.previous_targets if t.get("name") == name), {})
@@ -85,11 +88,12 @@ class FanOut:
         previous = self.previous(spec.name)
         store: Target | None = None
         try:
-            kind = targets.load(spec.kind)
-            desired = kind.desired(bundle.vault, spec.selection, spec.body)
-            context = TargetContext(self.kube, self.owner, self.digester, previous, self.read_secret)
-            store = await kind.connect(spec.body, context)
-            result = await self._plan_and_apply(spec, store, desired, previous)
+            with isolated():  # this target's egress scope ends with it
+                kind = targets.load(spec.kind)
+                desired = kind.desired(bundle.vault, spec.selection, spec.body)
+                context = TargetContext(self.kube, self.owner, self.digester, previous, self.read_secret, self.egress)
+                store = await kind.connect(spec.body, context)
+                result = await self._plan_and_apply(spec, store, desired, previous)
         except VaultBundleError as exc:
             result = self._failed(spec, store, previous, exc.reason, str(exc))
         except Exception as exc:  # noqa: BLE001 - one broken store must not stop the others; SDK text may hold data

@@ -83,6 +83,7 @@ def start_operator(testbed: dict[str, str], log: Path, *extra: str) -> tuple[sub
         "--metrics-port",
         str(port),
         "--verbose",
+        "--egress-allow-local",  # the test bed's S3 and stores listen on loopback
         *extra,
     ]
     with log.open("wb") as sink:
@@ -443,13 +444,18 @@ def test_cli_plan_then_sync_without_an_operator(testbed: dict[str, str], kube: k
         command = [sys.executable, "-m", "vaultbundle.cli"]
         env = {**os.environ, "KUBECONFIG": testbed["KUBECONFIG"]}
         planned = subprocess.run(
-            [*command, "plan", "-f", str(manifest)], capture_output=True, text=True, env=env, check=False, timeout=120
+            [*command, "plan", "-f", str(manifest), "--egress-allow-local"],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+            timeout=120,
         )
         assert planned.returncode == 0, planned.stderr
         assert "+ MODE" in planned.stdout and "+ TOKEN" in planned.stdout and CANARY not in planned.stdout
         assert made.data("ci-env") is None
         synced = subprocess.run(
-            [*command, "sync", "-f", str(manifest), "--json"],
+            [*command, "sync", "-f", str(manifest), "--json", "--egress-allow-local"],
             capture_output=True,
             text=True,
             env=env,
@@ -460,7 +466,7 @@ def test_cli_plan_then_sync_without_an_operator(testbed: dict[str, str], kube: k
         assert made.data("ci-env") == {"TOKEN": CANARY, "MODE": "ci"} and CANARY not in synced.stdout
         assert json.loads(synced.stdout)["targets"][0]["plan"]["create"] == ["MODE", "TOKEN"]
         again = subprocess.run(
-            [*command, "sync", "-f", str(manifest), "--json"],
+            [*command, "sync", "-f", str(manifest), "--json", "--egress-allow-local"],
             capture_output=True,
             text=True,
             env=env,
@@ -475,7 +481,12 @@ def test_cli_plan_then_sync_without_an_operator(testbed: dict[str, str], kube: k
         }
         made.secret("web-passphrase", {"passphrase": "wrong"}, replace=True)
         failed = subprocess.run(
-            [*command, "sync", "-f", str(manifest)], capture_output=True, text=True, env=env, check=False, timeout=120
+            [*command, "sync", "-f", str(manifest), "--egress-allow-local"],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+            timeout=120,
         )
         assert failed.returncode == 14 and "WrongPassphrase" in failed.stdout
     finally:

@@ -21,6 +21,7 @@ from azure.core.credentials import AccessToken
 from azure.keyvault.secrets import SecretClient
 
 from vaultbundle.digest import Digester
+from vaultbundle.egress import EgressPolicy
 from vaultbundle.errors import TargetError
 from vaultbundle.selection import SelectionError
 from vaultbundle.spec import parse_selection
@@ -85,7 +86,12 @@ def context(
         return values[(name, key)]
 
     return TargetContext(
-        kube=None, owner=owner, digester=Digester(b"k" * 32), previous=previous, read_secret=read_secret
+        kube=None,
+        owner=owner,
+        digester=Digester(b"k" * 32),
+        previous=previous,
+        read_secret=read_secret,
+        egress=EgressPolicy(allow_local=True),  # the fake listens on loopback
     )  # type: ignore[arg-type]
 
 

@@ -16,6 +16,7 @@ import pytest
 from vaultbundle import metrics
 from vaultbundle.backoff import Backoff, Retry
 from vaultbundle.digest import Digester
+from vaultbundle.egress import EgressPolicy
 from vaultbundle.errors import SpecError, TargetError
 from vaultbundle.spec import parse_selection
 from vaultbundle.targets import hashicorp_vault
@@ -64,7 +65,9 @@ class Secrets:
 
 
 def _context(secrets: Secrets, *, previous: Mapping[str, Any] | None = None, kube: Any = None, ns: str = "web") -> Any:
-    return TargetContext(kube, Owner(ns, "web", "uid"), Digester(b"k" * 32), previous or {}, secrets.read)
+    return TargetContext(
+        kube, Owner(ns, "web", "uid"), Digester(b"k" * 32), previous or {}, secrets.read, EgressPolicy(allow_local=True)
+    )
 
 
 def _raw(testbed: dict[str, str], path: str, **extra: Any) -> dict[str, Any]:

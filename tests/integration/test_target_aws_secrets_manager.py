@@ -18,6 +18,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from vaultbundle.digest import Digester
+from vaultbundle.egress import EgressPolicy
 from vaultbundle.errors import TargetError
 from vaultbundle.selection import SelectionError
 from vaultbundle.spec import parse_selection
@@ -72,7 +73,12 @@ STATUS: dict[str, dict[str, Any]] = {}
 
 def context(previous: dict[str, Any]) -> TargetContext:
     return TargetContext(
-        kube=None, owner=OWNER, digester=Digester(b"k" * 32), previous=previous, read_secret=read_secret
+        kube=None,
+        owner=OWNER,
+        digester=Digester(b"k" * 32),
+        previous=previous,
+        read_secret=read_secret,
+        egress=EgressPolicy(allow_local=True),  # moto listens on loopback
     )  # type: ignore[arg-type]
 
 

@@ -13,6 +13,7 @@ import pytest
 from e2e.fakes.gcp_secret_manager import FakeSecretManagerServer, make_client, start_in_process
 
 from vaultbundle.digest import Digester
+from vaultbundle.egress import EgressPolicy
 from vaultbundle.errors import TargetError
 from vaultbundle.selection import SelectionError
 from vaultbundle.spec import parse_selection
@@ -68,7 +69,14 @@ async def sync(
     async def read_secret(name: str, key: str) -> str:
         return (credentials or {})[(name, key)]
 
-    context = TargetContext(None, owner, Digester(b"k" * 32), previous or {}, read_secret)  # type: ignore[arg-type]
+    context = TargetContext(
+        None,  # type: ignore[arg-type]
+        owner,
+        Digester(b"k" * 32),
+        previous or {},
+        read_secret,
+        EgressPolicy(allow_local=True),  # the fake listens on loopback
+    )
     target = await kind.connect(spec, context)
     plan = await target.plan(desired)
     if plan.changed:

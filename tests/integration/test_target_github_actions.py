@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from e2e.fakes.github_actions import FakeGitHubServer, start_in_process
 
 from vaultbundle.digest import Digester
+from vaultbundle.egress import EgressPolicy
 from vaultbundle.errors import TargetError
 from vaultbundle.selection import SelectionError
 from vaultbundle.spec import parse_selection
@@ -85,6 +86,7 @@ async def sync(
         Digester(b"k" * 32),
         previous or {},
         read_secret,
+        EgressPolicy(allow_local=True),  # the fake listens on loopback
     )
     target = await kind.connect(spec, context)
     plan = await target.plan(desired)

@@ -36,9 +36,11 @@ class MemoryObjects:
         self.downloads.append(key)
         return StoredObject(self.objects[key], etag)
 
-    def put(self, key: str, body: bytes, *, create_only: bool = False) -> str:
+    def put(self, key: str, body: bytes, *, create_only: bool = False, if_match: str | None = None) -> str:
         self._request()
         if create_only and key in self.objects:
+            raise S3UnreachableError(f"S3 put_object of {key!r} failed: PreconditionFailed")
+        if if_match is not None and (key not in self.objects or self.etag(self.objects[key]) != if_match):
             raise S3UnreachableError(f"S3 put_object of {key!r} failed: PreconditionFailed")
         self.objects[key] = body
         return self.etag(body)

@@ -30,6 +30,7 @@ CHART_VALUES = {
     ("operator", "minRefreshInterval"): "min_refresh_seconds",
     ("metrics", "port"): "metrics_port",
     ("leaderElection", "leaseDuration"): "lease_seconds",
+    ("egress", "allowLocal"): "egress_allow_local",
 }
 
 

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
+from ..egress import SECURE_DEFAULT, EgressPolicy
 from ..fields import Selection
 
 if TYPE_CHECKING:
@@ -103,13 +104,20 @@ class Owner:
 @dataclass(frozen=True)
 class TargetContext:
     """What a target may use: the operator's Kubernetes client, the owner, the digest key, its last status
-    entry, and a reader of Secrets in the owner's namespace (credentials go through `credentials.Credentials`)."""
+    entry, a reader of Secrets in the owner's namespace (credentials go through `credentials.Credentials`) and
+    the operator's egress policy for tenant URLs (`threads.in_thread` applies it to every SDK call)."""
 
     kube: KubeAPI
     owner: Owner
     digester: Digester
     previous: Mapping[str, Any]  # this target's entry in the last status (e.g. per-key digests)
     read_secret: Callable[[str, str], Awaitable[str]]  # (Secret name, key) in the owner's namespace -> value
+    egress: EgressPolicy = SECURE_DEFAULT  # the secure default: no loopback, no metadata addresses
+
+    @property
+    def allow_local(self) -> bool:
+        """Loopback tenant URLs allowed (`--egress-allow-local`, a test-bed convenience)."""
+        return self.egress.allow_local
 
 
 class StoreKind:

@@ -24,6 +24,7 @@ from enum import Enum
 
 from ..fields import SecretRef
 from .base import TargetContext
+from .threads import EgressScope, enter_scope
 
 
 class Source(Enum):
@@ -41,6 +42,13 @@ class Credentials:
     context: TargetContext
     kind: str  # the spec.targets[] kind, e.g. "awsSecretsManager"
     endpoint: str = ""  # where the credentials will be sent ("" = the store's public default)
+    egress: EgressScope | None = None  # this target's egress scope (its SDK calls run under it)
+
+    def admin_connection(self) -> None:
+        """The connection (endpoint, identity) comes from a cluster admin's `ClusterTargetStore`, not from the
+        tenant: the target's SDK calls are then not restricted by the tenant egress policy."""
+        if self.egress is not None:
+            self.egress.admin()
 
     def admit(self, source: Source, detail: str) -> None:
         """The policy check for every credential path (issue #13 adds its rules here). Admits all today."""
@@ -62,4 +70,7 @@ class Credentials:
 
 
 def credentials_for(context: TargetContext, kind: str, endpoint: str = "") -> Credentials:
-    return Credentials(context, kind, endpoint)
+    """The target's credentials; also starts its egress scope: every later `in_thread` SDK call of this target
+    runs under the operator's egress policy, and *endpoint* is checked against it before the first one."""
+    scope = enter_scope(context.egress, f"{kind} target", endpoint)
+    return Credentials(context, kind, endpoint, scope)
