@@ -28,7 +28,7 @@ from vaultbundle.spec import parse_selection
 from vaultbundle.targets import azure_key_vault
 from vaultbundle.targets.azure_key_vault import KIND, OWNER_TAG, AzureKeyVaultTarget
 from vaultbundle.targets.base import Owner, Plan, TargetContext
-from vaultbundle.targets.ownership import MANAGED_BY_KEY
+from vaultbundle.targets.ownership import ADOPT_KEY, MANAGED_BY_KEY
 from vaultbundle.vault import Vault
 
 pytestmark = pytest.mark.testbed
@@ -260,13 +260,22 @@ async def test_unowned_secret_left_alone_unless_adopt(
     assert admin.get_secret(f"{prefix}DB").value == "theirs"
     assert not any(p.name == f"{prefix}NEW" for p in admin.list_properties_of_secrets())
 
+    # adopt: true alone is not enough: each secret's owner opts in with a tag naming this VaultBundle
+    with pytest.raises(TargetError, match=r"does not opt in.*tag vaultbundle-adopt=") as unconsented:
+        await sync({**raw, "adopt": True}, Vault(kv={"DB": "ours", "SAME": "equal", "NEW": "n"}), bed, owner)
+    assert unconsented.value.reason == "SecretNotOwned" and admin.get_secret(f"{prefix}DB").value == "theirs"
+    token = f"{owner.namespace}.{owner.name}"
+    for name, tags in ((f"{prefix}DB", {"team": "ops", ADOPT_KEY: token}), (f"{prefix}SAME", {ADOPT_KEY: token})):
+        admin.update_secret_properties(name, admin.get_secret(name).properties.version, tags=tags)
+
+    # the values of secrets not ours are never compared (no equality oracle): an equal one is rewritten too
     adopted = await sync({**raw, "adopt": True}, Vault(kv={"DB": "ours", "SAME": "equal", "NEW": "n"}), bed, owner)
-    assert adopted.plan.update == [f"{prefix}DB"] and adopted.plan.create == [f"{prefix}NEW"]
-    assert ("update_secret_properties", f"{prefix}SAME") in adopted.writes  # equal value: tags only
-    assert len(versions(admin, f"{prefix}SAME")) == 1
+    assert adopted.plan.update == [f"{prefix}DB", f"{prefix}SAME"] and adopted.plan.create == [f"{prefix}NEW"]
+    assert len(versions(admin, f"{prefix}SAME")) == 2
     db = admin.get_secret(f"{prefix}DB")
     assert db.value == "ours" and db.properties.tags == {
         "team": "ops",
+        ADOPT_KEY: token,
         MANAGED_BY_KEY: "vaultbundle",
         OWNER_TAG: owner.ref,
     }

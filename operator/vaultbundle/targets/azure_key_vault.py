@@ -43,7 +43,7 @@ from .base import Plan, StoreKind, TargetContext, WrittenNames
 from .credentials import credentials_for
 from .errormap import Messages, first_match, reason_for_status, translated
 from .naming import NameRule, Naming, parse_naming, remote_names
-from .ownership import MANAGED_BY_KEY, MANAGED_BY_VALUE, claim_tagged
+from .ownership import ADOPT_KEY, MANAGED_BY_KEY, MANAGED_BY_VALUE, adopt_token, claim_tagged
 from .threads import ThreadedTarget, in_thread
 
 OWNER_TAG = "vaultbundle-owner"
@@ -195,7 +195,7 @@ class AzureKeyVaultKind(StoreKind):
         if spec.ca_bundle is not None:  # public certificates, but a tenant Secret all the same
             ca_file = _ca_file(await credentials.secret(spec.ca_bundle), spec.ca_bundle)
         client = await in_thread(_client, spec, secret, ca_file)
-        return AzureKeyVaultTarget(client, spec, context)
+        return AzureKeyVaultTarget(client, spec, context, allow_adopt=credentials.adopt_allowed())
 
 
 def _stored(value: bytes, spec: AzureKeyVaultSpec) -> tuple[str, str, dict[str, str]]:
@@ -403,8 +403,11 @@ class StoreState:
 
 
 class AzureKeyVaultTarget(ThreadedTarget[StoreState]):
-    def __init__(self, client: Any, spec: AzureKeyVaultSpec, context: TargetContext) -> None:
+    def __init__(
+        self, client: Any, spec: AzureKeyVaultSpec, context: TargetContext, *, allow_adopt: bool = False
+    ) -> None:
         self.client, self.spec, self.owner = client, spec, context.owner
+        self.allow_adopt = allow_adopt
         self.written = WrittenNames(context.previous, spec.vault_url)  # lower-case names
 
     def describe(self) -> str:
@@ -436,11 +439,12 @@ class AzureKeyVaultTarget(ThreadedTarget[StoreState]):
             raise _target_error(exc, "GetSecret", name) from None
         tags = dict(found.properties.tags or {})
         properties = found.properties
+        ours = tags.get(OWNER_TAG) == self.owner.ref
         return StoredSecret(
             name,
             tags,
             deleted=False,
-            value=found.value,
+            value=found.value if ours else None,  # GetSecret returns it with the tags: never kept nor compared
             content_type=properties.content_type,
             version=properties.version,
         )
@@ -470,6 +474,9 @@ class AzureKeyVaultTarget(ThreadedTarget[StoreState]):
             adopt=self.spec.adopt,
             where=self.describe(),
             deleted_note="soft-deleted",
+            adopt_tag=ADOPT_KEY,
+            token=adopt_token(self.owner),
+            allow_adopt=self.allow_adopt,
         )
         plan.create, state.remotes = claimed.missing, claimed.held
         for name, remote in state.remotes.items():

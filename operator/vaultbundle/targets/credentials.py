@@ -44,6 +44,12 @@ class Credentials:
     endpoint: str = ""  # where the credentials will be sent ("" = the store's public default)
     egress: EgressScope | None = None  # this target's egress scope (its SDK calls run under it)
 
+    def adopt_allowed(self) -> bool:
+        """True when the ClusterTargetStore lending this connection allows `adopt` without the object's own
+        opt-in tag (its Grant; set where the store's ClusterTargetStore is resolved). A tenant's own
+        connection never does: there the object must opt in (`ownership.Consent`)."""
+        return False
+
     def admin_connection(self) -> None:
         """The connection (endpoint, identity) comes from a cluster admin's `ClusterTargetStore`, not from the
         tenant: the target's SDK calls are then not restricted by the tenant egress policy."""

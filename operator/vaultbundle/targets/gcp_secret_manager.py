@@ -31,7 +31,7 @@ from .checks import is_loopback
 from .credentials import credentials_for
 from .errormap import ExceptionTypes, Messages, first_match, translated
 from .naming import NameRule, Naming, parse_naming, remote_names
-from .ownership import MANAGED_BY_KEY, MANAGED_BY_VALUE, claim
+from .ownership import ADOPT_KEY, MANAGED_BY_KEY, MANAGED_BY_VALUE, Consent, claim
 from .threads import ThreadedTarget, in_thread
 
 if TYPE_CHECKING:
@@ -176,7 +176,7 @@ class GcpSecretManagerKind(StoreKind):
                 raise TargetError(Reason.AUTH_FAILED, _bad_credentials(spec.credentials_ref))
             info = parsed
         client = await in_thread(_client, spec, info)
-        return GcpSecretManagerTarget(client, spec, context)
+        return GcpSecretManagerTarget(client, spec, context, allow_adopt=credentials.adopt_allowed())
 
 
 def _bad_credentials(ref: SecretRef) -> str:
@@ -290,8 +290,15 @@ class StoreState:
 
 
 class GcpSecretManagerTarget(ThreadedTarget[StoreState]):
-    def __init__(self, client: SecretManagerServiceClient, spec: GcpSecretManagerSpec, context: TargetContext) -> None:
-        self.client, self.spec = client, spec
+    def __init__(
+        self,
+        client: SecretManagerServiceClient,
+        spec: GcpSecretManagerSpec,
+        context: TargetContext,
+        *,
+        allow_adopt: bool = False,
+    ) -> None:
+        self.client, self.spec, self.allow_adopt = client, spec, allow_adopt
         self.owner_value = owner_label(context.owner)
         self.labels = {**spec.labels, MANAGED_BY_KEY: MANAGED_BY_VALUE, OWNER_LABEL: self.owner_value}
         self.managed = WrittenNames(context.previous, spec.parent)
@@ -352,6 +359,9 @@ class GcpSecretManagerTarget(ThreadedTarget[StoreState]):
             adopt=spec.adopt,
             where=self.describe(),
             marker=f"no {OWNER_LABEL} label",
+            consent=Consent(
+                lambda secret: secret.labels.get(ADOPT_KEY), self.owner_value, f"label {ADOPT_KEY}", self.allow_adopt
+            ),
         )
         plan.create = claimed.missing
         for secret_id, secret in claimed.held.items():
@@ -359,6 +369,9 @@ class GcpSecretManagerTarget(ThreadedTarget[StoreState]):
             labels = dict(secret.labels)
             if any(labels.get(k) != v for k, v in self.labels.items()):
                 remote.relabel[secret_id] = {**labels, **self.labels}
+            if secret_id in claimed.adopted:  # not ours yet: its value is never read (no oracle), just written
+                plan.update.append(secret_id)
+                continue
             with _errors(f"project {spec.project}: reading secret {secret_id}"):
                 current = self._latest_enabled(secret.name)
             if current != desired[secret_id]:
