@@ -60,8 +60,11 @@ def kube(testbed: dict[str, str]) -> k8s.ApiClient:
     return k8s_config.new_client_from_config(config_file=testbed["KUBECONFIG"])
 
 
-def start_operator(testbed: dict[str, str], log: Path, *extra: str) -> tuple[subprocess.Popen[bytes], int]:
-    """An operator process on the test bed (all namespaces unless *extra* names some); returns once /readyz answers."""
+def start_operator(
+    testbed: dict[str, str], log: Path, *extra: str, allow_local: bool = True
+) -> tuple[subprocess.Popen[bytes], int]:
+    """An operator process on the test bed (all namespaces unless *extra* names some); returns once /readyz answers.
+    *allow_local*: pass `--egress-allow-local` (the test bed's S3 and stores listen on loopback)."""
     scope = [] if "--namespace" in extra else ["--all-namespaces"]
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -83,7 +86,7 @@ def start_operator(testbed: dict[str, str], log: Path, *extra: str) -> tuple[sub
         "--metrics-port",
         str(port),
         "--verbose",
-        "--egress-allow-local",  # the test bed's S3 and stores listen on loopback
+        *(["--egress-allow-local"] if allow_local else []),
         *extra,
     ]
     with log.open("wb") as sink:
@@ -393,6 +396,15 @@ def test_ownership_adopt_dry_run_and_garbage_collection(scenario: Scenario) -> N
         "taker",
         {"spec": {"targets": [{"name": "app", "kubernetesSecret": {"name": "precious", "adopt": True}}]}},
     )
+    # adopt: true alone is not enough: the Secret must opt in, written by someone who may write it
+    wait_for(
+        lambda: "vaultbundle.io/adopt=taker" in scenario.vb("taker")["status"]["targets"][0]["message"],
+        "refusal of a Secret that does not opt in",
+    )
+    assert scenario.data("precious") == {"keep": "me"}
+    scenario.core.patch_namespaced_secret(
+        "precious", scenario.ns, {"metadata": {"annotations": {"vaultbundle.io/adopt": "taker"}}}
+    )
     wait_for(
         lambda: scenario.data("precious") == {"keep": "me", "A": "1", "B": "2"},
         "adoption that keeps the keys someone else wrote",
@@ -417,6 +429,42 @@ def test_ownership_adopt_dry_run_and_garbage_collection(scenario: Scenario) -> N
     scenario.custom.delete_namespaced_custom_object("vaultbundle.io", "v1alpha1", scenario.ns, "vaultbundles", "taker")
     time.sleep(3)
     assert scenario.data("precious") == {"keep": "me", "A": "1", "B": "2"}
+
+
+def test_adopt_never_takes_source_secrets_or_helm_releases(scenario: Scenario) -> None:
+    """M1: VaultBundle b adopting a's passphrase Secret would point a at b's bucket; a Helm release Secret would be
+    rendered by the next `helm rollback`. Both are refused even when annotated for adoption."""
+    scenario.push({".env.prod": b"A=1\n"})
+    scenario.apply("victim", {"name": "victim-env"})
+    wait_for(lambda: scenario.data("victim-env") == {"A": "1"}, "the victim's Secret")
+    scenario.secret("h-vsync", {"config": configblob.encode(scenario.config)})
+    scenario.secret("h-passphrase", {"passphrase": PASSPHRASE})
+    opt_in = {"metadata": {"annotations": {"vaultbundle.io/adopt": "hijacker"}}}
+    scenario.core.patch_namespaced_secret("web-passphrase", scenario.ns, opt_in)
+    own_sources = {"configSecretRef": {"name": "h-vsync"}, "passphraseSecretRef": {"name": "h-passphrase"}}
+    scenario.apply("hijacker", {"name": "web-passphrase", "adopt": True}, source=own_sources)
+    wait_for(lambda: scenario.reason("hijacker") == "TargetFailed", "refusal to adopt a source Secret")
+    target = scenario.vb("hijacker")["status"]["targets"][0]
+    assert target["reason"] == "SecretNotOwned" and "source Secret" in target["message"]
+    assert scenario.data("web-passphrase") == {"passphrase": PASSPHRASE}
+
+    release = "sh.helm.release.v1.app.v1"
+    body = {"metadata": {"name": release, **opt_in["metadata"]}, "type": "helm.sh/release.v1", "stringData": {"r": "x"}}
+    scenario.core.create_namespaced_secret(scenario.ns, body)
+    scenario.custom.patch_namespaced_custom_object(
+        "vaultbundle.io",
+        "v1alpha1",
+        scenario.ns,
+        "vaultbundles",
+        "hijacker",
+        {"spec": {"targets": [{"name": "app", "kubernetesSecret": {"name": release, "adopt": True}}]}},
+    )
+    wait_for(
+        lambda: "helm.sh/release.v1" in scenario.vb("hijacker")["status"]["targets"][0].get("message", ""),
+        "refusal to adopt a Helm release Secret",
+    )
+    assert scenario.data(release) == {"r": "x"}
+    assert scenario.reason("victim") == "Synced" and scenario.data("victim-env") == {"A": "1"}
 
 
 def test_cli_plan_then_sync_without_an_operator(testbed: dict[str, str], kube: k8s.ApiClient, tmp_path: Path) -> None:

@@ -7,13 +7,14 @@ from typing import Any
 
 from vaultbundle.kube import KubeAPI, KubeError
 
-READS = frozenset({"get_secret", "get_service_account"})
+READS = frozenset({"get_secret", "get_service_account", "list_vaultbundles"})
 
 
 class MemoryKube:
     def __init__(self) -> None:
         self.secrets: dict[tuple[str, str], dict[str, Any]] = {}
         self.service_accounts: dict[tuple[str, str], dict[str, Any]] = {}
+        self.vaultbundles: dict[tuple[str, str], dict[str, Any]] = {}  # other VaultBundles (list_vaultbundles)
         self.status: dict[str, Any] = {}
         self.calls: list[str] = []
         self.failing: dict[str, int] = {}  # operation -> HTTP status it fails with (a KubeError)
@@ -35,12 +36,29 @@ class MemoryKube:
         return self.secrets.get((namespace, name))
 
     async def apply_secret(self, namespace: str, body: dict[str, Any]) -> None:
+        """Like server-side apply: keys, labels and annotations other managers wrote stay; ours are replaced."""
         self._enter("apply_secret")
         fields: dict[str, Any] = {f"f:{key}": {} for key in body.get("data") or {}}
         managed = [{"manager": "vaultbundle", "operation": "Apply", "fieldsV1": {"f:data": fields}}]
-        self.secrets[(namespace, body["metadata"]["name"])] = {
+        old = self.secrets.get((namespace, body["metadata"]["name"])) or {}
+        old_meta = old.get("metadata") or {}
+        ours = {
+            name[2:]
+            for entry in old_meta.get("managedFields") or []
+            if entry.get("manager") == "vaultbundle"
+            for name in (entry.get("fieldsV1") or {}).get("f:data") or {}
+        }
+        others = {k: v for k, v in (old.get("data") or {}).items() if k not in ours}
+        meta = body["metadata"]
+        self.secrets[(namespace, meta["name"])] = {
             **body,
-            "metadata": {**body["metadata"], "managedFields": managed},
+            "data": {**others, **(body.get("data") or {})},
+            "metadata": {
+                **meta,
+                "labels": {**(old_meta.get("labels") or {}), **(meta.get("labels") or {})},
+                "annotations": {**(old_meta.get("annotations") or {}), **(meta.get("annotations") or {})},
+                "managedFields": managed,
+            },
         }
 
     async def delete_secret(self, namespace: str, name: str) -> None:
@@ -59,11 +77,22 @@ class MemoryKube:
         self._enter("create_token")
         return {**body, "status": {"token": f"token-for-{namespace}-{name}"}}
 
+    async def list_vaultbundles(self, namespace: str) -> list[dict[str, Any]]:
+        self._enter("list_vaultbundles")
+        return [body for (ns, _), body in sorted(self.vaultbundles.items()) if ns == namespace]
+
     # --- test helpers -------------------------------------------------------------------------------------
 
     def put_secret(self, namespace: str, name: str, data: dict[str, str], **metadata: Any) -> None:
         encoded = {key: base64.b64encode(value.encode()).decode() for key, value in data.items()}
         self.secrets[(namespace, name)] = {"metadata": {"name": name, **metadata}, "data": encoded}
+
+    def put_vaultbundle(self, namespace: str, name: str, config: str, passphrase: str) -> None:
+        source = {"configSecretRef": {"name": config}, "passphraseSecretRef": {"name": passphrase}}
+        self.vaultbundles[(namespace, name)] = {
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"source": source},
+        }
 
     def data(self, namespace: str, name: str) -> dict[str, str]:
         return {k: base64.b64decode(v).decode() for k, v in self.secrets[(namespace, name)]["data"].items()}

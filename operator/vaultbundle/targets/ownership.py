@@ -30,7 +30,7 @@ another's VaultBundles): it says "managed by another VaultBundle".
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Generic, Protocol, TypeVar
@@ -43,6 +43,32 @@ MANAGED_BY_KEY = "managed-by"  # the label / tag / custom_metadata key of the ex
 MANAGED_BY_VALUE = "vaultbundle"  # its value, everywhere (also of app.kubernetes.io/managed-by on Secrets)
 ADOPT_ANNOTATION = "vaultbundle.io/adopt"  # on a Kubernetes Secret: the VaultBundle name that may adopt it
 ADOPT_KEY = "vaultbundle-adopt"  # Azure tag, GCP label, Vault custom_metadata (AWS: ADOPT_ANNOTATION as tag)
+
+
+# Secret types no VaultBundle ever writes or adopts: ServiceAccount and bootstrap tokens (the apiserver's
+# credentials), Helm release records (a later `helm rollback` would render whatever we wrote)
+NEVER_WRITTEN_SECRET_TYPES = frozenset(
+    {"kubernetes.io/service-account-token", "bootstrap.kubernetes.io/token", "helm.sh/release.v1"}
+)
+
+
+def secret_adopt_refusal(secret: Mapping[str, Any], *, owner: Owner, sources: Collection[str]) -> str | None:
+    """Why an existing Kubernetes Secret without our marker is not adopted even with `adopt: true` (None: it
+    may be). *sources*: the source Secrets (config, passphrase) of every VaultBundle of the namespace."""
+    meta = secret.get("metadata") or {}
+    kind = secret.get("type") or "Opaque"
+    if kind in NEVER_WRITTEN_SECRET_TYPES:
+        return f"Secrets of type {kind} are never adopted"
+    if meta.get("name") in sources:
+        return "it is a source Secret (configSecretRef or passphraseSecretRef) of a VaultBundle in this namespace"
+    if any(ref.get("controller") and ref.get("uid") != owner.uid for ref in meta.get("ownerReferences") or []):
+        return "another controller owns it (an ownerReference with controller: true)"
+    if (meta.get("annotations") or {}).get(ADOPT_ANNOTATION) != owner.name:
+        return (
+            f"it does not opt in: whoever may write it must annotate it {ADOPT_ANNOTATION}={owner.name} "
+            "(adopt: true alone is not enough)"
+        )
+    return None
 
 
 def adopt_token(owner: Owner) -> str:
