@@ -48,42 +48,41 @@ def recorder() -> Iterator[tuple[str, list[str]]]:
     server.server_close()
 
 
-@pytest.fixture(scope="module")
-def strict_operator(testbed: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+@pytest.fixture
+def scenario(testbed: dict[str, str], kube: k8s.ApiClient, tmp_path: Path) -> Iterator[Scenario]:
+    """A namespace of its own, watched by an operator of its own that runs with the production egress default."""
     kubectl(testbed, "apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
     kubectl(testbed, "wait", "--for=condition=Established", "crd/vaultbundles.vaultbundle.io", "--timeout=30s")
-    log = tmp_path_factory.mktemp("strict-operator") / "operator.log"
-    process, _ = start_operator(testbed, log, allow_local=False)
+    made = Scenario(testbed, kube)
+    log = tmp_path / "operator.log"
+    process, _ = start_operator(testbed, log, "--namespace", made.ns, allow_local=False)
     try:
-        yield log
+        yield made
     finally:
         stop_operator(process, log)
+        made.core.delete_namespace(made.ns)
 
 
 def test_a_loopback_or_metadata_s3_endpoint_is_policy_denied_and_never_contacted(
-    testbed: dict[str, str], kube: k8s.ApiClient, strict_operator: Path, recorder: tuple[str, list[str]]
+    scenario: Scenario, recorder: tuple[str, list[str]]
 ) -> None:
     url, hits = recorder
-    scenario = Scenario(testbed, kube)
-    try:
-        for name, endpoint in (
-            ("loop", url),
-            ("imds", "http://169.254.169.254"),
-            ("named", url.replace("127.0.0.1", "localhost")),
-        ):
-            blob = configblob.encode(replace(scenario.config, endpoint=endpoint))
-            scenario.secret(f"{name}-vsync", {"config": blob})
-            refs = {"configSecretRef": {"name": f"{name}-vsync"}}
-            scenario.apply(name, {"name": f"{name}-env"}, source=refs)
-        for name in ("loop", "imds", "named"):
-            wait_for(lambda n=name: scenario.reason(n) == "PolicyDenied", f"PolicyDenied for {name}")
-            message = scenario.condition(name)["message"]
-            assert "S3 endpoint of the config blob" in message and "egress policy" in message
-            assert scenario.data(f"{name}-env") is None
-        assert hits == [], "a request reached the tenant's loopback endpoint"
-        # the test bed's own S3 is on loopback too: refused the same way, so nothing here is specific to the recorder
-        scenario.push({".env.prod": b"A=1\n"})
-        scenario.apply("bed", {"name": "bed-env"})
-        wait_for(lambda: scenario.reason("bed") == "PolicyDenied", "PolicyDenied for the test bed's S3")
-    finally:
-        scenario.core.delete_namespace(scenario.ns)
+    for name, endpoint in (
+        ("loop", url),
+        ("imds", "http://169.254.169.254"),
+        ("named", url.replace("127.0.0.1", "localhost")),
+    ):
+        blob = configblob.encode(replace(scenario.config, endpoint=endpoint))
+        scenario.secret(f"{name}-vsync", {"config": blob})
+        refs = {"configSecretRef": {"name": f"{name}-vsync"}}
+        scenario.apply(name, {"name": f"{name}-env"}, source=refs)
+    for name in ("loop", "imds", "named"):
+        wait_for(lambda n=name: scenario.reason(n) == "PolicyDenied", f"PolicyDenied for {name}")
+        message = scenario.condition(name)["message"]
+        assert "S3 endpoint of the config blob" in message and "egress policy" in message
+        assert scenario.data(f"{name}-env") is None
+    assert hits == [], "a request reached the tenant's loopback endpoint"
+    # the test bed's own S3 is on loopback too: refused the same way, so nothing here is specific to the recorder
+    scenario.push({".env.prod": b"A=1\n"})
+    scenario.apply("bed", {"name": "bed-env"})
+    wait_for(lambda: scenario.reason("bed") == "PolicyDenied", "PolicyDenied for the test bed's S3")

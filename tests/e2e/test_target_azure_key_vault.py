@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from azure.core.credentials import AccessToken
@@ -22,7 +22,7 @@ from azure.keyvault.secrets import SecretClient
 
 from vaultbundle.digest import Digester
 from vaultbundle.egress import EgressPolicy
-from vaultbundle.errors import TargetError
+from vaultbundle.errors import SpecError, TargetError
 from vaultbundle.selection import SelectionError
 from vaultbundle.spec import parse_selection
 from vaultbundle.targets import azure_key_vault
@@ -38,9 +38,12 @@ WRITES = ("set_secret", "update_secret_properties", "begin_delete_secret", "begi
 
 
 class StaticToken:
-    """A bearer token for a vault that accepts any token (the test bed's)."""
+    """A bearer token for a vault that accepts any token (the test bed's); records the scopes asked for."""
+
+    scopes: ClassVar[list[tuple[str, ...]]] = []
 
     def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        self.scopes.append(scopes)
         return AccessToken("test-token", int(time.time()) + 3600)
 
 
@@ -77,8 +80,15 @@ def owner() -> Owner:
 STATUS: dict[tuple[Owner, str], dict[str, Any]] = {}
 
 
+LOCAL = EgressPolicy(allow_local=True)  # the fake listens on loopback (and so is not on *.vault.azure.net)
+
+
 def context(
-    bed: dict[str, str], owner: Owner, secrets: dict[tuple[str, str], str] | None, previous: dict[str, Any]
+    bed: dict[str, str],
+    owner: Owner,
+    secrets: dict[tuple[str, str], str] | None,
+    previous: dict[str, Any],
+    egress: EgressPolicy = LOCAL,
 ) -> TargetContext:
     values = {("vault-ca", "ca.crt"): Path(bed["AZURE_KEYVAULT_CA_FILE"]).read_text(), **(secrets or {})}
 
@@ -91,7 +101,7 @@ def context(
         digester=Digester(b"k" * 32),
         previous=previous,
         read_secret=read_secret,
-        egress=EgressPolicy(allow_local=True),  # the fake listens on loopback
+        egress=egress,
     )  # type: ignore[arg-type]
 
 
@@ -99,7 +109,6 @@ def spec(bed: dict[str, str], prefix: str, **extra: Any) -> dict[str, Any]:
     return {
         "vaultURL": bed["AZURE_KEYVAULT_URL"],
         "apiVersion": bed["AZURE_KEYVAULT_API_VERSION"],
-        "verifyChallengeResource": False,  # the test bed's vault is not on *.vault.azure.net
         "caBundleSecretRef": {"name": "vault-ca"},
         "naming": {"prefix": prefix, "underscoresToDashes": True},
         **extra,
@@ -118,11 +127,12 @@ async def sync(
     bed: dict[str, str],
     owner: Owner,
     secrets: dict[tuple[str, str], str] | None = None,
+    egress: EgressPolicy = LOCAL,
 ) -> Run:
     parsed = KIND.parse(raw, PATH)
     desired = KIND.desired(vault, parse_selection(raw, PATH), parsed)
     key = (owner, str(raw["naming"]["prefix"]))
-    target = await KIND.connect(parsed, context(bed, owner, secrets, STATUS.get(key, {})))
+    target = await KIND.connect(parsed, context(bed, owner, secrets, STATUS.get(key, {}), egress))
     assert isinstance(target, AzureKeyVaultTarget)
     assert target.describe() == f"Azure Key Vault {bed['AZURE_KEYVAULT_URL']}"
     run = Run()
@@ -326,7 +336,24 @@ async def test_unknown_ca_is_unavailable_and_challenge_is_verified(
         await sync(without_ca, Vault(kv={"A": "1"}), bed, owner)
     assert tls.value.reason == "Unavailable" and "TLS" in str(tls.value)
 
-    verified = {**spec(bed, prefix), "verifyChallengeResource": True}  # the default
+    # verification is relaxed only for a loopback vault with --egress-allow-local (a test bed); an admin who merely
+    # re-opens loopback with --egress-allow-cidr keeps it: the fake's challenge names vault.azure.net, not 127.0.0.1
+    StaticToken.scopes.clear()
+    reopened = EgressPolicy.build(allow_cidrs=["127.0.0.0/8"])
     with pytest.raises(TargetError) as challenge:
-        await sync(verified, Vault(kv={"A": "1"}), bed, owner)
+        await sync(spec(bed, prefix), Vault(kv={"A": "1"}), bed, owner, egress=reopened)
     assert challenge.value.reason == "InvalidVaultURL"
+    assert StaticToken.scopes == []  # no token was even requested
+
+
+async def test_tokens_are_only_ever_requested_for_key_vaults_scope(
+    bed: dict[str, str], prefix: str, owner: Owner
+) -> None:
+    StaticToken.scopes.clear()
+    await sync(spec(bed, prefix), Vault(kv={"A": "1"}), bed, owner)
+    assert StaticToken.scopes and set(StaticToken.scopes) == {("https://vault.azure.net/.default",)}
+
+
+async def test_verify_challenge_resource_left_the_spec(bed: dict[str, str], prefix: str) -> None:
+    with pytest.raises(SpecError, match="verifyChallengeResource was removed"):
+        KIND.parse({**spec(bed, prefix), "verifyChallengeResource": False}, PATH)

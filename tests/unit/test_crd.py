@@ -189,9 +189,8 @@ CEL_TWINS: dict[str, Callable[[Any], bool]] = {
     "has(self.externalId) || has(self.credentialsSecretRef))": lambda s: _store_ref_alone(s, "awsSecretsManager"),
     "!has(self.storeRef) || !(has(self.project) || has(self.endpoint) || (has(self.insecure) && self.insecure) || "
     "has(self.credentialsSecretRef))": lambda s: _store_ref_alone(s, "gcpSecretManager"),
-    "!has(self.storeRef) || !(has(self.vaultURL) || has(self.auth) || has(self.caBundleSecretRef) || "
-    "(has(self.verifyChallengeResource) && !self.verifyChallengeResource))": lambda s: _store_ref_alone(
-        s, "azureKeyVault"
+    "!has(self.storeRef) || !(has(self.vaultURL) || has(self.auth) || has(self.caBundleSecretRef))": lambda s: (
+        _store_ref_alone(s, "azureKeyVault")
     ),
     "!has(self.storeRef) || !(has(self.address) || (has(self.namespace) && self.namespace != '') || "
     "has(self.caBundleSecretRef) || has(self.auth))": lambda s: _store_ref_alone(s, "hashicorpVault"),

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import Reason, SpecError, TargetError
+from ..errors import PolicyDeniedError, Reason, SpecError, TargetError
 from ..fields import SecretRef, Selection, boolean, obj, secret_ref, string, string_map, strings
 from ..selection import SelectionError, select
 from ..vault import Vault
@@ -162,6 +162,13 @@ class GcpSecretManagerKind(StoreKind):
         return remote_names(selected, spec.naming, NAME_RULE)
 
     async def connect(self, spec: GcpSecretManagerSpec, context: TargetContext) -> GcpSecretManagerTarget:
+        if spec.insecure and not context.allow_local:
+            raise PolicyDeniedError(
+                "insecure (plaintext gRPC to a loopback endpoint) is allowed only on a test bed, where the operator "
+                "runs with --egress-allow-local"
+            )
+        # gRPC connects from its C core, outside Python's sockets: the pre-flight check of the endpoint (in the
+        # first in_thread call) is the only egress guard here, so DNS rebinding is not caught for this store
         credentials = credentials_for(context, self.name, spec.endpoint)
         info: dict[str, Any] | None = None
         if spec.credentials_ref is None:
