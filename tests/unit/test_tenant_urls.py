@@ -146,3 +146,38 @@ async def test_gcp_insecure_needs_allow_local() -> None:
     store = KINDS["gcpSecretManager"]
     with isolated():  # with it, the client is built (nothing listens there: the plan would fail as Unavailable)
         await store.connect(store.parse(raw, "spec.targets[0].gcpSecretManager"), context(LOCAL))
+
+
+def _client_error(code: str, status: int) -> Exception:
+    from botocore.exceptions import ClientError
+
+    return ClientError({"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "Op")
+
+
+def test_an_s3_servers_own_error_code_is_not_quoted() -> None:
+    """The review measured the <Code> of a tenant endpoint's answer reflected verbatim into status (remote.py)."""
+    from vaultbundle.crypto.configblob import BootstrapConfig
+    from vaultbundle.errors import S3UnreachableError
+    from vaultbundle.remote import S3Objects
+
+    class Stub:
+        def __init__(self, error: Exception) -> None:
+            self.error = error
+
+        def get_object(self, **_: Any) -> Any:
+            raise self.error
+
+    config = BootstrapConfig("http://s3.invalid", "r", "b", "a", "s", "p/", "prod", "0123456789abcdef", 1000)
+    with pytest.raises(S3UnreachableError) as hostile:
+        S3Objects(config, client=Stub(_client_error(INTERNAL_SECRET, 500))).get("p/latest")
+    assert "sk_live" not in str(hostile.value) and "HTTP 500" in str(hostile.value)
+    with pytest.raises(S3UnreachableError, match="SlowDown"):  # a known S3 code is still named
+        S3Objects(config, client=Stub(_client_error("SlowDown", 503))).get("p/latest")
+
+
+def test_an_aws_endpoints_own_error_code_is_not_quoted() -> None:
+    from vaultbundle.targets.aws_secrets_manager import _target_error
+
+    error = _target_error(_client_error(INTERNAL_SECRET, 400), "DescribeSecret", "db")
+    assert "sk_live" not in str(error) and "HTTP 400" in str(error)
+    assert "AccessDeniedException" in str(_target_error(_client_error("AccessDeniedException", 400), "x", None))

@@ -347,7 +347,8 @@ def _target_error(exc: Exception, operation: str, name: str | None) -> TargetErr
     if isinstance(exc, botocore.exceptions.ClientError):
         code, status = _error_code(exc), int((exc.response.get("ResponseMetadata") or {}).get("HTTPStatusCode") or 0)
         reason = code_reason(code, _CODE_REASONS) or reason_for_status(status)
-        return _MESSAGES.error(reason, what, code=code or f"HTTP {status}")
+        shown = code if any(code in codes for codes in _CODE_REASONS.values()) else f"HTTP {status}"
+        return _MESSAGES.error(reason, what, code=shown)  # a server's own code text is never quoted (H4)
     if isinstance(
         exc,
         botocore.exceptions.NoCredentialsError
