@@ -369,13 +369,14 @@ def share_import(share_file: str, share_passphrase_file: str, config_out: str, p
 
 
 def _one_shot(
+    *,
     manifest_file: Any,
     namespace: str | None,
     kubeconfig: str | None,
     apply: bool,
     as_json: bool,
     digest_key_file: str | None,
-    egress_allow_local: bool = False,
+    egress_allow_local: bool,
 ) -> None:
     import yaml  # noqa: PLC0415 - only these commands read YAML
 
@@ -462,33 +463,19 @@ def _manifest_options(fn: F) -> F:
 
 @cli.command()
 @_manifest_options
-def plan(
-    manifest_file: Any,
-    namespace: str | None,
-    kubeconfig: str | None,
-    as_json: bool,
-    digest_key_file: str | None,
-    egress_allow_local: bool,
-) -> None:
+def plan(**options: Any) -> None:
     """Show what syncing a VaultBundle manifest would create, update or delete: key names only, no writes."""
-    _one_shot(manifest_file, namespace, kubeconfig, False, as_json, digest_key_file, egress_allow_local)
+    _one_shot(apply=False, **options)
 
 
 @cli.command()
 @_manifest_options
-def sync(
-    manifest_file: Any,
-    namespace: str | None,
-    kubeconfig: str | None,
-    as_json: bool,
-    digest_key_file: str | None,
-    egress_allow_local: bool,
-) -> None:
+def sync(**options: Any) -> None:
     """Sync a VaultBundle manifest once, without a running operator (e.g. in a CI pipeline).
 
     Exits 0 when every target holds the bundle. A target with deletionPolicy: Delete needs the VaultBundle to
     exist in the cluster (its uid owns the Secret)."""
-    _one_shot(manifest_file, namespace, kubeconfig, True, as_json, digest_key_file, egress_allow_local)
+    _one_shot(apply=True, **options)
 
 
 SETTING_FLAGS: dict[str, str] = {}  # `run` flag -> the Settings field it sets (docs and tests read this)

@@ -489,38 +489,22 @@ def test_cli_plan_then_sync_without_an_operator(testbed: dict[str, str], kube: k
                 }
             )
         )
-        command = [sys.executable, "-m", "vaultbundle.cli"]
         env = {**os.environ, "KUBECONFIG": testbed["KUBECONFIG"]}
-        planned = subprocess.run(
-            [*command, "plan", "-f", str(manifest), "--egress-allow-local"],
-            capture_output=True,
-            text=True,
-            env=env,
-            check=False,
-            timeout=120,
-        )
+
+        def vaultbundle(*args: str) -> subprocess.CompletedProcess[str]:
+            """The CLI on the manifest (the test bed's S3 is on loopback: --egress-allow-local)."""
+            command = [sys.executable, "-m", "vaultbundle.cli", *args, "-f", str(manifest), "--egress-allow-local"]
+            return subprocess.run(command, capture_output=True, text=True, env=env, check=False, timeout=120)
+
+        planned = vaultbundle("plan")
         assert planned.returncode == 0, planned.stderr
         assert "+ MODE" in planned.stdout and "+ TOKEN" in planned.stdout and CANARY not in planned.stdout
         assert made.data("ci-env") is None
-        synced = subprocess.run(
-            [*command, "sync", "-f", str(manifest), "--json", "--egress-allow-local"],
-            capture_output=True,
-            text=True,
-            env=env,
-            check=False,
-            timeout=120,
-        )
+        synced = vaultbundle("sync", "--json")
         assert synced.returncode == 0, synced.stderr
         assert made.data("ci-env") == {"TOKEN": CANARY, "MODE": "ci"} and CANARY not in synced.stdout
         assert json.loads(synced.stdout)["targets"][0]["plan"]["create"] == ["MODE", "TOKEN"]
-        again = subprocess.run(
-            [*command, "sync", "-f", str(manifest), "--json", "--egress-allow-local"],
-            capture_output=True,
-            text=True,
-            env=env,
-            check=False,
-            timeout=120,
-        )
+        again = vaultbundle("sync", "--json")
         assert json.loads(again.stdout)["targets"][0]["plan"] == {
             "create": [],
             "update": [],
@@ -528,14 +512,7 @@ def test_cli_plan_then_sync_without_an_operator(testbed: dict[str, str], kube: k
             "unchanged": 2,
         }
         made.secret("web-passphrase", {"passphrase": "wrong"}, replace=True)
-        failed = subprocess.run(
-            [*command, "sync", "-f", str(manifest), "--egress-allow-local"],
-            capture_output=True,
-            text=True,
-            env=env,
-            check=False,
-            timeout=120,
-        )
+        failed = vaultbundle("sync")
         assert failed.returncode == 14 and "WrongPassphrase" in failed.stdout
     finally:
         made.core.delete_namespace(made.ns)
