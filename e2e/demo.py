@@ -274,12 +274,12 @@ def start_operator(demo: Demo, first: str) -> None:
     cmd = [VAULTBUNDLE, "run", "--namespace", NS, "--kubeconfig", demo.env["KUBECONFIG"], "--min-refresh-interval"]
     # the health endpoint's options are changing: --metrics-host/--metrics-port now, a --liveness URL before
     usage = subprocess.run([VAULTBUNDLE, "run", "--help"], check=True, capture_output=True, text=True).stdout
-    if "--egress-allow-local" in usage:  # the test bed's S3 listens on loopback, which tenants may not reach
-        cmd += ["--egress-allow-local"]
     if "--metrics-port" in usage:
         cmd += ["1s", "--metrics-host", "127.0.0.1", "--metrics-port", str(port)]
     else:
         cmd += ["1s", "--liveness", f"http://127.0.0.1:{port}/healthz"]
+    if "--egress-allow-local" in usage:  # the test bed's S3 listens on loopback, which tenants may not reach
+        cmd += ["--egress-allow-local"]
     print(f"$ {shlex.join(cmd).replace(VAULTBUNDLE, 'vaultbundle')} > {demo.log} 2>&1 &", flush=True)
     demo.log.parent.mkdir(parents=True, exist_ok=True)
     with demo.log.open("wb") as sink:
