@@ -193,3 +193,29 @@ async def test_a_store_endpoint_on_loopback_is_policy_denied(recorder: Recorder)
         else:
             assert result.reason is not Reason.POLICY_DENIED
             assert recorder.hits, "with allow_local the store's endpoint is reached"
+
+
+# --- the operator's settings -------------------------------------------------------------------------------------
+
+
+def test_settings_build_the_policy_with_the_pods_own_addresses() -> None:
+    from vaultbundle.settings import Settings
+
+    policy = Settings().egress_policy({"POD_IP": "10.244.1.7", "POD_IPS": "10.244.1.7,fd00:10:244::7"})
+    assert policy.refusal("10.244.1.7") is not None and policy.refusal("fd00:10:244::7") is not None
+    assert policy.refusal("10.244.1.8") is None  # another pod: allowed unless the admin denies the range
+    assert policy.refusal("127.0.0.1") is not None and policy.refusal("169.254.169.254") is not None
+    admin = Settings(egress_deny_cidrs=("10.244.0.0/16",), egress_allow_cidrs=("10.244.9.0/24",)).egress_policy({})
+    assert admin.refusal("10.244.1.8") is not None and admin.refusal("10.244.9.1") is None
+    assert Settings(egress_allow_local=True).egress_policy({"POD_IP": "10.244.1.7"}).refusal("127.0.0.1") is None
+    with pytest.raises(ValueError, match=r"10\.0\.0\.0/40"):
+        Settings(egress_deny_cidrs=("10.0.0.0/40",)).egress_policy({})
+
+
+def test_run_refuses_a_malformed_cidr_before_starting() -> None:
+    from click.testing import CliRunner
+
+    from vaultbundle.cli import cli
+
+    result = CliRunner().invoke(cli, ["run", "--all-namespaces", "--egress-deny-cidr", "10.0.0.0/40"])
+    assert result.exit_code == 2 and "--egress-deny-cidr" in result.output and "10.0.0.0/40" in result.output
