@@ -6,9 +6,16 @@
 # bring Debian's own Python 3.11.2 at another path and would have to match the builder by hand. Debian's apt
 # and dpkg cannot be uninstalled from a Debian base, so the final stage deletes their binaries instead (the
 # dpkg database in /var/lib/dpkg stays, so image scanners still see the OS packages). Pin a digest as well
-# (`FROM python:3.11.17-slim-bookworm@sha256:…`) where you can resolve one for your registry mirror.
+# (`--build-arg BASE_IMAGE=python:3.11.17-slim-bookworm@sha256:…`) where you can resolve one for your registry
+# mirror.
+#
+# BASE_IMAGE: both stages use it. The default is the pinned Docker Hub image; `make image` passes a local Debian
+# bookworm base with Debian's python3.11 (e2e/build/build-base-image.sh) because no registry is reachable on the
+# test bed. The final stage removes the package managers of either base (pip under site-packages or
+# dist-packages, ensurepip, apt/dpkg).
+ARG BASE_IMAGE=python:3.11.17-slim-bookworm
 
-FROM python:3.11.17-slim-bookworm AS builder
+FROM ${BASE_IMAGE} AS builder
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -33,14 +40,15 @@ RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
  && ! ls /opt/venv/lib/python3.11/site-packages | grep -E '^(pip|setuptools|wheel)([-_.]|$)'
 
 
-FROM python:3.11.17-slim-bookworm
+FROM ${BASE_IMAGE}
 
+ARG BASE_IMAGE
 ARG VERSION=0.1.0
 LABEL org.opencontainers.image.title="vaultbundle" \
       org.opencontainers.image.description="Kubernetes operator: keeps Secrets equal to the latest verified vsync bundle in S3" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.licenses="Apache-2.0" \
-      org.opencontainers.image.base.name="docker.io/library/python:3.11.17-slim-bookworm"
+      org.opencontainers.image.base.name="${BASE_IMAGE}"
 
 # A named non-root user for the numeric UID/GID the chart runs as; then remove every package manager:
 # pip/setuptools/wheel of the base Python (and ensurepip's bundled wheels), and apt/dpkg's binaries.
@@ -53,6 +61,9 @@ RUN groupadd --system --gid 65532 nonroot \
            /usr/local/lib/python3.11/site-packages/distutils-precedence.pth \
            /usr/local/lib/python3.11/site-packages/wheel* \
            /usr/local/lib/python3.11/ensurepip \
+           /usr/bin/pip* /usr/lib/python3/dist-packages/pip* /usr/lib/python3/dist-packages/setuptools* \
+           /usr/lib/python3/dist-packages/_distutils_hack /usr/lib/python3/dist-packages/distutils-precedence.pth \
+           /usr/lib/python3/dist-packages/wheel* /usr/lib/python3.11/ensurepip /usr/share/python-wheels \
            /usr/bin/apt* /usr/bin/dpkg* /usr/sbin/dpkg* /usr/lib/apt /usr/lib/dpkg /etc/apt \
            /var/lib/apt /var/cache/apt /var/cache/debconf/*
 

@@ -8,14 +8,18 @@ LOCK   := requirements/operator.lock
 TOOLS  := .venv-tools
 TOOLS_STAMP := $(TOOLS)/.installed-pip-tools-7.6.2-pip-audit-2.10.1
 
-.PHONY: help venv lint test test-unit demo testbed-up testbed-down testbed-status fuzz bench bench-smoke lock audit clean
+.PHONY: help venv lint test test-unit test-node image demo testbed-up testbed-down testbed-status fuzz bench bench-smoke lock audit clean
 FUZZ_SECONDS ?= 60
+# NODE=1: `make testbed-up` also starts the kubelet node (containerd + runc) that runs real pods.
+NODE ?=
 
 help:
 	@echo "make demo            run the demo on the local test bed"
-	@echo "make test            lint, type-check and run the whole test suite (brings the test bed up and down)"
+	@echo "make test            lint, type-check and run the whole test suite (brings the test bed, its node and the image up, then down)"
 	@echo "make test-unit       fast unit tests only (no test bed)"
-	@echo "make testbed-up|testbed-down|testbed-status"
+	@echo "make testbed-up|testbed-down|testbed-status   (testbed-up NODE=1: with a kubelet node that runs pods)"
+	@echo "make image           build the operator image (buildah, local Debian base) and load it into the node"
+	@echo "make test-node       the chart's Deployment in real pods on the node (brings the bed up and down)"
 	@echo "make fuzz            long atheris runs of every parser (FUZZ_SECONDS each)"
 	@echo "make bench|bench-smoke  benchmarks on the test bed (bench/results/)"
 	@echo "make lock            re-resolve $(LOCK) (hashed runtime closure) after changing pyproject.toml"
@@ -44,10 +48,11 @@ lint: venv
 test-unit: venv
 	$(PY) -m pytest -m "not testbed" -q
 
-# The whole suite: lint + types, then every test against the real test bed; the bed always goes down.
+# The whole suite: lint + types, then every test against the real test bed with its kubelet node and the operator
+# image (tests/e2e/test_node.py runs the chart's Deployment in real pods); the bed always goes down.
 test: lint
-	$(PY) -m e2e.testbed up
-	$(PY) -m pytest -q; rc=$$?; $(PY) -m e2e.testbed down; exit $$rc
+	$(PY) -m e2e.testbed up --node && $(PY) -m e2e.testbed image && \
+	  VAULTBUNDLE_REQUIRE_NODE=1 $(PY) -m pytest -q; rc=$$?; $(PY) -m e2e.testbed down; exit $$rc
 
 # The plan line first (standard library only, before anything is installed), then everything it announces.
 demo:
@@ -57,13 +62,23 @@ demo:
 	$(PY) -m e2e.demo
 
 testbed-up: venv
-	$(PY) -m e2e.testbed up
+	$(PY) -m e2e.testbed up $(if $(NODE),--node)
 
 testbed-down: venv
 	$(PY) -m e2e.testbed down
 
 testbed-status: venv
 	$(PY) -m e2e.testbed status
+
+# The operator image from the root Dockerfile, built with buildah on a local debootstrap base (no registry here);
+# loaded into the node's containerd if the node runs (and by every later `make testbed-up NODE=1`).
+image: venv
+	$(PY) -m e2e.testbed image
+
+# The chart's Deployment running the image on the node (tests/e2e/test_node.py); the bed always goes down.
+test-node: venv
+	$(PY) -m e2e.testbed up --node && $(PY) -m e2e.testbed image && \
+	  VAULTBUNDLE_REQUIRE_NODE=1 $(PY) -m pytest -m node -q tests/e2e/test_node.py; rc=$$?; $(PY) -m e2e.testbed down; exit $$rc
 
 # Benchmarks on the local test bed (not in CI): JSON + PNG in bench/results/ (latest.* / smoke.*).
 bench: venv

@@ -1,4 +1,4 @@
-"""``python -m e2e.testbed up|down|status`` (what ``make testbed-up`` and friends call)."""
+"""``python -m e2e.testbed up [--node]|down|status|image`` (what ``make testbed-up`` and friends call)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ import sys
 
 from .artifacts import BuildError
 from .bed import TestBed, TestBedError
+from .node_image import build_and_load
+from .node_progress import NodeError
 
 
 def _up(bed: TestBed) -> int:
     try:
         bed.up()
-    except (TestBedError, BuildError) as exc:
+    except (TestBedError, BuildError, NodeError) as exc:
         print(f"testbed up FAILED:\n{exc}", file=sys.stderr)
         return 1
     return 0
@@ -43,12 +45,24 @@ def _status(bed: TestBed) -> int:
     return 0 if all(s.healthy for s in statuses) else 1
 
 
+def _image(bed: TestBed) -> int:
+    try:
+        build_and_load(bed)
+    except NodeError as exc:
+        print(f"make image FAILED:\n{exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m e2e.testbed", description=__doc__)
-    parser.add_argument("command", choices=("up", "down", "status"))
+    parser.add_argument("command", choices=("up", "down", "status", "image"))
+    parser.add_argument(
+        "--node", action="store_true", help="up: also run a kubelet node (containerd + runc) that runs real pods"
+    )
     args = parser.parse_args(argv)
-    bed = TestBed(say=lambda message: print(message, flush=True))
-    return {"up": _up, "down": _down, "status": _status}[args.command](bed)
+    bed = TestBed(say=lambda message: print(message, flush=True), node=args.node)
+    return {"up": _up, "down": _down, "status": _status, "image": _image}[args.command](bed)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,8 @@ from .config import (
 )
 from .envfile import read_env, write_env
 from .kubeconfig import write_kubeconfig
+from .node import NODE_COMPONENTS, NodeStarter, ensure_node_artifacts, has_node
+from .node import tear_down as tear_down_node
 from .pki import Pki, create_pki
 from .processes import ProcessRecord, free_port_pair, free_ports, is_ours, spawn, stop
 
@@ -87,10 +89,13 @@ class ComponentStatus:
 
 
 class TestBed:
-    def __init__(self, layout: Layout | None = None, binaries: Binaries | None = None, say: Say = print) -> None:
+    def __init__(
+        self, layout: Layout | None = None, binaries: Binaries | None = None, say: Say = print, *, node: bool = False
+    ) -> None:
         self.layout = layout or default_layout()
         self.binaries = binaries or Binaries(cache_dir())
         self.say = say
+        self.node = node  # also run the optional kubelet node (e2e/testbed/node.py)
         self._state_lock = threading.Lock()
 
     # --- state ------------------------------------------------------------------------------------------
@@ -159,7 +164,7 @@ class TestBed:
     def up(self) -> bool:
         """Start everything; returns False if it was already up and healthy (nothing done)."""
         with self._exclusive():
-            if self.is_up():
+            if self.is_up() and (has_node(self.records()) or not self.node):
                 self.say(f"test bed already up and healthy; env: {self.layout.env_file}")
                 return False
             if self.records():
@@ -170,6 +175,8 @@ class TestBed:
             timings = ensure_artifacts(self.binaries, self.layout.logs, self.say)
             for name, seconds in timings.items():
                 self.say(f"  {name}: {seconds:.0f}s")
+            if self.node:
+                ensure_node_artifacts(self.binaries, self.layout.logs, self.say)
             try:
                 self._start_all()
             except BaseException:
@@ -214,7 +221,11 @@ class TestBed:
                 f"configuring OpenBao's Kubernetes auth failed: {type(exc).__name__}: {exc}\n"
                 f"last lines of {log}:\n{tail(log)}"
             ) from exc
-        write_env(self.layout.env_file, self._env_values(specs, pki, vault_token, apiserver_url))
+        values = self._env_values(specs, pki, vault_token, apiserver_url)
+        if self.node:
+            starter = NodeStarter(self.layout, self.binaries, self._run_specs, self.say)
+            values |= starter.start(apiserver_url, _spec(specs, "moto").main_port)
+        write_env(self.layout.env_file, values)
 
     def _plan(self, pki: Pki, vault_token: str) -> list[ComponentSpec]:
         # OpenBao's dev server puts its cluster listener on its API port + 1: it needs two adjacent ports.
@@ -230,7 +241,7 @@ class TestBed:
         """Start every component as soon as the one it comes after is healthy; wait for all concurrently."""
         healthy = {s.name: threading.Event() for s in specs}
         failed = threading.Event()
-        records: list[ProcessRecord] = []
+        records = self.records()  # a second call (the node's components) adds to the first one's
         errors: list[str] = []
 
         def fail(message: str) -> None:
@@ -343,6 +354,10 @@ class TestBed:
 
     def _down(self) -> list[str]:
         records = self.records()
+        left_behind = []
+        if has_node(records):  # its pods and processes first, in order, while the apiserver still answers
+            left_behind = tear_down_node(self.layout, records, self.binaries.kubectl, self.say)
+            records = [r for r in records if r.name not in NODE_COMPONENTS]
         with ThreadPoolExecutor(max_workers=max(1, len(records))) as pool:
             outcomes = list(pool.map(stop, records))
         for record, outcome in zip(records, outcomes, strict=True):
@@ -355,7 +370,7 @@ class TestBed:
         ]
         self.layout.env_file.unlink(missing_ok=True)
         self.layout.state_file.unlink(missing_ok=True)
-        return still_listening
+        return still_listening + left_behind
 
 
 def _spec(specs: list[ComponentSpec], name: str) -> ComponentSpec:

@@ -14,13 +14,13 @@ from .pki import Pki
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
 
-# kube-controller-manager: everything on by default except controllers that only act on nodes, cloud
-# resources or volumes attached to nodes (there are no nodes here).
+# kube-controller-manager: everything on by default except controllers that only act on cloud resources, node
+# IPAM or volumes attached to nodes. The node lifecycle controller stays on: it does nothing without nodes, and
+# with the optional node (NODE=1) it lifts the not-ready taint once the kubelet reports Ready.
 _KCM_CONTROLLERS = ",".join(
     [
         "*",
         "-node-ipam-controller",
-        "-node-lifecycle-controller",
         "-cloud-node-lifecycle-controller",
         "-node-route-controller",
         "-service-lb-controller",
@@ -121,6 +121,11 @@ def build_specs(
                 f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
                 "--allow-privileged=true",
                 "--endpoint-reconciler-type=none",
+                # The optional node's kubelet (kubectl logs/exec): mutual TLS against our CA, at its InternalIP.
+                f"--kubelet-client-certificate={pki.kubelet_client.cert}",
+                f"--kubelet-client-key={pki.kubelet_client.key}",
+                f"--kubelet-certificate-authority={pki.ca.cert}",
+                "--kubelet-preferred-address-types=InternalIP",
                 "--profiling=false",
                 f"--audit-policy-file={layout.audit_policy}",
                 f"--audit-log-path={layout.audit_log}",

@@ -1,6 +1,6 @@
 """Health probes, described as plain data so that ``status`` can re-run them from ``pids.json``.
 
-A probe is a dict: ``{"kind": "tcp", "port": P}`` or
+A probe is a dict: ``{"kind": "tcp", "port": P, "host": H?}`` (H defaults to 127.0.0.1) or
 ``{"kind": "http", "url": U, "status": [200], "ca": CAFILE?, "cert": CRT?, "key": KEY?, "body": TEXT?}``.
 """
 
@@ -15,8 +15,8 @@ from typing import Any
 Probe = dict[str, Any]
 
 
-def tcp_probe(port: int) -> Probe:
-    return {"kind": "tcp", "port": port}
+def tcp_probe(port: int, host: str | None = None) -> Probe:
+    return {"kind": "tcp", "port": port} | ({"host": host} if host else {})
 
 
 def http_probe(
@@ -39,7 +39,7 @@ def check(probe: Probe, timeout: float = 2.0) -> tuple[bool, str]:
     """Run one probe. Returns (healthy, short reason)."""
     try:
         if probe["kind"] == "tcp":
-            with socket.create_connection(("127.0.0.1", probe["port"]), timeout=timeout):
+            with socket.create_connection((probe.get("host", "127.0.0.1"), probe["port"]), timeout=timeout):
                 return True, "accepting connections"
         if probe["kind"] == "http":
             return _check_http(probe, timeout)

@@ -1,8 +1,9 @@
 """Certificates and keys of one test bed, made with the ``cryptography`` library.
 
 One CA signs: the kube-apiserver and kube-controller-manager serving certs, the Azure Key Vault fake's
-serving cert, and the admin client cert (CN=admin, O=system:masters). A separate RSA key pair signs and
-verifies ServiceAccount tokens.
+serving cert, the admin client cert (CN=admin, O=system:masters) and the kube-apiserver's client cert for
+kubelets (``kubectl logs`` on the optional node). A separate RSA key pair signs and verifies ServiceAccount
+tokens. The optional node's certs are issued later from the same CA (:func:`load_issuer`, ``node_pki.py``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class Pki:
     controller_manager: CertPair
     keyvault: CertPair
     admin: CertPair
+    kubelet_client: CertPair
     sa_private_key: Path
     sa_public_key: Path
 
@@ -174,6 +176,10 @@ def create_pki(directory: Path) -> Pki:
         *ca.issue(_name("azure-keyvault-fake"), server=True, client=False, dns=_LOOPBACK_NAMES, ips=_LOOPBACK_IPS),
     )
     admin = save("admin", *ca.issue(_name("admin", "system:masters"), server=False, client=True))
+    kubelet_client = save(
+        "apiserver-kubelet-client",
+        *ca.issue(_name("kube-apiserver-kubelet-client", "system:masters"), server=False, client=True),
+    )
 
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     sa_private = directory / "sa.key"
@@ -182,7 +188,7 @@ def create_pki(directory: Path) -> Pki:
     sa_public.write_bytes(
         sa_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
-    return Pki(ca_pair, apiserver, kcm, keyvault, admin, sa_private, sa_public)
+    return Pki(ca_pair, apiserver, kcm, keyvault, admin, kubelet_client, sa_private, sa_public)
 
 
 def load_pki(directory: Path) -> Pki:
@@ -197,6 +203,15 @@ def load_pki(directory: Path) -> Pki:
         pair("controller-manager"),
         pair("keyvault"),
         pair("admin"),
+        pair("apiserver-kubelet-client"),
         directory / "sa.key",
         directory / "sa.pub",
     )
+
+
+def load_issuer(directory: Path) -> _Issuer:
+    """The CA that ``create_pki`` wrote into ``directory``, to issue more certs (the optional node's)."""
+    key = serialization.load_pem_private_key((directory / "ca.key").read_bytes(), password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise TypeError(f"{directory / 'ca.key'} is not the test bed's EC CA key")
+    return _Issuer(key, x509.load_pem_x509_certificate((directory / "ca.crt").read_bytes()))

@@ -164,7 +164,7 @@ def read_pointer_layout(objects: ObjectStore, config: BootstrapConfig) -> Layout
 def fetch(objects: ObjectStore, config: BootstrapConfig, pointer: Pointer) -> bytes:
     key = bundle_key(config, pointer.layout, pointer.timestamp)
     try:
-        stored = objects.get(key)
+        stored = objects.get(key, require_length=True)
     except ObjectMissing:
         raise BundleCorruptError(f"the pointer names {key!r}, which does not exist (torn or tampered bucket)") from None
     assert stored is not None

@@ -27,6 +27,7 @@ from .bundles import Layout
 from .cli_dotsec import dotsec
 from .crypto import configblob, sls1
 from .crypto.configblob import BootstrapConfig
+from .crypto.kdf import MAX_SUPPORTED_ITERATIONS
 from .crypto.rqem import is_timestamp
 from .errors import VSyncError
 from .localfiles import read_secret_file, read_vault_folder, write_files, write_secret_file
@@ -501,7 +502,12 @@ def _setting(flag: str, name: str, **kwargs: Any) -> Callable[[F], F]:
 @_setting("--metrics-token-file", "metrics_token_file")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @_setting("--workers", "workers", type=int)
-@_setting("--max-concurrent", "max_concurrent", type=int)
+@_setting("--max-concurrent", "max_concurrent", type=click.IntRange(min=1))
+@_setting("--max-concurrent-per-namespace", "max_concurrent_per_namespace", type=click.IntRange(min=1))
+@_setting("--reconcile-timeout", "reconcile_timeout_seconds")
+@_setting("--s3-timeout", "s3_timeout_seconds")
+@_setting("--min-kdf-iterations", "min_kdf_iterations", type=click.IntRange(min=1))
+@_setting("--max-kdf-iterations", "max_kdf_iterations", type=click.IntRange(min=1, max=MAX_SUPPORTED_ITERATIONS))
 @_setting("--min-refresh-interval", "min_refresh_seconds")
 @_setting("--digest-key-file", "digest_key_file", envvar="VAULTBUNDLE_DIGEST_KEY_FILE")
 @_setting("--leader-election-namespace", "leader_election_namespace", envvar="POD_NAMESPACE")
@@ -523,6 +529,11 @@ def run(
     log_format: str,
     workers: int | None,
     max_concurrent: int,
+    max_concurrent_per_namespace: int,
+    reconcile_timeout: str,
+    s3_timeout: str,
+    min_kdf_iterations: int,
+    max_kdf_iterations: int,
     min_refresh_interval: str,
     digest_key_file: str | None,
     leader_election_namespace: str | None,
@@ -542,6 +553,15 @@ def run(
 
     if bool(namespaces) == all_namespaces:
         raise click.UsageError("give --namespace (one or more) or --all-namespaces")
+    if min_kdf_iterations > max_kdf_iterations:
+        raise click.UsageError("--min-kdf-iterations must not exceed --max-kdf-iterations")
+    deadlines = {
+        flag: parse_duration(text, flag)
+        for flag, text in (("--reconcile-timeout", reconcile_timeout), ("--s3-timeout", s3_timeout))
+    }
+    for flag, seconds in deadlines.items():
+        if seconds <= 0:
+            raise click.UsageError(f"{flag} must be longer than 0s")
     security = MetricsSecurity(metrics_tls_cert_file, metrics_tls_key_file, metrics_token_file)
     try:  # fail here, with the flag named, rather than in kopf's startup handler
         security.ssl_context()
@@ -562,6 +582,11 @@ def run(
         workers=workers,
         digest_key_file=digest_key_file,
         max_concurrent=max_concurrent,
+        max_concurrent_per_namespace=max_concurrent_per_namespace,
+        reconcile_timeout_seconds=deadlines["--reconcile-timeout"],
+        s3_timeout_seconds=deadlines["--s3-timeout"],
+        min_kdf_iterations=min_kdf_iterations,
+        max_kdf_iterations=max_kdf_iterations,
         metrics_host=metrics_host,
         metrics_port=metrics_port,
         metrics_tls_cert_file=metrics_tls_cert_file,

@@ -8,6 +8,11 @@ write carry an ownerReference (deletionPolicy: Delete) so Kubernetes' garbage co
 Secrets are not watched through kopf: kopf would stream every Secret of the cluster (see secretwatch.py for why
 its label filters cannot help). Only our own target Secrets and source Secrets labelled `vaultbundle.io/source`
 are watched, metadata only; an unlabelled source is re-read by name on every refresh cycle.
+
+Bounds, so that no tenant stalls the others: reconciles share `FairSlots` (a total and a per-namespace limit,
+round-robin between namespaces), each cycle has a deadline (`--reconcile-timeout`), and stopping workers (on
+losing the leader Lease, on shutdown) survives whatever a worker ended with, so a replica that lost its Lease
+always stops writing.
 """
 
 from __future__ import annotations
@@ -25,12 +30,15 @@ import kopf
 
 from . import digest_key, metrics, observability, secretwatch
 from .backoff import Backoff, Retry
+from .crypto.kdf import IterationLimits
 from .errors import Reason
+from .fairness import FairSlots
 from .kube import GROUP, PLURAL, VERSION, Kube, load_api_client
 from .leader import LeaderElector
 from .pool import CryptoPool
 from .reconcile import FORCE_SYNC_ANNOTATION, Observed, Reconciler
-from .settings import Settings, Shard
+from .remote import S3ClientCache
+from .settings import DEFAULTS, Settings, Shard
 
 __all__ = ["Scheduler", "Settings", "Shard", "build_registry"]
 
@@ -55,6 +63,8 @@ class Scheduler:
         *,
         active: bool = True,
         backoff: Backoff | None = None,
+        max_per_namespace: int = DEFAULTS.max_concurrent_per_namespace,
+        reconcile_timeout: float | None = None,
     ) -> None:
         self.reconciler = reconciler
         self.backoff = backoff or Backoff()
@@ -63,7 +73,8 @@ class Scheduler:
         self.workers: dict[str, Worker] = {}
         self._context: contextvars.Context | None = None
         self.secret_watchers: dict[tuple[str, str], set[str]] = defaultdict(set)
-        self._slots = asyncio.Semaphore(max_concurrent)
+        self.slots = FairSlots(max_concurrent, min(max_per_namespace, max_concurrent))
+        self.reconcile_timeout = reconcile_timeout  # None: no deadline (tests)
 
     def upsert(self, body: dict[str, Any]) -> None:
         # kopf's event poster lives in the handlers' context; workers started later (e.g. on winning an
@@ -87,7 +98,11 @@ class Scheduler:
             worker.wake.set()
 
     def _start(self, uid: str) -> None:
-        self.workers[uid].task = asyncio.create_task(self._run(uid), name=f"vaultbundle:{uid}", context=self._context)
+        # a copy per task: each worker's context variables (e.g. the reconcile slot it holds) are its own
+        context = self._context.copy() if self._context is not None else None
+        task = asyncio.create_task(self._run(uid), name=f"vaultbundle:{uid}", context=context)
+        task.add_done_callback(_log_unexpected_end)
+        self.workers[uid].task = task
 
     def activate(self) -> None:
         """Became leader: start working on every known object at once."""
@@ -97,29 +112,47 @@ class Scheduler:
                 self._start(uid)
 
     async def deactivate(self) -> None:
-        """Lost leadership: stop every worker; keep knowing the objects for a quick takeover later."""
+        """Lost leadership: stop every worker; keep knowing the objects for a quick takeover later.
+
+        Every worker is cancelled before any is awaited, so none keeps writing while another winds down."""
         self.active = False
-        for uid in list(self.workers):
+        uids = list(self.workers)
+        for uid in uids:
+            self._cancel(uid)
+        for uid in uids:
             await self._stop(uid)
 
-    async def _stop(self, uid: str) -> None:
+    def _unwatch(self, uid: str) -> None:
+        for key in [key for key, watchers in self.secret_watchers.items() if uid in watchers]:
+            self.secret_watchers[key].discard(uid)
+            if not self.secret_watchers[key]:  # no empty entries left behind by deleted objects
+                del self.secret_watchers[key]
+
+    def _cancel(self, uid: str) -> None:
         self.reconciler.forget(uid)
-        for watchers in self.secret_watchers.values():
-            watchers.discard(uid)
+        self._unwatch(uid)
         worker = self.workers.get(uid)
         if worker and worker.task:
             worker.task.cancel()
-            try:
-                await worker.task
-            except asyncio.CancelledError:
-                pass
-            except Exception:
-                logger.exception("worker for %s ended with an error", uid)
-            worker.task = None
+
+    async def _stop(self, uid: str) -> None:
+        """Cancel a worker and wait until it has ended, whatever it ended with (even a `BaseException` that is
+        not an `Exception`, e.g. a Rust panic): stopping must never fail half-way."""
+        self._cancel(uid)
+        worker = self.workers.get(uid)
+        if worker is None or worker.task is None:
+            return
+        task = worker.task
+        await asyncio.wait([task])  # returns when the task is done; never raises what the task raised
+        worker.task = None
 
     async def remove(self, uid: str) -> None:
+        """The VaultBundle is gone: stop its worker and forget everything kept for it (memory, metrics)."""
         await self._stop(uid)
-        self.workers.pop(uid, None)
+        worker = self.workers.pop(uid, None)
+        if worker is not None:
+            meta = worker.body.get("metadata", {})
+            metrics.forget(meta.get("namespace", ""), meta.get("name", ""))
 
     def secret_changed(self, namespace: str, name: str, _metadata: dict[str, Any] | None = None) -> None:
         """A labelled source Secret changed: wake every VaultBundle whose last reconcile read it."""
@@ -144,9 +177,12 @@ class Scheduler:
             worker = self.workers[uid]
             worker.wake.clear()
             observed = Observed.from_body(worker.body)
-            async with self._slots:
+            async with self.slots.slot(observed.namespace):
                 try:
-                    outcome = await self.reconciler.reconcile(observed)
+                    async with asyncio.timeout(self.reconcile_timeout):
+                        outcome = await self.reconciler.reconcile(observed)
+                except TimeoutError:
+                    outcome = await self.reconciler.report_timeout(observed, self.reconcile_timeout or 0.0)
                 except Exception:
                     logger.exception("reconcile of %s/%s crashed", observed.namespace, observed.name)
                     outcome = None
@@ -155,8 +191,7 @@ class Scheduler:
             else:
                 delay = worker.retry.next_delay(outcome.failure, outcome.refresh_seconds)
             if outcome is not None:
-                for watchers in self.secret_watchers.values():
-                    watchers.discard(uid)
+                self._unwatch(uid)
                 for ref in outcome.secret_refs:
                     self.secret_watchers[(observed.namespace, ref)].add(uid)
                 for event in outcome.events:
@@ -178,6 +213,17 @@ class Scheduler:
             await self.remove(uid)
 
 
+def _log_unexpected_end(task: asyncio.Task[None]) -> None:
+    """A worker only ends by cancellation; anything else (e.g. a `BaseException` from a library) is logged at
+    once, by type only, so a VaultBundle that silently stopped syncing shows in the log."""
+    if not task.cancelled() and task.exception() is not None:
+        logger.error(
+            "worker %s stopped: %s (this VaultBundle is not synced until it changes or the operator restarts)",
+            task.get_name(),
+            type(task.exception()).__name__,
+        )
+
+
 def build_registry(config: Settings) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     state: dict[str, Any] = {}
@@ -195,7 +241,11 @@ def build_registry(config: Settings) -> kopf.OperatorRegistry:
             concurrent.futures.ThreadPoolExecutor(max_workers=io_threads, thread_name_prefix="vaultbundle-io")
         )
         kube = Kube(load_api_client(config.kubeconfig, connections=io_threads))
-        pool = CryptoPool(workers=config.workers, on_derive=metrics.observe_kdf)
+        pool = CryptoPool(
+            workers=config.workers,
+            on_derive=metrics.observe_kdf,
+            limits=IterationLimits(config.min_kdf_iterations, config.max_kdf_iterations),
+        )
         await asyncio.to_thread(pool.warm)
         digester = await digest_key.load_digester(
             kube.core, config.digest_key_file, fallback_namespace=config.leader_election_namespace
@@ -211,11 +261,20 @@ def build_registry(config: Settings) -> kopf.OperatorRegistry:
         )
         electing = config.leader_election_namespace is not None
         scheduler = Scheduler(
-            Reconciler(kube, pool, digester, min_refresh=config.min_refresh_seconds, egress=config.egress_policy()),
+            Reconciler(
+                kube,
+                pool,
+                digester,
+                S3ClientCache(timeout=config.s3_timeout_seconds),
+                min_refresh=config.min_refresh_seconds,
+                egress=config.egress_policy(),
+            ),
             config.max_concurrent,
             config.shard,
             active=not electing,
             backoff=Backoff(config.backoff_base_seconds, config.backoff_cap_seconds, config.refresh_jitter),
+            max_per_namespace=config.max_concurrent_per_namespace,
+            reconcile_timeout=config.reconcile_timeout_seconds,
         )
         state["watches"] = secretwatch.start_watches(
             load_api_client(config.kubeconfig, connections=2 * max(1, len(config.namespaces))),  # one per watch

@@ -1,7 +1,9 @@
 """Keyed digests of secret material for status and annotations: HMAC-SHA256 under the operator's key.
 
 Secrets can be low-entropy, so a plain hash in status would let anyone who can read the VaultBundle
-brute-force them; a keyed digest only tells whether two contents are equal.
+brute-force them; a keyed digest only tells whether two contents are equal. Everything shown for a VaultBundle
+is digested under its namespace's own key (`for_namespace`, HKDF from the operator's key: L1), so equal values
+in two namespaces give unrelated digests and one tenant's digests say nothing about another's.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import os
 import struct
 from collections.abc import Mapping
 from pathlib import Path
+
+from .stores import namespace_key
 
 
 class Digester:
@@ -29,6 +33,10 @@ class Digester:
         if path:
             return cls(Path(path).read_bytes().strip())
         return cls(os.urandom(32))
+
+    def for_namespace(self, namespace: str) -> Digester:
+        """The Digester for one namespace: `stores.namespace_key(operator key, namespace, "digest")`."""
+        return Digester(namespace_key(self._key, namespace, "digest"))
 
     def digest(self, items: Mapping[str, bytes] | Mapping[str, str]) -> str:
         mac = hmac.new(self._key, digestmod=hashlib.sha256)

@@ -15,7 +15,8 @@ such home, so we take values literally.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import io
+from collections.abc import Iterable, Iterator, Mapping
 
 from .errors import VaultFolderError
 
@@ -31,18 +32,21 @@ def js_trim(text: str) -> str:
     return text.strip(JS_WHITESPACE)
 
 
-def parse_pairs(text: str) -> list[tuple[str, str]]:
-    pairs: list[tuple[str, str]] = []
-    for raw_line in text.split("\n"):
-        line = js_trim(raw_line.removesuffix("\r"))
+def iter_pairs(text: str) -> Iterator[tuple[str, str]]:
+    """The pairs one at a time (a caller can stop early, e.g. at a key-count limit, without a list of lines)."""
+    for raw_line in io.StringIO(text):  # splits on "\n" only, like str.split("\n")
+        line = js_trim(raw_line.removesuffix("\n").removesuffix("\r"))
         if not line or line.startswith("#") or "=" not in line:
             continue
         key, _, value = line.partition("=")
         key, value = js_trim(key), js_trim(value)
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
             value = value[1:-1]
-        pairs.append((key, value))
-    return pairs
+        yield key, value
+
+
+def parse_pairs(text: str) -> list[tuple[str, str]]:
+    return list(iter_pairs(text))
 
 
 def parse(text: str) -> dict[str, str]:

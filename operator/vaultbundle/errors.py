@@ -39,6 +39,8 @@ class Reason(StrEnum):
     # the bundle (vsync's taxonomy and ours)
     CONFIG_MISSING = "ConfigMissing"
     CONFIG_UNSUPPORTED_VERSION = "ConfigUnsupportedVersion"
+    KDF_LIMIT = "KdfLimit"
+    KEY_DERIVATION_FAILED = "KeyDerivationFailed"
     S3_UNREACHABLE = "S3Unreachable"
     MANIFEST_NOT_FOUND = "ManifestNotFound"
     WRONG_PASSPHRASE = "WrongPassphrase"
@@ -85,6 +87,7 @@ class Reason(StrEnum):
     KUBERNETES_API_ERROR = "KubernetesAPIError"
     STATUS_UPDATE_FAILED = "StatusUpdateFailed"
     INTERNAL_ERROR = "InternalError"
+    RECONCILE_TIMEOUT = "ReconcileTimeout"
     INVALID_OPERATOR_FLAG = "InvalidOperatorFlag"  # `vaultbundle run` cannot start: a flag or its file is unusable
 
     @property
@@ -103,6 +106,7 @@ _TRANSIENT = frozenset(
         Reason.KUBERNETES_API_ERROR,
         Reason.STATUS_UPDATE_FAILED,
         Reason.INTERNAL_ERROR,
+        Reason.RECONCILE_TIMEOUT,
     }
 )
 
@@ -192,6 +196,25 @@ class ConfigMissingError(VSyncError):
 class ConfigUnsupportedVersionError(VSyncError):
     exit_code = 11
     hint = "regenerate the config blob with a current `vsync runtime-token`"
+
+
+class KdfLimitError(ConfigUnsupportedVersionError):
+    """The config blob asks for a KDF iteration count outside what this operator accepts.
+
+    A bound of our own (vsync has none): an unbounded count lets one tenant pin the crypto threads for hours."""
+
+    reason = Reason.KDF_LIMIT
+    hint = (
+        "regenerate the config blob with an iteration count inside the operator's range "
+        "(vsync's default is 600000), or ask the admin to change --min/--max-kdf-iterations"
+    )
+
+
+class KeyDerivationFailedError(VSyncError):
+    """The crypto library failed while deriving a key (any exception, even a Rust panic); names only its type."""
+
+    reason = Reason.KEY_DERIVATION_FAILED
+    hint = "check the salt and iterations in the config blob; report a bug if they look sane"
 
 
 class S3UnreachableError(VSyncError):

@@ -1,18 +1,26 @@
 """Plan and apply every target of a VaultBundle; each fails on its own.
 
+Before a store is connected, the store policy decides how it may be reached (`targets.grants`): its own
+credentials, or an admin's ClusterTargetStore, or `PolicyDenied`; the store is then confined to that grant.
+
 A target's failure (a typed `VaultBundleError`, or any other exception, reported as `InternalError` by type
 name only, because SDK text may quote data) stays in its own `TargetResult`: the other targets still sync.
 A failed target keeps its last status record (the store still holds what the last success wrote), updated
 with whatever a partly applied plan recorded, e.g. secrets created before the failure.
+
+What a target writes into status is bounded (`statusbounds`): plan lists and failure messages are cut, so a
+bundle with 10,000 keys or a store's long error cannot grow the VaultBundle past what etcd takes. Selection and
+naming are per-key Python loops, so `desired` is computed in a thread, off the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import metrics, targets
+from . import metrics, statusbounds, targets
 from .bundles import Bundle
 from .digest import Digester
 from .egress import SECURE_DEFAULT, EgressPolicy
@@ -20,6 +28,7 @@ from .errors import Reason, VaultBundleError
 from .kube import KubeAPI
 from .spec import TargetSpec
 from .status import Event, now
+from .targets import grants
 from .targets.base import Owner, Target, TargetContext
 from .targets.threads import isolated
 
@@ -90,9 +99,13 @@ class FanOut:
         try:
             with isolated():  # this target's egress scope ends with it
                 kind = targets.load(spec.kind)
-                desired = kind.desired(bundle.vault, spec.selection, spec.body)
-                context = TargetContext(self.kube, self.owner, self.digester, previous, self.read_secret, self.egress)
-                store = await kind.connect(spec.body, context)
+                grant = await grants.authorize_target(self.kube, self.owner, spec.kind, spec.raw)  # before store I/O
+                body = grants.capped(spec.body, grant)
+                desired = await asyncio.to_thread(kind.desired, bundle.vault, spec.selection, body)
+                context = TargetContext(
+                    self.kube, self.owner, self.digester, previous, self.read_secret, egress=self.egress, grant=grant
+                )
+                store = grants.scoped(await kind.connect(body, context), grant)
                 result = await self._plan_and_apply(spec, store, desired, previous)
         except VaultBundleError as exc:
             result = self._failed(spec, store, previous, exc.reason, str(exc))
@@ -123,7 +136,7 @@ class FanOut:
             message,
             changed=changed,
             keys=len(desired),
-            plan=plan.as_status(),
+            plan=statusbounds.plan(plan.as_status()),
             last_sync_time=stamp,
             last_change_time=stamp if changed else previous.get("lastChangeTime"),
             extra=store.status_extra(),
@@ -134,7 +147,8 @@ class FanOut:
         spec: TargetSpec, store: Target | None, previous: Mapping[str, Any], reason: Reason, message: str
     ) -> TargetResult:
         partial = store.status_extra() if store is not None else {}
-        return TargetResult(spec.name, spec.kind, "Failed", reason, message, extra=partial, previous=previous)
+        bounded = statusbounds.message(message)
+        return TargetResult(spec.name, spec.kind, "Failed", reason, bounded, extra=partial, previous=previous)
 
 
 def events(results: Sequence[TargetResult], previous_targets: Sequence[Mapping[str, Any]]) -> list[Event]:

@@ -51,6 +51,7 @@ class TargetSpec:
     selection: Selection
     body: Any  # the kind's own parsed spec (e.g. KubernetesSecretSpec)
     writes_secrets: tuple[str, ...] = ()  # Secrets of the VaultBundle's namespace it writes (cross-target checks)
+    raw: Mapping[str, Any] = field(default_factory=dict)  # the kind's object as written: the store policy reads it
 
 
 def obj(value: Any, path: str) -> Mapping[str, Any]:

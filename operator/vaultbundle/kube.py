@@ -20,6 +20,7 @@ from . import metrics
 from .errors import Reason, VaultBundleError
 
 GROUP, VERSION, PLURAL = "vaultbundle.io", "v1alpha1", "vaultbundles"
+STORES_PLURAL = "clustertargetstores"
 FIELD_MANAGER = "vaultbundle"
 
 
@@ -75,6 +76,14 @@ class KubeAPI(SecretsAPI, Protocol):
 
     async def list_vaultbundles(self, namespace: str) -> list[dict[str, Any]]:
         """Every VaultBundle of the namespace (raw JSON): whose source Secrets are never adopted."""
+        ...
+
+    async def get_cluster_target_store(self, name: str) -> dict[str, Any] | None:
+        """The cluster-scoped ClusterTargetStore's raw JSON, or None when it does not exist."""
+        ...
+
+    async def get_namespace(self, name: str) -> dict[str, Any] | None:
+        """The Namespace's raw JSON (its labels decide which ClusterTargetStores admit it), or None."""
         ...
 
 
@@ -135,6 +144,14 @@ class Kube:
             "create_token", self.core.create_namespaced_service_account_token, name, namespace, body
         )
         return result
+
+    async def get_cluster_target_store(self, name: str) -> dict[str, Any] | None:
+        return await self._get(
+            "get_cluster_target_store", self.custom.get_cluster_custom_object, GROUP, VERSION, STORES_PLURAL, name
+        )
+
+    async def get_namespace(self, name: str) -> dict[str, Any] | None:
+        return await self._get("get_namespace", self.core.read_namespace, name)
 
     async def get_vaultbundle(self, namespace: str, name: str) -> dict[str, Any] | None:
         return await self._get(

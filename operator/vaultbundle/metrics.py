@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 
@@ -76,3 +77,10 @@ LEADER = Gauge(
     "vaultbundle_leader", "1 while this process holds the leader Lease (or runs without election).", registry=REGISTRY
 )
 READY = Gauge("vaultbundle_ready", "1 when the VaultBundle is Ready, else 0.", ["namespace", "name"], registry=REGISTRY)
+
+
+def forget(namespace: str, name: str) -> None:
+    """A VaultBundle was deleted: drop its series, so create/delete churn does not grow memory or cardinality."""
+    BUNDLE_AGE.applied.pop((namespace, name), None)
+    with contextlib.suppress(KeyError):  # never reported (e.g. deleted before its first cycle)
+        READY.remove(namespace, name)

@@ -11,10 +11,15 @@
 Why threads and not processes: `cryptography`'s PBKDF2 runs in OpenSSL with the GIL released
 (tests/unit/test_pool.py proves it), so N threads derive N keys at once on N cores, as N processes would,
 without ~40 MiB per worker process (each re-imports the operator), a forkserver, a writable socket
-directory, or key material pickled across processes. AES-GCM, by contrast, holds the GIL, so a worker
-thread would not help it: envelopes are decrypted inline, 1–2 ms per MiB, and an envelope is at most
-`remote.MAX_OBJECT_BYTES` (64 MiB), so one decryption can pause the loop for ~100 ms at worst (bench/README.md:
-~50 ms for 32 MiB, under 1 ms up to 512 KiB).
+directory, or key material pickled across processes. AES-GCM holds the GIL per call, so envelopes are
+decrypted in 1 MiB chunks (`rqe1.open_envelope`) on an I/O thread: the event loop waits at most one chunk.
+
+Bounds (the iteration count comes from a tenant's config blob): `limits` (`--min/--max-kdf-iterations`) are
+checked before any derivation, and whatever the crypto library raises in a worker, even a `BaseException`
+such as pyo3's `PanicException`, comes back as a typed `KeyDerivationFailedError`; the worker thread lives on.
+A reconcile waiting for a derivation gives its reconcile slot back meanwhile (`fairness.released`), and a
+derivation outlives a cancelled waiter (it stays in flight and cached), so a re-queued reconcile never starts
+a second one.
 """
 
 from __future__ import annotations
@@ -31,8 +36,10 @@ from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 
+from . import fairness
 from .crypto import rqe1
-from .crypto.kdf import DerivedKey, derive_key
+from .crypto.kdf import DerivedKey, IterationLimits, check_iterations, derive_key
+from .errors import KeyDerivationFailedError, VaultBundleError
 
 
 @dataclass
@@ -84,6 +91,17 @@ class KeyCache:
         return f"<KeyCache entries={len(self._entries)}/{self._max}>"
 
 
+def _derive_typed(passphrase: str, salt: str, iterations: int) -> DerivedKey:
+    """`derive_key` where any failure is a typed error: this runs in a worker thread, and an exception that is
+    not an `Exception` (a Rust panic) would otherwise escape every `except Exception` of the caller."""
+    try:
+        return derive_key(passphrase, salt, iterations)
+    except (VaultBundleError, KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - e.g. pyo3_runtime.PanicException; only its type is shown
+        raise KeyDerivationFailedError(f"key derivation failed in the crypto library ({type(exc).__name__})") from None
+
+
 class CryptoPool:
     def __init__(
         self,
@@ -91,13 +109,21 @@ class CryptoPool:
         *,
         cache: KeyCache | None = None,
         on_derive: Callable[[float], None] | None = None,
+        limits: IterationLimits | None = None,
     ) -> None:
         self.workers = (os.cpu_count() or 1) if workers is None else workers
         self.cache = cache if cache is not None else KeyCache()
         self.on_derive = on_derive  # called with the seconds each real derivation took (metrics)
+        self.limits = limits  # None: only what the crypto library can take (the CLI reads its user's own bundles)
         self._executor: Executor | None = None
         self._executor_lock = threading.Lock()
         self._inflight: dict[bytes, asyncio.Future[DerivedKey]] = {}
+
+    def check_iterations(self, iterations: int) -> None:
+        """Refuse an iteration count before anything is downloaded or derived (typed `KdfLimitError`)."""
+        check_iterations(iterations)
+        if self.limits is not None:
+            self.limits.check(iterations)
 
     def __repr__(self) -> str:
         return f"<CryptoPool workers={self.workers} {self.cache!r}>"
@@ -137,15 +163,16 @@ class CryptoPool:
 
     # -- sync API (CLI) ---------------------------------------------------------------------------------
     def derive(self, passphrase: str, salt: str, iterations: int) -> DerivedKey:
+        self.check_iterations(iterations)
         fingerprint = self.cache.fingerprint(passphrase, salt, iterations)
         key = self.cache.get(fingerprint)
         if key is None:
             started = time.monotonic()
             pool = self._pool()
             key = (
-                derive_key(passphrase, salt, iterations)
+                _derive_typed(passphrase, salt, iterations)
                 if pool is None
-                else pool.submit(derive_key, passphrase, salt, iterations).result()
+                else pool.submit(_derive_typed, passphrase, salt, iterations).result()
             )
             key = self._derived(fingerprint, key, started)
         return key
@@ -156,30 +183,30 @@ class CryptoPool:
 
     # -- async API (operator) ---------------------------------------------------------------------------
     async def aderive(self, passphrase: str, salt: str, iterations: int) -> DerivedKey:
+        self.check_iterations(iterations)
         fingerprint = self.cache.fingerprint(passphrase, salt, iterations)
         key = self.cache.get(fingerprint)
         if key is not None:
             return key
         pending = self._inflight.get(fingerprint)
-        if pending is not None:  # someone is deriving this very key: wait for it, don't derive twice
+        if pending is None:  # nobody is deriving this very key yet: start it (waiters share it, never derive twice)
+            pending = asyncio.ensure_future(self._derive_in_worker(fingerprint, passphrase, salt, iterations))
+            pending.add_done_callback(lambda done: done.cancelled() or done.exception())  # retrieved, even unwaited
+            self._inflight[fingerprint] = pending
+        async with fairness.released():  # the crypto threads are the bottleneck here, not the reconcile slots
             return await asyncio.shield(pending)
-        future: asyncio.Future[DerivedKey] = asyncio.get_running_loop().create_future()
-        self._inflight[fingerprint] = future
+
+    async def _derive_in_worker(self, fingerprint: bytes, passphrase: str, salt: str, iterations: int) -> DerivedKey:
         try:
             started = time.monotonic()
             derived = await asyncio.get_running_loop().run_in_executor(
-                self._pool(), derive_key, passphrase, salt, iterations
+                self._pool(), _derive_typed, passphrase, salt, iterations
             )
-            key = self._derived(fingerprint, derived, started)
-            future.set_result(key)
-            return key
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # mark retrieved when nobody else waits
-            raise
+            return self._derived(fingerprint, derived, started)
         finally:
-            del self._inflight[fingerprint]
+            self._inflight.pop(fingerprint, None)
 
     async def aopen_envelope(self, blob: bytes, passphrase: str, salt: str, iterations: int) -> bytes:
         rqe1.check_envelope(blob)
-        return rqe1.open_envelope(await self.aderive(passphrase, salt, iterations), blob)
+        key = await self.aderive(passphrase, salt, iterations)
+        return await asyncio.to_thread(rqe1.open_envelope, key, blob)

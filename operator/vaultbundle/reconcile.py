@@ -15,6 +15,7 @@ retry re-runs only the fan-out: no download, no key derivation, no decryption.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -77,12 +78,20 @@ class Reconciler:
         write_status: bool = True,
         egress: EgressPolicy | None = None,
     ) -> None:
-        self.kube, self.pool, self.digester = kube, pool, digester
+        self.kube, self.pool, self._operator_digester = kube, pool, digester
         self.egress = egress or SECURE_DEFAULT  # every tenant URL (S3 endpoint, store URLs) is checked against it
         self.s3_factory: Callable[[configblob.BootstrapConfig], ObjectStore] = s3_factory or S3ClientCache()
         self.min_refresh = min_refresh
         self.write_status = write_status  # False for one-shot CLI runs (`vaultbundle plan|sync`)
         self._memory: dict[str, _Memory] = {}
+        self._digesters: dict[str, Digester] = {}  # per namespace; HKDF is cheap, but once per namespace is enough
+
+    def digester(self, namespace: str) -> Digester:
+        """Digests for a VaultBundle of *namespace*: under that namespace's own key (L1)."""
+        digester = self._digesters.get(namespace)
+        if digester is None:
+            digester = self._digesters[namespace] = self._operator_digester.for_namespace(namespace)
+        return digester
 
     def forget(self, uid: str) -> None:
         self._memory.pop(uid, None)
@@ -93,7 +102,7 @@ class Reconciler:
 
     async def _reconcile(self, observed: Observed) -> Outcome:
         try:
-            parsed = targets.parse_spec(observed.spec, min_refresh=self.min_refresh, namespace=observed.namespace)
+            parsed = self._parse(observed)
         except SpecError as exc:
             metrics.SYNCS.labels(exc.reason).inc()
             conditions = Conditions(
@@ -115,7 +124,26 @@ class Reconciler:
                 outcome = await self._sync(observed, parsed)
             except VaultBundleError as exc:
                 outcome = await self._failed(observed, parsed, exc)
-        outcome.secret_refs = frozenset({parsed.config_ref.name, parsed.passphrase_ref.name})
+        outcome.secret_refs = _secret_refs(parsed)
+        return outcome
+
+    def _parse(self, observed: Observed) -> VaultBundleSpec:
+        return targets.parse_spec(observed.spec, min_refresh=self.min_refresh, namespace=observed.namespace)
+
+    async def report_timeout(self, observed: Observed, seconds: float) -> Outcome:
+        """The scheduler cancelled a cycle that ran past its deadline (`--reconcile-timeout`): say so in status."""
+        self.forget(observed.uid)
+        message = f"the reconcile took longer than {seconds:g}s and was cancelled; targets may be partly synced"
+        metrics.SYNCS.labels(Reason.RECONCILE_TIMEOUT).inc()
+        conditions = Conditions(
+            Condition("Ready", False, Reason.RECONCILE_TIMEOUT, message),
+            Condition("Verified", None, Reason.NOT_CHECKED, message),
+            Condition("Synced", None, Reason.RECONCILE_TIMEOUT, message),
+        )
+        # ReconcileTimeout is transient: the next try follows the backoff, not the refresh interval
+        outcome = await self._report(observed, None, conditions, refresh=None, failure=Reason.RECONCILE_TIMEOUT)
+        with contextlib.suppress(SpecError):  # a source Secret that changes meanwhile still wakes the worker
+            outcome.secret_refs = _secret_refs(self._parse(observed))
         return outcome
 
     async def _failed(self, observed: Observed, parsed: VaultBundleSpec, exc: VaultBundleError) -> Outcome:
@@ -132,8 +160,9 @@ class Reconciler:
 
     async def _sync(self, observed: Observed, parsed: VaultBundleSpec) -> Outcome:
         source = await sources.read(self.kube, observed.namespace, parsed)
+        self.pool.check_iterations(source.config.iterations)  # a tenant's count: refused before any download
         objects = self.s3_factory(source.config)
-        source_digest = source.digest(self.digester, parsed)
+        source_digest = source.digest(self.digester(observed.namespace), parsed)
         force_token = observed.annotations.get(FORCE_SYNC_ANNOTATION, "")
         memory = self._memory.get(observed.uid)
         if memory and not memory.same_input(source_digest, observed.generation, force_token):
@@ -168,7 +197,7 @@ class Reconciler:
 
         fan_out = FanOut(
             self.kube,
-            self.digester,
+            self.digester(observed.namespace),
             Owner(observed.namespace, observed.name, observed.uid),
             observed.status.get("targets") or [],
             read_secret,
@@ -192,7 +221,10 @@ class Reconciler:
                 "layout": bundle.layout.value,
                 "timestamp": bundle.timestamp,
                 "generation": bundle.generation,
-                "digest": await asyncio.to_thread(self.digester.digest, content_items(bundle)),
+                # the items are built in the thread too: at 10,000 keys that loop is not free
+                "digest": await asyncio.to_thread(
+                    lambda: self.digester(observed.namespace).digest(content_items(bundle))
+                ),
             },
             "pointerETag": pointer.etag,
             "lastAppliedTimestamp": floor or None,
@@ -249,6 +281,11 @@ class Reconciler:
             outcome.events.append(Event("Warning", Reason.STATUS_UPDATE_FAILED, str(exc)))
         outcome.events.extend(failure_events(conditions))
         return outcome
+
+
+def _secret_refs(parsed: VaultBundleSpec) -> frozenset[str]:
+    """The Secrets whose change should wake this VaultBundle's worker (the scheduler watches them)."""
+    return frozenset({parsed.config_ref.name, parsed.passphrase_ref.name})
 
 
 def _synced_condition(parsed: VaultBundleSpec, results: list[TargetResult], failed: list[str], ts: str) -> Condition:

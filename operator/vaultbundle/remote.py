@@ -3,6 +3,14 @@
 Addressing is path-style (MinIO, moto, R2 and AWS all accept it); endpoint, region, bucket and static
 credentials come from the config blob; a custom CA is honoured through `AWS_CA_BUNDLE` (botocore's own
 variable) or the `ca_bundle` argument.
+
+Bounds against a slow or hostile endpoint (the config blob, written by a tenant, names it): every GET has an
+overall deadline (`timeout`, `--s3-timeout`). botocore's own timeouts are per socket operation, so a server
+trickling one byte a second would hold a read for as long as it likes; the body is therefore read one socket
+read at a time with the socket's timeout set to what is left of the deadline. Bundle objects must declare a
+`Content-Length`, which is checked against the 64 MiB limit before a byte of the body is read. Not covered: a
+server that trickles its *response headers* holds an I/O thread until http.client's header limits or
+botocore's per-read timeout end it; the reconcile deadline (`--reconcile-timeout`) still frees the slot.
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ import hashlib
 import hmac
 import os
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -18,11 +27,16 @@ from typing import Any, Protocol
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from urllib3.exceptions import HTTPError as Urllib3Error
 
 from .crypto.configblob import BootstrapConfig
 from .errors import BundleCorruptError, Reason, S3UnreachableError
+from .settings import DEFAULTS
 
 MAX_OBJECT_BYTES = 64 * 1024 * 1024
+DEFAULT_TIMEOUT_SECONDS = DEFAULTS.s3_timeout_seconds  # `--s3-timeout`; the CLI uses it as is
+_CHUNK_BYTES = 1024 * 1024
+_READ_ERRORS = (BotoCoreError, OSError, Urllib3Error)
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
 # S3 error codes shown in messages; any other text a server sends is not quoted (a tenant's endpoint, H4)
 _SHOWN_CODES = frozenset(
@@ -65,9 +79,16 @@ class ObjectStore(Protocol):
         ...
 
     def get(
-        self, key: str, *, if_none_match: str | None = None, max_bytes: int = MAX_OBJECT_BYTES
+        self,
+        key: str,
+        *,
+        if_none_match: str | None = None,
+        max_bytes: int = MAX_OBJECT_BYTES,
+        require_length: bool = False,
     ) -> StoredObject | None:
-        """The object; None when *if_none_match* is its ETag; raises `ObjectMissing` when it does not exist."""
+        """The object; None when *if_none_match* is its ETag; raises `ObjectMissing` when it does not exist.
+
+        *require_length*: a response that does not declare its size is refused (`BundleCorruptError`)."""
         ...
 
     def put(self, key: str, body: bytes, *, create_only: bool = False, if_match: str | None = None) -> str:
@@ -80,10 +101,18 @@ class ObjectStore(Protocol):
 class S3Objects:
     """The objects under one bucket, addressed by full key. Counts requests (for metrics)."""
 
-    def __init__(self, config: BootstrapConfig, *, client: Any = None, ca_bundle: str | None = None) -> None:
+    def __init__(
+        self,
+        config: BootstrapConfig,
+        *,
+        client: Any = None,
+        ca_bundle: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    ) -> None:
         self.bucket = config.bucket
         self.requests = 0
-        self._client = client or make_client(config, ca_bundle)
+        self.timeout = timeout  # seconds for a whole GET: headers and body
+        self._client = client or make_client(config, ca_bundle, timeout=timeout)
 
     def __repr__(self) -> str:
         return f"<S3Objects bucket={self.bucket!r}>"
@@ -109,25 +138,66 @@ class S3Objects:
             raise S3UnreachableError(f"S3 {operation} of {key or self.bucket!r} failed: {type(exc).__name__}") from None
 
     def get(
-        self, key: str, *, if_none_match: str | None = None, max_bytes: int = MAX_OBJECT_BYTES
+        self,
+        key: str,
+        *,
+        if_none_match: str | None = None,
+        max_bytes: int = MAX_OBJECT_BYTES,
+        require_length: bool = False,
     ) -> StoredObject | None:
-        """GET an object; None when *if_none_match* matches (304: unchanged, nothing transferred)."""
+        """GET an object within the deadline; None when *if_none_match* matches (304: nothing transferred).
+
+        *require_length*: refuse a response without `Content-Length` (bundle objects: the size is checked
+        before reading)."""
+        deadline = time.monotonic() + self.timeout
         kwargs = {"IfNoneMatch": if_none_match} if if_none_match else {}
         try:
             response = self._call("get_object", key, **kwargs)
         except _NotModified:
             return None
-        length = int(response.get("ContentLength") or 0)
-        if length > max_bytes:
-            response["Body"].close()
-            raise BundleCorruptError(f"object {key!r} is {length} bytes; the limit is {max_bytes}")
+        body = response["Body"]
+        declared = response.get("ContentLength")
         try:
-            body = response["Body"].read(max_bytes + 1)
-        except (BotoCoreError, OSError) as exc:
-            raise S3UnreachableError(f"reading {key!r} failed: {type(exc).__name__}") from None
-        if len(body) > max_bytes:
+            if declared is None and require_length:
+                raise BundleCorruptError(
+                    f"the S3 server sent {key!r} without a Content-Length; bundle objects must declare their size "
+                    "(is a proxy re-chunking responses?)"
+                )
+            if declared is not None and int(declared) > max_bytes:
+                raise BundleCorruptError(f"object {key!r} is {declared} bytes; the limit is {max_bytes}")
+            data = self._read(body, key, max_bytes + 1 if declared is None else int(declared), deadline)
+        finally:
+            body.close()
+        if len(data) > max_bytes:
             raise BundleCorruptError(f"object {key!r} exceeds {max_bytes} bytes")
-        return StoredObject(body=body, etag=str(response.get("ETag", "")))
+        if declared is not None and len(data) != int(declared):
+            raise S3UnreachableError(f"reading {key!r} ended after {len(data)} of {declared} bytes")
+        return StoredObject(body=data, etag=str(response.get("ETag", "")))
+
+    def _read(self, body: Any, key: str, limit: int, deadline: float) -> bytes:
+        """Up to *limit* bytes, one socket read at a time, none of them past *deadline*."""
+        raw = getattr(body, "_raw_stream", None)  # botocore's StreamingBody wraps a urllib3 response
+        read_once = getattr(raw, "read1", None) or body.read
+        parts: list[bytes] = []
+        received = 0
+        while received < limit:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise S3UnreachableError(f"reading {key!r} took longer than the {self.timeout:g}s deadline")
+            _limit_socket_wait(raw, remaining)
+            try:
+                chunk = read_once(min(_CHUNK_BYTES, limit - received))
+            except _READ_ERRORS as exc:
+                if time.monotonic() >= deadline:
+                    raise S3UnreachableError(
+                        f"reading {key!r} took longer than the {self.timeout:g}s deadline"
+                    ) from None
+                raise S3UnreachableError(f"reading {key!r} failed: {type(exc).__name__}") from None
+            if not chunk:
+                break
+            parts.append(chunk)
+            received += len(chunk)
+        return b"".join(parts)
 
     def put(self, key: str, body: bytes, *, create_only: bool = False, if_match: str | None = None) -> str:
         """PUT an object; *create_only* refuses to replace an existing one (If-None-Match: *), *if_match*
@@ -155,7 +225,16 @@ class _NotModified(Exception):
     pass
 
 
-def make_client(config: BootstrapConfig, ca_bundle: str | None = None) -> Any:
+def _limit_socket_wait(raw: Any, seconds: float) -> None:
+    """Let the next socket read of a urllib3 response wait at most *seconds* (best effort: fakes have none)."""
+    sock = getattr(getattr(raw, "connection", None), "sock", None)
+    if sock is not None:
+        sock.settimeout(max(0.01, seconds))
+
+
+def make_client(
+    config: BootstrapConfig, ca_bundle: str | None = None, *, timeout: float = DEFAULT_TIMEOUT_SECONDS
+) -> Any:
     return boto3.session.Session().client(
         "s3",
         endpoint_url=config.endpoint or None,
@@ -165,8 +244,8 @@ def make_client(config: BootstrapConfig, ca_bundle: str | None = None) -> Any:
         verify=ca_bundle,
         config=Config(
             s3={"addressing_style": "path"},
-            connect_timeout=5,
-            read_timeout=30,
+            connect_timeout=min(5.0, timeout),
+            read_timeout=min(30.0, timeout),
             retries={"mode": "standard", "max_attempts": 3},
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
@@ -182,9 +261,10 @@ class S3ClientCache:
     refresh cycle, so clients are shared (they are thread-safe). Keys hold a keyed digest, not the secret key.
     """
 
-    def __init__(self, max_clients: int = 256) -> None:
+    def __init__(self, max_clients: int = 256, *, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
         self._clients: OrderedDict[bytes, Any] = OrderedDict()
         self._max = max_clients
+        self.timeout = timeout
         self._lock = threading.Lock()
         self._salt = os.urandom(16)
 
@@ -196,8 +276,8 @@ class S3ClientCache:
         with self._lock:
             client = self._clients.get(key)
             if client is None:
-                client = self._clients[key] = make_client(config)
+                client = self._clients[key] = make_client(config, timeout=self.timeout)
                 while len(self._clients) > self._max:
                     self._clients.popitem(last=False)
             self._clients.move_to_end(key)
-        return S3Objects(config, client=client)
+        return S3Objects(config, client=client, timeout=self.timeout)

@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
-from .crypto.kdf import DEFAULT_ITERATIONS
+from .crypto.kdf import DEFAULT_ITERATIONS, DEFAULT_MAX_ITERATIONS, DEFAULT_MIN_ITERATIONS
 from .egress import EgressPolicy, pod_addresses
 
 
@@ -54,7 +54,22 @@ class Settings:
     """Key for the HMAC digests shown in status (unset: kept in a Secret in $POD_NAMESPACE, created once)."""
 
     max_concurrent: int = 16
-    """Reconciles running at once."""
+    """Reconciles running at once (at least 1)."""
+
+    max_concurrent_per_namespace: int = 4
+    """Reconciles of one namespace running at once, so one tenant cannot take every slot (namespaces take turns)."""
+
+    reconcile_timeout_seconds: float = 300.0
+    """Deadline of one reconcile cycle; a cycle past it is cancelled and reported as ReconcileTimeout."""
+
+    s3_timeout_seconds: float = 60.0
+    """Deadline of one whole S3 request (headers and body), so a slow endpoint cannot hold a reconcile."""
+
+    min_kdf_iterations: int = DEFAULT_MIN_ITERATIONS
+    """Lowest PBKDF2 iteration count a config blob may ask for (below it: KdfLimit)."""
+
+    max_kdf_iterations: int = DEFAULT_MAX_ITERATIONS
+    """Highest PBKDF2 iteration count a config blob may ask for (above it: KdfLimit, before any download)."""
 
     min_refresh_seconds: float = 10.0
     """Lower bound for any VaultBundle's refreshInterval."""

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from . import statusbounds
 from .errors import Reason
 
 _TIME_FIELDS = frozenset({"lastSyncTime", "lastAttemptTime", "lastTransitionTime", "lastChangeTime"})
-MAX_MESSAGE = 1024
 
 
 def now() -> str:
@@ -76,7 +76,7 @@ class Condition:
             "type": self.type,
             "status": self.status,
             "reason": str(self.reason),
-            "message": self.message[:MAX_MESSAGE],
+            "message": statusbounds.message(self.message),
             "observedGeneration": generation,
             "lastTransitionTime": previous.get("lastTransitionTime") if unchanged else now(),
         }

@@ -4,7 +4,17 @@
   a file (path relative to the vault folder).
 * Runtime layout: a JSON object, structured `{"kv": {...}, "assets": {name: base64}}` or flat `{name: value}`.
 
-Untrusted input is bounded (entry count, total size, compression ratio) and unsafe paths are refused.
+Untrusted input is bounded (entry count, total size, compression ratio) and unsafe paths are refused. A vault
+has at most `MAX_KEYS` keys and files together, each named in at most `MAX_NAME_BYTES` bytes of UTF-8: every
+target works per key in Python, so the count bounds the time and memory of a cycle, and no store accepts names
+anywhere near that long.
+
+The runtime layout's JSON is read pair by pair with `json`'s own scanner (`_JsonReader`) rather than with one
+`json.loads`: one C call over a 64 MiB document holds the GIL for ~0.5 s (stalling the operator's event loop
+even from a worker thread) and builds every key before any count can be checked (~5x the bundle in memory for
+millions of tiny keys). Pair by pair, the parse stops at the first key past the limit, each scanner call covers
+one key or value, and a JSON string is at most `MAX_JSON_STRING_BYTES` long (a 3 MiB asset in base64; larger
+files belong in the CLI layout, whose ZIP is inflated without the GIL).
 """
 
 from __future__ import annotations
@@ -14,11 +24,13 @@ import binascii
 import io
 import json
 import posixpath
+import re
 import stat
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
 from . import envfile
 from .errors import BundleFormatError
@@ -26,6 +38,9 @@ from .errors import BundleFormatError
 MAX_ENTRIES = 10_000
 MAX_TOTAL_BYTES = 64 * 1024 * 1024
 MAX_RATIO = 200  # uncompressed / compressed per entry, beyond which an entry is treated as a zip bomb
+MAX_KEYS = 10_000  # key/values and files of one vault together
+MAX_NAME_BYTES = 1024  # UTF-8 bytes of one key or file name
+MAX_JSON_STRING_BYTES = 4 * 1024 * 1024  # one key or value as written in a runtime-layout JSON document
 
 
 @dataclass(frozen=True)
@@ -143,13 +158,37 @@ def from_zip(data: bytes, *, env: str | None = None, env_file: str | None = None
     files = {name[cut:]: body for name, body in contents.items()}
     chosen = _choose_env_file(files, env, env_file)
     if chosen is None:
-        return Vault(files=files)
+        return _checked(Vault(files=files))
     source = files.pop(chosen)
     try:
-        kv = envfile.parse(source.decode("utf-8"))
+        text = source.decode("utf-8")
     except UnicodeDecodeError:
         raise BundleFormatError(f"{chosen} is not UTF-8 text") from None
-    return Vault(kv=kv, files=files, env_file=chosen, env_source=source)
+    kv: dict[str, str] = {}
+    for key, value in envfile.iter_pairs(text):
+        kv[key] = value
+        if len(kv) + len(files) > MAX_KEYS:
+            raise _too_many_keys()
+    return _checked(Vault(kv=kv, files=files, env_file=chosen, env_source=source))
+
+
+def _too_many_keys() -> BundleFormatError:
+    return BundleFormatError(
+        f"the bundle has more than {MAX_KEYS} keys and files; the limit is {MAX_KEYS} (split it into several bundles)"
+    )
+
+
+def _checked(vault: Vault) -> Vault:
+    """Refuse a vault past the key-count or name-length limits (the error names the limit and the name)."""
+    if len(vault.kv) + len(vault.files) > MAX_KEYS:
+        raise _too_many_keys()
+    for name in (*vault.kv, *vault.files):
+        if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+            raise BundleFormatError(
+                f"the bundle has a name of more than {MAX_NAME_BYTES} bytes (starting {name[:40]!r}); "
+                f"the limit is {MAX_NAME_BYTES} bytes"
+            )
+    return vault
 
 
 def to_zip(members: Mapping[str, bytes], *, folder: str) -> bytes:
@@ -179,9 +218,14 @@ def to_zip(members: Mapping[str, bytes], *, folder: str) -> bytes:
 def from_json(data: bytes) -> Vault:
     """Read a runtime-layout JSON vault (structured or flat), exactly as strict as vsync's Go reader."""
     try:
-        document = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        document = _JsonReader(data).document()
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, StopIteration):
         raise BundleFormatError("runtime bundle is not UTF-8 JSON") from None
+    return vault_from_document(document)
+
+
+def vault_from_document(document: Any) -> Vault:
+    """The runtime layout's shape rules over a parsed JSON document."""
     if not isinstance(document, dict):
         raise BundleFormatError("runtime bundle is not a JSON object")
     if "kv" in document or "assets" in document:
@@ -202,7 +246,99 @@ def from_json(data: bytes) -> Vault:
             files[name] = base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):
             raise BundleFormatError(f"asset {name!r} is not standard padded base64") from None
-    return Vault(kv=kv_raw, files=files)
+    return _checked(Vault(kv=kv_raw, files=files))
+
+
+_WHITESPACE = re.compile(rb"[ \t\n\r]*")
+_SCANNER = json.JSONDecoder()  # strict, exactly as json.loads
+
+
+class _JsonReader:
+    """A UTF-8 JSON document whose top level is an object of strings, nulls or objects of strings, read one pair
+    at a time straight from the bytes; anything else is refused where it starts (other shapes are not vaults).
+
+    Each key or value is decoded (strict UTF-8) and scanned on its own, so no step holds the GIL for long and
+    the document never exists as one 64 MiB `str`. Outside strings only ASCII is valid JSON, so splitting at
+    unescaped `"` bytes is exact (UTF-8 continuation bytes are never `"` or `\\`)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pairs = 0
+
+    def document(self) -> Any:
+        start = self._skip(0)
+        if self.data[start : start + 1] != b"{":
+            raise BundleFormatError("runtime bundle is not a JSON object")
+        result, end = self._object(start, nested=False)
+        if self._skip(end) != len(self.data):
+            raise StopIteration(end)  # extra data after the object
+        return result
+
+    def _skip(self, index: int) -> int:
+        match = _WHITESPACE.match(self.data, index)
+        return match.end() if match else index
+
+    def _string(self, index: int) -> tuple[str, int]:
+        if self.data[index : index + 1] != b'"':
+            raise StopIteration(index)
+        end = self._string_end(index)
+        token = self.data[index:end].decode("utf-8")
+        value, after = _SCANNER.scan_once(token, 0)  # type: ignore[attr-defined]
+        if after != len(token):
+            raise StopIteration(index)
+        return str(value), end
+
+    def _string_end(self, index: int) -> int:
+        """Where the string token at *index* ends, looking no further than the length limit."""
+        window = index + MAX_JSON_STRING_BYTES + 2
+        quote = index
+        while True:
+            quote = self.data.find(b'"', quote + 1, window)
+            if quote < 0:
+                if window <= len(self.data):
+                    raise BundleFormatError(
+                        f"runtime bundle has a key or value longer than {MAX_JSON_STRING_BYTES} bytes "
+                        "(the limit; put large files in the CLI layout)"
+                    )
+                raise StopIteration(index)  # unterminated
+            before = quote - 1
+            while before > index and self.data[before] == 0x5C:  # backslash
+                before -= 1
+            if (quote - 1 - before) % 2 == 0:  # an even run of backslashes: this quote is not escaped
+                return quote + 1
+
+    def _object(self, start: int, *, nested: bool) -> tuple[dict[str, Any], int]:
+        result: dict[str, Any] = {}
+        index = self._skip(start + 1)
+        if self.data[index : index + 1] == b"}":
+            return result, index + 1
+        while True:
+            key, index = self._string(index)
+            index = self._skip(index)
+            if self.data[index : index + 1] != b":":
+                raise StopIteration(index)
+            index = self._skip(index + 1)
+            result[key], index = self._value(key, index, nested=nested)
+            self.pairs += 1
+            if self.pairs > MAX_KEYS + 2:  # + the structured form's "kv" and "assets"
+                raise _too_many_keys()
+            index = self._skip(index)
+            separator = self.data[index : index + 1]
+            if separator == b"}":
+                return result, index + 1
+            if separator != b",":
+                raise StopIteration(index)
+            index = self._skip(index + 1)
+
+    def _value(self, key: str, index: int, *, nested: bool) -> tuple[Any, int]:
+        first = self.data[index : index + 1]
+        if first == b'"':
+            return self._string(index)
+        if not nested and first == b"{":
+            return self._object(index, nested=True)
+        if not nested and self.data.startswith(b"null", index):
+            return None, index + 4
+        raise BundleFormatError(f"runtime bundle value of {key[:64]!r} is not a string")
 
 
 def from_folder_files(files: Mapping[str, bytes], *, env: str | None = None) -> Vault:

@@ -146,6 +146,7 @@ VALID_CONNECTION_VALUES: dict[str, dict[str, Any]] = {
         "roleArn": "arn:aws:iam::123456789012:role/x",
         "externalId": "abc",
         "credentialsSecretRef": {"name": "c"},
+        "auth": {"serviceAccountRef": {"name": "aws-writer"}},  # referent identity is a connection choice too
     },
     "gcpSecretManager": {
         "project": "acme-prod",

@@ -61,10 +61,11 @@ def kube(testbed: dict[str, str]) -> k8s.ApiClient:
 
 
 def start_operator(
-    testbed: dict[str, str], log: Path, *extra: str, allow_local: bool = True
+    testbed: dict[str, str], log: Path, *extra: str, allow_local: bool = True, env: dict[str, str] | None = None
 ) -> tuple[subprocess.Popen[bytes], int]:
     """An operator process on the test bed (all namespaces unless *extra* names some); returns once /readyz answers.
-    *allow_local*: pass `--egress-allow-local` (the test bed's S3 and stores listen on loopback)."""
+    *allow_local*: pass `--egress-allow-local` (the test bed's S3 and stores listen on loopback).
+    *env*: extra environment (e.g. an ambient cloud identity for the operator)."""
     scope = [] if "--namespace" in extra else ["--all-namespaces"]
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -91,7 +92,7 @@ def start_operator(
     ]
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            command, stdout=sink, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+            command, stdout=sink, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         )
     wait_for(lambda: http_get(f"http://127.0.0.1:{port}/readyz") == "ready\n", "the operator's /readyz", timeout=60)
     return process, port

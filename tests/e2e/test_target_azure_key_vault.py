@@ -1,10 +1,11 @@
 """azureKeyVault end to end through azure-keyvault-secrets against the test bed's Key Vault server (HTTPS,
 challenge auth, api-version 7.6, soft delete).
 
-The test bed's vault has no Azure AD, so the ambient credential (DefaultAzureCredential in production) is
-replaced through the module's documented test seam `ambient_credential` by a static bearer token; the
-clientSecretRef path is exercised for real by the AuthFailed test. The CA comes from caBundleSecretRef, as
-a user would configure it. Each test uses its own naming.prefix and owner, so tests share the vault safely.
+The test bed's vault has no Azure AD. Tenants may no longer use the operator's ambient identity (#13), so the
+tests use the tenant path (clientSecretRef): the bed's service principal gets a static bearer token from a
+stand-in for ClientSecretCredential; any other principal goes to the real one (the AuthFailed test). The CA
+comes from caBundleSecretRef, as a user would configure it. Each test uses its own naming.prefix and owner, so
+tests share the vault safely.
 """
 
 from __future__ import annotations
@@ -16,16 +17,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
+import azure.identity
 import pytest
 from azure.core.credentials import AccessToken
 from azure.keyvault.secrets import SecretClient
+from tests.kit.policy import with_grant
 
 from vaultbundle.digest import Digester
 from vaultbundle.egress import EgressPolicy
 from vaultbundle.errors import SpecError, TargetError
 from vaultbundle.selection import SelectionError
 from vaultbundle.spec import parse_selection
-from vaultbundle.targets import azure_key_vault
 from vaultbundle.targets.azure_key_vault import KIND, OWNER_TAG, AzureKeyVaultTarget
 from vaultbundle.targets.base import Owner, Plan, TargetContext
 from vaultbundle.targets.ownership import ADOPT_KEY, MANAGED_BY_KEY
@@ -47,9 +49,22 @@ class StaticToken:
         return AccessToken("test-token", int(time.time()) + 3600)
 
 
+BED_PRINCIPAL = {("sp", "tenant-id"): "bed-tenant", ("sp", "client-id"): "bed-client", ("sp", "client-secret"): "bed"}
+
+
 @pytest.fixture
 def bed(testbed: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    monkeypatch.setattr(azure_key_vault, "ambient_credential", lambda spec: StaticToken())
+    """The bed's vault has no Azure AD: the tenant's service principal (BED_PRINCIPAL, from its clientSecretRef)
+    gets a static token; any other client secret goes to the real ClientSecretCredential. (Ambient identity is
+    no longer open to tenants, #13, so these tests use the tenant-credentials path.)"""
+    real = azure.identity.ClientSecretCredential
+
+    def credential(tenant: str, client: str, secret: str, **options: Any) -> Any:
+        if (tenant, client, secret) == ("bed-tenant", "bed-client", "bed"):
+            return StaticToken()
+        return real(tenant, client, secret, **options)
+
+    monkeypatch.setattr(azure.identity, "ClientSecretCredential", credential)
     return testbed
 
 
@@ -90,7 +105,11 @@ def context(
     previous: dict[str, Any],
     egress: EgressPolicy = LOCAL,
 ) -> TargetContext:
-    values = {("vault-ca", "ca.crt"): Path(bed["AZURE_KEYVAULT_CA_FILE"]).read_text(), **(secrets or {})}
+    values = {
+        ("vault-ca", "ca.crt"): Path(bed["AZURE_KEYVAULT_CA_FILE"]).read_text(),
+        **BED_PRINCIPAL,
+        **(secrets or {}),
+    }
 
     async def read_secret(name: str, key: str) -> str:
         return values[(name, key)]
@@ -110,6 +129,7 @@ def spec(bed: dict[str, str], prefix: str, **extra: Any) -> dict[str, Any]:
         "vaultURL": bed["AZURE_KEYVAULT_URL"],
         "apiVersion": bed["AZURE_KEYVAULT_API_VERSION"],
         "caBundleSecretRef": {"name": "vault-ca"},
+        "auth": {"clientSecretRef": {"name": "sp"}},
         "naming": {"prefix": prefix, "underscoresToDashes": True},
         **extra,
     }
@@ -132,7 +152,9 @@ async def sync(
     parsed = KIND.parse(raw, PATH)
     desired = KIND.desired(vault, parse_selection(raw, PATH), parsed)
     key = (owner, str(raw["naming"]["prefix"]))
-    target = await KIND.connect(parsed, context(bed, owner, secrets, STATUS.get(key, {}), egress))
+    target = await KIND.connect(
+        parsed, with_grant(context(bed, owner, secrets, STATUS.get(key, {}), egress), KIND.name, raw)
+    )
     assert isinstance(target, AzureKeyVaultTarget)
     assert target.describe() == f"Azure Key Vault {bed['AZURE_KEYVAULT_URL']}"
     run = Run()

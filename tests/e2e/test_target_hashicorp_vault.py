@@ -12,6 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from tests.kit.policy import with_grant
 
 from vaultbundle import metrics
 from vaultbundle.backoff import Backoff, Retry
@@ -67,7 +68,12 @@ class Secrets:
 
 def _context(secrets: Secrets, *, previous: Mapping[str, Any] | None = None, kube: Any = None, ns: str = "web") -> Any:
     return TargetContext(
-        kube, Owner(ns, "web", "uid"), Digester(b"k" * 32), previous or {}, secrets.read, EgressPolicy(allow_local=True)
+        kube,
+        Owner(ns, "web", "uid"),
+        Digester(b"k" * 32),
+        previous or {},
+        secrets.read,
+        egress=EgressPolicy(allow_local=True),  # the test bed's OpenBao listens on loopback
     )
 
 
@@ -86,7 +92,7 @@ async def _sync(
     kind = hashicorp_vault.KIND
     spec = kind.parse(raw, "spec.targets[0].hashicorpVault")
     desired = kind.desired(Vault(kv=kv, files=files or {}), parse_selection(raw, "x"), spec)
-    target = await kind.connect(spec, context)
+    target = await kind.connect(spec, with_grant(context, kind.name, raw))
     plan = await target.plan(desired)
     if plan.changed:
         await target.apply(plan, desired)
@@ -224,7 +230,7 @@ async def test_concurrent_write_between_plan_and_apply_is_a_conflict(
     kind = hashicorp_vault.KIND
     spec = kind.parse(raw, "t")
     desired = {"A": b"2"}
-    target = await kind.connect(spec, _context(secrets))
+    target = await kind.connect(spec, with_grant(_context(secrets), kind.name, raw))
     plan = await target.plan(desired)
     root.secrets.kv.v2.create_or_update_secret(path, {"A": "someone-else"}, mount_point="secret")  # version 2
     with pytest.raises(TargetError) as conflict:
@@ -235,7 +241,7 @@ async def test_concurrent_write_between_plan_and_apply_is_a_conflict(
 
     # a create races too: cas=0 fails when someone else created the secret meanwhile
     path2 = _unique("vbtest/cas-create")
-    target = await kind.connect(replace(spec, path=path2), _context(secrets))
+    target = await kind.connect(replace(spec, path=path2), with_grant(_context(secrets), kind.name, raw))
     plan = await target.plan(desired)
     root.secrets.kv.v2.create_or_update_secret(path2, {"A": "first"}, mount_point="secret")
     with pytest.raises(TargetError) as raced:

@@ -7,28 +7,34 @@ observed twice: from the store (version ids, tags, values) and from the target's
 
 from __future__ import annotations
 
+import http.server
 import json
+import threading
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
+from tests.kit.kube import MemoryKube
 from vaultbundle.digest import Digester
 from vaultbundle.egress import EgressPolicy
-from vaultbundle.errors import TargetError
+from vaultbundle.errors import PolicyDeniedError, SpecError, TargetError
 from vaultbundle.selection import SelectionError
 from vaultbundle.spec import parse_selection
+from vaultbundle.stores import SESSION_TAG_KEYS, Grant, role_session_name
+from vaultbundle.targets import aws_secrets_manager as aws_module
+from vaultbundle.targets import grants
 from vaultbundle.targets.aws_secrets_manager import KIND, OWNER_TAG, AwsSecretsManagerTarget
 from vaultbundle.targets.base import Owner, Plan, TargetContext
 from vaultbundle.targets.ownership import ADOPT_ANNOTATION, MANAGED_BY_KEY
 from vaultbundle.vault import Vault
 
 REGION = "us-east-1"
-OWNER = Owner("ns", "web", "uid")
+OWNER = Owner("ns", "web", "5f1c2d3e-0000-4a6b-9c8d-7e6f5a4b3c2d")
 PATH = "spec.targets[0].awsSecretsManager"
 CREDENTIALS = {("aws-creds", "access-key-id"): "testing", ("aws-creds", "secret-access-key"): "testing-secret"}
 WRITES = {"CreateSecret", "PutSecretValue", "UpdateSecret", "TagResource", "DeleteSecret", "RestoreSecret"}
@@ -71,15 +77,16 @@ async def read_secret(name: str, key: str) -> str:
 STATUS: dict[str, dict[str, Any]] = {}
 
 
-def context(previous: dict[str, Any]) -> TargetContext:
+def context(previous: dict[str, Any], kube: MemoryKube, grant: Grant | None) -> TargetContext:
     return TargetContext(
-        kube=None,
+        kube=kube,
         owner=OWNER,
         digester=Digester(b"k" * 32),
         previous=previous,
         read_secret=read_secret,
+        grant=grant,
         egress=EgressPolicy(allow_local=True),  # moto listens on loopback
-    )  # type: ignore[arg-type]
+    )
 
 
 class Run:
@@ -94,19 +101,23 @@ class Run:
         return [name for name, _ in self.calls if name in WRITES]
 
 
-async def sync(raw: dict[str, Any], vault: Vault) -> Run:
-    spec = KIND.parse(raw, PATH)
+async def sync(raw: dict[str, Any], vault: Vault, kube: MemoryKube | None = None) -> Run:
+    """Like fanout: the store policy first (authorize, cap, scope), then connect, plan, apply."""
+    kube = kube or MemoryKube()
+    grant = await grants.authorize_target(kube, OWNER, KIND.name, raw)
+    spec = grants.capped(KIND.parse(raw, PATH), grant)
     desired = KIND.desired(vault, parse_selection(raw, PATH), spec)
     key = str(raw.get("namePrefix", ""))
-    target = await KIND.connect(spec, context(STATUS.get(key, {})))
-    assert isinstance(target, AwsSecretsManagerTarget)
-    assert target.describe().startswith(("AWS Secrets Manager us-east-1", "AWS secret "))
+    target = grants.scoped(await KIND.connect(spec, context(STATUS.get(key, {}), kube, grant)), grant)
+    inner = target.inner if isinstance(target, grants.ScopedTarget) else target
+    assert isinstance(inner, AwsSecretsManagerTarget)
+    assert inner.describe().startswith(("AWS Secrets Manager us-east-1", "AWS secret "))
     run = Run()
 
     def record(model: Any, params: dict[str, Any], **_: Any) -> None:
         run.calls.append((model.name, params))
 
-    target.client.meta.events.register("before-parameter-build.secrets-manager.*", record)
+    inner.client.meta.events.register("before-parameter-build.secrets-manager.*", record)
     run.plan = await target.plan(desired)
     if run.plan.changed:
         await target.apply(run.plan, desired)
@@ -294,7 +305,8 @@ async def test_adopting_never_reads_or_compares_the_value(endpoint: str, admin: 
     admin.create_secret(Name=f"{prefix}SAME", SecretString="guess", Tags=consent)
     admin.create_secret(Name=f"{prefix}DIFF", SecretString="other", Tags=consent)
     target = KIND.parse(spec(endpoint, prefix, adopt=True), PATH)
-    connected = await KIND.connect(target, context({}))
+    tenant_grant = Grant(KIND.name, None, None, None)  # no storeRef: the target's own credentials
+    connected = await KIND.connect(target, context({}, MemoryKube(), tenant_grant))
     assert isinstance(connected, AwsSecretsManagerTarget)
     calls: list[str] = []
     connected.client.meta.events.register(
@@ -404,3 +416,326 @@ async def test_unreachable_endpoint_is_unavailable(prefix: str) -> None:
     with pytest.raises(TargetError) as failed:
         await sync(spec("http://127.0.0.1:9", prefix), Vault(kv={"A": "1"}))
     assert failed.value.reason == "Unavailable"
+
+
+# --- store policy (issue #13: C1, C2, M3) ----------------------------------------------------------------------------
+OPERATOR_KEY_ID = "AKIAOPERATORAMBIENT1"
+STORE = "aws-shared"
+
+
+@pytest.fixture
+def operator_identity(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The operator's ambient identity (env credentials, as IRSA / an instance profile would give), its default
+    endpoint pointing at moto; a fresh boto3 session so the default chain sees exactly this."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", OPERATOR_KEY_ID)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "operator-secret")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    monkeypatch.setattr(aws_module, "_SESSION", None)
+    return OPERATOR_KEY_ID
+
+
+class Recorder(http.server.BaseHTTPRequestHandler):
+    """A local server a tenant points an endpoint at: it records every request's Authorization header."""
+
+    seen: ClassVar[list[str]] = []
+
+    def _record(self) -> None:
+        self.seen.append(self.headers.get("Authorization", ""))
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(400)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_POST = _record
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def recorder() -> Iterator[tuple[str, list[str]]]:
+    Recorder.seen = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", Recorder.seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def store_body(**extra: Any) -> dict[str, Any]:
+    connection = {"region": REGION, "identity": {"ambient": {}}, **extra.pop("connection", {})}
+    return {
+        "metadata": {"name": STORE},
+        "spec": {
+            "awsSecretsManager": connection,
+            "conditions": extra.pop("conditions", {"namespaces": ["ns"]}),
+            "scope": {"namePrefix": "tenants/{namespace}/"},
+            **extra,
+        },
+    }
+
+
+def tenant_kube(store: dict[str, Any] | None, labels: dict[str, str] | None = None) -> MemoryKube:
+    kube = MemoryKube()
+    if store is not None:
+        kube.stores[STORE] = store
+    kube.namespaces["ns"] = {"metadata": {"name": "ns", "labels": labels or {}}}
+    return kube
+
+
+def names(admin: Any) -> list[str]:
+    return sorted(entry["Name"] for entry in admin.list_secrets()["SecretList"])
+
+
+async def test_c1_a_tenant_without_credentials_cannot_use_the_operator_identity(
+    operator_identity: str, admin: Any, prefix: str
+) -> None:
+    kube = tenant_kube(None)
+    raw = {"region": REGION, "namePrefix": prefix}  # no credentialsSecretRef, no storeRef
+    with pytest.raises(PolicyDeniedError, match="ClusterTargetStore") as denied:
+        await sync(raw, Vault(kv={"A": "1"}), kube)
+    assert denied.value.reason == "PolicyDenied"
+    assert kube.calls == []  # decided before any request, to Kubernetes or AWS
+    assert names(admin) == []
+
+
+async def test_c1_the_store_kit_refuses_ambient_identity_even_if_a_store_module_asks(
+    operator_identity: str, admin: Any, prefix: str
+) -> None:
+    """Defence in depth: a tenant grant (no store) never admits `ambient()`, even when connect is reached."""
+    spec_ = KIND.parse({"region": REGION, "namePrefix": prefix}, PATH)
+    tenant_grant = Grant(KIND.name, None, None, None)
+    with pytest.raises(PolicyDeniedError):
+        await KIND.connect(spec_, context({}, MemoryKube(), tenant_grant))
+    with pytest.raises(PolicyDeniedError):  # and without any grant, nothing at all
+        await KIND.connect(spec_, context({}, MemoryKube(), None))
+    assert names(admin) == []
+
+
+async def test_c2_a_tenant_endpoint_never_receives_the_operator_credentials(
+    operator_identity: str, recorder: tuple[str, list[str]], prefix: str
+) -> None:
+    url, seen = recorder
+    raw = {"region": REGION, "endpoint": url, "stsEndpoint": url, "namePrefix": prefix}
+    with pytest.raises(PolicyDeniedError, match="endpoint, stsEndpoint would receive it"):
+        await sync(raw, Vault(kv={"A": "1"}))
+    with pytest.raises(PolicyDeniedError):
+        await sync({**raw, "roleArn": "arn:aws:iam::123456789012:role/any"}, Vault(kv={"A": "1"}))
+    assert seen == []  # not one request reached the tenant's server
+    # with the tenant's own credentials the endpoint is used: it gets those, never the operator's
+    with pytest.raises(TargetError):
+        await sync({**raw, "credentialsSecretRef": {"name": "aws-creds"}}, Vault(kv={"A": "1"}))
+    assert seen and all("Credential=testing/" in header for header in seen)
+    assert not any(OPERATOR_KEY_ID in header for header in seen)
+
+
+async def test_m3_external_id_only_from_a_store(endpoint: str, prefix: str) -> None:
+    raw = spec(endpoint, prefix, roleArn="arn:aws:iam::123456789012:role/writer", externalId="guessed-id")
+    with pytest.raises(PolicyDeniedError, match="externalId comes only from a ClusterTargetStore"):
+        await sync(raw, Vault(kv={"A": "1"}))
+
+
+@pytest.fixture
+def assume_role_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """The parameters of every AssumeRole the store's STS clients send."""
+    calls: list[dict[str, Any]] = []
+    make = aws_module._client
+
+    def recording(service: str, *args: Any) -> Any:
+        client = make(service, *args)
+        if service == "sts":
+            client.meta.events.register(
+                "before-parameter-build.sts.AssumeRole", lambda params, **_: calls.append(dict(params))
+            )
+        return client
+
+    monkeypatch.setattr(aws_module, "_client", recording)
+    return calls
+
+
+def _assert_session_identity(call: dict[str, Any]) -> None:
+    assert call["RoleSessionName"] == role_session_name("ns", "web")
+    assert {t["Key"]: t["Value"] for t in call["Tags"]} == {
+        "vaultbundle-namespace": "ns",
+        "vaultbundle-name": "web",
+        "vaultbundle-uid": OWNER.uid,
+    }
+    assert sorted(call["TransitiveTagKeys"]) == sorted(SESSION_TAG_KEYS)
+
+
+async def test_m3_every_assume_role_carries_an_injective_session_name_and_session_tags(
+    endpoint: str, admin: Any, prefix: str, assume_role_calls: list[dict[str, Any]]
+) -> None:
+    raw = spec(endpoint, prefix, roleArn="arn:aws:iam::123456789012:role/writer", stsEndpoint=endpoint)
+    await sync(raw, Vault(kv={"A": "1"}))
+    (call,) = assume_role_calls
+    _assert_session_identity(call)
+    assert "ExternalId" not in call
+    assert role_session_name("team", "a-x") != role_session_name("team-a", "x")  # the old name made these equal
+
+
+async def test_store_assume_role_uses_the_store_external_id_and_session_tags(
+    operator_identity: str, admin: Any, assume_role_calls: list[dict[str, Any]]
+) -> None:
+    store = store_body(connection={"roleArn": "arn:aws:iam::123456789012:role/tenants", "externalId": "cluster-prod"})
+    await sync({"storeRef": {"name": STORE}}, Vault(kv={"A": "1"}), tenant_kube(store))
+    (call,) = assume_role_calls
+    _assert_session_identity(call)
+    assert call["ExternalId"] == "cluster-prod" and call["RoleArn"].endswith("role/tenants")
+    assert names(admin) == ["tenants/ns/A"]
+
+
+async def test_store_writes_only_inside_its_scope(operator_identity: str, admin: Any) -> None:
+    kube = tenant_kube(store_body())
+    raw = {"storeRef": {"name": STORE}, "namePrefix": "app/"}
+    run = await sync(raw, Vault(kv={"A": "1", "B": "2"}), kube)
+    assert sorted(run.plan.create) == ["tenants/ns/app/A", "tenants/ns/app/B"]
+    assert names(admin) == ["tenants/ns/app/A", "tenants/ns/app/B"]
+    assert tags(admin, "tenants/ns/app/A")[OWNER_TAG] == "ns/web"
+    assert kube.calls == ["get_cluster_target_store", "get_namespace"]
+
+    with pytest.raises(PolicyDeniedError, match="outside the scope"):  # a name that climbs out of the scope
+        await sync({**raw, "namePrefix": "../../elsewhere/"}, Vault(kv={"A": "1"}), kube)
+    with pytest.raises(SpecError, match="remove region, endpoint"):  # the connection is the store's alone
+        await sync({**raw, "region": REGION, "endpoint": "http://127.0.0.1:9"}, Vault(kv={"A": "1"}), kube)
+    assert names(admin) == ["tenants/ns/app/A", "tenants/ns/app/B"]
+
+
+async def test_store_prune_never_deletes_outside_the_scope(operator_identity: str, admin: Any) -> None:
+    kube = tenant_kube(store_body())
+    raw = {"storeRef": {"name": STORE}, "namePrefix": "p/", "prune": True}
+    await sync(raw, Vault(kv={"A": "1", "B": "2"}), kube)
+    ours = [{"Key": OWNER_TAG, "Value": "ns/web"}, {"Key": MANAGED_BY_KEY, "Value": "vaultbundle"}]
+    admin.create_secret(Name="p/OUTSIDE", SecretString="x", Tags=ours)  # our tags, but outside the scope
+    STATUS["p/"]["managedSecrets"].append("p/OUTSIDE")  # even a status claiming we wrote it
+    run = await sync(raw, Vault(kv={"A": "1"}), kube)
+    assert run.plan.delete == ["tenants/ns/p/B"]
+    assert "DeletedDate" in admin.describe_secret(SecretId="tenants/ns/p/B")
+    assert "DeletedDate" not in admin.describe_secret(SecretId="p/OUTSIDE")
+
+
+async def test_store_allow_flags_are_honoured(operator_identity: str, admin: Any) -> None:
+    kube = tenant_kube(store_body(allow={"prune": False}))
+    raw = {"storeRef": {"name": STORE}, "namePrefix": "f/", "prune": True}
+    await sync(raw, Vault(kv={"A": "1", "B": "2"}), kube)
+    run = await sync(raw, Vault(kv={"A": "1"}), kube)
+    assert run.plan.delete == [] and "DeletedDate" not in admin.describe_secret(SecretId="tenants/ns/f/B")
+    admin.create_secret(Name="tenants/ns/f/C", SecretString="someone else's")  # untagged
+    with pytest.raises(PolicyDeniedError, match="does not allow adopting"):
+        await sync({**raw, "adopt": True}, Vault(kv={"C": "mine"}), kube)
+    with pytest.raises(PolicyDeniedError, match="forceDeleteWithoutRecovery"):
+        await sync({**raw, "forceDeleteWithoutRecovery": True}, Vault(kv={"A": "1"}), kube)
+    assert admin.get_secret_value(SecretId="tenants/ns/f/C")["SecretString"] == "someone else's"
+
+
+async def test_store_namespace_selector_is_honoured(operator_identity: str, admin: Any) -> None:
+    store = store_body(conditions={"namespaceSelector": {"matchLabels": {"vaultbundle.io/tenant": "true"}}})
+    raw = {"storeRef": {"name": STORE}}
+    with pytest.raises(PolicyDeniedError, match="does not admit namespace ns"):
+        await sync(raw, Vault(kv={"A": "1"}), tenant_kube(store))
+    with pytest.raises(PolicyDeniedError, match="does not admit namespace ns"):  # a missing store: same answer
+        await sync(raw, Vault(kv={"A": "1"}), tenant_kube(None))
+    assert names(admin) == []
+    await sync(raw, Vault(kv={"A": "1"}), tenant_kube(store, {"vaultbundle.io/tenant": "true"}))
+    assert names(admin) == ["tenants/ns/A"]
+
+
+async def test_store_identity_secret_is_read_from_the_operator_namespace(
+    endpoint: str, admin: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    monkeypatch.setenv("POD_NAMESPACE", "vaultbundle-system")
+    monkeypatch.setattr(aws_module, "_SESSION", None)
+    store = store_body(connection={"identity": {"secretRef": {"name": "aws-store-key"}}})
+    kube = tenant_kube(store)
+    kube.put_secret("vaultbundle-system", "aws-store-key", {"access-key-id": "AKIASTORE", "secret-access-key": "x"})
+    kube.put_secret("ns", "aws-store-key", {"access-key-id": "AKIATENANT", "secret-access-key": "y"})  # not used
+    await sync({"storeRef": {"name": STORE}}, Vault(kv={"A": "1"}), kube)
+    assert names(admin) == ["tenants/ns/A"]
+    assert kube.calls == ["get_cluster_target_store", "get_namespace", "get_secret", "get_secret"]
+
+
+# --- referent identity: a ServiceAccount of the tenant's namespace, AssumeRoleWithWebIdentity ------------------------
+ROLE = "arn:aws:iam::123456789012:role/tenant-ns"
+
+
+def account_kube(**annotations: str) -> MemoryKube:
+    kube = MemoryKube()
+    kube.service_accounts[("ns", "aws-writer")] = {"metadata": {"name": "aws-writer", "annotations": annotations}}
+    return kube
+
+
+@pytest.fixture
+def sts_requests(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any], dict[str, str]]]:
+    """(operation, params, HTTP headers as sent) of every STS request the store's clients make."""
+    seen: list[tuple[str, dict[str, Any], dict[str, str]]] = []
+    make = aws_module._client
+
+    def recording(service: str, *args: Any, **kwargs: Any) -> Any:
+        client = make(service, *args, **kwargs)
+        if service == "sts":
+            captured: dict[str, Any] = {}
+            client.meta.events.register("before-parameter-build.sts.*", lambda params, **_: captured.update(params))
+            client.meta.events.register(
+                "before-send.sts.*",
+                lambda request, **_: seen.append((request.url, dict(captured), dict(request.headers))),
+            )
+        return client
+
+    monkeypatch.setattr(aws_module, "_client", recording)
+    return seen
+
+
+async def test_referent_identity_assumes_the_service_account_role_unsigned(
+    operator_identity: str,
+    endpoint: str,
+    admin: Any,
+    prefix: str,
+    sts_requests: list[tuple[str, dict[str, Any], dict[str, str]]],
+) -> None:
+    kube = account_kube(**{"eks.amazonaws.com/role-arn": ROLE, "vaultbundle.io/token-audiences": "sts.amazonaws.com"})
+    tokens: list[dict[str, Any]] = []
+    create_token = kube.create_token
+
+    async def recording_token(namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        tokens.append({"namespace": namespace, "name": name, **body["spec"]})
+        return await create_token(namespace, name, body)
+
+    kube.create_token = recording_token  # type: ignore[method-assign]
+    raw = {
+        "region": REGION,
+        "namePrefix": prefix,
+        "stsEndpoint": endpoint,
+        "auth": {"serviceAccountRef": {"name": "aws-writer"}},
+    }
+    await sync(raw, Vault(kv={"A": "1"}), kube)
+    assert admin.get_secret_value(SecretId=f"{prefix}A")["SecretString"] == "1"
+    assert tokens == [
+        {"namespace": "ns", "name": "aws-writer", "audiences": ["sts.amazonaws.com"], "expirationSeconds": 600}
+    ]
+    ((_, params, headers),) = sts_requests
+    assert params["RoleArn"] == ROLE and params["WebIdentityToken"] == "token-for-ns-aws-writer"
+    assert params["RoleSessionName"] == role_session_name("ns", "web")
+    assert "Authorization" not in headers  # unsigned: the operator's own key never rides along
+    assert not any(OPERATOR_KEY_ID in str(value) for value in headers.values())
+
+
+async def test_referent_identity_needs_the_service_account_opt_in(
+    operator_identity: str, admin: Any, prefix: str
+) -> None:
+    raw = {"region": REGION, "namePrefix": prefix, "auth": {"serviceAccountRef": {"name": "aws-writer"}}}
+    no_opt_in = account_kube(**{"eks.amazonaws.com/role-arn": ROLE})
+    with pytest.raises(TargetError, match="does not allow tokens for audience") as refused:
+        await sync(raw, Vault(kv={"A": "1"}), no_opt_in)
+    assert refused.value.reason == "Forbidden" and "create_token" not in no_opt_in.calls
+    no_role = account_kube(**{"vaultbundle.io/token-audiences": "sts.amazonaws.com"})
+    with pytest.raises(TargetError, match=r"eks\.amazonaws\.com/role-arn") as roleless:
+        await sync(raw, Vault(kv={"A": "1"}), no_role)
+    assert roleless.value.reason == "AuthFailed" and "create_token" not in no_role.calls
+    with pytest.raises(SpecError, match="drop credentialsSecretRef and roleArn"):
+        KIND.parse({**raw, "roleArn": ROLE}, PATH)
+    assert names(admin) == []

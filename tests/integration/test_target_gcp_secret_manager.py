@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from e2e.fakes.gcp_secret_manager import FakeSecretManagerServer, make_client, start_in_process
 
+from tests.kit.policy import with_grant
 from vaultbundle.digest import Digester
 from vaultbundle.egress import EgressPolicy
 from vaultbundle.errors import TargetError
@@ -76,9 +77,9 @@ async def sync(
         Digester(b"k" * 32),
         previous or {},
         read_secret,
-        EgressPolicy(allow_local=True),  # the fake listens on loopback
+        egress=EgressPolicy(allow_local=True),  # the fake listens on loopback
     )
-    target = await kind.connect(spec, context)
+    target = await kind.connect(spec, with_grant(context, kind.name, raw))
     plan = await target.plan(desired)
     if plan.changed:
         await target.apply(plan, desired)

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from e2e.fakes.github_actions import FakeGitHubServer, start_in_process
 
+from tests.kit.policy import with_grant
 from vaultbundle.digest import Digester
 from vaultbundle.egress import EgressPolicy
 from vaultbundle.errors import TargetError
@@ -86,9 +87,9 @@ async def sync(
         Digester(b"k" * 32),
         previous or {},
         read_secret,
-        EgressPolicy(allow_local=True),  # the fake listens on loopback
+        egress=EgressPolicy(allow_local=True),  # the fake listens on loopback
     )
-    target = await kind.connect(spec, context)
+    target = await kind.connect(spec, with_grant(context, kind.name, raw))
     plan = await target.plan(desired)
     if plan.changed:
         await target.apply(plan, desired)

@@ -1,4 +1,5 @@
-"""`KubeAPI` over dicts: Secrets, the VaultBundle status, ServiceAccounts; every call recorded, faults injectable."""
+"""`KubeAPI` over dicts: Secrets, the VaultBundle status, ServiceAccounts, ClusterTargetStores, Namespaces;
+every call recorded, faults injectable."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from typing import Any
 
 from vaultbundle.kube import KubeAPI, KubeError
 
-READS = frozenset({"get_secret", "get_service_account", "list_vaultbundles"})
+READS = frozenset(
+    {"get_secret", "get_service_account", "list_vaultbundles", "get_cluster_target_store", "get_namespace"}
+)
 
 
 class MemoryKube:
@@ -15,6 +18,8 @@ class MemoryKube:
         self.secrets: dict[tuple[str, str], dict[str, Any]] = {}
         self.service_accounts: dict[tuple[str, str], dict[str, Any]] = {}
         self.vaultbundles: dict[tuple[str, str], dict[str, Any]] = {}  # other VaultBundles (list_vaultbundles)
+        self.stores: dict[str, dict[str, Any]] = {}  # ClusterTargetStores by name
+        self.namespaces: dict[str, dict[str, Any]] = {}  # Namespaces by name
         self.status: dict[str, Any] = {}
         self.calls: list[str] = []
         self.failing: dict[str, int] = {}  # operation -> HTTP status it fails with (a KubeError)
@@ -80,6 +85,14 @@ class MemoryKube:
     async def list_vaultbundles(self, namespace: str) -> list[dict[str, Any]]:
         self._enter("list_vaultbundles")
         return [body for (ns, _), body in sorted(self.vaultbundles.items()) if ns == namespace]
+
+    async def get_cluster_target_store(self, name: str) -> dict[str, Any] | None:
+        self._enter("get_cluster_target_store")
+        return self.stores.get(name)
+
+    async def get_namespace(self, name: str) -> dict[str, Any] | None:
+        self._enter("get_namespace")
+        return self.namespaces.get(name)
 
     # --- test helpers -------------------------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 
 from vaultbundle.errors import S3UnreachableError
-from vaultbundle.remote import MAX_OBJECT_BYTES, ObjectMissing, ObjectStore, StoredObject
+from vaultbundle.remote import MAX_OBJECT_BYTES, ObjectMissing, ObjectStore, PreconditionFailed, StoredObject
 
 
 class MemoryObjects:
@@ -25,7 +25,12 @@ class MemoryObjects:
             raise S3UnreachableError("S3 get_object failed: EndpointConnectionError")
 
     def get(
-        self, key: str, *, if_none_match: str | None = None, max_bytes: int = MAX_OBJECT_BYTES
+        self,
+        key: str,
+        *,
+        if_none_match: str | None = None,
+        max_bytes: int = MAX_OBJECT_BYTES,
+        require_length: bool = False,  # a dict always knows its sizes: every object "declares" its length
     ) -> StoredObject | None:
         self._request()
         if key not in self.objects:
@@ -39,9 +44,9 @@ class MemoryObjects:
     def put(self, key: str, body: bytes, *, create_only: bool = False, if_match: str | None = None) -> str:
         self._request()
         if create_only and key in self.objects:
-            raise S3UnreachableError(f"S3 put_object of {key!r} failed: PreconditionFailed")
-        if if_match is not None and (key not in self.objects or self.etag(self.objects[key]) != if_match):
-            raise S3UnreachableError(f"S3 put_object of {key!r} failed: PreconditionFailed")
+            raise PreconditionFailed(f"S3 put_object of {key!r} failed: PreconditionFailed")
+        if if_match and (key not in self.objects or self.etag(self.objects[key]) != if_match):
+            raise PreconditionFailed(f"S3 put_object of {key!r} failed: PreconditionFailed")
         self.objects[key] = body
         return self.etag(body)
 

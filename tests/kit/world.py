@@ -32,10 +32,20 @@ CONFIG = BootstrapConfig(
 PASSPHRASE = "correct horse battery staple"
 
 
-class World:
-    """The VaultBundle `ns/web` with one kubernetesSecret target `app` -> Secret `out` unless told otherwise."""
+def add_source_secrets(
+    kube: MemoryKube, config: str = configblob.encode(CONFIG), *, namespace: str = NAMESPACE
+) -> None:
+    """The VaultBundle's two source Secrets, `cfg` (key `config`) and `pass` (key `passphrase`), in *namespace*."""
+    kube.put_secret(namespace, "cfg", {"config": config})
+    kube.put_secret(namespace, "pass", {"passphrase": PASSPHRASE})
 
-    def __init__(self) -> None:
+
+class World:
+    """The VaultBundle `ns/web` (or `<namespace>/web`) with one kubernetesSecret target `app` -> Secret `out`
+    unless told otherwise."""
+
+    def __init__(self, namespace: str = NAMESPACE) -> None:
+        self.namespace = namespace
         self.kube = MemoryKube()
         self.objects = MemoryObjects()
         self.pool = CryptoPool(workers=0)
@@ -43,8 +53,7 @@ class World:
         self.reconciler = Reconciler(
             self.kube, self.pool, Digester(b"k" * 32), s3_factory=lambda _config: self.objects, min_refresh=0
         )
-        self.kube.put_secret(NAMESPACE, "cfg", {"config": configblob.encode(CONFIG)})
-        self.kube.put_secret(NAMESPACE, "pass", {"passphrase": PASSPHRASE})
+        add_source_secrets(self.kube, namespace=namespace)
         self.spec: dict[str, Any] = {
             "source": {"configSecretRef": {"name": "cfg"}, "passphraseSecretRef": {"name": "pass"}},
             "refreshInterval": "1m",
@@ -69,7 +78,7 @@ class World:
     def observed(self, status: Mapping[str, Any] | None = None) -> Observed:
         annotations = {FORCE_SYNC_ANNOTATION: self.force_token} if self.force_token else {}
         return Observed(
-            namespace=NAMESPACE,
+            namespace=self.namespace,
             name="web",
             uid="uid-1",
             generation=self.generation,
@@ -93,4 +102,4 @@ class World:
         return next(t for t in self.kube.status["targets"] if t["name"] == name)
 
     def secret(self, name: str = "out") -> dict[str, str]:
-        return self.kube.data(NAMESPACE, name)
+        return self.kube.data(self.namespace, name)

@@ -187,7 +187,12 @@ CEL_TWINS: dict[str, Callable[[Any], bool]] = {
     "[has(self.fromKey), has(self.fromFile)].filter(x, x).size() == 1": lambda s: _one_of(s, ["fromKey", "fromFile"]),
     # storeRef: the connection comes from a ClusterTargetStore (fields at their CRD default count as unset)
     "!has(self.storeRef) || !(has(self.region) || has(self.endpoint) || has(self.stsEndpoint) || has(self.roleArn) || "
-    "has(self.externalId) || has(self.credentialsSecretRef))": lambda s: _store_ref_alone(s, "awsSecretsManager"),
+    "has(self.externalId) || has(self.credentialsSecretRef) || has(self.auth))": lambda s: _store_ref_alone(
+        s, "awsSecretsManager"
+    ),
+    "!has(self.auth) || !(has(self.credentialsSecretRef) || (has(self.roleArn) && self.roleArn != ''))": lambda s: (
+        "auth" not in s or ("credentialsSecretRef" not in s and not s.get("roleArn"))
+    ),
     "!has(self.storeRef) || !(has(self.project) || has(self.endpoint) || (has(self.insecure) && self.insecure) || "
     "has(self.credentialsSecretRef))": lambda s: _store_ref_alone(s, "gcpSecretManager"),
     "!has(self.storeRef) || !(has(self.vaultURL) || has(self.auth) || has(self.caBundleSecretRef))": lambda s: (
@@ -409,7 +414,7 @@ def test_status_shape() -> None:
         "managedSecrets",  # names this target created (GitHub, GCP prune)
     }
     assert set(target) == expected
-    assert set(target["plan"]["properties"]) == {"create", "update", "delete", "unchanged"}
+    assert set(target["plan"]["properties"]) == {"create", "update", "delete", "unchanged", "omitted"}
     condition = status["conditions"]["items"]["properties"]
     assert set(condition) == {"type", "status", "reason", "message", "lastTransitionTime", "observedGeneration"}
 

@@ -51,10 +51,24 @@ def parse(text: str) -> list[Stage]:
             words = args.split()
             name = words[2] if len(words) == 3 and words[1].upper() == "AS" else None
             stages.append(Stage(words[0], name))
+        elif not stages:
+            assert keyword == "ARG", f"{keyword} before the first FROM (only ARG may come first)"
         else:
-            assert stages, f"{keyword} before the first FROM"
             stages[-1].instructions.append((keyword, args))
     return stages
+
+
+def global_args(text: str) -> dict[str, str]:
+    """The ARGs declared before the first FROM (usable in FROM lines), with their defaults."""
+    defaults: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.upper().startswith("FROM "):
+            break
+        if line.upper().startswith("ARG "):
+            name, _, default = line[4:].strip().partition("=")
+            defaults[name] = default
+    return defaults
 
 
 @pytest.fixture(scope="module")
@@ -75,15 +89,29 @@ PINNED = re.compile(r"^[\w./-]+(:\d+\.\d+\.\d+[\w.-]*)?(@sha256:[0-9a-f]{64})?$"
 
 
 def test_every_base_is_pinned(stages: list[Stage]) -> None:
+    """Every FROM is a pinned image, or the one global ARG BASE_IMAGE whose default is a pinned image."""
+    defaults = global_args(DOCKERFILE.read_text())
     for stage in stages:
         image = stage.image
-        assert "$" not in image, f"{image}: a FROM built from an ARG cannot be checked"
+        if "$" in image:
+            assert image == "${BASE_IMAGE}", f"{image}: only the BASE_IMAGE build-arg may choose a base"
+            image = defaults.get("BASE_IMAGE", "")
+            assert image, "ARG BASE_IMAGE has no default before the first FROM"
         assert PINNED.fullmatch(image) and (":" in image.split("/")[-1] or "@sha256:" in image), (
             f"{image}: pin an exact version tag or a digest"
         )
         assert not image.split("@")[0].endswith(":latest")
     # both stages use the same base, so the venv's interpreter path and ABI match
     assert len({stage.image for stage in stages}) == 1
+
+
+def test_base_image_build_arg_defaults_to_the_pinned_python_image(stages: list[Stage]) -> None:
+    """`make image` swaps in a local base; the default (real registries) stays python:3.11.17-slim-bookworm."""
+    assert global_args(DOCKERFILE.read_text()) == {"BASE_IMAGE": "python:3.11.17-slim-bookworm"}
+    assert [stage.image for stage in stages] == ["${BASE_IMAGE}"] * len(stages)
+    final = stages[-1]
+    assert "BASE_IMAGE" in final.all("ARG"), "the final stage must re-declare ARG BASE_IMAGE to label it"
+    assert 'org.opencontainers.image.base.name="${BASE_IMAGE}"' in " ".join(final.all("LABEL"))
 
 
 def test_builder_installs_the_hashed_lock_then_the_wheel(stages: list[Stage]) -> None:
@@ -122,6 +150,9 @@ def test_final_stage_has_no_compilers_or_package_installs(stages: list[Stage]) -
     removed = " ".join(final.all("RUN"))
     # the base's package managers are deleted (apt/dpkg binaries, pip/setuptools, ensurepip's wheels)
     for path in ("/usr/bin/apt*", "/usr/bin/dpkg*", "site-packages/pip*", "site-packages/setuptools*", "ensurepip"):
+        assert path in removed, f"the final stage does not remove {path}"
+    # and those of a Debian-python base (BASE_IMAGE with python3-pip, e.g. make image's local base)
+    for path in ("/usr/bin/pip*", "dist-packages/pip*", "dist-packages/setuptools*", "/usr/lib/python3.11/ensurepip"):
         assert path in removed, f"the final stage does not remove {path}"
     assert not final.all("ADD"), "ADD can fetch remote content; use COPY"
 

@@ -25,6 +25,7 @@ from vaultbundle.errors import Reason
 from vaultbundle.fanout import FanOut
 from vaultbundle.fields import TargetSpec
 from vaultbundle.reconcile import Reconciler
+from vaultbundle.stores import Grant
 from vaultbundle.targets import parse_target
 from vaultbundle.targets.base import Owner, TargetContext
 from vaultbundle.targets.credentials import credentials_for
@@ -116,11 +117,16 @@ async def test_a_host_name_resolving_to_loopback_is_refused_before_any_connectio
 # --- store side: the kit's thread helpers ------------------------------------------------------------------------
 
 
-def _context(egress: EgressPolicy) -> TargetContext:
+def _context(egress: EgressPolicy, grant: Grant | None = None) -> TargetContext:
     async def read_secret(name: str, key: str) -> str:
         return {"access-key-id": "AKIDTENANT", "secret-access-key": "tenant-secret"}[key]
 
-    return TargetContext(None, Owner("ns", "web", "uid"), Digester(b"k" * 32), {}, read_secret, egress)  # type: ignore[arg-type]
+    return TargetContext(None, Owner("ns", "web", "uid"), Digester(b"k" * 32), {}, read_secret, grant, egress)  # type: ignore[arg-type]
+
+
+def _store_grant(kind: str, *, allow_adopt: bool) -> Grant:
+    """What `stores.authorize` answers for a target with `storeRef` (the connection itself is not needed here)."""
+    return Grant(kind=kind, store="shared", connection=None, scope=None, allow_adopt=allow_adopt)
 
 
 async def test_in_thread_runs_sdk_calls_under_the_target_scope(recorder: Recorder) -> None:
@@ -144,12 +150,38 @@ async def test_the_endpoint_is_checked_before_the_first_call() -> None:
     assert called == []  # refused before the SDK ran: a gRPC client (GCP) is guarded this way
 
 
-async def test_an_admin_connection_is_not_restricted(recorder: Recorder) -> None:
+async def test_a_cluster_target_store_connection_is_not_restricted(recorder: Recorder) -> None:
     """A ClusterTargetStore's connection (the admin's endpoint and identity) is not tenant egress."""
+    grant = _store_grant("awsSecretsManager", allow_adopt=False)
     with isolated():
-        credentials_for(_context(EgressPolicy()), "awsSecretsManager", recorder.url).admin_connection()
+        credentials_for(_context(EgressPolicy(), grant), "awsSecretsManager", recorder.url)
         assert await in_thread(_get, recorder.url) == 500
     assert len(recorder.hits) == 1
+
+
+async def test_a_grant_without_a_store_keeps_the_tenant_policy(recorder: Recorder) -> None:
+    """The target's own credentials and connection (a Grant with store None): the tenant egress policy holds."""
+    grant = Grant(kind="awsSecretsManager", store=None, connection=None, scope=None)
+    with isolated():
+        credentials_for(_context(EgressPolicy(), grant), "awsSecretsManager", recorder.url)
+        with pytest.raises(EgressDenied):
+            await in_thread(_get, recorder.url)
+    assert recorder.hits == []
+
+
+@pytest.mark.parametrize(
+    ("grant", "allowed"),
+    [
+        (None, False),  # no policy decision: never
+        (Grant(kind="awsSecretsManager", store=None, connection=None, scope=None), False),  # the tenant's own
+        (_store_grant("awsSecretsManager", allow_adopt=False), False),  # a store that forbids adopt
+        (_store_grant("awsSecretsManager", allow_adopt=True), True),  # a store that allows it
+    ],
+)
+def test_adopt_is_allowed_only_by_a_store_that_allows_it(grant: Grant | None, allowed: bool) -> None:
+    with isolated():
+        credentials = credentials_for(_context(EgressPolicy(), grant), "awsSecretsManager")
+    assert credentials.adopt_allowed() is allowed
 
 
 async def test_a_scope_ends_with_its_target(recorder: Recorder) -> None:

@@ -17,6 +17,7 @@ def test_last_transition_time_moves_only_when_the_status_does() -> None:
     flipped = Condition("Ready", False, Reason.TARGET_FAILED, "x" * 2000).render(before, 3)
     assert flipped["lastTransitionTime"] != "2020-01-01T00:00:00Z" and flipped["status"] == "False"
     assert len(flipped["message"]) == 1024 and flipped["reason"] == "TargetFailed"
+    assert flipped["message"].endswith("(truncated)")  # statusbounds: a cut message says so
     assert Condition("Verified", None, Reason.NOT_CHECKED).render({}, 1)["status"] == "Unknown"
 
 

@@ -28,6 +28,11 @@ CHART_CHOICES = {
 CHART_VALUES = {
     ("operator", "maxConcurrent"): "max_concurrent",
     ("operator", "minRefreshInterval"): "min_refresh_seconds",
+    ("operator", "maxConcurrentPerNamespace"): "max_concurrent_per_namespace",
+    ("operator", "reconcileTimeout"): "reconcile_timeout_seconds",
+    ("operator", "s3Timeout"): "s3_timeout_seconds",
+    ("operator", "minKdfIterations"): "min_kdf_iterations",
+    ("operator", "maxKdfIterations"): "max_kdf_iterations",
     ("metrics", "port"): "metrics_port",
     ("leaderElection", "leaseDuration"): "lease_seconds",
     ("egress", "allowLocal"): "egress_allow_local",
@@ -77,6 +82,8 @@ def test_deployment_args_equal_the_settings(helm: str) -> None:
         assert value == str(default), f"the chart passes {flag}={value}; `vaultbundle run` defaults to {default}"
         compared.append(flag)
     assert {"--metrics-port", "--max-concurrent", "--min-refresh-interval"} <= set(compared)
+    bounds = {"--max-concurrent-per-namespace", "--reconcile-timeout", "--s3-timeout"}
+    assert bounds | {"--min-kdf-iterations", "--max-kdf-iterations"} <= set(compared)
     assert given["--metrics-host"] == "$(POD_IP)"
     assert "--lease-duration" in compared
 

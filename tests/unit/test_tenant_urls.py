@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 import pytest
 
+from tests.kit.policy import with_grant
 from vaultbundle.digest import Digester
 from vaultbundle.egress import EgressPolicy
 from vaultbundle.errors import Reason, TargetError
@@ -83,13 +84,15 @@ def context(egress: EgressPolicy) -> TargetContext:
     async def read_secret(name: str, key: str) -> str:
         return "tenant-token"
 
-    return TargetContext(None, Owner("ns", "web", "uid"), Digester(b"k" * 32), {}, read_secret, egress)  # type: ignore[arg-type]
+    return TargetContext(None, Owner("ns", "web", "uid"), Digester(b"k" * 32), {}, read_secret, egress=egress)  # type: ignore[arg-type]
 
 
 async def connect_and_plan(kind: str, raw: dict[str, Any], egress: EgressPolicy = LOCAL) -> Any:
     store = KINDS[kind]
     with isolated():
-        target = await store.connect(store.parse(raw, f"spec.targets[0].{kind}"), context(egress))
+        target = await store.connect(
+            store.parse(raw, f"spec.targets[0].{kind}"), with_grant(context(egress), kind, raw)
+        )
         return await target.plan({"A": b"1"})
 
 

@@ -26,7 +26,7 @@ from vaultbundle.stores.scope import AWS, AZURE, DNS_SUBDOMAIN, GCP, GITHUB, KIN
 # Fields of a VaultBundle target that choose a connection or a credential: with `storeRef` the tenant sets none of
 # them (the CRD's CEL rule lists the same fields; tests keep the two equal).
 CONNECTION_FIELDS: Mapping[str, tuple[str, ...]] = {
-    AWS: ("region", "endpoint", "stsEndpoint", "roleArn", "externalId", "credentialsSecretRef"),
+    AWS: ("region", "endpoint", "stsEndpoint", "roleArn", "externalId", "credentialsSecretRef", "auth"),
     GCP: ("project", "endpoint", "insecure", "credentialsSecretRef"),
     AZURE: ("vaultURL", "auth", "caBundleSecretRef"),
     VAULT: ("address", "namespace", "caBundleSecretRef", "auth"),
@@ -86,7 +86,9 @@ def store_ref(kind: str, body: Mapping[str, Any]) -> str | None:
 
 def has_tenant_credentials(kind: str, body: Mapping[str, Any]) -> bool:
     """True when the target brings its own credentials (a Secret or ServiceAccount in its namespace)."""
-    if kind in (AWS, GCP):
+    if kind == AWS:  # a static key, or a ServiceAccount of the namespace (AssumeRoleWithWebIdentity)
+        return body.get("credentialsSecretRef") is not None or _set(body, "auth.serviceAccountRef")
+    if kind == GCP:
         return body.get("credentialsSecretRef") is not None
     if kind == AZURE:
         return (body.get("auth") or {}).get("clientSecretRef") is not None

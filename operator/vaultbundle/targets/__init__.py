@@ -24,6 +24,7 @@ from . import (
     azure_key_vault,
     gcp_secret_manager,
     github_actions,
+    grants,
     hashicorp_vault,
     kubernetes_secret,
 )
@@ -77,6 +78,7 @@ def parse_target(raw: Any, path: str) -> TargetSpec:
         raise SpecError(f"{path} must set exactly one of: {', '.join(KINDS)}")
     kind, where = KINDS[kinds[0]], f"{path}.{kinds[0]}"
     body: Mapping[str, Any] = obj(target[kind.name], where)
+    grants.check_store_ref(kind.name, body, where)  # the tenant's spec error, found before any I/O
     parsed = kind.parse(body, where)
     return TargetSpec(
         name=name,
@@ -84,6 +86,7 @@ def parse_target(raw: Any, path: str) -> TargetSpec:
         selection=parse_selection(body, where),
         body=parsed,
         writes_secrets=kind.writes_secrets(parsed),
+        raw=body,
     )
 
 

@@ -4,6 +4,14 @@ Narrow SDK surface (boto3 `secretsmanager`): create_secret, describe_secret, get
 put_secret_value / update_secret (a value change with kmsKeyId), tag_resource, restore_secret, list_secrets,
 delete_secret; `sts.assume_role` only with roleArn.
 
+* Credentials: a Secret in the VaultBundle's namespace (`credentialsSecretRef`), or with `storeRef` the
+  connection and identity of an admin's ClusterTargetStore (region, endpoints, role, externalId, ambient or a
+  Secret of the operator), its `scope.namePrefix` put in front of every name. Never the operator's ambient
+  identity for a tenant (`credentials.Credentials.admit`). Every AssumeRole carries an injective
+  RoleSessionName and transitive session tags vaultbundle-namespace / -name / -uid (`stores.assume_role_inputs`).
+  Referent identity: `auth.serviceAccountRef` exchanges a token of the tenant's own ServiceAccount for its role
+  (AssumeRoleWithWebIdentity, unsigned), so AWS decides per namespace.
+
 * Names: the selection's renames, then `naming` (prefix, case, dash/underscore), then `namePrefix` prepended
   verbatim (a path such as `prod/web/`, not transformed); the whole name must satisfy AWS's rule. Every bad
   name and every collision is reported before anything is written.
@@ -22,6 +30,7 @@ delete_secret; `sts.assume_role` only with roleArn.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import threading
@@ -33,13 +42,15 @@ import boto3
 import botocore.exceptions
 from botocore.config import Config
 
+from .. import stores
 from ..errors import Reason, SpecError, TargetError
-from ..fields import Selection, boolean, bounded_integer, checked_tags, secret_key, secret_object, string
+from ..fields import Selection, boolean, bounded_integer, checked_tags, obj, secret_key, secret_object, string
 from ..selection import SelectionError, select
 from ..vault import Vault
+from . import tokens
 from .base import Owner, Plan, StoreKind, TargetContext, WrittenNames
 from .checks import is_utf8
-from .credentials import credentials_for
+from .credentials import Credentials, credentials_for
 from .errormap import Messages, code_reason, reason_for_status, translated
 from .naming import NameRule, Naming, parse_naming, remote_names
 from .ownership import ADOPT_ANNOTATION, MANAGED_BY_KEY, MANAGED_BY_VALUE, adopt_token, claim_tagged
@@ -55,6 +66,9 @@ _TAG_VALUE = re.compile(r"[\w\s.:/=+\-@]{0,256}")
 _REGION = re.compile(r"[a-z]{2}(-[a-z0-9]+)+-\d+")
 _ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
 _URL = re.compile(r"https?://[^\s/]+(/\S*)?")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+ROLE_ARN_ANNOTATION = "eks.amazonaws.com/role-arn"  # the IRSA convention: the role a ServiceAccount may assume
+STS_AUDIENCE = "sts.amazonaws.com"
 
 NAME_RULE = NameRule(
     store="AWS Secrets Manager",
@@ -140,6 +154,7 @@ class AwsSecretsManagerSpec:
     kms_key_id: str = ""
     tags: Mapping[str, str] = field(default_factory=dict)
     credentials: CredentialsRef | None = None
+    service_account: str = ""  # auth.serviceAccountRef: a ServiceAccount of the namespace (web identity)
     role_arn: str = ""
     external_id: str = ""
     recovery_window_days: int = 7
@@ -172,6 +187,21 @@ def _credentials(raw: Any, path: str) -> CredentialsRef | None:
         ),
         session_token_key=secret_key(ref.get("sessionTokenKey"), f"{path}.sessionTokenKey", default=""),
     )
+
+
+def _service_account(raw: Any, path: str) -> str:
+    auth = obj(raw, path)
+    if set(auth) - {"serviceAccountRef"}:
+        raise SpecError(f"{path} takes only serviceAccountRef: {{name: <ServiceAccount in this namespace>}}")
+    if auth.get("serviceAccountRef") is None:
+        return ""
+    ref = obj(auth["serviceAccountRef"], f"{path}.serviceAccountRef")
+    if set(ref) != {"name"}:
+        raise SpecError(f"{path}.serviceAccountRef must be {{name: <ServiceAccount in this namespace>}}")
+    name = string(ref["name"], f"{path}.serviceAccountRef.name", required=True)
+    if len(name) > 253 or not _DNS_SUBDOMAIN.fullmatch(name):
+        raise SpecError(f"{path}.serviceAccountRef.name is not a valid ServiceAccount name")
+    return name
 
 
 def _tag_problem(key: str, value: str) -> str | None:
@@ -219,6 +249,12 @@ class AwsSecretsManagerKind(StoreKind):
         if external_id and not role_arn:
             raise SpecError(f"{path}.externalId needs roleArn")
         naming = parse_naming(raw.get("naming"), f"{path}.naming")
+        service_account = _service_account(raw.get("auth"), f"{path}.auth")
+        if service_account and (raw.get("credentialsSecretRef") is not None or role_arn):
+            raise SpecError(
+                f"{path}.auth.serviceAccountRef: the role comes from the ServiceAccount's {ROLE_ARN_ANNOTATION} "
+                "annotation; drop credentialsSecretRef and roleArn"
+            )
         return AwsSecretsManagerSpec(
             region=region,
             endpoint=_url(raw.get("endpoint"), f"{path}.endpoint"),
@@ -229,6 +265,7 @@ class AwsSecretsManagerKind(StoreKind):
             kms_key_id=string(raw.get("kmsKeyId"), f"{path}.kmsKeyId"),
             tags=_tags(raw.get("tags"), f"{path}.tags"),
             credentials=_credentials(raw.get("credentialsSecretRef"), f"{path}.credentialsSecretRef"),
+            service_account=service_account,
             role_arn=role_arn,
             external_id=external_id,
             recovery_window_days=bounded_integer(
@@ -278,9 +315,14 @@ class AwsSecretsManagerKind(StoreKind):
 
     async def connect(self, spec: AwsSecretsManagerSpec, context: TargetContext) -> AwsSecretsManagerTarget:
         source = credentials_for(context, self.name, spec.endpoint)
+        grant = context.grant
         credentials: dict[str, str] = {}
-        if spec.credentials is None:
-            source.ambient()  # boto3's default chain: env, IRSA web identity, ECS/EC2
+        if grant is not None and grant.store is not None:
+            spec, credentials = await _from_store(spec, grant, source)
+        elif spec.service_account:
+            spec, credentials = await _web_identity(spec, context, source)
+        elif spec.credentials is None:
+            source.ambient()  # refused for tenants: the grant without a store admits no ambient identity
         else:
             ref = spec.credentials
             arguments = ["aws_access_key_id", "aws_secret_access_key", "aws_session_token"]
@@ -289,6 +331,58 @@ class AwsSecretsManagerKind(StoreKind):
             credentials = dict(zip(arguments, await source.secret_keys(ref.name, keys), strict=True))
         client = await in_thread(_make_client, spec, credentials, context.owner)
         return AwsSecretsManagerTarget(client, spec, context, allow_adopt=source.adopt_allowed())
+
+
+async def _from_store(
+    spec: AwsSecretsManagerSpec, grant: stores.Grant, source: Credentials
+) -> tuple[AwsSecretsManagerSpec, dict[str, str]]:
+    """The spec with the ClusterTargetStore's connection (region, endpoints, role, externalId) and its scope
+    prefix in front of namePrefix (so prune lists only inside the scope), and the store's identity."""
+    connection, scope = grant.connection, grant.scope
+    assert isinstance(connection, stores.AwsConnection) and scope is not None  # authorize's contract for AWS
+    spec = dataclasses.replace(
+        spec,
+        region=connection.region,
+        endpoint=connection.endpoint,
+        sts_endpoint=connection.sts_endpoint,
+        role_arn=connection.role_arn,
+        external_id=connection.external_id,
+        name_prefix=scope.prefix + spec.name_prefix,
+        credentials=None,
+    )
+    identity = connection.identity
+    if identity.secret_ref is None:
+        source.ambient()  # the store lends the operator's own identity (IRSA / default chain)
+        return spec, {}
+    ref = identity.secret_ref
+    credentials = {
+        "aws_access_key_id": await source.store_secret(ref, "accessKeyIdKey"),
+        "aws_secret_access_key": await source.store_secret(ref, "secretAccessKeyKey"),
+    }
+    if ref.key("sessionTokenKey"):
+        credentials["aws_session_token"] = await source.store_secret(ref, "sessionTokenKey")
+    return spec, credentials
+
+
+async def _web_identity(
+    spec: AwsSecretsManagerSpec, context: TargetContext, source: Credentials
+) -> tuple[AwsSecretsManagerSpec, dict[str, str]]:
+    """Referent identity: a TokenRequest (audience sts.amazonaws.com) for the tenant's own ServiceAccount, which
+    must opt in (`vaultbundle.io/token-audiences`) and name its role (`eks.amazonaws.com/role-arn`). The role is
+    assumed with AssumeRoleWithWebIdentity: AWS's trust policy decides on the token's namespace and name."""
+    source.service_account(spec.service_account)
+    account = await tokens.service_account(context, spec.service_account)
+    role_arn = str(tokens.annotations_of(account).get(ROLE_ARN_ANNOTATION, ""))
+    if not _ROLE_ARN.fullmatch(role_arn):
+        raise TargetError(
+            Reason.AUTH_FAILED,
+            f"ServiceAccount {spec.service_account!r} has no {ROLE_ARN_ANNOTATION} annotation with an IAM role ARN; "
+            "annotate it with the role this namespace may assume",
+        )
+    token = await tokens.service_account_token(
+        context, spec.service_account, [STS_AUDIENCE], "assume its AWS role", account=account
+    )
+    return dataclasses.replace(spec, role_arn=role_arn), {WEB_IDENTITY: token}
 
 
 def _canonical_json(document: Mapping[str, str]) -> bytes:
@@ -307,25 +401,47 @@ _CONFIG = Config(
 )
 
 
-def _client(service: str, region: str, endpoint: str, credentials: Mapping[str, str]) -> Any:
+def _client(service: str, region: str, endpoint: str, credentials: Mapping[str, str], *, unsigned: bool = False) -> Any:
     global _SESSION  # noqa: PLW0603 - one lazily created session per process
+    config = _CONFIG.merge(Config(signature_version=botocore.UNSIGNED)) if unsigned else _CONFIG
     with _SESSION_LOCK:  # botocore sessions are not thread-safe; clients are
         if _SESSION is None:
             _SESSION = boto3.session.Session()
         return _SESSION.client(
-            service, region_name=region or None, endpoint_url=endpoint or None, config=_CONFIG, **credentials
+            service, region_name=region or None, endpoint_url=endpoint or None, config=config, **credentials
         )
+
+
+WEB_IDENTITY = "web_identity_token"  # a credentials entry: assume spec.role_arn with this JWT, unsigned
+
+
+def _assume_web_identity(spec: AwsSecretsManagerSpec, token: str, owner: Owner) -> Any:
+    """AssumeRoleWithWebIdentity needs no AWS credentials: the client is UNSIGNED, so the operator's own
+    identity is never attached to a request a tenant's ServiceAccount triggers."""
+    sts = _client("sts", spec.region, spec.sts_endpoint, {}, unsigned=True)
+    return sts.assume_role_with_web_identity(
+        RoleArn=spec.role_arn,
+        RoleSessionName=stores.role_session_name(owner.namespace, owner.name),
+        WebIdentityToken=token,
+        DurationSeconds=900,
+    )
 
 
 def _make_client(spec: AwsSecretsManagerSpec, credentials: Mapping[str, str], owner: Owner) -> Any:
     try:
-        if spec.role_arn:
+        if WEB_IDENTITY in credentials:
+            issued = _assume_web_identity(spec, credentials[WEB_IDENTITY], owner)["Credentials"]
+            credentials = {
+                "aws_access_key_id": issued["AccessKeyId"],
+                "aws_secret_access_key": issued["SecretAccessKey"],
+                "aws_session_token": issued["SessionToken"],
+            }
+        elif spec.role_arn:
             sts = _client("sts", spec.region, spec.sts_endpoint, credentials)
-            extra = {"ExternalId": spec.external_id} if spec.external_id else {}
-            session_name = re.sub(r"[^\w+=,.@-]", "-", f"vaultbundle-{owner.namespace}-{owner.name}")[:64]
-            response = sts.assume_role(
-                RoleArn=spec.role_arn, RoleSessionName=session_name, DurationSeconds=900, **extra
-            )
+            # an injective session name and transitive session tags (namespace, name, uid) on every AssumeRole;
+            # the ExternalId only ever comes from a ClusterTargetStore (authorize refuses a tenant's)
+            identity = stores.assume_role_inputs(owner.namespace, owner.name, owner.uid, spec.external_id)
+            response = sts.assume_role(RoleArn=spec.role_arn, DurationSeconds=900, **identity)
             issued = response["Credentials"]
             credentials = {
                 "aws_access_key_id": issued["AccessKeyId"],
@@ -338,7 +454,8 @@ def _make_client(spec: AwsSecretsManagerSpec, credentials: Mapping[str, str], ow
             Reason.INVALID_SPEC, "awsSecretsManager.region is not set and the ambient AWS config names no region"
         ) from None
     except _SDK_ERRORS as exc:
-        raise _target_error(exc, "AssumeRole" if spec.role_arn else "connect", spec.role_arn or None) from None
+        operation = "AssumeRoleWithWebIdentity" if WEB_IDENTITY in credentials else "AssumeRole"
+        raise _target_error(exc, operation if spec.role_arn else "connect", spec.role_arn or None) from None
 
 
 def _target_error(exc: Exception, operation: str, name: str | None) -> TargetError:
@@ -357,8 +474,8 @@ def _target_error(exc: Exception, operation: str, name: str | None) -> TargetErr
     ):
         return TargetError(
             Reason.AUTH_FAILED,
-            f"{what}: no usable AWS credentials ({type(exc).__name__}); set credentialsSecretRef or give the "
-            "operator an ambient identity (IRSA, instance profile)",
+            f"{what}: no usable AWS credentials ({type(exc).__name__}); check credentialsSecretRef, or the "
+            "identity of the ClusterTargetStore (its ambient chain: IRSA, instance profile)",
         )
     if isinstance(exc, botocore.exceptions.SSLError):
         return TargetError(Reason.UNAVAILABLE, f"{what}: TLS verification of the AWS endpoint failed")

@@ -25,6 +25,7 @@ begin_recover_deleted_secret, begin_delete_secret, list_properties_of_secrets.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import os
 import re
@@ -36,13 +37,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from .. import stores
 from ..errors import Reason, SpecError, TargetError
 from ..fields import SecretRef, Selection, boolean, checked_tags, obj, secret_key, secret_object, secret_ref, string
 from ..selection import SelectionError, select
 from ..vault import Vault
 from .base import Plan, StoreKind, TargetContext, WrittenNames
 from .checks import is_loopback
-from .credentials import credentials_for
+from .credentials import Credentials, credentials_for
 from .errormap import Messages, first_match, reason_for_status, translated
 from .naming import NameRule, Naming, parse_naming, remote_names
 from .ownership import ADOPT_KEY, MANAGED_BY_KEY, MANAGED_BY_VALUE, adopt_token, claim_tagged
@@ -114,8 +116,9 @@ class AzureKeyVaultKind(StoreKind):
     sdk = ("azure.keyvault.secrets", "azure.identity")
 
     def parse(self, raw: Mapping[str, Any], path: str) -> AzureKeyVaultSpec:
-        vault_url = string(raw.get("vaultURL"), f"{path}.vaultURL", required=True)
-        if not _VAULT_URL.fullmatch(vault_url):
+        with_store = raw.get("storeRef") is not None  # then the vault comes from the ClusterTargetStore
+        vault_url = string(raw.get("vaultURL"), f"{path}.vaultURL", required=not with_store)
+        if vault_url and not _VAULT_URL.fullmatch(vault_url):
             raise SpecError(f"{path}.vaultURL must be an https URL of a vault, like https://my-vault.vault.azure.net")
         auth = obj(raw.get("auth"), f"{path}.auth")
         client_secret: ClientSecretRef | None = None
@@ -186,6 +189,10 @@ class AzureKeyVaultKind(StoreKind):
 
     async def connect(self, spec: AzureKeyVaultSpec, context: TargetContext) -> AzureKeyVaultTarget:
         credentials = credentials_for(context, self.name, spec.vault_url)
+        grant = context.grant
+        if grant is not None and grant.store is not None:
+            spec, principal = await _from_store(spec, grant, credentials)
+            return AzureKeyVaultTarget(await in_thread(_client, spec, principal, ""), spec, context)
         secret: tuple[str, str, str] | None = None
         if spec.client_secret is None:
             credentials.ambient()  # environment, workload identity or managed identity
@@ -215,6 +222,35 @@ def _stored(value: bytes, spec: AzureKeyVaultSpec) -> tuple[str, str, dict[str, 
 
 
 # --- credentials and clients ---------------------------------------------------------------------------------
+
+
+async def _from_store(
+    spec: AzureKeyVaultSpec, grant: stores.Grant, credentials: Credentials
+) -> tuple[AzureKeyVaultSpec, tuple[str, str, str] | None]:
+    """The spec with the ClusterTargetStore's vault, authority host and identity (the tenant set none of them:
+    `authorize` refused that), and the store's service principal when its identity is a Secret."""
+    connection = grant.connection
+    assert isinstance(connection, stores.AzureConnection)  # authorize's contract for Azure
+    identity = connection.identity
+    spec = dataclasses.replace(
+        spec,
+        vault_url=connection.vault_url,
+        authority_host=connection.authority_host,
+        managed_identity_client_id=identity.managed_identity_client_id,
+        client_secret=None,
+        ca_bundle=None,
+        verify_challenge_resource=True,
+    )
+    if identity.secret_ref is None:
+        credentials.ambient()  # the store lends the operator's workload / managed identity
+        return spec, None
+    ref = identity.secret_ref
+    principal = (
+        await credentials.store_secret(ref, "tenantIdKey"),
+        await credentials.store_secret(ref, "clientIdKey"),
+        await credentials.store_secret(ref, "clientSecretKey"),
+    )
+    return spec, principal
 
 
 def ambient_credential(spec: AzureKeyVaultSpec) -> Any:

@@ -18,6 +18,7 @@ from ..fields import Selection
 if TYPE_CHECKING:
     from ..digest import Digester
     from ..kube import KubeAPI
+    from ..stores import Grant
     from ..vault import Vault
 
 StateT = TypeVar("StateT")
@@ -104,14 +105,16 @@ class Owner:
 @dataclass(frozen=True)
 class TargetContext:
     """What a target may use: the operator's Kubernetes client, the owner, the digest key, its last status
-    entry, a reader of Secrets in the owner's namespace (credentials go through `credentials.Credentials`) and
-    the operator's egress policy for tenant URLs (`threads.in_thread` applies it to every SDK call)."""
+    entry, a reader of Secrets in the owner's namespace, the policy's Grant (credentials go through
+    `credentials.Credentials`, which admits only what the Grant covers) and the operator's egress policy for
+    tenant URLs (`threads.in_thread` applies it to every SDK call)."""
 
     kube: KubeAPI
     owner: Owner
     digester: Digester
     previous: Mapping[str, Any]  # this target's entry in the last status (e.g. per-key digests)
     read_secret: Callable[[str, str], Awaitable[str]]  # (Secret name, key) in the owner's namespace -> value
+    grant: Grant | None = None  # the store policy's answer (`grants.authorize_target`); None: nothing is admitted
     egress: EgressPolicy = SECURE_DEFAULT  # the secure default: no loopback, no metadata addresses
 
     @property

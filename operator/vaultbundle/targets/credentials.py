@@ -10,18 +10,36 @@ A store never calls `TargetContext.read_secret` or reaches for the operator's ow
 * `service_account(name)`: permission to request a token for a ServiceAccount of the namespace (Vault's
   Kubernetes auth).
 
-Every one of these passes through `Credentials.admit()`. Today it admits everything, so behaviour is what it
-was. It is where issue #13 (`ClusterTargetStore`, tenant credentials only, egress policy) adds its check: a
-refusal raises `TargetError(Reason.POLICY_DENIED, ...)` there, and because this is the only path to
-credentials, no store can bypass it.
+* `store_secret(ref, field)`: a key of the Secret a ClusterTargetStore names, in the OPERATOR's namespace.
+
+Every one of these passes through `Credentials.admit()`, which admits only what the target's Grant
+(`grants.authorize_target`, in `TargetContext.grant`) covers:
+
+* no Grant: nothing (fail closed);
+* a Grant without a store (the target brings its own credentials): tenant Secrets and the tenant's own
+  ServiceAccounts; never the operator's ambient identity or a Secret of the operator (C1, C2);
+* a Grant from a ClusterTargetStore: only the identity the store names (its ambient identity, or its Secret in
+  the operator's namespace); never a tenant Secret or ServiceAccount, so connection and identity come from
+  the admin's object alone.
+
+A refusal is `PolicyDeniedError` (reason `PolicyDenied`); because this is the only path to credentials, no
+store can bypass it.
+
+`credentials_for` also starts the target's egress scope: the tenant egress policy for a tenant's own
+connection, none for a ClusterTargetStore's (the admin chose it). `adopt_allowed()` is that store's allowance.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
+from .. import stores
+from ..digest_key import operator_namespace
+from ..errors import PolicyDeniedError, StoreInvalidError
 from ..fields import SecretRef
 from .base import TargetContext
 from .threads import EgressScope, enter_scope
@@ -33,6 +51,7 @@ class Source(Enum):
     TENANT = "tenant Secret"
     AMBIENT = "ambient identity"
     SERVICE_ACCOUNT = "ServiceAccount token"
+    STORE = "ClusterTargetStore Secret"
 
 
 @dataclass(frozen=True)
@@ -45,19 +64,34 @@ class Credentials:
     egress: EgressScope | None = None  # this target's egress scope (its SDK calls run under it)
 
     def adopt_allowed(self) -> bool:
-        """True when the ClusterTargetStore lending this connection allows `adopt` without the object's own
-        opt-in tag (its Grant; set where the store's ClusterTargetStore is resolved). A tenant's own
+        """True when the ClusterTargetStore lending this connection allows `adopt` (its `spec.allow.adopt`,
+        carried by the Grant): then the store's objects need no opt-in tag of their own. A tenant's own
         connection never does: there the object must opt in (`ownership.Consent`)."""
-        return False
-
-    def admin_connection(self) -> None:
-        """The connection (endpoint, identity) comes from a cluster admin's `ClusterTargetStore`, not from the
-        tenant: the target's SDK calls are then not restricted by the tenant egress policy."""
-        if self.egress is not None:
-            self.egress.admin()
+        grant = self.context.grant
+        return grant is not None and grant.store is not None and grant.allow_adopt
 
     def admit(self, source: Source, detail: str) -> None:
-        """The policy check for every credential path (issue #13 adds its rules here). Admits all today."""
+        """The policy check for every credential path (see the module docstring); raises `PolicyDeniedError`."""
+        grant = self.context.grant
+        if grant is None or grant.kind != self.kind:
+            raise PolicyDeniedError(f"{self.kind}: no store policy decision was made for this target; refusing")
+        if grant.store is None:
+            if source in (Source.TENANT, Source.SERVICE_ACCOUNT):
+                return
+            raise PolicyDeniedError(
+                f"{self.kind}: no ambient identity for tenants; ask your cluster admin for a ClusterTargetStore "
+                "(then set storeRef), or supply credentials from a Secret in this namespace"
+            )
+        identity = grant.identity
+        if source == Source.AMBIENT and identity is not None and identity.ambient:
+            return
+        stored = identity.secret_ref if identity is not None else None
+        if source == Source.STORE and stored is not None and stored.name == detail:
+            return
+        raise PolicyDeniedError(
+            f"{self.kind}: with storeRef the identity comes from ClusterTargetStore {grant.store} only "
+            f"({source.value} refused)"
+        )
 
     async def secret(self, ref: SecretRef) -> str:
         self.admit(Source.TENANT, ref.name)
@@ -74,9 +108,39 @@ class Credentials:
     def service_account(self, name: str) -> None:
         self.admit(Source.SERVICE_ACCOUNT, name)
 
+    async def store_secret(self, ref: stores.SecretRef, field: str) -> str:
+        """The value under `ref.key(field)` of the store's Secret in the operator's own namespace."""
+        self.admit(Source.STORE, ref.name)
+        namespace = operator_namespace()
+        if namespace is None:
+            raise StoreInvalidError(
+                f"{self.kind}: the operator does not know its own namespace (set POD_NAMESPACE), so the "
+                f"ClusterTargetStore Secret {ref.name} cannot be read"
+            )
+        secret = await self.context.kube.get_secret(namespace, ref.name)
+        encoded = ((secret or {}).get("data") or {}).get(ref.key(field))
+        try:
+            value = base64.b64decode(encoded or "", validate=True).decode("utf-8").strip()
+        except (binascii.Error, UnicodeDecodeError):
+            value = ""
+        if not value:
+            raise StoreInvalidError(
+                f"{self.kind}: the ClusterTargetStore's Secret {ref.name} (operator namespace) has no usable key "
+                f"{ref.key(field)!r}; ask your cluster admin"
+            )
+        return value
+
 
 def credentials_for(context: TargetContext, kind: str, endpoint: str = "") -> Credentials:
-    """The target's credentials; also starts its egress scope: every later `in_thread` SDK call of this target
-    runs under the operator's egress policy, and *endpoint* is checked against it before the first one."""
-    scope = enter_scope(context.egress, f"{kind} target", endpoint)
-    return Credentials(context, kind, endpoint, scope)
+    """The target's credentials; also starts its egress scope. A tenant's own connection runs under the
+    operator's egress policy (every later `in_thread` SDK call of this target; *endpoint* is checked before the
+    first one). A ClusterTargetStore's connection was configured by a cluster admin, not chosen by the tenant:
+    it gets the unrestricted admin scope."""
+    if _admin_connection(context):
+        return Credentials(context, kind, endpoint, enter_scope(None, f"{kind} target"))
+    return Credentials(context, kind, endpoint, enter_scope(context.egress, f"{kind} target", endpoint))
+
+
+def _admin_connection(context: TargetContext) -> bool:
+    """The target's connection (endpoint, identity) comes from a cluster admin's ClusterTargetStore."""
+    return context.grant is not None and context.grant.store is not None

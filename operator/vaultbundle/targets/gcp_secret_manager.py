@@ -15,6 +15,7 @@ lazily, so spec parsing works without the `gcp` extra.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import re
@@ -22,13 +23,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .. import stores
 from ..errors import PolicyDeniedError, Reason, SpecError, TargetError
 from ..fields import SecretRef, Selection, boolean, obj, secret_ref, string, string_map, strings
 from ..selection import SelectionError, select
 from ..vault import Vault
 from .base import Owner, Plan, StoreKind, TargetContext, WrittenNames
 from .checks import is_loopback
-from .credentials import credentials_for
+from .credentials import Credentials, credentials_for
 from .errormap import ExceptionTypes, Messages, first_match, translated
 from .naming import NameRule, Naming, parse_naming, remote_names
 from .ownership import ADOPT_KEY, MANAGED_BY_KEY, MANAGED_BY_VALUE, Consent, claim
@@ -122,8 +124,9 @@ class GcpSecretManagerKind(StoreKind):
     sdk = ("google.cloud.secretmanager_v1", "grpc", "google_crc32c")
 
     def parse(self, raw: Mapping[str, Any], path: str) -> GcpSecretManagerSpec:
-        project = string(raw.get("project"), f"{path}.project", required=True)
-        if not _PROJECT.fullmatch(project):
+        with_store = raw.get("storeRef") is not None  # then the project comes from the ClusterTargetStore
+        project = string(raw.get("project"), f"{path}.project", required=not with_store)
+        if project and not _PROJECT.fullmatch(project):
             raise SpecError(f"{path}.project must be a GCP project ID (e.g. acme-prod) or project number")
         endpoint = string(raw.get("endpoint"), f"{path}.endpoint")
         match = _ENDPOINT.fullmatch(endpoint) if endpoint else None
@@ -170,20 +173,51 @@ class GcpSecretManagerKind(StoreKind):
         # gRPC connects from its C core, outside Python's sockets: the pre-flight check of the endpoint (in the
         # first in_thread call) is the only egress guard here, so DNS rebinding is not caught for this store
         credentials = credentials_for(context, self.name, spec.endpoint)
+        grant = context.grant
         info: dict[str, Any] | None = None
-        if spec.credentials_ref is None:
-            credentials.ambient()  # workload identity / ADC (or, insecure, none at all)
+        if grant is not None and grant.store is not None:
+            spec, info = await _from_store(spec, grant, credentials)
+        elif spec.credentials_ref is None:
+            if not spec.insecure:  # insecure (a loopback emulator): an anonymous channel, no credentials at all
+                credentials.ambient()  # workload identity / ADC: refused for tenants without a ClusterTargetStore
         else:
-            text = await credentials.secret(spec.credentials_ref)
-            try:
-                parsed = json.loads(text)
-            except ValueError:
-                parsed = None
-            if not isinstance(parsed, dict):
+            info = _json_object(await credentials.secret(spec.credentials_ref))
+            if info is None:
                 raise TargetError(Reason.AUTH_FAILED, _bad_credentials(spec.credentials_ref))
-            info = parsed
         client = await in_thread(_client, spec, info)
         return GcpSecretManagerTarget(client, spec, context, allow_adopt=credentials.adopt_allowed())
+
+
+async def _from_store(
+    spec: GcpSecretManagerSpec, grant: stores.Grant, credentials: Credentials
+) -> tuple[GcpSecretManagerSpec, dict[str, Any] | None]:
+    """The spec with the ClusterTargetStore's project and endpoint (never plaintext), and the store's
+    service-account key when its identity is a Secret in the operator's namespace (else ambient ADC)."""
+    connection = grant.connection
+    assert isinstance(connection, stores.GcpConnection)  # authorize's contract for GCP
+    spec = dataclasses.replace(
+        spec, project=connection.project, endpoint=connection.endpoint, insecure=False, credentials_ref=None
+    )
+    ref = connection.identity.secret_ref
+    if ref is None:
+        credentials.ambient()  # the store lends the operator's workload identity / ADC
+        return spec, None
+    parsed = _json_object(await credentials.store_secret(ref, "key"))
+    if parsed is None:
+        raise TargetError(
+            Reason.STORE_INVALID,
+            f"the ClusterTargetStore's Secret {ref.name} (operator namespace) key {ref.key('key')!r} is not a "
+            "Google service-account JSON key; ask your cluster admin",
+        )
+    return spec, parsed
+
+
+def _json_object(text: str) -> dict[str, Any] | None:
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
 
 
 def _bad_credentials(ref: SecretRef) -> str:

@@ -26,7 +26,6 @@ from urllib.parse import quote, urlsplit
 
 from ..errors import CrossNamespaceError, Reason, SpecError, TargetError
 from ..fields import DNS_SUBDOMAIN, MAX_NAME_LENGTH, SecretRef, Selection, boolean, obj, secret_ref, string, strings
-from ..kube import KubeError
 from ..selection import SelectionError, select
 from ..vault import Vault
 from .base import Owner, Plan, StoreKind, TargetContext
@@ -36,10 +35,9 @@ from .errormap import ExceptionTypes, Messages, first_match
 from .naming import NameRule, Naming, parse_naming, remote_names
 from .ownership import ADOPT_KEY, MANAGED_BY_KEY, MANAGED_BY_VALUE, Consent, adopt_token, claim_one
 from .threads import in_thread
+from .tokens import service_account_token
 
 OWNER_KEY = "vaultbundle-owner"
-AUDIENCES_ANNOTATION = "vaultbundle.io/token-audiences"
-TOKEN_SECONDS = 600  # the TokenRequest minimum: the JWT is used once, for the login
 TIMEOUT_SECONDS = 15
 
 _SEGMENT = re.compile(r"[A-Za-z0-9._~@=+:,-]+")
@@ -427,7 +425,7 @@ class HashicorpVaultTarget:
             )
         else:
             credentials.service_account(auth.service_account_name)
-            jwt = await _service_account_token(context, auth)
+            jwt = await service_account_token(context, auth.service_account_name, auth.audiences, "log in to Vault")
             await self._call(
                 f"Kubernetes login at auth/{auth.mount} as role {auth.role!r} with ServiceAccount "
                 f"{auth.service_account_name!r}",
@@ -625,54 +623,6 @@ def _deleted_version(exc: BaseException) -> bool:
 
     body = getattr(exc, "json", None)
     return isinstance(exc, hv.InvalidPath) and isinstance(body, Mapping) and isinstance(body.get("data"), Mapping)
-
-
-# --- Kubernetes auth: a TokenRequest for a ServiceAccount in the VaultBundle's namespace ------------------
-
-
-async def _service_account_token(context: TargetContext, auth: KubernetesAuth) -> str:
-    """A short-lived JWT for the ServiceAccount, only for audiences its annotation allows."""
-    namespace, name = context.owner.namespace, auth.service_account_name
-    where = f"ServiceAccount {name!r} in namespace {namespace!r}"
-    try:
-        account = await context.kube.get_service_account(namespace, name)
-    except KubeError as exc:
-        raise _kube_error(exc, f"reading {where}") from None
-    if account is None:
-        raise TargetError("AuthFailed", f"reading {where}: not found; create the ServiceAccount")
-    annotations = (account.get("metadata") or {}).get("annotations") or {}
-    allowed = {a.strip() for a in str(annotations.get(AUDIENCES_ANNOTATION, "")).split(",") if a.strip()}
-    refused = sorted(set(auth.audiences) - allowed)
-    if refused:
-        raise TargetError(
-            Reason.FORBIDDEN,
-            f"{where} does not allow tokens for audience(s) {', '.join(refused)}: annotate it with "
-            f"{AUDIENCES_ANNOTATION}: {','.join(auth.audiences)} to let vaultbundle log in to Vault as it",
-        )
-    body = {
-        "apiVersion": "authentication.k8s.io/v1",
-        "kind": "TokenRequest",
-        "spec": {"audiences": list(auth.audiences), "expirationSeconds": TOKEN_SECONDS},
-    }
-    try:
-        response = await context.kube.create_token(namespace, name, body)
-    except KubeError as exc:
-        raise _kube_error(exc, f"requesting a token for {where}") from None
-    token = (response.get("status") or {}).get("token")
-    if not token:
-        raise TargetError(Reason.KUBERNETES_API_ERROR, f"the TokenRequest for {where} returned no token")
-    return str(token)
-
-
-def _kube_error(exc: KubeError, what: str) -> TargetError:
-    if exc.status == 404:
-        return TargetError("AuthFailed", f"{what}: not found; create the ServiceAccount")
-    if exc.status == 403:
-        return TargetError(
-            Reason.FORBIDDEN,
-            f"{what}: the operator lacks RBAC (get serviceaccounts, create serviceaccounts/token)",
-        )
-    return TargetError("KubernetesAPIError", f"{what} failed: HTTP {exc.status}")
 
 
 KIND = HashicorpVaultKind()

@@ -43,10 +43,6 @@ class EgressScope:
     pending: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def admin(self) -> None:
-        """The connection comes from a cluster admin's `ClusterTargetStore`: not tenant egress."""
-        self.policy = None
-
     def take_pending(self) -> list[str]:
         with self._lock:
             urls, self.pending = sorted(self.pending), set()

@@ -9,8 +9,9 @@ import pytest
 
 from tests.conftest import REPO
 from vaultbundle.digest import Digester
-from vaultbundle.errors import Reason, TargetError
+from vaultbundle.errors import PolicyDeniedError, Reason, TargetError
 from vaultbundle.fields import SecretRef
+from vaultbundle.stores import Grant
 from vaultbundle.targets import KINDS
 from vaultbundle.targets.base import Owner, TargetContext
 from vaultbundle.targets.credentials import Credentials, Source, credentials_for
@@ -55,7 +56,7 @@ PATHS: list[tuple[str, dict[str, Any], Source]] = [
 ]
 
 
-def _context(reads: list[tuple[str, str]]) -> TargetContext:
+def _context(reads: list[tuple[str, str]], grant: Grant | None = None) -> TargetContext:
     async def read_secret(name: str, key: str) -> str:
         reads.append((name, key))
         return "value"
@@ -66,6 +67,7 @@ def _context(reads: list[tuple[str, str]]) -> TargetContext:
         digester=Digester(b"k" * 32),
         previous={},
         read_secret=read_secret,
+        grant=grant,
     )
 
 
@@ -91,14 +93,27 @@ async def test_every_credential_path_passes_the_policy_first(
 
 
 async def test_admitted_reads_go_to_the_tenant_secret() -> None:
+    # behaviour changed on purpose (#13): ambient() used to be admitted too; a tenant grant now refuses it
     reads: list[tuple[str, str]] = []
-    credentials = credentials_for(_context(reads), "githubActions", "https://api.github.com")
+    tenant = Grant("githubActions", None, None, None)
+    credentials = credentials_for(_context(reads, tenant), "githubActions", "https://api.github.com")
     assert await credentials.secret(SecretRef("gh", "token")) == "value"
     assert await credentials.secret_keys("sp", ["tenant-id", "client-id"]) == ["value", "value"]
-    credentials.ambient()
     credentials.service_account("vault-writer")
+    with pytest.raises(PolicyDeniedError, match="no ambient identity for tenants"):
+        credentials.ambient()
     assert reads == [("gh", "token"), ("sp", "tenant-id"), ("sp", "client-id")]
     assert credentials.endpoint == "https://api.github.com"
+
+
+async def test_without_a_grant_nothing_is_admitted() -> None:
+    reads: list[tuple[str, str]] = []
+    credentials = credentials_for(_context(reads), "githubActions")
+    with pytest.raises(PolicyDeniedError):
+        await credentials.secret(SecretRef("gh", "token"))
+    with pytest.raises(PolicyDeniedError):
+        credentials.ambient()
+    assert reads == []
 
 
 def test_no_store_reads_a_tenant_secret_around_the_choke_point() -> None:
