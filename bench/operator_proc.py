@@ -141,6 +141,7 @@ class OperatorProcess:
             str(self.port),
             "--min-refresh-interval",
             "1s",
+            "--egress-allow-local",  # the test bed's S3 listens on loopback
         ]
         if shard:
             command += ["--shard", shard]

@@ -278,6 +278,8 @@ def start_operator(demo: Demo, first: str) -> None:
         cmd += ["1s", "--metrics-host", "127.0.0.1", "--metrics-port", str(port)]
     else:
         cmd += ["1s", "--liveness", f"http://127.0.0.1:{port}/healthz"]
+    if "--egress-allow-local" in usage:  # the test bed's S3 listens on loopback, which tenants may not reach
+        cmd += ["--egress-allow-local"]
     print(f"$ {shlex.join(cmd).replace(VAULTBUNDLE, 'vaultbundle')} > {demo.log} 2>&1 &", flush=True)
     demo.log.parent.mkdir(parents=True, exist_ok=True)
     with demo.log.open("wb") as sink:

@@ -370,12 +370,14 @@ def share_import(share_file: str, share_passphrase_file: str, config_out: str, p
 
 
 def _one_shot(
+    *,
     manifest_file: Any,
     namespace: str | None,
     kubeconfig: str | None,
     apply: bool,
     as_json: bool,
     digest_key_file: str | None,
+    egress_allow_local: bool,
 ) -> None:
     import yaml  # noqa: PLC0415 - only these commands read YAML
 
@@ -391,7 +393,12 @@ def _one_shot(
     if kubeconfig:
         os.environ["KUBECONFIG"] = kubeconfig
     outcome = oneshot.run(
-        manifest, namespace=namespace, kubeconfig=kubeconfig, apply=apply, digest_key_file=digest_key_file
+        manifest,
+        namespace=namespace,
+        kubeconfig=kubeconfig,
+        apply=apply,
+        digest_key_file=digest_key_file,
+        egress=Settings(egress_allow_local=egress_allow_local).egress_policy(),
     )
     conditions = {c["type"]: c for c in outcome.status.get("conditions", [])}
     targets = outcome.status.get("targets", []) if conditions.get("Verified", {}).get("status") == "True" else []
@@ -444,6 +451,11 @@ def _manifest_options(fn: F) -> F:
             click.option("--kubeconfig", envvar="KUBECONFIG", help="Kubeconfig file."),
             click.option("--json", "as_json", is_flag=True, help="Print JSON (names only, never values)."),
             click.option("--digest-key-file", envvar="VAULTBUNDLE_DIGEST_KEY_FILE", help="Key for content digests."),
+            click.option(
+                "--egress-allow-local",
+                is_flag=True,
+                help="Let the manifest's URLs (S3 endpoint, store URLs) reach loopback (test beds only).",
+            ),
         )
     ):
         fn = option(fn)
@@ -452,23 +464,19 @@ def _manifest_options(fn: F) -> F:
 
 @cli.command()
 @_manifest_options
-def plan(
-    manifest_file: Any, namespace: str | None, kubeconfig: str | None, as_json: bool, digest_key_file: str | None
-) -> None:
+def plan(**options: Any) -> None:
     """Show what syncing a VaultBundle manifest would create, update or delete: key names only, no writes."""
-    _one_shot(manifest_file, namespace, kubeconfig, False, as_json, digest_key_file)
+    _one_shot(apply=False, **options)
 
 
 @cli.command()
 @_manifest_options
-def sync(
-    manifest_file: Any, namespace: str | None, kubeconfig: str | None, as_json: bool, digest_key_file: str | None
-) -> None:
+def sync(**options: Any) -> None:
     """Sync a VaultBundle manifest once, without a running operator (e.g. in a CI pipeline).
 
     Exits 0 when every target holds the bundle. A target with deletionPolicy: Delete needs the VaultBundle to
     exist in the cluster (its uid owns the Secret)."""
-    _one_shot(manifest_file, namespace, kubeconfig, True, as_json, digest_key_file)
+    _one_shot(apply=True, **options)
 
 
 SETTING_FLAGS: dict[str, str] = {}  # `run` flag -> the Settings field it sets (docs and tests read this)
@@ -505,6 +513,9 @@ def _setting(flag: str, name: str, **kwargs: Any) -> Callable[[F], F]:
 @_setting("--leader-election-namespace", "leader_election_namespace", envvar="POD_NAMESPACE")
 @_setting("--lease-duration", "lease_seconds")
 @_setting("--shard", "shard")
+@_setting("--egress-allow-local", "egress_allow_local", is_flag=True)
+@_setting("--egress-deny-cidr", "egress_deny_cidrs", multiple=True)
+@_setting("--egress-allow-cidr", "egress_allow_cidrs", multiple=True)
 @click.option("--verbose", "-v", is_flag=True, help="Debug logging (never logs secret values).")
 def run(
     namespaces: tuple[str, ...],
@@ -528,6 +539,9 @@ def run(
     leader_election_namespace: str | None,
     lease_duration: str,
     shard: str | None,
+    egress_allow_local: bool,
+    egress_deny_cidr: tuple[str, ...],
+    egress_allow_cidr: tuple[str, ...],
     verbose: bool,
 ) -> None:
     """Run the operator: keep every VaultBundle's targets equal to its latest verified bundle."""
@@ -582,7 +596,14 @@ def run(
         shard=Shard.parse(shard) if shard else None,
         leader_election_namespace=leader_election_namespace or None,
         lease_seconds=parse_duration(lease_duration, "--lease-duration"),
+        egress_allow_local=egress_allow_local,
+        egress_deny_cidrs=tuple(egress_deny_cidr),
+        egress_allow_cidrs=tuple(egress_allow_cidr),
     )
+    try:  # a malformed CIDR or POD_IP fails here, with the flag named
+        settings.egress_policy()
+    except ValueError as exc:
+        raise click.UsageError(f"--egress-deny-cidr / --egress-allow-cidr / POD_IP: {exc}") from None
     kopf.run(
         registry=build_registry(settings), standalone=True, clusterwide=all_namespaces, namespaces=list(namespaces)
     )

@@ -267,6 +267,7 @@ def build_registry(config: Settings) -> kopf.OperatorRegistry:
                 digester,
                 S3ClientCache(timeout=config.s3_timeout_seconds),
                 min_refresh=config.min_refresh_seconds,
+                egress=config.egress_policy(),
             ),
             config.max_concurrent,
             config.shard,

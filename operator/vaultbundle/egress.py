@@ -30,12 +30,15 @@ import ipaddress
 import socket
 import sys
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 from .errors import Reason, VaultBundleError
 
+P = ParamSpec("P")
+T = TypeVar("T")
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -126,6 +129,16 @@ class EgressPolicy:
                 raise EgressDenied(f"{what}: the egress policy refuses host {host!r} ({reason})")
 
 
+SECURE_DEFAULT = EgressPolicy()
+"""The policy when nothing else is configured: loopback, the pod's IPs and metadata addresses refused."""
+
+
+def pod_addresses(environ: Mapping[str, str]) -> tuple[str, ...]:
+    """The pod's own IPs from the downward API: `POD_IP`, and `POD_IPS` (comma-separated, dual stack)."""
+    found = [environ.get("POD_IP", ""), *environ.get("POD_IPS", "").split(",")]
+    return tuple(dict.fromkeys(a.strip() for a in found if a.strip()))
+
+
 def _address(text: str) -> IPAddress:
     return ipaddress.ip_address(text.strip())
 
@@ -193,3 +206,21 @@ def tenant_egress(policy: EgressPolicy | None, *, what: str) -> Iterator[None]:
             raise EgressDenied(f"{what}: the egress policy refused a connection ({_state.denied[0]})")
     finally:
         _state.policy, _state.denied = outer, outer_denied
+
+
+def guarded(
+    policy: EgressPolicy | None,
+    what: str,
+    urls: Iterable[str],
+    function: Callable[P, T],
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> T:
+    """Run blocking tenant I/O (in a worker thread): check every URL in *urls* first, then call
+    `function(*args, **kwargs)` inside `tenant_egress`. With `policy=None` it only calls the function."""
+    with tenant_egress(policy, what=what):
+        if policy is not None:
+            for url in urls:
+                if url:
+                    policy.check_url(url, what=what)
+        return function(*args, **kwargs)

@@ -67,6 +67,7 @@ class Reason(StrEnum):
     SHARE_KEY_TOO_SHORT = "ShareKeyTooShort"
     # a target's store
     SECRET_NOT_OWNED = "SecretNotOwned"
+    TYPE_CHANGE_REFUSED = "TypeChangeRefused"  # an adopted Kubernetes Secret is never deleted to change its type
     SECRET_DISABLED = "SecretDisabled"
     AUTH_FAILED = "AuthFailed"
     FORBIDDEN = "Forbidden"

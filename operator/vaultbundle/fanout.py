@@ -23,12 +23,14 @@ from typing import Any
 from . import metrics, statusbounds, targets
 from .bundles import Bundle
 from .digest import Digester
+from .egress import SECURE_DEFAULT, EgressPolicy
 from .errors import Reason, VaultBundleError
 from .kube import KubeAPI
 from .spec import TargetSpec
 from .status import Event, now
 from .targets import grants
 from .targets.base import Owner, Target, TargetContext
+from .targets.threads import isolated
 
 SecretReader = Callable[[str, str], Awaitable[str]]
 
@@ -82,6 +84,7 @@ class FanOut:
     previous_targets: Sequence[Mapping[str, Any]]
     read_secret: SecretReader
     dry_run: bool
+    egress: EgressPolicy = SECURE_DEFAULT
 
     def previous(self, name: str) -> Mapping[str, Any]:
         return next((t for t in self.previous_targets if t.get("name") == name), {})
@@ -94,13 +97,16 @@ class FanOut:
         previous = self.previous(spec.name)
         store: Target | None = None
         try:
-            kind = targets.load(spec.kind)
-            grant = await grants.authorize_target(self.kube, self.owner, spec.kind, spec.raw)  # before any store I/O
-            body = grants.capped(spec.body, grant)
-            desired = await asyncio.to_thread(kind.desired, bundle.vault, spec.selection, body)
-            context = TargetContext(self.kube, self.owner, self.digester, previous, self.read_secret, grant)
-            store = grants.scoped(await kind.connect(body, context), grant)
-            result = await self._plan_and_apply(spec, store, desired, previous)
+            with isolated():  # this target's egress scope ends with it
+                kind = targets.load(spec.kind)
+                grant = await grants.authorize_target(self.kube, self.owner, spec.kind, spec.raw)  # before store I/O
+                body = grants.capped(spec.body, grant)
+                desired = await asyncio.to_thread(kind.desired, bundle.vault, spec.selection, body)
+                context = TargetContext(
+                    self.kube, self.owner, self.digester, previous, self.read_secret, egress=self.egress, grant=grant
+                )
+                store = grants.scoped(await kind.connect(body, context), grant)
+                result = await self._plan_and_apply(spec, store, desired, previous)
         except VaultBundleError as exc:
             result = self._failed(spec, store, previous, exc.reason, str(exc))
         except Exception as exc:  # noqa: BLE001 - one broken store must not stop the others; SDK text may hold data

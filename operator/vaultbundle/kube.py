@@ -74,6 +74,10 @@ class KubeAPI(SecretsAPI, Protocol):
         """A TokenRequest for the ServiceAccount; returns the TokenRequest with its `status.token`."""
         ...
 
+    async def list_vaultbundles(self, namespace: str) -> list[dict[str, Any]]:
+        """Every VaultBundle of the namespace (raw JSON): whose source Secrets are never adopted."""
+        ...
+
     async def get_cluster_target_store(self, name: str) -> dict[str, Any] | None:
         """The cluster-scoped ClusterTargetStore's raw JSON, or None when it does not exist."""
         ...
@@ -153,6 +157,12 @@ class Kube:
         return await self._get(
             "get_vaultbundle", self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name
         )
+
+    async def list_vaultbundles(self, namespace: str) -> list[dict[str, Any]]:
+        listing = await self._call(
+            "list_vaultbundles", self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL
+        )
+        return list((listing or {}).get("items") or [])
 
     async def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
         return await self._get("get_lease", self.coordination.read_namespaced_lease, name, namespace)

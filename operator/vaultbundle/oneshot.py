@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .digest import Digester
+from .egress import EgressPolicy
 from .kube import Kube, load_api_client
 from .pool import CryptoPool
 from .reconcile import Observed, Outcome, Reconciler
@@ -23,6 +24,7 @@ async def run_once(
     kubeconfig: str | None,
     apply: bool,
     digest_key_file: str | None = None,
+    egress: EgressPolicy | None = None,
 ) -> Outcome:
     kube = Kube(load_api_client(kubeconfig))
     meta = manifest.get("metadata") or {}
@@ -51,7 +53,12 @@ async def run_once(
     )
     with CryptoPool(workers=1) as pool:
         reconciler = Reconciler(
-            kube, pool, Digester.from_file_or_random(digest_key_file), min_refresh=0, write_status=False
+            kube,
+            pool,
+            Digester.from_file_or_random(digest_key_file),
+            min_refresh=0,
+            write_status=False,
+            egress=egress,
         )
         return await reconciler.reconcile(observed)
 

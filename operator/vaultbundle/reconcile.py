@@ -23,6 +23,7 @@ from . import metrics, sources, targets
 from .bundles import Bundle, Pointer
 from .crypto import configblob
 from .digest import Digester
+from .egress import SECURE_DEFAULT, EgressPolicy
 from .errors import Reason, SpecError, VaultBundleError, VSyncError
 from .fanout import FanOut, TargetResult, events, retry_reason
 from .kube import KubeAPI, KubeError
@@ -75,8 +76,10 @@ class Reconciler:
         s3_factory: Callable[[configblob.BootstrapConfig], ObjectStore] | None = None,
         min_refresh: float = DEFAULTS.min_refresh_seconds,
         write_status: bool = True,
+        egress: EgressPolicy | None = None,
     ) -> None:
         self.kube, self.pool, self._operator_digester = kube, pool, digester
+        self.egress = egress or SECURE_DEFAULT  # every tenant URL (S3 endpoint, store URLs) is checked against it
         self.s3_factory: Callable[[configblob.BootstrapConfig], ObjectStore] = s3_factory or S3ClientCache()
         self.min_refresh = min_refresh
         self.write_status = write_status  # False for one-shot CLI runs (`vaultbundle plan|sync`)
@@ -166,14 +169,18 @@ class Reconciler:
             memory = None
         try:
             # a pinned bundle is immutable: nothing to look at; else one conditional GET of the pointer
-            if memory and (parsed.version or await pointer_unchanged(objects, source.config, memory.pointer)):
+            if memory and (
+                parsed.version or await pointer_unchanged(objects, source.config, memory.pointer, self.egress)
+            ):
                 if memory.bundle is None:
                     metrics.SYNCS.labels(Reason.IDLE).inc()
                     return Outcome(refresh_seconds=parsed.refresh_seconds, idle=True, ready=True)
                 verified = Verified(memory.bundle, memory.pointer)  # a target failed last time: retry the targets
             else:
                 floor = rollback_floor(parsed, observed.status)
-                verified = await open_bundle(self.pool, objects, source.config, parsed, source.passphrase, floor)
+                verified = await open_bundle(
+                    self.pool, objects, source.config, parsed, source.passphrase, floor, self.egress
+                )
         finally:
             metrics.S3_REQUESTS.inc(objects.requests)
         results = await self._fan_out(observed, parsed, verified.bundle)
@@ -195,6 +202,7 @@ class Reconciler:
             observed.status.get("targets") or [],
             read_secret,
             parsed.dry_run,
+            self.egress,
         )
         return await fan_out.run(parsed.targets, bundle)
 

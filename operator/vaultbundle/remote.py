@@ -38,6 +38,14 @@ DEFAULT_TIMEOUT_SECONDS = DEFAULTS.s3_timeout_seconds  # `--s3-timeout`; the CLI
 _CHUNK_BYTES = 1024 * 1024
 _READ_ERRORS = (BotoCoreError, OSError, Urllib3Error)
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
+# S3 error codes shown in messages; any other text a server sends is not quoted (a tenant's endpoint, H4)
+_SHOWN_CODES = frozenset(
+    {
+        "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
+        "SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "PreconditionFailed",
+        "InvalidBucketName", "PermanentRedirect", "AuthorizationHeaderMalformed", "InvalidRequest",
+    }
+)  # fmt: skip
 
 
 class ObjectMissing(Exception):
@@ -124,7 +132,8 @@ class S3Objects:
             if code == "NoSuchBucket":
                 raise S3UnreachableError(f"bucket {self.bucket!r} does not exist") from None
             failure = {"403": AccessDenied, "412": PreconditionFailed}.get(status, S3UnreachableError)
-            raise failure(f"S3 {operation} of {key or self.bucket!r} failed: {code or status}") from None
+            shown = code if code in _SHOWN_CODES else f"HTTP {status}" if status else "unknown error"
+            raise failure(f"S3 {operation} of {key or self.bucket!r} failed: {shown}") from None
         except (BotoCoreError, OSError) as exc:
             raise S3UnreachableError(f"S3 {operation} of {key or self.bucket!r} failed: {type(exc).__name__}") from None
 

@@ -9,9 +9,12 @@ is what `--help` shows for its flag (kopf's `OperatorSettings` documents its fie
 from __future__ import annotations
 
 import hashlib
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 from .crypto.kdf import DEFAULT_ITERATIONS, DEFAULT_MAX_ITERATIONS, DEFAULT_MIN_ITERATIONS
+from .egress import EgressPolicy, pod_addresses
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,25 @@ class Settings:
 
     kdf_iterations: int = DEFAULT_ITERATIONS
     """PBKDF2 iterations written into new config blobs (`token encode`, `share import`)."""
+
+    egress_allow_local: bool = False
+    """Let tenant URLs (S3 endpoint, store URLs) reach loopback and the pod's own IPs (test beds only)."""
+
+    egress_deny_cidrs: tuple[str, ...] = ()
+    """Also refuse tenant URLs in this CIDR, e.g. the pod or service network (repeatable)."""
+
+    egress_allow_cidrs: tuple[str, ...] = ()
+    """Re-open this CIDR inside a denied range, e.g. one in-cluster S3 (repeatable; never metadata addresses)."""
+
+    def egress_policy(self, environ: Mapping[str, str] = os.environ) -> EgressPolicy:
+        """The egress policy for tenant URLs; the pod's own IPs come from `POD_IP` / `POD_IPS` (downward API).
+        A malformed CIDR or address is a ValueError naming it."""
+        return EgressPolicy.build(
+            allow_local=self.egress_allow_local,
+            own_addresses=pod_addresses(environ),
+            deny_cidrs=self.egress_deny_cidrs,
+            allow_cidrs=self.egress_allow_cidrs,
+        )
 
     @property
     def renew_seconds(self) -> float:

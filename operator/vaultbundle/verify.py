@@ -5,23 +5,47 @@ Order matters for cost and safety: the pointer is located first and checked agai
 then authenticated (AES-GCM, PBKDF2 on the crypto pool's threads) and, in the CLI layout, its sealed timestamp
 must equal the pointer (`bundles.finish`). A pinned `spec.source.version` is a deliberate rollback by whoever
 may edit the spec, so the floor does not apply to it. S3 and parsing run in threads, off the event loop.
+
+The S3 endpoint comes from the tenant's config blob, so every S3 read is tenant egress: `_s3` checks the
+endpoint against the operator's egress policy and runs the read inside `egress.tenant_egress` (a denied
+address is `PolicyDenied`, and no request leaves).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from . import bundles
 from .bundles import Bundle, Pointer
 from .crypto.configblob import BootstrapConfig
+from .egress import SECURE_DEFAULT, EgressPolicy, guarded
 from .errors import RollbackRefusedError
 from .pool import CryptoPool
 from .remote import ObjectStore
 from .spec import VaultBundleSpec
+
+P = ParamSpec("P")
+T = TypeVar("T")
+SOURCE_EGRESS = "the S3 endpoint of the config blob"
+
+
+async def _s3(
+    egress: EgressPolicy | None,
+    config: BootstrapConfig,
+    function: Callable[P, T],
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> T:
+    """One S3 read in a worker thread, as tenant egress (the endpoint is checked first)."""
+
+    def call() -> T:
+        return guarded(egress, SOURCE_EGRESS, [config.endpoint], function, *args, **kwargs)
+
+    return await asyncio.to_thread(call)
 
 
 @dataclass(frozen=True)
@@ -47,9 +71,11 @@ def check_rollback(pointer: Pointer, floor: str | None) -> None:
         )
 
 
-async def pointer_unchanged(objects: ObjectStore, config: BootstrapConfig, pointer: Pointer) -> bool:
+async def pointer_unchanged(
+    objects: ObjectStore, config: BootstrapConfig, pointer: Pointer, egress: EgressPolicy | None = SECURE_DEFAULT
+) -> bool:
     """One conditional GET of the pointer: True on 304 (same ETag), which costs no transfer."""
-    changed = await asyncio.to_thread(bundles.read_pointer, objects, config, pointer.layout, known_etag=pointer.etag)
+    changed = await _s3(egress, config, bundles.read_pointer, objects, config, pointer.layout, known_etag=pointer.etag)
     return changed is None
 
 
@@ -60,12 +86,13 @@ async def open_bundle(
     spec: VaultBundleSpec,
     passphrase: str,
     floor: str | None,
+    egress: EgressPolicy | None = SECURE_DEFAULT,
 ) -> Verified:
-    pointer = await asyncio.to_thread(bundles.locate, objects, config, spec.layout, version=spec.version or None)
+    pointer = await _s3(egress, config, bundles.locate, objects, config, spec.layout, version=spec.version or None)
     check_rollback(pointer, floor)
-    envelope = await asyncio.to_thread(bundles.fetch, objects, config, pointer)
+    envelope = await _s3(egress, config, bundles.fetch, objects, config, pointer)
     plaintext = await pool.aopen_envelope(envelope, passphrase, config.salt, config.iterations)
-    generation = await asyncio.to_thread(bundles.read_generation, objects, config, pointer.layout)
+    generation = await _s3(egress, config, bundles.read_generation, objects, config, pointer.layout)
     # ZIP inflation, CRCs and HMACs run without the GIL: a large bundle is parsed off the event loop
     bundle = await asyncio.to_thread(
         bundles.finish, pointer, plaintext, generation, env=config.env, env_file=spec.env_file

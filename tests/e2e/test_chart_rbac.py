@@ -128,7 +128,7 @@ def start_operator(kubeconfig: Path, digest_key: Path | dict[str, str], log: Pat
     env |= {"KUBECONFIG": str(kubeconfig), "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "-m", "vaultbundle.cli", "run", *scope, "--kubeconfig", str(kubeconfig)]
     command += ["--metrics-host", "127.0.0.1", "--metrics-port", str(port), "--min-refresh-interval", "1s"]
-    command += ["--workers", "1", "--verbose"]
+    command += ["--workers", "1", "--verbose", "--egress-allow-local"]  # the test bed listens on loopback
     if isinstance(digest_key, Path):
         command += ["--digest-key-file", str(digest_key)]
     else:

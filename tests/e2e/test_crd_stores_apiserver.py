@@ -3,8 +3,7 @@
 The apiserver compiles and runs the real CEL rules: every broken store that ``tests/unit/test_crd_stores.py`` says
 the CRD rejects is rejected here too, with the same message where the message comes from a CEL rule; a VaultBundle
 target with `storeRef` plus a connection field is rejected, and one with only `storeRef` is accepted even after the
-apiserver filled in the defaults of connection fields (githubActions.apiURL, azureKeyVault.verifyChallengeResource,
-hashicorpVault.namespace).
+apiserver filled in the defaults of connection fields (githubActions.apiURL, hashicorpVault.namespace).
 """
 
 from __future__ import annotations
@@ -159,7 +158,6 @@ VALID_CONNECTION_VALUES: dict[str, dict[str, Any]] = {
         "vaultURL": "https://v.vault.azure.net",
         "auth": {"clientSecretRef": {"name": "c"}},
         "caBundleSecretRef": {"name": "ca"},
-        "verifyChallengeResource": False,
     },
     "hashicorpVault": {
         "address": "https://vault:8200",

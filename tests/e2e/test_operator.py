@@ -61,9 +61,10 @@ def kube(testbed: dict[str, str]) -> k8s.ApiClient:
 
 
 def start_operator(
-    testbed: dict[str, str], log: Path, *extra: str, env: dict[str, str] | None = None
+    testbed: dict[str, str], log: Path, *extra: str, allow_local: bool = True, env: dict[str, str] | None = None
 ) -> tuple[subprocess.Popen[bytes], int]:
     """An operator process on the test bed (all namespaces unless *extra* names some); returns once /readyz answers.
+    *allow_local*: pass `--egress-allow-local` (the test bed's S3 and stores listen on loopback).
     *env*: extra environment (e.g. an ambient cloud identity for the operator)."""
     scope = [] if "--namespace" in extra else ["--all-namespaces"]
     with socket.socket() as probe:
@@ -86,6 +87,7 @@ def start_operator(
         "--metrics-port",
         str(port),
         "--verbose",
+        *(["--egress-allow-local"] if allow_local else []),
         *extra,
     ]
     with log.open("wb") as sink:
@@ -395,6 +397,15 @@ def test_ownership_adopt_dry_run_and_garbage_collection(scenario: Scenario) -> N
         "taker",
         {"spec": {"targets": [{"name": "app", "kubernetesSecret": {"name": "precious", "adopt": True}}]}},
     )
+    # adopt: true alone is not enough: the Secret must opt in, written by someone who may write it
+    wait_for(
+        lambda: "vaultbundle.io/adopt=taker" in scenario.vb("taker")["status"]["targets"][0]["message"],
+        "refusal of a Secret that does not opt in",
+    )
+    assert scenario.data("precious") == {"keep": "me"}
+    scenario.core.patch_namespaced_secret(
+        "precious", scenario.ns, {"metadata": {"annotations": {"vaultbundle.io/adopt": "taker"}}}
+    )
     wait_for(
         lambda: scenario.data("precious") == {"keep": "me", "A": "1", "B": "2"},
         "adoption that keeps the keys someone else wrote",
@@ -421,6 +432,42 @@ def test_ownership_adopt_dry_run_and_garbage_collection(scenario: Scenario) -> N
     assert scenario.data("precious") == {"keep": "me", "A": "1", "B": "2"}
 
 
+def test_adopt_never_takes_source_secrets_or_helm_releases(scenario: Scenario) -> None:
+    """M1: VaultBundle b adopting a's passphrase Secret would point a at b's bucket; a Helm release Secret would be
+    rendered by the next `helm rollback`. Both are refused even when annotated for adoption."""
+    scenario.push({".env.prod": b"A=1\n"})
+    scenario.apply("victim", {"name": "victim-env"})
+    wait_for(lambda: scenario.data("victim-env") == {"A": "1"}, "the victim's Secret")
+    scenario.secret("h-vsync", {"config": configblob.encode(scenario.config)})
+    scenario.secret("h-passphrase", {"passphrase": PASSPHRASE})
+    opt_in = {"metadata": {"annotations": {"vaultbundle.io/adopt": "hijacker"}}}
+    scenario.core.patch_namespaced_secret("web-passphrase", scenario.ns, opt_in)
+    own_sources = {"configSecretRef": {"name": "h-vsync"}, "passphraseSecretRef": {"name": "h-passphrase"}}
+    scenario.apply("hijacker", {"name": "web-passphrase", "adopt": True}, source=own_sources)
+    wait_for(lambda: scenario.reason("hijacker") == "TargetFailed", "refusal to adopt a source Secret")
+    target = scenario.vb("hijacker")["status"]["targets"][0]
+    assert target["reason"] == "SecretNotOwned" and "source Secret" in target["message"]
+    assert scenario.data("web-passphrase") == {"passphrase": PASSPHRASE}
+
+    release = "sh.helm.release.v1.app.v1"
+    body = {"metadata": {"name": release, **opt_in["metadata"]}, "type": "helm.sh/release.v1", "stringData": {"r": "x"}}
+    scenario.core.create_namespaced_secret(scenario.ns, body)
+    scenario.custom.patch_namespaced_custom_object(
+        "vaultbundle.io",
+        "v1alpha1",
+        scenario.ns,
+        "vaultbundles",
+        "hijacker",
+        {"spec": {"targets": [{"name": "app", "kubernetesSecret": {"name": release, "adopt": True}}]}},
+    )
+    wait_for(
+        lambda: "helm.sh/release.v1" in scenario.vb("hijacker")["status"]["targets"][0].get("message", ""),
+        "refusal to adopt a Helm release Secret",
+    )
+    assert scenario.data(release) == {"r": "x"}
+    assert scenario.reason("victim") == "Synced" and scenario.data("victim-env") == {"A": "1"}
+
+
 def test_cli_plan_then_sync_without_an_operator(testbed: dict[str, str], kube: k8s.ApiClient, tmp_path: Path) -> None:
     """`vaultbundle plan` shows names only and writes nothing; `vaultbundle sync` applies once, then is a no-op."""
     made = Scenario(testbed, kube)
@@ -443,33 +490,22 @@ def test_cli_plan_then_sync_without_an_operator(testbed: dict[str, str], kube: k
                 }
             )
         )
-        command = [sys.executable, "-m", "vaultbundle.cli"]
         env = {**os.environ, "KUBECONFIG": testbed["KUBECONFIG"]}
-        planned = subprocess.run(
-            [*command, "plan", "-f", str(manifest)], capture_output=True, text=True, env=env, check=False, timeout=120
-        )
+
+        def vaultbundle(*args: str) -> subprocess.CompletedProcess[str]:
+            """The CLI on the manifest (the test bed's S3 is on loopback: --egress-allow-local)."""
+            command = [sys.executable, "-m", "vaultbundle.cli", *args, "-f", str(manifest), "--egress-allow-local"]
+            return subprocess.run(command, capture_output=True, text=True, env=env, check=False, timeout=120)
+
+        planned = vaultbundle("plan")
         assert planned.returncode == 0, planned.stderr
         assert "+ MODE" in planned.stdout and "+ TOKEN" in planned.stdout and CANARY not in planned.stdout
         assert made.data("ci-env") is None
-        synced = subprocess.run(
-            [*command, "sync", "-f", str(manifest), "--json"],
-            capture_output=True,
-            text=True,
-            env=env,
-            check=False,
-            timeout=120,
-        )
+        synced = vaultbundle("sync", "--json")
         assert synced.returncode == 0, synced.stderr
         assert made.data("ci-env") == {"TOKEN": CANARY, "MODE": "ci"} and CANARY not in synced.stdout
         assert json.loads(synced.stdout)["targets"][0]["plan"]["create"] == ["MODE", "TOKEN"]
-        again = subprocess.run(
-            [*command, "sync", "-f", str(manifest), "--json"],
-            capture_output=True,
-            text=True,
-            env=env,
-            check=False,
-            timeout=120,
-        )
+        again = vaultbundle("sync", "--json")
         assert json.loads(again.stdout)["targets"][0]["plan"] == {
             "create": [],
             "update": [],
@@ -477,9 +513,7 @@ def test_cli_plan_then_sync_without_an_operator(testbed: dict[str, str], kube: k
             "unchanged": 2,
         }
         made.secret("web-passphrase", {"passphrase": "wrong"}, replace=True)
-        failed = subprocess.run(
-            [*command, "sync", "-f", str(manifest)], capture_output=True, text=True, env=env, check=False, timeout=120
-        )
+        failed = vaultbundle("sync")
         assert failed.returncode == 14 and "WrongPassphrase" in failed.stdout
     finally:
         made.core.delete_namespace(made.ns)

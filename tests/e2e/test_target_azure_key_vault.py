@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import azure.identity
 import pytest
@@ -24,12 +24,13 @@ from azure.keyvault.secrets import SecretClient
 from tests.kit.policy import with_grant
 
 from vaultbundle.digest import Digester
-from vaultbundle.errors import TargetError
+from vaultbundle.egress import EgressPolicy
+from vaultbundle.errors import SpecError, TargetError
 from vaultbundle.selection import SelectionError
 from vaultbundle.spec import parse_selection
 from vaultbundle.targets.azure_key_vault import KIND, OWNER_TAG, AzureKeyVaultTarget
 from vaultbundle.targets.base import Owner, Plan, TargetContext
-from vaultbundle.targets.ownership import MANAGED_BY_KEY
+from vaultbundle.targets.ownership import ADOPT_KEY, MANAGED_BY_KEY
 from vaultbundle.vault import Vault
 
 pytestmark = pytest.mark.testbed
@@ -39,9 +40,12 @@ WRITES = ("set_secret", "update_secret_properties", "begin_delete_secret", "begi
 
 
 class StaticToken:
-    """A bearer token for a vault that accepts any token (the test bed's)."""
+    """A bearer token for a vault that accepts any token (the test bed's); records the scopes asked for."""
+
+    scopes: ClassVar[list[tuple[str, ...]]] = []
 
     def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        self.scopes.append(scopes)
         return AccessToken("test-token", int(time.time()) + 3600)
 
 
@@ -91,8 +95,15 @@ def owner() -> Owner:
 STATUS: dict[tuple[Owner, str], dict[str, Any]] = {}
 
 
+LOCAL = EgressPolicy(allow_local=True)  # the fake listens on loopback (and so is not on *.vault.azure.net)
+
+
 def context(
-    bed: dict[str, str], owner: Owner, secrets: dict[tuple[str, str], str] | None, previous: dict[str, Any]
+    bed: dict[str, str],
+    owner: Owner,
+    secrets: dict[tuple[str, str], str] | None,
+    previous: dict[str, Any],
+    egress: EgressPolicy = LOCAL,
 ) -> TargetContext:
     values = {
         ("vault-ca", "ca.crt"): Path(bed["AZURE_KEYVAULT_CA_FILE"]).read_text(),
@@ -104,7 +115,12 @@ def context(
         return values[(name, key)]
 
     return TargetContext(
-        kube=None, owner=owner, digester=Digester(b"k" * 32), previous=previous, read_secret=read_secret
+        kube=None,
+        owner=owner,
+        digester=Digester(b"k" * 32),
+        previous=previous,
+        read_secret=read_secret,
+        egress=egress,
     )  # type: ignore[arg-type]
 
 
@@ -112,7 +128,6 @@ def spec(bed: dict[str, str], prefix: str, **extra: Any) -> dict[str, Any]:
     return {
         "vaultURL": bed["AZURE_KEYVAULT_URL"],
         "apiVersion": bed["AZURE_KEYVAULT_API_VERSION"],
-        "verifyChallengeResource": False,  # the test bed's vault is not on *.vault.azure.net
         "caBundleSecretRef": {"name": "vault-ca"},
         "auth": {"clientSecretRef": {"name": "sp"}},
         "naming": {"prefix": prefix, "underscoresToDashes": True},
@@ -132,11 +147,14 @@ async def sync(
     bed: dict[str, str],
     owner: Owner,
     secrets: dict[tuple[str, str], str] | None = None,
+    egress: EgressPolicy = LOCAL,
 ) -> Run:
     parsed = KIND.parse(raw, PATH)
     desired = KIND.desired(vault, parse_selection(raw, PATH), parsed)
     key = (owner, str(raw["naming"]["prefix"]))
-    target = await KIND.connect(parsed, with_grant(context(bed, owner, secrets, STATUS.get(key, {})), KIND.name, raw))
+    target = await KIND.connect(
+        parsed, with_grant(context(bed, owner, secrets, STATUS.get(key, {}), egress), KIND.name, raw)
+    )
     assert isinstance(target, AzureKeyVaultTarget)
     assert target.describe() == f"Azure Key Vault {bed['AZURE_KEYVAULT_URL']}"
     run = Run()
@@ -274,13 +292,22 @@ async def test_unowned_secret_left_alone_unless_adopt(
     assert admin.get_secret(f"{prefix}DB").value == "theirs"
     assert not any(p.name == f"{prefix}NEW" for p in admin.list_properties_of_secrets())
 
+    # adopt: true alone is not enough: each secret's owner opts in with a tag naming this VaultBundle
+    with pytest.raises(TargetError, match=r"does not opt in.*tag vaultbundle-adopt=") as unconsented:
+        await sync({**raw, "adopt": True}, Vault(kv={"DB": "ours", "SAME": "equal", "NEW": "n"}), bed, owner)
+    assert unconsented.value.reason == "SecretNotOwned" and admin.get_secret(f"{prefix}DB").value == "theirs"
+    token = f"{owner.namespace}.{owner.name}"
+    for name, tags in ((f"{prefix}DB", {"team": "ops", ADOPT_KEY: token}), (f"{prefix}SAME", {ADOPT_KEY: token})):
+        admin.update_secret_properties(name, admin.get_secret(name).properties.version, tags=tags)
+
+    # the values of secrets not ours are never compared (no equality oracle): an equal one is rewritten too
     adopted = await sync({**raw, "adopt": True}, Vault(kv={"DB": "ours", "SAME": "equal", "NEW": "n"}), bed, owner)
-    assert adopted.plan.update == [f"{prefix}DB"] and adopted.plan.create == [f"{prefix}NEW"]
-    assert ("update_secret_properties", f"{prefix}SAME") in adopted.writes  # equal value: tags only
-    assert len(versions(admin, f"{prefix}SAME")) == 1
+    assert adopted.plan.update == [f"{prefix}DB", f"{prefix}SAME"] and adopted.plan.create == [f"{prefix}NEW"]
+    assert len(versions(admin, f"{prefix}SAME")) == 2
     db = admin.get_secret(f"{prefix}DB")
     assert db.value == "ours" and db.properties.tags == {
         "team": "ops",
+        ADOPT_KEY: token,
         MANAGED_BY_KEY: "vaultbundle",
         OWNER_TAG: owner.ref,
     }
@@ -331,7 +358,24 @@ async def test_unknown_ca_is_unavailable_and_challenge_is_verified(
         await sync(without_ca, Vault(kv={"A": "1"}), bed, owner)
     assert tls.value.reason == "Unavailable" and "TLS" in str(tls.value)
 
-    verified = {**spec(bed, prefix), "verifyChallengeResource": True}  # the default
+    # verification is relaxed only for a loopback vault with --egress-allow-local (a test bed); an admin who merely
+    # re-opens loopback with --egress-allow-cidr keeps it: the fake's challenge names vault.azure.net, not 127.0.0.1
+    StaticToken.scopes.clear()
+    reopened = EgressPolicy.build(allow_cidrs=["127.0.0.0/8"])
     with pytest.raises(TargetError) as challenge:
-        await sync(verified, Vault(kv={"A": "1"}), bed, owner)
+        await sync(spec(bed, prefix), Vault(kv={"A": "1"}), bed, owner, egress=reopened)
     assert challenge.value.reason == "InvalidVaultURL"
+    assert StaticToken.scopes == []  # no token was even requested
+
+
+async def test_tokens_are_only_ever_requested_for_key_vaults_scope(
+    bed: dict[str, str], prefix: str, owner: Owner
+) -> None:
+    StaticToken.scopes.clear()
+    await sync(spec(bed, prefix), Vault(kv={"A": "1"}), bed, owner)
+    assert StaticToken.scopes and set(StaticToken.scopes) == {("https://vault.azure.net/.default",)}
+
+
+async def test_verify_challenge_resource_left_the_spec(bed: dict[str, str], prefix: str) -> None:
+    with pytest.raises(SpecError, match="verifyChallengeResource was removed"):
+        KIND.parse({**spec(bed, prefix), "verifyChallengeResource": False}, PATH)

@@ -17,10 +17,12 @@ from tests.kit.policy import with_grant
 from vaultbundle import metrics
 from vaultbundle.backoff import Backoff, Retry
 from vaultbundle.digest import Digester
+from vaultbundle.egress import EgressPolicy
 from vaultbundle.errors import SpecError, TargetError
 from vaultbundle.spec import parse_selection
 from vaultbundle.targets import hashicorp_vault
 from vaultbundle.targets.base import Owner, Plan, TargetContext
+from vaultbundle.targets.ownership import ADOPT_KEY
 from vaultbundle.vault import Vault
 
 pytestmark = pytest.mark.testbed
@@ -65,7 +67,14 @@ class Secrets:
 
 
 def _context(secrets: Secrets, *, previous: Mapping[str, Any] | None = None, kube: Any = None, ns: str = "web") -> Any:
-    return TargetContext(kube, Owner(ns, "web", "uid"), Digester(b"k" * 32), previous or {}, secrets.read)
+    return TargetContext(
+        kube,
+        Owner(ns, "web", "uid"),
+        Digester(b"k" * 32),
+        previous or {},
+        secrets.read,
+        egress=EgressPolicy(allow_local=True),  # the test bed's OpenBao listens on loopback
+    )
 
 
 def _raw(testbed: dict[str, str], path: str, **extra: Any) -> dict[str, Any]:
@@ -166,11 +175,19 @@ async def test_unmarked_secret_is_refused_unless_adopt(testbed: dict[str, str], 
     assert refused.value.reason == "SecretNotOwned" and "adopt" in str(refused.value)
     assert _meta(root, path)["current_version"] == 1  # untouched
 
+    # adopt: true alone is not enough: the secret's owner opts in with custom_metadata naming this VaultBundle
+    with pytest.raises(TargetError, match=r"does not opt in.*custom_metadata vaultbundle-adopt=web\.web"):
+        await _sync(_raw(testbed, path, adopt=True), {"A": "1"}, _context(secrets))
+    assert _meta(root, path)["current_version"] == 1
+    consent = {"team": "payments", ADOPT_KEY: "web.web"}
+    root.secrets.kv.v2.update_metadata(path, custom_metadata=consent, mount_point="secret")
+
+    # adopting never reads the data (no equality oracle, no key names of a secret not ours): every key is written
     plan, _ = await _sync(_raw(testbed, path, adopt=True), {"A": "1"}, _context(secrets))
-    assert plan.metadata and plan.delete == ["OLD"] and plan.unchanged == 1
+    assert plan.metadata and plan.update == ["A"] and plan.delete == [] and plan.unchanged == 0
     meta = _meta(root, path)
-    assert meta["custom_metadata"] == {"team": "payments", **MARKER}  # others' custom_metadata stays
-    assert meta["current_version"] == 2 and _data(root, path) == {"A": "1"}
+    assert meta["custom_metadata"] == {**consent, **MARKER}  # others' custom_metadata stays
+    assert meta["current_version"] == 2 and _data(root, path) == {"A": "1"}  # prune: OLD is gone
 
     # once marked, adopt is no longer needed; another VaultBundle is refused even with adopt
     plan, _ = await _sync(_raw(testbed, path), {"A": "1"}, _context(secrets))
@@ -181,15 +198,18 @@ async def test_unmarked_secret_is_refused_unless_adopt(testbed: dict[str, str], 
     assert "web/web" not in str(other.value)  # the other tenant's VaultBundle is not named (security review L2)
 
 
-async def test_adopting_identical_content_writes_only_the_marker(
-    testbed: dict[str, str], root: Any, secrets: Secrets
-) -> None:
+async def test_adopting_never_compares_values(testbed: dict[str, str], root: Any, secrets: Secrets) -> None:
+    """Behaviour changed on purpose (issue #13 C1 oracle): identical content is no longer detected while adopting,
+    because that comparison told a dry run whether a guess equals a secret the VaultBundle does not own. With
+    prune: false the data is read only to keep the other keys, and still not compared."""
     path = _unique("vbtest/same")
-    root.secrets.kv.v2.create_or_update_secret(path, {"A": "1"}, mount_point="secret")
-    plan, _ = await _sync(_raw(testbed, path, adopt=True), {"A": "1"}, _context(secrets))
-    assert plan.metadata and not (plan.create or plan.update or plan.delete)
+    root.secrets.kv.v2.create_or_update_secret(path, {"A": "1", "KEEP": "k"}, mount_point="secret")
+    root.secrets.kv.v2.update_metadata(path, custom_metadata={ADOPT_KEY: "web.web"}, mount_point="secret")
+    plan, _ = await _sync(_raw(testbed, path, adopt=True, prune=False), {"A": "1"}, _context(secrets))
+    assert plan.metadata and plan.update == ["A"] and plan.unchanged == 0 and not plan.delete
     meta = _meta(root, path)
-    assert meta["current_version"] == 1 and meta["custom_metadata"] == MARKER
+    assert meta["current_version"] == 2 and meta["custom_metadata"] == {ADOPT_KEY: "web.web", **MARKER}
+    assert _data(root, path) == {"A": "1", "KEEP": "k"}
 
 
 async def test_deleted_current_version_counts_as_empty(testbed: dict[str, str], root: Any, secrets: Secrets) -> None:

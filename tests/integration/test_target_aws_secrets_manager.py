@@ -21,6 +21,7 @@ from moto.server import ThreadedMotoServer
 
 from tests.kit.kube import MemoryKube
 from vaultbundle.digest import Digester
+from vaultbundle.egress import EgressPolicy
 from vaultbundle.errors import PolicyDeniedError, SpecError, TargetError
 from vaultbundle.selection import SelectionError
 from vaultbundle.spec import parse_selection
@@ -29,7 +30,7 @@ from vaultbundle.targets import aws_secrets_manager as aws_module
 from vaultbundle.targets import grants
 from vaultbundle.targets.aws_secrets_manager import KIND, OWNER_TAG, AwsSecretsManagerTarget
 from vaultbundle.targets.base import Owner, Plan, TargetContext
-from vaultbundle.targets.ownership import MANAGED_BY_KEY
+from vaultbundle.targets.ownership import ADOPT_ANNOTATION, MANAGED_BY_KEY
 from vaultbundle.vault import Vault
 
 REGION = "us-east-1"
@@ -78,7 +79,13 @@ STATUS: dict[str, dict[str, Any]] = {}
 
 def context(previous: dict[str, Any], kube: MemoryKube, grant: Grant | None) -> TargetContext:
     return TargetContext(
-        kube=kube, owner=OWNER, digester=Digester(b"k" * 32), previous=previous, read_secret=read_secret, grant=grant
+        kube=kube,
+        owner=OWNER,
+        digester=Digester(b"k" * 32),
+        previous=previous,
+        read_secret=read_secret,
+        grant=grant,
+        egress=EgressPolicy(allow_local=True),  # moto listens on loopback
     )
 
 
@@ -266,20 +273,48 @@ async def test_unowned_secret_is_left_alone_unless_adopt(endpoint: str, admin: A
     assert admin.get_secret_value(SecretId=f"{prefix}DB")["SecretString"] == "theirs"
     assert [s["Name"] for s in admin.list_secrets()["SecretList"]] == [f"{prefix}DB"]  # NEW not created either
 
+    # adopt: true alone is not enough: the secret's owner must opt in with a tag naming this VaultBundle
+    with pytest.raises(TargetError, match=r"does not opt in.*vaultbundle\.io/adopt=ns\.web") as unconsented:
+        await sync({**raw, "adopt": True}, Vault(kv={"DB": "ours", "NEW": "n"}))
+    assert unconsented.value.reason == "SecretNotOwned"
+    assert admin.get_secret_value(SecretId=f"{prefix}DB")["SecretString"] == "theirs"
+    admin.tag_resource(SecretId=f"{prefix}DB", Tags=[{"Key": ADOPT_ANNOTATION, "Value": "ns.other"}])
+    with pytest.raises(TargetError, match="does not opt in"):  # an opt-in for another VaultBundle is no opt-in
+        await sync({**raw, "adopt": True}, Vault(kv={"DB": "ours", "NEW": "n"}))
+
+    admin.tag_resource(SecretId=f"{prefix}DB", Tags=[{"Key": ADOPT_ANNOTATION, "Value": "ns.web"}])
     adopted = await sync({**raw, "adopt": True}, Vault(kv={"DB": "ours", "NEW": "n"}))
     assert adopted.plan.update == [f"{prefix}DB"] and adopted.plan.create == [f"{prefix}NEW"]
     assert admin.get_secret_value(SecretId=f"{prefix}DB")["SecretString"] == "ours"
-    assert tags(admin, f"{prefix}DB") == {"team": "ops", MANAGED_BY_KEY: "vaultbundle", OWNER_TAG: "ns/web"}
+    assert tags(admin, f"{prefix}DB") == {
+        "team": "ops",
+        ADOPT_ANNOTATION: "ns.web",
+        MANAGED_BY_KEY: "vaultbundle",
+        OWNER_TAG: "ns/web",
+    }
 
     # once adopted it is ours: adopt can be switched off again
     assert (await sync(raw, Vault(kv={"DB": "ours", "NEW": "n"}))).writes == []
 
 
-async def test_adopting_an_equal_value_only_tags(endpoint: str, admin: Any, prefix: str) -> None:
-    admin.create_secret(Name=f"{prefix}DB", SecretString="same")
-    run = await sync(spec(endpoint, prefix, adopt=True), Vault(kv={"DB": "same"}))
-    assert run.plan.metadata and not run.plan.update and run.writes == ["TagResource"]
-    assert len(versions(admin, f"{prefix}DB")) == 1 and tags(admin, f"{prefix}DB")[OWNER_TAG] == "ns/web"
+async def test_adopting_never_reads_or_compares_the_value(endpoint: str, admin: Any, prefix: str) -> None:
+    """C1 oracle: a dry run with adopt must not tell whether a guess equals a secret the VaultBundle does not own.
+    An adopted secret's value is never fetched; the plan says `update` whatever it holds (behaviour changed on
+    purpose: an equal value now costs one new version instead of acting as an equality oracle)."""
+    consent = [{"Key": ADOPT_ANNOTATION, "Value": "ns.web"}]
+    admin.create_secret(Name=f"{prefix}SAME", SecretString="guess", Tags=consent)
+    admin.create_secret(Name=f"{prefix}DIFF", SecretString="other", Tags=consent)
+    target = KIND.parse(spec(endpoint, prefix, adopt=True), PATH)
+    tenant_grant = Grant(KIND.name, None, None, None)  # no storeRef: the target's own credentials
+    connected = await KIND.connect(target, context({}, MemoryKube(), tenant_grant))
+    assert isinstance(connected, AwsSecretsManagerTarget)
+    calls: list[str] = []
+    connected.client.meta.events.register(
+        "before-parameter-build.secrets-manager.*", lambda model, **_: calls.append(model.name)
+    )
+    plan = await connected.plan({f"{prefix}SAME": b"guess", f"{prefix}DIFF": b"guess"})  # plan only: a dry run
+    assert plan.update == [f"{prefix}DIFF", f"{prefix}SAME"] and plan.unchanged == 0
+    assert "GetSecretValue" not in calls and calls.count("DescribeSecret") == 2
 
 
 async def test_another_vaultbundles_secret_is_never_taken(endpoint: str, admin: Any, prefix: str) -> None:
@@ -318,10 +353,18 @@ async def test_json_mode_round_trip(endpoint: str, admin: Any, prefix: str) -> N
     assert len(versions(admin, f"{prefix}app/config")) == 2
 
 
-async def test_json_mode_adopts_an_equal_object_without_a_new_version(endpoint: str, admin: Any, prefix: str) -> None:
+async def test_json_mode_adopts_only_with_the_opt_in_and_writes_it(endpoint: str, admin: Any, prefix: str) -> None:
+    """Behaviour changed on purpose: adopting no longer compares the object (no oracle), so an equal object gets a
+    new version carrying our marker."""
     admin.create_secret(Name=f"{prefix}cfg", SecretString=json.dumps({"B": "2", "A": "1"}, indent=2))
-    run = await sync(spec(endpoint, prefix, mode="Json", name="cfg", adopt=True), Vault(kv={"A": "1", "B": "2"}))
-    assert run.writes == ["TagResource"] and len(versions(admin, f"{prefix}cfg")) == 1
+    raw = spec(endpoint, prefix, mode="Json", name="cfg", adopt=True)
+    with pytest.raises(TargetError, match="does not opt in"):
+        await sync(raw, Vault(kv={"A": "1", "B": "2"}))
+    admin.tag_resource(SecretId=f"{prefix}cfg", Tags=[{"Key": ADOPT_ANNOTATION, "Value": "ns.web"}])
+    run = await sync(raw, Vault(kv={"A": "1", "B": "2"}))
+    assert run.plan.update == [f"{prefix}cfg"] and len(versions(admin, f"{prefix}cfg")) == 2
+    assert tags(admin, f"{prefix}cfg")[OWNER_TAG] == "ns/web"
+    assert (await sync(raw, Vault(kv={"A": "1", "B": "2"}))).writes == []  # ours now: compared, unchanged
 
 
 async def test_json_mode_refuses_binary_files(endpoint: str, prefix: str) -> None:

@@ -14,12 +14,14 @@ from e2e.fakes.gcp_secret_manager import FakeSecretManagerServer, make_client, s
 
 from tests.kit.policy import with_grant
 from vaultbundle.digest import Digester
+from vaultbundle.egress import EgressPolicy
 from vaultbundle.errors import TargetError
 from vaultbundle.selection import SelectionError
 from vaultbundle.spec import parse_selection
 from vaultbundle.targets import load
 from vaultbundle.targets.base import Owner, Plan, TargetContext
 from vaultbundle.targets.gcp_secret_manager import OWNER_LABEL, _errors, owner_label
+from vaultbundle.targets.ownership import ADOPT_KEY
 from vaultbundle.vault import Vault
 
 PATH = "spec.targets[0].gcpSecretManager"
@@ -69,7 +71,14 @@ async def sync(
     async def read_secret(name: str, key: str) -> str:
         return (credentials or {})[(name, key)]
 
-    context = TargetContext(None, owner, Digester(b"k" * 32), previous or {}, read_secret)  # type: ignore[arg-type]
+    context = TargetContext(
+        None,  # type: ignore[arg-type]
+        owner,
+        Digester(b"k" * 32),
+        previous or {},
+        read_secret,
+        egress=EgressPolicy(allow_local=True),  # the fake listens on loopback
+    )
     target = await kind.connect(spec, with_grant(context, kind.name, raw))
     plan = await target.plan(desired)
     if plan.changed:
@@ -163,10 +172,21 @@ async def test_unowned_secret_is_left_alone_unless_adopt(fake: FakeSecretManager
     assert fake.state.write_calls() == writes  # nothing written, not even DB_URL
     assert set(secrets(fake)) == {"API_KEY"}
 
+    # adopt: true alone is not enough: the secret's owner must label it for this VaultBundle
+    with pytest.raises(TargetError, match=r"does not opt in.*label vaultbundle-adopt=ns_web") as unconsented:
+        await sync(body(fake, adopt=True), VAULT)
+    assert unconsented.value.reason == "SecretNotOwned" and fake.state.write_calls() == writes
+    consent = {"owner": "ops", ADOPT_KEY: "ns_web"}
+    client.update_secret(
+        request={"secret": {"name": created.name, "labels": consent}, "update_mask": {"paths": ["labels"]}}
+    )
+    writes = fake.state.write_calls()
+    reads = fake.state.calls["AccessSecretVersion"]
     adopted = await sync(body(fake, adopt=True), VAULT)
     assert adopted.plan.update == ["API_KEY"] and adopted.plan.create == ["DB_URL"]
     assert payloads(fake)["API_KEY"] == [b"theirs", b"k-1"]
-    assert secrets(fake)["API_KEY"]["labels"] == {"owner": "ops", "managed-by": "vaultbundle", OWNER_LABEL: "ns_web"}
+    assert fake.state.calls["AccessSecretVersion"] == reads  # the adopted secret's value is never read
+    assert secrets(fake)["API_KEY"]["labels"] == {**consent, "managed-by": "vaultbundle", OWNER_LABEL: "ns_web"}
     again = await sync(body(fake), VAULT, adopted.status)  # now ours: no adopt needed, nothing to do
     assert not again.plan.changed
 

@@ -17,6 +17,7 @@ from e2e.fakes.github_actions import FakeGitHubServer, start_in_process
 
 from tests.kit.policy import with_grant
 from vaultbundle.digest import Digester
+from vaultbundle.egress import EgressPolicy
 from vaultbundle.errors import TargetError
 from vaultbundle.selection import SelectionError
 from vaultbundle.spec import parse_selection
@@ -86,6 +87,7 @@ async def sync(
         Digester(b"k" * 32),
         previous or {},
         read_secret,
+        egress=EgressPolicy(allow_local=True),  # the fake listens on loopback
     )
     target = await kind.connect(spec, with_grant(context, kind.name, raw))
     plan = await target.plan(desired)

@@ -8,13 +8,16 @@ from typing import Any
 
 from vaultbundle.kube import KubeAPI, KubeError
 
-READS = frozenset({"get_secret", "get_service_account", "get_cluster_target_store", "get_namespace"})
+READS = frozenset(
+    {"get_secret", "get_service_account", "list_vaultbundles", "get_cluster_target_store", "get_namespace"}
+)
 
 
 class MemoryKube:
     def __init__(self) -> None:
         self.secrets: dict[tuple[str, str], dict[str, Any]] = {}
         self.service_accounts: dict[tuple[str, str], dict[str, Any]] = {}
+        self.vaultbundles: dict[tuple[str, str], dict[str, Any]] = {}  # other VaultBundles (list_vaultbundles)
         self.stores: dict[str, dict[str, Any]] = {}  # ClusterTargetStores by name
         self.namespaces: dict[str, dict[str, Any]] = {}  # Namespaces by name
         self.status: dict[str, Any] = {}
@@ -38,12 +41,29 @@ class MemoryKube:
         return self.secrets.get((namespace, name))
 
     async def apply_secret(self, namespace: str, body: dict[str, Any]) -> None:
+        """Like server-side apply: keys, labels and annotations other managers wrote stay; ours are replaced."""
         self._enter("apply_secret")
         fields: dict[str, Any] = {f"f:{key}": {} for key in body.get("data") or {}}
         managed = [{"manager": "vaultbundle", "operation": "Apply", "fieldsV1": {"f:data": fields}}]
-        self.secrets[(namespace, body["metadata"]["name"])] = {
+        old = self.secrets.get((namespace, body["metadata"]["name"])) or {}
+        old_meta = old.get("metadata") or {}
+        ours = {
+            name[2:]
+            for entry in old_meta.get("managedFields") or []
+            if entry.get("manager") == "vaultbundle"
+            for name in (entry.get("fieldsV1") or {}).get("f:data") or {}
+        }
+        others = {k: v for k, v in (old.get("data") or {}).items() if k not in ours}
+        meta = body["metadata"]
+        self.secrets[(namespace, meta["name"])] = {
             **body,
-            "metadata": {**body["metadata"], "managedFields": managed},
+            "data": {**others, **(body.get("data") or {})},
+            "metadata": {
+                **meta,
+                "labels": {**(old_meta.get("labels") or {}), **(meta.get("labels") or {})},
+                "annotations": {**(old_meta.get("annotations") or {}), **(meta.get("annotations") or {})},
+                "managedFields": managed,
+            },
         }
 
     async def delete_secret(self, namespace: str, name: str) -> None:
@@ -62,6 +82,10 @@ class MemoryKube:
         self._enter("create_token")
         return {**body, "status": {"token": f"token-for-{namespace}-{name}"}}
 
+    async def list_vaultbundles(self, namespace: str) -> list[dict[str, Any]]:
+        self._enter("list_vaultbundles")
+        return [body for (ns, _), body in sorted(self.vaultbundles.items()) if ns == namespace]
+
     async def get_cluster_target_store(self, name: str) -> dict[str, Any] | None:
         self._enter("get_cluster_target_store")
         return self.stores.get(name)
@@ -75,6 +99,13 @@ class MemoryKube:
     def put_secret(self, namespace: str, name: str, data: dict[str, str], **metadata: Any) -> None:
         encoded = {key: base64.b64encode(value.encode()).decode() for key, value in data.items()}
         self.secrets[(namespace, name)] = {"metadata": {"name": name, **metadata}, "data": encoded}
+
+    def put_vaultbundle(self, namespace: str, name: str, config: str, passphrase: str) -> None:
+        source = {"configSecretRef": {"name": config}, "passphraseSecretRef": {"name": passphrase}}
+        self.vaultbundles[(namespace, name)] = {
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"source": source},
+        }
 
     def data(self, namespace: str, name: str) -> dict[str, str]:
         return {k: base64.b64decode(v).decode() for k, v in self.secrets[(namespace, name)]["data"].items()}

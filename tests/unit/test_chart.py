@@ -54,6 +54,10 @@ COMBINATIONS: dict[str, list[str]] = {
     "pdb-min-available": ["podDisruptionBudget.enabled=true", "podDisruptionBudget.minAvailable=1"],
     "network-policy": ["networkPolicy.enabled=true"],
     "existing-digest-key": ["digestKey.existingSecret=my-digest-key", "digestKey.secretKey=key"],
+    "egress-cidrs": [
+        "egress.denyCIDRs={10.244.0.0/16,10.96.0.0/12}",
+        "egress.allowCIDRs={10.96.12.34/32}",
+    ],
     "everything": [
         "watchNamespaces={team-a,team-b}",
         "serviceMonitor.enabled=true",
@@ -212,6 +216,8 @@ def test_defaults_are_secure(helm: str) -> None:
     assert not any(a.startswith(("--metrics-tls", "--metrics-token")) for a in args)
     # the operator keeps its digest key in a Secret it creates once: no file, no mount, no chart-made Secret
     assert not any(arg.startswith("--digest-key-file") for arg in args)
+    # the egress policy is on: no loopback for tenant URLs, no extra ranges unless the admin adds them
+    assert not any(arg.startswith("--egress") for arg in args)
     assert {"name": "VAULTBUNDLE_DIGEST_KEY_SECRET", "value": "rel-vaultbundle-operator-digest-key"} in container["env"]
     mounts = {m["name"]: m for m in container["volumeMounts"]}
     assert set(mounts) == {"tmp"} and mounts["tmp"]["mountPath"] == "/tmp"
@@ -495,3 +501,15 @@ def test_notes_name_the_next_step(helm: str, tmp_path: Path) -> None:
         assert ("watches only these namespaces: vb-system" in notes) == (namespace == "vb-system")
         assert ("It watches all namespaces (clusterWide" in notes) == (namespace == "web")
         assert f"kubectl -n {namespace} label secret web-vsync web-passphrase vaultbundle.io/source=true" in notes
+
+
+def test_egress_values_become_flags(helm: str) -> None:
+    args = by_kind(render(helm, *COMBINATIONS["egress-cidrs"], "egress.allowLocal=true"), "Deployment")[0]["spec"][
+        "template"
+    ]["spec"]["containers"][0]["args"]
+    assert "--egress-allow-local" in args
+    assert [a for a in args if a.startswith("--egress-deny-cidr")] == [
+        "--egress-deny-cidr=10.244.0.0/16",
+        "--egress-deny-cidr=10.96.0.0/12",
+    ]
+    assert "--egress-allow-cidr=10.96.12.34/32" in args

@@ -175,8 +175,9 @@ CEL_TWINS: dict[str, Callable[[Any], bool]] = {
     "[has(self.tokenSecretRef), has(self.kubernetes), has(self.appRole)].filter(x, x).size() == 1": lambda s: _one_of(
         s, ["tokenSecretRef", "kubernetes", "appRole"]
     ),
-    "self != 'kubernetes.io/service-account-token' && self != 'bootstrap.kubernetes.io/token'": lambda s: (
-        s not in ("kubernetes.io/service-account-token", "bootstrap.kubernetes.io/token")
+    "self != 'kubernetes.io/service-account-token' && self != 'bootstrap.kubernetes.io/token' && "
+    "self != 'helm.sh/release.v1'": lambda s: (
+        s not in ("kubernetes.io/service-account-token", "bootstrap.kubernetes.io/token", "helm.sh/release.v1")
     ),
     "self.all(k, !k.startsWith('vaultbundle.io/'))": lambda s: not any(k.startswith("vaultbundle.io/") for k in s),
     "self.all(a, self.exists_one(b, self[b] == self[a]))": _unique_values,
@@ -194,9 +195,8 @@ CEL_TWINS: dict[str, Callable[[Any], bool]] = {
     ),
     "!has(self.storeRef) || !(has(self.project) || has(self.endpoint) || (has(self.insecure) && self.insecure) || "
     "has(self.credentialsSecretRef))": lambda s: _store_ref_alone(s, "gcpSecretManager"),
-    "!has(self.storeRef) || !(has(self.vaultURL) || has(self.auth) || has(self.caBundleSecretRef) || "
-    "(has(self.verifyChallengeResource) && !self.verifyChallengeResource))": lambda s: _store_ref_alone(
-        s, "azureKeyVault"
+    "!has(self.storeRef) || !(has(self.vaultURL) || has(self.auth) || has(self.caBundleSecretRef))": lambda s: (
+        _store_ref_alone(s, "azureKeyVault")
     ),
     "!has(self.storeRef) || !(has(self.address) || (has(self.namespace) && self.namespace != '') || "
     "has(self.caBundleSecretRef) || has(self.auth))": lambda s: _store_ref_alone(s, "hashicorpVault"),
@@ -581,6 +581,10 @@ BROKEN: dict[str, tuple[Callable[[dict[str, Any]], object], str]] = {
     "envFile escapes the bundle": (lambda o: o["spec"]["source"].update(envFile=".."), "without '..' segments"),
     "service account token type": (
         lambda o: o["spec"]["targets"][0]["kubernetesSecret"].update(type="kubernetes.io/service-account-token"),
+        "not allowed",
+    ),
+    "helm release type": (
+        lambda o: o["spec"]["targets"][0]["kubernetesSecret"].update(type="helm.sh/release.v1"),
         "not allowed",
     ),
     "reserved label": (

@@ -35,6 +35,7 @@ CHART_VALUES = {
     ("operator", "maxKdfIterations"): "max_kdf_iterations",
     ("metrics", "port"): "metrics_port",
     ("leaderElection", "leaseDuration"): "lease_seconds",
+    ("egress", "allowLocal"): "egress_allow_local",
 }
 
 

@@ -106,7 +106,8 @@ def test_azure_defaults() -> None:
         ({"auth": {"authorityHost": "login"}}, "spec.targets[0].azureKeyVault.auth.authorityHost must be an https"),
         ({"apiVersion": "latest"}, "spec.targets[0].azureKeyVault.apiVersion must look like 7.6"),
         ({"caBundleSecretRef": {"key": "ca"}}, "spec.targets[0].azureKeyVault.caBundleSecretRef.name is required"),
-        ({"verifyChallengeResource": "no"}, "verifyChallengeResource must be true or false"),
+        # left the spec (issue #13): always verified, token scope pinned; refused so a one-shot run says so
+        ({"verifyChallengeResource": False}, "azureKeyVault.verifyChallengeResource was removed"),
         ({"naming": {"underscoresToDashes": True, "dashesToUnderscores": True}}, "exclude each other"),
         ({"prune": 1}, "spec.targets[0].azureKeyVault.prune must be true or false"),
     ],
@@ -143,3 +144,29 @@ def test_azure_module_imports_no_azure_sdk() -> None:
         " 'p'); bad = [n for n in sys.modules if n.startswith('azure')]; assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_the_key_vault_token_scope_is_pinned_whatever_the_challenge_asks() -> None:
+    """C2: a hostile vaultURL answering `resource="https://management.azure.com"` got an ARM token; now only
+    Key Vault's own scope (per cloud, from vaultURL's host) is ever handed out."""
+    from vaultbundle.targets.azure_key_vault import PinnedScope, key_vault_scope
+
+    asked: list[tuple[str, ...]] = []
+
+    class Inner:
+        def get_token(self, *scopes: str, **_: Any) -> Any:
+            asked.append(scopes)
+            return type("T", (), {"token": "t", "expires_on": 1})()
+
+    assert key_vault_scope("https://x.vault.azure.net") == "https://vault.azure.net/.default"
+    assert key_vault_scope("https://x.vault.azure.cn:443/") == "https://vault.azure.cn/.default"
+    assert key_vault_scope("https://127.0.0.1:8443") == "https://vault.azure.net/.default"
+    pinned = PinnedScope(Inner(), key_vault_scope("https://x.vault.azure.net"))
+    for hostile in (("https://management.azure.com/.default",), ("https://graph.microsoft.com/.default",), ()):
+        with pytest.raises(ValueError, match="challenge resource"):
+            pinned.get_token(*hostile)
+        with pytest.raises(ValueError, match="challenge resource"):
+            pinned.get_token_info(*hostile)
+    assert asked == []
+    assert pinned.get_token_info("https://vault.azure.net/.default").token == "t"
+    assert asked == [("https://vault.azure.net/.default",)]

@@ -88,7 +88,7 @@ else only the release namespace (the default: nothing cluster-wide on Secrets un
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get, list, watch, create, patch, delete]
-# VaultBundles. list+watch: kopf's watch stream is the operator's only way of reading them.
+# VaultBundles. list+watch: kopf's watch stream reads them; a list before adopting a Secret finds every source Secret.
 - apiGroups: [vaultbundle.io]
   resources: [vaultbundles]
   verbs: [list, watch]

@@ -28,14 +28,13 @@ from vaultbundle.stores.scope import AWS, AZURE, DNS_SUBDOMAIN, GCP, GITHUB, KIN
 CONNECTION_FIELDS: Mapping[str, tuple[str, ...]] = {
     AWS: ("region", "endpoint", "stsEndpoint", "roleArn", "externalId", "credentialsSecretRef", "auth"),
     GCP: ("project", "endpoint", "insecure", "credentialsSecretRef"),
-    AZURE: ("vaultURL", "auth", "caBundleSecretRef", "verifyChallengeResource"),
+    AZURE: ("vaultURL", "auth", "caBundleSecretRef"),
     VAULT: ("address", "namespace", "caBundleSecretRef", "auth"),
     GITHUB: ("apiURL", "auth"),
 }
 # CRD defaults of some of those fields: a field at its default counts as unset.
 CONNECTION_DEFAULTS: Mapping[str, Mapping[str, Any]] = {
     GCP: {"insecure": False},
-    AZURE: {"verifyChallengeResource": True},
     VAULT: {"namespace": ""},
     GITHUB: {"apiURL": "https://api.github.com"},
 }

@@ -53,7 +53,7 @@ from .checks import is_utf8
 from .credentials import Credentials, credentials_for
 from .errormap import Messages, code_reason, reason_for_status, translated
 from .naming import NameRule, Naming, parse_naming, remote_names
-from .ownership import MANAGED_BY_KEY, MANAGED_BY_VALUE, claim_tagged
+from .ownership import ADOPT_ANNOTATION, MANAGED_BY_KEY, MANAGED_BY_VALUE, adopt_token, claim_tagged
 from .threads import ThreadedTarget, in_thread
 
 OWNER_TAG = "vaultbundle.io/owner"
@@ -330,7 +330,7 @@ class AwsSecretsManagerKind(StoreKind):
             arguments, keys = arguments[: 3 if ref.session_token_key else 2], keys[: 3 if ref.session_token_key else 2]
             credentials = dict(zip(arguments, await source.secret_keys(ref.name, keys), strict=True))
         client = await in_thread(_make_client, spec, credentials, context.owner)
-        return AwsSecretsManagerTarget(client, spec, context)
+        return AwsSecretsManagerTarget(client, spec, context, allow_adopt=source.adopt_allowed())
 
 
 async def _from_store(
@@ -464,7 +464,8 @@ def _target_error(exc: Exception, operation: str, name: str | None) -> TargetErr
     if isinstance(exc, botocore.exceptions.ClientError):
         code, status = _error_code(exc), int((exc.response.get("ResponseMetadata") or {}).get("HTTPStatusCode") or 0)
         reason = code_reason(code, _CODE_REASONS) or reason_for_status(status)
-        return _MESSAGES.error(reason, what, code=code or f"HTTP {status}")
+        shown = code if any(code in codes for codes in _CODE_REASONS.values()) else f"HTTP {status}"
+        return _MESSAGES.error(reason, what, code=shown)  # a server's own code text is never quoted (H4)
     if isinstance(
         exc,
         botocore.exceptions.NoCredentialsError
@@ -539,8 +540,11 @@ def _value_argument(value: bytes) -> dict[str, Any]:
 
 
 class AwsSecretsManagerTarget(ThreadedTarget[StoreState]):
-    def __init__(self, client: Any, spec: AwsSecretsManagerSpec, context: TargetContext) -> None:
+    def __init__(
+        self, client: Any, spec: AwsSecretsManagerSpec, context: TargetContext, *, allow_adopt: bool = False
+    ) -> None:
         self.client, self.spec, self.owner = client, spec, context.owner
+        self.allow_adopt = allow_adopt
         self.written = WrittenNames(context.previous, client.meta.region_name)
 
     def describe(self) -> str:
@@ -579,7 +583,7 @@ class AwsSecretsManagerTarget(ThreadedTarget[StoreState]):
             return None
         tags = {t["Key"]: t.get("Value", "") for t in found.get("Tags") or []}
         remote = StoredSecret(name, found["ARN"], tags, deleted=found.get("DeletedDate") is not None)
-        if not remote.deleted and (tags.get(OWNER_TAG) == self.owner.ref or self._adoptable(remote)):
+        if not remote.deleted and tags.get(OWNER_TAG) == self.owner.ref:  # never the value of one not ours
             remote.value = self._current_value(remote)
         return remote
 
@@ -595,9 +599,6 @@ class AwsSecretsManagerTarget(ThreadedTarget[StoreState]):
         if "SecretString" in got:
             return ("s", got["SecretString"].encode("utf-8"))
         return ("b", bytes(got.get("SecretBinary") or b""))
-
-    def _adoptable(self, remote: StoredSecret) -> bool:
-        return self.spec.adopt and not remote.tags.get(OWNER_TAG)
 
     def _owned_elsewhere(self) -> dict[str, str]:
         """Active secrets with our owner tag under namePrefix (name -> ARN): the prune candidates."""
@@ -630,6 +631,9 @@ class AwsSecretsManagerTarget(ThreadedTarget[StoreState]):
             adopt=self.spec.adopt,
             where=self.describe(),
             deleted_note="scheduled for deletion",
+            adopt_tag=ADOPT_ANNOTATION,
+            token=adopt_token(self.owner),
+            allow_adopt=self.allow_adopt,
         )
         plan.create, state.remotes = claimed.missing, claimed.held
         for name, remote in state.remotes.items():

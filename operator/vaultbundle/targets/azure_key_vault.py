@@ -33,8 +33,9 @@ import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from .. import stores
 from ..errors import Reason, SpecError, TargetError
@@ -42,10 +43,11 @@ from ..fields import SecretRef, Selection, boolean, checked_tags, obj, secret_ke
 from ..selection import SelectionError, select
 from ..vault import Vault
 from .base import Plan, StoreKind, TargetContext, WrittenNames
+from .checks import is_loopback
 from .credentials import Credentials, credentials_for
 from .errormap import Messages, first_match, reason_for_status, translated
 from .naming import NameRule, Naming, parse_naming, remote_names
-from .ownership import MANAGED_BY_KEY, MANAGED_BY_VALUE, claim_tagged
+from .ownership import ADOPT_KEY, MANAGED_BY_KEY, MANAGED_BY_VALUE, adopt_token, claim_tagged
 from .threads import ThreadedTarget, in_thread
 
 OWNER_TAG = "vaultbundle-owner"
@@ -86,7 +88,7 @@ class AzureKeyVaultSpec:
     managed_identity_client_id: str = ""
     authority_host: str = ""
     api_version: str = ""
-    verify_challenge_resource: bool = True
+    verify_challenge_resource: bool = True  # not a spec field: False only for a loopback vault on a test bed
     ca_bundle: SecretRef | None = None
     naming: Naming = field(default_factory=Naming)
     adopt: bool = False
@@ -145,6 +147,11 @@ class AzureKeyVaultKind(StoreKind):
         content_type = string(raw.get("contentType"), f"{path}.contentType", default="text/plain")
         if len(content_type) > 255:
             raise SpecError(f"{path}.contentType must be at most 255 characters")
+        if "verifyChallengeResource" in raw:
+            raise SpecError(
+                f"{path}.verifyChallengeResource was removed: the vault's authentication challenge is always "
+                "verified against vaultURL's domain and the token scope is pinned to Key Vault's; delete the field"
+            )
         ca_bundle: SecretRef | None = None
         if raw.get("caBundleSecretRef") is not None:
             ca_bundle = secret_ref(raw.get("caBundleSecretRef"), f"{path}.caBundleSecretRef", "ca.crt")
@@ -156,9 +163,6 @@ class AzureKeyVaultKind(StoreKind):
             managed_identity_client_id=managed_identity,
             authority_host=authority,
             api_version=api_version,
-            verify_challenge_resource=boolean(
-                raw.get("verifyChallengeResource"), f"{path}.verifyChallengeResource", True
-            ),
             ca_bundle=ca_bundle,
             naming=parse_naming(raw.get("naming"), f"{path}.naming"),
             adopt=boolean(raw.get("adopt"), f"{path}.adopt", False),
@@ -201,8 +205,12 @@ class AzureKeyVaultKind(StoreKind):
         ca_file = ""
         if spec.ca_bundle is not None:  # public certificates, but a tenant Secret all the same
             ca_file = _ca_file(await credentials.secret(spec.ca_bundle), spec.ca_bundle)
+        if context.allow_local and is_loopback(urlsplit(spec.vault_url).hostname):
+            # test beds only (--egress-allow-local): a loopback fake cannot be on *.vault.azure.net; the token
+            # scope stays pinned to Key Vault's, so no other token can leave
+            spec = replace(spec, verify_challenge_resource=False)
         client = await in_thread(_client, spec, secret, ca_file)
-        return AzureKeyVaultTarget(client, spec, context)
+        return AzureKeyVaultTarget(client, spec, context, allow_adopt=credentials.adopt_allowed())
 
 
 def _stored(value: bytes, spec: AzureKeyVaultSpec) -> tuple[str, str, dict[str, str]]:
@@ -327,7 +335,7 @@ def _client(spec: AzureKeyVaultSpec, secret: tuple[str, str, str] | None, ca_fil
     extra: dict[str, Any] = {"api_version": spec.api_version} if spec.api_version else {}
     client = SecretClient(
         spec.vault_url,
-        credential,
+        PinnedScope(credential, key_vault_scope(spec.vault_url)),
         verify_challenge_resource=spec.verify_challenge_resource,
         retry_total=3,
         **transport,
@@ -338,6 +346,58 @@ def _client(spec: AzureKeyVaultSpec, secret: tuple[str, str, str] | None, ca_fil
         while len(_CLIENTS) > _MAX_CLIENTS:
             _CLIENTS.popitem(last=False)[1].close()
     return client
+
+
+# Key Vault's token scope per cloud, by the vault host's DNS suffix (public cloud otherwise, e.g. a test bed)
+_PUBLIC_SCOPE = "https://vault.azure.net/.default"
+_KEY_VAULT_SCOPES = {
+    ".vault.azure.net": "https://vault.azure.net/.default",
+    ".vault.azure.cn": "https://vault.azure.cn/.default",
+    ".vault.usgovcloudapi.net": "https://vault.usgovcloudapi.net/.default",
+    ".vault.microsoftazure.de": "https://vault.microsoftazure.de/.default",
+}
+
+
+def key_vault_scope(vault_url: str) -> str:
+    host = (urlsplit(vault_url).hostname or "").lower()
+    return next((scope for suffix, scope in _KEY_VAULT_SCOPES.items() if host.endswith(suffix)), _PUBLIC_SCOPE)
+
+
+class PinnedScope:
+    """A credential that hands out tokens only for one scope (Key Vault's), whatever a server's authentication
+    challenge asks for: a hostile `vaultURL` can at most get a Key Vault token, never an ARM or Graph one
+    (security review C2). A refusal is a ValueError the error map reports as InvalidVaultURL."""
+
+    def __init__(self, inner: Any, scope: str) -> None:
+        self._inner, self.scope = inner, scope
+
+    def _check(self, scopes: tuple[str, ...]) -> None:
+        if set(scopes) != {self.scope}:
+            raise ValueError(
+                "the vault's challenge resource asks for a token scope other than Key Vault's; no token was requested"
+            )
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        self._check(scopes)
+        return self._inner.get_token(*scopes, **kwargs)
+
+    def get_token_info(self, *scopes: str, options: Any = None) -> Any:
+        self._check(scopes)
+        if hasattr(self._inner, "get_token_info"):
+            return self._inner.get_token_info(*scopes, options=options)
+        from azure.core.credentials import AccessTokenInfo
+
+        token = self._inner.get_token(*scopes)
+        return AccessTokenInfo(token.token, token.expires_on)
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def __enter__(self) -> PinnedScope:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
 
 # --- errors --------------------------------------------------------------------------------------------------
@@ -439,8 +499,11 @@ class StoreState:
 
 
 class AzureKeyVaultTarget(ThreadedTarget[StoreState]):
-    def __init__(self, client: Any, spec: AzureKeyVaultSpec, context: TargetContext) -> None:
+    def __init__(
+        self, client: Any, spec: AzureKeyVaultSpec, context: TargetContext, *, allow_adopt: bool = False
+    ) -> None:
         self.client, self.spec, self.owner = client, spec, context.owner
+        self.allow_adopt = allow_adopt
         self.written = WrittenNames(context.previous, spec.vault_url)  # lower-case names
 
     def describe(self) -> str:
@@ -472,11 +535,12 @@ class AzureKeyVaultTarget(ThreadedTarget[StoreState]):
             raise _target_error(exc, "GetSecret", name) from None
         tags = dict(found.properties.tags or {})
         properties = found.properties
+        ours = tags.get(OWNER_TAG) == self.owner.ref
         return StoredSecret(
             name,
             tags,
             deleted=False,
-            value=found.value,
+            value=found.value if ours else None,  # GetSecret returns it with the tags: never kept nor compared
             content_type=properties.content_type,
             version=properties.version,
         )
@@ -506,6 +570,9 @@ class AzureKeyVaultTarget(ThreadedTarget[StoreState]):
             adopt=self.spec.adopt,
             where=self.describe(),
             deleted_note="soft-deleted",
+            adopt_tag=ADOPT_KEY,
+            token=adopt_token(self.owner),
+            allow_adopt=self.allow_adopt,
         )
         plan.create, state.remotes = claimed.missing, claimed.held
         for name, remote in state.remotes.items():

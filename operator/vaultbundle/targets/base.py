@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
+from ..egress import SECURE_DEFAULT, EgressPolicy
 from ..fields import Selection
 
 if TYPE_CHECKING:
@@ -104,8 +105,9 @@ class Owner:
 @dataclass(frozen=True)
 class TargetContext:
     """What a target may use: the operator's Kubernetes client, the owner, the digest key, its last status
-    entry, a reader of Secrets in the owner's namespace and the policy's Grant (credentials go through
-    `credentials.Credentials`, which admits only what the Grant covers)."""
+    entry, a reader of Secrets in the owner's namespace, the policy's Grant (credentials go through
+    `credentials.Credentials`, which admits only what the Grant covers) and the operator's egress policy for
+    tenant URLs (`threads.in_thread` applies it to every SDK call)."""
 
     kube: KubeAPI
     owner: Owner
@@ -113,6 +115,12 @@ class TargetContext:
     previous: Mapping[str, Any]  # this target's entry in the last status (e.g. per-key digests)
     read_secret: Callable[[str, str], Awaitable[str]]  # (Secret name, key) in the owner's namespace -> value
     grant: Grant | None = None  # the store policy's answer (`grants.authorize_target`); None: nothing is admitted
+    egress: EgressPolicy = SECURE_DEFAULT  # the secure default: no loopback, no metadata addresses
+
+    @property
+    def allow_local(self) -> bool:
+        """Loopback tenant URLs allowed (`--egress-allow-local`, a test-bed convenience)."""
+        return self.egress.allow_local
 
 
 class StoreKind:

@@ -24,6 +24,9 @@ Every one of these passes through `Credentials.admit()`, which admits only what 
 
 A refusal is `PolicyDeniedError` (reason `PolicyDenied`); because this is the only path to credentials, no
 store can bypass it.
+
+`credentials_for` also starts the target's egress scope: the tenant egress policy for a tenant's own
+connection, none for a ClusterTargetStore's (the admin chose it). `adopt_allowed()` is that store's allowance.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from ..digest_key import operator_namespace
 from ..errors import PolicyDeniedError, StoreInvalidError
 from ..fields import SecretRef
 from .base import TargetContext
+from .threads import EgressScope, enter_scope
 
 
 class Source(Enum):
@@ -57,6 +61,14 @@ class Credentials:
     context: TargetContext
     kind: str  # the spec.targets[] kind, e.g. "awsSecretsManager"
     endpoint: str = ""  # where the credentials will be sent ("" = the store's public default)
+    egress: EgressScope | None = None  # this target's egress scope (its SDK calls run under it)
+
+    def adopt_allowed(self) -> bool:
+        """True when the ClusterTargetStore lending this connection allows `adopt` (its `spec.allow.adopt`,
+        carried by the Grant): then the store's objects need no opt-in tag of their own. A tenant's own
+        connection never does: there the object must opt in (`ownership.Consent`)."""
+        grant = self.context.grant
+        return grant is not None and grant.store is not None and grant.allow_adopt
 
     def admit(self, source: Source, detail: str) -> None:
         """The policy check for every credential path (see the module docstring); raises `PolicyDeniedError`."""
@@ -120,4 +132,15 @@ class Credentials:
 
 
 def credentials_for(context: TargetContext, kind: str, endpoint: str = "") -> Credentials:
-    return Credentials(context, kind, endpoint)
+    """The target's credentials; also starts its egress scope. A tenant's own connection runs under the
+    operator's egress policy (every later `in_thread` SDK call of this target; *endpoint* is checked before the
+    first one). A ClusterTargetStore's connection was configured by a cluster admin, not chosen by the tenant:
+    it gets the unrestricted admin scope."""
+    if _admin_connection(context):
+        return Credentials(context, kind, endpoint, enter_scope(None, f"{kind} target"))
+    return Credentials(context, kind, endpoint, enter_scope(context.egress, f"{kind} target", endpoint))
+
+
+def _admin_connection(context: TargetContext) -> bool:
+    """The target's connection (endpoint, identity) comes from a cluster admin's ClusterTargetStore."""
+    return context.grant is not None and context.grant.store is not None

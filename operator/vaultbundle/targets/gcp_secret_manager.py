@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .. import stores
-from ..errors import Reason, SpecError, TargetError
+from ..errors import PolicyDeniedError, Reason, SpecError, TargetError
 from ..fields import SecretRef, Selection, boolean, obj, secret_ref, string, string_map, strings
 from ..selection import SelectionError, select
 from ..vault import Vault
@@ -33,7 +33,7 @@ from .checks import is_loopback
 from .credentials import Credentials, credentials_for
 from .errormap import ExceptionTypes, Messages, first_match, translated
 from .naming import NameRule, Naming, parse_naming, remote_names
-from .ownership import MANAGED_BY_KEY, MANAGED_BY_VALUE, claim
+from .ownership import ADOPT_KEY, MANAGED_BY_KEY, MANAGED_BY_VALUE, Consent, claim
 from .threads import ThreadedTarget, in_thread
 
 if TYPE_CHECKING:
@@ -165,6 +165,13 @@ class GcpSecretManagerKind(StoreKind):
         return remote_names(selected, spec.naming, NAME_RULE)
 
     async def connect(self, spec: GcpSecretManagerSpec, context: TargetContext) -> GcpSecretManagerTarget:
+        if spec.insecure and not context.allow_local:
+            raise PolicyDeniedError(
+                "insecure (plaintext gRPC to a loopback endpoint) is allowed only on a test bed, where the operator "
+                "runs with --egress-allow-local"
+            )
+        # gRPC connects from its C core, outside Python's sockets: the pre-flight check of the endpoint (in the
+        # first in_thread call) is the only egress guard here, so DNS rebinding is not caught for this store
         credentials = credentials_for(context, self.name, spec.endpoint)
         grant = context.grant
         info: dict[str, Any] | None = None
@@ -178,7 +185,7 @@ class GcpSecretManagerKind(StoreKind):
             if info is None:
                 raise TargetError(Reason.AUTH_FAILED, _bad_credentials(spec.credentials_ref))
         client = await in_thread(_client, spec, info)
-        return GcpSecretManagerTarget(client, spec, context)
+        return GcpSecretManagerTarget(client, spec, context, allow_adopt=credentials.adopt_allowed())
 
 
 async def _from_store(
@@ -324,8 +331,15 @@ class StoreState:
 
 
 class GcpSecretManagerTarget(ThreadedTarget[StoreState]):
-    def __init__(self, client: SecretManagerServiceClient, spec: GcpSecretManagerSpec, context: TargetContext) -> None:
-        self.client, self.spec = client, spec
+    def __init__(
+        self,
+        client: SecretManagerServiceClient,
+        spec: GcpSecretManagerSpec,
+        context: TargetContext,
+        *,
+        allow_adopt: bool = False,
+    ) -> None:
+        self.client, self.spec, self.allow_adopt = client, spec, allow_adopt
         self.owner_value = owner_label(context.owner)
         self.labels = {**spec.labels, MANAGED_BY_KEY: MANAGED_BY_VALUE, OWNER_LABEL: self.owner_value}
         self.managed = WrittenNames(context.previous, spec.parent)
@@ -386,6 +400,9 @@ class GcpSecretManagerTarget(ThreadedTarget[StoreState]):
             adopt=spec.adopt,
             where=self.describe(),
             marker=f"no {OWNER_LABEL} label",
+            consent=Consent(
+                lambda secret: secret.labels.get(ADOPT_KEY), self.owner_value, f"label {ADOPT_KEY}", self.allow_adopt
+            ),
         )
         plan.create = claimed.missing
         for secret_id, secret in claimed.held.items():
@@ -393,6 +410,9 @@ class GcpSecretManagerTarget(ThreadedTarget[StoreState]):
             labels = dict(secret.labels)
             if any(labels.get(k) != v for k, v in self.labels.items()):
                 remote.relabel[secret_id] = {**labels, **self.labels}
+            if secret_id in claimed.adopted:  # not ours yet: its value is never read (no oracle), just written
+                plan.update.append(secret_id)
+                continue
             with _errors(f"project {spec.project}: reading secret {secret_id}"):
                 current = self._latest_enabled(secret.name)
             if current != desired[secret_id]:

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from ..errors import Reason, SpecError, TargetError
+from ..errors import PolicyDeniedError, Reason, SpecError, TargetError
 from ..fields import SecretRef, Selection, boolean, obj, positive_integer, secret_ref, string
 from ..selection import SelectionError, select
 from ..vault import Vault
@@ -198,6 +198,11 @@ class GitHubActionsKind(StoreKind):
     async def connect(self, spec: GitHubActionsSpec, context: TargetContext) -> GitHubActionsTarget:
         from github import Auth, Github, GithubRetry  # the `github` extra
 
+        if urllib.parse.urlsplit(spec.api_url).scheme == "http" and not context.allow_local:
+            raise PolicyDeniedError(
+                f"apiURL {spec.api_url} is plain http: allowed only on a test bed, where the operator runs with "
+                "--egress-allow-local; use https"
+            )
         credentials: Credentials = credentials_for(context, self.name, spec.api_url)
         auth: Auth.Auth
         if spec.app is not None:

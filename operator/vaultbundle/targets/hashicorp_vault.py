@@ -33,7 +33,7 @@ from .checks import is_utf8
 from .credentials import Credentials, credentials_for
 from .errormap import ExceptionTypes, Messages, first_match
 from .naming import NameRule, Naming, parse_naming, remote_names
-from .ownership import MANAGED_BY_KEY, MANAGED_BY_VALUE, claim_one
+from .ownership import ADOPT_KEY, MANAGED_BY_KEY, MANAGED_BY_VALUE, Consent, adopt_token, claim_one
 from .threads import in_thread
 from .tokens import service_account_token
 
@@ -216,6 +216,12 @@ def _vault_error(exc: BaseException, what: str, *, login: bool = False) -> Targe
         return TargetError(
             Reason.UNAVAILABLE, f"TLS verification of the Vault server failed ({what}); check caBundleSecretRef"
         )
+    if isinstance(exc, requests.exceptions.TooManyRedirects):
+        return TargetError(
+            Reason.UNAVAILABLE,
+            f"the Vault server answered with a redirect, which is never followed ({what}); set address to the "
+            "Vault server itself",
+        )
     if isinstance(exc, requests.exceptions.RequestException):
         return TargetError(Reason.UNAVAILABLE, f"Vault unreachable ({type(exc).__name__}): {what}")
     return TargetError(Reason.UNAVAILABLE, f"Vault call failed ({type(exc).__name__}): {what}")
@@ -288,8 +294,11 @@ class HashicorpVaultKind(StoreKind):
             namespace=spec.namespace or None,
             session=session,
             timeout=TIMEOUT_SECONDS,
+            allow_redirects=False,
         )
-        target = HashicorpVaultTarget(client, spec, context.owner, context.previous)
+        target = HashicorpVaultTarget(
+            client, spec, context.owner, context.previous, allow_adopt=credentials.adopt_allowed()
+        )
         try:
             await target.login(context, credentials)
         except BaseException:
@@ -298,12 +307,22 @@ class HashicorpVaultKind(StoreKind):
         return target
 
 
+def _refuse_redirect(response: Any, *_: Any, **__: Any) -> None:
+    """hvac is told not to follow redirects; one answered anyway is an error, never a body to parse."""
+    import requests
+
+    if response.is_redirect or response.is_permanent_redirect:
+        raise requests.exceptions.TooManyRedirects("a redirect is never followed")
+
+
 def _session(ca_pem: str | None) -> Any:
     """A requests session; with a CA bundle, TLS is verified against exactly those certificates (no file on disk)."""
     import requests
     from requests.adapters import HTTPAdapter
 
     session = requests.Session()
+    session.max_redirects = 0  # a redirect would carry the token to wherever the server points (H4)
+    session.hooks["response"].append(_refuse_redirect)
     if not ca_pem:
         return session
     try:
@@ -340,9 +359,19 @@ class StoreState:
 
 
 class HashicorpVaultTarget:
-    def __init__(self, client: Any, spec: HashicorpVaultSpec, owner: Owner, previous: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        client: Any,
+        spec: HashicorpVaultSpec,
+        owner: Owner,
+        previous: Mapping[str, Any],
+        *,
+        allow_adopt: bool = False,
+    ) -> None:
         self.client, self.spec, self.owner, self.previous = client, spec, owner, previous
+        self.allow_adopt = allow_adopt
         self._owned = False
+        self._adopting = False
 
     # identity -------------------------------------------------------------------------------------------
 
@@ -423,14 +452,15 @@ class HashicorpVaultTarget:
                     Reason.NOT_FOUND, f"{what} not found (or the token's policies grant nothing under it)"
                 ) from None
             raise _vault_error(exc, what) from None
+        # the server's answer is never quoted (a hostile or redirected server could put anything there)
         data = (response or {}).get("data") or {}
         if data.get("path") != self.spec.mount + "/":
-            raise TargetError(Reason.NOT_FOUND, f"{what} not found (the path belongs to mount {data.get('path')!r})")
+            raise TargetError(Reason.NOT_FOUND, f"{what} not found (the path belongs to another mount)")
         version = str((data.get("options") or {}).get("version") or "1")
         if data.get("type") not in ("kv", "generic") or version != str(self.spec.kv_version):
+            other = f"KV v{version}" if data.get("type") in ("kv", "generic") and version in ("1", "2") else "not KV"
             raise TargetError(
-                Reason.KV_VERSION_MISMATCH,
-                f"{what} is {data.get('type')!r} version {version}, not KV v{self.spec.kv_version}; fix kvVersion",
+                Reason.KV_VERSION_MISMATCH, f"{what} is {other}, not KV v{self.spec.kv_version}; fix kvVersion"
             )
 
     async def _read_v2(self) -> StoreState:
@@ -447,7 +477,9 @@ class HashicorpVaultTarget:
             version=int(body.get("current_version") or 0),
             custom_metadata=dict(body.get("custom_metadata") or {}),
         )
-        if remote.version:
+        self._adopting = self._check_ownership(remote)
+        # a secret not ours yet is read only when adopting it must keep its other keys (prune: false)
+        if remote.version and (not self._adopting or not self.spec.prune):
             what = f"data of {self.spec.mount}/{self.spec.path}"
             try:
                 response = await in_thread(self.client.adapter.get, self._url(self.spec.mount, "data", self.spec.path))
@@ -484,6 +516,14 @@ class HashicorpVaultTarget:
         else:
             owner = self.owner.ref if self._recorded_as_ours() else None
             missing = "not recorded in status"
+        consent = None  # KV v1 has no metadata to opt in with: adopt: true (with the tenant's own token) suffices
+        if self.spec.kv_version == 2:
+            consent = Consent(
+                lambda current: current.get(ADOPT_KEY),
+                adopt_token(self.owner),
+                f"custom_metadata {ADOPT_KEY}",
+                self.allow_adopt,
+            )
         return claim_one(
             where=f"Vault {self.spec.address}",
             name=f"secret {self.spec.mount}/{self.spec.path}",
@@ -491,6 +531,8 @@ class HashicorpVaultTarget:
             me=self.owner.ref,
             adopt=self.spec.adopt,
             marker=missing,
+            current=remote.custom_metadata,
+            consent=consent,
         )
 
     # Target ----------------------------------------------------------------------------------------------
@@ -516,8 +558,12 @@ class HashicorpVaultTarget:
         remote = await (self._read_v2() if self.spec.kv_version == 2 else self._read_v1())
         plan = Plan(state=remote)
         if remote.exists:
-            plan.metadata = self._check_ownership(remote)
+            plan.metadata = self._check_ownership(remote) if self.spec.kv_version == 1 else self._adopting
             self._owned = not plan.metadata
+        if plan.metadata:  # adopting: values are never compared (no equality oracle), every key is written
+            known = set(desired) if self.spec.prune else set(desired) & set(remote.data)  # prune: all replaced
+            plan.update, plan.create = sorted(known), sorted(set(desired) - known)
+            return plan
         for name, value in desired.items():
             if name not in remote.data:
                 plan.create.append(name)

@@ -16,13 +16,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..digest import Digester
-from ..errors import SpecError
+from ..errors import Reason, SpecError, TargetError
 from ..fields import SECRET_KEY, Selection, boolean, obj, string, string_map
-from ..kube import FIELD_MANAGER, GROUP, VERSION, SecretsAPI
+from ..kube import FIELD_MANAGER, GROUP, VERSION, KubeAPI, KubeError
 from ..selection import SelectionError, select
 from ..vault import Vault
 from .base import Owner, Plan, StoreKind, TargetContext, diff
-from .ownership import MANAGED_BY_VALUE, claim_one
+from .ownership import (
+    ADOPT_ANNOTATION,
+    MANAGED_BY_VALUE,
+    NEVER_WRITTEN_SECRET_TYPES,
+    claim_one,
+    secret_adopt_refusal,
+)
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 OWNER_ANNOTATION = "vaultbundle.io/owner"
@@ -71,9 +77,15 @@ class KubernetesSecretKind(StoreKind):
         policy = string(raw.get("deletionPolicy"), f"{path}.deletionPolicy", default="Retain")
         if policy not in ("Retain", "Delete"):
             raise SpecError(f"{path}.deletionPolicy must be Retain or Delete")
+        kind = string(raw.get("type"), f"{path}.type", default="Opaque")
+        if kind in NEVER_WRITTEN_SECRET_TYPES:  # the CRD's CEL rule says the same; a one-shot run has no CRD
+            raise SpecError(
+                f"{path}.type {kind} is never written by vaultbundle (the apiserver's tokens, Helm's release "
+                "records); use Opaque or another type"
+            )
         return KubernetesSecretSpec(
             name=string(raw.get("name"), f"{path}.name", required=True),
-            type=string(raw.get("type"), f"{path}.type", default="Opaque"),
+            type=kind,
             labels=string_map(raw.get("labels"), f"{path}.labels"),
             annotations=string_map(raw.get("annotations"), f"{path}.annotations"),
             template=entries,
@@ -130,7 +142,7 @@ def _our_keys(secret: Mapping[str, Any]) -> set[str]:
 
 
 class KubernetesSecretTarget:
-    def __init__(self, kube: SecretsAPI, owner: Owner, spec: KubernetesSecretSpec, digester: Digester) -> None:
+    def __init__(self, kube: KubeAPI, owner: Owner, spec: KubernetesSecretSpec, digester: Digester) -> None:
         self.kube, self.owner, self.spec, self.digester = kube, owner, spec, digester
 
     def describe(self) -> str:
@@ -139,15 +151,62 @@ class KubernetesSecretTarget:
     def status_extra(self) -> dict[str, Any]:
         return {}
 
-    def _check_ownership(self, current: Mapping[str, Any]) -> None:
-        claim_one(
-            where=f"namespace {self.owner.namespace}",
-            name=f"Secret {self.spec.name}",
-            owner=(current.get("metadata", {}).get("annotations") or {}).get(OWNER_ANNOTATION),
+    def _owner_of(self, current: Mapping[str, Any]) -> str | None:
+        """The owner annotation, unless it names us but an earlier VaultBundle of this name (another uid) wrote
+        it: that one is not ours without the adopt opt-in."""
+        annotations = current.get("metadata", {}).get("annotations") or {}
+        owner, uid = annotations.get(OWNER_ANNOTATION), annotations.get(OWNER_UID_ANNOTATION)
+        if owner == self.owner.ref and uid and uid != self.owner.uid:
+            return None
+        return owner
+
+    async def _check_ownership(self, current: Mapping[str, Any]) -> bool:
+        """Raise `SecretNotOwned` unless we may write the Secret; True when it is adopted now."""
+        where, name = f"namespace {self.owner.namespace}", f"Secret {self.spec.name}"
+        adopting = claim_one(
+            where=where,
+            name=name,
+            owner=self._owner_of(current),
             me=self.owner.ref,
             adopt=self.spec.adopt,
-            marker=f"no {OWNER_ANNOTATION} annotation",
+            marker=f"no {OWNER_ANNOTATION} annotation for this VaultBundle",
         )
+        if adopting:
+            refusal = secret_adopt_refusal(current, owner=self.owner, sources=await self._source_secrets())
+            if refusal:
+                raise TargetError(
+                    Reason.SECRET_NOT_OWNED,
+                    f"{where}: {name} exists and is not managed by vaultbundle; it is not adopted: {refusal}; "
+                    "nothing was written",
+                )
+        return adopting
+
+    async def _source_secrets(self) -> set[str]:
+        """The config and passphrase Secrets of every VaultBundle in the namespace: never adopted."""
+        try:
+            bundles = await self.kube.list_vaultbundles(self.owner.namespace)
+        except KubeError as exc:
+            raise TargetError(Reason.KUBERNETES_API_ERROR, f"listing VaultBundles failed: {exc}") from None
+        names: set[str] = set()
+        for bundle in bundles:
+            source = (bundle.get("spec") or {}).get("source") or {}
+            for ref in ("configSecretRef", "passphraseSecretRef"):
+                name = (source.get(ref) or {}).get("name")
+                if isinstance(name, str):
+                    names.add(name)
+        return names
+
+    def _check_type(self, current: Mapping[str, Any], *, adopting: bool) -> None:
+        """A Secret's type is immutable: ours is deleted and re-created, an adopted one never is."""
+        have = current.get("type", "Opaque")
+        adopted = ADOPT_ANNOTATION in (current.get("metadata", {}).get("annotations") or {})
+        if have != self.spec.type and (adopting or adopted):
+            raise TargetError(
+                Reason.TYPE_CHANGE_REFUSED,
+                f"namespace {self.owner.namespace}: Secret {self.spec.name} is of type {have}, the target asks for "
+                f"{self.spec.type}; an adopted Secret is never deleted to change its type: set type: {have}, or "
+                "delete the Secret yourself",
+            )
 
     def _metadata(self, data: Mapping[str, bytes]) -> dict[str, Any]:
         metadata: dict[str, Any] = {
@@ -186,10 +245,16 @@ class KubernetesSecretTarget:
         current = await self.kube.get_secret(self.owner.namespace, self.spec.name)
         if current is None:
             return diff({}, desired, prune=False)
-        self._check_ownership(current)
+        adopting = await self._check_ownership(current)
+        self._check_type(current, adopting=adopting)
         data = _decoded_data(current)
         ours = _our_keys(current)
-        plan = diff({k: v for k, v in data.items() if k in ours or k in desired}, desired, prune=self.spec.prune)
+        if adopting:  # its values are never compared (a dry run is no equality oracle): every desired key is written
+            plan: Plan[StoreState] = Plan(
+                create=sorted(set(desired) - set(data)), update=sorted(set(desired) & set(data))
+            )
+        else:
+            plan = diff({k: v for k, v in data.items() if k in ours or k in desired}, desired, prune=self.spec.prune)
         plan.state = current
         meta = current.get("metadata", {})
         want = self._metadata(self._applied(plan, desired))

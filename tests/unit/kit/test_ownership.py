@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import pytest
 
 from vaultbundle.errors import Reason, TargetError
-from vaultbundle.targets.ownership import Claim, claim, claim_one, claim_tagged, sort
+from vaultbundle.targets.base import Owner
+from vaultbundle.targets.ownership import Claim, Consent, adopt_token, claim, claim_one, claim_tagged, sort
 
 ME = "web/app"
 
@@ -100,10 +101,40 @@ def test_claim_tagged_reads_every_name_and_notes_soft_deleted_ones() -> None:
         read.append(name)
         return store.get(name)
 
+    tagging = {"owner_tag": "owner", "me": ME, "where": "w", "adopt_tag": "adopt", "token": "web.app"}
     with pytest.raises(TargetError, match=r"\(no owner tag\): B \(in the bin\), C;"):
-        claim_tagged(
-            get, ["A", "B", "C", "D"], owner_tag="owner", me=ME, adopt=False, where="w", deleted_note="in the bin"
-        )
+        claim_tagged(get, ["A", "B", "C", "D"], adopt=False, deleted_note="in the bin", **tagging)
     assert sorted(read) == ["A", "B", "C", "D"]
-    claimed = claim_tagged(get, ["A", "B", "D"], owner_tag="owner", me=ME, adopt=True, where="w", deleted_note="-")
+    # adopt: true alone no longer takes B: the object itself must opt in (issue #13 item 5)
+    with pytest.raises(TargetError, match=r"does not opt in to adoption: B \(-\); .*set tag adopt=web\.app"):
+        claim_tagged(get, ["A", "B", "D"], adopt=True, deleted_note="-", **tagging)
+    store["B"].tags["adopt"] = "web.app"
+    claimed = claim_tagged(get, ["A", "B", "D"], adopt=True, deleted_note="-", **tagging)
     assert claimed.missing == ["D"] and list(claimed.ours) == ["A"] and list(claimed.adopted) == ["B"]
+
+
+def test_adopt_needs_the_objects_own_opt_in_for_this_very_vaultbundle() -> None:
+    consent = Consent(lambda f: f.get("adopt"), adopt_token(Owner("web", "app", "uid")), "tag adopt")
+    assert consent.token == "web.app"
+    claimed = claim(
+        {"A": {"adopt": "web.app"}, "B": None},
+        owner_of=lambda f: None,
+        me=ME,
+        adopt=True,
+        where="w",
+        marker="m",
+        consent=consent,
+    )
+    assert list(claimed.adopted) == ["A"]
+    for other in ({}, {"adopt": "web.other"}, {"adopt": "team-b.app"}, {"adopt": "true"}):
+        with pytest.raises(TargetError, match="does not opt in") as caught:
+            claim({"A": other}, owner_of=lambda f: None, me=ME, adopt=True, where="w", marker="m", consent=consent)
+        assert caught.value.reason is Reason.SECRET_NOT_OWNED
+    # without adopt: true the opt-in alone does nothing (the VaultBundle's author must ask for it too)
+    with pytest.raises(TargetError, match="set adopt: true"):
+        claim({"A": {"adopt": "web.app"}}, owner_of=lambda f: None, me=ME, adopt=False, where="w", marker="m")
+    # a ClusterTargetStore that allows adopt (its Grant) stands in for the object's opt-in
+    lent = Consent(consent.read, consent.token, consent.marker, allow_adopt=True)
+    assert claim_one(where="w", name="s", owner=None, me=ME, adopt=True, marker="m", current={}, consent=lent)
+    with pytest.raises(TargetError, match="does not opt in"):
+        claim_one(where="w", name="s", owner=None, me=ME, adopt=True, marker="m", current={}, consent=consent)
