@@ -102,12 +102,13 @@ def _run_script(script: str, log: Path, env: dict[str, str], *args: str) -> subp
         )
 
 
-def _wait_saying(proc: subprocess.Popen[bytes], what: str, say: Callable[[str], None], last: list[float]) -> int:
-    """Wait for *proc*; whenever nothing was said for HEARTBEAT_SECONDS, say that *what* is still running."""
+def wait_saying(proc: subprocess.Popen[bytes], what: str, say: Callable[[str], None], last: list[float]) -> int:
+    """Wait for *proc*; whenever nothing was said for HEARTBEAT_SECONDS (since ``last[0]``), say that *what* is
+    still running. The builds and the node's setup steps share it."""
     started = time.monotonic()
     while True:
         try:
-            return proc.wait(timeout=1.0)
+            return proc.wait(timeout=min(1.0, HEARTBEAT_SECONDS / 4))
         except subprocess.TimeoutExpired:
             if time.monotonic() - last[0] >= HEARTBEAT_SECONDS:
                 say(f"  {what}: still running, {minutes(time.monotonic() - started)} elapsed")
@@ -139,7 +140,7 @@ def _build(script: str, log: Path, env: dict[str, str], name: str, say: Callable
 
         reader = threading.Thread(target=relay, name=f"build-{name}-output", daemon=True)
         reader.start()
-        code = _wait_saying(proc, f"building {name}", say, last)
+        code = wait_saying(proc, f"building {name}", say, last)
         reader.join()
     return code
 
@@ -164,7 +165,7 @@ def ensure_artifacts(binaries: Binaries, logs: Path, say: Callable[[str], None] 
                     continue
                 log = logs / f"build-{artifact.name}.log"
                 if artifact.name == "openbao" and prefetch is not None:
-                    _wait_saying(prefetch, "downloading OpenBao's modules", say, [time.monotonic()])
+                    wait_saying(prefetch, "downloading OpenBao's modules", say, [time.monotonic()])
                 expected, source = expected_seconds(binaries, artifact)
                 say(f"building {artifact.name}: expect about {minutes(expected)} ({source}); log: {log}")
                 started = time.monotonic()

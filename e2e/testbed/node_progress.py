@@ -1,5 +1,6 @@
-"""Run one long step of the node's setup as a subprocess with its output in a log, and say every 15 s that it is
-still running and for how long (a cold kubelet build or debootstrap takes minutes)."""
+"""Run one long step of the node's setup as a subprocess with its output in a log, and say (with the builds'
+heartbeat, `artifacts.wait_saying`) that it is still running and for how long: a cold kubelet build or
+debootstrap takes minutes."""
 
 from __future__ import annotations
 
@@ -8,9 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .artifacts import tail
-
-TICK_SECONDS = 15.0
+from .artifacts import tail, wait_saying
 
 
 class NodeError(RuntimeError):
@@ -26,12 +25,7 @@ def run_step(
     started = time.monotonic()
     with log.open("ab") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
-        next_tick = started + TICK_SECONDS
-        while proc.poll() is None:
-            time.sleep(0.2)
-            if time.monotonic() >= next_tick:
-                say(f"  ... {what}: {time.monotonic() - started:.0f}s")
-                next_tick += TICK_SECONDS
+        wait_saying(proc, what, say, [started])
     elapsed = time.monotonic() - started
     if proc.returncode != 0:
         raise NodeError(f"{what} failed (exit {proc.returncode}) after {elapsed:.0f}s; see {log}:\n{tail(log)}")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from e2e.testbed import node_progress
+from e2e.testbed import artifacts, node_progress
 from e2e.testbed.node_cleanup import remove_kubepods_cgroups
 from e2e.testbed.node_config import NODE_NAME, PAUSE_IMAGE, NodeLayout, write_node_files
 from e2e.testbed.node_network import network
@@ -87,10 +87,10 @@ def test_kubepods_cgroups_are_removed_leaves_first_and_only_when_empty(tmp_path:
 
 
 def test_a_long_step_reports_progress_and_a_failed_one_its_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(node_progress, "TICK_SECONDS", 0.2)
+    monkeypatch.setattr(artifacts, "HEARTBEAT_SECONDS", 0.2)
     said: list[str] = []
     node_progress.run_step("waiting", ["sleep", "0.7"], tmp_path / "a.log", said.append)
-    ticks = [s for s in said if s.startswith("  ... waiting:")]
+    ticks = [s for s in said if s.startswith("  waiting: still running")]
     assert len(ticks) >= 2, said
     assert said[-1].startswith("  waiting: done in")
     with pytest.raises(node_progress.NodeError, match=r"(?s)failing failed \(exit 3\).*boom"):
