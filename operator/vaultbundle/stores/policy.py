@@ -27,7 +27,7 @@ from vaultbundle.stores.scope import AWS, AZURE, DNS_SUBDOMAIN, GCP, GITHUB, KIN
 # them (the CRD's CEL rule lists the same fields; tests keep the two equal).
 CONNECTION_FIELDS: Mapping[str, tuple[str, ...]] = {
     AWS: ("region", "endpoint", "stsEndpoint", "roleArn", "externalId", "credentialsSecretRef", "auth"),
-    GCP: ("project", "endpoint", "insecure", "credentialsSecretRef"),
+    GCP: ("project", "endpoint", "insecure", "credentialsSecretRef", "auth"),
     AZURE: ("vaultURL", "auth", "caBundleSecretRef"),
     VAULT: ("address", "namespace", "caBundleSecretRef", "auth"),
     GITHUB: ("apiURL", "auth"),
@@ -41,7 +41,7 @@ CONNECTION_DEFAULTS: Mapping[str, Mapping[str, Any]] = {
 # Tenant-chosen URLs: only ever used together with tenant-supplied credentials (C2).
 ENDPOINT_FIELDS: Mapping[str, tuple[str, ...]] = {
     AWS: ("endpoint", "stsEndpoint"),
-    GCP: ("endpoint",),
+    GCP: ("endpoint", "auth.tokenURL", "auth.serviceAccountImpersonationURL"),
     AZURE: ("vaultURL", "auth.authorityHost"),
     VAULT: ("address",),
     GITHUB: ("apiURL",),
@@ -88,10 +88,10 @@ def has_tenant_credentials(kind: str, body: Mapping[str, Any]) -> bool:
     """True when the target brings its own credentials (a Secret or ServiceAccount in its namespace)."""
     if kind == AWS:  # a static key, or a ServiceAccount of the namespace (AssumeRoleWithWebIdentity)
         return body.get("credentialsSecretRef") is not None or _set(body, "auth.serviceAccountRef")
-    if kind == GCP:
-        return body.get("credentialsSecretRef") is not None
-    if kind == AZURE:
-        return (body.get("auth") or {}).get("clientSecretRef") is not None
+    if kind == GCP:  # a service-account key, or a ServiceAccount of the namespace (workload identity federation)
+        return body.get("credentialsSecretRef") is not None or _set(body, "auth.serviceAccountRef")
+    if kind == AZURE:  # a client secret, or a ServiceAccount of the namespace (workload identity federation)
+        return _set(body, "auth.clientSecretRef") or _set(body, "auth.serviceAccountRef")
     if kind in (VAULT, GITHUB):
         return bool(body.get("auth"))  # every Vault / GitHub login is the tenant's own
     raise SpecError(f"{kind} is not an external store kind")

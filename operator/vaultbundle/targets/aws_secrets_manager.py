@@ -66,7 +66,6 @@ _TAG_VALUE = re.compile(r"[\w\s.:/=+\-@]{0,256}")
 _REGION = re.compile(r"[a-z]{2}(-[a-z0-9]+)+-\d+")
 _ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
 _URL = re.compile(r"https?://[^\s/]+(/\S*)?")
-_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 ROLE_ARN_ANNOTATION = "eks.amazonaws.com/role-arn"  # the IRSA convention: the role a ServiceAccount may assume
 STS_AUDIENCE = "sts.amazonaws.com"
 
@@ -195,13 +194,7 @@ def _service_account(raw: Any, path: str) -> str:
         raise SpecError(f"{path} takes only serviceAccountRef: {{name: <ServiceAccount in this namespace>}}")
     if auth.get("serviceAccountRef") is None:
         return ""
-    ref = obj(auth["serviceAccountRef"], f"{path}.serviceAccountRef")
-    if set(ref) != {"name"}:
-        raise SpecError(f"{path}.serviceAccountRef must be {{name: <ServiceAccount in this namespace>}}")
-    name = string(ref["name"], f"{path}.serviceAccountRef.name", required=True)
-    if len(name) > 253 or not _DNS_SUBDOMAIN.fullmatch(name):
-        raise SpecError(f"{path}.serviceAccountRef.name is not a valid ServiceAccount name")
-    return name
+    return tokens.service_account_ref(auth["serviceAccountRef"], f"{path}.serviceAccountRef")
 
 
 def _tag_problem(key: str, value: str) -> str | None:

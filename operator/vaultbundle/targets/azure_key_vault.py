@@ -18,6 +18,13 @@ begin_recover_deleted_secret, begin_delete_secret, list_properties_of_secrets.
   names are case-insensitive) and that left the selection are deleted (soft delete: recoverable for the
   vault's retention period; never purged); two targets of one VaultBundle never prune each other. A
   soft-deleted secret of ours that comes back is recovered, then updated.
+* Credentials: a service principal's client secret in a Secret of the namespace (`auth.clientSecretRef`); or
+  workload identity federation (`auth.serviceAccountRef` + `tenantID` + `clientID`): a TokenRequest mints a
+  short-lived token of the tenant's own ServiceAccount (audience `api://AzureADTokenExchange`), which
+  azure-identity's `ClientAssertionCredential` presents to Microsoft Entra ID as the client assertion, so the
+  app's federated identity credentials (issuer + subject `system:serviceaccount:<ns>:<name>`) decide per
+  namespace; or, with `storeRef`, the ClusterTargetStore's identity. Never the operator's ambient identity for
+  a tenant.
 * Errors become TargetError with a reason (AuthFailed, Forbidden, Throttled, Unavailable, ...); the SDK's
   message text is never copied.
 """
@@ -42,6 +49,7 @@ from ..errors import Reason, SpecError, TargetError
 from ..fields import SecretRef, Selection, boolean, checked_tags, obj, secret_key, secret_object, secret_ref, string
 from ..selection import SelectionError, select
 from ..vault import Vault
+from . import tokens
 from .base import Plan, StoreKind, TargetContext, WrittenNames
 from .checks import is_loopback
 from .credentials import Credentials, credentials_for
@@ -60,6 +68,7 @@ _VAULT_URL = re.compile(r"https://[A-Za-z0-9.-]+(:\d{1,5})?/?")
 _API_VERSION = re.compile(r"\d{1,2}\.\d{1,2}(-preview)?|\d{4}-\d{2}-\d{2}(-preview)?")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _PEM = re.compile(r"-----BEGIN CERTIFICATE-----")
+TOKEN_EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"  # what Entra ID requires of a federated assertion
 
 NAME_RULE = NameRule(
     store="Azure Key Vault",
@@ -80,11 +89,21 @@ class ClientSecretRef:
 
 
 @dataclass(frozen=True)
+class WorkloadIdentity:
+    """`auth.serviceAccountRef`: Entra workload identity federation with a ServiceAccount of the namespace."""
+
+    service_account: str
+    tenant_id: str
+    client_id: str
+
+
+@dataclass(frozen=True)
 class AzureKeyVaultSpec:
     vault_url: str
     content_type: str = "text/plain"
     tags: Mapping[str, str] = field(default_factory=dict)
     client_secret: ClientSecretRef | None = None
+    workload_identity: WorkloadIdentity | None = None
     managed_identity_client_id: str = ""
     authority_host: str = ""
     api_version: str = ""
@@ -110,6 +129,24 @@ def _tags(raw: Any, path: str) -> dict[str, str]:
     return checked_tags(raw, path, _tag_problem, max_tags=MAX_USER_TAGS, limit_note=limit)
 
 
+def _workload_identity(auth: Mapping[str, Any], path: str) -> WorkloadIdentity | None:
+    if auth.get("serviceAccountRef") is None:
+        for name in ("tenantID", "clientID"):
+            if auth.get(name) not in (None, ""):
+                raise SpecError(f"{path}.{name} is only used with serviceAccountRef (workload identity federation)")
+        return None
+    ids = {}
+    for name in ("tenantID", "clientID"):
+        ids[name] = string(auth.get(name), f"{path}.{name}", required=True)
+        if not _UUID.fullmatch(ids[name]):
+            raise SpecError(f"{path}.{name} must be a GUID, e.g. 00000000-0000-0000-0000-000000000000")
+    return WorkloadIdentity(
+        service_account=tokens.service_account_ref(auth["serviceAccountRef"], f"{path}.serviceAccountRef"),
+        tenant_id=ids["tenantID"],
+        client_id=ids["clientID"],
+    )
+
+
 class AzureKeyVaultKind(StoreKind):
     name = "azureKeyVault"
     extra = "azure"
@@ -133,11 +170,16 @@ class AzureKeyVaultKind(StoreKind):
                     ref.get("clientSecretKey"), f"{where}.clientSecretKey", default="client-secret"
                 ),
             )
+        workload_identity = _workload_identity(auth, f"{path}.auth")
+        if workload_identity is not None and client_secret is not None:
+            raise SpecError(f"{path}.auth: clientSecretRef and serviceAccountRef exclude each other")
         managed_identity = string(auth.get("managedIdentityClientID"), f"{path}.auth.managedIdentityClientID")
         if managed_identity and not _UUID.fullmatch(managed_identity):
             raise SpecError(f"{path}.auth.managedIdentityClientID must be a client id (a UUID)")
-        if managed_identity and client_secret:
-            raise SpecError(f"{path}.auth: clientSecretRef and managedIdentityClientID exclude each other")
+        if managed_identity and (client_secret or workload_identity):
+            raise SpecError(
+                f"{path}.auth: managedIdentityClientID excludes clientSecretRef and serviceAccountRef"
+            )
         authority = string(auth.get("authorityHost"), f"{path}.auth.authorityHost")
         if authority and not _VAULT_URL.fullmatch(authority):
             raise SpecError(f"{path}.auth.authorityHost must be an https URL, like https://login.microsoftonline.us")
@@ -160,6 +202,7 @@ class AzureKeyVaultKind(StoreKind):
             content_type=content_type,
             tags=_tags(raw.get("tags"), f"{path}.tags"),
             client_secret=client_secret,
+            workload_identity=workload_identity,
             managed_identity_client_id=managed_identity,
             authority_host=authority,
             api_version=api_version,
@@ -194,7 +237,10 @@ class AzureKeyVaultKind(StoreKind):
             spec, principal = await _from_store(spec, grant, credentials)
             return AzureKeyVaultTarget(await in_thread(_client, spec, principal, ""), spec, context)
         secret: tuple[str, str, str] | None = None
-        if spec.client_secret is None:
+        assertion = ""
+        if spec.workload_identity is not None:
+            assertion = await _assertion(spec.workload_identity, context, credentials)
+        elif spec.client_secret is None:
             credentials.ambient()  # environment, workload identity or managed identity
         else:
             ref = spec.client_secret
@@ -209,7 +255,10 @@ class AzureKeyVaultKind(StoreKind):
             # test beds only (--egress-allow-local): a loopback fake cannot be on *.vault.azure.net; the token
             # scope stays pinned to Key Vault's, so no other token can leave
             spec = replace(spec, verify_challenge_resource=False)
-        client = await in_thread(_client, spec, secret, ca_file)
+        if assertion:
+            client = await in_thread(_federated_client, spec, assertion, ca_file)
+        else:
+            client = await in_thread(_client, spec, secret, ca_file)
         return AzureKeyVaultTarget(client, spec, context, allow_adopt=credentials.adopt_allowed())
 
 
@@ -251,6 +300,18 @@ async def _from_store(
         await credentials.store_secret(ref, "clientSecretKey"),
     )
     return spec, principal
+
+
+async def _assertion(identity: WorkloadIdentity, context: TargetContext, credentials: Credentials) -> str:
+    """A fresh token of the tenant's own ServiceAccount for Entra's token exchange audience; the ServiceAccount
+    must opt in (`vaultbundle.io/token-audiences: api://AzureADTokenExchange`)."""
+    credentials.service_account(identity.service_account)
+    return await tokens.service_account_token(
+        context,
+        identity.service_account,
+        [TOKEN_EXCHANGE_AUDIENCE],
+        "sign in to Microsoft Entra ID (workload identity federation)",
+    )
 
 
 def ambient_credential(spec: AzureKeyVaultSpec) -> Any:
@@ -398,6 +459,31 @@ class PinnedScope:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+
+def _federated_client(spec: AzureKeyVaultSpec, assertion: str, ca_file: str) -> Any:
+    """A client whose credential presents *assertion* (this sync's ServiceAccount token) to Entra ID. Not cached:
+    the assertion is minted per sync, so every sync signs in afresh as the namespace's ServiceAccount. The token
+    endpoint is `authorityHost` (a tenant URL, under the egress policy) and trusts caBundleSecretRef's CA."""
+    from azure.identity import ClientAssertionCredential
+    from azure.keyvault.secrets import SecretClient
+
+    identity = spec.workload_identity
+    assert identity is not None
+    transport: dict[str, Any] = {"connection_verify": ca_file} if ca_file else {}
+    options: dict[str, Any] = {"authority": spec.authority_host} if spec.authority_host else {}
+    credential = ClientAssertionCredential(
+        identity.tenant_id, identity.client_id, lambda: assertion, retry_total=2, **options, **transport
+    )
+    extra: dict[str, Any] = {"api_version": spec.api_version} if spec.api_version else {}
+    return SecretClient(
+        spec.vault_url,
+        PinnedScope(credential, key_vault_scope(spec.vault_url)),
+        verify_challenge_resource=spec.verify_challenge_resource,
+        retry_total=3,
+        **transport,
+        **extra,
+    )
 
 
 # --- errors --------------------------------------------------------------------------------------------------

@@ -8,6 +8,14 @@ payload, so an unchanged bundle causes no write and no version churn. `prune: tr
 carry our owner label *and* that this target wrote (status `managedSecrets`), so two targets of one
 VaultBundle in one project never prune each other.
 
+Credentials: a service-account key in a Secret of the namespace (`credentialsSecretRef`); or workload identity
+federation (`auth.serviceAccountRef` + `auth.audience`): a TokenRequest mints a short-lived token of the
+tenant's own ServiceAccount (audience: the provider's default, `https:` + `auth.audience`), and google-auth's
+identity-pool credentials exchange it at STS (`auth.tokenURL`), optionally impersonating a Google service
+account (`auth.serviceAccountImpersonationURL`): the pool's attribute conditions and IAM bindings decide per
+namespace. Or, with `storeRef`, the ClusterTargetStore's identity. Never the operator's ambient identity for a
+tenant.
+
 The client is synchronous gRPC; every call runs in a worker thread with a bounded timeout. The SDK is imported
 lazily, so spec parsing works without the `gcp` extra.
 """
@@ -28,6 +36,7 @@ from ..errors import PolicyDeniedError, Reason, SpecError, TargetError
 from ..fields import SecretRef, Selection, boolean, obj, secret_ref, string, string_map, strings
 from ..selection import SelectionError, select
 from ..vault import Vault
+from . import tokens
 from .base import Owner, Plan, StoreKind, TargetContext, WrittenNames
 from .checks import is_loopback
 from .credentials import Credentials, credentials_for
@@ -57,6 +66,33 @@ _ENDPOINT = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})")
 _LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 _LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}")
 _LOCATION = re.compile(r"[a-z][a-z0-9-]{1,62}")
+STS_TOKEN_URL = "https://sts.googleapis.com/v1/token"  # noqa: S105 - a URL, not a secret
+JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"  # noqa: S105 - an OAuth token type name
+_PROVIDER_AUDIENCE = re.compile(
+    r"//iam\.googleapis\.com/projects/[0-9]{1,20}/locations/global/workloadIdentityPools/[a-z0-9-]{4,32}"
+    r"/providers/[a-z0-9-]{4,32}"
+)
+_HTTPS_URL = re.compile(r"https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[^\s?#]*)?")
+_IMPERSONATION_URL = re.compile(
+    r"https://[A-Za-z0-9.-]+(:[0-9]{1,5})?/v1/projects/-/serviceAccounts/[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+"
+    r":generateAccessToken"
+)
+_AUTH_FIELDS = ("serviceAccountRef", "audience", "tokenURL", "serviceAccountImpersonationURL")
+
+
+@dataclass(frozen=True)
+class WorkloadIdentity:
+    """`auth`: workload identity federation with a ServiceAccount of the VaultBundle's namespace."""
+
+    service_account: str  # a ServiceAccount of the VaultBundle's namespace
+    audience: str  # the pool provider: //iam.googleapis.com/projects/N/locations/global/workloadIdentityPools/P/providers/X
+    token_url: str = STS_TOKEN_URL
+    impersonation_url: str = ""  # https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/E:generateAccessToken
+
+    @property
+    def token_audience(self) -> str:
+        """The audience of the Kubernetes token: the provider's default allowed audience (`https:` + audience)."""
+        return "https:" + self.audience
 
 
 @dataclass(frozen=True)
@@ -65,6 +101,7 @@ class GcpSecretManagerSpec:
     endpoint: str = ""
     insecure: bool = False
     credentials_ref: SecretRef | None = None
+    workload_identity: WorkloadIdentity | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
     locations: tuple[str, ...] = ()  # user-managed replication; empty = automatic
     naming: Naming = field(default_factory=Naming)
@@ -118,6 +155,42 @@ def _locations(value: Any, path: str) -> tuple[str, ...]:
     return locations
 
 
+def _https_url(value: Any, path: str, default: str, pattern: re.Pattern[str], example: str) -> str:
+    text = string(value, path, default=default)
+    if text and not pattern.fullmatch(text):
+        raise SpecError(f"{path} must be an https URL like {example}")
+    return text
+
+
+def _workload_identity(raw: Any, path: str) -> WorkloadIdentity | None:
+    auth = obj(raw, path)
+    if not auth:
+        return None
+    unknown = sorted(set(auth) - set(_AUTH_FIELDS))
+    if unknown:
+        raise SpecError(f"{path}: unknown fields {', '.join(unknown)} (it takes {', '.join(_AUTH_FIELDS)})")
+    if auth.get("serviceAccountRef") is None:
+        raise SpecError(f"{path}.serviceAccountRef is required: {{name: <ServiceAccount in this namespace>}}")
+    audience = string(auth.get("audience"), f"{path}.audience", required=True)
+    if not _PROVIDER_AUDIENCE.fullmatch(audience):
+        raise SpecError(
+            f"{path}.audience must name a workload identity pool provider: "
+            "//iam.googleapis.com/projects/NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER"
+        )
+    return WorkloadIdentity(
+        service_account=tokens.service_account_ref(auth["serviceAccountRef"], f"{path}.serviceAccountRef"),
+        audience=audience,
+        token_url=_https_url(auth.get("tokenURL"), f"{path}.tokenURL", STS_TOKEN_URL, _HTTPS_URL, STS_TOKEN_URL),
+        impersonation_url=_https_url(
+            auth.get("serviceAccountImpersonationURL"),
+            f"{path}.serviceAccountImpersonationURL",
+            "",
+            _IMPERSONATION_URL,
+            "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/EMAIL:generateAccessToken",
+        ),
+    )
+
+
 class GcpSecretManagerKind(StoreKind):
     name = "gcpSecretManager"
     extra = "gcp"
@@ -144,11 +217,17 @@ class GcpSecretManagerKind(StoreKind):
             )
             if insecure:
                 raise SpecError(f"{path}: insecure sends no credentials; drop credentialsSecretRef or insecure")
+        workload_identity = _workload_identity(raw.get("auth"), f"{path}.auth")
+        if workload_identity is not None and (credentials_ref is not None or insecure):
+            raise SpecError(
+                f"{path}.auth (workload identity federation) excludes credentialsSecretRef and insecure; keep one"
+            )
         return GcpSecretManagerSpec(
             project=project,
             endpoint=endpoint,
             insecure=insecure,
             credentials_ref=credentials_ref,
+            workload_identity=workload_identity,
             labels=_labels(raw.get("labels"), f"{path}.labels"),
             locations=_locations(raw.get("replication"), f"{path}.replication"),
             naming=parse_naming(raw.get("naming"), f"{path}.naming"),
@@ -177,6 +256,10 @@ class GcpSecretManagerKind(StoreKind):
         info: dict[str, Any] | None = None
         if grant is not None and grant.store is not None:
             spec, info = await _from_store(spec, grant, credentials)
+        elif spec.workload_identity is not None:
+            federated = await _federated(spec.workload_identity, context, credentials)
+            client = await in_thread(_client, spec, None, federated)
+            return GcpSecretManagerTarget(client, spec, context, allow_adopt=credentials.adopt_allowed())
         elif spec.credentials_ref is None:
             if not spec.insecure:  # insecure (a loopback emulator): an anonymous channel, no credentials at all
                 credentials.ambient()  # workload identity / ADC: refused for tenants without a ClusterTargetStore
@@ -212,6 +295,46 @@ async def _from_store(
     return spec, parsed
 
 
+class _MintedToken:
+    """google-auth's subject-token supplier: the ServiceAccount token minted for this sync (the TokenRequest
+    needs the event loop, so it happens in `connect`; google-auth exchanges it at STS, then drops it)."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def get_subject_token(self, context: Any, request: Any) -> str:
+        return self._token
+
+    def __repr__(self) -> str:
+        return "_MintedToken(<redacted>)"
+
+
+async def _federated(identity: WorkloadIdentity, context: TargetContext, credentials: Credentials) -> Any:
+    """Identity-pool credentials (google-auth) whose subject token is a fresh token of the tenant's own
+    ServiceAccount, requested for the provider's audience; it must opt in (`vaultbundle.io/token-audiences`).
+    The STS (and impersonation) URLs are tenant URLs: checked by the egress policy before the exchange."""
+    from google.auth import identity_pool
+
+    credentials.service_account(identity.service_account)
+    if credentials.egress is not None:
+        credentials.egress.expect(identity.token_url, identity.impersonation_url)
+    token = await tokens.service_account_token(
+        context,
+        identity.service_account,
+        [identity.token_audience],
+        "exchange its token at Google STS (workload identity federation)",
+    )
+    supplier = _MintedToken(token)
+    return identity_pool.Credentials(  # type: ignore[no-untyped-call]
+        audience=identity.audience,
+        subject_token_type=JWT_TOKEN_TYPE,
+        token_url=identity.token_url,
+        subject_token_supplier=supplier,
+        service_account_impersonation_url=identity.impersonation_url or None,
+        scopes=[CLOUD_PLATFORM_SCOPE],
+    )
+
+
 def _json_object(text: str) -> dict[str, Any] | None:
     try:
         parsed = json.loads(text)
@@ -224,7 +347,12 @@ def _bad_credentials(ref: SecretRef) -> str:
     return f"Secret {ref.name!r} key {ref.key!r} is not a Google service-account JSON key"
 
 
-def _client(spec: GcpSecretManagerSpec, info: dict[str, Any] | None) -> SecretManagerServiceClient:
+def _client(
+    spec: GcpSecretManagerSpec, info: dict[str, Any] | None, federated: Any = None
+) -> SecretManagerServiceClient:
+    """The client: anonymous plaintext for a loopback emulator, else TLS with the service-account key *info*,
+    the *federated* credentials (exchanged here, in this worker thread under the egress scope, so that gRPC's
+    own threads never call STS), or ambient ADC (only where the policy admitted it)."""
     from google.auth import exceptions as auth_exceptions
     from google.cloud.secretmanager_v1 import SecretManagerServiceClient  # the `gcp` extra
 
@@ -237,6 +365,12 @@ def _client(spec: GcpSecretManagerSpec, info: dict[str, Any] | None) -> SecretMa
         channel = grpc.insecure_channel(spec.endpoint)
         return SecretManagerServiceClient(transport=SecretManagerServiceGrpcTransport(channel=channel))
     options = {"api_endpoint": spec.endpoint} if spec.endpoint else None
+    if federated is not None:
+        from google.auth.transport.requests import Request
+
+        with _errors(f"project {spec.project}: exchanging the ServiceAccount token (workload identity federation)"):
+            federated.refresh(Request())
+        return SecretManagerServiceClient(credentials=federated, client_options=options)
     try:
         credentials = None
         if info is not None:

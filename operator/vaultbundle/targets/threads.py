@@ -43,6 +43,11 @@ class EgressScope:
     pending: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
+    def expect(self, *urls: str) -> None:
+        """More tenant URLs (besides the endpoint) this target will reach: checked before its next SDK call."""
+        with self._lock:
+            self.pending.update(url for url in urls if url)
+
     def take_pending(self) -> list[str]:
         with self._lock:
             urls, self.pending = sorted(self.pending), set()
