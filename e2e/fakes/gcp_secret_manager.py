@@ -14,6 +14,12 @@ Behaviour follows the public API reference: ``versions/latest`` is the most rece
 give FAILED_PRECONDITION; ``data_crc32c`` sent by the client is verified. Optional ``--project-number
 ID=NUMBER`` makes returned names use the project number, as the real API does. Not implemented: IAM
 methods, Pub/Sub topics, expiry/TTL enforcement, delayed version destruction. Payloads are never logged.
+
+The plaintext port takes anonymous calls. With ``--tls-port`` (and ``--cert``/``--key``) a TLS port also
+serves, where every call needs ``authorization: Bearer <token>`` issued by the STS / IAM Credentials fake
+(``e2e/fakes/gcp_sts.py``, on ``--https-port``; tokens verified against the kube-apiserver given with
+``--kube-*``): unknown tokens get UNAUTHENTICATED, calls outside the token's project and name prefix
+PERMISSION_DENIED, and ListSecrets shows only the secrets in its prefix.
 """
 
 from __future__ import annotations
@@ -38,6 +44,9 @@ import google_crc32c
 import grpc
 from google.cloud.secretmanager_v1 import types as t
 from google.protobuf import empty_pb2
+
+from e2e.fakes import gcp_sts
+from e2e.fakes.federation import TokenReviewer, kube_access, kube_access_arguments
 
 log = logging.getLogger("fake-gcp-secret-manager")
 
@@ -427,6 +436,10 @@ class SecretManagerState:
         return self._transition(req.name, req.etag, State.DESTROYED)
 
 
+def _short_id(name: str) -> str:
+    return name.rsplit("/", 1)[-1]
+
+
 # method name -> (request type, response type); response type None means google.protobuf.Empty
 _METHODS: dict[str, tuple[Any, Any]] = {
     "CreateSecret": (t.CreateSecretRequest, t.Secret),
@@ -444,14 +457,61 @@ _METHODS: dict[str, tuple[Any, Any]] = {
 }
 
 
-def _generic_handler(state: SecretManagerState) -> grpc.GenericRpcHandler:
+_RESOURCE = re.compile(r"projects/([^/]+)(?:/locations/[^/]+)?(?:/secrets/([^/]+))?(?:/versions/[^/]+)?")
+
+
+def _resource(method: str, request: Any) -> tuple[str, str | None]:
+    """(project, secret ID or None) a request touches."""
+    if method == "CreateSecret":
+        name = f"{request.parent}/secrets/{request.secret_id}"
+    elif method == "UpdateSecret":
+        name = request.secret.name
+    else:
+        name = getattr(request, "name", "") or request.parent
+    match = _RESOURCE.fullmatch(name)
+    return (match.group(1), match.group(2)) if match else ("", None)
+
+
+def _authorize(federation: gcp_sts.GoogleFederation, method: str, request: Any, context: Any) -> gcp_sts.Grant:
+    """The caller's grant from its bearer token; RpcFailure when it may not make this call."""
+    metadata = dict(context.invocation_metadata())
+    token = str(metadata.get("authorization", "")).removeprefix("Bearer ")
+    grant = federation.grant_for(token)
+    if grant is None and not federation.known(token):
+        raise RpcFailure(grpc.StatusCode.UNAUTHENTICATED, "Request had invalid authentication credentials.")
+    project, secret_id = _resource(method, request)
+    if (
+        grant is None
+        or project != grant.project
+        or (secret_id is not None and not secret_id.startswith(grant.name_prefix))
+    ):
+        raise RpcFailure(
+            grpc.StatusCode.PERMISSION_DENIED,
+            f"Permission denied for {method} on resource (or it may not exist).",
+        )
+    return grant
+
+
+def _secure(context: Any) -> bool:
+    return list(context.auth_context().get("transport_security_type") or []) == [b"ssl"]
+
+
+def _generic_handler(
+    state: SecretManagerState, federation: gcp_sts.GoogleFederation | None = None
+) -> grpc.GenericRpcHandler:
     def wrap(method: str) -> Callable[[Any, grpc.ServicerContext], Any]:
         impl = getattr(state, method)
 
         def handle(request: Any, context: grpc.ServicerContext) -> Any:
             state.record_call(method)
             try:
+                grant = None
+                if federation is not None and _secure(context):
+                    grant = _authorize(federation, method, request, context)
                 response = impl(request)
+                if grant is not None and method == "ListSecrets":
+                    mine = [s for s in response.secrets if _short_id(s.name).startswith(grant.name_prefix)]
+                    response = t.ListSecretsResponse(secrets=mine, total_size=len(mine))
             except RpcFailure as e:
                 log.info("%s -> %s: %s", method, e.code.name, e.message)
                 context.abort(e.code, e.message)
@@ -480,19 +540,30 @@ class FakeSecretManagerServer:
         *,
         project_numbers: Mapping[str, str] | None = None,
         max_workers: int = 8,
+        tls: tuple[str, str] | None = None,
+        tls_port: int = 0,
+        federation: gcp_sts.GoogleFederation | None = None,
     ) -> None:
         self.state = SecretManagerState(project_numbers)
+        self.federation = federation
         # so_reuseport=0: a second fake on the same port must fail loudly instead of sharing it.
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=max_workers), options=[("grpc.so_reuseport", 0)]
         )
-        self._server.add_generic_rpc_handlers((_generic_handler(self.state),))
+        self._server.add_generic_rpc_handlers((_generic_handler(self.state, federation),))
         bind_host = f"[{host}]" if ":" in host and not host.startswith("[") else host
         self.host = host
         self.port = self._server.add_insecure_port(f"{bind_host}:{port}")
         if not self.port:
             raise RuntimeError(f"could not bind {host}:{port}")
         self.address = f"{bind_host}:{self.port}"
+        self.tls_port = 0
+        if tls is not None:  # (cert file, key file): a TLS port where every call needs a federated token
+            with open(tls[0], "rb") as cert, open(tls[1], "rb") as key:
+                credentials = grpc.ssl_server_credentials([(key.read(), cert.read())])
+            self.tls_port = self._server.add_secure_port(f"{bind_host}:{tls_port}", credentials)
+            if not self.tls_port:
+                raise RuntimeError(f"could not bind {host}:{tls_port} (TLS)")
 
     def start(self) -> FakeSecretManagerServer:
         self._server.start()
@@ -549,15 +620,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="ID=NUMBER",
         help="return names under projects/NUMBER for project ID, like the real API",
     )
+    ap.add_argument("--tls-port", type=int, default=0, help="also serve TLS here (needs --cert, --key)")
+    ap.add_argument("--https-port", type=int, default=0, help="the STS / IAM Credentials fake over HTTPS")
+    ap.add_argument("--cert", default="", help="PEM serving certificate for the TLS and HTTPS ports")
+    ap.add_argument("--key", default="", help="its private key")
+    kube_access_arguments(ap)
     ap.add_argument("-v", "--verbose", action="store_true", help="log every call (never payloads)")
     args = ap.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
+    federation = gcp_sts.GoogleFederation(TokenReviewer(kube_access(args))) if args.cert else None
     server = FakeSecretManagerServer(
-        args.host, args.port, project_numbers=_parse_project_numbers(args.project_number)
+        args.host,
+        args.port,
+        project_numbers=_parse_project_numbers(args.project_number),
+        tls=(args.cert, args.key) if args.tls_port else None,
+        tls_port=args.tls_port,
+        federation=federation,
     ).start()
+    if federation is not None and args.https_port:
+        gcp_sts.serve(args.host, args.https_port, args.cert, args.key, federation)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -7,8 +7,13 @@ Key Vault emulator. This server implements the secrets part of the Key Vault RES
 
 * HTTPS only (azure-core refuses bearer tokens over plain http); the cert is the test bed CA's.
 * Challenge authentication: a request without ``Authorization: Bearer ...`` gets 401 with a
-  ``WWW-Authenticate`` challenge whose resource is ``https://vault.azure.net``; any bearer token is then
-  accepted. Clients pass ``verify_challenge_resource=False`` since the vault is not on ``*.vault.azure.net``.
+  ``WWW-Authenticate`` challenge whose resource is ``https://vault.azure.net``. A token issued by the Entra
+  token endpoint below is checked (unknown or expired: 401) and confined to its app's name prefix (another
+  name: 403, lists show only its secrets); any other bearer token is accepted, as before (tests that need no
+  sign-in). Clients pass ``verify_challenge_resource=False`` since the vault is not on ``*.vault.azure.net``.
+* Workload identity federation: ``POST /{tenant}/oauth2/v2.0/token`` is Entra's token endpoint
+  (``e2e/testbed/entra_fake.py``: client assertions verified by TokenReview against the kube-apiserver given
+  with ``--kube-*``); ``PUT /_fake/federation`` configures its apps, ``GET /_fake/token-requests`` is its ledger.
 * ``api-version`` must be one of 7.2 ... 7.6 (so clients pass ``api_version="7.6"``).
 
 Endpoints: set/get/list/versions/update/delete (soft delete), deleted-secret get/list/purge/recover, and
@@ -31,11 +36,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from e2e.fakes.federation import TokenReviewer, kube_access, kube_access_arguments
+from e2e.testbed.entra_fake import TOKEN_PREFIX, App, Entra
+
 SUPPORTED_API_VERSIONS = ("7.2", "7.3", "7.4", "7.5", "7.6")
 _NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
+VAULT_TENANT = "00000000-0000-0000-0000-000000000000"  # the directory the vault belongs to (its challenge says so)
 _CHALLENGE = (
-    'Bearer authorization="https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000", '
-    'resource="https://vault.azure.net"'
+    f'Bearer authorization="https://login.microsoftonline.com/{VAULT_TENANT}", resource="https://vault.azure.net"'
 )
 _RECOVERY_LEVEL = "Recoverable+Purgeable"
 _RECOVERABLE_DAYS = 90
@@ -139,6 +147,7 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "vaultbundle-keyvault-fake/1"
     vault: Vault  # set on the subclass made by make_server
+    entra: Entra
 
     # --- plumbing -------------------------------------------------------------------------------------
     def _send(self, status: HTTPStatus, payload: Any | None = None, headers: dict[str, str] | None = None) -> None:
@@ -152,9 +161,12 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def _read_json(self) -> dict[str, Any]:
+    def _read_raw(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
+        return self.rfile.read(length) if length else b""
+
+    def _read_json(self) -> dict[str, Any]:
+        raw = self._read_raw()
         if not raw:
             return {}
         try:
@@ -174,19 +186,45 @@ class Handler(BaseHTTPRequestHandler):
         if method == "GET" and path == "/ping":
             self._send(HTTPStatus.OK, {"status": "ok"})
             return
+        parts = [p for p in path.split("/") if p]
+        if method == "POST" and len(parts) == 4 and parts[1:] == ["oauth2", "v2.0", "token"]:
+            form = {k: v[0] for k, v in parse_qs(self._read_raw().decode("utf-8", "replace")).items()}
+            self._send(*self.entra.token(parts[0], form))
+            return
+        if parts[:1] == ["_fake"]:
+            self._control(method, parts[1:])
+            return
         # Like Key Vault, read the body before answering, so keep-alive connections stay in sync.
         try:
             body = self._read_json() if method in ("PUT", "PATCH", "POST") else {}
             self._check_api_version(parse_qs(url.query))
-            if not self.headers.get("Authorization", "").startswith("Bearer "):
+            authorization = self.headers.get("Authorization", "")
+            if not authorization.startswith("Bearer "):
                 error = {"code": "Unauthorized", "message": "AKV10000: Request is missing a Bearer or PoP token."}
                 self._send(HTTPStatus.UNAUTHORIZED, {"error": error}, {"WWW-Authenticate": _CHALLENGE})
                 return
-            status, payload = self._route(method, [p for p in path.split("/") if p], body)
+            app: App | None = None
+            bearer = authorization.removeprefix("Bearer ")
+            if bearer.startswith(TOKEN_PREFIX):
+                app = self.entra.app_for(bearer)
+                if app is None:
+                    error = {"code": "Unauthorized", "message": "AKV10032: Invalid issuer or expired token."}
+                    self._send(HTTPStatus.UNAUTHORIZED, {"error": error}, {"WWW-Authenticate": _CHALLENGE})
+                    return
+            status, payload = self._route(method, parts, body, app)
         except ApiError as err:
             self._send(err.status, {"error": {"code": err.code, "message": err.message}})
             return
         self._send(status, payload)
+
+    def _control(self, method: str, parts: list[str]) -> None:
+        """Test-only endpoints of the Entra fake (no auth; the bed listens on loopback only)."""
+        if method == "PUT" and parts == ["federation"]:
+            self._send(HTTPStatus.OK, self.entra.configure(json.loads(self._read_raw() or b"{}")))
+        elif method == "GET" and parts == ["token-requests"]:
+            self._send(HTTPStatus.OK, {"value": self.entra.ledger.entries()})
+        else:
+            self._send(HTTPStatus.NOT_FOUND, {"error": {"code": "NotFound", "message": "no such test endpoint"}})
 
     @staticmethod
     def _check_api_version(query: dict[str, list[str]]) -> None:
@@ -217,7 +255,23 @@ class Handler(BaseHTTPRequestHandler):
         self._dispatch("POST")
 
     # --- the API --------------------------------------------------------------------------------------
-    def _route(self, method: str, parts: list[str], body: dict[str, Any]) -> tuple[HTTPStatus, Any]:
+    def _route(
+        self, method: str, parts: list[str], body: dict[str, Any], app: App | None = None
+    ) -> tuple[HTTPStatus, Any]:
+        if app is not None and len(parts) >= 2 and not parts[1].lower().startswith(app.name_prefix.lower()):
+            raise ApiError(  # the app's role assignment covers only its prefix (as Key Vault RBAC per secret)
+                HTTPStatus.FORBIDDEN,
+                "Forbidden",
+                f"Caller is not authorized to perform action on resource. Caller: appid={app.client_id}",
+            )
+        status, payload = self._route_all(method, parts, body)
+        if app is not None and len(parts) == 1 and isinstance(payload, dict):  # a listing: only the app's secrets
+            prefix = app.name_prefix.lower()
+            named = [(item, item["id"].split("/secrets/", 1)[1].split("/")[0]) for item in payload["value"]]
+            payload["value"] = [item for item, name in named if name.lower().startswith(prefix)]
+        return status, payload
+
+    def _route_all(self, method: str, parts: list[str], body: dict[str, Any]) -> tuple[HTTPStatus, Any]:
         vault = self.vault
         with vault.lock:
             match method, parts:
@@ -326,8 +380,11 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 64
 
 
-def make_server(host: str, port: int, cert: str, key: str) -> ThreadingHTTPServer:
-    handler = type("VaultHandler", (Handler,), {"vault": Vault()})
+def make_server(
+    host: str, port: int, cert: str, key: str, reviewer: TokenReviewer | None = None
+) -> ThreadingHTTPServer:
+    entra = Entra(reviewer or TokenReviewer(None))
+    handler = type("VaultHandler", (Handler,), {"vault": Vault(), "entra": entra})
     server = _Server((host, port), handler)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -342,8 +399,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--cert", required=True, help="PEM serving certificate")
     parser.add_argument("--key", required=True, help="PEM private key of the certificate")
+    kube_access_arguments(parser)
     args = parser.parse_args(argv)
-    server = make_server(args.host, args.port, args.cert, args.key)
+    server = make_server(args.host, args.port, args.cert, args.key, TokenReviewer(kube_access(args)))
     print(f"azure key vault fake listening on https://{args.host}:{server.server_address[1]}", flush=True)
     server.serve_forever()
 

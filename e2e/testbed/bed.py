@@ -338,9 +338,15 @@ class TestBed:
             "AZURE_KEYVAULT_URL": f"https://127.0.0.1:{port['azure-keyvault']}",
             "AZURE_KEYVAULT_CA_FILE": str(pki.ca.cert),
             "AZURE_KEYVAULT_API_VERSION": "7.6",
+            "AZURE_AUTHORITY_HOST": f"https://127.0.0.1:{port['azure-keyvault']}",  # Entra's token endpoint
+            "AZURE_KEYVAULT_TENANT_ID": "00000000-0000-0000-0000-000000000000",  # the vault's directory
         }
         if "gcp-secret-manager" in names:
+            gcp = _spec(specs, "gcp-secret-manager").ports
             values["GCP_SECRET_MANAGER_ENDPOINT"] = f"127.0.0.1:{port['gcp-secret-manager']}"
+            values["GCP_SECRET_MANAGER_TLS_ENDPOINT"] = f"127.0.0.1:{gcp['grpc-tls']}"
+            values["GCP_STS_URL"] = f"https://127.0.0.1:{gcp['https']}/v1/token"
+            values["GCP_IAM_CREDENTIALS_URL"] = f"https://127.0.0.1:{gcp['https']}"
         if "github-actions" in names:
             values["GITHUB_API_URL"] = f"http://127.0.0.1:{port['github-actions']}"
             values["GITHUB_TOKEN"] = GITHUB_TOKEN

@@ -39,7 +39,7 @@ PORT_NAMES: dict[str, tuple[str, ...]] = {
     "moto": ("http",),
     "openbao": ("http", "cluster"),  # cluster = http + 1, fixed by the dev server
     "azure-keyvault": ("https",),
-    "gcp-secret-manager": ("grpc",),
+    "gcp-secret-manager": ("grpc", "grpc-tls", "https"),  # plaintext, TLS (federated tokens), STS + IAM
     "github-actions": ("http",),
 }
 
@@ -80,6 +80,13 @@ def build_specs(
     # Python servers run from the repo root so that ``-m e2e...`` resolves; unbuffered so logs are live.
     py_env = dict(base_env, PYTHONUNBUFFERED="1")
     ca = str(pki.ca.cert)
+    # The cloud fakes verify ServiceAccount tokens with TokenReviews (workload identity federation).
+    kube_access = [
+        f"--kube-apiserver=https://127.0.0.1:{apiserver_port}",
+        f"--kube-ca={ca}",
+        f"--kube-cert={pki.admin.cert}",
+        f"--kube-key={pki.admin.key}",
+    ]
 
     return [
         ComponentSpec(
@@ -209,6 +216,7 @@ def build_specs(
                 str(pki.keyvault.cert),
                 "--key",
                 str(pki.keyvault.key),
+                *kube_access,
             ),
             ports=p["azure-keyvault"],
             probe=http_probe(f"https://127.0.0.1:{p['azure-keyvault']['https']}/ping", ca=ca),
@@ -218,7 +226,16 @@ def build_specs(
         ComponentSpec(
             name="gcp-secret-manager",
             argv=_python_module(
-                "e2e.fakes.gcp_secret_manager", "--host", "127.0.0.1", "--port", str(p["gcp-secret-manager"]["grpc"])
+                "e2e.fakes.gcp_secret_manager",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(p["gcp-secret-manager"]["grpc"]),
+                f"--tls-port={p['gcp-secret-manager']['grpc-tls']}",
+                f"--https-port={p['gcp-secret-manager']['https']}",
+                f"--cert={pki.keyvault.cert}",  # the bed's loopback server certificate
+                f"--key={pki.keyvault.key}",
+                *kube_access,
             ),
             ports=p["gcp-secret-manager"],
             probe=tcp_probe(p["gcp-secret-manager"]["grpc"]),

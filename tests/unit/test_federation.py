@@ -48,7 +48,9 @@ def test_gcp_workload_identity_defaults() -> None:
     assert (identity.service_account, identity.audience) == ("gcp-writer", PROVIDER)
     assert identity.token_url == "https://sts.googleapis.com/v1/token" and identity.impersonation_url == ""
     assert identity.token_audience == "https:" + PROVIDER  # the provider's default allowed audience
-    spec = gcp.KIND.parse(gcp_raw(serviceAccountImpersonationURL=IMPERSONATE, tokenURL="https://sts.example/v1/token"), GCP)
+    spec = gcp.KIND.parse(
+        gcp_raw(serviceAccountImpersonationURL=IMPERSONATE, tokenURL="https://sts.example/v1/token"), GCP
+    )
     assert spec.workload_identity is not None and spec.workload_identity.impersonation_url == IMPERSONATE
 
 

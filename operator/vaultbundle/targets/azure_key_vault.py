@@ -68,7 +68,7 @@ _VAULT_URL = re.compile(r"https://[A-Za-z0-9.-]+(:\d{1,5})?/?")
 _API_VERSION = re.compile(r"\d{1,2}\.\d{1,2}(-preview)?|\d{4}-\d{2}-\d{2}(-preview)?")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _PEM = re.compile(r"-----BEGIN CERTIFICATE-----")
-TOKEN_EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"  # what Entra ID requires of a federated assertion
+TOKEN_EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"  # noqa: S105 - the audience Entra requires, not a secret
 
 NAME_RULE = NameRule(
     store="Azure Key Vault",
@@ -177,9 +177,7 @@ class AzureKeyVaultKind(StoreKind):
         if managed_identity and not _UUID.fullmatch(managed_identity):
             raise SpecError(f"{path}.auth.managedIdentityClientID must be a client id (a UUID)")
         if managed_identity and (client_secret or workload_identity):
-            raise SpecError(
-                f"{path}.auth: managedIdentityClientID excludes clientSecretRef and serviceAccountRef"
-            )
+            raise SpecError(f"{path}.auth: managedIdentityClientID excludes clientSecretRef and serviceAccountRef")
         authority = string(auth.get("authorityHost"), f"{path}.auth.authorityHost")
         if authority and not _VAULT_URL.fullmatch(authority):
             raise SpecError(f"{path}.auth.authorityHost must be an https URL, like https://login.microsoftonline.us")

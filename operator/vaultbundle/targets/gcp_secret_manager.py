@@ -85,9 +85,9 @@ class WorkloadIdentity:
     """`auth`: workload identity federation with a ServiceAccount of the VaultBundle's namespace."""
 
     service_account: str  # a ServiceAccount of the VaultBundle's namespace
-    audience: str  # the pool provider: //iam.googleapis.com/projects/N/locations/global/workloadIdentityPools/P/providers/X
+    audience: str  # the pool provider: //iam.googleapis.com/projects/N/locations/global/workloadIdentityPools/P/...
     token_url: str = STS_TOKEN_URL
-    impersonation_url: str = ""  # https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/E:generateAccessToken
+    impersonation_url: str = ""  # .../v1/projects/-/serviceAccounts/EMAIL:generateAccessToken, or none
 
     @property
     def token_audience(self) -> str:
