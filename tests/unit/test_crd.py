@@ -194,7 +194,16 @@ CEL_TWINS: dict[str, Callable[[Any], bool]] = {
         "auth" not in s or ("credentialsSecretRef" not in s and not s.get("roleArn"))
     ),
     "!has(self.storeRef) || !(has(self.project) || has(self.endpoint) || (has(self.insecure) && self.insecure) || "
-    "has(self.credentialsSecretRef))": lambda s: _store_ref_alone(s, "gcpSecretManager"),
+    "has(self.credentialsSecretRef) || has(self.auth))": lambda s: _store_ref_alone(s, "gcpSecretManager"),
+    "!has(self.auth) || !(has(self.credentialsSecretRef) || (has(self.insecure) && self.insecure))": lambda s: (
+        "auth" not in s or ("credentialsSecretRef" not in s and s.get("insecure") is not True)
+    ),
+    "!(has(self.serviceAccountRef) && (has(self.clientSecretRef) || has(self.managedIdentityClientID)))": lambda s: (
+        "serviceAccountRef" not in s or not ("clientSecretRef" in s or "managedIdentityClientID" in s)
+    ),
+    "has(self.serviceAccountRef) == (has(self.tenantID) && has(self.clientID))": lambda s: (
+        ("serviceAccountRef" in s) == ("tenantID" in s and "clientID" in s)
+    ),
     "!has(self.storeRef) || !(has(self.vaultURL) || has(self.auth) || has(self.caBundleSecretRef))": lambda s: (
         _store_ref_alone(s, "azureKeyVault")
     ),
