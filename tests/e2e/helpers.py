@@ -10,6 +10,26 @@ from typing import Any
 import pytest
 
 
+def keyvault_admin(testbed: dict[str, str]) -> Any:
+    """A SecretClient on the test bed's Key Vault with a static token (the vault accepts any non-Entra token)."""
+    import time as clock
+
+    from azure.core.credentials import AccessToken
+    from azure.keyvault.secrets import SecretClient
+
+    class Static:
+        def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+            return AccessToken("admin-view", int(clock.time()) + 3600)
+
+    return SecretClient(
+        testbed["AZURE_KEYVAULT_URL"],
+        Static(),  # type: ignore[arg-type]
+        api_version=testbed["AZURE_KEYVAULT_API_VERSION"],
+        verify_challenge_resource=False,
+        connection_verify=testbed["AZURE_KEYVAULT_CA_FILE"],
+    )
+
+
 def wait_for(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
     """Poll *check* every 0.2 s until it returns something truthy; fail the test after *timeout* seconds."""
     deadline = time.monotonic() + timeout

@@ -15,7 +15,6 @@ presented token with a TokenReview against this apiserver and map its subject th
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ import urllib3
 from e2e.fakes.gcp_secret_manager import make_client
 from kubernetes import client as k8s
 from tests.conftest import REPO
-from tests.e2e.helpers import wait_for
+from tests.e2e.helpers import keyvault_admin, wait_for
 from tests.e2e.test_operator import CANARY, Scenario, kubectl, start_operator, stop_operator
 
 pytestmark = [pytest.mark.testbed, pytest.mark.slow]
@@ -268,21 +267,7 @@ def test_gcp_the_pool_decides_per_namespace(
 
 # --- Azure ---------------------------------------------------------------------------------------------------------
 def vault_names(testbed: dict[str, str], prefix: str) -> set[str]:
-    from azure.core.credentials import AccessToken
-    from azure.keyvault.secrets import SecretClient
-
-    class Any_:
-        def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
-            return AccessToken("admin-view", int(time.time()) + 600)
-
-    client = SecretClient(
-        testbed["AZURE_KEYVAULT_URL"],
-        Any_(),  # type: ignore[arg-type]
-        api_version=testbed["AZURE_KEYVAULT_API_VERSION"],
-        verify_challenge_resource=False,
-        connection_verify=testbed["AZURE_KEYVAULT_CA_FILE"],
-    )
-    with client:
+    with keyvault_admin(testbed) as client:
         return {p.name for p in client.list_properties_of_secrets() if p.name.startswith(prefix)}
 
 

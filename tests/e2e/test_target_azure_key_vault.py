@@ -21,6 +21,7 @@ import azure.identity
 import pytest
 from azure.core.credentials import AccessToken
 from azure.keyvault.secrets import SecretClient
+from tests.e2e.helpers import keyvault_admin
 from tests.kit.policy import with_grant
 
 from vaultbundle.digest import Digester
@@ -70,14 +71,7 @@ def bed(testbed: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, s
 
 @pytest.fixture
 def admin(bed: dict[str, str]) -> Iterator[SecretClient]:
-    client = SecretClient(
-        bed["AZURE_KEYVAULT_URL"],
-        StaticToken(),  # type: ignore[arg-type]
-        api_version=bed["AZURE_KEYVAULT_API_VERSION"],
-        verify_challenge_resource=False,
-        connection_verify=bed["AZURE_KEYVAULT_CA_FILE"],
-    )
-    with client:
+    with keyvault_admin(bed) as client:
         yield client
 
 

@@ -698,14 +698,6 @@ async def test_referent_identity_assumes_the_service_account_role_unsigned(
     sts_requests: list[tuple[str, dict[str, Any], dict[str, str]]],
 ) -> None:
     kube = account_kube(**{"eks.amazonaws.com/role-arn": ROLE, "vaultbundle.io/token-audiences": "sts.amazonaws.com"})
-    tokens: list[dict[str, Any]] = []
-    create_token = kube.create_token
-
-    async def recording_token(namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
-        tokens.append({"namespace": namespace, "name": name, **body["spec"]})
-        return await create_token(namespace, name, body)
-
-    kube.create_token = recording_token  # type: ignore[method-assign]
     raw = {
         "region": REGION,
         "namePrefix": prefix,
@@ -714,7 +706,7 @@ async def test_referent_identity_assumes_the_service_account_role_unsigned(
     }
     await sync(raw, Vault(kv={"A": "1"}), kube)
     assert admin.get_secret_value(SecretId=f"{prefix}A")["SecretString"] == "1"
-    assert tokens == [
+    assert kube.tokens == [
         {"namespace": "ns", "name": "aws-writer", "audiences": ["sts.amazonaws.com"], "expirationSeconds": 600}
     ]
     ((_, params, headers),) = sts_requests

@@ -21,6 +21,7 @@ class MemoryKube:
         self.stores: dict[str, dict[str, Any]] = {}  # ClusterTargetStores by name
         self.namespaces: dict[str, dict[str, Any]] = {}  # Namespaces by name
         self.status: dict[str, Any] = {}
+        self.tokens: list[dict[str, Any]] = []  # every TokenRequest: namespace, name and its spec
         self.calls: list[str] = []
         self.failing: dict[str, int] = {}  # operation -> HTTP status it fails with (a KubeError)
         self.broken: dict[str, Exception] = {}  # operation -> an unexpected exception it raises (a bug)
@@ -80,6 +81,7 @@ class MemoryKube:
 
     async def create_token(self, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
         self._enter("create_token")
+        self.tokens.append({"namespace": namespace, "name": name, **body["spec"]})
         return {**body, "status": {"token": f"token-for-{namespace}-{name}"}}
 
     async def list_vaultbundles(self, namespace: str) -> list[dict[str, Any]]:

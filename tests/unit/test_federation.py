@@ -163,17 +163,9 @@ async def test_gcp_exchanges_a_fresh_token_of_the_tenants_service_account() -> N
     spec = gcp.KIND.parse(raw, GCP)
     assert spec.workload_identity is not None
     ctx = await context(kube, gcp.KIND.name, raw)
-    minted: list[dict[str, Any]] = []
-    create_token = kube.create_token
-
-    async def recording(namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
-        minted.append({"namespace": namespace, "name": name, **body["spec"]})
-        return await create_token(namespace, name, body)
-
-    kube.create_token = recording  # type: ignore[method-assign]
     credentials = gcp.credentials_for(ctx, gcp.KIND.name)
     federated = await gcp._federated(spec.workload_identity, ctx, credentials)
-    assert minted == [
+    assert kube.tokens == [
         {"namespace": "team-a", "name": "gcp-writer", "audiences": ["https:" + PROVIDER], "expirationSeconds": 600}
     ]
     assert credentials.egress is not None and IMPERSONATE in credentials.egress.pending
