@@ -23,7 +23,7 @@ def keyvault_admin(testbed: dict[str, str]) -> Any:
 
     return SecretClient(
         testbed["AZURE_KEYVAULT_URL"],
-        Static(),  # type: ignore[arg-type]
+        Static(),
         api_version=testbed["AZURE_KEYVAULT_API_VERSION"],
         verify_challenge_resource=False,
         connection_verify=testbed["AZURE_KEYVAULT_CA_FILE"],

@@ -14,6 +14,7 @@ presented token with a TokenReview against this apiserver and map its subject th
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from collections.abc import Iterator
@@ -21,9 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 import urllib3
 from e2e.fakes.gcp_secret_manager import make_client
+from google.api_core import exceptions as api
+from google.cloud.secretmanager_v1 import SecretManagerServiceClient
+from google.cloud.secretmanager_v1.services.secret_manager_service.transports import (
+    SecretManagerServiceGrpcTransport,
+)
 from kubernetes import client as k8s
 from tests.conftest import REPO
 from tests.e2e.helpers import keyvault_admin, wait_for
@@ -174,13 +181,18 @@ def patch(tenant: Scenario, name: str, kind: str, body: dict[str, Any]) -> None:
     )
 
 
+def entry(tenant: Scenario, name: str) -> dict[str, Any]:
+    targets: list[dict[str, Any]] = tenant.vb(name).get("status", {}).get("targets", [])
+    return targets[0] if targets else {}
+
+
 def state(tenant: Scenario, name: str) -> tuple[str, str]:
-    entry = next(iter(tenant.vb(name).get("status", {}).get("targets", [])), {})
-    return (str(entry.get("state", "")), str(entry.get("reason", "")))
+    found = entry(tenant, name)
+    return (str(found.get("state", "")), str(found.get("reason", "")))
 
 
 def message(tenant: Scenario, name: str) -> str:
-    return str(next(iter(tenant.vb(name).get("status", {}).get("targets", [])), {}).get("message", ""))
+    return str(entry(tenant, name).get("message", ""))
 
 
 def settle(tenant: Scenario, name: str, expected: tuple[str, str], what: str) -> None:
@@ -320,3 +332,46 @@ def test_azure_the_app_decides_per_namespace(
     assert {(e["subject"], e["outcome"]) for e in mine} >= {(a_subject, "issued"), (b_subject, "invalid_client")}
     assert not any(e.get("client_secret") for e in entries)
     assert not [e for e in entries if e.get("subject") == operator_identity.subject]
+
+
+def test_the_fakes_verify_what_they_receive(
+    testbed: dict[str, str], kube: k8s.ApiClient, operator_identity: OperatorIdentity
+) -> None:
+    """A real token of a trusted ServiceAccount, but for the wrong audience, and a forged one: both refused."""
+    http = urllib3.PoolManager(ca_certs=testbed["TESTBED_CA_FILE"])
+    namespace, name = operator_identity.namespace, OPERATOR_SA
+    wrong_audience = mint(kube, namespace, name, "vault")
+    header, _, signature = mint(kube, namespace, name, EXCHANGE).split(".")
+    forged_body = json.dumps({"sub": subject(namespace, name), "aud": [EXCHANGE]}).encode()
+
+    forged = ".".join([header, base64.urlsafe_b64encode(forged_body).decode().rstrip("="), signature])
+    entra = f"{testbed['AZURE_AUTHORITY_HOST']}/{ENTRA_TENANT}/oauth2/v2.0/token"
+    for assertion in (wrong_audience, forged):
+        fields = {
+            "grant_type": "client_credentials",
+            "client_id": str(uuid.UUID(int=1)),  # the operator's app: it trusts this very ServiceAccount
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": assertion,
+            "scope": "https://vault.azure.net/.default",
+        }
+        refused = http.request_encode_body("POST", entra, fields=fields, encode_multipart=False)
+        assert refused.status == 400 and json.loads(refused.data)["error"] == "invalid_client"
+        exchange = {
+            "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+            "audience": PROVIDER,
+            "subject_token": assertion,
+            "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+            "requested_token_type": "urn:ietf:params:oauth:token-type:access_token",
+        }
+        sts = http.request_encode_body("POST", testbed["GCP_STS_URL"], fields=exchange, encode_multipart=False)
+        assert sts.status == 400 and json.loads(sts.data)["error"] == "invalid_grant"
+    # the TLS Secret Manager port refuses calls without a token it issued
+    roots = Path(testbed["TESTBED_CA_FILE"]).read_bytes()
+    call = grpc.composite_call_credentials(grpc.access_token_call_credentials("not-issued-here"))
+    channel = grpc.secure_channel(
+        testbed["GCP_SECRET_MANAGER_TLS_ENDPOINT"],
+        grpc.composite_channel_credentials(grpc.ssl_channel_credentials(roots), call),
+    )
+    client = SecretManagerServiceClient(transport=SecretManagerServiceGrpcTransport(channel=channel))
+    with pytest.raises(api.Unauthenticated):
+        client.get_secret(name=f"projects/{PROJECT}/secrets/anything")

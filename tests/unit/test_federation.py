@@ -15,7 +15,7 @@ import pytest
 from tests.kit.kube import MemoryKube
 from vaultbundle import stores
 from vaultbundle.digest import Digester
-from vaultbundle.egress import EgressPolicy
+from vaultbundle.egress import EgressDenied, EgressPolicy
 from vaultbundle.errors import PolicyDeniedError, SpecError, TargetError
 from vaultbundle.targets import azure_key_vault as akv
 from vaultbundle.targets import gcp_secret_manager as gcp
@@ -246,3 +246,25 @@ async def test_azure_federation_needs_the_service_account_and_its_opt_in() -> No
     with pytest.raises(TargetError, match="api://AzureADTokenExchange") as refused:
         await akv.KIND.connect(akv.KIND.parse(raw, AZURE), await context(silent, akv.KIND.name, raw))
     assert refused.value.reason == "Forbidden" and "create_token" not in silent.calls
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [
+        {"tokenURL": "https://169.254.169.254/v1/token"},
+        {"serviceAccountImpersonationURL": IMPERSONATE.replace("iamcredentials.googleapis.com", "169.254.169.254")},
+    ],
+)
+async def test_gcp_federation_urls_pass_the_egress_policy(
+    auth: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The STS and impersonation URLs are the tenant's: a metadata address is refused before any request."""
+    from google.auth import identity_pool
+
+    refreshed: list[str] = []
+    monkeypatch.setattr(identity_pool.Credentials, "refresh", lambda self, request: refreshed.append("sent"))
+    kube = kube_with("gcp-writer", "https:" + PROVIDER)
+    raw = gcp_raw(**auth)
+    with pytest.raises(EgressDenied, match=r"169\.254\.169\.254") as refused:
+        await gcp.KIND.connect(gcp.KIND.parse(raw, GCP), await context(kube, gcp.KIND.name, raw))
+    assert refused.value.reason == "PolicyDenied" and refreshed == []
