@@ -363,7 +363,6 @@ _MAX_CLIENTS = 32
 
 
 def _client(spec: AzureKeyVaultSpec, secret: tuple[str, str, str] | None, ca_file: str) -> Any:
-    from azure.keyvault.secrets import SecretClient
 
     identity: tuple[Any, ...]
     if secret is not None:
@@ -391,15 +390,7 @@ def _client(spec: AzureKeyVaultSpec, secret: tuple[str, str, str] | None, ca_fil
         credential = ClientSecretCredential(secret[0], secret[1], secret[2], retry_total=2, **options)
     else:
         credential = ambient_credential(spec)
-    extra: dict[str, Any] = {"api_version": spec.api_version} if spec.api_version else {}
-    client = SecretClient(
-        spec.vault_url,
-        PinnedScope(credential, key_vault_scope(spec.vault_url)),
-        verify_challenge_resource=spec.verify_challenge_resource,
-        retry_total=3,
-        **transport,
-        **extra,
-    )
+    client = _secret_client(spec, credential, transport)
     with _CLIENT_LOCK:
         _CLIENTS[key] = client
         while len(_CLIENTS) > _MAX_CLIENTS:
@@ -464,7 +455,6 @@ def _federated_client(spec: AzureKeyVaultSpec, assertion: str, ca_file: str) -> 
     the assertion is minted per sync, so every sync signs in afresh as the namespace's ServiceAccount. The token
     endpoint is `authorityHost` (a tenant URL, under the egress policy) and trusts caBundleSecretRef's CA."""
     from azure.identity import ClientAssertionCredential
-    from azure.keyvault.secrets import SecretClient
 
     identity = spec.workload_identity
     assert identity is not None
@@ -473,6 +463,13 @@ def _federated_client(spec: AzureKeyVaultSpec, assertion: str, ca_file: str) -> 
     credential = ClientAssertionCredential(
         identity.tenant_id, identity.client_id, lambda: assertion, retry_total=2, **options, **transport
     )
+    return _secret_client(spec, credential, transport)
+
+
+def _secret_client(spec: AzureKeyVaultSpec, credential: Any, transport: Mapping[str, Any]) -> Any:
+    """A SecretClient for the spec's vault whose credential hands out Key Vault tokens only (`PinnedScope`)."""
+    from azure.keyvault.secrets import SecretClient
+
     extra: dict[str, Any] = {"api_version": spec.api_version} if spec.api_version else {}
     return SecretClient(
         spec.vault_url,
