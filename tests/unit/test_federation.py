@@ -268,3 +268,13 @@ async def test_gcp_federation_urls_pass_the_egress_policy(
     with pytest.raises(EgressDenied, match=r"169\.254\.169\.254") as refused:
         await gcp.KIND.connect(gcp.KIND.parse(raw, GCP), await context(kube, gcp.KIND.name, raw))
     assert refused.value.reason == "PolicyDenied" and refreshed == []
+
+
+async def test_azure_authority_host_passes_the_egress_policy(monkeypatch: pytest.MonkeyPatch) -> None:
+    import azure.identity
+
+    monkeypatch.setattr(azure.identity, "ClientAssertionCredential", lambda *a, **k: pytest.fail("no credential"))
+    kube = kube_with("kv-writer", "api://AzureADTokenExchange")
+    raw = azure_raw(authorityHost="https://169.254.169.254")
+    with pytest.raises(EgressDenied, match=r"169\.254\.169\.254"):
+        await akv.KIND.connect(akv.KIND.parse(raw, AZURE), await context(kube, akv.KIND.name, raw))

@@ -234,6 +234,8 @@ class AzureKeyVaultKind(StoreKind):
         if grant is not None and grant.store is not None:
             spec, principal = await _from_store(spec, grant, credentials)
             return AzureKeyVaultTarget(await in_thread(_client, spec, principal, ""), spec, context)
+        if credentials.egress is not None:  # the tenant's Entra authority receives its credentials too
+            credentials.egress.expect(spec.authority_host)
         secret: tuple[str, str, str] | None = None
         assertion = ""
         if spec.workload_identity is not None:
