@@ -196,7 +196,10 @@ def message(tenant: Scenario, name: str) -> str:
 
 
 def settle(tenant: Scenario, name: str, expected: tuple[str, str], what: str) -> None:
-    wait_for(lambda: state(tenant, name) == expected, what, 120)
+    try:
+        wait_for(lambda: state(tenant, name) == expected, what, 120)
+    except pytest.fail.Exception:
+        pytest.fail(f"{what}: target is {state(tenant, name)}: {message(tenant, name)}")
 
 
 # --- GCP -----------------------------------------------------------------------------------------------------------
@@ -286,6 +289,7 @@ def vault_names(testbed: dict[str, str], prefix: str) -> set[str]:
 def azure_target(testbed: dict[str, str], account_name: str, client_id: str, prefix: str) -> dict[str, Any]:
     return {
         "vaultURL": testbed["AZURE_KEYVAULT_URL"],
+        "apiVersion": testbed["AZURE_KEYVAULT_API_VERSION"],
         "caBundleSecretRef": {"name": "vault-ca"},
         "auth": {
             "serviceAccountRef": {"name": account_name},
