@@ -153,6 +153,10 @@ VALID_CONNECTION_VALUES: dict[str, dict[str, Any]] = {
         "endpoint": "sm.example:443",
         "insecure": True,
         "credentialsSecretRef": {"name": "c"},
+        "auth": {  # workload identity federation is a connection choice too
+            "serviceAccountRef": {"name": "gcp-writer"},
+            "audience": "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/pool/providers/prov",
+        },
     },
     "azureKeyVault": {
         "vaultURL": "https://v.vault.azure.net",
