@@ -223,6 +223,13 @@ def _set(path: list[Any], value: Any) -> Any:
 
 
 _DELETE = object()
+GUID = "00000000-0000-0000-0000-000000000001"
+PROVIDER = "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/pool/providers/prov"
+GCP_FEDERATED = {"project": "acme-prod", "auth": {"serviceAccountRef": {"name": "gcp-writer"}, "audience": PROVIDER}}
+AZURE_FEDERATED = {
+    "vaultURL": "https://v.vault.azure.net",
+    "auth": {"serviceAccountRef": {"name": "kv-writer"}, "tenantID": GUID, "clientID": GUID},
+}
 
 REJECTED: dict[str, tuple[Any, str]] = {
     "target without a kind": (
@@ -274,6 +281,39 @@ REJECTED: dict[str, tuple[Any, str]] = {
         "fromFile must be a relative path inside the bundle without '..' segments",
     ),
     "unknown field in a target": (_set(["targets", 0, "github"], {}), 'unknown field "spec.targets[0].github"'),
+    "azure serviceAccountRef without clientID": (
+        _set(
+            ["targets", 1],
+            {
+                "name": "kv",
+                "azureKeyVault": {
+                    **AZURE_FEDERATED,
+                    "auth": {"serviceAccountRef": {"name": "kv-writer"}, "tenantID": GUID},
+                },
+            },
+        ),
+        "serviceAccountRef needs tenantID and clientID",
+    ),
+    "gcp federation and a key": (
+        _set(
+            ["targets", 1],
+            {"name": "gcp", "gcpSecretManager": {**GCP_FEDERATED, "credentialsSecretRef": {"name": "k"}}},
+        ),
+        "auth (workload identity federation) excludes credentialsSecretRef and insecure",
+    ),
+    "gcp federation with another audience": (
+        _set(
+            ["targets", 1],
+            {
+                "name": "gcp",
+                "gcpSecretManager": {
+                    **GCP_FEDERATED,
+                    "auth": {"serviceAccountRef": {"name": "gcp-writer"}, "audience": "sts.amazonaws.com"},
+                },
+            },
+        ),
+        "spec.targets[1].gcpSecretManager.auth.audience",
+    ),
 }
 
 
@@ -288,6 +328,16 @@ def test_apiserver_rejects(kubectl: Kubectl, namespace: str, case: str) -> None:
     result = dry_run(kubectl, namespace, obj)
     assert result.returncode != 0, f"{case}: accepted"
     assert message in " ".join(result.stderr.split()), result.stderr
+
+
+def test_federated_targets_are_accepted(kubectl: Kubectl, namespace: str) -> None:
+    obj = vault_bundle()
+    obj["spec"]["targets"] += [
+        {"name": "gcp", "gcpSecretManager": GCP_FEDERATED},
+        {"name": "kv", "azureKeyVault": AZURE_FEDERATED},
+    ]
+    result = dry_run(kubectl, namespace, obj)
+    assert result.returncode == 0, result.stderr
 
 
 def test_valid_probe_is_accepted(kubectl: Kubectl, namespace: str) -> None:
