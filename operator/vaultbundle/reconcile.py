@@ -255,7 +255,9 @@ class Reconciler:
         entry as it is. A check that finds nothing writes nothing."""
         specs = [t for t in parsed.targets if t.name in names]
         if any(t.kind == "kubernetesSecret" for t in specs) and not await self._still_wanted(observed):
-            return self._idle(parsed, memory)  # being deleted: its Secrets go with it (deletionPolicy), none is recreated
+            return self._idle(
+                parsed, memory
+            )  # being deleted: its Secrets go with it (deletionPolicy), none is recreated
         for spec in specs:
             metrics.DRIFT_CHECKS.labels(spec.kind).inc()
         results = {r.name: r for r in await self._fan_out(observed, parsed, verified.bundle, specs, resync=True)}
@@ -264,7 +266,10 @@ class Reconciler:
         if not touched:
             return self._idle(parsed, memory)
         previous = {t.get("name"): t for t in observed.status.get("targets") or []}
-        merged = [touched.get(t.name) or drift.kept(previous.get(t.name) or {}, results.get(t.name), t) for t in parsed.targets]
+        merged = [
+            touched.get(t.name) or drift.kept(previous.get(t.name) or {}, results.get(t.name), t)
+            for t in parsed.targets
+        ]
         outcome = await self._report_sync(observed, parsed, verified, merged, repairs=True)
         self._remember(observed, memory.source_digest, memory.force_token, verified, outcome, memory.checked)
         return self._scheduled(outcome, parsed, memory.checked)
@@ -275,7 +280,7 @@ class Reconciler:
             live = await self.kube.get_vaultbundle(observed.namespace, observed.name)
         except KubeError:
             return True  # unknown: repair (a VaultBundle being deleted stops its worker anyway)
-        return bool(live) and not (live.get("metadata") or {}).get("deletionTimestamp")
+        return live is not None and not (live.get("metadata") or {}).get("deletionTimestamp")
 
     async def _fan_out(
         self,

@@ -29,7 +29,7 @@ CANARY = "CANARY-drift-value"
 
 
 def repairs(kind: str) -> float:
-    return metrics.DRIFT_REPAIRS.labels(kind)._value.get()
+    return float(metrics.DRIFT_REPAIRS.labels(kind)._value.get())
 
 
 @pytest.fixture

@@ -98,9 +98,7 @@ def check_interval(body: Mapping[str, Any], kind: str, path: str, minimum: float
     return seconds
 
 
-def parse_target(
-    raw: Any, path: str, *, min_drift_check: float = DEFAULTS.min_drift_check_seconds
-) -> TargetSpec:
+def parse_target(raw: Any, path: str, *, min_drift_check: float = DEFAULTS.min_drift_check_seconds) -> TargetSpec:
     """One `spec.targets[]` entry: its name, exactly one kind, the kind's spec and the shared selection."""
     target = obj(raw, path)
     name = string(target.get("name"), f"{path}.name", required=True)
