@@ -104,6 +104,12 @@ async def test_removed_labels_and_annotations_are_restored(synced: World) -> Non
     assert "labels/annotations" in outcome.events[0].message
 
 
+async def test_only_the_owner_annotation_removed_is_restored_too(synced: World) -> None:
+    del synced.kube.secrets[("ns", "out")]["metadata"]["annotations"]["vaultbundle.io/owner"]
+    await check(synced, "app")
+    assert synced.kube.secrets[("ns", "out")]["metadata"]["annotations"]["vaultbundle.io/owner"] == "ns/web"
+
+
 async def test_a_secret_made_again_by_someone_else_is_not_taken(synced: World) -> None:
     del synced.kube.secrets[("ns", "out")]
     synced.kube.put_secret("ns", "out", {"A": "theirs"})  # another object (another uid), no owner annotation
@@ -343,3 +349,30 @@ async def test_a_deleted_vaultbundles_secrets_wake_nothing() -> None:
     metadata["resourceVersion"] = "gone"
     assert scheduler.managed_secret_changed("ns", "out", metadata) is None
     assert world.reconciler.secret_versions.get("ns", "out") is None
+
+
+# --- GitHub Actions: write-only, so its timer re-PUTs -------------------------------------------------------
+
+
+async def _no_secret(name: str, key: str) -> str:
+    raise AssertionError("no Secret is read")
+
+
+def _github_plan(resync: bool, monkeypatch: pytest.MonkeyPatch) -> Plan[Any]:
+    from vaultbundle.digest import Digester
+    from vaultbundle.targets import github_actions
+    from vaultbundle.targets.base import Owner
+
+    spec = github_actions.KIND.parse({"repository": "acme/web", "auth": {"tokenSecretRef": {"name": "gh"}}}, "t")
+    digester = Digester(b"k" * 32)
+    previous = {"remoteScope": spec.scope, "remoteDigests": {"A": digester.digest({"A": b"1"})}}
+    context = TargetContext(None, Owner("ns", "web", "u"), digester, previous, _no_secret, resync=resync)  # type: ignore[arg-type]
+    target = github_actions.GitHubActionsTarget(None, spec, context)  # type: ignore[arg-type]
+    remote = github_actions.StoreState("https://api.invalid/repos/acme/web/actions/secrets", {"A": None})
+    monkeypatch.setattr(target, "_read_remote", lambda: remote)
+    return target._plan({"A": b"1"})
+
+
+def test_github_secrets_are_rewritten_only_on_a_resync(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert not _github_plan(False, monkeypatch).changed  # the digest in status matches: nothing to PUT
+    assert _github_plan(True, monkeypatch).update == ["A"]  # resyncInterval passed: PUT again (values unreadable)

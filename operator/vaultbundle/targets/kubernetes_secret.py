@@ -170,7 +170,8 @@ class KubernetesSecretTarget:
         meta = current.get("metadata", {})
         annotations = meta.get("annotations") or {}
         owner, uid = annotations.get(OWNER_ANNOTATION), annotations.get(OWNER_UID_ANNOTATION)
-        if owner is None and uid is None and self.book is not None and self.book.written_object(self.spec.name, meta):
+        stripped = owner is None and uid in (None, self.owner.uid)
+        if stripped and self.book is not None and self.book.written_object(self.spec.name, meta):
             return self.owner.ref  # our annotations were stripped from the very Secret we wrote: put them back
         if owner == self.owner.ref and uid and uid != self.owner.uid:
             return None
