@@ -81,7 +81,7 @@ class Settings:
     """Lowest driftCheckInterval / resyncInterval a target may set, other than 0 (off); lower it on test beds only."""
 
     drift_debounce_seconds: float = 1.0
-    """Quiet time after a hand edit of a managed Secret before it is repaired: a burst of edits is one repair."""
+    """Wait after a hand edit of a managed Secret before repairing it: more edits meanwhile join the same repair."""
 
     metrics_host: str = "0.0.0.0"  # noqa: S104 - a pod's probes and Prometheus reach it on the pod IP
     """Address serving /metrics, /healthz and /readyz."""
