@@ -185,17 +185,7 @@ def test_store_values_changed_by_hand_are_repaired_on_the_next_drift_check(
             },
         },
     ]
-    body = {
-        "apiVersion": "vaultbundle.io/v1alpha1",
-        "kind": "VaultBundle",
-        "metadata": {"name": "stores"},
-        "spec": {
-            "source": {"configSecretRef": {"name": "web-vsync"}, "passphraseSecretRef": {"name": "web-passphrase"}},
-            "refreshInterval": "1h",
-            "targets": targets,
-        },
-    }
-    scenario.custom.create_namespaced_custom_object("vaultbundle.io", "v1alpha1", scenario.ns, "vaultbundles", body)
+    scenario.apply("stores", {}, refreshInterval="1h", targets=targets)  # `targets` replaces the Secret target
     wait_for(lambda: scenario.reason("stores") == "Synced", "both stores in sync", 60)
     secrets_manager = boto3.client(
         "secretsmanager",

@@ -317,13 +317,18 @@ async def test_the_scheduler_repairs_a_burst_once_and_ignores_its_own_writes() -
         await scheduler.stop()
 
 
-async def test_an_event_that_turns_out_to_be_our_own_write_wakes_nobody() -> None:
+async def synced_by_a_scheduler(debounce: float) -> tuple[World, Scheduler]:
     world = World()
     world.push(b"A=1\n")
-    scheduler = Scheduler(world.reconciler, 4, drift_debounce=0.05)
+    scheduler = Scheduler(world.reconciler, 4, drift_debounce=debounce)
     scheduler.upsert(body(world))
+    await until(lambda: world.reconciler.secret_versions.get("ns", "out") is not None)
+    return world, scheduler
+
+
+async def test_an_event_that_turns_out_to_be_our_own_write_wakes_nobody() -> None:
+    world, scheduler = await synced_by_a_scheduler(0.05)
     try:
-        await until(lambda: world.reconciler.secret_versions.get("ns", "out") is not None)
         worker = scheduler.workers["uid-1"]
         # the watch delivered the write's event before the apply's answer: unknown version at first
         world.kube.edit_secret("ns", "out", A="1")
@@ -339,11 +344,7 @@ async def test_an_event_that_turns_out_to_be_our_own_write_wakes_nobody() -> Non
 
 
 async def test_a_deleted_vaultbundles_secrets_wake_nothing() -> None:
-    world = World()
-    world.push(b"A=1\n")
-    scheduler = Scheduler(world.reconciler, 4, drift_debounce=0.01)
-    scheduler.upsert(body(world))
-    await until(lambda: world.reconciler.secret_versions.get("ns", "out") is not None)
+    world, scheduler = await synced_by_a_scheduler(0.01)
     metadata = event(world)
     await scheduler.remove("uid-1")
     metadata["resourceVersion"] = "gone"
