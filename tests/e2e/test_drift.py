@@ -53,6 +53,10 @@ def repairs(operator: Operator, kind: str) -> float:
     return operator.metric("vaultbundle_drift_repairs_total", kind=kind)
 
 
+def checks(operator: Operator) -> float:
+    return operator.metric("vaultbundle_drift_checks_total", kind="kubernetesSecret")
+
+
 def drift_events(scenario: Scenario) -> list[str]:
     return [message for _, reason, message in scenario.events() if reason == "DriftRepaired"]
 
@@ -78,7 +82,7 @@ def test_kubernetes_secret_drift_is_repaired_from_the_watch(
     ours = {"API_KEY": CANARY, "DB_URL": "postgres://db/app"}
     wait_for(lambda: scenario.data("web-env") == ours, "the first sync")
     wait_for(lambda: scenario.reason("web") == "Synced", "Ready=Synced")
-    before = repairs(operator, "kubernetesSecret")
+    before, checked = repairs(operator, "kubernetesSecret"), checks(operator)
 
     # a key written by another field manager (server-side apply) stays, and is no drift
     theirs = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "web-env"}, "data": {"THEIRS": "eA=="}}
@@ -86,7 +90,7 @@ def test_kubernetes_secret_drift_is_repaired_from_the_watch(
         "web-env", scenario.ns, theirs, field_manager="someone-else", _content_type="application/apply-patch+yaml"
     )
     expected = {**ours, "THEIRS": "x"}
-    time.sleep(3)  # the debounce (1s) and a check cycle: it finds nothing to repair
+    wait_for(lambda: checks(operator) > checked, "the drift check of the other manager's change")
     assert scenario.data("web-env") == expected and repairs(operator, "kubernetesSecret") == before
 
     # a hand edit of one of our keys: put back within 5 s of the edit, one Event naming the key, no value
@@ -123,12 +127,13 @@ def test_kubernetes_secret_drift_is_repaired_from_the_watch(
     for value in ("one", "two", "three"):
         patch_data(scenario, "web-env", DB_URL=value)
     timed_repair(scenario, "web-env", ours, "the burst repaired")
-    time.sleep(2)  # any second repair would come within the debounce and a cycle
-    assert repairs(operator, "kubernetesSecret") == before + 4
+    wait_for(lambda: repairs(operator, "kubernetesSecret") == before + 4, "the burst's repair counted")
 
-    # idle: our own repairs woke nothing, and with no drift nothing is written (the apiserver's audit log)
-    writes, events = scenario.api_writes(), len(scenario.events())
+    # idle: our own repairs woke nothing (no second repair of the burst), and with no drift nothing is written
+    # (the apiserver's audit log)
+    writes, events, checked = scenario.api_writes(), len(scenario.events()), checks(operator)
     time.sleep(4)
+    assert checks(operator) == checked
     assert scenario.api_writes() == writes and len(scenario.events()) == events
     assert repairs(operator, "kubernetesSecret") == before + 4
 
@@ -208,25 +213,36 @@ def test_store_values_changed_by_hand_are_repaired_on_the_next_drift_check(
 
     assert aws_value() == CANARY and vault_data()["API_KEY"] == CANARY
 
-    # checks without drift: read-only. Count requests per check (what docs/targets/*.md report)
-    checks = operator.metric("vaultbundle_drift_checks_total", kind="awsSecretsManager")
+    # checks without drift: read-only. Count requests per check (what docs/targets/*.md report), sampled between
+    # checks: when neither proxy has seen a request for half a second (a check comes every 3 s)
+    def between_checks() -> tuple[int, int, float, float]:
+        def quiet() -> bool:
+            seen = (aws_proxy.requests, vault_proxy.requests)
+            time.sleep(0.5)
+            return seen == (aws_proxy.requests, vault_proxy.requests)
+
+        wait_for(quiet, "a pause between drift checks", 30)
+        return (
+            aws_proxy.requests,
+            vault_proxy.requests,
+            operator.metric("vaultbundle_drift_checks_total", kind="awsSecretsManager"),
+            operator.metric("vaultbundle_drift_checks_total", kind="hashicorpVault"),
+        )
+
+    aws_start, vault_start, aws_checks, vault_checks = between_checks()
+    writes, versions = scenario.api_writes(), vault_version()
     wait_for(
-        lambda: operator.metric("vaultbundle_drift_checks_total", kind="awsSecretsManager") >= checks + 1,
-        "a first drift check",
+        lambda: operator.metric("vaultbundle_drift_checks_total", kind="hashicorpVault") >= vault_checks + 2,
+        "two drift checks",
         30,
     )
-    writes, versions = scenario.api_writes(), vault_version()
-    aws_start, vault_start = aws_proxy.requests, vault_proxy.requests
-    aws_checks = operator.metric("vaultbundle_drift_checks_total", kind="awsSecretsManager")
-    vault_checks = operator.metric("vaultbundle_drift_checks_total", kind="hashicorpVault")
-    time.sleep(8)
-    aws_done = operator.metric("vaultbundle_drift_checks_total", kind="awsSecretsManager") - aws_checks
-    vault_done = operator.metric("vaultbundle_drift_checks_total", kind="hashicorpVault") - vault_checks
-    aws_requests, vault_requests = aws_proxy.requests - aws_start, vault_proxy.requests - vault_start
+    aws_end, vault_end, aws_checks_end, vault_checks_end = between_checks()
+    aws_done, vault_done = aws_checks_end - aws_checks, vault_checks_end - vault_checks
+    aws_requests, vault_requests = aws_end - aws_start, vault_end - vault_start
     assert aws_done >= 1 and vault_done >= 1
     print(f"\nrequests per drift check: AWS {aws_requests / aws_done:g}, Vault {vault_requests / vault_done:g}")
-    assert aws_requests / aws_done == 5  # ListSecrets (prune) + DescribeSecret and GetSecretValue per key (2 keys)
-    assert vault_requests / vault_done == 3  # mount check, metadata read, data read
+    assert aws_requests / aws_done == 4  # DescribeSecret and GetSecretValue per key (2 keys, no prune)
+    assert vault_requests / vault_done == 4  # token lookup-self, mount check, metadata read, data read
     assert scenario.api_writes() == writes and vault_version() == versions  # nothing written anywhere
 
     # a value changed by hand in AWS: put back by the next check (one new version), Event and metric
