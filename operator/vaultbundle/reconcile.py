@@ -254,13 +254,13 @@ class Reconciler:
         """Plan (and, on a difference, apply) only the targets due for a drift check; the others keep their status
         entry as it is. A check that finds nothing writes nothing."""
         specs = [t for t in parsed.targets if t.name in names]
+        memory.checked.update(dict.fromkeys(names, self.clock()))
         # a VaultBundle being deleted: its Secrets go with it (deletionPolicy Delete) or stay; none is recreated
         if any(t.kind == "kubernetesSecret" for t in specs) and not await self._still_wanted(observed):
             return self._idle(parsed, memory)
         for spec in specs:
             metrics.DRIFT_CHECKS.labels(spec.kind).inc()
         results = {r.name: r for r in await self._fan_out(observed, parsed, verified.bundle, specs, resync=True)}
-        memory.checked.update(dict.fromkeys(names, self.clock()))
         touched = {name: r for name, r in results.items() if r.changed or r.failed}
         if not touched:
             return self._idle(parsed, memory)
