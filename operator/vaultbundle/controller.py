@@ -163,7 +163,6 @@ class Scheduler:
     async def remove(self, uid: str) -> None:
         """The VaultBundle is gone: stop its worker and forget everything kept for it (memory, metrics)."""
         await self._stop(uid)
-        self.reconciler.forget_secrets(uid)
         worker = self.workers.pop(uid, None)
         if worker is not None:
             meta = worker.body.get("metadata", {})

@@ -103,10 +103,10 @@ class Reconciler:
         return digester
 
     def forget(self, uid: str) -> None:
+        """Drop what the cheap path keeps for *uid*, and its managed Secrets' versions: until its next full cycle
+        (or ever, once it is deleted: the garbage collector's deletions are nobody's drift) their events wake
+        nothing."""
         self._memory.pop(uid, None)
-
-    def forget_secrets(self, uid: str) -> None:
-        """The VaultBundle is deleted: its Secrets' later events (garbage collection) are nobody's drift."""
         self.secret_versions.forget(uid)
 
     async def reconcile(self, observed: Observed) -> Outcome:
