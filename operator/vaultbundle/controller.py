@@ -178,8 +178,9 @@ class Scheduler:
         """A target Secret we wrote changed or was deleted (label-selected watch); returns its owner's uid.
 
         An event carrying the resourceVersion of our own last write (or in-sync read) is ignored. Any other queues
-        the target for a drift check `drift_debounce` after the first such event: a burst of edits is one repair. The owner is
-        found from what we wrote (so stripped annotations do not hide it), else from the owner-uid annotation.
+        the target for a drift check `drift_debounce` after the first such event: a burst of edits is one repair.
+        The owner is found from what we wrote (so stripped annotations do not hide it), else from the owner-uid
+        annotation.
         """
         known = self.reconciler.secret_versions.get(namespace, name)
         uid = known.uid if known else str((metadata.get("annotations") or {}).get(OWNER_UID_ANNOTATION, ""))

@@ -6,8 +6,8 @@ Two ways a target is looked at again while its bundle, spec and sources are unch
   only). `SecretVersions` remembers the resourceVersion each managed Secret had when a target last wrote it
   (the apply's answer) or read it in sync (its plan); a watch event carrying that version is our own write and
   is ignored. Any other version (a hand edit, a deletion, labels removed: the label-selected watch reports an
-  object leaving the selector as DELETED) queues the target for a check, after a short wait
-  (`--drift-debounce`, from the first event) so a burst of edits costs one repair (the scheduler, controller.py, does the queueing).
+  object leaving the selector as DELETED) queues the target for a check, after a short wait from the first
+  event (`--drift-debounce`), so a burst of edits costs one repair (the scheduler, controller.py, queues).
 - **External stores**, on a timer: each target's `driftCheckInterval` (`check_seconds`), kept per target in
   the reconciler's memory (`due`, `next_due_in`). A write-only store (GitHub Actions) is never read back; its
   opt-in `resyncInterval` re-PUTs every key instead.
