@@ -12,8 +12,9 @@ Two ways a target is looked at again while its bundle, spec and sources are unch
   the reconciler's memory (`due`, `next_due_in`). A write-only store (GitHub Actions) is never read back; its
   opt-in `resyncInterval` re-PUTs every key instead.
 
-A check re-opens the bundle: one pointer GET, one bundle GET and AES-GCM, never a key derivation (the crypto
-pool keeps derived keys), and nothing of the plaintext is kept between cycles. The check itself is the store's
+A check re-opens the bundle: four S3 requests more than an idle cycle (pointer, bundle, generation marker,
+layout probe) and AES-GCM, never a key derivation (the crypto pool keeps derived keys); nothing of the plaintext
+is kept between cycles. The check itself is the store's
 own read-only `plan` (what a sync compares, keyed digests where the store keeps them); only a target whose plan
 finds a difference is written (one new version), with a Normal `DriftRepaired` Event naming keys, never values,
 and `vaultbundle_drift_repairs_total{kind}`. A check that finds nothing writes nothing, not even status.

@@ -67,13 +67,16 @@ async def test_a_hand_edited_key_is_put_back_with_one_event_naming_the_key(synce
     assert "keys A" in message and CANARY not in message and "hand-edited" not in message
     assert repairs("kubernetesSecret") == before + 1
     assert synced.derivations == derivations  # the bundle was re-opened without a key derivation
+    assert synced.objects.downloads == ["p/latest", next(k for k in synced.objects.objects if "/versions/" in k)]
     assert versions(synced) != edited  # the repair's own version is now the known one
 
 
 async def test_a_check_that_finds_nothing_writes_nothing(synced: World) -> None:
-    writes = list(synced.kube.writes)
+    writes, requests = list(synced.kube.writes), synced.objects.requests
     outcome = await check(synced, "app")
     assert outcome.idle and synced.kube.writes == writes and outcome.events == []
+    # the cost README.md states: the idle cycle's conditional GET, then pointer, bundle, generation, layout probe
+    assert synced.objects.requests == requests + 5
 
 
 async def test_a_key_of_another_field_manager_stays_and_is_not_drift(synced: World) -> None:
