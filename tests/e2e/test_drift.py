@@ -157,11 +157,13 @@ def _vault(testbed: dict[str, str]) -> Any:
 
 
 def test_store_values_changed_by_hand_are_repaired_on_the_next_drift_check(
-    scenario: Scenario, operator: Operator, testbed: dict[str, str]
+    scenario: Scenario, operator: Operator, testbed: dict[str, str], request: pytest.FixtureRequest
 ) -> None:
     from e2e.faults import FaultProxy
 
     aws_proxy, vault_proxy = FaultProxy(testbed["AWS_ENDPOINT_URL"]), FaultProxy(testbed["VAULT_ADDR"])
+    request.addfinalizer(aws_proxy.close)
+    request.addfinalizer(vault_proxy.close)
     scenario.push({".env.prod": f"API_KEY={CANARY}\nDB_URL=postgres://db/app\n".encode()})
     scenario.secret("vault", {"token": testbed["VAULT_TOKEN"]})
     scenario.secret(
@@ -269,7 +271,7 @@ def test_check_intervals_reach_kubectl_explain(testbed: dict[str, str], operator
     import subprocess
 
     def explain(field: str) -> str:
-        command = [testbed["KUBECTL"], "--kubeconfig", testbed["KUBECONFIG"], "explain", f"vaultbundle.spec.{field}"]
+        command = [testbed["KUBECTL"], "--kubeconfig", testbed["KUBECONFIG"], "explain", f"vaultbundles.spec.{field}"]
         return subprocess.run(command, check=True, capture_output=True, text=True).stdout
 
     for kind in ("awsSecretsManager", "hashicorpVault", "gcpSecretManager", "azureKeyVault"):
