@@ -313,8 +313,9 @@ async def test_the_scheduler_repairs_a_burst_once_and_ignores_its_own_writes() -
         await until(lambda: len(cycles) == 2)
         assert world.secret() == {"A": CANARY}
         assert [e.reason for e in cycles[1].events] == ["DriftRepaired"]
-        scheduler.managed_secret_changed("ns", "out", event(world))  # the repair's own event
-        await asyncio.sleep(0.2)
+        scheduler.managed_secret_changed("ns", "out", event(world))  # the repair's own event: nothing queued
+        worker = scheduler.workers["uid-1"]
+        assert not worker.drift and worker.drift_timer is None and not worker.wake.is_set()
         assert len(cycles) == 2
     finally:
         await scheduler.stop()
