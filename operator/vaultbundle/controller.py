@@ -187,10 +187,14 @@ class Scheduler:
         worker = self.workers.get(uid)
         if worker is None:
             return None
+        logger.debug("managed Secret %s/%s changed (owner uid %s)", namespace, name, uid)
         version = str(metadata.get("resourceVersion") or "")
-        if known is None or version == known.version:  # unknown: the next full cycle reads it anyway
+        if known is None:  # not written by this process yet: its next full cycle reads it anyway
             return uid
-        logger.debug("managed Secret %s/%s changed behind our back (owner uid %s)", namespace, name, uid)
+        if version == known.version:  # our own write: whatever was queued before it is superseded
+            worker.drift.pop((namespace, name), None)
+            return uid
+        logger.debug("managed Secret %s/%s: not our write, drift check queued", namespace, name)
         worker.drift[(namespace, name)] = (known.target, version)
         if worker.drift_timer is None and self.active:
             worker.drift_timer = asyncio.get_running_loop().call_later(self.drift_debounce, self._drift_quiet, uid)

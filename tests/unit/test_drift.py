@@ -280,7 +280,7 @@ def body(world: World) -> dict[str, object]:
     }
 
 
-async def until(condition: Any, timeout: float = 5.0) -> None:
+async def until(condition: Any, timeout: float = 30.0) -> None:  # a deadline, generous for a loaded machine
     async with asyncio.timeout(timeout):
         while not condition():
             await asyncio.sleep(0.005)
@@ -381,3 +381,18 @@ def _github_plan(resync: bool, monkeypatch: pytest.MonkeyPatch) -> Plan[Any]:
 def test_github_secrets_are_rewritten_only_on_a_resync(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not _github_plan(False, monkeypatch).changed  # the digest in status matches: nothing to PUT
     assert _github_plan(True, monkeypatch).update == ["A"]  # resyncInterval passed: PUT again (values unreadable)
+
+
+async def test_our_own_delete_and_reapply_of_a_secret_queues_no_check() -> None:
+    """A type change deletes and re-applies the Secret: the delete's event is unknown, the apply's is ours."""
+    world, scheduler = await synced_by_a_scheduler(0.05)
+    try:
+        worker = scheduler.workers["uid-1"]
+        deleted = {**event(world), "resourceVersion": "deleted-by-us"}
+        scheduler.managed_secret_changed("ns", "out", deleted)
+        assert worker.drift
+        scheduler.managed_secret_changed("ns", "out", event(world))  # the re-apply: the version we know
+        await until(lambda: worker.drift_timer is None)
+        assert not worker.drift and not worker.wake.is_set()
+    finally:
+        await scheduler.stop()
