@@ -16,9 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from tests.e2e.helpers import wait_for
+from tests.e2e.helpers import aws_client, wait_for
 from tests.e2e.test_operator import (
     CANARY,
     REPO,
@@ -194,13 +193,7 @@ def test_store_values_changed_by_hand_are_repaired_on_the_next_drift_check(
     ]
     scenario.apply("stores", {}, refreshInterval="1h", targets=targets)  # `targets` replaces the Secret target
     wait_for(lambda: scenario.reason("stores") == "Synced", "both stores in sync", 60)
-    secrets_manager = boto3.client(
-        "secretsmanager",
-        endpoint_url=testbed["AWS_ENDPOINT_URL"],
-        region_name="us-east-1",
-        aws_access_key_id=testbed["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=testbed["AWS_SECRET_ACCESS_KEY"],
-    )
+    secrets_manager = aws_client(testbed, "secretsmanager")
     vault = _vault(testbed)
 
     def aws_value() -> str:
