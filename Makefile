@@ -42,7 +42,7 @@ lint: venv
 	$(VENV)/bin/ruff format --check operator tests e2e fuzz bench requirements
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy --strict --no-warn-unused-configs tests/kit tests/unit/test_reconcile*.py tests/unit/test_backoff.py \
-		tests/unit/test_scheduler_backoff.py
+		tests/unit/test_scheduler_backoff.py tests/unit/test_drift.py
 	$(VENV)/bin/lint-imports
 
 test-unit: venv

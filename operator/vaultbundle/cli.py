@@ -509,6 +509,8 @@ def _setting(flag: str, name: str, **kwargs: Any) -> Callable[[F], F]:
 @_setting("--min-kdf-iterations", "min_kdf_iterations", type=click.IntRange(min=1))
 @_setting("--max-kdf-iterations", "max_kdf_iterations", type=click.IntRange(min=1, max=MAX_SUPPORTED_ITERATIONS))
 @_setting("--min-refresh-interval", "min_refresh_seconds")
+@_setting("--min-drift-check-interval", "min_drift_check_seconds")
+@_setting("--drift-debounce", "drift_debounce_seconds")
 @_setting("--digest-key-file", "digest_key_file", envvar="VAULTBUNDLE_DIGEST_KEY_FILE")
 @_setting("--leader-election-namespace", "leader_election_namespace", envvar="POD_NAMESPACE")
 @_setting("--lease-duration", "lease_seconds")
@@ -535,6 +537,8 @@ def run(
     min_kdf_iterations: int,
     max_kdf_iterations: int,
     min_refresh_interval: str,
+    min_drift_check_interval: str,
+    drift_debounce: str,
     digest_key_file: str | None,
     leader_election_namespace: str | None,
     lease_duration: str,
@@ -593,6 +597,8 @@ def run(
         metrics_tls_key_file=metrics_tls_key_file,
         metrics_token_file=metrics_token_file,
         min_refresh_seconds=parse_duration(min_refresh_interval, "--min-refresh-interval"),
+        min_drift_check_seconds=parse_duration(min_drift_check_interval, "--min-drift-check-interval"),
+        drift_debounce_seconds=parse_duration(drift_debounce, "--drift-debounce"),
         shard=Shard.parse(shard) if shard else None,
         leader_election_namespace=leader_election_namespace or None,
         lease_seconds=parse_duration(lease_duration, "--lease-duration"),

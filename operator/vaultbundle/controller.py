@@ -23,7 +23,7 @@ import contextlib
 import contextvars
 import logging
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 import kopf
@@ -52,6 +52,15 @@ class Worker:
     retry: Retry
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
+    # managed Secrets edited behind our back: (namespace, name) -> (target, the event's resourceVersion)
+    drift: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+    drift_timer: asyncio.TimerHandle | None = None
+
+    def take_drift(self) -> frozenset[str]:
+        """The targets to check this cycle (what the watch queued since the last one)."""
+        targets = frozenset(target for target, _ in self.drift.values())
+        self.drift.clear()
+        return targets
 
 
 class Scheduler:
@@ -65,8 +74,10 @@ class Scheduler:
         backoff: Backoff | None = None,
         max_per_namespace: int = DEFAULTS.max_concurrent_per_namespace,
         reconcile_timeout: float | None = None,
+        drift_debounce: float = DEFAULTS.drift_debounce_seconds,
     ) -> None:
         self.reconciler = reconciler
+        self.drift_debounce = drift_debounce
         self.backoff = backoff or Backoff()
         self.shard = shard
         self.active = active  # False on a standby replica: it knows every object but works on none
@@ -132,6 +143,9 @@ class Scheduler:
         self.reconciler.forget(uid)
         self._unwatch(uid)
         worker = self.workers.get(uid)
+        if worker and worker.drift_timer:
+            worker.drift_timer.cancel()
+            worker.drift_timer = None
         if worker and worker.task:
             worker.task.cancel()
 
@@ -163,20 +177,48 @@ class Scheduler:
     def managed_secret_changed(self, namespace: str, name: str, metadata: dict[str, Any]) -> str | None:
         """A target Secret we wrote changed or was deleted (label-selected watch); returns its owner's uid.
 
-        The hook for drift repair (issue #14), which will decide here whether to wake the owner. It does not
-        wake it yet: our own writes land here too, and waking on them would cost a reconcile per write.
+        An event carrying the resourceVersion of our own last write (or in-sync read) is ignored. Any other queues
+        the target for a drift check `drift_debounce` after the first such event: a burst of edits is one repair.
+        The owner is found from what we wrote (so stripped annotations do not hide it), else from the owner-uid
+        annotation.
         """
-        uid = str((metadata.get("annotations") or {}).get(OWNER_UID_ANNOTATION, ""))
-        if uid not in self.workers:
+        known = self.reconciler.secret_versions.get(namespace, name)
+        uid = known.uid if known else str((metadata.get("annotations") or {}).get(OWNER_UID_ANNOTATION, ""))
+        worker = self.workers.get(uid)
+        if worker is None:
             return None
         logger.debug("managed Secret %s/%s changed (owner uid %s)", namespace, name, uid)
+        version = str(metadata.get("resourceVersion") or "")
+        if known is None:  # not written by this process yet: its next full cycle reads it anyway
+            return uid
+        if version == known.version:  # our own write: whatever was queued before it is superseded
+            worker.drift.pop((namespace, name), None)
+            return uid
+        logger.debug("managed Secret %s/%s: not our write, drift check queued", namespace, name)
+        worker.drift[(namespace, name)] = (known.target, version)
+        if worker.drift_timer is None and self.active:
+            worker.drift_timer = asyncio.get_running_loop().call_later(self.drift_debounce, self._drift_quiet, uid)
         return uid
+
+    def _drift_quiet(self, uid: str) -> None:
+        """The debounce passed: wake the owner, unless every queued event turned out to be our own write (the
+        watch may deliver it before the apply's answer told us its resourceVersion)."""
+        worker = self.workers.get(uid)
+        if worker is None:
+            return
+        worker.drift_timer = None
+        for key, (_, version) in list(worker.drift.items()):
+            known = self.reconciler.secret_versions.get(*key)
+            if known is not None and known.version == version:
+                del worker.drift[key]
+        if worker.drift:
+            worker.wake.set()
 
     async def _run(self, uid: str) -> None:
         while uid in self.workers and self.active:
             worker = self.workers[uid]
             worker.wake.clear()
-            observed = Observed.from_body(worker.body)
+            observed = replace(Observed.from_body(worker.body), drifted=worker.take_drift())
             async with self.slots.slot(observed.namespace):
                 try:
                     async with asyncio.timeout(self.reconcile_timeout):
@@ -190,6 +232,8 @@ class Scheduler:
                 delay = worker.retry.next_delay(Reason.INTERNAL_ERROR, None)
             else:
                 delay = worker.retry.next_delay(outcome.failure, outcome.refresh_seconds)
+                if outcome.check_in is not None:  # a target's timed drift check comes first
+                    delay = outcome.check_in if delay is None else min(delay, outcome.check_in)
             if outcome is not None:
                 self._unwatch(uid)
                 for ref in outcome.secret_refs:
@@ -268,6 +312,7 @@ def build_registry(config: Settings) -> kopf.OperatorRegistry:
                 S3ClientCache(timeout=config.s3_timeout_seconds),
                 min_refresh=config.min_refresh_seconds,
                 egress=config.egress_policy(),
+                min_drift_check=config.min_drift_check_seconds,
             ),
             config.max_concurrent,
             config.shard,
@@ -275,6 +320,7 @@ def build_registry(config: Settings) -> kopf.OperatorRegistry:
             backoff=Backoff(config.backoff_base_seconds, config.backoff_cap_seconds, config.refresh_jitter),
             max_per_namespace=config.max_concurrent_per_namespace,
             reconcile_timeout=config.reconcile_timeout_seconds,
+            drift_debounce=config.drift_debounce_seconds,
         )
         state["watches"] = secretwatch.start_watches(
             load_api_client(config.kubeconfig, connections=2 * max(1, len(config.namespaces))),  # one per watch

@@ -25,6 +25,7 @@ class Reason(StrEnum):
     TARGET_FAILED = "TargetFailed"
     IDLE = "Idle"  # metrics only: the pointer was unchanged, nothing was done
     APPLIED = "Applied"  # the Event of a target whose content changed
+    DRIFT_REPAIRED = "DriftRepaired"  # the Event of a target edited behind our back and put back
     NOT_CHECKED = "NotChecked"  # Verified condition: the cycle stopped before the bundle was looked at
     NOT_ATTEMPTED = "NotAttempted"  # Synced condition: no target was touched
     # the spec and its source Secrets

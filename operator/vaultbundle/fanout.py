@@ -29,10 +29,11 @@ from .kube import KubeAPI
 from .spec import TargetSpec
 from .status import Event, now
 from .targets import grants
-from .targets.base import Owner, Target, TargetContext
+from .targets.base import Owner, SecretBook, Target, TargetContext
 from .targets.threads import isolated
 
 SecretReader = Callable[[str, str], Awaitable[str]]
+BookFor = Callable[[str], SecretBook]  # target name -> where it records the Secrets it writes (drift.py)
 
 
 @dataclass(frozen=True)
@@ -51,12 +52,15 @@ class TargetResult:
     last_change_time: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)  # the store's own fields (Target.status_extra)
     previous: Mapping[str, Any] = field(default_factory=dict)  # its entry in the last status
+    verbatim: bool = False  # not looked at this cycle (a drift check of other targets): `previous` stays as is
 
     @property
     def failed(self) -> bool:
         return self.state == "Failed"
 
     def to_status(self) -> dict[str, Any]:
+        if self.verbatim:
+            return dict(self.previous)
         own = {"name": self.name, "kind": self.kind, "state": self.state, "reason": str(self.reason)}
         own["message"] = self.message
         if self.failed:
@@ -85,15 +89,16 @@ class FanOut:
     read_secret: SecretReader
     dry_run: bool
     egress: EgressPolicy = SECURE_DEFAULT
+    book_for: BookFor | None = None
 
     def previous(self, name: str) -> Mapping[str, Any]:
         return next((t for t in self.previous_targets if t.get("name") == name), {})
 
-    async def run(self, specs: Sequence[TargetSpec], bundle: Bundle) -> list[TargetResult]:
-        """One target after the other, in spec order."""
-        return [await self.sync(spec, bundle) for spec in specs]
+    async def run(self, specs: Sequence[TargetSpec], bundle: Bundle, *, resync: bool = False) -> list[TargetResult]:
+        """One target after the other, in spec order. *resync*: a timed check, where a write-only store re-PUTs."""
+        return [await self.sync(spec, bundle, resync=resync) for spec in specs]
 
-    async def sync(self, spec: TargetSpec, bundle: Bundle) -> TargetResult:
+    async def sync(self, spec: TargetSpec, bundle: Bundle, *, resync: bool = False) -> TargetResult:
         previous = self.previous(spec.name)
         store: Target | None = None
         try:
@@ -103,7 +108,15 @@ class FanOut:
                 body = grants.capped(spec.body, grant)
                 desired = await asyncio.to_thread(kind.desired, bundle.vault, spec.selection, body)
                 context = TargetContext(
-                    self.kube, self.owner, self.digester, previous, self.read_secret, egress=self.egress, grant=grant
+                    self.kube,
+                    self.owner,
+                    self.digester,
+                    previous,
+                    self.read_secret,
+                    egress=self.egress,
+                    grant=grant,
+                    book=self.book_for(spec.name) if self.book_for else None,
+                    resync=resync,
                 )
                 store = grants.scoped(await kind.connect(body, context), grant)
                 result = await self._plan_and_apply(spec, store, desired, previous)

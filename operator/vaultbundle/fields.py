@@ -52,6 +52,9 @@ class TargetSpec:
     body: Any  # the kind's own parsed spec (e.g. KubernetesSecretSpec)
     writes_secrets: tuple[str, ...] = ()  # Secrets of the VaultBundle's namespace it writes (cross-target checks)
     raw: Mapping[str, Any] = field(default_factory=dict)  # the kind's object as written: the store policy reads it
+    # seconds between read-only drift checks (driftCheckInterval), or between re-PUTs of a write-only store
+    # (githubActions resyncInterval); 0 = never. Kubernetes Secret targets are repaired from their watch instead.
+    check_seconds: float = 0.0
 
 
 def obj(value: Any, path: str) -> Mapping[str, Any]:

@@ -54,8 +54,9 @@ class SecretsAPI(Protocol):
         """The Secret's raw JSON, or None when it does not exist."""
         ...
 
-    async def apply_secret(self, namespace: str, body: dict[str, Any]) -> None:
-        """Server-side apply as field manager `vaultbundle`."""
+    async def apply_secret(self, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        """Server-side apply as field manager `vaultbundle`; returns the Secret as written (its resourceVersion
+        tells the watch event of this write apart from someone else's)."""
         ...
 
     async def delete_secret(self, namespace: str, name: str) -> None: ...
@@ -76,6 +77,11 @@ class KubeAPI(SecretsAPI, Protocol):
 
     async def list_vaultbundles(self, namespace: str) -> list[dict[str, Any]]:
         """Every VaultBundle of the namespace (raw JSON): whose source Secrets are never adopted."""
+        ...
+
+    async def get_vaultbundle(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """One VaultBundle's raw JSON, or None when it does not exist (a drift repair checks it is not being
+        deleted before it recreates a Secret)."""
         ...
 
     async def get_cluster_target_store(self, name: str) -> dict[str, Any] | None:
@@ -120,9 +126,9 @@ class Kube:
     async def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
         return await self._get("get_secret", self.core.read_namespaced_secret, name, namespace)
 
-    async def apply_secret(self, namespace: str, body: dict[str, Any]) -> None:
+    async def apply_secret(self, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
         """Server-side apply as field manager `vaultbundle`: only the fields we set are ours; others' stay."""
-        await self._call(
+        written: dict[str, Any] | None = await self._call(
             "apply_secret",
             self.core.patch_namespaced_secret,
             body["metadata"]["name"],
@@ -132,6 +138,7 @@ class Kube:
             force=True,
             _content_type="application/apply-patch+yaml",
         )
+        return written
 
     async def delete_secret(self, namespace: str, name: str) -> None:
         await self._call("delete_secret", self.core.delete_namespaced_secret, name, namespace)

@@ -44,6 +44,18 @@ def observe_kdf(seconds: float) -> None:
     KDF_SECONDS.observe(seconds)
 
 
+DRIFT_REPAIRS = Counter(
+    "vaultbundle_drift_repairs_total",
+    "Targets found edited behind the operator's back (keys, labels, a deleted Secret) and rewritten, by kind.",
+    ["kind"],
+    registry=REGISTRY,
+)
+DRIFT_CHECKS = Counter(
+    "vaultbundle_drift_checks_total",
+    "Read-only drift checks of a target (a managed Secret's watch event, or a store's driftCheckInterval), by kind.",
+    ["kind"],
+    registry=REGISTRY,
+)
 S3_REQUESTS = Counter("vaultbundle_s3_requests_total", "Requests sent to S3.", registry=REGISTRY)
 API_WRITES = Counter(
     "vaultbundle_kubernetes_writes_total",

@@ -10,16 +10,21 @@ Cheap path: when the sources, the spec and the pointer's ETag are unchanged and 
 cycle is one conditional S3 GET (304): no key derivation, no decryption, no API write. When the last cycle
 verified the bundle but a target failed, the verified bundle is kept in memory (by pointer ETag), so the
 retry re-runs only the fan-out: no download, no key derivation, no decryption.
+
+Drift (drift.py) rides on the cheap path: when the scheduler names targets whose managed Secret was edited, or
+a store's `driftCheckInterval` has passed, the unchanged cycle re-opens the bundle (no key derivation) and
+runs only those targets' plans; a target is written only when its plan finds a difference.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from . import metrics, sources, targets
+from . import drift, metrics, sources, targets
 from .bundles import Bundle, Pointer
 from .crypto import configblob
 from .digest import Digester
@@ -30,7 +35,7 @@ from .kube import KubeAPI, KubeError
 from .pool import CryptoPool
 from .remote import ObjectStore, S3ClientCache
 from .settings import DEFAULTS
-from .spec import SecretRef, VaultBundleSpec
+from .spec import SecretRef, TargetSpec, VaultBundleSpec
 from .status import Condition, Conditions, Event, Observed, Outcome, build, failure_events, needs_patch, now
 from .targets.base import Owner
 from .verify import (
@@ -60,6 +65,7 @@ class _Memory:
     force_token: str
     pointer: Pointer
     bundle: Bundle | None = None
+    checked: dict[str, float] = field(default_factory=dict)  # target name -> monotonic time of its last check
 
     def same_input(self, source_digest: str, generation: int, force_token: str) -> bool:
         return (source_digest, generation, force_token) == (self.source_digest, self.generation, self.force_token)
@@ -77,11 +83,14 @@ class Reconciler:
         min_refresh: float = DEFAULTS.min_refresh_seconds,
         write_status: bool = True,
         egress: EgressPolicy | None = None,
+        min_drift_check: float = DEFAULTS.min_drift_check_seconds,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.kube, self.pool, self._operator_digester = kube, pool, digester
         self.egress = egress or SECURE_DEFAULT  # every tenant URL (S3 endpoint, store URLs) is checked against it
         self.s3_factory: Callable[[configblob.BootstrapConfig], ObjectStore] = s3_factory or S3ClientCache()
-        self.min_refresh = min_refresh
+        self.min_refresh, self.min_drift_check, self.clock = min_refresh, min_drift_check, clock
+        self.secret_versions = drift.SecretVersions()  # what our own writes of managed Secrets look like
         self.write_status = write_status  # False for one-shot CLI runs (`vaultbundle plan|sync`)
         self._memory: dict[str, _Memory] = {}
         self._digesters: dict[str, Digester] = {}  # per namespace; HKDF is cheap, but once per namespace is enough
@@ -94,7 +103,11 @@ class Reconciler:
         return digester
 
     def forget(self, uid: str) -> None:
+        """Drop what the cheap path keeps for *uid*, and its managed Secrets' versions: until its next full cycle
+        (or ever, once it is deleted: the garbage collector's deletions are nobody's drift) their events wake
+        nothing."""
         self._memory.pop(uid, None)
+        self.secret_versions.forget(uid)
 
     async def reconcile(self, observed: Observed) -> Outcome:
         with metrics.RECONCILE_SECONDS.time():
@@ -128,7 +141,12 @@ class Reconciler:
         return outcome
 
     def _parse(self, observed: Observed) -> VaultBundleSpec:
-        return targets.parse_spec(observed.spec, min_refresh=self.min_refresh, namespace=observed.namespace)
+        return targets.parse_spec(
+            observed.spec,
+            min_refresh=self.min_refresh,
+            namespace=observed.namespace,
+            min_drift_check=self.min_drift_check,
+        )
 
     async def report_timeout(self, observed: Observed, seconds: float) -> Outcome:
         """The scheduler cancelled a cycle that ran past its deadline (`--reconcile-timeout`): say so in status."""
@@ -167,15 +185,25 @@ class Reconciler:
         memory = self._memory.get(observed.uid)
         if memory and not memory.same_input(source_digest, observed.generation, force_token):
             memory = None
+        checking: set[str] = set()
         try:
             # a pinned bundle is immutable: nothing to look at; else one conditional GET of the pointer
             if memory and (
                 parsed.version or await pointer_unchanged(objects, source.config, memory.pointer, self.egress)
             ):
                 if memory.bundle is None:
-                    metrics.SYNCS.labels(Reason.IDLE).inc()
-                    return Outcome(refresh_seconds=parsed.refresh_seconds, idle=True, ready=True)
-                verified = Verified(memory.bundle, memory.pointer)  # a target failed last time: retry the targets
+                    checking = drift.due(parsed.targets, memory.checked, self.clock(), observed.drifted)
+                    if not checking:
+                        return self._idle(parsed, memory)
+                    # no key derivation (the pool keeps derived keys): one bundle download and AES-GCM
+                    floor = rollback_floor(parsed, observed.status)
+                    verified = await open_bundle(
+                        self.pool, objects, source.config, parsed, source.passphrase, floor, self.egress
+                    )
+                    if verified.pointer.etag != memory.pointer.etag:  # pushed meanwhile: a full cycle after all
+                        checking = set()
+                else:
+                    verified = Verified(memory.bundle, memory.pointer)  # a target failed last time: retry the targets
             else:
                 floor = rollback_floor(parsed, observed.status)
                 verified = await open_bundle(
@@ -183,15 +211,88 @@ class Reconciler:
                 )
         finally:
             metrics.S3_REQUESTS.inc(objects.requests)
+        if checking and memory is not None:
+            return await self._check(observed, parsed, verified, memory, checking)
         results = await self._fan_out(observed, parsed, verified.bundle)
         outcome = await self._report_sync(observed, parsed, verified, results)
-        retry = outcome.failure is not None  # a target or the status patch failed: keep the bundle for the retry
-        self._memory[observed.uid] = _Memory(
-            source_digest, observed.generation, force_token, verified.pointer, verified.bundle if retry else None
+        checked = dict.fromkeys((t.name for t in parsed.targets), self.clock())  # a full sync checked every target
+        self._remember(observed, source_digest, force_token, verified, outcome, checked)
+        return self._scheduled(outcome, parsed, checked)
+
+    def _idle(self, parsed: VaultBundleSpec, memory: _Memory) -> Outcome:
+        metrics.SYNCS.labels(Reason.IDLE).inc()
+        return self._scheduled(
+            Outcome(refresh_seconds=parsed.refresh_seconds, idle=True, ready=True), parsed, memory.checked
         )
+
+    def _scheduled(self, outcome: Outcome, parsed: VaultBundleSpec, checked: dict[str, float]) -> Outcome:
+        outcome.check_in = drift.next_due_in(parsed.targets, checked, self.clock())
         return outcome
 
-    async def _fan_out(self, observed: Observed, parsed: VaultBundleSpec, bundle: Bundle) -> list[TargetResult]:
+    def _remember(
+        self,
+        observed: Observed,
+        source_digest: str,
+        force_token: str,
+        verified: Verified,
+        outcome: Outcome,
+        checked: dict[str, float],
+    ) -> None:
+        retry = outcome.failure is not None  # a target or the status patch failed: keep the bundle for the retry
+        self._memory[observed.uid] = _Memory(
+            source_digest,
+            observed.generation,
+            force_token,
+            verified.pointer,
+            verified.bundle if retry else None,
+            checked,
+        )
+
+    async def _check(
+        self, observed: Observed, parsed: VaultBundleSpec, verified: Verified, memory: _Memory, names: set[str]
+    ) -> Outcome:
+        """Plan (and, on a difference, apply) only the targets due for a drift check; the others keep their status
+        entry as it is. A check that finds nothing writes nothing."""
+        specs = [t for t in parsed.targets if t.name in names]
+        memory.checked.update(dict.fromkeys(names, self.clock()))
+        # a VaultBundle being deleted: its Secrets go with it (deletionPolicy Delete) or stay; none is recreated
+        if any(t.kind == "kubernetesSecret" for t in specs) and not await self._still_wanted(observed):
+            return self._idle(parsed, memory)
+        for spec in specs:
+            metrics.DRIFT_CHECKS.labels(spec.kind).inc()
+        results = {r.name: r for r in await self._fan_out(observed, parsed, verified.bundle, specs, resync=True)}
+        touched = {name: r for name, r in results.items() if r.changed or r.failed}
+        if not touched:
+            return self._idle(parsed, memory)
+        previous = {t.get("name"): t for t in observed.status.get("targets") or []}
+        merged = [
+            touched.get(t.name) or drift.kept(previous.get(t.name) or {}, results.get(t.name), t)
+            for t in parsed.targets
+        ]
+        outcome = await self._report_sync(observed, parsed, verified, merged, repairs=True)
+        self._remember(observed, memory.source_digest, memory.force_token, verified, outcome, memory.checked)
+        return self._scheduled(outcome, parsed, memory.checked)
+
+    async def _still_wanted(self, observed: Observed) -> bool:
+        """The VaultBundle exists and is not being deleted (a Secret the garbage collector removed stays gone)."""
+        try:
+            live = await self.kube.get_vaultbundle(observed.namespace, observed.name)
+        except KubeError:
+            return True  # unknown: repair (a VaultBundle being deleted stops its worker anyway)
+        return live is not None and not (live.get("metadata") or {}).get("deletionTimestamp")
+
+    async def _fan_out(
+        self,
+        observed: Observed,
+        parsed: VaultBundleSpec,
+        bundle: Bundle,
+        specs: list[TargetSpec] | None = None,
+        *,
+        resync: bool = False,
+    ) -> list[TargetResult]:
+        def book_for(target: str) -> drift.Book:
+            return self.secret_versions.book(observed.namespace, observed.uid, target)
+
         async def read_secret(name: str, key: str) -> str:
             return await sources.read_secret_value(self.kube, observed.namespace, SecretRef(name, key), "credentials")
 
@@ -203,11 +304,18 @@ class Reconciler:
             read_secret,
             parsed.dry_run,
             self.egress,
+            book_for,
         )
-        return await fan_out.run(parsed.targets, bundle)
+        return await fan_out.run(parsed.targets if specs is None else specs, bundle, resync=resync)
 
     async def _report_sync(
-        self, observed: Observed, parsed: VaultBundleSpec, verified: Verified, results: list[TargetResult]
+        self,
+        observed: Observed,
+        parsed: VaultBundleSpec,
+        verified: Verified,
+        results: list[TargetResult],
+        *,
+        repairs: bool = False,
     ) -> Outcome:
         bundle, pointer = verified.bundle, verified.pointer
         failed = [r.name for r in results if r.failed]
@@ -245,7 +353,10 @@ class Reconciler:
             failure=retry_reason(results),
             synced_now=synced_now,
         )
-        outcome.events = events(results, observed.status.get("targets") or []) + outcome.events
+        found = events(results, observed.status.get("targets") or [])
+        if repairs:  # a drift check: what it rewrote is a repair, not a new bundle applied
+            found = drift.repair_events(results) + [e for e in found if e.reason != Reason.APPLIED]
+        outcome.events = found + outcome.events
         return outcome
 
     async def _report(

@@ -74,6 +74,15 @@ class Settings:
     min_refresh_seconds: float = 10.0
     """Lower bound for any VaultBundle's refreshInterval."""
 
+    drift_check_seconds: float = 3600.0
+    """The driftCheckInterval of an external store target that sets none (the CRD's default, 1h)."""
+
+    min_drift_check_seconds: float = 60.0
+    """Lowest driftCheckInterval / resyncInterval a target may set, other than 0 (off); lower it on test beds only."""
+
+    drift_debounce_seconds: float = 1.0
+    """Wait after a hand edit of a managed Secret before repairing it: more edits meanwhile join the same repair."""
+
     metrics_host: str = "0.0.0.0"  # noqa: S104 - a pod's probes and Prometheus reach it on the pod IP
     """Address serving /metrics, /healthz and /readyz."""
 

@@ -34,6 +34,7 @@ class Observed:
     spec: Mapping[str, Any]
     status: Mapping[str, Any]
     annotations: Mapping[str, str] = field(default_factory=dict)
+    drifted: frozenset[str] = frozenset()  # targets whose managed Secret was edited behind our back (drift.py)
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> Observed:
@@ -109,6 +110,7 @@ class Outcome:
     reason: str = ""
     message: str = ""
     status: dict[str, Any] = field(default_factory=dict)  # the status this cycle computed
+    check_in: float | None = None  # seconds until a target's next timed drift check (None: none has one)
 
 
 def strip_times(value: Any) -> Any:

@@ -60,3 +60,16 @@ def metric_sum(text: str, name: str, **labels: str) -> float:
         if all(f'{key}="{value}"' in line for key, value in labels.items()):
             total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+def aws_client(testbed: dict[str, str], service: str) -> Any:
+    """A boto3 client of *service* on the test bed's moto (us-east-1, the bed's static keys)."""
+    import boto3
+
+    return boto3.client(
+        service,
+        endpoint_url=testbed["AWS_ENDPOINT_URL"],
+        region_name="us-east-1",
+        aws_access_key_id=testbed["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=testbed["AWS_SECRET_ACCESS_KEY"],
+    )

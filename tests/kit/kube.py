@@ -9,7 +9,14 @@ from typing import Any
 from vaultbundle.kube import KubeAPI, KubeError
 
 READS = frozenset(
-    {"get_secret", "get_service_account", "list_vaultbundles", "get_cluster_target_store", "get_namespace"}
+    {
+        "get_secret",
+        "get_service_account",
+        "list_vaultbundles",
+        "get_vaultbundle",
+        "get_cluster_target_store",
+        "get_namespace",
+    }
 )
 
 
@@ -25,6 +32,11 @@ class MemoryKube:
         self.calls: list[str] = []
         self.failing: dict[str, int] = {}  # operation -> HTTP status it fails with (a KubeError)
         self.broken: dict[str, Exception] = {}  # operation -> an unexpected exception it raises (a bug)
+        self.version = 0  # the last resourceVersion handed out (every Secret write takes the next one)
+
+    def _next_version(self) -> str:
+        self.version += 1
+        return str(self.version)
 
     @property
     def writes(self) -> list[str]:
@@ -41,7 +53,7 @@ class MemoryKube:
         self._enter("get_secret")
         return self.secrets.get((namespace, name))
 
-    async def apply_secret(self, namespace: str, body: dict[str, Any]) -> None:
+    async def apply_secret(self, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
         """Like server-side apply: keys, labels and annotations other managers wrote stay; ours are replaced."""
         self._enter("apply_secret")
         fields: dict[str, Any] = {f"f:{key}": {} for key in body.get("data") or {}}
@@ -64,8 +76,11 @@ class MemoryKube:
                 "labels": {**(old_meta.get("labels") or {}), **(meta.get("labels") or {})},
                 "annotations": {**(old_meta.get("annotations") or {}), **(meta.get("annotations") or {})},
                 "managedFields": managed,
+                "resourceVersion": self._next_version(),
+                "uid": old_meta.get("uid") or f"secret-uid-{self.version}",
             },
         }
+        return self.secrets[(namespace, meta["name"])]
 
     async def delete_secret(self, namespace: str, name: str) -> None:
         self._enter("delete_secret")
@@ -88,6 +103,11 @@ class MemoryKube:
         self._enter("list_vaultbundles")
         return [body for (ns, _), body in sorted(self.vaultbundles.items()) if ns == namespace]
 
+    async def get_vaultbundle(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The VaultBundle if a test put one in `vaultbundles`; else one that exists (the reconciled one)."""
+        self._enter("get_vaultbundle")
+        return self.vaultbundles.get((namespace, name), {"metadata": {"name": name, "namespace": namespace}})
+
     async def get_cluster_target_store(self, name: str) -> dict[str, Any] | None:
         self._enter("get_cluster_target_store")
         return self.stores.get(name)
@@ -100,7 +120,16 @@ class MemoryKube:
 
     def put_secret(self, namespace: str, name: str, data: dict[str, str], **metadata: Any) -> None:
         encoded = {key: base64.b64encode(value.encode()).decode() for key, value in data.items()}
-        self.secrets[(namespace, name)] = {"metadata": {"name": name, **metadata}, "data": encoded}
+        version = self._next_version()
+        meta = {"name": name, "resourceVersion": version, "uid": f"secret-uid-{version}", **metadata}
+        self.secrets[(namespace, name)] = {"metadata": meta, "data": encoded}
+
+    def edit_secret(self, namespace: str, name: str, **data: str) -> str:
+        """A hand edit (another manager, e.g. kubectl edit): set keys, bump the resourceVersion; returns it."""
+        secret = self.secrets[(namespace, name)]
+        secret["data"] = {**secret["data"], **{k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
+        secret["metadata"]["resourceVersion"] = self._next_version()
+        return str(secret["metadata"]["resourceVersion"])
 
     def put_vaultbundle(self, namespace: str, name: str, config: str, passphrase: str) -> None:
         source = {"configSecretRef": {"name": config}, "passphraseSecretRef": {"name": passphrase}}

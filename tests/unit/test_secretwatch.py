@@ -20,6 +20,7 @@ from kubernetes import client as k8s
 
 from vaultbundle import controller, secretwatch
 from vaultbundle.backoff import Retry
+from vaultbundle.reconcile import Reconciler
 
 
 def metadata(name: str, version: str, **extra: Any) -> dict[str, Any]:
@@ -186,7 +187,8 @@ def test_start_watches_one_per_selector_and_namespace(apiserver: FakeApiserver) 
 
 
 def test_scheduler_wakes_source_readers_and_resolves_managed_owners() -> None:
-    scheduler = controller.Scheduler(reconciler=None, max_concurrent=1, active=False)  # type: ignore[arg-type]
+    reconciler = Reconciler(None, None, None)  # type: ignore[arg-type] # only its record of our own writes is used
+    scheduler = controller.Scheduler(reconciler=reconciler, max_concurrent=1, active=False)
     scheduler.workers["uid-1"] = controller.Worker({"metadata": {"uid": "uid-1"}}, Retry(scheduler.backoff))
     scheduler.secret_watchers[("team-a", "web-passphrase")].add("uid-1")
     scheduler.secret_changed("team-a", "other", {})

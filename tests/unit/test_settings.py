@@ -28,6 +28,8 @@ CHART_CHOICES = {
 CHART_VALUES = {
     ("operator", "maxConcurrent"): "max_concurrent",
     ("operator", "minRefreshInterval"): "min_refresh_seconds",
+    ("operator", "minDriftCheckInterval"): "min_drift_check_seconds",
+    ("operator", "driftDebounce"): "drift_debounce_seconds",
     ("operator", "maxConcurrentPerNamespace"): "max_concurrent_per_namespace",
     ("operator", "reconcileTimeout"): "reconcile_timeout_seconds",
     ("operator", "s3Timeout"): "s3_timeout_seconds",

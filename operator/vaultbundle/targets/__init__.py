@@ -12,13 +12,15 @@ VaultBundle spec with it (`spec.py` never imports this package).
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from collections.abc import Mapping
 from typing import Any
 
 from .. import spec
 from ..errors import Reason, SpecError, TargetError
-from ..fields import TargetSpec, obj, parse_selection, string
+from ..fields import TargetSpec, obj, parse_duration, parse_selection, string
+from ..settings import DEFAULTS
 from . import (
     aws_secrets_manager,
     azure_key_vault,
@@ -45,6 +47,15 @@ KINDS: dict[str, TargetKind[Any]] = {
     )
 }
 KNOWN_KINDS = tuple(KINDS)
+# the interval field of each kind checked on a timer: a read-only drift check, or (write-only GitHub secrets) a
+# periodic re-PUT that is off by default; Kubernetes Secrets are repaired from their watch, so they have none
+CHECK_FIELDS: dict[str, tuple[str, float]] = {
+    github_actions.KIND.name: ("resyncInterval", 0.0),
+    gcp_secret_manager.KIND.name: ("driftCheckInterval", DEFAULTS.drift_check_seconds),
+    aws_secrets_manager.KIND.name: ("driftCheckInterval", DEFAULTS.drift_check_seconds),
+    azure_key_vault.KIND.name: ("driftCheckInterval", DEFAULTS.drift_check_seconds),
+    hashicorp_vault.KIND.name: ("driftCheckInterval", DEFAULTS.drift_check_seconds),
+}
 
 
 def _missing_module(names: tuple[str, ...]) -> str | None:
@@ -69,7 +80,25 @@ def load(name: str) -> TargetKind[Any]:
     return kind
 
 
-def parse_target(raw: Any, path: str) -> TargetSpec:
+def check_interval(body: Mapping[str, Any], kind: str, path: str, minimum: float) -> float:
+    """The kind's driftCheckInterval / resyncInterval in seconds: its default when unset, 0 (`0` or `0s`) = off,
+    else at least *minimum* (`--min-drift-check-interval`)."""
+    if kind not in CHECK_FIELDS:
+        return 0.0
+    name, default = CHECK_FIELDS[kind]
+    text = string(body.get(name), f"{path}.{name}")
+    if not text:
+        return default
+    seconds = 0.0 if text == "0" else parse_duration(text, f"{path}.{name}")
+    if 0 < seconds < minimum:
+        raise SpecError(
+            f"{path}.{name} {text} is below the operator's minimum of {minimum:g}s (--min-drift-check-interval): "
+            "every check reads the store; set a longer interval, or 0 to turn it off"
+        )
+    return seconds
+
+
+def parse_target(raw: Any, path: str, *, min_drift_check: float = DEFAULTS.min_drift_check_seconds) -> TargetSpec:
     """One `spec.targets[]` entry: its name, exactly one kind, the kind's spec and the shared selection."""
     target = obj(raw, path)
     name = string(target.get("name"), f"{path}.name", required=True)
@@ -87,11 +116,17 @@ def parse_target(raw: Any, path: str) -> TargetSpec:
         body=parsed,
         writes_secrets=kind.writes_secrets(parsed),
         raw=body,
+        check_seconds=check_interval(body, kind.name, where, min_drift_check),
     )
 
 
 def parse_spec(
-    document: Mapping[str, Any], *, min_refresh: float = spec.MIN_REFRESH_SECONDS, namespace: str | None = None
+    document: Mapping[str, Any],
+    *,
+    min_refresh: float = spec.MIN_REFRESH_SECONDS,
+    namespace: str | None = None,
+    min_drift_check: float = DEFAULTS.min_drift_check_seconds,
 ) -> spec.VaultBundleSpec:
     """A whole VaultBundle spec, its targets parsed by `parse_target`."""
-    return spec.parse(document, parse_target=parse_target, min_refresh=min_refresh, namespace=namespace)
+    each = functools.partial(parse_target, min_drift_check=min_drift_check)
+    return spec.parse(document, parse_target=each, min_refresh=min_refresh, namespace=namespace)

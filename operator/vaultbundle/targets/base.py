@@ -102,6 +102,19 @@ class Owner:
         return f"{self.namespace}/{self.name}"
 
 
+class SecretBook(Protocol):
+    """What the operator remembers of the managed Secrets one target wrote (drift.py keeps it, in memory only)."""
+
+    def seen(self, secret: str, metadata: Mapping[str, Any]) -> None:
+        """The Secret as written by us (the apply's answer) or read and found in sync: a watch event carrying
+        its resourceVersion is our own write, not drift."""
+        ...
+
+    def written_object(self, secret: str, metadata: Mapping[str, Any]) -> bool:
+        """This very Secret object (same uid) was written by this target in this process."""
+        ...
+
+
 @dataclass(frozen=True)
 class TargetContext:
     """What a target may use: the operator's Kubernetes client, the owner, the digest key, its last status
@@ -116,6 +129,9 @@ class TargetContext:
     read_secret: Callable[[str, str], Awaitable[str]]  # (Secret name, key) in the owner's namespace -> value
     grant: Grant | None = None  # the store policy's answer (`grants.authorize_target`); None: nothing is admitted
     egress: EgressPolicy = SECURE_DEFAULT  # the secure default: no loopback, no metadata addresses
+    # where a Kubernetes Secret target records the Secrets it wrote or found in sync (drift.py)
+    book: SecretBook | None = None
+    resync: bool = False  # a timed check of a write-only store (githubActions resyncInterval): write every key
 
     @property
     def allow_local(self) -> bool:

@@ -282,6 +282,7 @@ class StoreState:
 class GitHubActionsTarget(ThreadedTarget[StoreState]):
     def __init__(self, client: Github, spec: GitHubActionsSpec, context: TargetContext) -> None:
         self.client, self.spec, self.digester = client, spec, context.digester
+        self.resync = context.resync  # resyncInterval passed: PUT every key again (GitHub never shows values)
         previous = context.previous
         books = previous.get("remoteDigests") if previous.get("remoteScope") == spec.scope else None
         # name -> digest of what we last wrote; the keys are the secrets this target owns
@@ -334,7 +335,7 @@ class GitHubActionsTarget(ThreadedTarget[StoreState]):
             drift = self.spec.organization and remote.names.get(name) != self.spec.visibility
             if name not in remote.names:
                 plan.create.append(name)
-            elif self.owned.get(name) != self._digest(name, value) or drift:
+            elif self.resync or self.owned.get(name) != self._digest(name, value) or drift:
                 plan.update.append(name)
             else:
                 plan.unchanged += 1

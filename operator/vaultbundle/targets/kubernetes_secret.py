@@ -21,7 +21,7 @@ from ..fields import SECRET_KEY, Selection, boolean, obj, string, string_map
 from ..kube import FIELD_MANAGER, GROUP, VERSION, KubeAPI, KubeError
 from ..selection import SelectionError, select
 from ..vault import Vault
-from .base import Owner, Plan, StoreKind, TargetContext, diff
+from .base import Owner, Plan, SecretBook, StoreKind, TargetContext, diff
 from .ownership import (
     ADOPT_ANNOTATION,
     MANAGED_BY_VALUE,
@@ -118,7 +118,7 @@ class KubernetesSecretKind(StoreKind):
         return data
 
     async def connect(self, spec: KubernetesSecretSpec, context: TargetContext) -> KubernetesSecretTarget:
-        return KubernetesSecretTarget(context.kube, context.owner, spec, context.digester)
+        return KubernetesSecretTarget(context.kube, context.owner, spec, context.digester, context.book)
 
 
 def _decoded_data(secret: Mapping[str, Any]) -> dict[str, bytes]:
@@ -142,8 +142,21 @@ def _our_keys(secret: Mapping[str, Any]) -> set[str]:
 
 
 class KubernetesSecretTarget:
-    def __init__(self, kube: KubeAPI, owner: Owner, spec: KubernetesSecretSpec, digester: Digester) -> None:
+    def __init__(
+        self,
+        kube: KubeAPI,
+        owner: Owner,
+        spec: KubernetesSecretSpec,
+        digester: Digester,
+        book: SecretBook | None = None,
+    ) -> None:
         self.kube, self.owner, self.spec, self.digester = kube, owner, spec, digester
+        self.book = book
+
+    def _report(self, secret: Mapping[str, Any] | None) -> None:
+        """Tell drift detection the Secret we wrote or found in sync: its watch event is ours, not drift."""
+        if self.book is not None and secret:
+            self.book.seen(self.spec.name, secret.get("metadata") or {})
 
     def describe(self) -> str:
         return f"Secret {self.spec.name}"
@@ -154,8 +167,12 @@ class KubernetesSecretTarget:
     def _owner_of(self, current: Mapping[str, Any]) -> str | None:
         """The owner annotation, unless it names us but an earlier VaultBundle of this name (another uid) wrote
         it: that one is not ours without the adopt opt-in."""
-        annotations = current.get("metadata", {}).get("annotations") or {}
+        meta = current.get("metadata", {})
+        annotations = meta.get("annotations") or {}
         owner, uid = annotations.get(OWNER_ANNOTATION), annotations.get(OWNER_UID_ANNOTATION)
+        stripped = owner is None and uid in (None, self.owner.uid)
+        if stripped and self.book is not None and self.book.written_object(self.spec.name, meta):
+            return self.owner.ref  # our annotations were stripped from the very Secret we wrote: put them back
         if owner == self.owner.ref and uid and uid != self.owner.uid:
             return None
         return owner
@@ -265,6 +282,8 @@ class KubernetesSecretTarget:
             or any((meta.get("annotations") or {}).get(k) != v for k, v in want["annotations"].items())
             or json.dumps(owner_refs, sort_keys=True) != json.dumps(want.get("ownerReferences", []), sort_keys=True)
         )
+        if not plan.changed:
+            self._report(current)
         return plan
 
     async def apply(self, plan: Plan[StoreState], desired: Mapping[str, bytes]) -> None:
@@ -279,7 +298,7 @@ class KubernetesSecretTarget:
         current = plan.state
         if current is not None and current.get("type", "Opaque") != self.spec.type:
             await self.kube.delete_secret(self.owner.namespace, self.spec.name)  # a Secret's type is immutable
-        await self.kube.apply_secret(self.owner.namespace, body)
+        self._report(await self.kube.apply_secret(self.owner.namespace, body))
 
 
 KIND = KubernetesSecretKind()
