@@ -25,6 +25,7 @@ from kubernetes import client as k8s
 from tests.conftest import REPO
 from tests.e2e.helpers import wait_for
 from tests.e2e.test_operator import CANARY, Scenario, kubectl, start_operator, stop_operator
+from tests.e2e.test_store_policy import bundle_tenant, force, state, target
 from tests.e2e.tls_front import TlsFront
 
 pytestmark = [pytest.mark.testbed, pytest.mark.slow]
@@ -99,10 +100,8 @@ def store_operator(
 
 @pytest.fixture
 def tenant(testbed: dict[str, str], kube: k8s.ApiClient, store_operator: Path) -> Iterator[Scenario]:
-    made = Scenario(testbed, kube)
-    made.push({".env.prod": f"API_KEY={CANARY}\nDB_URL=postgres://db/app\n".encode()})
-    yield made
-    made.core.delete_namespace(made.ns)
+    with bundle_tenant(testbed, kube) as made:
+        yield made
 
 
 @pytest.fixture
@@ -142,20 +141,6 @@ def patch(tenant: Scenario, name: str, kind: str, body: dict[str, Any]) -> None:
     tenant.custom.patch_namespaced_custom_object(
         GROUP, VERSION, tenant.ns, "vaultbundles", name, {"spec": {"targets": targets}}
     )
-
-
-def force(tenant: Scenario, name: str, token: str) -> None:
-    annotations = {"metadata": {"annotations": {"vaultbundle.io/force-sync": token}}}
-    tenant.custom.patch_namespaced_custom_object(GROUP, VERSION, tenant.ns, "vaultbundles", name, annotations)
-
-
-def target(tenant: Scenario, name: str) -> dict[str, Any]:
-    return next(iter(tenant.vb(name).get("status", {}).get("targets", [])), {})
-
-
-def state(tenant: Scenario, name: str) -> tuple[str, str]:
-    entry = target(tenant, name)
-    return (str(entry.get("state", "")), str(entry.get("reason", "")))
 
 
 def vault_data(root: Any, path: str) -> dict[str, Any] | None:
