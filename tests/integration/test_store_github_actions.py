@@ -141,8 +141,24 @@ async def test_environment_and_organization_secrets_as_the_store_allows(fake: Fa
     kube = kube_with(fake, TOKEN)
     await sync(kube, REF | {"repository": "acme/team-web", "environment": "team-prod"})
     assert held(fake, scope="environment", environment="team-prod") == {"API_KEY": "k-1", "DB_URL": "postgres://db/app"}
-    await sync(kube, REF | {"organization": "acme"})
+    ours = fake.state.repo_id("acme/team-web")
+    await sync(kube, REF | {"organization": "acme", "visibility": "selected", "selectedRepositoryIds": [ours]})
     assert held(fake, scope="org", org="acme") == {"API_KEY": "k-1", "DB_URL": "postgres://db/app"}
+
+
+@pytest.mark.parametrize("visibility", ["private", "all"])
+async def test_organization_secrets_for_every_repository_are_refused(fake: FakeGitHubServer, visibility: str) -> None:
+    with pytest.raises(PolicyDeniedError, match=f"visibility {visibility} would reach repositories outside"):
+        await sync(kube_with(fake, TOKEN), REF | {"organization": "acme", "visibility": visibility})
+    assert requests(fake) == []
+
+
+async def test_an_organization_secret_shared_with_a_repository_outside_the_scope(fake: FakeGitHubServer) -> None:
+    ids = [fake.state.repo_id("acme/team-web"), fake.state.repo_id("acme/other-web")]
+    raw = REF | {"organization": "acme", "visibility": "selected", "selectedRepositoryIds": ids}
+    with pytest.raises(PolicyDeniedError, match="repository acme/other-web is outside the scope"):
+        await sync(kube_with(fake, TOKEN), raw)
+    assert all(method == "GET" for method, _ in requests(fake)) and held(fake) == {}  # read the ids, wrote nothing
 
 
 async def test_the_stores_github_app(fake: FakeGitHubServer) -> None:

@@ -387,6 +387,8 @@ def github_target(**where: str) -> GitHubActionsTarget:
         {"repository": "acme/team-web", "environment": "production"},
         {"repository": "acme/team-web", "environment": "other-prod"},
         {"organization": "other"},
+        {"organization": "acme"},  # visibility private: every private repository of acme would get it
+        {"organization": "acme", "visibility": "all"},
     ],
 )
 async def test_github_target_checks_its_scope_before_plan_and_apply(where: dict[str, str]) -> None:

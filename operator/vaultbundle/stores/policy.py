@@ -237,5 +237,8 @@ def _check_static_scope(kind: str, body: Mapping[str, Any], scope: BoundScope) -
         scope.check_path(str(body.get("mount") or "secret"), str(body["path"]))
     elif kind == GITHUB:
         scope.check_github(
-            str(body.get("repository") or ""), str(body.get("environment") or ""), str(body.get("organization") or "")
+            str(body.get("repository") or ""),
+            str(body.get("environment") or ""),
+            str(body.get("organization") or ""),
+            str(body.get("visibility") or "private"),
         )

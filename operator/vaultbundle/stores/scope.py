@@ -272,15 +272,23 @@ class BoundScope:
                 return
         raise self._deny(f"environment {environment!r:.80}")
 
-    def check_github(self, repository: str, environment: str, organization: str) -> None:
+    def check_github(self, repository: str, environment: str, organization: str, visibility: str = "") -> None:
         """GitHub: where a target writes (its repository, and environment if any, or its organization) is in scope;
-        the target calls it before every read and write, `authorize` once on the spec."""
+        the target calls it before every read and write, `authorize` once on the spec. An organization secret must
+        be `visibility: selected` (its repositories are checked by the target, `check_repository` per id): `all` or
+        `private` would hand it to every repository of the organization, the other tenants' included."""
         if repository:
             self.check_repository(repository)
             if environment:
                 self.check_environment(environment)
         elif organization:
             self.check_organization(organization)
+            if visibility != "selected":
+                raise PolicyDeniedError(
+                    f"organization secrets with visibility {visibility or 'private'} would reach repositories outside "
+                    f"the scope ClusterTargetStore {self.store} grants to this VaultBundle; use visibility: selected "
+                    "with selectedRepositoryIds of repositories in that scope"
+                )
 
     def check_organization(self, organization: str) -> None:
         """GitHub: organization secrets only for the store's organization (case-insensitive)."""

@@ -364,10 +364,22 @@ class GitHubActionsTarget(ThreadedTarget[StoreState]):
     def _check_scope(self) -> None:
         """With a ClusterTargetStore: the repository (and environment) or organization is (still) in scope."""
         if self.scope is not None:
-            self.scope.check_github(self.spec.repository, self.spec.environment, self.spec.organization)
+            spec = self.spec
+            self.scope.check_github(spec.repository, spec.environment, spec.organization, spec.visibility)
+
+    def _check_selected_repositories(self) -> None:
+        """With a ClusterTargetStore: every repository an organization secret is shared with is in scope too (read
+        by id before anything is written)."""
+        if self.scope is None or not self.spec.organization:
+            return
+        for repository_id in self.spec.selected_repository_ids:
+            with _errors(f"repository id {repository_id}"):
+                name = self.client.get_repo(repository_id).full_name
+            self.scope.check_repository(name)
 
     def _plan(self, desired: Mapping[str, bytes]) -> Plan[StoreState]:
         self._check_scope()
+        self._check_selected_repositories()
         remote = self._read_remote()
         # GitHub secrets carry no metadata: ours are the names this target recorded in status
         claim(
