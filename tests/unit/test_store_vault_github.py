@@ -422,6 +422,37 @@ def test_environments_are_scoped_like_repositories() -> None:
         without.check_github("acme/x", "prod", "")  # no environments in the scope: no environment secrets
 
 
+def test_escapes_are_refused_as_outside_the_scope() -> None:
+    """Dot segments, empty segments, encoded separators and look-alikes never match a scope (PolicyDenied); the CRD
+    and the spec parser refuse most of them even earlier (InvalidSpec)."""
+    vault = stores.BoundScope("shared", "hashicorpVault", "team", "web", stores.parse_store(VAULT_TOKEN_STORE).scope)
+    vault.check_path("secret", "tenants/team/app")
+    for path in (
+        "tenants/team/../other/app",
+        "tenants/team/./app",
+        "tenants/team//app",
+        "tenants/team/app/",
+        "tenants/team%2F..%2Fother",
+        "tenants/team%2fapp",
+        "tenants/team\u2215app",  # DIVISION SLASH
+        "tenants/team\uff0fapp",  # FULLWIDTH SOLIDUS
+        "tenants/team\napp",
+        "tenants/team",
+    ):
+        if path == "tenants/team":
+            vault.check_path("secret", path)  # the prefix itself is this VaultBundle's
+            continue
+        with pytest.raises(PolicyDeniedError, match="outside the scope"):
+            vault.check_path("secret", path)
+    github = github_scope(environments=["*"])
+    for environment in ("..", ".", "team_x%2F..", "a/b", "x\ty"):
+        with pytest.raises(PolicyDeniedError, match="outside the scope"):
+            github.check_environment(environment)
+    for repository in ("acme%2Fteam-web", "acme/team-web/../x", "acme//team-web"):
+        with pytest.raises(PolicyDeniedError):
+            github.check_repository(repository)
+
+
 def test_environments_need_repositories_and_valid_templates() -> None:
     with pytest.raises(StoreInvalidError, match=r"spec\.scope\.environments"):
         stores.parse_store(

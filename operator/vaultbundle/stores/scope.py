@@ -264,7 +264,10 @@ class BoundScope:
 
     def check_environment(self, environment: str) -> None:
         """GitHub: environment secrets only for an environment matching one of the store's patterns (this tenant's
-        alone; case-insensitive, as GitHub compares environment names). No patterns: no environment secrets."""
+        alone; case-insensitive, as GitHub compares environment names). No patterns: no environment secrets. The name
+        is a URL path segment: '.', '..', '%' (an encoded separator) and control characters are refused outright."""
+        if environment in (".", "..") or any(c in "/%" or ord(c) < 0x20 or c == "\x7f" for c in environment):
+            raise self._deny(f"environment {environment!r:.80}")
         for pattern in self.templates.environments:
             template = Template.parse(pattern, wildcards=True)
             owners = template.owners(environment, tail=False, fold=True)
