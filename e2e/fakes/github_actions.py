@@ -14,6 +14,9 @@ Owners, repos, orgs and environments are auto-created unless they match ``--miss
 ``GET /_fake/secrets`` (includes plaintexts), ``GET /_fake/stats``, ``POST /_fake/reset``.
 GitHub App auth is minimal: ``POST /app/installations/{id}/access_tokens`` with any well-formed, unexpired
 JWT (signature NOT verified) returns a token the fake then accepts. Plaintexts are never logged.
+``state.requests`` lists every request as (method, path), for tests that prove a request never arrived.
+With ``tls=(cert_file, key_file)`` it serves HTTPS (and its ``url`` fields say https), e.g. for a
+ClusterTargetStore, whose apiURL must be https.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import logging
 import re
 import secrets as pyrandom
 import signal
+import ssl
 import threading
 import time
 from collections import Counter
@@ -94,10 +98,12 @@ class GitHubState:
         self.ids: dict[str, int] = {}  # "repo:owner/repo", "org:name", ... (lower-case) -> stable numeric id
         self.repo_names: dict[int, str] = {}  # repo id -> "owner/repo"
         self.stats: Counter[str] = Counter()
+        self.requests: list[tuple[str, str]] = []  # (method, path) of every request, in order
 
     def reset(self) -> None:
         with self.lock:
             self.secrets.clear()
+            self.requests.clear()
             self.stats.clear()
             self.installation_tokens.clear()
 
@@ -175,6 +181,11 @@ class Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True  # headers and body are separate writes; avoid 40 ms delayed-ACK stalls
     server_version = "GitHub.com-fake"
 
+    def setup(self) -> None:
+        if isinstance(self.request, ssl.SSLSocket):  # TLS: handshake here, in this request's thread
+            self.request.do_handshake()
+        super().setup()
+
     # ---- plumbing ----------------------------------------------------------------------------
     @property
     def st(self) -> GitHubState:
@@ -182,7 +193,8 @@ class Handler(BaseHTTPRequestHandler):
 
     @property
     def base(self) -> str:
-        return f"http://{self.headers.get('Host') or self.server.host_port}"
+        scheme = "https" if self.server.tls else "http"
+        return f"{scheme}://{self.headers.get('Host') or self.server.host_port}"
 
     def log_message(self, fmt: str, *args: Any) -> None:  # request lines only, never bodies
         log.debug("%s " + fmt, self.address_string(), *args)
@@ -220,6 +232,7 @@ class Handler(BaseHTTPRequestHandler):
         path = url.path.rstrip("/") or "/"
         with self.st.lock:
             self.st.stats["requests"] += 1
+            self.st.requests.append((self.command, path))
         try:
             for method, pattern, handler in ROUTES:
                 m = pattern.fullmatch(path)
@@ -593,10 +606,21 @@ class FakeGitHubServer(ThreadingHTTPServer):
     daemon_threads = True  # SO_REUSEADDR (inherited) still refuses a second listener on Linux
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int = 0, *, token: str = DEFAULT_TOKEN, missing_pattern: str = "missing-*"
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        token: str = DEFAULT_TOKEN,
+        missing_pattern: str = "missing-*",
+        tls: tuple[str, str] | None = None,
     ) -> None:
         self.state = GitHubState(token, missing_pattern)
         super().__init__((host, port), Handler)
+        self.tls = tls is not None
+        if tls is not None:  # the handshake runs in the handler's thread (do_handshake_on_connect=False)
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.socket = context.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
         self.host_port = f"{host}:{self.server_address[1]}"
         self._thread: threading.Thread | None = None
 
@@ -606,7 +630,7 @@ class FakeGitHubServer(ThreadingHTTPServer):
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host_port}"
+        return f"{'https' if self.tls else 'http'}://{self.host_port}"
 
     def start(self) -> FakeGitHubServer:
         self._thread = threading.Thread(target=self.serve_forever, name="fake-github", daemon=True)

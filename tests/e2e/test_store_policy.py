@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,12 +50,19 @@ def kube(testbed: dict[str, str]) -> k8s.ApiClient:
     return k8s_config.new_client_from_config(config_file=testbed["KUBECONFIG"])
 
 
-@pytest.fixture
-def tenant(testbed: dict[str, str], kube: k8s.ApiClient, ambient_operator: Path) -> Iterator[Scenario]:
+@contextlib.contextmanager
+def bundle_tenant(testbed: dict[str, str], kube: k8s.ApiClient) -> Iterator[Scenario]:
+    """A tenant namespace with a bundle holding API_KEY (the canary) and DB_URL; deleted afterwards."""
     made = Scenario(testbed, kube)
     made.push({".env.prod": f"API_KEY={CANARY}\nDB_URL=postgres://db/app\n".encode()})
     yield made
     made.core.delete_namespace(made.ns)
+
+
+@pytest.fixture
+def tenant(testbed: dict[str, str], kube: k8s.ApiClient, ambient_operator: Path) -> Iterator[Scenario]:
+    with bundle_tenant(testbed, kube) as made:
+        yield made
 
 
 @pytest.fixture

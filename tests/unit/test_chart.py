@@ -412,6 +412,19 @@ def test_scope_choices_fail_with_a_clear_message(helm: str) -> None:
         assert result.returncode != 0 and message in result.stderr, result.stderr
 
 
+def test_a_stores_service_account_in_the_release_namespace_may_get_tokens(helm: str) -> None:
+    """A ClusterTargetStore's Vault Kubernetes auth: its ServiceAccount lives in the operator's (release) namespace,
+    which need not be watched; still only that account, by resourceNames."""
+    sets = ["watchNamespaces={team-a}", "rbac.serviceAccountTokens[0].namespace=vb-system"]
+    objects = render(helm, *sets, "rbac.serviceAccountTokens[0].name=vaultbundle-vault")
+    (token_role,) = [r for r in by_kind(objects, "Role") if r["metadata"]["name"].endswith("-tokens")]
+    assert token_role["metadata"]["namespace"] == "vb-system"
+    assert [(r["resources"], r["verbs"], r["resourceNames"]) for r in token_role["rules"]] == [
+        (["serviceaccounts"], ["get"], ["vaultbundle-vault"]),
+        (["serviceaccounts/token"], ["create"], ["vaultbundle-vault"]),
+    ]
+
+
 def test_optional_objects(helm: str) -> None:
     (monitor,) = by_kind(render(helm, *COMBINATIONS["service-monitor"]), "ServiceMonitor")
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics" and monitor["metadata"]["labels"]["release"] == "prom"

@@ -64,6 +64,9 @@ CEL_TWINS: dict[str, Callable[[Any], bool]] = {
     "(has(self.scope.repositories) || has(self.scope.organization)) == has(self.githubActions)": lambda s: (
         ("repositories" in s["scope"] or "organization" in s["scope"]) == ("githubActions" in s)
     ),
+    "!has(self.scope.environments) || (has(self.githubActions) && has(self.scope.repositories))": lambda s: (
+        "environments" not in s["scope"] or ("githubActions" in s and "repositories" in s["scope"])
+    ),
     '!has(self.awsSecretsManager) || !has(self.scope.namePrefix) || self.scope.namePrefix.matches("^([A-Za-z0-9/_+=.@-]'
     '|\\\\{namespace\\\\}|\\\\{name\\\\})+$")': _prefix_chars("awsSecretsManager", "A-Za-z0-9/_+=.@-"),
     '!has(self.gcpSecretManager) || !has(self.scope.namePrefix) || self.scope.namePrefix.matches("^([A-Za-z0-9_-]'
@@ -228,6 +231,7 @@ BROKEN: dict[str, tuple[dict[str, Any], str]] = {
     "no kind": (change("spec.awsSecretsManager", None), "exactly one store kind"),
     "no scope prefix": (change("spec.scope.namePrefix", None), "scope.namePrefix is required"),
     "vault scope on aws": (change("spec.scope.pathPrefix", "x"), "only used by it"),
+    "github environments on aws": (change("spec.scope.environments", ["x"]), "only used by githubActions"),
     "unknown placeholder": (change("spec.scope.namePrefix", "t/{tenant}/"), "only the placeholders"),
     "stray brace": (change("spec.scope.namePrefix", "t/{namespace/"), "only the placeholders"),
     "placeholder twice": (change("spec.scope.namePrefix", "{namespace}/{namespace}/"), "at most once"),

@@ -815,7 +815,9 @@ def test_authorize_checks_what_the_spec_fixes() -> None:
     assert authorize("hashicorpVault", REF | {"path": "tenants/team/app"}, VAULT_STORE).store == "s"  # mount default
     assert "repository" in denied(authorize, "githubActions", REF | {"repository": "acme/other-web"}, GITHUB_STORE)
     assert "organization" in denied(authorize, "githubActions", REF | {"organization": "other"}, GITHUB_STORE)
-    assert authorize("githubActions", REF | {"organization": "acme"}, GITHUB_STORE).store == "s"
+    org = REF | {"organization": "acme"}
+    assert authorize("githubActions", org | {"visibility": "selected"}, GITHUB_STORE).store == "s"
+    assert "visibility private" in denied(authorize, "githubActions", org, GITHUB_STORE)  # every private repo
 
 
 def test_worst_case_scope_check_is_fast() -> None:

@@ -483,7 +483,7 @@ _SCOPE_FIELDS: Mapping[str, tuple[str, ...]] = {
     GCP: ("namePrefix",),
     AZURE: ("namePrefix",),
     VAULT: ("mount", "pathPrefix"),
-    GITHUB: ("repositories", "organization"),
+    GITHUB: ("repositories", "organization", "environments"),
 }
 
 
@@ -501,10 +501,11 @@ def _scope(raw: Any, store: str, kind: str) -> Scope:
         path_prefix=_str(body.get("pathPrefix"), store, "spec.scope.pathPrefix"),
         repositories=_strs(body.get("repositories"), store, "spec.scope.repositories"),
         organization=_str(body.get("organization"), store, "spec.scope.organization"),
+        environments=_strs(body.get("environments"), store, "spec.scope.environments"),
     )
     for path, template in _templates(scope):
         try:
-            Template.parse(template, wildcards=path.startswith("repositories"))
+            Template.parse(template, wildcards=path.startswith(("repositories", "environments")))
         except SpecError as exc:
             raise StoreInvalidError(f"{_where(store, 'spec.scope.' + path)}: {exc}") from None
     _require_scope(scope, store, kind)
@@ -536,6 +537,7 @@ def _check_literals(scope: Scope, store: str, kind: str) -> None:
 def _templates(scope: Scope) -> list[tuple[str, str]]:
     found = [("namePrefix", scope.name_prefix), ("pathPrefix", scope.path_prefix), ("organization", scope.organization)]
     found += [(f"repositories[{i}]", r) for i, r in enumerate(scope.repositories)]
+    found += [(f"environments[{i}]", e) for i, e in enumerate(scope.environments)]
     return [(p, t) for p, t in found if t]
 
 
@@ -547,6 +549,8 @@ def _require_scope(scope: Scope, store: str, kind: str) -> None:
         raise StoreInvalidError(f"{_where(store, 'spec.scope')}: mount and pathPrefix are required for {kind}")
     if kind == GITHUB and not (scope.repositories or scope.organization):
         raise StoreInvalidError(f"{_where(store, 'spec.scope')}: set repositories or organization for {kind}")
+    if scope.environments and not scope.repositories:
+        raise StoreInvalidError(f"{_where(store, 'spec.scope.environments')} needs repositories (their environments)")
 
 
 def parse_store(body: Mapping[str, Any]) -> ClusterTargetStore:

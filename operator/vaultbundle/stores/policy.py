@@ -18,6 +18,7 @@ from vaultbundle.stores.model import (
     Connection,
     GitHubConnection,
     Identity,
+    SecretRef,
     VaultConnection,
     admits,
 )
@@ -70,6 +71,37 @@ class Grant:
         if connection is None or isinstance(connection, VaultConnection | GitHubConnection):
             return None
         return connection.identity
+
+    @property
+    def operator_secrets(self) -> frozenset[str]:
+        """The Secrets (in the operator's namespace) the store names: the only ones a target of it may read."""
+        return frozenset(ref.name for ref in operator_secret_refs(self.connection))
+
+    @property
+    def operator_service_account(self) -> str:
+        """Vault Kubernetes auth: the ServiceAccount (operator's namespace) the store logs in as; else ""."""
+        connection = self.connection
+        if isinstance(connection, VaultConnection) and connection.auth.method == "kubernetes":
+            return connection.auth.service_account_name
+        return ""
+
+
+def operator_secret_refs(connection: Connection | None) -> tuple[SecretRef, ...]:
+    """Every Secret of the operator's namespace a store's connection names (identity, Vault auth and CA, GitHub)."""
+    refs: tuple[SecretRef | None, ...] = ()
+    if isinstance(connection, VaultConnection):
+        auth = connection.auth
+        refs = (
+            connection.ca_bundle_secret_ref,
+            auth.token_secret_ref,
+            auth.role_id_secret_ref,
+            auth.secret_id_secret_ref,
+        )
+    elif isinstance(connection, GitHubConnection):
+        refs = (connection.auth.token_secret_ref, connection.auth.private_key_secret_ref)
+    elif connection is not None:
+        refs = (connection.identity.secret_ref,)
+    return tuple(ref for ref in refs if ref is not None)
 
 
 def store_ref(kind: str, body: Mapping[str, Any]) -> str | None:
@@ -198,11 +230,15 @@ def authorize(
 
 
 def _check_static_scope(kind: str, body: Mapping[str, Any], scope: BoundScope) -> None:
-    """What the spec alone already fixes is checked at once: the Vault mount + path, the GitHub repository or
-    organization. (Remote names of AWS / GCP / Azure come from the bundle: `scope.scoped_name` before each write.)"""
+    """What the spec alone already fixes is checked at once: the Vault mount + path, the
+    GitHub repository (and environment) or organization; the targets check the same again before every read and
+    write. (Remote names of AWS / GCP / Azure come from the bundle: `scope.scoped_name` before each write.)"""
     if kind == VAULT and body.get("path"):
         scope.check_path(str(body.get("mount") or "secret"), str(body["path"]))
-    elif kind == GITHUB and body.get("repository"):
-        scope.check_repository(str(body["repository"]))
-    elif kind == GITHUB and body.get("organization"):
-        scope.check_organization(str(body["organization"]))
+    elif kind == GITHUB:
+        scope.check_github(
+            str(body.get("repository") or ""),
+            str(body.get("environment") or ""),
+            str(body.get("organization") or ""),
+            str(body.get("visibility") or "private"),
+        )

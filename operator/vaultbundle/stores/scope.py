@@ -40,6 +40,7 @@ class Scope:
     path_prefix: str = ""  # Vault
     repositories: tuple[str, ...] = ()  # GitHub `owner/repo` patterns; `*` matches within the repo name
     organization: str = ""  # GitHub
+    environments: tuple[str, ...] = ()  # GitHub environment-name patterns (placeholders, `*`); none: no environments
 
 
 # --- placeholders and scope matching ---------------------------------------------------------------------------------
@@ -260,6 +261,37 @@ class BoundScope:
             if owners and self._owned(template, owners):
                 return
         raise self._deny(f"repository {repository}")
+
+    def check_environment(self, environment: str) -> None:
+        """GitHub: environment secrets only for an environment matching one of the store's patterns (this tenant's
+        alone; case-insensitive, as GitHub compares environment names). No patterns: no environment secrets. The name
+        is a URL path segment: '.', '..', '%' (an encoded separator) and control characters are refused outright."""
+        if environment in (".", "..") or any(c in "/%" or ord(c) < 0x20 or c == "\x7f" for c in environment):
+            raise self._deny(f"environment {environment!r:.80}")
+        for pattern in self.templates.environments:
+            template = Template.parse(pattern, wildcards=True)
+            owners = template.owners(environment, tail=False, fold=True)
+            if owners and self._owned(template, owners):
+                return
+        raise self._deny(f"environment {environment!r:.80}")
+
+    def check_github(self, repository: str, environment: str, organization: str, visibility: str = "") -> None:
+        """GitHub: where a target writes (its repository, and environment if any, or its organization) is in scope;
+        the target calls it before every read and write, `authorize` once on the spec. An organization secret must
+        be `visibility: selected` (its repositories are checked by the target, `check_repository` per id): `all` or
+        `private` would hand it to every repository of the organization, the other tenants' included."""
+        if repository:
+            self.check_repository(repository)
+            if environment:
+                self.check_environment(environment)
+        elif organization:
+            self.check_organization(organization)
+            if visibility != "selected":
+                raise PolicyDeniedError(
+                    f"organization secrets with visibility {visibility or 'private'} would reach repositories outside "
+                    f"the scope ClusterTargetStore {self.store} grants to this VaultBundle; use visibility: selected "
+                    "with selectedRepositoryIds of repositories in that scope"
+                )
 
     def check_organization(self, organization: str) -> None:
         """GitHub: organization secrets only for the store's organization (case-insensitive)."""

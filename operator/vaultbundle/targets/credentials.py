@@ -10,7 +10,9 @@ A store never calls `TargetContext.read_secret` or reaches for the operator's ow
 * `service_account(name)`: permission to request a token for a ServiceAccount of the namespace (Vault's
   Kubernetes auth).
 
-* `store_secret(ref, field)`: a key of the Secret a ClusterTargetStore names, in the OPERATOR's namespace.
+* `store_secret(ref, field)`: a key of a Secret a ClusterTargetStore names, in the OPERATOR's namespace;
+* `store_service_account(name)`: permission to request a token for the ServiceAccount a ClusterTargetStore names
+  (Vault's Kubernetes auth), in the OPERATOR's namespace, which it returns.
 
 Every one of these passes through `Credentials.admit()`, which admits only what the target's Grant
 (`grants.authorize_target`, in `TargetContext.grant`) covers:
@@ -18,9 +20,9 @@ Every one of these passes through `Credentials.admit()`, which admits only what 
 * no Grant: nothing (fail closed);
 * a Grant without a store (the target brings its own credentials): tenant Secrets and the tenant's own
   ServiceAccounts; never the operator's ambient identity or a Secret of the operator (C1, C2);
-* a Grant from a ClusterTargetStore: only the identity the store names (its ambient identity, or its Secret in
-  the operator's namespace); never a tenant Secret or ServiceAccount, so connection and identity come from
-  the admin's object alone.
+* a Grant from a ClusterTargetStore: only the identity the store names (its ambient identity, or its Secrets
+  and ServiceAccount in the operator's namespace: `Grant.operator_secrets`, `Grant.operator_service_account`);
+  never a tenant Secret or ServiceAccount, so connection and identity come from the admin's object alone.
 
 A refusal is `PolicyDeniedError` (reason `PolicyDenied`); because this is the only path to credentials, no
 store can bypass it.
@@ -52,6 +54,7 @@ class Source(Enum):
     AMBIENT = "ambient identity"
     SERVICE_ACCOUNT = "ServiceAccount token"
     STORE = "ClusterTargetStore Secret"
+    STORE_SERVICE_ACCOUNT = "ClusterTargetStore ServiceAccount token"
 
 
 @dataclass(frozen=True)
@@ -85,8 +88,9 @@ class Credentials:
         identity = grant.identity
         if source == Source.AMBIENT and identity is not None and identity.ambient:
             return
-        stored = identity.secret_ref if identity is not None else None
-        if source == Source.STORE and stored is not None and stored.name == detail:
+        if source == Source.STORE and detail in grant.operator_secrets:
+            return
+        if source == Source.STORE_SERVICE_ACCOUNT and detail and detail == grant.operator_service_account:
             return
         raise PolicyDeniedError(
             f"{self.kind}: with storeRef the identity comes from ClusterTargetStore {grant.store} only "
@@ -108,15 +112,24 @@ class Credentials:
     def service_account(self, name: str) -> None:
         self.admit(Source.SERVICE_ACCOUNT, name)
 
-    async def store_secret(self, ref: stores.SecretRef, field: str) -> str:
-        """The value under `ref.key(field)` of the store's Secret in the operator's own namespace."""
-        self.admit(Source.STORE, ref.name)
+    def _operator_namespace(self, what: str) -> str:
         namespace = operator_namespace()
         if namespace is None:
             raise StoreInvalidError(
                 f"{self.kind}: the operator does not know its own namespace (set POD_NAMESPACE), so the "
-                f"ClusterTargetStore Secret {ref.name} cannot be read"
+                f"ClusterTargetStore's {what} cannot be read"
             )
+        return namespace
+
+    def store_service_account(self, name: str) -> str:
+        """The operator's namespace, where the store's ServiceAccount *name* lives (its token is requested there)."""
+        self.admit(Source.STORE_SERVICE_ACCOUNT, name)
+        return self._operator_namespace(f"ServiceAccount {name}")
+
+    async def store_secret(self, ref: stores.SecretRef, field: str) -> str:
+        """The value under `ref.key(field)` of the store's Secret in the operator's own namespace."""
+        self.admit(Source.STORE, ref.name)
+        namespace = self._operator_namespace(f"Secret {ref.name}")
         secret = await self.context.kube.get_secret(namespace, ref.name)
         encoded = ((secret or {}).get("data") or {}).get(ref.key(field))
         try:

@@ -7,6 +7,11 @@ Ownership is that set of names: a secret of the same name that we did not create
 (`SecretNotOwned`) unless `adopt: true`; `prune: true` deletes only names from the set. An unchanged digest
 means no write. Values are sealed with the scope's public key (libsodium sealed box) before they leave.
 
+With `storeRef` a cluster admin's ClusterTargetStore supplies the API URL and the token or GitHub App (its
+Secrets live in the operator's namespace), and the target's repository (and environment) or organization must lie
+in the store's scope: checked by `authorize` on the spec and again here before every read and write
+(`BoundScope.check_github`).
+
 PyGithub is synchronous: every call runs in a worker thread. It is imported lazily, so spec parsing works
 without the `github` extra.
 """
@@ -21,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from .. import stores
 from ..errors import PolicyDeniedError, Reason, SpecError, TargetError
 from ..fields import SecretRef, Selection, boolean, obj, positive_integer, secret_ref, string
 from ..selection import SelectionError, select
@@ -34,7 +40,7 @@ from .ownership import claim
 from .threads import ThreadedTarget, in_thread
 
 if TYPE_CHECKING:
-    from github import Github
+    from github import Auth, Github
 
 DEFAULT_API_URL = "https://api.github.com"
 # PyGithub's pacing (its defaults) keeps us clear of GitHub's secondary rate limits; it is skipped only when
@@ -159,7 +165,10 @@ class GitHubActionsKind(StoreKind):
         if visibility not in VISIBILITIES:
             raise SpecError(f"{path}.visibility must be one of {', '.join(VISIBILITIES)}")
         ids = _repository_ids(raw.get("selectedRepositoryIds"), f"{path}.selectedRepositoryIds", visibility)
-        token_ref, app = _auth(raw.get("auth"), f"{path}.auth")
+        token_ref: SecretRef | None = None
+        app: GitHubApp | None = None
+        if raw.get("storeRef") is None or raw.get("auth") is not None:  # with storeRef: the store's auth
+            token_ref, app = _auth(raw.get("auth"), f"{path}.auth")
         return GitHubActionsSpec(
             repository=repository,
             organization=organization,
@@ -204,15 +213,13 @@ class GitHubActionsKind(StoreKind):
                 "--egress-allow-local; use https"
             )
         credentials: Credentials = credentials_for(context, self.name, spec.api_url)
-        auth: Auth.Auth
-        if spec.app is not None:
-            pem = await credentials.secret(spec.app.private_key_ref)
-            _check_private_key(pem, spec.app.private_key_ref)
-            app_auth = Auth.AppAuth(spec.app.app_id, pem)
-            auth = app_auth.get_installation_auth(spec.app.installation_id)
+        grant = context.grant
+        scope: stores.BoundScope | None = None
+        if grant is not None and grant.store is not None:
+            spec, auth = await _from_store(spec, grant, credentials)
+            scope = grant.scope
         else:
-            assert spec.token_ref is not None
-            auth = Auth.Token(await credentials.secret(spec.token_ref))
+            auth = await _tenant_auth(spec, credentials)
         pace = not is_loopback(urllib.parse.urlsplit(spec.api_url).hostname)
         client = Github(
             base_url=spec.api_url,
@@ -223,22 +230,55 @@ class GitHubActionsKind(StoreKind):
             seconds_between_writes=SECONDS_BETWEEN_WRITES if pace else 0,
         )
         if isinstance(auth, Auth.AppInstallationAuth):  # fetch the installation token now: precise errors
-            assert spec.app is not None
-            with _errors(f"GitHub App installation {spec.app.installation_id}"):
+            with _errors("GitHub App installation"):
                 await in_thread(lambda: auth.token)
-        return GitHubActionsTarget(client, spec, context)
+        return GitHubActionsTarget(client, spec, context, scope=scope)
 
 
-def _check_private_key(pem: str, ref: SecretRef) -> None:
+async def _tenant_auth(spec: GitHubActionsSpec, credentials: Credentials) -> Auth.Auth:
+    """The target's own token or App, from Secrets of the VaultBundle's namespace."""
+    from github import Auth
+
+    if spec.app is not None:
+        ref = spec.app.private_key_ref
+        pem = await credentials.secret(ref)
+        return _app_auth(spec.app.app_id, spec.app.installation_id, pem, f"Secret {ref.name!r} key {ref.key!r}")
+    if spec.token_ref is None:  # parse requires auth without storeRef
+        raise SpecError("githubActions.auth is required (or storeRef)")
+    return Auth.Token(await credentials.secret(spec.token_ref))
+
+
+async def _from_store(
+    spec: GitHubActionsSpec, grant: stores.Grant, credentials: Credentials
+) -> tuple[GitHubActionsSpec, Auth.Auth]:
+    """The spec with the ClusterTargetStore's API URL, and its token or App from the OPERATOR's namespace."""
+    from github import Auth
+
+    connection = grant.connection
+    assert isinstance(connection, stores.GitHubConnection)  # authorize's contract for GitHub
+    spec = replace(spec, api_url=connection.api_url.rstrip("/"), token_ref=None, app=None)
+    auth = connection.auth
+    if auth.method == "app":
+        ref = auth.private_key_secret_ref
+        assert ref is not None  # parse_store's contract
+        pem = await credentials.store_secret(ref, "key")
+        where = f"the ClusterTargetStore's Secret {ref.name!r} key {ref.key('key')!r}"
+        return spec, _app_auth(auth.app_id, auth.installation_id, pem, where)
+    assert auth.token_secret_ref is not None  # parse_store's contract
+    return spec, Auth.Token(await credentials.store_secret(auth.token_secret_ref, "key"))
+
+
+def _app_auth(app_id: str, installation_id: int, pem: str, where: str) -> Auth.Auth:
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
+    from github import Auth
 
     try:
         load_pem_private_key(pem.encode("utf-8"), password=None)
     except (ValueError, TypeError):
         raise TargetError(
-            Reason.AUTH_FAILED,
-            f"Secret {ref.name!r} key {ref.key!r} is not an unencrypted PEM private key of a GitHub App",
+            Reason.AUTH_FAILED, f"{where} is not an unencrypted PEM private key of a GitHub App"
         ) from None
+    return Auth.AppAuth(app_id, pem).get_installation_auth(installation_id)
 
 
 _MESSAGES = Messages(
@@ -280,9 +320,12 @@ class StoreState:
 
 
 class GitHubActionsTarget(ThreadedTarget[StoreState]):
-    def __init__(self, client: Github, spec: GitHubActionsSpec, context: TargetContext) -> None:
+    def __init__(
+        self, client: Github, spec: GitHubActionsSpec, context: TargetContext, scope: stores.BoundScope | None = None
+    ) -> None:
         self.client, self.spec, self.digester = client, spec, context.digester
         self.resync = context.resync  # resyncInterval passed: PUT every key again (GitHub never shows values)
+        self.scope = scope  # a ClusterTargetStore's scope: checked before every read and write
         previous = context.previous
         books = previous.get("remoteDigests") if previous.get("remoteScope") == spec.scope else None
         # name -> digest of what we last wrote; the keys are the secrets this target owns
@@ -319,7 +362,25 @@ class GitHubActionsTarget(ThreadedTarget[StoreState]):
             env = repo.get_environment(spec.environment)
             return StoreState(f"{env.url}/secrets", {s.name.upper(): None for s in env.get_secrets()})
 
+    def _check_scope(self) -> None:
+        """With a ClusterTargetStore: the repository (and environment) or organization is (still) in scope."""
+        if self.scope is not None:
+            spec = self.spec
+            self.scope.check_github(spec.repository, spec.environment, spec.organization, spec.visibility)
+
+    def _check_selected_repositories(self) -> None:
+        """With a ClusterTargetStore: every repository an organization secret is shared with is in scope too (read
+        by id before anything is written)."""
+        if self.scope is None or not self.spec.organization:
+            return
+        for repository_id in self.spec.selected_repository_ids:
+            with _errors(f"repository id {repository_id}"):
+                name = self.client.get_repo(repository_id).full_name
+            self.scope.check_repository(name)
+
     def _plan(self, desired: Mapping[str, bytes]) -> Plan[StoreState]:
+        self._check_scope()
+        self._check_selected_repositories()
         remote = self._read_remote()
         # GitHub secrets carry no metadata: ours are the names this target recorded in status
         claim(
@@ -350,6 +411,7 @@ class GitHubActionsTarget(ThreadedTarget[StoreState]):
     def _apply(self, plan: Plan[StoreState], desired: Mapping[str, bytes]) -> None:
         from github import UnknownObjectException
 
+        self._check_scope()
         remote = plan.state
         assert remote is not None
         requester = self.client.requester

@@ -10,6 +10,9 @@
   allowed were refused by `authorize` already).
 * `ScopedTarget` puts the store's name prefix in front of every remote name a name-scoped store (AWS, GCP,
   Azure) plans, creates, adopts or deletes, and checks it belongs to this VaultBundle (`BoundScope.scoped_name`).
+  Vault and GitHub write to one place the spec names (a mount + path, a repository / environment or an
+  organization): `authorize` checks it on the spec, and those targets check it again before every read and
+  write (`BoundScope.check_path`, `check_github`).
 
 The Grant then travels in `TargetContext.grant`; `credentials.Credentials.admit` refuses every credential path
 the grant does not cover, so a store cannot reach a credential the policy did not hand it.
@@ -22,13 +25,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import stores
-from ..errors import SpecError
 from ..kube import KubeAPI
 from .base import Owner, Plan, Target
 
-# Store kinds whose connect() builds its client from a ClusterTargetStore's connection and identity; `storeRef`
-# on another kind is a spec error (`check_store_ref`), found when the spec is parsed.
-STORE_KINDS = frozenset({stores.AWS, stores.GCP, stores.AZURE})
 # Store kinds whose remote names are confined by `scope.namePrefix` (Vault and GitHub are checked statically).
 NAME_SCOPED = frozenset({stores.AWS, stores.GCP, stores.AZURE})
 
@@ -51,12 +50,9 @@ async def authorize_target(kube: KubeAPI, owner: Owner, kind: str, raw: Mapping[
 
 
 def check_store_ref(kind: str, raw: Mapping[str, Any], where: str) -> None:
-    """A malformed `storeRef`, or one on a kind that cannot use a ClusterTargetStore yet: `SpecError`."""
-    if kind in stores.KINDS and stores.store_ref(kind, raw) is not None and kind not in STORE_KINDS:
-        raise SpecError(
-            f"{where}.storeRef is not supported for {kind} by this operator version yet; "
-            "configure the target's own credentials (auth) instead"
-        )
+    """A malformed `storeRef` on an external store kind: `SpecError`, found when the spec is parsed."""
+    if kind in stores.KINDS:
+        stores.store_ref(kind, raw)
 
 
 def capped(body: Any, grant: stores.Grant | None) -> Any:

@@ -12,6 +12,11 @@ Authentication (exactly one): a token from a Secret, AppRole (role and secret id
 auth with a short-lived token the operator requests (TokenRequest) for a ServiceAccount in the VaultBundle's
 own namespace. That ServiceAccount must opt in with the annotation `vaultbundle.io/token-audiences` listing the
 audiences the operator may request for it, so editing a VaultBundle never yields, e.g., an API-server token.
+
+With `storeRef` a cluster admin's ClusterTargetStore supplies the address, Vault namespace, CA and auth (its
+Secrets and ServiceAccount live in the operator's namespace; the ServiceAccount opts in the same way), and the
+target's mount (default `secret`, as without a store) and path must lie in the store's scope: checked by
+`authorize` on the spec and again here before every login, read and write (`BoundScope.check_path`).
 Error messages name paths and keys, never values, and never carry Vault's or the SDK's error text.
 """
 
@@ -20,10 +25,11 @@ from __future__ import annotations
 import re
 import ssl
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
+from .. import stores
 from ..errors import CrossNamespaceError, Reason, SpecError, TargetError
 from ..fields import DNS_SUBDOMAIN, MAX_NAME_LENGTH, SecretRef, Selection, boolean, obj, secret_ref, string, strings
 from ..selection import SelectionError, select
@@ -78,9 +84,9 @@ Auth = TokenAuth | KubernetesAuth | AppRoleAuth
 
 @dataclass(frozen=True)
 class HashicorpVaultSpec:
-    address: str
+    address: str  # "" with storeRef: the ClusterTargetStore's
     path: str
-    auth: Auth
+    auth: Auth | None  # None with storeRef: the ClusterTargetStore's
     mount: str = "secret"
     namespace: str = ""
     kv_version: int = 2
@@ -254,14 +260,18 @@ class HashicorpVaultKind(StoreKind):
             raise SpecError(f"{path}.kvVersion must be 1 or 2")
         namespace = _vault_path(raw.get("namespace"), f"{path}.namespace", required=False, max_length=256)
         ca_raw = raw.get("caBundleSecretRef")
+        # with storeRef the connection comes from the ClusterTargetStore (`authorize` refuses these fields if set)
+        with_store = raw.get("storeRef") is not None
+        address = "" if with_store and raw.get("address") is None else _address(raw.get("address"), f"{path}.address")
+        auth = None if with_store and raw.get("auth") is None else _parse_auth(raw.get("auth"), f"{path}.auth")
         return HashicorpVaultSpec(
-            address=_address(raw.get("address"), f"{path}.address"),
+            address=address,
             namespace=namespace,
             mount=_vault_path(raw.get("mount"), f"{path}.mount", required=False, default="secret", max_length=128),
             path=_vault_path(raw.get("path"), f"{path}.path", required=True),
             kv_version=int(kv_version),
             ca_bundle_ref=None if ca_raw is None else secret_ref(ca_raw, f"{path}.caBundleSecretRef", "ca.crt"),
-            auth=_parse_auth(raw.get("auth"), f"{path}.auth"),
+            auth=auth,
             naming=parse_naming(raw.get("naming"), f"{path}.naming"),
             adopt=boolean(raw.get("adopt"), f"{path}.adopt", False),
             prune=boolean(raw.get("prune"), f"{path}.prune", True),
@@ -282,9 +292,14 @@ class HashicorpVaultKind(StoreKind):
         import hvac  # the `vault` install extra (targets.load checked that it is installed)
 
         credentials = credentials_for(context, self.name, spec.address)
-        ca_pem = None
-        if spec.ca_bundle_ref is not None:
-            ca_pem = await credentials.secret(spec.ca_bundle_ref)
+        grant = context.grant
+        scope: stores.BoundScope | None = None
+        if grant is not None and grant.store is not None:
+            spec, ca_pem, login = await _from_store(spec, grant, context, credentials)
+            scope = grant.scope
+        else:
+            ca_pem = await credentials.secret(spec.ca_bundle_ref) if spec.ca_bundle_ref is not None else None
+            login = await _tenant_login(spec.auth, context, credentials)
         session = _session(ca_pem)
         # explicit token ("" = none yet) and verify: never VAULT_TOKEN, ~/.vault-token or VAULT_CACERT of the operator
         client = hvac.Client(
@@ -297,14 +312,101 @@ class HashicorpVaultKind(StoreKind):
             allow_redirects=False,
         )
         target = HashicorpVaultTarget(
-            client, spec, context.owner, context.previous, allow_adopt=credentials.adopt_allowed()
+            client,
+            spec,
+            context.owner,
+            context.previous,
+            allow_adopt=credentials.adopt_allowed(),
+            scope=scope,
         )
         try:
-            await target.login(context, credentials)
+            await target.login(login)
         except BaseException:
             target._release()
             raise
         return target
+
+
+# --- logins: the credentials, read through `Credentials` before anything is sent ---------------------------
+
+
+@dataclass(frozen=True)
+class Login:
+    """One login with its credentials already read: a token, an AppRole or a ServiceAccount JWT (never in repr)."""
+
+    method: Literal["token", "appRole", "kubernetes"]
+    what: str  # for messages: the method, mount, role and ServiceAccount (no secret material)
+    mount: str = ""
+    role: str = ""
+    secret: str = field(default="", repr=False)  # the token, the AppRole secret ID, or the JWT
+    role_id: str = field(default="", repr=False)
+
+
+def _kubernetes_what(mount: str, role: str, account: str) -> str:
+    return f"Kubernetes login at auth/{mount} as role {role!r} with ServiceAccount {account!r}"
+
+
+async def _tenant_login(auth: Auth | None, context: TargetContext, credentials: Credentials) -> Login:
+    """The target's own auth: Secrets and a ServiceAccount of the VaultBundle's namespace."""
+    if auth is None:  # parse requires auth without storeRef; a grant without a store never gets here without it
+        raise SpecError("hashicorpVault.auth is required (or storeRef)")
+    if isinstance(auth, TokenAuth):
+        return Login("token", "token lookup-self", secret=await credentials.secret(auth.token_ref))
+    if isinstance(auth, AppRoleAuth):
+        role_id = await credentials.secret(auth.role_id_ref)
+        return Login(
+            "appRole",
+            f"AppRole login at auth/{auth.mount}",
+            mount=auth.mount,
+            role_id=role_id,
+            secret=await credentials.secret(auth.secret_id_ref),
+        )
+    credentials.service_account(auth.service_account_name)
+    jwt = await service_account_token(context, auth.service_account_name, auth.audiences, "log in to Vault")
+    what = _kubernetes_what(auth.mount, auth.role, auth.service_account_name)
+    return Login("kubernetes", what, mount=auth.mount, role=auth.role, secret=jwt)
+
+
+async def _from_store(
+    spec: HashicorpVaultSpec, grant: stores.Grant, context: TargetContext, credentials: Credentials
+) -> tuple[HashicorpVaultSpec, str | None, Login]:
+    """The spec with the ClusterTargetStore's address and Vault namespace, the store's CA, and its login: Secrets
+    and ServiceAccount of the OPERATOR's namespace only."""
+    connection = grant.connection
+    assert isinstance(connection, stores.VaultConnection) and grant.scope is not None  # authorize's contract
+    spec = replace(
+        spec,
+        address=connection.address.rstrip("/"),
+        namespace=connection.namespace,
+        ca_bundle_ref=None,
+        auth=None,
+    )
+    ca_pem = None
+    if connection.ca_bundle_secret_ref is not None:
+        ca_pem = await credentials.store_secret(connection.ca_bundle_secret_ref, "key")
+    auth = connection.auth
+    if auth.method == "token":
+        assert auth.token_secret_ref is not None  # parse_store's contract
+        return (
+            spec,
+            ca_pem,
+            Login("token", "token lookup-self", secret=await credentials.store_secret(auth.token_secret_ref, "key")),
+        )
+    if auth.method == "appRole":
+        assert auth.role_id_secret_ref is not None and auth.secret_id_secret_ref is not None
+        role_id = await credentials.store_secret(auth.role_id_secret_ref, "key")
+        secret_id = await credentials.store_secret(auth.secret_id_secret_ref, "key")
+        login = Login(
+            "appRole", f"AppRole login at auth/{auth.mount}", mount=auth.mount, role_id=role_id, secret=secret_id
+        )
+        return spec, ca_pem, login
+    namespace = credentials.store_service_account(auth.service_account_name)
+    audiences = auth.audiences or ("vault",)
+    jwt = await service_account_token(
+        context, auth.service_account_name, audiences, "log in to Vault", namespace=namespace
+    )
+    what = _kubernetes_what(auth.mount, auth.role, auth.service_account_name)
+    return spec, ca_pem, Login("kubernetes", what, mount=auth.mount, role=auth.role, secret=jwt)
 
 
 def _refuse_redirect(response: Any, *_: Any, **__: Any) -> None:
@@ -367,9 +469,11 @@ class HashicorpVaultTarget:
         previous: Mapping[str, Any],
         *,
         allow_adopt: bool = False,
+        scope: stores.BoundScope | None = None,
     ) -> None:
         self.client, self.spec, self.owner, self.previous = client, spec, owner, previous
         self.allow_adopt = allow_adopt
+        self.scope = scope  # a ClusterTargetStore's scope: checked before every read and write
         self._owned = False
         self._adopting = False
 
@@ -377,9 +481,17 @@ class HashicorpVaultTarget:
 
     @property
     def remote(self) -> str:
-        """Which secret this is, recorded in status (KV v1 ownership) and shown in messages."""
+        """Which secret this is, recorded in status (KV v1 ownership) and shown in messages (a store's connection
+        is named by the store, not shown to the tenant)."""
+        if self.scope is not None:
+            return f"ClusterTargetStore {self.scope.store} {self.spec.mount}/{self.spec.path}"
         namespace = f" namespace {self.spec.namespace}" if self.spec.namespace else ""
         return f"{self.spec.address}{namespace} {self.spec.mount}/{self.spec.path}"
+
+    def _check_scope(self) -> None:
+        """With a ClusterTargetStore: the mount and path are (still) this VaultBundle's, before any call."""
+        if self.scope is not None:
+            self.scope.check_path(self.spec.mount, self.spec.path)
 
     def describe(self) -> str:
         return f"Vault KV v{self.spec.kv_version} secret {self.remote}"
@@ -405,35 +517,30 @@ class HashicorpVaultTarget:
 
     # authentication -------------------------------------------------------------------------------------
 
-    async def login(self, context: TargetContext, credentials: Credentials) -> None:
-        auth = self.spec.auth
-        if isinstance(auth, TokenAuth):
-            self.client.token = await credentials.secret(auth.token_ref)
+    async def login(self, login: Login) -> None:
+        self._check_scope()  # nothing is sent for a target outside its store's scope, not even a login
+        if login.method == "token":
+            self.client.token = login.secret
             # a bad token and a missing permission are both 403 later on: ask Vault about the token itself
-            await self._call("token lookup-self", self.client.auth.token.lookup_self, login=True)
-        elif isinstance(auth, AppRoleAuth):
-            role_id = await credentials.secret(auth.role_id_ref)
-            secret_id = await credentials.secret(auth.secret_id_ref)
+            await self._call(login.what, self.client.auth.token.lookup_self, login=True)
+        elif login.method == "appRole":
             await self._call(
-                f"AppRole login at auth/{auth.mount}",
+                login.what,
                 self.client.auth.approle.login,
-                role_id,
-                secret_id,
+                login.role_id,
+                login.secret,
                 use_token=True,
-                mount_point=auth.mount,
+                mount_point=login.mount,
                 login=True,
             )
         else:
-            credentials.service_account(auth.service_account_name)
-            jwt = await service_account_token(context, auth.service_account_name, auth.audiences, "log in to Vault")
             await self._call(
-                f"Kubernetes login at auth/{auth.mount} as role {auth.role!r} with ServiceAccount "
-                f"{auth.service_account_name!r}",
+                login.what,
                 self.client.auth.kubernetes.login,
-                auth.role,
-                jwt,
+                login.role,
+                login.secret,
                 use_token=True,
-                mount_point=auth.mount,
+                mount_point=login.mount,
                 login=True,
             )
 
@@ -525,7 +632,9 @@ class HashicorpVaultTarget:
                 self.allow_adopt,
             )
         return claim_one(
-            where=f"Vault {self.spec.address}",
+            where=f"Vault {self.spec.address}"
+            if self.scope is None
+            else f"Vault of ClusterTargetStore {self.scope.store}",
             name=f"secret {self.spec.mount}/{self.spec.path}",
             owner=owner,
             me=self.owner.ref,
@@ -554,6 +663,7 @@ class HashicorpVaultTarget:
             self._release()
 
     async def _plan(self, desired: Mapping[str, bytes]) -> Plan[StoreState]:
+        self._check_scope()
         await self._check_mount()
         remote = await (self._read_v2() if self.spec.kv_version == 2 else self._read_v1())
         plan = Plan(state=remote)
@@ -580,6 +690,7 @@ class HashicorpVaultTarget:
         return {**kept, **{name: value.decode("utf-8") for name, value in desired.items()}}
 
     async def _apply(self, plan: Plan[StoreState], desired: Mapping[str, bytes]) -> None:
+        self._check_scope()
         remote = plan.state or StoreState()
         where = f"{self.spec.mount}/{self.spec.path}"
         data_changed = bool(plan.create or plan.update or plan.delete)

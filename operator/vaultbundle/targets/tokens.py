@@ -4,6 +4,8 @@ Referent identity: instead of the operator's own identity, the store (Vault's Ku
 AssumeRoleWithWebIdentity) receives a short-lived JWT of a ServiceAccount the tenant owns, and decides per
 namespace itself. A ServiceAccount opts in: only audiences listed in its `vaultbundle.io/token-audiences`
 annotation are ever requested, so the operator cannot be made to mint tokens for accounts that did not agree.
+A ClusterTargetStore's Vault Kubernetes auth uses the same opt-in for its ServiceAccount in the operator's own
+namespace (`namespace=`, granted by `credentials.Credentials.store_service_account`).
 """
 
 from __future__ import annotations
@@ -34,11 +36,12 @@ def service_account_ref(raw: Any, path: str) -> str:
     return name
 
 
-async def service_account(context: TargetContext, name: str) -> Mapping[str, Any]:
-    """The ServiceAccount *name* of the owner's namespace; `AuthFailed` when it does not exist."""
-    where = _where(context, name)
+async def service_account(context: TargetContext, name: str, namespace: str = "") -> Mapping[str, Any]:
+    """The ServiceAccount *name* of the owner's namespace (or *namespace*); `AuthFailed` when it does not exist."""
+    namespace = namespace or context.owner.namespace
+    where = _where(namespace, name)
     try:
-        account = await context.kube.get_service_account(context.owner.namespace, name)
+        account = await context.kube.get_service_account(namespace, name)
     except KubeError as exc:
         raise _kube_error(exc, f"reading {where}") from None
     if account is None:
@@ -51,12 +54,18 @@ def annotations_of(account: Mapping[str, Any]) -> Mapping[str, str]:
 
 
 async def service_account_token(
-    context: TargetContext, name: str, audiences: Sequence[str], purpose: str, account: Mapping[str, Any] | None = None
+    context: TargetContext,
+    name: str,
+    audiences: Sequence[str],
+    purpose: str,
+    account: Mapping[str, Any] | None = None,
+    namespace: str = "",
 ) -> str:
-    """A short-lived JWT for the ServiceAccount, only for audiences its annotation allows (*purpose* completes
-    "to let vaultbundle ... as it" in the refusal)."""
-    where = _where(context, name)
-    account = account if account is not None else await service_account(context, name)
+    """A short-lived JWT for the ServiceAccount (of the owner's namespace, or *namespace*), only for audiences its
+    annotation allows (*purpose* completes "to let vaultbundle ... as it" in the refusal)."""
+    namespace = namespace or context.owner.namespace
+    where = _where(namespace, name)
+    account = account if account is not None else await service_account(context, name, namespace)
     allowed = {a.strip() for a in str(annotations_of(account).get(AUDIENCES_ANNOTATION, "")).split(",") if a.strip()}
     refused = sorted(set(audiences) - allowed)
     if refused:
@@ -71,7 +80,7 @@ async def service_account_token(
         "spec": {"audiences": list(audiences), "expirationSeconds": TOKEN_SECONDS},
     }
     try:
-        response = await context.kube.create_token(context.owner.namespace, name, body)
+        response = await context.kube.create_token(namespace, name, body)
     except KubeError as exc:
         raise _kube_error(exc, f"requesting a token for {where}") from None
     token = (response.get("status") or {}).get("token")
@@ -80,8 +89,8 @@ async def service_account_token(
     return str(token)
 
 
-def _where(context: TargetContext, name: str) -> str:
-    return f"ServiceAccount {name!r} in namespace {context.owner.namespace!r}"
+def _where(namespace: str, name: str) -> str:
+    return f"ServiceAccount {name!r} in namespace {namespace!r}"
 
 
 def _kube_error(exc: KubeError, what: str) -> TargetError:

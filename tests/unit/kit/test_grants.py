@@ -80,16 +80,10 @@ async def test_a_missing_store_and_an_unadmitted_namespace_read_the_same(no_stor
     assert world.kube.calls.count("get_cluster_target_store") == 2
 
 
-@pytest.mark.parametrize(
-    "target",
-    [
-        {"hashicorpVault": {"storeRef": {"name": "v"}, "path": "tenants/ns/app"}},
-        {"githubActions": {"storeRef": {"name": "g"}, "repository": "acme/ns-web"}},
-    ],
-)
-def test_store_ref_on_a_kind_not_wired_yet_is_a_clear_spec_error(target: dict[str, Any]) -> None:
-    with pytest.raises(SpecError, match=r"storeRef is not supported for .* by this operator version yet"):
-        parse_target({"name": "t", **target}, "spec.targets[0]")
+@pytest.mark.parametrize("kind", sorted(stores.KINDS))
+def test_a_malformed_store_ref_is_a_spec_error_on_every_store_kind(kind: str) -> None:
+    with pytest.raises(SpecError, match=r"storeRef must be \{name: <ClusterTargetStore>\}"):
+        parse_target({"name": "t", kind: {"storeRef": {"name": "v", "namespace": "x"}}}, "spec.targets[0]")
 
 
 class Recording:
