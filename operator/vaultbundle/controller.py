@@ -190,6 +190,8 @@ class Scheduler:
                 delay = worker.retry.next_delay(Reason.INTERNAL_ERROR, None)
             else:
                 delay = worker.retry.next_delay(outcome.failure, outcome.refresh_seconds)
+                if outcome.wake_seconds is not None:  # a rollout restart is due: wake for it, whatever else happens
+                    delay = outcome.wake_seconds if delay is None else min(delay, outcome.wake_seconds)
             if outcome is not None:
                 self._unwatch(uid)
                 for ref in outcome.secret_refs:

@@ -10,6 +10,10 @@ Cheap path: when the sources, the spec and the pointer's ETag are unchanged and 
 cycle is one conditional S3 GET (304): no key derivation, no decryption, no API write. When the last cycle
 verified the bundle but a target failed, the verified bundle is kept in memory (by pointer ETag), so the
 retry re-runs only the fan-out: no download, no key derivation, no decryption.
+
+Never silently empty: a verified bundle with no keys and no files, or one that would remove every key a target
+holds (fanout.py), is refused with `BundleEmpty` before any target is written, unless `spec.source.allowEmpty`.
+Rollout restarts (`rollout.py`) follow the fan-out, and run on the cheap path too while one is pending.
 """
 
 from __future__ import annotations
@@ -18,13 +22,15 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
-from . import metrics, sources, targets
-from .bundles import Bundle, Pointer
+from . import metrics, rollout, sources, targets
+from .bundles import Bundle, Pointer, check_not_empty
 from .crypto import configblob
 from .digest import Digester
 from .egress import SECURE_DEFAULT, EgressPolicy
-from .errors import Reason, SpecError, VaultBundleError, VSyncError
+from .errors import BundleEmptyError, Reason, SpecError, VaultBundleError, VSyncError
 from .fanout import FanOut, TargetResult, events, retry_reason
 from .kube import KubeAPI, KubeError
 from .pool import CryptoPool
@@ -84,6 +90,9 @@ class Reconciler:
         self.min_refresh = min_refresh
         self.write_status = write_status  # False for one-shot CLI runs (`vaultbundle plan|sync`)
         self._memory: dict[str, _Memory] = {}
+        # per uid: the status.rollouts this process last computed (newer than a status event still on its way)
+        self._rollouts: dict[str, list[dict[str, Any]]] = {}
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # rollout windows (tests set their own)
         self._digesters: dict[str, Digester] = {}  # per namespace; HKDF is cheap, but once per namespace is enough
 
     def digester(self, namespace: str) -> Digester:
@@ -95,6 +104,7 @@ class Reconciler:
 
     def forget(self, uid: str) -> None:
         self._memory.pop(uid, None)
+        self._rollouts.pop(uid, None)
 
     async def reconcile(self, observed: Observed) -> Outcome:
         with metrics.RECONCILE_SECONDS.time():
@@ -132,7 +142,7 @@ class Reconciler:
 
     async def report_timeout(self, observed: Observed, seconds: float) -> Outcome:
         """The scheduler cancelled a cycle that ran past its deadline (`--reconcile-timeout`): say so in status."""
-        self.forget(observed.uid)
+        self._memory.pop(observed.uid, None)
         message = f"the reconcile took longer than {seconds:g}s and was cancelled; targets may be partly synced"
         metrics.SYNCS.labels(Reason.RECONCILE_TIMEOUT).inc()
         conditions = Conditions(
@@ -148,12 +158,17 @@ class Reconciler:
 
     async def _failed(self, observed: Observed, parsed: VaultBundleSpec, exc: VaultBundleError) -> Outcome:
         """The cycle stopped before any target was touched: a bundle error, or a source Secret problem."""
-        self.forget(observed.uid)  # the cheap unchanged path only ever follows a verified bundle
+        self._memory.pop(observed.uid, None)  # the cheap unchanged path only ever follows a verified bundle
         metrics.SYNCS.labels(exc.reason).inc()
         checked = isinstance(exc, VSyncError)  # a bundle error: verification ran and failed
+        if isinstance(exc, BundleEmptyError):  # verified, then refused for what it holds
+            verified = Condition("Verified", True, Reason.VERIFIED, f"verified; refused: {exc}")
+        else:
+            reason = exc.reason if checked else Reason.NOT_CHECKED
+            verified = Condition("Verified", False if checked else None, reason, str(exc))
         conditions = Conditions(
             Condition("Ready", False, exc.reason, str(exc)),
-            Condition("Verified", False if checked else None, exc.reason if checked else Reason.NOT_CHECKED, str(exc)),
+            verified,
             Condition("Synced", None, Reason.NOT_ATTEMPTED, "targets keep their content"),
         )
         return await self._report(observed, None, conditions, refresh=parsed.refresh_seconds, failure=exc.reason)
@@ -174,7 +189,7 @@ class Reconciler:
             ):
                 if memory.bundle is None:
                     metrics.SYNCS.labels(Reason.IDLE).inc()
-                    return Outcome(refresh_seconds=parsed.refresh_seconds, idle=True, ready=True)
+                    return await self._idle(observed, parsed)
                 verified = Verified(memory.bundle, memory.pointer)  # a target failed last time: retry the targets
             else:
                 floor = rollback_floor(parsed, observed.status)
@@ -183,8 +198,10 @@ class Reconciler:
                 )
         finally:
             metrics.S3_REQUESTS.inc(objects.requests)
+        check_not_empty(verified.bundle, allow=parsed.allow_empty)
         results = await self._fan_out(observed, parsed, verified.bundle)
-        outcome = await self._report_sync(observed, parsed, verified, results)
+        restarts = await self._rollout(observed, parsed, results)
+        outcome = await self._report_sync(observed, parsed, verified, results, restarts)
         retry = outcome.failure is not None  # a target or the status patch failed: keep the bundle for the retry
         self._memory[observed.uid] = _Memory(
             source_digest, observed.generation, force_token, verified.pointer, verified.bundle if retry else None
@@ -203,11 +220,66 @@ class Reconciler:
             read_secret,
             parsed.dry_run,
             self.egress,
+            allow_empty=parsed.allow_empty,
         )
         return await fan_out.run(parsed.targets, bundle)
 
+    def _previous_rollouts(self, observed: Observed) -> list[dict[str, Any]]:
+        remembered = self._rollouts.get(observed.uid)
+        return remembered if remembered is not None else list(observed.status.get("rollouts") or [])
+
+    async def _rollout(
+        self, observed: Observed, parsed: VaultBundleSpec, results: list[TargetResult] | None = None
+    ) -> rollout.Step | None:
+        """Mark the workloads pending when a Kubernetes Secret target got new content; restart the due ones.
+        None when there is nothing to do (a dry run, or no workloads now and none recorded)."""
+        previous = self._previous_rollouts(observed)
+        if parsed.dry_run or not (parsed.rollout_targets or previous):
+            return None
+        changed = [
+            secret
+            for spec, result in zip(parsed.targets, results or [], strict=results is not None)
+            if result.restarts_workloads
+            for secret in spec.writes_secrets
+        ]
+        step = await rollout.step(
+            self.kube,
+            observed.namespace,
+            parsed.rollout_targets,
+            parsed.rollout_min_interval,
+            previous,
+            changed,
+            now=self.clock(),
+        )
+        self._rollouts[observed.uid] = step.entries
+        return step
+
+    async def _idle(self, observed: Observed, parsed: VaultBundleSpec) -> Outcome:
+        """The cheap path: nothing changed. A pending rollout restart that is due now still happens."""
+        outcome = Outcome(refresh_seconds=parsed.refresh_seconds, idle=True, ready=True)
+        previous = self._previous_rollouts(observed)
+        if not rollout.has_pending(previous):
+            return outcome
+        step = await self._rollout(observed, parsed)
+        if step is None:
+            return outcome
+        outcome.events, outcome.wake_seconds, outcome.failure = step.events, step.wake_seconds, step.retry
+        if self.write_status and step.entries != previous:
+            try:  # a merge patch of this one field: the rest of the status is unchanged
+                await self.kube.patch_status(observed.namespace, observed.name, {"rollouts": step.entries})
+                outcome.status_written = True
+            except KubeError as exc:
+                outcome.failure = Reason.STATUS_UPDATE_FAILED
+                outcome.events.append(Event("Warning", Reason.STATUS_UPDATE_FAILED, str(exc)))
+        return outcome
+
     async def _report_sync(
-        self, observed: Observed, parsed: VaultBundleSpec, verified: Verified, results: list[TargetResult]
+        self,
+        observed: Observed,
+        parsed: VaultBundleSpec,
+        verified: Verified,
+        results: list[TargetResult],
+        restarts: rollout.Step | None,
     ) -> Outcome:
         bundle, pointer = verified.bundle, verified.pointer
         failed = [r.name for r in results if r.failed]
@@ -230,6 +302,8 @@ class Reconciler:
             "lastAppliedTimestamp": floor or None,
             "targets": [r.to_status() for r in results],
         }
+        if restarts is not None and (restarts.entries or observed.status.get("rollouts")):
+            extra["rollouts"] = restarts.entries  # an empty list only to clear what was recorded
         synced = _synced_condition(parsed, results, failed, bundle.timestamp)
         metrics.SYNCS.labels(synced.reason).inc()
         conditions = Conditions(
@@ -242,10 +316,13 @@ class Reconciler:
             extra,
             conditions,
             refresh=parsed.refresh_seconds,
-            failure=retry_reason(results),
+            failure=retry_reason(results) or (restarts.retry if restarts else None),
             synced_now=synced_now,
         )
         outcome.events = events(results, observed.status.get("targets") or []) + outcome.events
+        if restarts is not None:
+            outcome.events += restarts.events
+            outcome.wake_seconds = restarts.wake_seconds
         return outcome
 
     async def _report(

@@ -109,6 +109,7 @@ class Outcome:
     reason: str = ""
     message: str = ""
     status: dict[str, Any] = field(default_factory=dict)  # the status this cycle computed
+    wake_seconds: float | None = None  # a pending rollout restart is due then: run again no later (no jitter)
 
 
 def strip_times(value: Any) -> Any:
