@@ -266,5 +266,5 @@ def test_spec_rollout_fields_parse_and_refuse() -> None:
     ):
         with pytest.raises(SpecError, match=message):
             parse_spec({**base, "rolloutRestartTargets": bad}, namespace="ns")
-    with pytest.raises(SpecError, match="spec.rolloutMinInterval"):
+    with pytest.raises(SpecError, match=r"spec\.rolloutMinInterval"):
         parse_spec({**base, "rolloutMinInterval": "soon"}, namespace="ns")
