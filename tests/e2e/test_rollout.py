@@ -17,11 +17,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 import yaml
 from kubernetes import client as k8s
-from tests.e2e.helpers import wait_for
+from tests.e2e.helpers import secrets_manager, wait_for
 from tests.e2e.test_chart_rbac import (
     CHART,
     Scenario,
@@ -104,10 +103,8 @@ def test_rollout_restarts_with_the_charts_rbac(
     operator = start_operator(kubeconfig, chart_key(system, account), tmp_path / "operator.log", "--namespace", app)
     try:
         scenario.push({".env.prod": b"A=1\n"})
-        scenario.apply("web", {"name": "web-env"})
         workloads = [{"kind": "Deployment", "name": "web"}, {"kind": "Deployment", "name": "ghost"}]
-        patch = {"spec": {"rolloutRestartTargets": workloads, "rolloutMinInterval": "0s"}}
-        scenario.custom.patch_namespaced_custom_object("vaultbundle.io", "v1alpha1", app, "vaultbundles", "web", patch)
+        scenario.apply("web", {"name": "web-env"}, rolloutRestartTargets=workloads, rolloutMinInterval="0s")
         wait_for(lambda: scenario.data("web-env") == {"A": "1"}, "the Secret created")
         wait_for(lambda: scenario.reason("web") == "Synced", "Ready=Synced")
         assert not rollouts(scenario, "web")  # the first creation restarts nothing
@@ -179,13 +176,7 @@ def test_an_empty_bundle_leaves_every_target_untouched(
             },
         },
     )
-    secrets_manager = boto3.client(
-        "secretsmanager",
-        endpoint_url=testbed["AWS_ENDPOINT_URL"],
-        region_name="us-east-1",
-        aws_access_key_id=testbed["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=testbed["AWS_SECRET_ACCESS_KEY"],
-    )
+    moto = secrets_manager(testbed)
     prefix = f"{app}/"
     aws = {
         "region": "us-east-1",
@@ -200,26 +191,17 @@ def test_an_empty_bundle_leaves_every_target_untouched(
     operator = start_operator(Path(testbed["KUBECONFIG"]), key, tmp_path / "operator.log", "--namespace", app)
     try:
         scenario.push({".env.prod": b"API_KEY=one\nDB=two\n"})
-        body = {
-            "apiVersion": "vaultbundle.io/v1alpha1",
-            "kind": "VaultBundle",
-            "metadata": {"name": "web"},
-            "spec": {
-                "source": {"configSecretRef": {"name": "web-vsync"}, "passphraseSecretRef": {"name": "web-passphrase"}},
-                "refreshInterval": "1s",
-                "targets": [
-                    {"name": "app", "kubernetesSecret": {"name": "web-env"}},
-                    {"name": "aws", "awsSecretsManager": aws},
-                ],
-            },
-        }
-        scenario.custom.create_namespaced_custom_object("vaultbundle.io", "v1alpha1", app, "vaultbundles", body)
+        targets = [
+            {"name": "app", "kubernetesSecret": {"name": "web-env"}},
+            {"name": "aws", "awsSecretsManager": aws},
+        ]
+        scenario.apply("web", {}, targets=targets)
         wait_for(lambda: scenario.reason("web") == "Synced", "Ready=Synced", timeout=60)
 
         def stored() -> dict[str, str]:
-            listing = secrets_manager.list_secrets(Filters=[{"Key": "name", "Values": [prefix]}])["SecretList"]
+            listing = moto.list_secrets(Filters=[{"Key": "name", "Values": [prefix]}])["SecretList"]
             return {
-                s["Name"]: secrets_manager.get_secret_value(SecretId=s["Name"])["SecretString"]
+                s["Name"]: moto.get_secret_value(SecretId=s["Name"])["SecretString"]
                 for s in listing
                 if s["Name"].startswith(prefix)
             }
@@ -227,7 +209,7 @@ def test_an_empty_bundle_leaves_every_target_untouched(
         expected_aws = {f"{prefix}API_KEY": "one", f"{prefix}DB": "two"}
         assert stored() == expected_aws and scenario.data("web-env") == {"API_KEY": "one", "DB": "two"}
         secret_version = scenario.secret("web-env").metadata.resource_version  # type: ignore[union-attr]
-        versions = {n: secrets_manager.get_secret_value(SecretId=n)["VersionId"] for n in expected_aws}
+        versions = {n: moto.get_secret_value(SecretId=n)["VersionId"] for n in expected_aws}
 
         empty = scenario.push({".env.prod": b"# every line commented out by mistake\n"})
         wait_for(lambda: scenario.reason("web") == "BundleEmpty", "Ready=BundleEmpty", timeout=60)
@@ -239,7 +221,7 @@ def test_an_empty_bundle_leaves_every_target_untouched(
         # nothing written anywhere: the Secret is the same object version, every AWS secret the same version
         assert scenario.secret("web-env").metadata.resource_version == secret_version  # type: ignore[union-attr]
         assert stored() == expected_aws
-        assert {n: secrets_manager.get_secret_value(SecretId=n)["VersionId"] for n in expected_aws} == versions
+        assert {n: moto.get_secret_value(SecretId=n)["VersionId"] for n in expected_aws} == versions
 
         patch = {"spec": {"source": {"allowEmpty": True}}}
         scenario.custom.patch_namespaced_custom_object("vaultbundle.io", "v1alpha1", app, "vaultbundles", "web", patch)

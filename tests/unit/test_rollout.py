@@ -15,6 +15,7 @@ from vaultbundle.errors import Reason, SpecError
 from vaultbundle.reconcile import Reconciler
 from vaultbundle.rollout import RESTARTED_AT_ANNOTATION
 from vaultbundle.spec import Workload
+from vaultbundle.status import Outcome
 from vaultbundle.targets import parse_spec
 
 START = datetime(2026, 12, 3, 9, 0, 0, tzinfo=UTC)
@@ -41,6 +42,14 @@ def world_with(*workloads: tuple[str, str], interval: str = "1m", present: bool 
         for kind, name in workloads:
             world.kube.put_workload("ns", kind, name)
     return world, clock
+
+
+async def create_then_change(world: World) -> Outcome:
+    """The Secret is created (which restarts nothing), then its content changes once: the second cycle's outcome."""
+    world.push(b"A=1\n")
+    await world.cycle()
+    world.push(b"A=2\n")
+    return await world.cycle()
 
 
 def restarts(world: World) -> int:
@@ -89,10 +98,7 @@ async def test_no_restart_at_first_creation_then_one_restart_for_three_quick_pus
 
 async def test_a_change_after_the_window_waits_for_the_next_window_from_the_last_restart() -> None:
     world, clock = world_with(("Deployment", "web"), interval="30s")
-    world.push(b"A=1\n")
-    await world.cycle()
-    world.push(b"A=2\n")
-    await world.cycle()
+    await create_then_change(world)
     clock.advance(30)
     await world.cycle()
     assert restarts(world) == 1
@@ -107,10 +113,7 @@ async def test_a_change_after_the_window_waits_for_the_next_window_from_the_last
 
 async def test_zero_interval_restarts_in_the_same_cycle() -> None:
     world, _clock = world_with(("DaemonSet", "agent"), interval="0s")
-    world.push(b"A=1\n")
-    await world.cycle()
-    world.push(b"A=2\n")
-    outcome = await world.cycle()
+    outcome = await create_then_change(world)
     assert restarts(world) == 1 and outcome.wake_seconds is None
     assert rollouts(world)["DaemonSet/agent"]["state"] == "Restarted"
 
@@ -135,10 +138,7 @@ async def test_metadata_only_change_and_dry_run_restart_nothing() -> None:
 async def test_missing_workload_fails_alone_and_the_sync_goes_on() -> None:
     world, _clock = world_with(("Deployment", "web"), ("Deployment", "ghost"), interval="0s", present=False)
     world.kube.put_workload("ns", "Deployment", "web")
-    world.push(b"A=1\n")
-    await world.cycle()
-    world.push(b"A=2\n")
-    outcome = await world.cycle()
+    outcome = await create_then_change(world)
     assert world.secret() == {"A": "2"} and outcome.ready and world.conditions()["Ready"] == ("True", "Synced")
     ghost, web = rollouts(world)["Deployment/ghost"], rollouts(world)["Deployment/web"]
     assert (ghost["state"], ghost["reason"]) == ("Failed", "NotFound") and "pendingSince" not in ghost
@@ -155,10 +155,7 @@ async def test_missing_workload_fails_alone_and_the_sync_goes_on() -> None:
 async def test_forbidden_names_the_chart_value() -> None:
     world, _clock = world_with(("StatefulSet", "db"), interval="0s")
     world.kube.failing["patch_pod_template"] = 403
-    world.push(b"A=1\n")
-    await world.cycle()
-    world.push(b"A=2\n")
-    outcome = await world.cycle()
+    outcome = await create_then_change(world)
     entry = rollouts(world)["StatefulSet/db"]
     assert (entry["state"], entry["reason"]) == ("Failed", "Forbidden")
     assert "rbac.rolloutRestart=true" in entry["message"] and "statefulsets" in entry["message"]
@@ -185,10 +182,7 @@ async def test_transient_failure_keeps_the_restart_pending_and_retries_with_back
 async def test_a_stale_status_never_causes_a_second_restart() -> None:
     """The status event of the restart may arrive after the next cycle: the reconciler's memory decides."""
     world, clock = world_with(("Deployment", "web"), interval="10s")
-    world.push(b"A=1\n")
-    await world.cycle()
-    world.push(b"A=2\n")
-    await world.cycle()
+    await create_then_change(world)
     stale = dict(world.kube.status)  # still Pending
     clock.advance(10)
     await world.cycle()
@@ -200,10 +194,7 @@ async def test_a_stale_status_never_causes_a_second_restart() -> None:
 
 async def test_a_new_operator_finishes_a_pending_restart_from_status() -> None:
     world, clock = world_with(("Deployment", "web"), interval="20s")
-    world.push(b"A=1\n")
-    await world.cycle()
-    world.push(b"A=2\n")
-    await world.cycle()
+    await create_then_change(world)
     assert rollouts(world)["Deployment/web"]["state"] == "Pending"
     world.reconciler = Reconciler(
         world.kube, world.pool, Digester(b"k" * 32), s3_factory=lambda _c: world.objects, min_refresh=0
@@ -219,10 +210,7 @@ async def test_a_new_operator_finishes_a_pending_restart_from_status() -> None:
 
 async def test_removing_the_list_clears_the_status() -> None:
     world, _clock = world_with(("Deployment", "web"), interval="0s")
-    world.push(b"A=1\n")
-    await world.cycle()
-    world.push(b"A=2\n")
-    await world.cycle()
+    await create_then_change(world)
     assert rollouts(world)
     world.edit_spec(rolloutRestartTargets=[])
     await world.cycle()
@@ -231,10 +219,7 @@ async def test_removing_the_list_clears_the_status() -> None:
 
 async def test_no_rollout_targets_no_rollout_status_and_no_extra_calls() -> None:
     world = World()
-    world.push(b"A=1\n")
-    await world.cycle()
-    world.push(b"A=2\n")
-    await world.cycle()
+    await create_then_change(world)
     assert "rollouts" not in world.kube.status and restarts(world) == 0
 
 
