@@ -232,9 +232,10 @@ class Reconciler:
         self, observed: Observed, parsed: VaultBundleSpec, results: list[TargetResult] | None = None
     ) -> rollout.Step | None:
         """Mark the workloads pending when a Kubernetes Secret target got new content; restart the due ones.
-        None when there is nothing to do (a dry run, or no workloads now and none recorded)."""
+        None when there is nothing to do: a dry run, a one-shot `plan`/`sync` (it keeps no status, so it could
+        not keep a window either: restarts are the operator's), or no workloads now and none recorded."""
         previous = self._previous_rollouts(observed)
-        if parsed.dry_run or not (parsed.rollout_targets or previous):
+        if parsed.dry_run or not self.write_status or not (parsed.rollout_targets or previous):
             return None
         changed = [
             secret

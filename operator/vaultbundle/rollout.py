@@ -55,6 +55,11 @@ def stamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime(_STAMP)
 
 
+def _names(value: Any) -> list[str]:
+    """The Secret names a status entry recorded (anything else there, e.g. a hand-edited status, is ignored)."""
+    return [name for name in value if isinstance(name, str)] if isinstance(value, list) else []
+
+
 def _parse(text: Any, fallback: datetime) -> datetime:
     """A time this module wrote; anything else (a hand-edited status) counts as *fallback*."""
     try:
@@ -79,9 +84,9 @@ async def step(
     for workload in workloads:
         entry = dict(before.get((workload.kind, workload.name)) or {"kind": workload.kind, "name": workload.name})
         if changed_secrets:
-            if "pendingSince" not in entry:
-                entry["pendingSince"], entry["secrets"] = stamp(moment), []
-            entry["secrets"] = sorted({*entry.get("secrets", []), *changed_secrets})
+            known = entry.get("secrets") if "pendingSince" in entry else None
+            entry.setdefault("pendingSince", stamp(moment))
+            entry["secrets"] = sorted({*_names(known), *changed_secrets})
         if "pendingSince" in entry:
             entry = await _due_or_wait(kube, namespace, workload, interval, entry, moment, result)
         if set(entry) > {"kind", "name"}:  # a workload that never had a change to restart for has no entry
@@ -99,10 +104,11 @@ async def _due_or_wait(
     result: Step,
 ) -> dict[str, Any]:
     since = _parse(entry["pendingSince"], moment)
+    entry = {**entry, "pendingSince": stamp(since)}  # an unreadable time (a hand-edited status) starts now
     last = _parse(entry.get("restartedAt"), since)
     due = max(since, last) + timedelta(seconds=interval)
     what = f"{workload.kind} {workload.name}"
-    changed = ", ".join(f"Secret {name}" for name in entry.get("secrets", [])) or "a Secret target"
+    changed = ", ".join(f"Secret {name}" for name in _names(entry.get("secrets"))) or "a Secret target"
     if moment < due:
         wait = (due - moment).total_seconds()
         result.wake_seconds = wait if result.wake_seconds is None else min(result.wake_seconds, wait)

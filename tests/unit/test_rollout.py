@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
+from tests.kit.kube import MemoryKube
 from tests.kit.world import World
+from vaultbundle import rollout
 from vaultbundle.digest import Digester
 from vaultbundle.errors import Reason, SpecError
 from vaultbundle.reconcile import Reconciler
@@ -217,6 +219,14 @@ async def test_removing_the_list_clears_the_status() -> None:
     assert world.kube.status["rollouts"] == []
 
 
+async def test_one_shot_sync_restarts_nothing() -> None:
+    """`vaultbundle sync` keeps no status, so it keeps no window either: restarts are the operator's."""
+    world, _clock = world_with(("Deployment", "web"), interval="0s")
+    world.reconciler.write_status = False
+    await create_then_change(world)
+    assert world.secret() == {"A": "2"} and restarts(world) == 0
+
+
 async def test_no_rollout_targets_no_rollout_status_and_no_extra_calls() -> None:
     world = World()
     await create_then_change(world)
@@ -253,3 +263,19 @@ def test_spec_rollout_fields_parse_and_refuse() -> None:
             parse_spec({**base, "rolloutRestartTargets": bad}, namespace="ns")
     with pytest.raises(SpecError, match=r"spec\.rolloutMinInterval"):
         parse_spec({**base, "rolloutMinInterval": "soon"}, namespace="ns")
+
+
+async def test_a_hand_edited_status_is_tolerated() -> None:
+    """status.rollouts is read back: garbage in it (a bad time, a non-list) never breaks the cycle."""
+    kube = MemoryKube()
+    kube.put_workload("ns", "Deployment", "web")
+    garbage = [{"kind": "Deployment", "name": "web", "pendingSince": "yesterday", "secrets": 7}, "not-an-entry"]
+    web = [Workload("Deployment", "web")]
+    step = await rollout.step(kube, "ns", web, 60, garbage, ["out"], now=START)
+    (entry,) = step.entries
+    assert entry["state"] == "Pending" and entry["secrets"] == ["out"] and step.wake_seconds == 60
+    assert entry["pendingSince"] == "2026-12-03T09:00:00Z"  # the window starts now, and ends
+    later = await rollout.step(
+        kube, "ns", [Workload("Deployment", "web")], 60, step.entries, [], now=START.replace(minute=1)
+    )
+    assert later.entries[0]["state"] == "Restarted"
