@@ -265,6 +265,9 @@ class Reconciler:
         if step is None:
             return outcome
         outcome.events, outcome.wake_seconds, outcome.failure = step.events, step.wake_seconds, step.retry
+        if step.events:  # a restart (or its failure) is worth the operator's log line, unlike an idle cycle
+            outcome.idle, outcome.reason = False, step.events[0].reason
+            outcome.message = "; ".join(event.message for event in step.events)
         if self.write_status and step.entries != previous:
             try:  # a merge patch of this one field: the rest of the status is unchanged
                 await self.kube.patch_status(observed.namespace, observed.name, {"rollouts": step.entries})

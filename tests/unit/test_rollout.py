@@ -82,8 +82,14 @@ async def test_no_restart_at_first_creation_then_one_restart_for_three_quick_pus
     waiting = await world.cycle()  # idle, not due yet: nothing written, the wake time kept
     assert waiting.idle and world.kube.writes == writes and waiting.wake_seconds == pytest.approx(25)
     clock.now = START + timedelta(seconds=65)
+    derived = world.derivations
     due = await world.cycle()  # nothing else changed: the cheap path restarts
-    assert due.idle and restarts(world) == 2  # one per workload
+    assert restarts(world) == 2 and due.reason == "RolloutRestarted"  # one per workload
+    assert world.derivations == derived and world.kube.writes[len(writes) :] == [
+        "patch_pod_template",
+        "patch_pod_template",
+        "patch_status",
+    ]  # the cheap path: no key derivation, no Secret write
     stamp = "2026-12-03T09:01:05Z"
     assert world.kube.workloads[("ns", "Deployment", "web")] == {RESTARTED_AT_ANNOTATION: stamp}
     assert world.kube.workloads[("ns", "StatefulSet", "db")] == {RESTARTED_AT_ANNOTATION: stamp}
