@@ -171,7 +171,10 @@ class Reconciler:
             verified,
             Condition("Synced", None, Reason.NOT_ATTEMPTED, "targets keep their content"),
         )
-        return await self._report(observed, None, conditions, refresh=parsed.refresh_seconds, failure=exc.reason)
+        restarts = await self._pending_rollouts(observed, parsed)  # due restarts do not wait for the bundle
+        extra: dict[str, object] | None = {"rollouts": restarts.entries} if restarts else None
+        outcome = await self._report(observed, extra, conditions, refresh=parsed.refresh_seconds, failure=exc.reason)
+        return _with_restarts(outcome, restarts)
 
     async def _sync(self, observed: Observed, parsed: VaultBundleSpec) -> Outcome:
         source = await sources.read(self.kube, observed.namespace, parsed)
@@ -255,16 +258,20 @@ class Reconciler:
         self._rollouts[observed.uid] = step.entries
         return step
 
+    async def _pending_rollouts(self, observed: Observed, parsed: VaultBundleSpec) -> rollout.Step | None:
+        """The rollout step when a restart is pending (no new change to add), else None."""
+        if not rollout.has_pending(self._previous_rollouts(observed)):
+            return None
+        return await self._rollout(observed, parsed)
+
     async def _idle(self, observed: Observed, parsed: VaultBundleSpec) -> Outcome:
         """The cheap path: nothing changed. A pending rollout restart that is due now still happens."""
-        outcome = Outcome(refresh_seconds=parsed.refresh_seconds, idle=True, ready=True)
         previous = self._previous_rollouts(observed)
-        if not rollout.has_pending(previous):
-            return outcome
-        step = await self._rollout(observed, parsed)
+        outcome = Outcome(refresh_seconds=parsed.refresh_seconds, idle=True, ready=True)
+        step = await self._pending_rollouts(observed, parsed)
         if step is None:
             return outcome
-        outcome.events, outcome.wake_seconds, outcome.failure = step.events, step.wake_seconds, step.retry
+        outcome.failure = step.retry
         if step.events:  # a restart (or its failure) is worth the operator's log line, unlike an idle cycle
             outcome.idle, outcome.reason = False, step.events[0].reason
             outcome.message = "; ".join(event.message for event in step.events)
@@ -275,7 +282,7 @@ class Reconciler:
             except KubeError as exc:
                 outcome.failure = Reason.STATUS_UPDATE_FAILED
                 outcome.events.append(Event("Warning", Reason.STATUS_UPDATE_FAILED, str(exc)))
-        return outcome
+        return _with_restarts(outcome, step)
 
     async def _report_sync(
         self,
@@ -324,9 +331,7 @@ class Reconciler:
             synced_now=synced_now,
         )
         outcome.events = events(results, observed.status.get("targets") or []) + outcome.events
-        if restarts is not None:
-            outcome.events += restarts.events
-            outcome.wake_seconds = restarts.wake_seconds
+        _with_restarts(outcome, restarts)
         return outcome
 
     async def _report(
@@ -362,6 +367,14 @@ class Reconciler:
             outcome.events.append(Event("Warning", Reason.STATUS_UPDATE_FAILED, str(exc)))
         outcome.events.extend(failure_events(conditions))
         return outcome
+
+
+def _with_restarts(outcome: Outcome, restarts: rollout.Step | None) -> Outcome:
+    """The rollout step's Events, and when its next pending restart is due (the worker wakes no later)."""
+    if restarts is not None:
+        outcome.events += restarts.events
+        outcome.wake_seconds = restarts.wake_seconds
+    return outcome
 
 
 def _secret_refs(parsed: VaultBundleSpec) -> frozenset[str]:

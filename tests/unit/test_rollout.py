@@ -285,3 +285,15 @@ async def test_a_hand_edited_status_is_tolerated() -> None:
         kube, "ns", [Workload("Deployment", "web")], 60, step.entries, [], now=START.replace(minute=1)
     )
     assert later.entries[0]["state"] == "Restarted"
+
+
+async def test_a_due_restart_does_not_wait_for_a_failing_bundle() -> None:
+    """S3 or the bundle failing when the window ends: the Secret already changed, so the restart still happens."""
+    world, clock = world_with(("Deployment", "web"), interval="10s")
+    await create_then_change(world)
+    world.kube.put_secret("ns", "pass", {"passphrase": "a different passphrase"})  # the next cycle fails
+    clock.advance(10)
+    outcome = await world.cycle()
+    assert outcome.reason == "WrongPassphrase" and restarts(world) == 1
+    assert rollouts(world)["Deployment/web"]["state"] == "Restarted"
+    assert world.conditions()["Ready"] == ("False", "WrongPassphrase")
