@@ -8,7 +8,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import yaml
 
+from tests.conftest import REPO
 from tests.kit.kube import MemoryKube
 from tests.kit.world import World
 from vaultbundle import rollout
@@ -16,7 +18,8 @@ from vaultbundle.digest import Digester
 from vaultbundle.errors import Reason, SpecError
 from vaultbundle.reconcile import Reconciler
 from vaultbundle.rollout import RESTARTED_AT_ANNOTATION
-from vaultbundle.spec import Workload
+from vaultbundle.settings import DEFAULTS
+from vaultbundle.spec import Workload, parse_duration
 from vaultbundle.status import Outcome
 from vaultbundle.targets import parse_spec
 
@@ -297,3 +300,10 @@ async def test_a_due_restart_does_not_wait_for_a_failing_bundle() -> None:
     assert outcome.reason == "WrongPassphrase" and restarts(world) == 1
     assert rollouts(world)["Deployment/web"]["state"] == "Restarted"
     assert world.conditions()["Ready"] == ("False", "WrongPassphrase")
+
+
+def test_the_crd_default_is_the_settings_default() -> None:
+    crd = yaml.safe_load((REPO / "crds" / "vaultbundle.io_vaultbundles.yaml").read_text())
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+    assert parse_duration(spec["rolloutMinInterval"]["default"], "default") == DEFAULTS.rollout_min_interval_seconds
+    assert spec["source"]["properties"]["allowEmpty"]["default"] is False
