@@ -124,11 +124,13 @@ class FanOut:
         return wanted
 
     @staticmethod
-    def _check_not_emptied(spec: TargetSpec, plan: Plan[Any], desired: Mapping[str, bytes]) -> None:
+    def _check_not_emptied(
+        spec: TargetSpec, plan: Plan[Any], desired: Mapping[str, bytes], *, untouched: str = "any target"
+    ) -> None:
         if not desired and plan.delete:
             raise BundleEmptyError(
                 f"target {spec.name}: the bundle gives it no keys, so the sync would remove all {len(plan.delete)} "
-                "key(s) it holds; nothing was written to any target. Check the bundle and the target's keys/files "
+                f"key(s) it holds; nothing was written to {untouched}. Check the bundle and the target's keys/files "
                 "selection, or set spec.source.allowEmpty: true if emptying it is intended"
             )
 
@@ -176,7 +178,7 @@ class FanOut:
     ) -> TargetResult:
         plan = await store.plan(desired)
         if not self.allow_empty:
-            self._check_not_emptied(spec, plan, desired)  # this target alone: the store filled up meanwhile
+            self._check_not_emptied(spec, plan, desired, untouched="it")  # the store filled up since `run` looked
         changed = plan.changed and not self.dry_run
         if changed:
             await store.apply(plan, desired)

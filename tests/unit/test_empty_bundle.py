@@ -126,6 +126,7 @@ async def test_a_selection_that_would_empty_one_target_refuses_every_target() ->
     outcome = await world.cycle()
     assert outcome.reason == "BundleEmpty" and "target second" in outcome.message
     assert "1 key(s)" in outcome.message and "OLD_A" not in outcome.message
+    assert "nothing was written to any target" in outcome.message
     assert world.secret("one") == {"OLD_A": "1", "B": "2"} and world.secret("two") == {"OLD_A": "1"}
     world.edit_spec(source={**world.spec["source"], "allowEmpty": True})
     assert (await world.cycle()).ready
@@ -168,4 +169,5 @@ async def test_the_plan_of_each_target_is_checked_again() -> None:
     world.kube.get_secret = filled_later  # type: ignore[method-assign]
     outcome = await world.cycle()
     assert outcome.reason == "TargetFailed" and world.target()["reason"] == "BundleEmpty"
+    assert "nothing was written to it." in world.target()["message"]
     assert world.secret() == {"X_A": "1"}
