@@ -12,6 +12,10 @@ an AWS Secrets Manager target (moto) untouched; `spec.source.allowEmpty` lets it
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -222,6 +226,15 @@ def test_an_empty_bundle_leaves_every_target_untouched(
         assert scenario.secret("web-env").metadata.resource_version == secret_version  # type: ignore[union-attr]
         assert stored() == expected_aws
         assert {n: moto.get_secret_value(SecretId=n)["VersionId"] for n in expected_aws} == versions
+
+        # `vaultbundle plan` of the same VaultBundle: the distinct exit code, nothing written
+        manifest = tmp_path / "vb.json"
+        manifest.write_text(json.dumps({**scenario.vb("web"), "status": {}}))
+        command = [sys.executable, "-m", "vaultbundle.cli", "plan", "-f", str(manifest), "--egress-allow-local"]
+        env = {**os.environ, "KUBECONFIG": testbed["KUBECONFIG"]}
+        planned = subprocess.run(command, capture_output=True, text=True, env=env, check=False, timeout=120)
+        assert planned.returncode == 33 and "BundleEmpty" in planned.stdout, planned.stdout + planned.stderr
+        assert stored() == expected_aws and scenario.data("web-env") == {"API_KEY": "one", "DB": "two"}
 
         patch = {"spec": {"source": {"allowEmpty": True}}}
         scenario.custom.patch_namespaced_custom_object("vaultbundle.io", "v1alpha1", app, "vaultbundles", "web", patch)
