@@ -25,6 +25,7 @@ from .crypto.configblob import BootstrapConfig
 from .crypto.kdf import DerivedKey
 from .errors import (
     BundleCorruptError,
+    BundleEmptyError,
     LayoutAmbiguousError,
     ManifestNotFoundError,
     RollbackRefusedError,
@@ -130,6 +131,17 @@ def read_generation(objects: ObjectStore, config: BootstrapConfig, layout: Layou
 def check_not_older(timestamp: str, not_older_than: str | None) -> None:
     if not_older_than and timestamp < not_older_than:
         raise RollbackRefusedError(f"bundle {timestamp} is older than the known-good {not_older_than}")
+
+
+def check_not_empty(bundle: Bundle, *, allow: bool = False) -> None:
+    """Refuse a verified bundle that holds no keys and no files, unless *allow* (spec.source.allowEmpty,
+    `pull --allow-empty`): applied, it would empty every target."""
+    if not allow and not bundle.vault.kv and not bundle.vault.files:
+        raise BundleEmptyError(
+            f"bundle {bundle.timestamp} is verified but holds no keys and no files; nothing was written. Push the "
+            "vault folder with its .env file, or set spec.source.allowEmpty: true (CLI: --allow-empty) if an empty "
+            "bundle is intended"
+        )
 
 
 def locate(

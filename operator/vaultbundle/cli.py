@@ -4,8 +4,9 @@ sync (one reconcile of a VaultBundle manifest, no operator); run (the operator).
 `push` and `pull` append vsync's audit row to `<prefix>audit.csv` (see audit.py; `--no-audit` skips it).
 Exit codes (fixed; see README): 0 ok, 2 usage or bad input (incl. a share key vsync would refuse),
 10-16 vsync's error classes, 17 rollback refused, 18 ambiguous layout, 19 bad vault folder, 20 plan/sync
-found a failed target, 1 anything unexpected. stderr names the error class and what to do; secret values are
-never printed unless `--reveal` asks for them on stdout.
+found a failed target, 21-32 dotsec, 33 an empty bundle refused (BundleEmpty), 1 anything unexpected.
+stderr names the error class and what to do; secret values are never printed unless `--reveal` asks for them on
+stdout.
 """
 
 from __future__ import annotations
@@ -119,6 +120,7 @@ cli.add_command(dotsec)  # `vaultbundle dotsec open|validate` (cli_dotsec.py)
 @click.option("--version", "version", callback=_timestamp, help="Pull this bundle timestamp instead of the latest.")
 @click.option("--not-older-than", callback=_timestamp, help="Refuse (exit 17) a bundle older than this timestamp.")
 @click.option("--env-file", help="ZIP entry holding the key/values (CLI layout); default .env.<env>.")
+@click.option("--allow-empty", is_flag=True, help="Accept a bundle with no keys and no files (else exit 33).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Write the vault folder's files here.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary (never values unless --reveal).")
 @click.option("--reveal", is_flag=True, help="With --json: include values (kv) and files (files_b64).")
@@ -131,13 +133,15 @@ def pull(
     version: str | None,
     not_older_than: str | None,
     env_file: str | None,
+    allow_empty: bool,
     out_dir: str | None,
     as_json: bool,
     reveal: bool,
     quiet: bool,
     no_audit: bool,
 ) -> None:
-    """Download, verify and decrypt the current (or a pinned) bundle."""
+    """Download, verify and decrypt the current (or a pinned) bundle. One with no keys and no files is refused
+    (exit 33, BundleEmptyError) unless --allow-empty."""
     if reveal and not as_json:
         raise click.UsageError("--reveal only works together with --json")
     config = _load_config(config_file)
@@ -150,6 +154,7 @@ def pull(
             plaintext = pool.open_envelope(envelope, passphrase, config.salt, config.iterations)
     generation = bundles.read_generation(objects, config, pointer.layout)
     bundle = bundles.finish(pointer, plaintext, generation, env=config.env, env_file=env_file)
+    bundles.check_not_empty(bundle, allow=allow_empty)  # before anything is written or recorded
     content = bundle.vault
     if out_dir:
         write_files(out_dir, content.folder_files())
@@ -401,7 +406,9 @@ def _one_shot(
         egress=Settings(egress_allow_local=egress_allow_local).egress_policy(),
     )
     conditions = {c["type"]: c for c in outcome.status.get("conditions", [])}
-    targets = outcome.status.get("targets", []) if conditions.get("Verified", {}).get("status") == "True" else []
+    refused = outcome.reason == errors.Reason.BUNDLE_EMPTY  # verified, then refused before any target was planned
+    verified = conditions.get("Verified", {}).get("status") == "True" and not refused
+    targets = outcome.status.get("targets", []) if verified else []
     if as_json:
         click.echo(
             json.dumps(
@@ -416,7 +423,7 @@ def _one_shot(
     else:
         _print_plan(f"{namespace}/{(manifest.get('metadata') or {}).get('name', '')}", outcome, targets)
     failed = any(t.get("state") == "Failed" for t in targets)
-    if conditions.get("Verified", {}).get("status") != "True" or failed or (apply and not outcome.ready):
+    if not verified or failed or (apply and not outcome.ready):
         raise SystemExit(REASON_EXIT_CODES.get(outcome.reason, EXIT_SYNC_FAILED))
 
 

@@ -234,6 +234,8 @@ class Scheduler:
                 delay = worker.retry.next_delay(outcome.failure, outcome.refresh_seconds)
                 if outcome.check_in is not None:  # a target's timed drift check comes first
                     delay = outcome.check_in if delay is None else min(delay, outcome.check_in)
+                if outcome.wake_seconds is not None:  # a rollout restart is due: wake for it, whatever else happens
+                    delay = outcome.wake_seconds if delay is None else min(delay, outcome.wake_seconds)
             if outcome is not None:
                 self._unwatch(uid)
                 for ref in outcome.secret_refs:

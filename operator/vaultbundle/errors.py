@@ -50,6 +50,7 @@ class Reason(StrEnum):
     UNSUPPORTED_SPEC_VERSION = "UnsupportedSpecVersion"
     ROLLBACK_REFUSED = "RollbackRefused"
     LAYOUT_AMBIGUOUS = "LayoutAmbiguous"
+    BUNDLE_EMPTY = "BundleEmpty"  # a verified bundle with nothing in it, or one that would empty a target
     VAULT_FOLDER = "VaultFolder"
     # a dotsec `.sec` source (spec/dotsec-format.md §10 classes) and schema validation
     DOTSEC_PARSE_ERROR = "DotsecParseError"
@@ -89,6 +90,8 @@ class Reason(StrEnum):
     STATUS_UPDATE_FAILED = "StatusUpdateFailed"
     INTERNAL_ERROR = "InternalError"
     RECONCILE_TIMEOUT = "ReconcileTimeout"
+    ROLLOUT_RESTARTED = "RolloutRestarted"  # a workload of spec.rolloutRestartTargets was restarted (Event, status)
+    ROLLOUT_PENDING = "RolloutPending"  # a restart waits for the end of spec.rolloutMinInterval
     INVALID_OPERATOR_FLAG = "InvalidOperatorFlag"  # `vaultbundle run` cannot start: a flag or its file is unusable
 
     @property
@@ -255,6 +258,15 @@ class LayoutAmbiguousError(VSyncError):
 
     exit_code = 18
     hint = "set the layout explicitly (cli or runtime)"
+
+
+class BundleEmptyError(VSyncError):
+    """A verified bundle holds no keys and no files, or would remove every key a target holds: refused before
+    anything is written (a bundle that suddenly holds nothing is far more often a packaging mistake than intent).
+    Ours, not vsync's: its exit code follows the dotsec range."""
+
+    exit_code = 33
+    hint = "check what was pushed: the vault folder with its .env.<env> file; --allow-empty accepts it on purpose"
 
 
 class BundleFormatError(BundleCorruptError):

@@ -92,6 +92,11 @@ class KubeAPI(SecretsAPI, Protocol):
         """The Namespace's raw JSON (its labels decide which ClusterTargetStores admit it), or None."""
         ...
 
+    async def patch_pod_template(self, namespace: str, kind: str, name: str, annotations: dict[str, str]) -> None:
+        """Set *annotations* on the pod template of a Deployment, StatefulSet or DaemonSet (a strategic merge
+        patch of only those keys), which rolls its pods. A missing workload is a `KubeError` with status 404."""
+        ...
+
 
 class Kube:
     """`KubeAPI` (and the Lease and VaultBundle reads) over the official client."""
@@ -100,6 +105,7 @@ class Kube:
         self.core = k8s.CoreV1Api(api_client)
         self.custom = k8s.CustomObjectsApi(api_client)
         self.coordination = k8s.CoordinationV1Api(api_client)
+        self.apps = k8s.AppsV1Api(api_client)
 
     async def _call(self, operation: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         if not operation.startswith(("get", "list")):
@@ -159,6 +165,23 @@ class Kube:
 
     async def get_namespace(self, name: str) -> dict[str, Any] | None:
         return await self._get("get_namespace", self.core.read_namespace, name)
+
+    async def patch_pod_template(self, namespace: str, kind: str, name: str, annotations: dict[str, str]) -> None:
+        patchers = {
+            "Deployment": self.apps.patch_namespaced_deployment,
+            "StatefulSet": self.apps.patch_namespaced_stateful_set,
+            "DaemonSet": self.apps.patch_namespaced_daemon_set,
+        }
+        body = {"spec": {"template": {"metadata": {"annotations": annotations}}}}
+        await self._call(
+            "patch_pod_template",
+            patchers[kind],
+            name,
+            namespace,
+            body,
+            field_manager=FIELD_MANAGER,
+            _content_type="application/strategic-merge-patch+json",
+        )
 
     async def get_vaultbundle(self, namespace: str, name: str) -> dict[str, Any] | None:
         return await self._get(

@@ -56,6 +56,12 @@ DRIFT_CHECKS = Counter(
     ["kind"],
     registry=REGISTRY,
 )
+ROLLOUT_RESTARTS = Counter(
+    "vaultbundle_rollout_restarts_total",
+    "Restarts of spec.rolloutRestartTargets workloads by kind and result (RolloutRestarted or a failure reason).",
+    ["kind", "result"],
+    registry=REGISTRY,
+)
 S3_REQUESTS = Counter("vaultbundle_s3_requests_total", "Requests sent to S3.", registry=REGISTRY)
 API_WRITES = Counter(
     "vaultbundle_kubernetes_writes_total",

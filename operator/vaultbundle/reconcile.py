@@ -14,6 +14,9 @@ retry re-runs only the fan-out: no download, no key derivation, no decryption.
 Drift (drift.py) rides on the cheap path: when the scheduler names targets whose managed Secret was edited, or
 a store's `driftCheckInterval` has passed, the unchanged cycle re-opens the bundle (no key derivation) and
 runs only those targets' plans; a target is written only when its plan finds a difference.
+Never silently empty: a verified bundle with no keys and no files, or one that would remove every key a target
+holds (fanout.py), is refused with `BundleEmpty` before any target is written, unless `spec.source.allowEmpty`.
+Rollout restarts (`rollout.py`) follow the fan-out, and run on the cheap path too while one is pending.
 """
 
 from __future__ import annotations
@@ -23,13 +26,15 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
 
-from . import drift, metrics, sources, targets
-from .bundles import Bundle, Pointer
+from . import drift, metrics, rollout, sources, targets
+from .bundles import Bundle, Pointer, check_not_empty
 from .crypto import configblob
 from .digest import Digester
 from .egress import SECURE_DEFAULT, EgressPolicy
-from .errors import Reason, SpecError, VaultBundleError, VSyncError
+from .errors import BundleEmptyError, Reason, SpecError, VaultBundleError, VSyncError
 from .fanout import FanOut, TargetResult, events, retry_reason
 from .kube import KubeAPI, KubeError
 from .pool import CryptoPool
@@ -93,6 +98,9 @@ class Reconciler:
         self.secret_versions = drift.SecretVersions()  # what our own writes of managed Secrets look like
         self.write_status = write_status  # False for one-shot CLI runs (`vaultbundle plan|sync`)
         self._memory: dict[str, _Memory] = {}
+        # per uid: the status.rollouts this process last computed (newer than a status event still on its way)
+        self._rollouts: dict[str, list[dict[str, Any]]] = {}
+        self.wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # rollout windows (tests set their own)
         self._digesters: dict[str, Digester] = {}  # per namespace; HKDF is cheap, but once per namespace is enough
 
     def digester(self, namespace: str) -> Digester:
@@ -108,6 +116,7 @@ class Reconciler:
         nothing."""
         self._memory.pop(uid, None)
         self.secret_versions.forget(uid)
+        self._rollouts.pop(uid, None)
 
     async def reconcile(self, observed: Observed) -> Outcome:
         with metrics.RECONCILE_SECONDS.time():
@@ -150,7 +159,7 @@ class Reconciler:
 
     async def report_timeout(self, observed: Observed, seconds: float) -> Outcome:
         """The scheduler cancelled a cycle that ran past its deadline (`--reconcile-timeout`): say so in status."""
-        self.forget(observed.uid)
+        self._memory.pop(observed.uid, None)
         message = f"the reconcile took longer than {seconds:g}s and was cancelled; targets may be partly synced"
         metrics.SYNCS.labels(Reason.RECONCILE_TIMEOUT).inc()
         conditions = Conditions(
@@ -166,15 +175,23 @@ class Reconciler:
 
     async def _failed(self, observed: Observed, parsed: VaultBundleSpec, exc: VaultBundleError) -> Outcome:
         """The cycle stopped before any target was touched: a bundle error, or a source Secret problem."""
-        self.forget(observed.uid)  # the cheap unchanged path only ever follows a verified bundle
+        self._memory.pop(observed.uid, None)  # the cheap unchanged path only ever follows a verified bundle
         metrics.SYNCS.labels(exc.reason).inc()
         checked = isinstance(exc, VSyncError)  # a bundle error: verification ran and failed
+        if isinstance(exc, BundleEmptyError):  # verified, then refused for what it holds
+            verified = Condition("Verified", True, Reason.VERIFIED, f"verified; refused: {exc}")
+        else:
+            reason = exc.reason if checked else Reason.NOT_CHECKED
+            verified = Condition("Verified", False if checked else None, reason, str(exc))
         conditions = Conditions(
             Condition("Ready", False, exc.reason, str(exc)),
-            Condition("Verified", False if checked else None, exc.reason if checked else Reason.NOT_CHECKED, str(exc)),
+            verified,
             Condition("Synced", None, Reason.NOT_ATTEMPTED, "targets keep their content"),
         )
-        return await self._report(observed, None, conditions, refresh=parsed.refresh_seconds, failure=exc.reason)
+        restarts = await self._pending_rollouts(observed, parsed)  # due restarts do not wait for the bundle
+        extra: dict[str, object] | None = {"rollouts": restarts.entries} if restarts else None
+        outcome = await self._report(observed, extra, conditions, refresh=parsed.refresh_seconds, failure=exc.reason)
+        return _with_restarts(outcome, restarts)
 
     async def _sync(self, observed: Observed, parsed: VaultBundleSpec) -> Outcome:
         source = await sources.read(self.kube, observed.namespace, parsed)
@@ -194,7 +211,7 @@ class Reconciler:
                 if memory.bundle is None:
                     checking = drift.due(parsed.targets, memory.checked, self.clock(), observed.drifted)
                     if not checking:
-                        return self._idle(parsed, memory)
+                        return await self._idle(observed, parsed, memory)
                     # no key derivation (the pool keeps derived keys): one bundle download and AES-GCM
                     floor = rollback_floor(parsed, observed.status)
                     verified = await open_bundle(
@@ -213,17 +230,19 @@ class Reconciler:
             metrics.S3_REQUESTS.inc(objects.requests)
         if checking and memory is not None:
             return await self._check(observed, parsed, verified, memory, checking)
+        check_not_empty(verified.bundle, allow=parsed.allow_empty)
         results = await self._fan_out(observed, parsed, verified.bundle)
-        outcome = await self._report_sync(observed, parsed, verified, results)
+        restarts = await self._rollout(observed, parsed, results)
+        outcome = await self._report_sync(observed, parsed, verified, results, restarts)
         checked = dict.fromkeys((t.name for t in parsed.targets), self.clock())  # a full sync checked every target
         self._remember(observed, source_digest, force_token, verified, outcome, checked)
         return self._scheduled(outcome, parsed, checked)
 
-    def _idle(self, parsed: VaultBundleSpec, memory: _Memory) -> Outcome:
+    async def _idle(self, observed: Observed, parsed: VaultBundleSpec, memory: _Memory) -> Outcome:
+        """The cheap path: nothing changed. A pending rollout restart that is due now still happens."""
         metrics.SYNCS.labels(Reason.IDLE).inc()
-        return self._scheduled(
-            Outcome(refresh_seconds=parsed.refresh_seconds, idle=True, ready=True), parsed, memory.checked
-        )
+        outcome = await self._idle_rollouts(observed, parsed)
+        return self._scheduled(outcome, parsed, memory.checked)
 
     def _scheduled(self, outcome: Outcome, parsed: VaultBundleSpec, checked: dict[str, float]) -> Outcome:
         outcome.check_in = drift.next_due_in(parsed.targets, checked, self.clock())
@@ -257,19 +276,20 @@ class Reconciler:
         memory.checked.update(dict.fromkeys(names, self.clock()))
         # a VaultBundle being deleted: its Secrets go with it (deletionPolicy Delete) or stay; none is recreated
         if any(t.kind == "kubernetesSecret" for t in specs) and not await self._still_wanted(observed):
-            return self._idle(parsed, memory)
+            return await self._idle(observed, parsed, memory)
         for spec in specs:
             metrics.DRIFT_CHECKS.labels(spec.kind).inc()
         results = {r.name: r for r in await self._fan_out(observed, parsed, verified.bundle, specs, resync=True)}
         touched = {name: r for name, r in results.items() if r.changed or r.failed}
         if not touched:
-            return self._idle(parsed, memory)
+            return await self._idle(observed, parsed, memory)
         previous = {t.get("name"): t for t in observed.status.get("targets") or []}
         merged = [
             touched.get(t.name) or drift.kept(previous.get(t.name) or {}, results.get(t.name), t)
             for t in parsed.targets
         ]
-        outcome = await self._report_sync(observed, parsed, verified, merged, repairs=True)
+        restarts = await self._rollout(observed, parsed, merged)  # a repaired Secret restarts its workloads too
+        outcome = await self._report_sync(observed, parsed, verified, merged, restarts, repairs=True)
         self._remember(observed, memory.source_digest, memory.force_token, verified, outcome, memory.checked)
         return self._scheduled(outcome, parsed, memory.checked)
 
@@ -305,8 +325,66 @@ class Reconciler:
             parsed.dry_run,
             self.egress,
             book_for,
+            allow_empty=parsed.allow_empty,
         )
         return await fan_out.run(parsed.targets if specs is None else specs, bundle, resync=resync)
+
+    def _previous_rollouts(self, observed: Observed) -> list[dict[str, Any]]:
+        remembered = self._rollouts.get(observed.uid)
+        return remembered if remembered is not None else list(observed.status.get("rollouts") or [])
+
+    async def _rollout(
+        self, observed: Observed, parsed: VaultBundleSpec, results: list[TargetResult] | None = None
+    ) -> rollout.Step | None:
+        """Mark the workloads pending when a Kubernetes Secret target got new content; restart the due ones.
+        None when there is nothing to do: a dry run, a one-shot `plan`/`sync` (it keeps no status, so it could
+        not keep a window either: restarts are the operator's), or no workloads now and none recorded."""
+        previous = self._previous_rollouts(observed)
+        if parsed.dry_run or not self.write_status or not (parsed.rollout_targets or previous):
+            return None
+        changed = [
+            secret
+            for spec, result in zip(parsed.targets, results or [], strict=results is not None)
+            if result.restarts_workloads
+            for secret in spec.writes_secrets
+        ]
+        step = await rollout.step(
+            self.kube,
+            observed.namespace,
+            parsed.rollout_targets,
+            parsed.rollout_min_interval,
+            previous,
+            changed,
+            now=self.wall_clock(),
+        )
+        self._rollouts[observed.uid] = step.entries
+        return step
+
+    async def _pending_rollouts(self, observed: Observed, parsed: VaultBundleSpec) -> rollout.Step | None:
+        """The rollout step when a restart is pending (no new change to add), else None."""
+        if not rollout.has_pending(self._previous_rollouts(observed)):
+            return None
+        return await self._rollout(observed, parsed)
+
+    async def _idle_rollouts(self, observed: Observed, parsed: VaultBundleSpec) -> Outcome:
+        """The idle outcome, after a pending rollout restart that is due now."""
+        previous = self._previous_rollouts(observed)
+        outcome = Outcome(refresh_seconds=parsed.refresh_seconds, idle=True, ready=True)
+        step = await self._pending_rollouts(observed, parsed)
+        if step is None:
+            return outcome
+        outcome.failure = step.retry
+        if step.events:  # a restart (or its failure) is worth the operator's log line, unlike an idle cycle
+            outcome.idle, outcome.reason = False, step.events[0].reason
+            outcome.message = "; ".join(event.message for event in step.events)
+        if self.write_status and step.entries != previous:
+            try:  # a merge patch of this one field: the rest of the status is unchanged
+                await self.kube.patch_status(observed.namespace, observed.name, {"rollouts": step.entries})
+                outcome.status_written = True
+            except KubeError as exc:
+                outcome.failure = Reason.STATUS_UPDATE_FAILED
+                outcome.events.append(Event("Warning", Reason.STATUS_UPDATE_FAILED, str(exc)))
+        return _with_restarts(outcome, step)
 
     async def _report_sync(
         self,
@@ -314,6 +392,7 @@ class Reconciler:
         parsed: VaultBundleSpec,
         verified: Verified,
         results: list[TargetResult],
+        restarts: rollout.Step | None,
         *,
         repairs: bool = False,
     ) -> Outcome:
@@ -338,6 +417,8 @@ class Reconciler:
             "lastAppliedTimestamp": floor or None,
             "targets": [r.to_status() for r in results],
         }
+        if restarts is not None and (restarts.entries or observed.status.get("rollouts")):
+            extra["rollouts"] = restarts.entries  # an empty list only to clear what was recorded
         synced = _synced_condition(parsed, results, failed, bundle.timestamp)
         metrics.SYNCS.labels(synced.reason).inc()
         conditions = Conditions(
@@ -350,13 +431,14 @@ class Reconciler:
             extra,
             conditions,
             refresh=parsed.refresh_seconds,
-            failure=retry_reason(results),
+            failure=retry_reason(results) or (restarts.retry if restarts else None),
             synced_now=synced_now,
         )
         found = events(results, observed.status.get("targets") or [])
         if repairs:  # a drift check: what it rewrote is a repair, not a new bundle applied
             found = drift.repair_events(results) + [e for e in found if e.reason != Reason.APPLIED]
         outcome.events = found + outcome.events
+        _with_restarts(outcome, restarts)
         return outcome
 
     async def _report(
@@ -392,6 +474,14 @@ class Reconciler:
             outcome.events.append(Event("Warning", Reason.STATUS_UPDATE_FAILED, str(exc)))
         outcome.events.extend(failure_events(conditions))
         return outcome
+
+
+def _with_restarts(outcome: Outcome, restarts: rollout.Step | None) -> Outcome:
+    """The rollout step's Events, and when its next pending restart is due (the worker wakes no later)."""
+    if restarts is not None:
+        outcome.events += restarts.events
+        outcome.wake_seconds = restarts.wake_seconds
+    return outcome
 
 
 def _secret_refs(parsed: VaultBundleSpec) -> frozenset[str]:

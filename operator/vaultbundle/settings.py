@@ -116,6 +116,9 @@ class Settings:
     refresh_jitter: float = 0.1
     """Refreshes after a success are spread by up to this fraction of refreshInterval (0.1 = +-10%)."""
 
+    rollout_min_interval_seconds: float = 60.0
+    """Default of a VaultBundle's spec.rolloutMinInterval: workload restarts at most this often, changes coalesced."""
+
     kdf_iterations: int = DEFAULT_ITERATIONS
     """PBKDF2 iterations written into new config blobs (`token encode`, `share import`)."""
 

@@ -20,6 +20,8 @@ from .bundles import Layout
 from .crypto.rqem import is_timestamp
 from .errors import SpecError
 from .fields import (
+    DNS_SUBDOMAIN,
+    MAX_NAME_LENGTH,
     SecretRef,
     Selection,
     TargetSpec,
@@ -30,7 +32,7 @@ from .fields import (
     secret_ref,
     string,
 )
-from .settings import DEFAULTS
+from .settings import DEFAULTS, format_duration
 
 __all__ = [
     "MIN_REFRESH_SECONDS",
@@ -38,6 +40,7 @@ __all__ = [
     "Selection",
     "TargetSpec",
     "VaultBundleSpec",
+    "Workload",
     "parse",
     "parse_duration",
     "parse_selection",
@@ -46,6 +49,17 @@ __all__ = [
 MIN_REFRESH_SECONDS = DEFAULTS.min_refresh_seconds
 
 ParseTarget = Callable[[Any, str], TargetSpec]
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
+MAX_ROLLOUT_TARGETS = 32
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One `spec.rolloutRestartTargets[]` entry: a workload in the VaultBundle's own namespace (there is no
+    namespace field: no other namespace can be named)."""
+
+    kind: str  # Deployment | StatefulSet | DaemonSet
+    name: str
 
 
 @dataclass(frozen=True)
@@ -60,6 +74,9 @@ class VaultBundleSpec:
     dry_run: bool
     rollback_policy: str
     targets: tuple[TargetSpec, ...]
+    allow_empty: bool = False
+    rollout_targets: tuple[Workload, ...] = ()
+    rollout_min_interval: float = DEFAULTS.rollout_min_interval_seconds
 
 
 def parse(
@@ -105,7 +122,46 @@ def parse(
         dry_run=boolean(spec.get("dryRun"), "spec.dryRun", False),
         rollback_policy=policy,
         targets=targets,
+        allow_empty=boolean(source.get("allowEmpty"), "spec.source.allowEmpty", False),
+        rollout_targets=_workloads(spec.get("rolloutRestartTargets")),
+        rollout_min_interval=parse_duration(
+            string(
+                spec.get("rolloutMinInterval"),
+                "spec.rolloutMinInterval",
+                default=format_duration(DEFAULTS.rollout_min_interval_seconds),
+            ),
+            "spec.rolloutMinInterval",
+        ),
     )
+
+
+def _workloads(raw: Any) -> tuple[Workload, ...]:
+    """`spec.rolloutRestartTargets`: kind and name only (a `namespace` key, or any other, is refused), unique."""
+    path = "spec.rolloutRestartTargets"
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or len(raw) > MAX_ROLLOUT_TARGETS:
+        raise SpecError(f"{path} must be a list of at most {MAX_ROLLOUT_TARGETS} {{kind, name}} objects")
+    workloads: list[Workload] = []
+    for index, item in enumerate(raw):
+        entry = obj(item, f"{path}[{index}]")
+        unknown = sorted(set(entry) - {"kind", "name"})
+        if unknown:
+            raise SpecError(
+                f"{path}[{index}]: unknown field(s) {', '.join(unknown)}; only kind and name (a workload in the "
+                "VaultBundle's own namespace)"
+            )
+        kind = string(entry.get("kind"), f"{path}[{index}].kind", required=True)
+        if kind not in WORKLOAD_KINDS:
+            raise SpecError(f"{path}[{index}].kind must be one of {', '.join(WORKLOAD_KINDS)}, got {kind!r}")
+        name = string(entry.get("name"), f"{path}[{index}].name", required=True)
+        if len(name) > MAX_NAME_LENGTH or not DNS_SUBDOMAIN.fullmatch(name):
+            raise SpecError(f"{path}[{index}].name must be a {kind} name (a DNS subdomain), got {name!r}")
+        workload = Workload(kind, name)
+        if workload in workloads:
+            raise SpecError(f"{path}: {kind} {name} is listed twice")
+        workloads.append(workload)
+    return tuple(workloads)
 
 
 def _layout_and_version(source: Mapping[str, Any]) -> tuple[Layout, str]:

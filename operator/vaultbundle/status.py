@@ -111,6 +111,7 @@ class Outcome:
     message: str = ""
     status: dict[str, Any] = field(default_factory=dict)  # the status this cycle computed
     check_in: float | None = None  # seconds until a target's next timed drift check (None: none has one)
+    wake_seconds: float | None = None  # a pending rollout restart is due then: run again no later (no jitter)
 
 
 def strip_times(value: Any) -> Any:

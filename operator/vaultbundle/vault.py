@@ -1,7 +1,8 @@
 """The decrypted vault: key/values and files, and its two wire shapes (pure, no file-system I/O).
 
 * CLI layout: a ZIP of the vault folder; key/values come from its `.env.<env>` file and every other entry is
-  a file (path relative to the vault folder).
+  a file (path relative to the vault folder). The vault folder is the one holding the env file, whatever
+  directory entries the ZIP carries (`_vault_root`); a file outside it is refused.
 * Runtime layout: a JSON object, structured `{"kv": {...}, "assets": {name: base64}}` or flat `{name: value}`.
 
 Untrusted input is bounded (entry count, total size, compression ratio) and unsafe paths are refused. A vault
@@ -27,7 +28,7 @@ import posixpath
 import re
 import stat
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -77,18 +78,41 @@ def safe_relative_path(name: str) -> str:
     return "/".join(parts)
 
 
-def _vault_root(names: list[tuple[str, bool]]) -> str:
-    """Common directory of all entries (directory entries count as themselves, files as their parent)."""
-    dirs = [name if is_dir else posixpath.dirname(name) for name, is_dir in names]
-    if not dirs:
-        return ""
-    split = [d.split("/") if d else [] for d in dirs]
+_ENV_FILE_NAME = re.compile(r"\.env(\..+)?")
+
+
+def _vault_root(names: Sequence[str], env: str | None, env_file: str | None) -> str:
+    """The vault folder inside the ZIP, from its file entries only. Directory entries never count: zip tools
+    differ in which parents they write (vsync's `zip -r` writes none above the vault folder, others write all).
+
+    It is the folder holding the env file (*env_file*, else `.env.<env>`), else the folder of the `.env` /
+    `.env.*` file nearest the top, else (none, or the nearest ones in different folders) the common folder of
+    all files."""
+    wanted = env_file or (f".env.{env.lower()}" if env else None)
+    if wanted:
+        folder = _nearest_folder({n: n[: -len(wanted)] for n in names if n == wanted or n.endswith("/" + wanted)})
+        if folder is not None:
+            return folder
+    env_files = [name for name in names if _ENV_FILE_NAME.fullmatch(posixpath.basename(name))]
+    folder = _nearest_folder({name: posixpath.dirname(name) for name in env_files})
+    if folder is not None:
+        return folder
+    split = [posixpath.dirname(name).split("/") if "/" in name else [] for name in names]
     common: list[str] = []
     for parts in zip(*split, strict=False):
         if any(part != parts[0] for part in parts):
             break
         common.append(parts[0])
     return "/".join(common)
+
+
+def _nearest_folder(found: Mapping[str, str]) -> str | None:
+    """The folder of the shallowest entries of *found* (entry -> its folder), when they all sit in one folder."""
+    if not found:
+        return None
+    depth = min(name.count("/") for name in found)
+    folders = {folder.rstrip("/") for name, folder in found.items() if name.count("/") == depth}
+    return folders.pop() if len(folders) == 1 else None
 
 
 def _choose_env_file(files: Mapping[str, bytes], env: str | None, env_file: str | None) -> str | None:
@@ -113,7 +137,8 @@ def _choose_env_file(files: Mapping[str, bytes], env: str | None, env_file: str 
 
 
 def from_zip(data: bytes, *, env: str | None = None, env_file: str | None = None) -> Vault:
-    """Read a vsync CLI-layout ZIP. The env file is *env_file*, else `.env.<env>`, else the only `.env*`."""
+    """Read a vsync CLI-layout ZIP. The env file is *env_file*, else `.env.<env>`, else the only `.env*`; names
+    are relative to the folder holding it (`_vault_root`)."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         infos = archive.infolist()
@@ -124,7 +149,6 @@ def from_zip(data: bytes, *, env: str | None = None, env_file: str | None = None
         raise BundleFormatError(f"bundle has {len(infos)} entries; the limit is {MAX_ENTRIES}")
     if sum(info.file_size for info in infos) > MAX_TOTAL_BYTES:
         raise BundleFormatError(f"bundle expands beyond {MAX_TOTAL_BYTES} bytes")
-    entries: list[tuple[str, bool]] = []
     contents: dict[str, bytes] = {}
     total = 0
     for info in infos:
@@ -135,7 +159,6 @@ def from_zip(data: bytes, *, env: str | None = None, env_file: str | None = None
             raise BundleFormatError(f"bundle entry {info.filename!r} is encrypted inside the ZIP")
         name = safe_relative_path(info.filename)
         if info.is_dir():
-            entries.append((name, True))
             continue
         if name in contents:
             raise BundleFormatError(f"bundle has two entries named {name!r}")
@@ -151,9 +174,14 @@ def from_zip(data: bytes, *, env: str | None = None, env_file: str | None = None
         total += len(body)
         if total > MAX_TOTAL_BYTES:
             raise BundleFormatError(f"bundle expands beyond {MAX_TOTAL_BYTES} bytes")
-        entries.append((name, False))
         contents[name] = body
-    root = _vault_root(entries)
+    root = _vault_root(list(contents), env, env_file)
+    outside = sorted(name for name in contents if root and not name.startswith(root + "/"))
+    if outside:
+        raise BundleFormatError(
+            f"bundle entries {', '.join(repr(n) for n in outside[:5])} lie outside the vault folder {root!r} "
+            "(the folder holding the env file); re-push the vault folder alone"
+        )
     cut = len(root) + 1 if root else 0
     files = {name[cut:]: body for name, body in contents.items()}
     chosen = _choose_env_file(files, env, env_file)

@@ -1,4 +1,5 @@
-"""Small helpers shared by the end-to-end tests: polling, loopback HTTP GETs, Prometheus text."""
+"""Small helpers shared by the end-to-end tests: polling, loopback HTTP GETs, Prometheus text, the test bed's
+Secrets Manager (moto)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,19 @@ def keyvault_admin(testbed: dict[str, str]) -> Any:
         api_version=testbed["AZURE_KEYVAULT_API_VERSION"],
         verify_challenge_resource=False,
         connection_verify=testbed["AZURE_KEYVAULT_CA_FILE"],
+    )
+
+
+def secrets_manager(testbed: dict[str, str]) -> Any:
+    """A boto3 Secrets Manager client for the test bed's moto server."""
+    import boto3
+
+    return boto3.client(
+        "secretsmanager",
+        endpoint_url=testbed["AWS_ENDPOINT_URL"],
+        region_name="us-east-1",
+        aws_access_key_id=testbed["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=testbed["AWS_SECRET_ACCESS_KEY"],
     )
 
 

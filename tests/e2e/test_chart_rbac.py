@@ -205,7 +205,8 @@ class Scenario:
             pool.close()
         return pointer.timestamp
 
-    def apply(self, name: str, target: dict[str, Any]) -> None:
+    def apply(self, name: str, target: dict[str, Any], **spec: Any) -> None:
+        """A VaultBundle with one kubernetesSecret target `app`; *spec* adds or replaces spec fields."""
         body = {
             "apiVersion": "vaultbundle.io/v1alpha1",
             "kind": "VaultBundle",
@@ -214,6 +215,7 @@ class Scenario:
                 "source": {"configSecretRef": {"name": "web-vsync"}, "passphraseSecretRef": {"name": "web-passphrase"}},
                 "refreshInterval": self.refresh,
                 "targets": [{"name": "app", "kubernetesSecret": target}],
+                **spec,
             },
         }
         self.custom.create_namespaced_custom_object("vaultbundle.io", "v1alpha1", self.ns, "vaultbundles", body)

@@ -27,7 +27,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from tests.conftest import REPO
-from tests.e2e.helpers import http_get, metric_sum, wait_for
+from tests.e2e.helpers import http_get, metric_sum, secrets_manager, wait_for
 
 from vaultbundle import bundles
 from vaultbundle.bundles import Layout
@@ -664,15 +664,9 @@ def test_fan_out_to_every_store_with_one_store_down(
         "vaultbundle.io", "v1alpha1", scenario.ns, "vaultbundles", "fan", {"spec": {"targets": targets}}
     )
     wait_for(lambda: scenario.reason("fan") == "Synced", "all five stores in sync", 60)
-    secrets_manager = boto3.client(
-        "secretsmanager",
-        endpoint_url=testbed["AWS_ENDPOINT_URL"],
-        region_name="us-east-1",
-        aws_access_key_id=testbed["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=testbed["AWS_SECRET_ACCESS_KEY"],
-    )
+    moto = secrets_manager(testbed)
     for name, value in expected.items():
-        assert secrets_manager.get_secret_value(SecretId=f"{prefix}{name}")["SecretString"] == value
+        assert moto.get_secret_value(SecretId=f"{prefix}{name}")["SecretString"] == value
     versions = {
         name: len(gcp.list_secret_versions(parent=f"projects/{project}/secrets/{name}").versions) for name in expected
     }

@@ -14,11 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from kubernetes import client as k8s
 from tests.conftest import REPO
-from tests.e2e.helpers import wait_for
+from tests.e2e.helpers import secrets_manager, wait_for
 from tests.e2e.test_operator import CANARY, Scenario, kubectl, start_operator, stop_operator
 
 pytestmark = [pytest.mark.testbed, pytest.mark.slow]
@@ -67,13 +66,7 @@ def tenant(testbed: dict[str, str], kube: k8s.ApiClient, ambient_operator: Path)
 
 @pytest.fixture
 def moto(testbed: dict[str, str]) -> Any:
-    return boto3.client(
-        "secretsmanager",
-        endpoint_url=testbed["AWS_ENDPOINT_URL"],
-        region_name="us-east-1",
-        aws_access_key_id=testbed["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=testbed["AWS_SECRET_ACCESS_KEY"],
-    )
+    return secrets_manager(testbed)
 
 
 @pytest.fixture

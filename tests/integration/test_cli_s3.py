@@ -63,10 +63,16 @@ def _key(passphrase: str, salt: str) -> bytes:
     return PBKDF2HMAC(hashes.SHA256(), 32, salt.encode(), 600_000).derive(passphrase.encode())
 
 
-def vsync_push(bucket: Bucket, ts: str, entries: dict[str, bytes], *, sealed_ts: str | None = None) -> None:
-    """What `vsync push` puts in the bucket: versions/<ts>.enc = RQE1(RQEM0001(ts)+zip -r), then latest."""
+def vsync_push(
+    bucket: Bucket, ts: str, entries: dict[str, bytes], *, sealed_ts: str | None = None, parents: bool = False
+) -> None:
+    """What `vsync push` puts in the bucket: versions/<ts>.enc = RQE1(RQEM0001(ts)+zip -r), then latest.
+    *parents*: also directory entries for the vault folder's parents, as many other zip tools write."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        if parents:
+            archive.writestr("infra/", b"")
+            archive.writestr("infra/vault/", b"")
         archive.writestr("infra/vault/prod/", b"")
         for name, body in entries.items():
             archive.writestr(f"infra/vault/prod/{name}", body)
@@ -171,6 +177,19 @@ def test_empty_prefix_both_layouts(bucket: Bucket, tmp_path: Path) -> None:
         assert json.loads(pull(bare, "--json", "--layout", layout).stdout)["timestamp"] == ts
     assert "LayoutAmbiguousError" in pull(bare, ok=False).stderr  # both pointers now exist at the same prefix
     assert pull(bare, ok=False).returncode == 18
+
+
+def test_zip_with_parent_directory_entries_and_empty_bundle(bucket: Bucket, tmp_path: Path) -> None:
+    """Parent directory entries do not move the vault folder; a bundle with nothing in it exits 33."""
+    vsync_push(bucket, "20260429-103045", {".env.prod": b"A=1\nB=2\n", "certs/ca.pem": b"ca"}, parents=True)
+    summary = json.loads(pull(bucket, "--json").stdout)
+    assert (summary["keys"], summary["files"]) == (["A", "B"], ["certs/ca.pem"])
+    vsync_push(bucket, "20260429-103046", {".env.prod": b"# emptied by mistake\n"}, parents=True)
+    out = tmp_path / "out"
+    refused = pull(bucket, "--out", out, ok=False)
+    assert refused.returncode == 33 and "BundleEmptyError" in refused.stderr and "--allow-empty" in refused.stderr
+    assert not out.exists()  # nothing written
+    assert json.loads(pull(bucket, "--json", "--allow-empty").stdout)["keys"] == []
 
 
 def test_pointer_to_missing_object_is_torn_bucket(bucket: Bucket) -> None:

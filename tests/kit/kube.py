@@ -1,5 +1,5 @@
-"""`KubeAPI` over dicts: Secrets, the VaultBundle status, ServiceAccounts, ClusterTargetStores, Namespaces;
-every call recorded, faults injectable."""
+"""`KubeAPI` over dicts: Secrets, the VaultBundle status, ServiceAccounts, ClusterTargetStores, Namespaces,
+workloads (pod template annotations); every call recorded, faults injectable."""
 
 from __future__ import annotations
 
@@ -27,6 +27,8 @@ class MemoryKube:
         self.vaultbundles: dict[tuple[str, str], dict[str, Any]] = {}  # other VaultBundles (list_vaultbundles)
         self.stores: dict[str, dict[str, Any]] = {}  # ClusterTargetStores by name
         self.namespaces: dict[str, dict[str, Any]] = {}  # Namespaces by name
+        # Deployments / StatefulSets / DaemonSets: (namespace, kind, name) -> pod template annotations
+        self.workloads: dict[tuple[str, str, str], dict[str, str]] = {}
         self.status: dict[str, Any] = {}
         self.tokens: list[dict[str, Any]] = []  # every TokenRequest: namespace, name and its spec
         self.calls: list[str] = []
@@ -87,8 +89,10 @@ class MemoryKube:
         del self.secrets[(namespace, name)]
 
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        """A merge patch of the status, as the apiserver applies it: the fields sent replace theirs, the others
+        stay (the reconcile sends the whole status, the cheap path only `rollouts`)."""
         self._enter("patch_status")
-        self.status = status
+        self.status = {**self.status, **status}
 
     async def get_service_account(self, namespace: str, name: str) -> dict[str, Any] | None:
         self._enter("get_service_account")
@@ -116,6 +120,13 @@ class MemoryKube:
         self._enter("get_namespace")
         return self.namespaces.get(name)
 
+    async def patch_pod_template(self, namespace: str, kind: str, name: str, annotations: dict[str, str]) -> None:
+        self._enter("patch_pod_template")
+        template = self.workloads.get((namespace, kind, name))
+        if template is None:
+            raise KubeError("patch_pod_template", 404, "Not Found")
+        template.update(annotations)
+
     # --- test helpers -------------------------------------------------------------------------------------
 
     def put_secret(self, namespace: str, name: str, data: dict[str, str], **metadata: Any) -> None:
@@ -137,6 +148,9 @@ class MemoryKube:
             "metadata": {"name": name, "namespace": namespace},
             "spec": {"source": source},
         }
+
+    def put_workload(self, namespace: str, kind: str, name: str) -> None:
+        self.workloads[(namespace, kind, name)] = {}
 
     def data(self, namespace: str, name: str) -> dict[str, str]:
         return {k: base64.b64decode(v).decode() for k, v in self.secrets[(namespace, name)]["data"].items()}

@@ -53,6 +53,7 @@ COMBINATIONS: dict[str, list[str]] = {
     "pdb": ["podDisruptionBudget.enabled=true"],
     "pdb-min-available": ["podDisruptionBudget.enabled=true", "podDisruptionBudget.minAvailable=1"],
     "network-policy": ["networkPolicy.enabled=true"],
+    "rollout-restart": ["watchNamespaces={team-a,team-b}", "rbac.rolloutRestart=true"],
     "existing-digest-key": ["digestKey.existingSecret=my-digest-key", "digestKey.secretKey=key"],
     "egress-cidrs": [
         "egress.denyCIDRs={10.244.0.0/16,10.96.0.0/12}",
@@ -70,6 +71,7 @@ COMBINATIONS: dict[str, list[str]] = {
         "operator.logFormat=text",
         "serviceAccount.annotations.example\\.com/role=vaultbundle",
         "rbac.kopfDiscovery=false",
+        "rbac.rolloutRestart=true",
         "rbac.serviceAccountTokens[0].namespace=team-b",
         "rbac.serviceAccountTokens[0].name=vault-writer",
         "metrics.tls.secretName=metrics-tls",
@@ -324,7 +326,7 @@ def test_rbac_cluster_wide(helm: str) -> None:
     # every rule carries a comment saying why
     text = (CHART / "templates" / "_helpers.tpl").read_text()
     block = text[text.index('define "vaultbundle.rules"') :]
-    assert block.count("- apiGroups:") == 4 and block.count("\n#") >= 8
+    assert block.count("- apiGroups:") == 5 and block.count("\n#") >= 10
 
 
 def test_rbac_namespaced(helm: str) -> None:
@@ -345,6 +347,24 @@ def test_rbac_namespaced(helm: str) -> None:
     bare = render(helm, "watchNamespaces={team-a}", "rbac.kopfDiscovery=false")
     assert not operator_grants(bare, "ClusterRole") and not operator_grants(bare, "ClusterRoleBinding")
     assert [r["metadata"]["name"] for r in by_kind(bare, "ClusterRole")] == ["rel-vaultbundle-operator-stores"]
+
+
+ROLLOUT_RULES = {("apps", kind, "patch") for kind in ("deployments", "statefulsets", "daemonsets")}
+
+
+def test_rbac_rollout_restart_only_when_asked(helm: str) -> None:
+    """`rbac.rolloutRestart` adds `patch` (nothing else) on the three workload kinds, in both RBAC modes."""
+    for sets in (["clusterWide=true"], ["watchNamespaces={team-a,team-b}"]):
+        for role in operator_grants(render(helm, *sets), "ClusterRole") + by_kind(render(helm, *sets), "Role"):
+            assert not {r for r in _rules(role) if r[0] == "apps"}, role["metadata"]["name"]
+    (cluster_role,) = operator_grants(render(helm, "clusterWide=true", "rbac.rolloutRestart=true"), "ClusterRole")
+    assert _rules(cluster_role) == OPERATOR_RULES | CRD_RULES | ROLLOUT_RULES
+    namespaced = render(helm, "watchNamespaces={team-a,team-b}", "rbac.rolloutRestart=true")
+    roles = [r for r in by_kind(namespaced, "Role") if r["metadata"]["name"] == "rel-vaultbundle-operator"]
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
+    assert all(_rules(r) == OPERATOR_RULES | ROLLOUT_RULES for r in roles)
+    for cluster_role in by_kind(namespaced, "ClusterRole"):  # never cluster-wide in namespaced mode
+        assert not {r for r in _rules(cluster_role) if r[0] == "apps"}
 
 
 def test_token_minting_only_for_listed_service_accounts(helm: str) -> None:

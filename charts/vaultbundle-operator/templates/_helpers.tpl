@@ -100,4 +100,11 @@ else only the release namespace (the default: nothing cluster-wide on Secrets un
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
+{{- if .Values.rbac.rolloutRestart }}
+# Workloads (rbac.rolloutRestart): spec.rolloutRestartTargets restarts them with a strategic merge patch of one pod
+# template annotation (vaultbundle.io/restartedAt); nothing is read. Without it those restarts report Forbidden.
+- apiGroups: [apps]
+  resources: [deployments, statefulsets, daemonsets]
+  verbs: [patch]
+{{- end }}
 {{- end }}
