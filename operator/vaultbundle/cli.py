@@ -43,7 +43,7 @@ REASON_EXIT_CODES = {
     for cls in vars(errors).values()
     if isinstance(cls, type) and issubclass(cls, errors.VSyncError) and cls is not errors.VSyncError
 }
-LAYOUTS = click.Choice([layout.value for layout in Layout])
+LAYOUTS = click.Choice([layout.value for layout in Layout if layout is not Layout.DOTSEC])
 
 
 def _config_option(fn: F) -> F:

@@ -86,6 +86,10 @@ class KubeAPI(SecretsAPI, Protocol):
         """The Namespace's raw JSON (its labels decide which ClusterTargetStores admit it), or None."""
         ...
 
+    async def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The ConfigMap's raw JSON (a dotsec source or a schema), or None when it does not exist."""
+        ...
+
 
 class Kube:
     """`KubeAPI` (and the Lease and VaultBundle reads) over the official client."""
@@ -119,6 +123,9 @@ class Kube:
 
     async def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
         return await self._get("get_secret", self.core.read_namespaced_secret, name, namespace)
+
+    async def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self._get("get_config_map", self.core.read_namespaced_config_map, name, namespace)
 
     async def apply_secret(self, namespace: str, body: dict[str, Any]) -> None:
         """Server-side apply as field manager `vaultbundle`: only the fields we set are ours; others' stay."""

@@ -9,7 +9,14 @@ from typing import Any
 from vaultbundle.kube import KubeAPI, KubeError
 
 READS = frozenset(
-    {"get_secret", "get_service_account", "list_vaultbundles", "get_cluster_target_store", "get_namespace"}
+    {
+        "get_secret",
+        "get_service_account",
+        "list_vaultbundles",
+        "get_cluster_target_store",
+        "get_namespace",
+        "get_config_map",
+    }
 )
 
 
@@ -20,6 +27,7 @@ class MemoryKube:
         self.vaultbundles: dict[tuple[str, str], dict[str, Any]] = {}  # other VaultBundles (list_vaultbundles)
         self.stores: dict[str, dict[str, Any]] = {}  # ClusterTargetStores by name
         self.namespaces: dict[str, dict[str, Any]] = {}  # Namespaces by name
+        self.config_maps: dict[tuple[str, str], dict[str, Any]] = {}
         self.status: dict[str, Any] = {}
         self.calls: list[str] = []
         self.failing: dict[str, int] = {}  # operation -> HTTP status it fails with (a KubeError)
@@ -94,7 +102,18 @@ class MemoryKube:
         self._enter("get_namespace")
         return self.namespaces.get(name)
 
+    async def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self._enter("get_config_map")
+        return self.config_maps.get((namespace, name))
+
     # --- test helpers -------------------------------------------------------------------------------------
+
+    def put_config_map(self, namespace: str, name: str, data: dict[str, str]) -> None:
+        """A ConfigMap; its resourceVersion moves on every put, as the apiserver's does."""
+        old = self.config_maps.get((namespace, name))
+        version = int((old or {}).get("metadata", {}).get("resourceVersion", "0")) + 1
+        metadata = {"name": name, "namespace": namespace, "resourceVersion": str(version)}
+        self.config_maps[(namespace, name)] = {"metadata": metadata, "data": dict(data)}
 
     def put_secret(self, namespace: str, name: str, data: dict[str, str], **metadata: Any) -> None:
         encoded = {key: base64.b64encode(value.encode()).decode() for key, value in data.items()}

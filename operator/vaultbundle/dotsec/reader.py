@@ -73,6 +73,7 @@ class Report:
     duplicates: tuple[str, ...]
     warnings: tuple[str, ...] = field(default=())
     unchecked_keys: tuple[str, ...] = field(default=())  # encrypted values a key-less validation could not see
+    file_mac: bytes = field(default=b"", repr=False)  # the verified header MAC: identifies the file's content
 
 
 def _schema(schema: Schema | str | None) -> Schema | None:
@@ -162,7 +163,7 @@ def open_sec(
             for e, (_, value) in zip(sec.entries, pairs, strict=True)
         ]
         warnings += _enforce(check(subjects, parsed_schema))
-    report = Report(provider, schema_sha256, True, warnings=tuple(warnings), **summary)
+    report = Report(provider, schema_sha256, True, warnings=tuple(warnings), file_mac=header.mac, **summary)
     return Values(pairs), report
 
 
