@@ -96,7 +96,13 @@ def parse(
     if not source:
         raise SpecError("spec.source is required")
     config_ref = passphrase_ref = dotsec = None
-    vsync_fields = sorted(set(source) & {"configSecretRef", "passphraseSecretRef", "layout", "version", "envFile"})
+    # the apiserver fills in layout/version/envFile defaults: only a value other than the default is a vsync field
+    defaults = {"layout": "auto", "version": "", "envFile": ""}
+    vsync_fields = sorted(
+        name
+        for name in ("configSecretRef", "passphraseSecretRef", "layout", "version", "envFile")
+        if source.get(name) is not None and source.get(name) != defaults.get(name)
+    )
     if source.get("dotsec") is not None:
         if vsync_fields:
             raise SpecError(
