@@ -97,7 +97,7 @@ def _kms_unwrapper(kms: KmsKey, credentials: dict[str, str]) -> KmsUnwrapper:
         from botocore.config import Config  # noqa: PLC0415
 
         config = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=10)
-        session = boto3.session.Session(**credentials)  # type: ignore[arg-type]
+        session = boto3.session.Session(**credentials)
         return session.client("kms", region_name=region, endpoint_url=kms.endpoint or None, config=config)
 
     return KmsUnwrapper(region=kms.region, client_factory=client)
@@ -201,13 +201,20 @@ def _events(report: dotsec.Report, source: DotsecSource) -> list[Event]:
     events = schemas.warning_events(list(report.warnings))
     if report.plaintext_keys and source.plaintext is dotsec.PlaintextPolicy.WARN:
         names = ", ".join(report.plaintext_keys[:50])
-        message = f"plaintext value(s), not covered by the file MAC (anyone who can edit the file can change them): {names}"
+        message = (
+            f"plaintext value(s), not covered by the file MAC (anyone who can edit the file can change them): {names}"
+        )
         events.append(Event("Warning", Reason.DOTSEC_PLAINTEXT, message))
     return events
 
 
 async def open_file(
-    sec: SecText, inputs: Inputs, spec: VaultBundleSpec, digester: Digester, status: Mapping[str, Any], egress: EgressPolicy | None
+    sec: SecText,
+    inputs: Inputs,
+    spec: VaultBundleSpec,
+    digester: Digester,
+    status: Mapping[str, Any],
+    egress: EgressPolicy | None,
 ) -> Opened:
     """Verify and decrypt (in a worker thread; a KMS call is tenant egress), then refuse an older file."""
     source = spec.dotsec

@@ -49,7 +49,7 @@ class KmsKey:
     endpoint: str
     credentials: SecretRef  # the Secret; `key` unused (three fixed key names below)
     access_key_id_key: str = "accessKeyId"
-    secret_access_key_key: str = "secretAccessKey"
+    secret_access_key_key: str = "secretAccessKey"  # noqa: S105 - a Secret data key name, not a secret
     session_token_key: str = ""
 
 
@@ -136,7 +136,9 @@ def parse_dotsec(value: Any, path: str, *, namespace: str | None) -> DotsecSourc
         raise SpecError(f"{path}.plaintext must be allow, warn or refuse") from None
     pin = string(raw.get("pin"), f"{path}.pin")
     if pin and not _DIGEST.fullmatch(pin):
-        raise SpecError(f"{path}.pin must be a file digest from status.dotsec.recentFiles (hmac-sha256:<32 hex digits>)")
+        raise SpecError(
+            f"{path}.pin must be a file digest from status.dotsec.recentFiles (hmac-sha256:<32 hex digits>)"
+        )
     return DotsecSource(config_map, s3, identity, kms, plaintext, pin)
 
 

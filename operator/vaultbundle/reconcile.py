@@ -234,7 +234,10 @@ class Reconciler:
             parsed,
             Verified(opened.bundle, opened.pointer),
             results,
-            source_status={"source": "dotsec", "dotsec": dotsec_source.status_entry(opened, observed.status, applied=applied)},
+            source_status={
+                "source": "dotsec",
+                "dotsec": dotsec_source.status_entry(opened, observed.status, applied=applied),
+            },
             verified_text=dotsec_source.verified_message(opened),
             label=f"dotsec file {opened.file_digest}",
         )

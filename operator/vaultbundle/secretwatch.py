@@ -68,9 +68,7 @@ class SecretWatch:
         self.loop = loop
         self._stopping = threading.Event()
         self._watch: k8s_watch.Watch | None = None
-        self._thread = threading.Thread(
-            target=self._run, name=f"vaultbundle-watch:{resource}:{selector}", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, name=f"vaultbundle-watch:{resource}:{selector}", daemon=True)
         self.ready = threading.Event()  # set once the first list succeeded (the watch is established)
         self.version: str | None = None  # the resourceVersion to watch from; None = list first
 

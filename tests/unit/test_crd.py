@@ -549,7 +549,9 @@ BROKEN: dict[str, tuple[Callable[[dict[str, Any]], object], str]] = {
     ),
     "missing source": (lambda o: o["spec"].pop("source"), "'source' is a required property"),
     "two source kinds": (
-        lambda o: o["spec"]["source"].update(dotsec={"configMapRef": {"name": "c"}, "identitySecretRef": {"name": "i"}}),
+        lambda o: o["spec"]["source"].update(
+            dotsec={"configMapRef": {"name": "c"}, "identitySecretRef": {"name": "i"}}
+        ),
         "exactly one source kind",
     ),
     "dotsec without a key": (

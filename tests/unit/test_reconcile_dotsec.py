@@ -19,7 +19,7 @@ SCHEMA = "# @not-empty\nAPI_TOKEN\n# @min-length=8\nDB_PASSWORD\n# @optional @ty
 
 
 def opens() -> float:
-    return metrics.DOTSEC_OPENS._value.get()
+    return float(metrics.DOTSEC_OPENS._value.get())
 
 
 @pytest.fixture
@@ -103,7 +103,7 @@ async def test_the_schema_is_bound_by_the_mac() -> None:
 
 
 async def test_a_file_that_passes_its_schema_syncs_and_deprecations_are_events() -> None:
-    schema = SCHEMA + "# @optional @deprecated=\"use API_TOKEN\"\nOLD_TOKEN\n"
+    schema = SCHEMA + '# @optional @deprecated="use API_TOKEN"\nOLD_TOKEN\n'
     world = DotsecWorld()
     world.set_schema(schema)
     world.publish(BODY + "OLD_TOKEN=<<legacy-value>>\n", schema=schema)
@@ -251,7 +251,9 @@ async def test_a_vsync_bundle_that_breaks_the_schema_writes_nothing() -> None:
 
 async def test_a_vsync_bundle_that_passes_syncs_and_a_new_schema_rechecks() -> None:
     world = World()
-    world.kube.put_config_map("ns", "schema", {"dotsec.schema": "# @type=number\nPORT\n# @optional @deprecated=\"x\"\nOLD\n"})
+    world.kube.put_config_map(
+        "ns", "schema", {"dotsec.schema": '# @type=number\nPORT\n# @optional @deprecated="x"\nOLD\n'}
+    )
     world.edit_spec(schema={"configMapRef": {"name": "schema"}})
     world.push(b"PORT=80\nOLD=1\n")
     outcome = await world.cycle()

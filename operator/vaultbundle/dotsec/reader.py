@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TypedDict
 
 from ..errors import (
     DotsecDekUnwrapFailedError,
@@ -97,7 +98,14 @@ def _unwrap(sec: SecFile, provider: str | None, wrapped: bytes, key: KeyUnwrappe
     return key.unwrap(wrapped, file_region=sec.setting("region"))
 
 
-def _summary(sec: SecFile) -> dict[str, tuple[str, ...]]:
+class _Summary(TypedDict):
+    keys: tuple[str, ...]
+    encrypted_keys: tuple[str, ...]
+    plaintext_keys: tuple[str, ...]
+    duplicates: tuple[str, ...]
+
+
+def _summary(sec: SecFile) -> _Summary:
     keys = list(dict.fromkeys(entry.key for entry in sec.entries))
     counts = {key: sum(entry.key == key for entry in sec.entries) for key in keys}
     return {
