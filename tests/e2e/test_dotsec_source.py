@@ -133,7 +133,7 @@ def test_configmap_source_sync_update_tamper_rollback_and_no_decryption_when_unc
 
     tenant.config_map("web-sec", {".sec": second.replace("PORT=", "PORX=")})  # a renamed entry: MAC-covered
     wait_for(lambda: tenant.reason("web") == "DotsecMacMismatch", "the MAC error", 30)
-    verified = [c for c in tenant.status("web")["conditions"] if c["type"] == "Verified"][0]
+    verified = next(c for c in tenant.status("web")["conditions"] if c["type"] == "Verified")
     assert verified["status"] == "False" and tenant.data("web-env") == {"API_TOKEN": "rotated", "PORT": "8081"}
 
     tenant.config_map("web-sec", {".sec": first})  # an authentic, complete, older file
@@ -147,7 +147,7 @@ def test_a_schema_violation_writes_nothing(tenant: Tenant) -> None:
     tenant.config_map("strict-schema", {"dotsec.schema": schema})
     tenant.apply("strict", "strict-env", schema={"configMapRef": {"name": "strict-schema"}})
     wait_for(lambda: tenant.reason("strict") == "SchemaViolation", "the schema violation", 60)
-    message = [c for c in tenant.status("strict")["conditions"] if c["type"] == "Ready"][0]["message"]
+    message = next(c for c in tenant.status("strict")["conditions"] if c["type"] == "Ready")["message"]
     assert "API_TOKEN: @min-length=12" in message and "tiny" not in message
     assert tenant.data("strict-env") is None
 
