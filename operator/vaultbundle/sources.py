@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from .crypto import configblob
 from .digest import Digester
@@ -42,14 +44,22 @@ class Sources:
         )
 
 
+async def _read_object(
+    get: Callable[[str, str], Awaitable[dict[str, Any] | None]], namespace: str, name: str, label: str, missing: Reason
+) -> dict[str, Any]:
+    """GET one object of the namespace by name; *label* ("config Secret") names it in messages."""
+    try:
+        body = await get(namespace, name)
+    except KubeError as exc:
+        raise SourceError(Reason.KUBERNETES_API_ERROR, f"reading the {label} failed: {exc}") from None
+    if body is None:
+        raise SourceError(missing, f"{label} {name!r} not found in namespace {namespace!r}")
+    return body
+
+
 async def read_secret_value(kube: SecretsAPI, namespace: str, ref: SecretRef, what: str) -> str:
     """One key of one Secret as UTF-8 text, trailing whitespace removed; *what* names it in messages."""
-    try:
-        secret = await kube.get_secret(namespace, ref.name)
-    except KubeError as exc:
-        raise SourceError(Reason.KUBERNETES_API_ERROR, f"reading the {what} Secret failed: {exc}") from None
-    if secret is None:
-        raise SourceError(Reason.SECRET_NOT_FOUND, f"{what} Secret {ref.name!r} not found in namespace {namespace!r}")
+    secret = await _read_object(kube.get_secret, namespace, ref.name, f"{what} Secret", Reason.SECRET_NOT_FOUND)
     raw = (secret.get("data") or {}).get(ref.key)
     if raw is None:
         raise SourceError(Reason.SECRET_KEY_NOT_FOUND, f"{what} Secret {ref.name!r} has no key {ref.key!r}")
@@ -77,14 +87,9 @@ class ConfigMapText:
 
 async def read_config_map_value(kube: KubeAPI, namespace: str, ref: SecretRef, what: str) -> ConfigMapText:
     """One key of a ConfigMap of the VaultBundle's namespace (`data`, UTF-8 text); *what* names it."""
-    try:
-        config_map = await kube.get_config_map(namespace, ref.name)
-    except KubeError as exc:
-        raise SourceError(Reason.KUBERNETES_API_ERROR, f"reading the {what} ConfigMap failed: {exc}") from None
-    if config_map is None:
-        raise SourceError(
-            Reason.CONFIG_MAP_NOT_FOUND, f"{what} ConfigMap {ref.name!r} not found in namespace {namespace!r}"
-        )
+    config_map = await _read_object(
+        kube.get_config_map, namespace, ref.name, f"{what} ConfigMap", Reason.CONFIG_MAP_NOT_FOUND
+    )
     text = (config_map.get("data") or {}).get(ref.key)
     if not isinstance(text, str):
         raise SourceError(

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import time
 import urllib.request
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
 
 
 def wait_for(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
@@ -40,3 +43,14 @@ def metric_sum(text: str, name: str, **labels: str) -> float:
         if all(f'{key}="{value}"' in line for key, value in labels.items()):
             total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+def secret_data(core: k8s.CoreV1Api, namespace: str, name: str) -> dict[str, str] | None:
+    """A Secret's decoded data, or None when it does not exist."""
+    try:
+        secret = core.read_namespaced_secret(name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}

@@ -7,7 +7,6 @@ metrics (`vaultbundle_dotsec_opens_total` counts decryptions: an unchanged file 
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import subprocess
@@ -23,7 +22,7 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 from tests.dotsec_writer import schema_sha256, write_sec
-from tests.e2e.helpers import wait_for
+from tests.e2e.helpers import secret_data, wait_for
 from tests.e2e.test_operator import Operator, kube, operator  # noqa: F401 - module-scoped fixtures
 
 from vaultbundle.dotsec.schema import EMPTY_SHA256
@@ -81,13 +80,7 @@ class Tenant:
         return str(ready[0]["reason"]) if ready else ""
 
     def data(self, name: str) -> dict[str, str] | None:
-        try:
-            secret = self.core.read_namespaced_secret(name, self.ns)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+        return secret_data(self.core, self.ns, name)
 
     def events(self) -> list[tuple[str, str, str]]:
         return [(e.type, e.reason, e.message) for e in self.core.list_namespaced_event(self.ns).items]
