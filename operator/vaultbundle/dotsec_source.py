@@ -39,6 +39,7 @@ from .dotsec_kms import KmsUnwrapper
 from .dotsec_spec import DotsecSource, KmsKey
 from .egress import EgressPolicy, guarded
 from .errors import DotsecParseError, ManifestNotFoundError, Reason, RollbackRefusedError
+from .fields import SecretRef
 from .kube import KubeAPI
 from .remote import ObjectMissing, ObjectStore
 from .spec import VaultBundleSpec
@@ -115,12 +116,13 @@ async def read_inputs(kube: KubeAPI, namespace: str, source: DotsecSource, schem
         return Inputs(dotsec.AgeIdentity.from_key_file(identity), schema, s3_config, digest_items=items)
     kms = source.kms
     assert kms is not None  # dotsec_spec: exactly one key kind
-    ref = kms.credentials
     names = {"aws_access_key_id": kms.access_key_id_key, "aws_secret_access_key": kms.secret_access_key_key}
     if kms.session_token_key:
         names["aws_session_token"] = kms.session_token_key
     credentials = {
-        argument: await sources.read_secret_value(kube, namespace, type(ref)(ref.name, key), "KMS credentials")
+        argument: await sources.read_secret_value(
+            kube, namespace, SecretRef(kms.credentials_secret, key), "KMS credentials"
+        )
         for argument, key in names.items()
     }
     items.update({f"kms:{k}": v for k, v in credentials.items()}, kms=f"{kms.region} {kms.endpoint}")

@@ -25,7 +25,7 @@ from typing import Any
 
 from .dotsec.reader import PlaintextPolicy
 from .errors import Reason, SpecError
-from .fields import SecretRef, obj, secret_key, secret_ref, string
+from .fields import SecretRef, obj, secret_key, secret_object, secret_ref, string
 
 MAX_OBJECT_KEY = 1024
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]{1,2}")
@@ -47,7 +47,7 @@ class KmsKey:
 
     region: str
     endpoint: str
-    credentials: SecretRef  # the Secret; `key` unused (three fixed key names below)
+    credentials_secret: str  # a Secret of the namespace, with the keys below
     access_key_id_key: str = "accessKeyId"
     secret_access_key_key: str = "secretAccessKey"  # noqa: S105 - a Secret data key name, not a secret
     session_token_key: str = ""
@@ -94,12 +94,11 @@ def _kms(raw: Mapping[str, Any], path: str, namespace: str | None) -> KmsKey:
             reason=Reason.POLICY_DENIED,
         )
     where = f"{path}.credentialsSecretRef"
-    ref = secret_ref(raw["credentialsSecretRef"], where, "unused", namespace=namespace)
-    body = obj(raw["credentialsSecretRef"], where)
+    body, name = secret_object(raw["credentialsSecretRef"], where, namespace=namespace)
     return KmsKey(
         region=region,
         endpoint=endpoint,
-        credentials=ref,
+        credentials_secret=name,
         access_key_id_key=secret_key(body.get("accessKeyIdKey"), f"{where}.accessKeyIdKey", default="accessKeyId"),
         secret_access_key_key=secret_key(
             body.get("secretAccessKeyKey"), f"{where}.secretAccessKeyKey", default="secretAccessKey"

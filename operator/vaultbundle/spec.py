@@ -76,8 +76,10 @@ class VaultBundleSpec:
         refs = [self.config_ref, self.passphrase_ref]
         if self.dotsec is not None:
             refs += [self.dotsec.identity, self.dotsec.s3.config_ref if self.dotsec.s3 else None]
-            refs += [self.dotsec.kms.credentials if self.dotsec.kms else None]
-        return frozenset(ref.name for ref in refs if ref is not None)
+        names = {ref.name for ref in refs if ref is not None}
+        if self.dotsec is not None and self.dotsec.kms is not None:
+            names.add(self.dotsec.kms.credentials_secret)
+        return frozenset(names)
 
     def source_config_maps(self) -> frozenset[str]:
         refs = [self.schema, self.dotsec.config_map if self.dotsec else None]
