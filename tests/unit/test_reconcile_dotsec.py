@@ -264,3 +264,31 @@ async def test_a_vsync_bundle_that_passes_syncs_and_a_new_schema_rechecks() -> N
     outcome = await world.cycle()
     assert outcome.reason == Reason.SCHEMA_VIOLATION and "MISSING: required" in outcome.message
     assert world.secret() == {"PORT": "80", "OLD": "1"}
+
+
+async def test_a_kms_file_uses_the_tenants_credentials_and_the_specs_region() -> None:
+    import os
+
+    import boto3
+    from moto import mock_aws
+
+    from vaultbundle.dotsec_kms import ENCRYPTION_CONTEXT
+
+    with mock_aws():
+        kms = boto3.client("kms", region_name="eu-central-1", aws_access_key_id="a", aws_secret_access_key="s")
+        key_id = kms.create_key()["KeyMetadata"]["KeyId"]
+        dek = os.urandom(32)
+        wrapped = kms.encrypt(KeyId=key_id, Plaintext=dek, EncryptionContext=ENCRYPTION_CONTEXT)["CiphertextBlob"]
+        world = DotsecWorld()
+        world.set_text(
+            write_sec(f"# @provider=aws\n# @region=us-west-2\nT=<<{CANARY}>>\n", dek=dek, wrapped_dek=wrapped)[0]
+        )
+        world.kube.put_secret("ns", "kms-creds", {"accessKeyId": "tenant-id", "secretAccessKey": "tenant-secret"})
+        kms_spec = {"region": "eu-central-1", "credentialsSecretRef": {"name": "kms-creds"}}
+        world.edit_spec(source={"dotsec": {"configMapRef": {"name": "app-sec"}, "kms": kms_spec}})
+        outcome = await world.cycle()
+        assert outcome.ready, outcome.message
+        assert world.secret() == {"T": CANARY} and world.kube.status["dotsec"]["provider"] == "aws"
+        assert outcome.secret_refs == {"kms-creds"}
+        world.kube.put_secret("ns", "kms-creds", {"accessKeyId": "tenant-id"})
+        assert (await world.cycle()).reason == Reason.SECRET_KEY_NOT_FOUND
