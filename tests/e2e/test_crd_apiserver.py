@@ -298,7 +298,10 @@ REJECTED: dict[str, tuple[Any, str]] = {
         "credentialsSecretRef",
     ),
     "dotsec s3 key with ..": (
-        _set(["source"], {"dotsec": {"s3": {"configSecretRef": {"name": "x"}, "key": "a/../b"}, "kms": {}}}),
+        _set(
+            ["source"],
+            {"dotsec": {"s3": {"configSecretRef": {"name": "x"}, "key": "a/../b"}, "identitySecretRef": {"name": "i"}}},
+        ),
         "the object key must not have '..' segments",
     ),
 }
