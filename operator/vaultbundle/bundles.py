@@ -41,6 +41,7 @@ class Layout(StrEnum):
     AUTO = "auto"
     CLI = "cli"
     RUNTIME = "runtime"
+    DOTSEC = "dotsec"  # not a bucket layout: a `Bundle` opened from a dotsec `.sec` file (dotsec_source.py)
 
 
 @dataclass(frozen=True)

@@ -39,12 +39,14 @@ from .status import Outcome
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_SYNC_FAILED = 20
-REASON_EXIT_CODES = {
-    cls.__name__.removesuffix("Error"): cls.exit_code
+REASON_EXIT_CODES = {  # a bundle error's reason -> its exit code (vsync's 10-20, dotsec's 21-32)
+    str(cls.reason): cls.exit_code
     for cls in vars(errors).values()
-    if isinstance(cls, type) and issubclass(cls, errors.VSyncError) and cls is not errors.VSyncError
+    if isinstance(cls, type)
+    and issubclass(cls, errors.VSyncError | errors.DotsecError)
+    and cls not in (errors.VSyncError, errors.DotsecError)
 }
-LAYOUTS = click.Choice([layout.value for layout in Layout])
+LAYOUTS = click.Choice([layout.value for layout in Layout if layout is not Layout.DOTSEC])
 
 
 def _config_option(fn: F) -> F:
@@ -415,6 +417,7 @@ def _one_shot(
                 {
                     "namespace": namespace,
                     "bundle": outcome.status.get("bundle"),
+                    **{k: outcome.status[k] for k in ("source", "dotsec") if k in outcome.status},
                     "conditions": list(conditions.values()),
                     "targets": targets,
                 }
@@ -431,7 +434,11 @@ def _print_plan(where: str, outcome: Outcome, targets: list[dict[str, Any]]) -> 
     """`plan`/`sync` text output: the outcome, the bundle, and `+ KEY` / `~ KEY` / `- KEY` per target."""
     bundle = outcome.status.get("bundle") or {}
     click.echo(f"{where}: {outcome.reason}: {outcome.message}")
-    if bundle:
+    dotsec = outcome.status.get("dotsec") if outcome.status.get("source") == "dotsec" else None
+    if dotsec:
+        verified = "MAC verified" if dotsec.get("macVerified") else "MAC not verified"
+        click.echo(f"dotsec file {dotsec['fileDigest']} ({dotsec['keys']} keys, {verified})")
+    elif bundle:
         click.echo(f"bundle {bundle['timestamp']} ({bundle['layout']} layout, generation {bundle['generation']})")
     for target in targets:
         plan = target.get("plan") or {}

@@ -44,6 +44,8 @@ __all__ = ["Scheduler", "Settings", "Shard", "build_registry"]
 
 logger = logging.getLogger("vaultbundle")
 OWNER_UID_ANNOTATION = "vaultbundle.io/owner-uid"  # written on every target Secret (targets/kubernetes_secret.py)
+# ConfigMaps share the watcher table with Secrets: a Secret name never holds a '/', so the keys cannot collide
+CONFIG_MAP_PREFIX = "configmap/"
 
 
 @dataclass
@@ -83,7 +85,7 @@ class Scheduler:
         self.active = active  # False on a standby replica: it knows every object but works on none
         self.workers: dict[str, Worker] = {}
         self._context: contextvars.Context | None = None
-        self.secret_watchers: dict[tuple[str, str], set[str]] = defaultdict(set)
+        self.secret_watchers: dict[tuple[str, str], set[str]] = defaultdict(set)  # and ConfigMaps (prefixed)
         self.slots = FairSlots(max_concurrent, min(max_per_namespace, max_concurrent))
         self.reconcile_timeout = reconcile_timeout  # None: no deadline (tests)
 
@@ -174,6 +176,10 @@ class Scheduler:
             if uid in self.workers:
                 self.workers[uid].wake.set()
 
+    def config_map_changed(self, namespace: str, name: str, _metadata: dict[str, Any] | None = None) -> None:
+        """A labelled ConfigMap changed (a dotsec `.sec` text, a schema): wake every VaultBundle that read it."""
+        self.secret_changed(namespace, CONFIG_MAP_PREFIX + name)
+
     def managed_secret_changed(self, namespace: str, name: str, metadata: dict[str, Any]) -> str | None:
         """A target Secret we wrote changed or was deleted (label-selected watch); returns its owner's uid.
 
@@ -240,6 +246,8 @@ class Scheduler:
                 self._unwatch(uid)
                 for ref in outcome.secret_refs:
                     self.secret_watchers[(observed.namespace, ref)].add(uid)
+                for ref in outcome.config_map_refs:
+                    self.secret_watchers[(observed.namespace, CONFIG_MAP_PREFIX + ref)].add(uid)
                 for event in outcome.events:
                     post = kopf.warn if event.type == "Warning" else kopf.info
                     try:
@@ -332,6 +340,7 @@ def build_registry(config: Settings) -> kopf.OperatorRegistry:
                 secretwatch.MANAGED_SELECTOR: scheduler.managed_secret_changed,
             },
             asyncio.get_running_loop(),
+            config_map_handlers={secretwatch.SOURCE_SELECTOR: scheduler.config_map_changed},
         )
         state["scheduler"] = scheduler
         if config.leader_election_namespace is None:

@@ -35,6 +35,8 @@ class Reason(StrEnum):
     SECRET_NOT_FOUND = "SecretNotFound"
     SECRET_KEY_NOT_FOUND = "SecretKeyNotFound"
     SECRET_INVALID = "SecretInvalid"
+    CONFIG_MAP_NOT_FOUND = "ConfigMapNotFound"
+    CONFIG_MAP_KEY_NOT_FOUND = "ConfigMapKeyNotFound"
     POLICY_DENIED = "PolicyDenied"
     STORE_INVALID = "StoreInvalid"
     # the bundle (vsync's taxonomy and ours)
@@ -66,6 +68,8 @@ class Reason(StrEnum):
     DOTSEC_VALUE_CORRUPT = "DotsecValueCorrupt"
     DOTSEC_PLAINTEXT_REFUSED = "DotsecPlaintextRefused"
     SCHEMA_VIOLATION = "SchemaViolation"
+    SCHEMA_WARNING = "SchemaWarning"  # Event: deprecated or unknown keys (the values still pass the schema)
+    DOTSEC_PLAINTEXT = "DotsecPlaintext"  # Event: `plaintext: warn` met values the file MAC does not cover
     SHARE_KEY_TOO_SHORT = "ShareKeyTooShort"
     # a target's store
     SECRET_NOT_OWNED = "SecretNotOwned"

@@ -95,6 +95,8 @@ class KubeAPI(SecretsAPI, Protocol):
     async def patch_pod_template(self, namespace: str, kind: str, name: str, annotations: dict[str, str]) -> None:
         """Set *annotations* on the pod template of a Deployment, StatefulSet or DaemonSet (a strategic merge
         patch of only those keys), which rolls its pods. A missing workload is a `KubeError` with status 404."""
+    async def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The ConfigMap's raw JSON (a dotsec source or a schema), or None when it does not exist."""
         ...
 
 
@@ -131,6 +133,9 @@ class Kube:
 
     async def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
         return await self._get("get_secret", self.core.read_namespaced_secret, name, namespace)
+
+    async def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self._get("get_config_map", self.core.read_namespaced_config_map, name, namespace)
 
     async def apply_secret(self, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
         """Server-side apply as field manager `vaultbundle`: only the fields we set are ours; others' stay."""

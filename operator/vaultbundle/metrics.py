@@ -62,6 +62,11 @@ ROLLOUT_RESTARTS = Counter(
     ["kind", "result"],
     registry=REGISTRY,
 )
+DOTSEC_OPENS = Counter(
+    "vaultbundle_dotsec_opens_total",
+    "dotsec .sec files verified and decrypted (an unchanged file costs none).",
+    registry=REGISTRY,
+)
 S3_REQUESTS = Counter("vaultbundle_s3_requests_total", "Requests sent to S3.", registry=REGISTRY)
 API_WRITES = Counter(
     "vaultbundle_kubernetes_writes_total",

@@ -1,7 +1,9 @@
 """One VaultBundle reconcile: read sources, verify the bundle, plan and apply every target, report status.
 
 This module only orchestrates; each step has its own module: `sources` (the two Secrets), `verify` (find,
-fetch, open and check the bundle), `fanout` (the targets) and `status` (conditions, and whether to patch).
+fetch, open and check the bundle), `dotsec_source` (the same for a dotsec `.sec` source), `schemas`
+(`spec.schema`, checked before any target is planned), `fanout` (the targets) and `status` (conditions, and
+whether to patch).
 It runs over the `KubeAPI` and `ObjectStore` seams, so it is testable without kopf, a cluster or S3
 (tests/kit/). The kopf layer (controller.py) schedules calls, decides the next run from the `Outcome`
 (backoff.py) and posts the Events this returns.
@@ -17,6 +19,8 @@ runs only those targets' plans; a target is written only when its plan finds a d
 Never silently empty: a verified bundle with no keys and no files, or one that would remove every key a target
 holds (fanout.py), is refused with `BundleEmpty` before any target is written, unless `spec.source.allowEmpty`.
 Rollout restarts (`rollout.py`) follow the fan-out, and run on the cheap path too while one is pending.
+A dotsec source follows the same path, with the ConfigMap's resourceVersion or the S3 object's ETag in the
+pointer's place.
 """
 
 from __future__ import annotations
@@ -29,12 +33,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from . import drift, metrics, rollout, sources, targets
+from . import dotsec_source, drift, metrics, rollout, schemas, sources, targets
 from .bundles import Bundle, Pointer, check_not_empty
 from .crypto import configblob
 from .digest import Digester
 from .egress import SECURE_DEFAULT, EgressPolicy
-from .errors import BundleEmptyError, Reason, SpecError, VaultBundleError, VSyncError
+from .errors import BundleEmptyError, DotsecError, Reason, SpecError, VaultBundleError, VSyncError
 from .fanout import FanOut, TargetResult, events, retry_reason
 from .kube import KubeAPI, KubeError
 from .pool import CryptoPool
@@ -71,6 +75,7 @@ class _Memory:
     pointer: Pointer
     bundle: Bundle | None = None
     checked: dict[str, float] = field(default_factory=dict)  # target name -> monotonic time of its last check
+    opened: dotsec_source.Opened | None = None  # a dotsec source: the bundle and what status says of it
 
     def same_input(self, source_digest: str, generation: int, force_token: str) -> bool:
         return (source_digest, generation, force_token) == (self.source_digest, self.generation, self.force_token)
@@ -146,7 +151,7 @@ class Reconciler:
                 outcome = await self._sync(observed, parsed)
             except VaultBundleError as exc:
                 outcome = await self._failed(observed, parsed, exc)
-        outcome.secret_refs = _secret_refs(parsed)
+        outcome.secret_refs, outcome.config_map_refs = _secret_refs(parsed), parsed.source_config_maps()
         return outcome
 
     def _parse(self, observed: Observed) -> VaultBundleSpec:
@@ -170,14 +175,15 @@ class Reconciler:
         # ReconcileTimeout is transient: the next try follows the backoff, not the refresh interval
         outcome = await self._report(observed, None, conditions, refresh=None, failure=Reason.RECONCILE_TIMEOUT)
         with contextlib.suppress(SpecError):  # a source Secret that changes meanwhile still wakes the worker
-            outcome.secret_refs = _secret_refs(self._parse(observed))
+            parsed = self._parse(observed)
+            outcome.secret_refs, outcome.config_map_refs = _secret_refs(parsed), parsed.source_config_maps()
         return outcome
 
     async def _failed(self, observed: Observed, parsed: VaultBundleSpec, exc: VaultBundleError) -> Outcome:
         """The cycle stopped before any target was touched: a bundle error, or a source Secret problem."""
         self._memory.pop(observed.uid, None)  # the cheap unchanged path only ever follows a verified bundle
         metrics.SYNCS.labels(exc.reason).inc()
-        checked = isinstance(exc, VSyncError)  # a bundle error: verification ran and failed
+        checked = isinstance(exc, VSyncError | DotsecError)  # a bundle error: verification ran and failed
         if isinstance(exc, BundleEmptyError):  # verified, then refused for what it holds
             verified = Condition("Verified", True, Reason.VERIFIED, f"verified; refused: {exc}")
         else:
@@ -194,15 +200,19 @@ class Reconciler:
         return _with_restarts(outcome, restarts)
 
     async def _sync(self, observed: Observed, parsed: VaultBundleSpec) -> Outcome:
+        if parsed.dotsec is not None:
+            return await self._sync_dotsec(observed, parsed)
+        schema = await schemas.read(self.kube, observed.namespace, parsed.schema)
         source = await sources.read(self.kube, observed.namespace, parsed)
         self.pool.check_iterations(source.config.iterations)  # a tenant's count: refused before any download
         objects = self.s3_factory(source.config)
-        source_digest = source.digest(self.digester(observed.namespace), parsed)
+        source_digest = source.digest(self.digester(observed.namespace), parsed, schema)
         force_token = observed.annotations.get(FORCE_SYNC_ANNOTATION, "")
         memory = self._memory.get(observed.uid)
         if memory and not memory.same_input(source_digest, observed.generation, force_token):
             memory = None
         checking: set[str] = set()
+        warnings: list[Event] = []  # the schema's, when the bundle was opened this cycle
         try:
             # a pinned bundle is immutable: nothing to look at; else one conditional GET of the pointer
             if memory and (
@@ -219,6 +229,7 @@ class Reconciler:
                     )
                     if verified.pointer.etag != memory.pointer.etag:  # pushed meanwhile: a full cycle after all
                         checking = set()
+                        warnings = schemas.warning_events(await schemas.enforce(verified.bundle, schema))
                 else:
                     verified = Verified(memory.bundle, memory.pointer)  # a target failed last time: retry the targets
             else:
@@ -226,6 +237,7 @@ class Reconciler:
                 verified = await open_bundle(
                     self.pool, objects, source.config, parsed, source.passphrase, floor, self.egress
                 )
+                warnings = schemas.warning_events(await schemas.enforce(verified.bundle, schema))
         finally:
             metrics.S3_REQUESTS.inc(objects.requests)
         if checking and memory is not None:
@@ -234,8 +246,67 @@ class Reconciler:
         results = await self._fan_out(observed, parsed, verified.bundle)
         restarts = await self._rollout(observed, parsed, results)
         outcome = await self._report_sync(observed, parsed, verified, results, restarts)
+        outcome.events += warnings
         checked = dict.fromkeys((t.name for t in parsed.targets), self.clock())  # a full sync checked every target
         self._remember(observed, source_digest, force_token, verified, outcome, checked)
+        return self._scheduled(outcome, parsed, checked)
+
+    async def _sync_dotsec(self, observed: Observed, parsed: VaultBundleSpec) -> Outcome:
+        """The same cycle over a dotsec `.sec` source: an unchanged file (and key, schema, spec) is not opened."""
+        source = parsed.dotsec
+        assert source is not None
+        digester = self.digester(observed.namespace)
+        schema = await schemas.read(self.kube, observed.namespace, parsed.schema)
+        inputs = await dotsec_source.read_inputs(self.kube, observed.namespace, source, schema)
+        source_digest = inputs.digest(digester, source)
+        force_token = observed.annotations.get(FORCE_SYNC_ANNOTATION, "")
+        memory = self._memory.get(observed.uid)
+        if memory and not memory.same_input(source_digest, observed.generation, force_token):
+            memory = None
+        known = memory.pointer.etag if memory else None
+        sec = await dotsec_source.fetch(
+            self.kube, observed.namespace, source, inputs, self.s3_factory, self.egress, known
+        )
+        if sec is None and memory is not None:
+            if memory.opened is None:
+                checking = drift.due(parsed.targets, memory.checked, self.clock(), observed.drifted)
+                if not checking:
+                    return await self._idle(observed, parsed, memory)
+                # a drift check needs the values: the file again (no ETag), opened (no key derivation in dotsec)
+                sec = await dotsec_source.fetch(
+                    self.kube, observed.namespace, source, inputs, self.s3_factory, self.egress, None
+                )
+                assert sec is not None
+                opened = await dotsec_source.open_file(sec, inputs, parsed, digester, observed.status, self.egress)
+                if opened.pointer.etag == memory.pointer.etag:
+                    verified = Verified(opened.bundle, opened.pointer)
+                    report = _dotsec_report(opened, observed, applied=True)
+                    return await self._check(observed, parsed, verified, memory, checking, report)
+                new_events = list(opened.events)  # changed meanwhile: a full cycle after all
+            else:
+                opened, new_events = memory.opened, []  # a target failed last time: retry the targets
+        else:
+            assert sec is not None
+            opened = await dotsec_source.open_file(sec, inputs, parsed, digester, observed.status, self.egress)
+            new_events = list(opened.events)
+        check_not_empty(opened.bundle, allow=parsed.allow_empty)
+        results = await self._fan_out(observed, parsed, opened.bundle)
+        restarts = await self._rollout(observed, parsed, results)
+        applied = not parsed.dry_run and not any(r.failed for r in results)
+        verified = Verified(opened.bundle, opened.pointer)
+        report = _dotsec_report(opened, observed, applied=applied)
+        outcome = await self._report_sync(observed, parsed, verified, results, restarts, **report)
+        outcome.events += new_events
+        checked = dict.fromkeys((t.name for t in parsed.targets), self.clock())
+        retry = outcome.failure is not None
+        self._memory[observed.uid] = _Memory(
+            source_digest,
+            observed.generation,
+            force_token,
+            opened.pointer,
+            checked=checked,
+            opened=opened if retry else None,
+        )
         return self._scheduled(outcome, parsed, checked)
 
     async def _idle(self, observed: Observed, parsed: VaultBundleSpec, memory: _Memory) -> Outcome:
@@ -268,7 +339,13 @@ class Reconciler:
         )
 
     async def _check(
-        self, observed: Observed, parsed: VaultBundleSpec, verified: Verified, memory: _Memory, names: set[str]
+        self,
+        observed: Observed,
+        parsed: VaultBundleSpec,
+        verified: Verified,
+        memory: _Memory,
+        names: set[str],
+        report: dict[str, Any] | None = None,
     ) -> Outcome:
         """Plan (and, on a difference, apply) only the targets due for a drift check; the others keep their status
         entry as it is. A check that finds nothing writes nothing."""
@@ -289,7 +366,7 @@ class Reconciler:
             for t in parsed.targets
         ]
         restarts = await self._rollout(observed, parsed, merged)  # a repaired Secret restarts its workloads too
-        outcome = await self._report_sync(observed, parsed, verified, merged, restarts, repairs=True)
+        outcome = await self._report_sync(observed, parsed, verified, merged, restarts, repairs=True, **(report or {}))
         self._remember(observed, memory.source_digest, memory.force_token, verified, outcome, memory.checked)
         return self._scheduled(outcome, parsed, memory.checked)
 
@@ -395,15 +472,20 @@ class Reconciler:
         restarts: rollout.Step | None,
         *,
         repairs: bool = False,
+        source_status: dict[str, object] | None = None,
+        verified_text: str | None = None,
+        label: str | None = None,
     ) -> Outcome:
+        """Status after the fan-out. *source_status* replaces the vsync pointer and floor fields (a dotsec
+        source has neither); *verified_text* and *label* word the Verified and Synced messages for it."""
         bundle, pointer = verified.bundle, verified.pointer
         failed = [r.name for r in results if r.failed]
         synced_now = not failed and not parsed.dry_run
         floor = observed.status.get("lastAppliedTimestamp") or ""
-        if synced_now:
+        if synced_now and source_status is None:
             floor = max(floor, bundle.timestamp)
             metrics.BUNDLE_AGE.applied[(observed.namespace, observed.name)] = timestamp_epoch(bundle.timestamp)
-        extra = {
+        extra: dict[str, object] = {
             "bundle": {
                 "layout": bundle.layout.value,
                 "timestamp": bundle.timestamp,
@@ -413,17 +495,16 @@ class Reconciler:
                     lambda: self.digester(observed.namespace).digest(content_items(bundle))
                 ),
             },
-            "pointerETag": pointer.etag,
-            "lastAppliedTimestamp": floor or None,
+            **(source_status or {"pointerETag": pointer.etag, "lastAppliedTimestamp": floor or None}),
             "targets": [r.to_status() for r in results],
         }
         if restarts is not None and (restarts.entries or observed.status.get("rollouts")):
             extra["rollouts"] = restarts.entries  # an empty list only to clear what was recorded
-        synced = _synced_condition(parsed, results, failed, bundle.timestamp)
+        synced = _synced_condition(parsed, results, failed, label or f"bundle {bundle.timestamp}")
         metrics.SYNCS.labels(synced.reason).inc()
         conditions = Conditions(
             Condition("Ready", synced.ok, synced.reason, synced.message),
-            Condition("Verified", True, Reason.VERIFIED, verified_message(bundle)),
+            Condition("Verified", True, Reason.VERIFIED, verified_text or verified_message(bundle)),
             synced,
         )
         outcome = await self._report(
@@ -486,10 +567,10 @@ def _with_restarts(outcome: Outcome, restarts: rollout.Step | None) -> Outcome:
 
 def _secret_refs(parsed: VaultBundleSpec) -> frozenset[str]:
     """The Secrets whose change should wake this VaultBundle's worker (the scheduler watches them)."""
-    return frozenset({parsed.config_ref.name, parsed.passphrase_ref.name})
+    return parsed.source_secrets()
 
 
-def _synced_condition(parsed: VaultBundleSpec, results: list[TargetResult], failed: list[str], ts: str) -> Condition:
+def _synced_condition(parsed: VaultBundleSpec, results: list[TargetResult], failed: list[str], what: str) -> Condition:
     if parsed.dry_run:
         message = f"{len(results)} target(s) planned; nothing written (see status.targets[].plan)"
         return Condition("Synced", False, Reason.DRY_RUN, message)
@@ -497,4 +578,16 @@ def _synced_condition(parsed: VaultBundleSpec, results: list[TargetResult], fail
         return Condition(
             "Synced", False, Reason.TARGET_FAILED, f"failed: {', '.join(failed)}; the other targets are in sync"
         )
-    return Condition("Synced", True, Reason.SYNCED, f"{len(results)} target(s) hold bundle {ts}")
+    return Condition("Synced", True, Reason.SYNCED, f"{len(results)} target(s) hold {what}")
+
+
+def _dotsec_report(opened: dotsec_source.Opened, observed: Observed, *, applied: bool) -> dict[str, Any]:
+    """What `_report_sync` says of a dotsec source instead of a vsync bundle."""
+    return {
+        "source_status": {
+            "source": "dotsec",
+            "dotsec": dotsec_source.status_entry(opened, observed.status, applied=applied),
+        },
+        "verified_text": dotsec_source.verified_message(opened),
+        "label": f"dotsec file {opened.file_digest}",
+    }

@@ -3,7 +3,8 @@
 Two kinds of Secret matter to a running operator: the target Secrets it wrote (label
 `app.kubernetes.io/managed-by=vaultbundle`; drift repair hooks in on their changes) and the source Secrets users
 labelled `vaultbundle.io/source=true` so a rotated passphrase or config resyncs at once. An unlabelled source
-still works: every refresh cycle GETs it by name, so a change is seen within `refreshInterval`.
+still works: every refresh cycle GETs it by name, so a change is seen within `refreshInterval`. ConfigMaps a
+VaultBundle reads (a dotsec `.sec` text, a `spec.schema`) are watched the same way, under the same label.
 
 Why not kopf's `@kopf.on.event("", "v1", "secrets", labels=...)`: kopf opens one watch stream per resource and
 namespace; handler `labels=` filters are applied to bodies already received (every Secret still streams in),
@@ -42,7 +43,8 @@ OnChange = Callable[[str, str, dict[str, Any]], object]  # (namespace, name, met
 
 
 class SecretWatch:
-    """One label-selected watch of Secrets in one namespace (or all, `namespace=None`), metadata only.
+    """One label-selected watch of Secrets (or another core *resource*: `configmaps`) in one namespace (or
+    all, `namespace=None`), metadata only.
 
     *on_change* runs on *loop* for every added, modified or deleted Secret after the initial list (which only
     gives the starting point: at start every VaultBundle reconciles anyway). After a gap (watch expired, 410
@@ -56,21 +58,23 @@ class SecretWatch:
         on_change: OnChange,
         loop: asyncio.AbstractEventLoop,
         namespace: str | None = None,
+        resource: str = "secrets",
     ) -> None:
         self.api = api_client
+        self.resource = resource
         self.selector = selector
         self.namespace = namespace
         self.on_change = on_change
         self.loop = loop
         self._stopping = threading.Event()
         self._watch: k8s_watch.Watch | None = None
-        self._thread = threading.Thread(target=self._run, name=f"vaultbundle-watch:{selector}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"vaultbundle-watch:{resource}:{selector}", daemon=True)
         self.ready = threading.Event()  # set once the first list succeeded (the watch is established)
         self.version: str | None = None  # the resourceVersion to watch from; None = list first
 
     @property
     def path(self) -> str:
-        return f"/api/v1/namespaces/{self.namespace}/secrets" if self.namespace else "/api/v1/secrets"
+        return f"/api/v1/namespaces/{self.namespace}/{self.resource}" if self.namespace else f"/api/v1/{self.resource}"
 
     def start(self) -> None:
         self._thread.start()
@@ -150,7 +154,8 @@ class SecretWatch:
         if self._stopping.is_set():
             return
         scope = self.namespace or "all namespaces"
-        logger.warning("watch of Secrets %s in %s failed (%s); retrying in %.0fs", self.selector, scope, what, backoff)
+        kind = {"secrets": "Secrets", "configmaps": "ConfigMaps"}.get(self.resource, self.resource)
+        logger.warning("watch of %s %s in %s failed (%s); retrying in %.0fs", kind, self.selector, scope, what, backoff)
         self._stopping.wait(backoff)
 
 
@@ -159,11 +164,15 @@ def start_watches(
     namespaces: tuple[str, ...],
     handlers: dict[str, OnChange],
     loop: asyncio.AbstractEventLoop,
+    config_map_handlers: dict[str, OnChange] | None = None,
 ) -> list[SecretWatch]:
-    """One watch per selector in *handlers* and per namespace (every namespace when *namespaces* is empty)."""
+    """One watch per selector in *handlers* (Secrets) and *config_map_handlers* (ConfigMaps) and per namespace
+    (every namespace when *namespaces* is empty)."""
+    kinds = [("secrets", handlers), ("configmaps", config_map_handlers or {})]
     watches = [
-        SecretWatch(api_client, selector, on_change, loop, namespace)
-        for selector, on_change in handlers.items()
+        SecretWatch(api_client, selector, on_change, loop, namespace, resource)
+        for resource, table in kinds
+        for selector, on_change in table.items()
         for namespace in (namespaces or (None,))
     ]
     for watch in watches:

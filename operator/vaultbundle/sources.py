@@ -1,4 +1,5 @@
-"""The two source Secrets of a VaultBundle (config blob and passphrase), read and checked.
+"""The two source Secrets of a VaultBundle (config blob and passphrase), read and checked; and the one reader of
+a key of a ConfigMap (a dotsec `.sec` text, a schema).
 
 Both live in the VaultBundle's own namespace (the spec parser refuses anything else). Every problem is a
 `SourceError` whose reason tells the user what to create or fix; resync is immediate once they do, because the
@@ -10,12 +11,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from .crypto import configblob
 from .digest import Digester
 from .errors import Reason, SourceError
-from .kube import KubeError, SecretsAPI
+from .kube import KubeAPI, KubeError, SecretsAPI
 from .spec import SecretRef, VaultBundleSpec
 
 
@@ -27,7 +30,8 @@ class Sources:
     passphrase: str = field(repr=False)
     config: configblob.BootstrapConfig = field(repr=False)
 
-    def digest(self, digester: Digester, spec: VaultBundleSpec) -> str:
+    def digest(self, digester: Digester, spec: VaultBundleSpec, schema: str | None = None) -> str:
+        """*schema*: the `spec.schema` text, if any (a changed schema re-checks the bundle)."""
         return digester.digest(
             {
                 "config": self.blob,
@@ -35,18 +39,27 @@ class Sources:
                 "layout": spec.layout.value,
                 "version": spec.version,
                 "envFile": spec.env_file or "",
+                **({"schema": schema} if schema is not None else {}),
             }
         )
 
 
+async def _read_object(
+    get: Callable[[str, str], Awaitable[dict[str, Any] | None]], namespace: str, name: str, label: str, missing: Reason
+) -> dict[str, Any]:
+    """GET one object of the namespace by name; *label* ("config Secret") names it in messages."""
+    try:
+        body = await get(namespace, name)
+    except KubeError as exc:
+        raise SourceError(Reason.KUBERNETES_API_ERROR, f"reading the {label} failed: {exc}") from None
+    if body is None:
+        raise SourceError(missing, f"{label} {name!r} not found in namespace {namespace!r}")
+    return body
+
+
 async def read_secret_value(kube: SecretsAPI, namespace: str, ref: SecretRef, what: str) -> str:
     """One key of one Secret as UTF-8 text, trailing whitespace removed; *what* names it in messages."""
-    try:
-        secret = await kube.get_secret(namespace, ref.name)
-    except KubeError as exc:
-        raise SourceError(Reason.KUBERNETES_API_ERROR, f"reading the {what} Secret failed: {exc}") from None
-    if secret is None:
-        raise SourceError(Reason.SECRET_NOT_FOUND, f"{what} Secret {ref.name!r} not found in namespace {namespace!r}")
+    secret = await _read_object(kube.get_secret, namespace, ref.name, f"{what} Secret", Reason.SECRET_NOT_FOUND)
     raw = (secret.get("data") or {}).get(ref.key)
     if raw is None:
         raise SourceError(Reason.SECRET_KEY_NOT_FOUND, f"{what} Secret {ref.name!r} has no key {ref.key!r}")
@@ -61,8 +74,37 @@ async def read_secret_value(kube: SecretsAPI, namespace: str, ref: SecretRef, wh
     return text
 
 
+MAX_CONFIG_MAP_TEXT = 1024 * 1024  # characters: the apiserver's own limit for a whole ConfigMap
+
+
+@dataclass(frozen=True)
+class ConfigMapText:
+    """One key of a ConfigMap and the resourceVersion it was read at (moves on every change)."""
+
+    text: str = field(repr=False)
+    revision: str
+
+
+async def read_config_map_value(kube: KubeAPI, namespace: str, ref: SecretRef, what: str) -> ConfigMapText:
+    """One key of a ConfigMap of the VaultBundle's namespace (`data`, UTF-8 text); *what* names it."""
+    config_map = await _read_object(
+        kube.get_config_map, namespace, ref.name, f"{what} ConfigMap", Reason.CONFIG_MAP_NOT_FOUND
+    )
+    text = (config_map.get("data") or {}).get(ref.key)
+    if not isinstance(text, str):
+        raise SourceError(
+            Reason.CONFIG_MAP_KEY_NOT_FOUND,
+            f"{what} ConfigMap {ref.name!r} has no text key {ref.key!r} (binaryData is not read)",
+        )
+    if len(text) > MAX_CONFIG_MAP_TEXT:
+        raise SourceError(Reason.SECRET_INVALID, f"{what} ConfigMap {ref.name!r} key {ref.key!r} is too large")
+    revision = str((config_map.get("metadata") or {}).get("resourceVersion") or "")
+    return ConfigMapText(text, revision)
+
+
 async def read(kube: SecretsAPI, namespace: str, spec: VaultBundleSpec) -> Sources:
     """Read both Secrets and decode the config blob (a bad blob raises its vsync error)."""
+    assert spec.config_ref is not None and spec.passphrase_ref is not None  # a vsync source (spec.parse)
     blob = await read_secret_value(kube, namespace, spec.config_ref, "config")
     passphrase = await read_secret_value(kube, namespace, spec.passphrase_ref, "passphrase")
     return Sources(blob, passphrase, configblob.decode(blob))

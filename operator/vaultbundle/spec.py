@@ -18,6 +18,7 @@ from typing import Any
 
 from .bundles import Layout
 from .crypto.rqem import is_timestamp
+from .dotsec_spec import DotsecSource, parse_dotsec, parse_schema_ref
 from .errors import SpecError
 from .fields import (
     DNS_SUBDOMAIN,
@@ -64,8 +65,11 @@ class Workload:
 
 @dataclass(frozen=True)
 class VaultBundleSpec:
-    config_ref: SecretRef
-    passphrase_ref: SecretRef
+    """The parsed spec. A vsync source has `config_ref` and `passphrase_ref`; a dotsec source has `dotsec`
+    (and the vsync fields are None); `schema` (a ConfigMap key) applies to either."""
+
+    config_ref: SecretRef | None
+    passphrase_ref: SecretRef | None
     layout: Layout
     version: str
     env_file: str | None
@@ -77,6 +81,26 @@ class VaultBundleSpec:
     allow_empty: bool = False
     rollout_targets: tuple[Workload, ...] = ()
     rollout_min_interval: float = DEFAULTS.rollout_min_interval_seconds
+    dotsec: DotsecSource | None = None
+    schema: SecretRef | None = None
+
+    @property
+    def source_kind(self) -> str:
+        return "dotsec" if self.dotsec is not None else "vsync"
+
+    def source_secrets(self) -> frozenset[str]:
+        """The Secrets of the namespace this spec reads its bundle with (targets must not overwrite them)."""
+        refs = [self.config_ref, self.passphrase_ref]
+        if self.dotsec is not None:
+            refs += [self.dotsec.identity, self.dotsec.s3.config_ref if self.dotsec.s3 else None]
+        names = {ref.name for ref in refs if ref is not None}
+        if self.dotsec is not None and self.dotsec.kms is not None:
+            names.add(self.dotsec.kms.credentials_secret)
+        return frozenset(names)
+
+    def source_config_maps(self) -> frozenset[str]:
+        refs = [self.schema, self.dotsec.config_map if self.dotsec else None]
+        return frozenset(ref.name for ref in refs if ref is not None)
 
 
 def parse(
@@ -90,12 +114,32 @@ def parse(
     source = obj(spec.get("source"), "spec.source")
     if not source:
         raise SpecError("spec.source is required")
-    config_ref = secret_ref(source.get("configSecretRef"), "spec.source.configSecretRef", "config", namespace=namespace)
-    passphrase_ref = secret_ref(
-        source.get("passphraseSecretRef"), "spec.source.passphraseSecretRef", "passphrase", namespace=namespace
+    config_ref = passphrase_ref = dotsec = None
+    # the apiserver fills in layout/version/envFile defaults: only a value other than the default is a vsync field
+    defaults = {"layout": "auto", "version": "", "envFile": ""}
+    vsync_fields = sorted(
+        name
+        for name in ("configSecretRef", "passphraseSecretRef", "layout", "version", "envFile")
+        if source.get(name) is not None and source.get(name) != defaults.get(name)
     )
-    if config_ref.name == passphrase_ref.name:
-        raise SpecError("spec.source: config and passphrase must live in different Secrets (separate leak channels)")
+    if source.get("dotsec") is not None:
+        if vsync_fields:
+            raise SpecError(
+                f"spec.source: dotsec and the vsync source fields ({', '.join(vsync_fields)}) exclude each other; "
+                "a VaultBundle has exactly one source kind"
+            )
+        dotsec = parse_dotsec(source["dotsec"], "spec.source.dotsec", namespace=namespace)
+    else:
+        config_ref = secret_ref(
+            source.get("configSecretRef"), "spec.source.configSecretRef", "config", namespace=namespace
+        )
+        passphrase_ref = secret_ref(
+            source.get("passphraseSecretRef"), "spec.source.passphraseSecretRef", "passphrase", namespace=namespace
+        )
+        if config_ref.name == passphrase_ref.name:
+            raise SpecError(
+                "spec.source: config and passphrase must live in different Secrets (separate leak channels)"
+            )
     layout, version = _layout_and_version(source)
     refresh = max(
         min_refresh,
@@ -110,8 +154,7 @@ def parse(
     if not isinstance(raw_targets, list) or not raw_targets:
         raise SpecError("spec.targets needs at least one target")
     targets = tuple(parse_target(raw, f"spec.targets[{index}]") for index, raw in enumerate(raw_targets))
-    _check_targets(targets, {config_ref.name, passphrase_ref.name})
-    return VaultBundleSpec(
+    parsed = VaultBundleSpec(
         config_ref=config_ref,
         passphrase_ref=passphrase_ref,
         layout=layout,
@@ -132,7 +175,11 @@ def parse(
             ),
             "spec.rolloutMinInterval",
         ),
+        dotsec=dotsec,
+        schema=parse_schema_ref(spec.get("schema"), "spec.schema", namespace=namespace),
     )
+    _check_targets(targets, set(parsed.source_secrets()))
+    return parsed
 
 
 def _workloads(raw: Any) -> tuple[Workload, ...]:
@@ -167,6 +214,8 @@ def _workloads(raw: Any) -> tuple[Workload, ...]:
 def _layout_and_version(source: Mapping[str, Any]) -> tuple[Layout, str]:
     try:
         layout = Layout(string(source.get("layout"), "spec.source.layout", default="auto"))
+        if layout is Layout.DOTSEC:
+            raise ValueError(layout)
     except ValueError:
         raise SpecError("spec.source.layout must be auto, cli or runtime") from None
     version = string(source.get("version"), "spec.source.version")

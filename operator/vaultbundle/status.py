@@ -105,6 +105,7 @@ class Outcome:
     status_written: bool = False
     events: list[Event] = field(default_factory=list)
     secret_refs: frozenset[str] = frozenset()  # Secrets whose change should trigger a resync
+    config_map_refs: frozenset[str] = frozenset()  # ConfigMaps (a dotsec source, a schema) likewise
     idle: bool = False
     ready: bool = False
     reason: str = ""

@@ -3,12 +3,15 @@ Secrets Manager (moto)."""
 
 from __future__ import annotations
 
+import base64
 import time
 import urllib.request
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
 
 
 def keyvault_admin(testbed: dict[str, str]) -> Any:
@@ -87,3 +90,14 @@ def aws_client(testbed: dict[str, str], service: str) -> Any:
         aws_access_key_id=testbed["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=testbed["AWS_SECRET_ACCESS_KEY"],
     )
+
+
+def secret_data(core: k8s.CoreV1Api, namespace: str, name: str) -> dict[str, str] | None:
+    """A Secret's decoded data, or None when it does not exist."""
+    try:
+        secret = core.read_namespaced_secret(name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}

@@ -314,6 +314,36 @@ REJECTED: dict[str, tuple[Any, str]] = {
         ),
         "spec.targets[1].gcpSecretManager.auth.audience",
     ),
+    "dotsec next to the vsync source": (
+        _set(["source", "dotsec"], {"configMapRef": {"name": "c"}, "identitySecretRef": {"name": "i"}}),
+        "a VaultBundle has exactly one source kind",
+    ),
+    "vsync source without a passphrase": (
+        _set(["source", "passphraseSecretRef"], _DELETE),
+        "a vsync source needs both configSecretRef and passphraseSecretRef",
+    ),
+    "dotsec with two text sources": (
+        _set(
+            ["source"],
+            {"dotsec": {"configMapRef": {"name": "c"}, "s3": {"configSecretRef": {"name": "x"}, "key": "a.sec"}}},
+        ),
+        "dotsec needs exactly one of configMapRef (a ConfigMap key) or s3",
+    ),
+    "dotsec without a key": (
+        _set(["source"], {"dotsec": {"configMapRef": {"name": "c"}}}),
+        "dotsec needs exactly one of identitySecretRef (an age identity Secret) or kms",
+    ),
+    "dotsec kms without credentials": (
+        _set(["source"], {"dotsec": {"configMapRef": {"name": "c"}, "kms": {"region": "eu-west-1"}}}),
+        "credentialsSecretRef",
+    ),
+    "dotsec s3 key with ..": (
+        _set(
+            ["source"],
+            {"dotsec": {"s3": {"configSecretRef": {"name": "x"}, "key": "a/../b"}, "identitySecretRef": {"name": "i"}}},
+        ),
+        "the object key must not have '..' segments",
+    ),
 }
 
 
@@ -344,3 +374,13 @@ def test_valid_probe_is_accepted(kubectl: Kubectl, namespace: str) -> None:
     """The objects above are rejected for the one reason injected, not because the base object is wrong."""
     result = dry_run(kubectl, namespace, vault_bundle())
     assert result.returncode == 0, result.stderr
+
+
+def test_a_dotsec_source_is_accepted_with_its_defaults(kubectl: Kubectl, namespace: str) -> None:
+    source = {"dotsec": {"configMapRef": {"name": "web-sec"}, "identitySecretRef": {"name": "web-age"}}}
+    obj = vault_bundle("dotsec-probe", source=source, schema={"configMapRef": {"name": "web-sec"}})
+    kubectl.run("apply", "-n", namespace, "-f", "-", stdin=json.dumps(obj))
+    stored = kubectl.get_json("vaultbundle", "-n", namespace, "dotsec-probe")["spec"]
+    dotsec = stored["source"]["dotsec"]
+    assert dotsec["configMapRef"]["key"] == ".sec" and dotsec["identitySecretRef"]["key"] == "identity"
+    assert dotsec["plaintext"] == "warn" and stored["schema"]["configMapRef"]["key"] == "dotsec.schema"

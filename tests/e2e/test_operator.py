@@ -7,7 +7,6 @@ own request metrics.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import socket
@@ -25,9 +24,8 @@ import pytest
 from botocore.config import Config
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
-from kubernetes.client.exceptions import ApiException
 from tests.conftest import REPO
-from tests.e2e.helpers import http_get, metric_sum, secrets_manager, wait_for
+from tests.e2e.helpers import http_get, metric_sum, secret_data, secrets_manager, wait_for
 
 from vaultbundle import bundles
 from vaultbundle.bundles import Layout
@@ -198,13 +196,7 @@ class Scenario:
         return str(self.condition(name).get("reason", ""))
 
     def data(self, name: str) -> dict[str, str] | None:
-        try:
-            secret = self.core.read_namespaced_secret(name, self.ns)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+        return secret_data(self.core, self.ns, name)
 
     def events(self) -> list[tuple[str, str, str]]:
         items = self.core.list_namespaced_event(self.ns).items

@@ -6,6 +6,6 @@ change in `Kube` or `S3Objects` breaks the unit tests at once, not only the slow
 
 from tests.kit.kube import MemoryKube
 from tests.kit.s3 import MemoryObjects
-from tests.kit.world import CONFIG, PASSPHRASE, World, add_source_secrets
+from tests.kit.world import CONFIG, PASSPHRASE, DotsecWorld, World, add_source_secrets
 
-__all__ = ["CONFIG", "PASSPHRASE", "MemoryKube", "MemoryObjects", "World", "add_source_secrets"]
+__all__ = ["CONFIG", "PASSPHRASE", "DotsecWorld", "MemoryKube", "MemoryObjects", "World", "add_source_secrets"]

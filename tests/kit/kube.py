@@ -16,6 +16,7 @@ READS = frozenset(
         "get_vaultbundle",
         "get_cluster_target_store",
         "get_namespace",
+        "get_config_map",
     }
 )
 
@@ -29,6 +30,7 @@ class MemoryKube:
         self.namespaces: dict[str, dict[str, Any]] = {}  # Namespaces by name
         # Deployments / StatefulSets / DaemonSets: (namespace, kind, name) -> pod template annotations
         self.workloads: dict[tuple[str, str, str], dict[str, str]] = {}
+        self.config_maps: dict[tuple[str, str], dict[str, Any]] = {}
         self.status: dict[str, Any] = {}
         self.tokens: list[dict[str, Any]] = []  # every TokenRequest: namespace, name and its spec
         self.calls: list[str] = []
@@ -127,7 +129,18 @@ class MemoryKube:
             raise KubeError("patch_pod_template", 404, "Not Found")
         template.update(annotations)
 
+    async def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self._enter("get_config_map")
+        return self.config_maps.get((namespace, name))
+
     # --- test helpers -------------------------------------------------------------------------------------
+
+    def put_config_map(self, namespace: str, name: str, data: dict[str, str]) -> None:
+        """A ConfigMap; its resourceVersion moves on every put, as the apiserver's does."""
+        old = self.config_maps.get((namespace, name))
+        version = int((old or {}).get("metadata", {}).get("resourceVersion", "0")) + 1
+        metadata = {"name": name, "namespace": namespace, "resourceVersion": str(version)}
+        self.config_maps[(namespace, name)] = {"metadata": metadata, "data": dict(data)}
 
     def put_secret(self, namespace: str, name: str, data: dict[str, str], **metadata: Any) -> None:
         encoded = {key: base64.b64encode(value.encode()).decode() for key, value in data.items()}

@@ -6,6 +6,9 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
+import pyrage
+
+from tests.dotsec_writer import schema_sha256, write_sec
 from tests.kit.kube import MemoryKube
 from tests.kit.s3 import MemoryObjects
 from vaultbundle import bundles
@@ -13,6 +16,7 @@ from vaultbundle.bundles import Layout
 from vaultbundle.crypto import configblob
 from vaultbundle.crypto.configblob import BootstrapConfig
 from vaultbundle.digest import Digester
+from vaultbundle.dotsec.schema import EMPTY_SHA256
 from vaultbundle.pool import CryptoPool
 from vaultbundle.reconcile import FORCE_SYNC_ANNOTATION, Reconciler
 from vaultbundle.status import Observed, Outcome
@@ -103,3 +107,39 @@ class World:
 
     def secret(self, name: str = "out") -> dict[str, str]:
         return self.kube.data(self.namespace, name)
+
+
+class DotsecWorld(World):
+    """The VaultBundle `ns/web` over a dotsec source: the `.sec` text in ConfigMap `app-sec` (key `.sec`), the
+    age identity in Secret `age` (key `identity`); one kubernetesSecret target `app` -> Secret `out`."""
+
+    def __init__(self, namespace: str = NAMESPACE) -> None:
+        super().__init__(namespace)
+        self.identity = pyrage.x25519.Identity.generate()
+        self.kube.put_secret(namespace, "age", {"identity": f"# age-keygen\n{self.identity}\n"})
+        self.spec["source"] = {
+            "dotsec": {"configMapRef": {"name": "app-sec"}, "identitySecretRef": {"name": "age"}},
+        }
+
+    def write(self, body: str, *, schema: str | None = None) -> str:
+        """A `.sec` of *body* (`KEY=<<plain>>` lines are encrypted) under this world's identity; returns it."""
+        digest = schema_sha256(schema) if schema is not None else EMPTY_SHA256
+        text, _, _ = write_sec(body, identity=self.identity, schema_sha256=digest)
+        return text
+
+    def publish(self, body: str, *, schema: str | None = None) -> str:
+        """Write the file into the ConfigMap (a new resourceVersion); returns the text."""
+        text = self.write(body, schema=schema)
+        self.kube.put_config_map(self.namespace, "app-sec", {".sec": text})
+        return text
+
+    def set_text(self, text: str) -> None:
+        self.kube.put_config_map(self.namespace, "app-sec", {".sec": text})
+
+    def set_schema(self, schema: str, name: str = "schema") -> None:
+        """Put *schema* in ConfigMap *name* (key `dotsec.schema`) and point `spec.schema` at it."""
+        self.kube.put_config_map(self.namespace, name, {"dotsec.schema": schema})
+        self.edit_spec(schema={"configMapRef": {"name": name}})
+
+    def edit_dotsec(self, **fields: Any) -> None:
+        self.edit_spec(source={"dotsec": {**self.spec["source"]["dotsec"], **fields}})

@@ -251,6 +251,9 @@ def _rules(role: dict[str, Any]) -> set[tuple[str, str, str]]:
 
 
 OPERATOR_RULES = {("", "secrets", verb) for verb in ("get", "list", "watch", "create", "patch", "delete")} | {
+    ("", "configmaps", "get"),  # a dotsec source and spec.schema: read only
+    ("", "configmaps", "list"),
+    ("", "configmaps", "watch"),
     ("vaultbundle.io", "vaultbundles", "list"),
     ("vaultbundle.io", "vaultbundles", "watch"),
     ("vaultbundle.io", "vaultbundles/status", "patch"),

@@ -157,3 +157,10 @@ def test_subprocess_leak_canary_and_exit_code(files: dict[str, Path]) -> None:
     )
     assert broken.returncode == 29 and broken.stdout == "" and "MacMismatch" in broken.stderr
     assert CANARY not in broken.stderr
+
+
+def test_plan_and_sync_exit_with_the_dotsec_class_codes() -> None:
+    from vaultbundle.cli import REASON_EXIT_CODES
+
+    assert REASON_EXIT_CODES["DotsecMacMismatch"] == 29 and REASON_EXIT_CODES["SchemaViolation"] == 32
+    assert REASON_EXIT_CODES["WrongPassphrase"] == 14 and REASON_EXIT_CODES["KdfLimit"] == 11

@@ -97,6 +97,8 @@ def _store_ref_alone(target: dict[str, Any], kind: str) -> bool:
 
 
 def _targets_avoid_source(spec: dict[str, Any]) -> bool:
+    if "configSecretRef" not in spec["source"] or "passphraseSecretRef" not in spec["source"]:
+        return True
     source = {spec["source"]["configSecretRef"]["name"], spec["source"]["passphraseSecretRef"]["name"]}
     return all(t["kubernetesSecret"]["name"] not in source for t in spec["targets"] if "kubernetesSecret" in t)
 
@@ -107,11 +109,23 @@ def _distinct_secret_targets(targets: list[dict[str, Any]]) -> bool:
 
 
 CEL_TWINS: dict[str, Callable[[Any], bool]] = {
+    "!has(self.source.configSecretRef) || !has(self.source.passphraseSecretRef) || "
     "self.targets.all(t, !has(t.kubernetesSecret) || (t.kubernetesSecret.name != self.source.configSecretRef.name && "
     "t.kubernetesSecret.name != self.source.passphraseSecretRef.name))": _targets_avoid_source,
+    "!has(self.configSecretRef) || !has(self.passphraseSecretRef) || "
     "self.configSecretRef.name != self.passphraseSecretRef.name": lambda s: (
-        s["configSecretRef"]["name"] != s["passphraseSecretRef"]["name"]
+        "configSecretRef" not in s
+        or "passphraseSecretRef" not in s
+        or s["configSecretRef"]["name"] != s["passphraseSecretRef"]["name"]
     ),
+    "has(self.dotsec) != (has(self.configSecretRef) || has(self.passphraseSecretRef))": lambda s: (
+        ("dotsec" in s) != ("configSecretRef" in s or "passphraseSecretRef" in s)
+    ),
+    "has(self.dotsec) || (has(self.configSecretRef) && has(self.passphraseSecretRef))": lambda s: (
+        "dotsec" in s or ("configSecretRef" in s and "passphraseSecretRef" in s)
+    ),
+    "has(self.configMapRef) != has(self.s3)": lambda s: ("configMapRef" in s) != ("s3" in s),
+    "has(self.identitySecretRef) != has(self.kms)": lambda s: ("identitySecretRef" in s) != ("kms" in s),
     "!self.matches('(^|/)[.][.](/|$)')": _no_dotdot,
     "self.all(t, !has(t.kubernetesSecret) || self.exists_one(u, has(u.kubernetesSecret) && "
     "u.kubernetesSecret.name == t.kubernetesSecret.name))": _distinct_secret_targets,
@@ -479,7 +493,7 @@ def test_example_is_valid(path: Path) -> None:
             assert doc["apiVersion"] == "vaultbundle.io/v1alpha1"
             assert errors(doc) == [], doc["metadata"]["name"]
         else:
-            assert (doc["apiVersion"], doc["kind"]) == ("v1", "Secret")
+            assert (doc["apiVersion"], doc["kind"]) in {("v1", "Secret"), ("v1", "ConfigMap")}  # sources only
 
 
 def test_basic_example_matches_the_issue() -> None:
@@ -543,6 +557,22 @@ BROKEN: dict[str, tuple[Callable[[dict[str, Any]], object], str]] = {
         "is too long",
     ),
     "missing source": (lambda o: o["spec"].pop("source"), "'source' is a required property"),
+    "two source kinds": (
+        lambda o: o["spec"]["source"].update(
+            dotsec={"configMapRef": {"name": "c"}, "identitySecretRef": {"name": "i"}}
+        ),
+        "exactly one source kind",
+    ),
+    "dotsec without a key": (
+        lambda o: o["spec"].update(source={"dotsec": {"configMapRef": {"name": "c"}}}),
+        "exactly one of identitySecretRef",
+    ),
+    "dotsec bad plaintext": (
+        lambda o: o["spec"].update(
+            source={"dotsec": {"configMapRef": {"name": "c"}, "identitySecretRef": {"name": "i"}, "plaintext": "no"}}
+        ),
+        "is not one of",
+    ),
     "bad layout": (lambda o: o["spec"]["source"].update(layout="s3"), "is not one of"),
     "bad refresh interval": (lambda o: o["spec"].update(refreshInterval="1 minute"), "does not match"),
     "bad rollback policy": (lambda o: o["spec"].update(rollbackPolicy="refuse"), "is not one of"),

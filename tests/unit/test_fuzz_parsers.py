@@ -52,6 +52,30 @@ def test_spec_parser_raises_only_spec_errors(document: dict[str, object]) -> Non
     targets.run("crd_spec", json.dumps(document).encode())
 
 
+dotsec_like = st.fixed_dictionaries(
+    {
+        "source": st.fixed_dictionaries(
+            {
+                "dotsec": st.dictionaries(
+                    st.sampled_from(["configMapRef", "s3", "identitySecretRef", "kms", "plaintext", "pin"]),
+                    json_values | st.fixed_dictionaries({}, optional={"name": json_values, "key": json_values}),
+                    max_size=6,
+                )
+            },
+            optional={"layout": json_values, "configSecretRef": json_values},
+        ),
+        "targets": st.just([{"name": "app", "kubernetesSecret": {"name": "out"}}]),
+    },
+    optional={"schema": json_values | st.fixed_dictionaries({"configMapRef": json_values})},
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(document=dotsec_like)
+def test_dotsec_source_spec_raises_only_spec_errors(document: dict[str, object]) -> None:
+    targets.run("crd_spec", json.dumps(document).encode())
+
+
 @settings(max_examples=100, deadline=None)
 @given(document=json_values)
 def test_json_vault_parser_on_any_json(document: object) -> None:

@@ -198,3 +198,27 @@ def test_scheduler_wakes_source_readers_and_resolves_managed_owners() -> None:
     owned = {"annotations": {"vaultbundle.io/owner-uid": "uid-1"}}
     assert scheduler.managed_secret_changed("team-a", "web-env", owned) == "uid-1"
     assert scheduler.managed_secret_changed("team-a", "web-env", {"annotations": {}}) is None
+
+
+def test_config_maps_are_watched_under_the_same_label() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        client = k8s.ApiClient(k8s.Configuration(host="http://127.0.0.1:1"))
+        watches = secretwatch.start_watches(
+            client, ("a",), {"x=1": lambda *_: None}, loop, config_map_handlers={"x=1": lambda *_: None}
+        )
+        for watch in watches:
+            watch.stop()
+    finally:
+        loop.close()
+    assert [w.path for w in watches] == ["/api/v1/namespaces/a/secrets", "/api/v1/namespaces/a/configmaps"]
+
+
+def test_scheduler_wakes_config_map_readers_but_not_for_a_secret_of_the_same_name() -> None:
+    scheduler = controller.Scheduler(reconciler=None, max_concurrent=1, active=False)  # type: ignore[arg-type]
+    scheduler.workers["uid-1"] = controller.Worker({"metadata": {"uid": "uid-1"}}, Retry(scheduler.backoff))
+    scheduler.secret_watchers[("team-a", controller.CONFIG_MAP_PREFIX + "app-sec")].add("uid-1")
+    scheduler.secret_changed("team-a", "app-sec", {})
+    assert not scheduler.workers["uid-1"].wake.is_set()
+    scheduler.config_map_changed("team-a", "app-sec", {})
+    assert scheduler.workers["uid-1"].wake.is_set()

@@ -88,6 +88,12 @@ else only the release namespace (the default: nothing cluster-wide on Secrets un
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get, list, watch, create, patch, delete]
+# ConfigMaps, read only. get: a dotsec source's `.sec` text and a spec.schema, by name on every refresh.
+# list+watch: one label-selected, metadata-only watch of ConfigMaps labelled vaultbundle.io/source=true
+# (instant resync when the committed file changes). Nothing is ever written to a ConfigMap.
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [get, list, watch]
 # VaultBundles. list+watch: kopf's watch stream reads them; a list before adopting a Secret finds every source Secret.
 - apiGroups: [vaultbundle.io]
   resources: [vaultbundles]

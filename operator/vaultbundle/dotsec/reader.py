@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TypedDict
 
 from ..errors import (
     DotsecDekUnwrapFailedError,
@@ -73,6 +74,7 @@ class Report:
     duplicates: tuple[str, ...]
     warnings: tuple[str, ...] = field(default=())
     unchecked_keys: tuple[str, ...] = field(default=())  # encrypted values a key-less validation could not see
+    file_mac: bytes = field(default=b"", repr=False)  # the verified header MAC: identifies the file's content
 
 
 def _schema(schema: Schema | str | None) -> Schema | None:
@@ -96,7 +98,14 @@ def _unwrap(sec: SecFile, provider: str | None, wrapped: bytes, key: KeyUnwrappe
     return key.unwrap(wrapped, file_region=sec.setting("region"))
 
 
-def _summary(sec: SecFile) -> dict[str, tuple[str, ...]]:
+class _Summary(TypedDict):
+    keys: tuple[str, ...]
+    encrypted_keys: tuple[str, ...]
+    plaintext_keys: tuple[str, ...]
+    duplicates: tuple[str, ...]
+
+
+def _summary(sec: SecFile) -> _Summary:
     keys = list(dict.fromkeys(entry.key for entry in sec.entries))
     counts = {key: sum(entry.key == key for entry in sec.entries) for key in keys}
     return {
@@ -162,7 +171,7 @@ def open_sec(
             for e, (_, value) in zip(sec.entries, pairs, strict=True)
         ]
         warnings += _enforce(check(subjects, parsed_schema))
-    report = Report(provider, schema_sha256, True, warnings=tuple(warnings), **summary)
+    report = Report(provider, schema_sha256, True, warnings=tuple(warnings), file_mac=header.mac, **summary)
     return Values(pairs), report
 
 
