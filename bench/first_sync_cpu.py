@@ -272,7 +272,12 @@ def main(argv: list[str] | None = None) -> int:
         default=Path(os.environ.get("VAULTBUNDLE_TESTBED_ENV") or scale.REPO / ".testbed" / "env"),
     )
     parser.add_argument("--load-note", default="", help="what else ran on the machine (goes into the JSON)")
+    parser.add_argument(
+        "--merge", type=Path, nargs="+", help="combine the runs of earlier results files into --name (no bed needed)"
+    )
     args = parser.parse_args(argv)
+    if args.merge:
+        return merge(args.merge, args.name)
     try:
         env, api = scale.connect(args.testbed_env)
     except TestBedDown as exc:
@@ -310,6 +315,21 @@ def main(argv: list[str] | None = None) -> int:
     result["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
     plot(result, RESULTS / f"{args.name}.png")
+    say(json.dumps(result["summary"], indent=1))
+    return 0
+
+
+def merge(paths: list[Path], name: str) -> int:
+    """One results file from several runs of this script (same N and checkouts), e.g. taken back to back."""
+    parts = [json.loads(path.read_text()) for path in paths]
+    if len({p["n"] for p in parts}) != 1 or len({json.dumps(p["roots"], sort_keys=True) for p in parts}) != 1:
+        raise SystemExit("bench: --merge needs results of the same N and the same checkouts")
+    result = {**parts[0], "merged_from": [str(p) for p in paths], "runs": [r for p in parts for r in p["runs"]]}
+    result["repeats"] = sum(p["repeats"] for p in parts)
+    result["machine"]["loadavg_end"] = parts[-1]["machine"].get("loadavg_end")
+    result["summary"] = summarize(result["runs"], list(result["roots"]))
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    plot(result, RESULTS / f"{name}.png")
     say(json.dumps(result["summary"], indent=1))
     return 0
 
