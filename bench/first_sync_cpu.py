@@ -218,9 +218,8 @@ def summarize(runs: list[dict[str, Any]], variants: list[str]) -> dict[str, Any]
         entry: dict[str, Any] = {f: spread([r[f] for r in mine], 2) for f in fields}
         n = mine[0]["n"]
         keys = sorted({k for r in mine for k in r["api_requests"]})
-        entry["api_requests_per_bundle_by_kind"] = {
-            k: round(sorted(r["api_requests"].get(k, 0) for r in mine)[len(mine) // 2] / n, 2) for k in keys
-        }
+        per_kind = {k: round(sorted(r["api_requests"].get(k, 0) for r in mine)[len(mine) // 2] / n, 2) for k in keys}
+        entry["api_requests_per_bundle_by_kind"] = {k: v for k, v in per_kind.items() if v > 0}  # not others' watches
         summary[variant] = entry
     return summary
 
@@ -325,7 +324,7 @@ def merge(paths: list[Path], name: str) -> int:
     if len({p["n"] for p in parts}) != 1 or len({json.dumps(p["roots"], sort_keys=True) for p in parts}) != 1:
         raise SystemExit("bench: --merge needs results of the same N and the same checkouts")
     result = {**parts[0], "merged_from": [str(p) for p in paths], "runs": [r for p in parts for r in p["runs"]]}
-    result["repeats"] = sum(p["repeats"] for p in parts)
+    result["repeats"] = min(Counter(r["variant"] for r in result["runs"]).values())  # a partial file counts as run
     result["machine"]["loadavg_end"] = parts[-1]["machine"].get("loadavg_end")
     result["summary"] = summarize(result["runs"], list(result["roots"]))
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
