@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 
 from .stats import percentile
@@ -125,7 +126,16 @@ def free_port() -> int:
 
 
 class OperatorProcess:
-    def __init__(self, kubeconfig: str, log: Path, *, shard: str | None = None, workers: int | None = None) -> None:
+    def __init__(
+        self,
+        kubeconfig: str,
+        log: Path,
+        *,
+        shard: str | None = None,
+        workers: int | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        """*env*: extra environment, e.g. PYTHONPATH to run another checkout's operator code in this venv."""
         self.port = free_port()
         self.log = log
         script = Path(sys.executable).parent / "vaultbundle"
@@ -150,7 +160,10 @@ class OperatorProcess:
         self.command = command
         with log.open("wb") as sink:
             self.process = subprocess.Popen(
-                command, stdout=sink, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+                command,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
             )
         deadline = time.monotonic() + 90
         while http_get(f"http://127.0.0.1:{self.port}/readyz", timeout=2) != "ready\n":

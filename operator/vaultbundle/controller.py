@@ -28,7 +28,7 @@ from typing import Any, cast
 
 import kopf
 
-from . import digest_key, metrics, observability, secretwatch
+from . import digest_key, kopfstate, metrics, observability, secretwatch
 from .backoff import Backoff, Retry
 from .crypto.kdf import IterationLimits
 from .errors import Reason
@@ -288,7 +288,8 @@ def build_registry(config: Settings) -> kopf.OperatorRegistry:
         return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
 
     @kopf.on.startup(registry=registry)
-    async def startup(**_: Any) -> None:
+    async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+        kopfstate.configure(settings)  # no change-detecting handlers: kopf need not diff every event
         # S3 and Kubernetes calls run in threads; the default pool (CPU count + 4) would queue them at scale
         io_threads = max(8, config.max_concurrent * 2)
         asyncio.get_running_loop().set_default_executor(

@@ -88,16 +88,21 @@ async def open_bundle(
     floor: str | None,
     egress: EgressPolicy | None = SECURE_DEFAULT,
 ) -> Verified:
-    pointer = await _s3(egress, config, bundles.locate, objects, config, spec.layout, version=spec.version or None)
-    check_rollback(pointer, floor)
-    envelope = await _s3(egress, config, bundles.fetch, objects, config, pointer)
+    def download() -> tuple[Pointer, bytes]:
+        pointer = bundles.locate(objects, config, spec.layout, version=spec.version or None)
+        check_rollback(pointer, floor)  # before a byte of the bundle is read
+        return pointer, bundles.fetch(objects, config, pointer)
+
+    def finish(plaintext: bytes) -> Bundle:
+        generation = bundles.read_generation(objects, config, pointer.layout)
+        # ZIP inflation, CRCs and HMACs run without the GIL: a large bundle is parsed off the event loop
+        return bundles.finish(pointer, plaintext, generation, env=config.env, env_file=spec.env_file)
+
+    # one worker-thread trip (and one egress pre-flight check) for the pointer and the envelope, one for the
+    # generation and the parse: each trip costs the event loop and the thread a wake-up
+    pointer, envelope = await _s3(egress, config, download)
     plaintext = await pool.aopen_envelope(envelope, passphrase, config.salt, config.iterations)
-    generation = await _s3(egress, config, bundles.read_generation, objects, config, pointer.layout)
-    # ZIP inflation, CRCs and HMACs run without the GIL: a large bundle is parsed off the event loop
-    bundle = await asyncio.to_thread(
-        bundles.finish, pointer, plaintext, generation, env=config.env, env_file=spec.env_file
-    )
-    return Verified(bundle, pointer)
+    return Verified(await _s3(egress, config, finish, plaintext), pointer)
 
 
 def content_items(bundle: Bundle) -> dict[str, bytes]:
