@@ -15,7 +15,7 @@ import secrets
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +34,8 @@ from vaultbundle.crypto.configblob import BootstrapConfig
 from vaultbundle.pool import CryptoPool
 from vaultbundle.remote import S3Objects
 
-from .operator_proc import HealthProbe, OperatorProcess, cpu_seconds, metric_by_label, metric_sum
+from .operator_proc import HealthProbe, OperatorProcess, ServerProcess, cpu_seconds, metric_by_label, metric_sum
+from .readiness import ReadyWatch
 
 REPO = Path(__file__).resolve().parent.parent
 GROUP, VERSION, PLURAL = "vaultbundle.io", "v1alpha1", "vaultbundles"
@@ -53,6 +54,9 @@ class ScaleCase:
     n: int
     mode: Literal["shared", "distinct"]
     shards: int = 1
+    unrelated_secrets: int = 0  # Secrets no VaultBundle refers to, in a namespace of their own (the operator
+    # must not pay for them)
+    operator_args: tuple[str, ...] = ()  # more `vaultbundle run` flags (tuning)
 
 
 def read_env(path: Path) -> dict[str, str]:
@@ -73,7 +77,7 @@ def bed_pids(env_path: Path) -> dict[str, int]:
     return {record["name"]: int(record["pid"]) for record in records}
 
 
-def cpu_now(operators: list[OperatorProcess], bed: dict[str, int]) -> dict[str, float]:
+def cpu_now(operators: Sequence[ServerProcess], bed: dict[str, int]) -> dict[str, float]:
     """CPU seconds used so far by the operator(s) (every thread), this bench process and each test-bed server."""
     times = os.times()
     return {
@@ -131,31 +135,100 @@ def install_crds(env: dict[str, str]) -> None:
     )
 
 
-def _parallel(fn: Callable[[Any], Any], items: Iterable[Any], threads: int = 16) -> list[Any]:
+def parallel(fn: Callable[[Any], Any], items: Iterable[Any], threads: int = 16) -> list[Any]:
     with ThreadPoolExecutor(threads) as executor:
         return list(executor.map(fn, items))
 
 
-def audit_size(env: dict[str, str]) -> int:
-    return Path(env["KUBE_AUDIT_LOG"]).stat().st_size
+def audit_mark(env: dict[str, str]) -> tuple[int, int]:
+    """Where the audit log ends now: (inode, size). The apiserver rotates the log (--audit-log-maxsize), so
+    a later read must follow the renamed file (same inode) before it reads the new one."""
+    stat = Path(env["KUBE_AUDIT_LOG"]).stat()
+    return stat.st_ino, stat.st_size
 
 
-def audit_writes(env: dict[str, str], offset: int, namespaces: set[str]) -> Counter[str]:
-    """Write requests the apiserver completed in *namespaces* since byte *offset* of its audit log."""
-    counts: Counter[str] = Counter()
-    with open(env["KUBE_AUDIT_LOG"], "rb") as log:
+def _audit_since(env: dict[str, str], mark: tuple[int, int]) -> Iterator[bytes]:
+    """The audit log's lines written after *mark*, across a rotation."""
+    path = Path(env["KUBE_AUDIT_LOG"])
+    inode, offset = mark
+    current = path.stat().st_ino
+    if current != inode:  # rotated since the mark: the rest of the old file first (renamed, same inode)
+        old = next((f for f in path.parent.glob(f"{path.stem}-*") if f.stat().st_ino == inode), None)
+        if old is None:
+            raise RuntimeError(f"the audit log rotated twice since the mark; counts from {path} are incomplete")
+        with old.open("rb") as log:
+            log.seek(offset)
+            yield from log
+        offset = 0
+    with path.open("rb") as log:
         log.seek(offset)
-        for raw in log:
-            entry = json.loads(raw)
-            ref = entry.get("objectRef") or {}
-            if (
-                entry.get("stage") == "ResponseComplete"
-                and entry.get("verb") in WRITE_VERBS
-                and ref.get("namespace") in namespaces
-            ):
-                resource = ref.get("resource", "") + (f"/{ref['subresource']}" if ref.get("subresource") else "")
-                counts[f"{entry['verb']} {resource}"] += 1
+        yield from log
+
+
+def audit_requests(
+    env: dict[str, str],
+    mark: tuple[int, int],
+    namespaces: set[str],
+    cluster_groups: frozenset[str] = frozenset(),
+    verbs: frozenset[str] | None = None,
+) -> Counter[str]:
+    """Requests the apiserver completed in *namespaces*, and on cluster-scoped objects of the API groups
+    *cluster_groups* (a ClusterSecretStore's status), since *mark* (`audit_mark`), by "verb resource"; only
+    *verbs* when given."""
+    counts: Counter[str] = Counter()
+    for raw in _audit_since(env, mark):
+        entry = json.loads(raw)
+        ref = entry.get("objectRef") or {}
+        scoped = ref.get("namespace") in namespaces or (
+            not ref.get("namespace") and ref.get("apiGroup") in cluster_groups
+        )
+        verb = entry.get("verb")
+        if entry.get("stage") == "ResponseComplete" and scoped and (verbs is None or verb in verbs):
+            resource = ref.get("resource", "") + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+            counts[f"{verb} {resource}"] += 1
     return counts
+
+
+def audit_writes(
+    env: dict[str, str], mark: tuple[int, int], namespaces: set[str], cluster_groups: frozenset[str] = frozenset()
+) -> Counter[str]:
+    """Write requests (create, update, patch, delete) as `audit_requests` counts them."""
+    return audit_requests(env, mark, namespaces, cluster_groups, WRITE_VERBS)
+
+
+def create_unrelated_secrets(core: k8s.CoreV1Api, namespace: str, labels: dict[str, str], count: int) -> None:
+    """*count* small Secrets in *namespace* that no operator manages: what a busy cluster holds besides ours."""
+    core.create_namespace({"metadata": {"name": namespace, "labels": labels}})
+    parallel(
+        lambda j: core.create_namespaced_secret(
+            namespace, {"metadata": {"name": f"unrelated-{j:05d}"}, "stringData": {"token": secrets.token_hex(16)}}
+        ),
+        range(count),
+    )
+
+
+def secret_value(core: k8s.CoreV1Api, namespace: str, name: str, key: str = "VALUE") -> str | None:
+    """The decoded value of *key* in the Secret, None while the Secret or the key does not exist."""
+    try:
+        secret = core.read_namespaced_secret(name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    raw = (secret.data or {}).get(key)
+    return base64.b64decode(raw).decode() if raw else None
+
+
+def wait_value(
+    read: Callable[[], str | None], value: str, timeout: float, started: float | None = None
+) -> float | None:
+    """Seconds from *started* (default: now) until *read* returns *value* (polled every 50 ms); None on timeout."""
+    started = time.perf_counter() if started is None else started
+    while time.perf_counter() - started < timeout:
+        if read() == value:
+            return time.perf_counter() - started
+        time.sleep(0.05)
+    return None
 
 
 class Case:
@@ -166,6 +239,9 @@ class Case:
         self.core, self.custom = k8s.CoreV1Api(api), k8s.CustomObjectsApi(api)
         self.run_id = f"{case.mode[0]}{case.n}x{case.shards}-{secrets.token_hex(3)}"
         self.namespaces = [f"vbb-{self.run_id}-{i}" for i in range(min(10, case.n))]
+        self.selector = f"{RUN_LABEL}={self.run_id}"
+        # the unrelated Secrets' namespace: not watched for writes, deleted with the others
+        self.unrelated_namespace = f"vbb-{self.run_id}-unrelated" if case.unrelated_secrets else None
         self.bucket = f"vbb-{self.run_id}"
         self.s3 = _s3_client(env)
         # (namespace, name, config, passphrase) per VaultBundle
@@ -198,25 +274,32 @@ class Case:
         self.s3.create_bucket(Bucket=self.bucket)
         if self.case.mode == "shared":  # derive the one key once, not once per pushing thread
             pool.derive("bench-shared-passphrase", SHARED_SALT, ITERATIONS)
-        _parallel(lambda j: self.push(pool, j, "v1"), range(self.case.n))
+        parallel(lambda j: self.push(pool, j, "v1"), range(self.case.n))
         pushed = time.perf_counter()
         labels = {RUN_LABEL: self.run_id}
-        _parallel(lambda ns: self.core.create_namespace({"metadata": {"name": ns, "labels": labels}}), self.namespaces)
+        parallel(lambda ns: self.core.create_namespace({"metadata": {"name": ns, "labels": labels}}), self.namespaces)
         passphrases = {(ns, p) for ns, _, _, p in self.items}
-        _parallel(
+        parallel(
             lambda item: self.core.create_namespaced_secret(
                 item[0], {"metadata": {"name": "bench-passphrase"}, "stringData": {"passphrase": item[1]}}
             ),
             sorted(passphrases),
         )
-        _parallel(
+        parallel(
             lambda item: self.core.create_namespaced_secret(
                 item[0],
                 {"metadata": {"name": f"{item[1]}-vsync"}, "stringData": {"config": configblob.encode(item[2])}},
             ),
             self.items,
         )
-        return {"push_s": round(pushed - started, 2), "secrets_s": round(time.perf_counter() - pushed, 2)}
+        made = time.perf_counter()
+        if self.unrelated_namespace:
+            create_unrelated_secrets(self.core, self.unrelated_namespace, labels, self.case.unrelated_secrets)
+        return {
+            "push_s": round(pushed - started, 2),
+            "secrets_s": round(made - pushed, 2),
+            "unrelated_secrets_s": round(time.perf_counter() - made, 2),
+        }
 
     def create_vaultbundles(self) -> float:
         started = time.perf_counter()
@@ -239,56 +322,20 @@ class Case:
             }
             self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
 
-        _parallel(create, self.items)
+        parallel(create, self.items)
         return time.perf_counter() - started
 
     # -- observation --------------------------------------------------------------------------------------
-    def ready_count(self) -> tuple[int, Counter[str]]:
-        listed = self.custom.list_cluster_custom_object(
-            GROUP, VERSION, PLURAL, label_selector=f"{RUN_LABEL}={self.run_id}", _request_timeout=60
-        )
-        reasons: Counter[str] = Counter()
-        ready = 0
-        for item in listed["items"]:
-            condition = next(
-                (c for c in (item.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"), None
-            )
-            reasons[(condition or {}).get("reason", "Pending")] += 1
-            ready += bool(condition and condition.get("status") == "True")
-        return ready, reasons
-
-    def wait_ready(self, started: float, timeout: float) -> tuple[float | None, Counter[str], list[list[float]]]:
-        poll = 0.5 if self.case.n <= 200 else 1.0
-        curve: list[list[float]] = []
-        while True:
-            ready, reasons = self.ready_count()
-            elapsed = time.perf_counter() - started
-            curve.append([round(elapsed, 2), ready])
-            if ready >= self.case.n:
-                return elapsed, reasons, curve
-            if elapsed > timeout:
-                return None, reasons, curve
-            time.sleep(poll)
+    def ready_watch(self) -> ReadyWatch:
+        return ReadyWatch(self.api, GROUP, VERSION, PLURAL, self.selector)
 
     def secret_value(self, index: int) -> str | None:
         namespace, name, _, _ = self.items[index]
-        try:
-            secret = self.core.read_namespaced_secret(f"{name}-env", namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        raw = (secret.data or {}).get("VALUE")
-        return base64.b64decode(raw).decode() if raw else None
+        return secret_value(self.core, namespace, f"{name}-env")
 
     def wait_value(self, index: int, value: str, timeout: float, started: float | None = None) -> float | None:
         """Seconds from *started* (default: now) until the target Secret holds VALUE=*value*."""
-        started = time.perf_counter() if started is None else started
-        while time.perf_counter() - started < timeout:
-            if self.secret_value(index) == value:
-                return time.perf_counter() - started
-            time.sleep(0.05)
-        return None
+        return wait_value(lambda: self.secret_value(index), value, timeout, started)
 
     def force_sync(self, index: int, token: str) -> None:
         namespace, name, _, _ = self.items[index]
@@ -297,13 +344,14 @@ class Case:
 
     def cleanup(self, timeout: float = 180.0) -> dict[str, Any]:
         started = time.perf_counter()
-        for namespace in self.namespaces:
+        doomed = [*self.namespaces, *([self.unrelated_namespace] if self.unrelated_namespace else [])]
+        for namespace in doomed:
             try:
                 self.core.delete_namespace(namespace)
             except ApiException as exc:
                 if exc.status != 404:
                     raise
-        remaining = set(self.namespaces)
+        remaining = set(doomed)
         while remaining and time.perf_counter() - started < timeout:
             listed = self.core.list_namespace(label_selector=f"{RUN_LABEL}={self.run_id}")
             remaining = {ns.metadata.name for ns in listed.items}
@@ -358,6 +406,8 @@ def run_case(
         "n": case.n,
         "mode": case.mode,
         "shards": case.shards,
+        "unrelated_secrets": case.unrelated_secrets,
+        "operator_args": list(case.operator_args),
         "namespaces": len(bench.namespaces),
         "refresh_interval_s": refresh_s,
     }
@@ -369,16 +419,21 @@ def run_case(
             for index in range(case.shards):
                 shard = f"{index}/{case.shards}" if case.shards > 1 else None
                 operators.append(
-                    OperatorProcess(env["KUBECONFIG"], logs / f"operator-{bench.run_id}-{index}.log", shard=shard)
+                    OperatorProcess(
+                        env["KUBECONFIG"],
+                        logs / f"operator-{bench.run_id}-{index}.log",
+                        shard=shard,
+                        extra_args=case.operator_args,
+                    )
                 )
             result["operator_pids"] = [op.pid for op in operators]
             say(f"[{bench.run_id}] creating {case.n} VaultBundles")
             probe = HealthProbe(operators[0].port)
-            with probe:
+            with probe, bench.ready_watch() as watcher:
                 cpu_before = cpu_now(operators, bed or {})
                 started = time.perf_counter()
                 result["create_s"] = round(bench.create_vaultbundles(), 2)
-                ready_s, reasons, curve = bench.wait_ready(started, ready_timeout)
+                ready_s, reasons, curve = watcher.wait(case.n, started, ready_timeout, 0.5 if case.n <= 200 else 1.0)
                 # where the machine's CPU went until all were Ready (capacity: cores x wall time)
                 result["cpu_s_during_ready"] = cpu_used(cpu_before, cpu_now(operators, bed or {}))
                 result["cpu_capacity_s"] = round((time.perf_counter() - started) * (os.cpu_count() or 1), 2)
@@ -399,7 +454,7 @@ def run_case(
             cycle_timeout = max(120.0, 8 * refresh_s)
             base = _totals(operators)
             result["settle_s"] = _wait_idle(operators, base["idle"], case.n, cycle_timeout)
-            offset = audit_size(env)
+            mark = audit_mark(env)
             before = _totals(operators)
             probe = HealthProbe(operators[0].port)
             window_started = time.perf_counter()
@@ -408,7 +463,7 @@ def run_case(
                 cycle_s = _wait_idle(operators, before["idle"], case.n, cycle_timeout)
             after = _totals(operators)
             result["cpu_s_during_idle"] = cpu_used(cpu_before, cpu_now(operators, bed or {}))
-            writes = audit_writes(env, offset, set(bench.namespaces))
+            writes = audit_writes(env, mark, set(bench.namespaces))
             result.update(
                 idle_cycle_s=None if cycle_s is None else round(cycle_s, 2),  # None: no full cycle in the cap
                 idle_window_s=round(time.perf_counter() - window_started, 2),
