@@ -54,8 +54,6 @@ class ScaleCase:
     n: int
     mode: Literal["shared", "distinct"]
     shards: int = 1
-    unrelated_secrets: int = 0  # Secrets no VaultBundle refers to, in a namespace of their own (the operator
-    # must not pay for them)
     operator_args: tuple[str, ...] = ()  # more `vaultbundle run` flags (tuning)
 
 
@@ -240,8 +238,8 @@ class Case:
         self.run_id = f"{case.mode[0]}{case.n}x{case.shards}-{secrets.token_hex(3)}"
         self.namespaces = [f"vbb-{self.run_id}-{i}" for i in range(min(10, case.n))]
         self.selector = f"{RUN_LABEL}={self.run_id}"
-        # the unrelated Secrets' namespace: not watched for writes, deleted with the others
-        self.unrelated_namespace = f"vbb-{self.run_id}-unrelated" if case.unrelated_secrets else None
+        # a namespace of Secrets no VaultBundle refers to (bench.tenk), deleted with the others
+        self.unrelated_namespace: str | None = None
         self.bucket = f"vbb-{self.run_id}"
         self.s3 = _s3_client(env)
         # (namespace, name, config, passphrase) per VaultBundle
@@ -292,14 +290,7 @@ class Case:
             ),
             self.items,
         )
-        made = time.perf_counter()
-        if self.unrelated_namespace:
-            create_unrelated_secrets(self.core, self.unrelated_namespace, labels, self.case.unrelated_secrets)
-        return {
-            "push_s": round(pushed - started, 2),
-            "secrets_s": round(made - pushed, 2),
-            "unrelated_secrets_s": round(time.perf_counter() - made, 2),
-        }
+        return {"push_s": round(pushed - started, 2), "secrets_s": round(time.perf_counter() - pushed, 2)}
 
     def create_vaultbundles(self) -> float:
         started = time.perf_counter()
@@ -371,23 +362,71 @@ class Case:
         }
 
 
-def _totals(operators: list[OperatorProcess]) -> dict[str, float]:
+def totals(operators: Sequence[OperatorProcess]) -> dict[str, float]:
     texts = [op.metrics() for op in operators]
     return {
         "idle": sum(metric_sum(t, "vaultbundle_syncs_total", result="Idle") for t in texts),
         "s3": sum(metric_sum(t, "vaultbundle_s3_requests_total") for t in texts),
         "kdf": sum(metric_sum(t, "vaultbundle_kdf_derivations_total") for t in texts),
         "writes": sum(metric_sum(t, "vaultbundle_kubernetes_writes_total") for t in texts),
+        "syncs": sum(metric_sum(t, "vaultbundle_syncs_total") for t in texts),
     }
 
 
-def _wait_idle(operators: list[OperatorProcess], since: float, count: int, timeout: float) -> float | None:
+def wait_idle(operators: Sequence[OperatorProcess], since: float, count: int, timeout: float) -> float | None:
     started = time.perf_counter()
     while time.perf_counter() - started < timeout:
-        if _totals(operators)["idle"] - since >= count:
+        if totals(operators)["idle"] - since >= count:
             return time.perf_counter() - started
         time.sleep(0.25)
     return None
+
+
+def idle_cycle(
+    env: dict[str, str],
+    bench: Case,
+    operators: Sequence[OperatorProcess],
+    *,
+    refresh_s: float,
+    bed: dict[str, int],
+    say: Callable[[str], None],
+) -> dict[str, Any]:
+    """Settle (N idle syncs: first-sync Events and status writes are over), then measure one window of N more
+    idle syncs: its length, API writes (audit log), the operator's writes, KDF and S3 requests (/metrics)."""
+    n = bench.case.n
+    cycle_timeout = max(120.0, 8 * refresh_s)
+    base = totals(operators)
+    settle_s = wait_idle(operators, base["idle"], n, cycle_timeout)
+    mark = audit_mark(env)
+    before = totals(operators)
+    probe = HealthProbe(operators[0].port)
+    window_started = time.perf_counter()
+    cpu_before = cpu_now(operators, bed)
+    with probe:
+        cycle_s = wait_idle(operators, before["idle"], n, cycle_timeout)
+    after = totals(operators)
+    cpu = cpu_used(cpu_before, cpu_now(operators, bed))
+    writes = audit_writes(env, mark, set(bench.namespaces))
+    result = {
+        "settle_s": settle_s,
+        "cpu_s_during_idle": cpu,
+        "idle_cycle_s": None if cycle_s is None else round(cycle_s, 2),  # None: no full cycle in the cap
+        "idle_window_s": round(time.perf_counter() - window_started, 2),
+        "idle_window_cap_s": cycle_timeout,
+        "idle_cycle_syncs": int(after["idle"] - before["idle"]),
+        "idle_cycle_api_writes": sum(writes.values()),
+        "idle_cycle_api_writes_by_kind": dict(writes),
+        "idle_cycle_operator_writes": int(after["writes"] - before["writes"]),
+        "idle_cycle_kdf_calls": int(after["kdf"] - before["kdf"]),
+        "idle_cycle_s3_requests": int(after["s3"] - before["s3"]),
+        "healthz_during_idle": probe.summary(),
+    }
+    say(
+        f"[{bench.run_id}] idle cycle: {result['idle_cycle_s']} s ({result['idle_cycle_syncs']} idle syncs "
+        f"in {result['idle_window_s']} s), writes={result['idle_cycle_api_writes']} "
+        f"kdf={result['idle_cycle_kdf_calls']} s3={result['idle_cycle_s3_requests']}"
+    )
+    return result
 
 
 def run_case(
@@ -400,13 +439,16 @@ def run_case(
     ready_timeout: float,
     say: Callable[[str], None],
     bed: dict[str, int] | None = None,
+    then: Callable[[Case, list[OperatorProcess], CryptoPool], dict[str, Any]] | None = None,
+    cleanup_timeout: float = 180.0,
 ) -> dict[str, Any]:
+    """One scale case; *then* runs more measurements on the same objects and operators before the cleanup
+    (its result goes into ``result["then"]``; it may replace an operator in the list it gets)."""
     bench = Case(env, api, case, refresh_s)
     result: dict[str, Any] = {
         "n": case.n,
         "mode": case.mode,
         "shards": case.shards,
-        "unrelated_secrets": case.unrelated_secrets,
         "operator_args": list(case.operator_args),
         "namespaces": len(bench.namespaces),
         "refresh_interval_s": refresh_s,
@@ -442,7 +484,7 @@ def run_case(
             result["ready_curve"] = curve
             result["healthz_during_ready"] = probe.summary()
             # the operator's counter; the PBKDF2 work really needed is 1 per process (shared) or N (distinct)
-            result["kdf_metric_during_ready"] = _totals(operators)["kdf"]
+            result["kdf_metric_during_ready"] = totals(operators)["kdf"]
             result["kdf_needed_during_ready"] = case.shards if case.mode == "shared" else case.n
             cpu = result["cpu_s_during_ready"]
             say(f"[{bench.run_id}] ready_s={result['ready_s']} reasons={dict(reasons)} cpu_s={cpu}")
@@ -450,37 +492,7 @@ def run_case(
                 result["error"] = f"not all Ready within {ready_timeout:.0f}s"
                 return result
 
-            # settle: one idle cycle for everyone (first-sync Events and status writes are over), then measure one
-            cycle_timeout = max(120.0, 8 * refresh_s)
-            base = _totals(operators)
-            result["settle_s"] = _wait_idle(operators, base["idle"], case.n, cycle_timeout)
-            mark = audit_mark(env)
-            before = _totals(operators)
-            probe = HealthProbe(operators[0].port)
-            window_started = time.perf_counter()
-            cpu_before = cpu_now(operators, bed or {})
-            with probe:
-                cycle_s = _wait_idle(operators, before["idle"], case.n, cycle_timeout)
-            after = _totals(operators)
-            result["cpu_s_during_idle"] = cpu_used(cpu_before, cpu_now(operators, bed or {}))
-            writes = audit_writes(env, mark, set(bench.namespaces))
-            result.update(
-                idle_cycle_s=None if cycle_s is None else round(cycle_s, 2),  # None: no full cycle in the cap
-                idle_window_s=round(time.perf_counter() - window_started, 2),
-                idle_window_cap_s=cycle_timeout,
-                idle_cycle_syncs=int(after["idle"] - before["idle"]),
-                idle_cycle_api_writes=sum(writes.values()),
-                idle_cycle_api_writes_by_kind=dict(writes),
-                idle_cycle_operator_writes=int(after["writes"] - before["writes"]),
-                idle_cycle_kdf_calls=int(after["kdf"] - before["kdf"]),
-                idle_cycle_s3_requests=int(after["s3"] - before["s3"]),
-                healthz_during_idle=probe.summary(),
-            )
-            say(
-                f"[{bench.run_id}] idle cycle: {result['idle_cycle_s']} s ({result['idle_cycle_syncs']} idle syncs "
-                f"in {result['idle_window_s']} s), writes={result['idle_cycle_api_writes']} "
-                f"kdf={result['idle_cycle_kdf_calls']} s3={result['idle_cycle_s3_requests']}"
-            )
+            result.update(idle_cycle(env, bench, operators, refresh_s=refresh_s, bed=bed or {}, say=say))
 
             # one changed bundle while the others idle: (a) found by its own refresh, (b) after a force-sync poke
             target = case.n // 2
@@ -507,9 +519,11 @@ def run_case(
                 for key in sorted({k for t in texts for k in metric_by_label(t, "vaultbundle_syncs_total", "result")})
             }
             result["syncs_per_shard"] = [metric_sum(t, "vaultbundle_syncs_total", result="Synced") for t in texts]
+            if then is not None:
+                result["then"] = then(bench, operators, pool)
             return result
         finally:
             result["operator_exit_codes"] = [op.stop() for op in operators]
             result["operator_logs"] = [str(op.log) for op in operators]
             say(f"[{bench.run_id}] cleanup")
-            result["cleanup"] = bench.cleanup()
+            result["cleanup"] = bench.cleanup(cleanup_timeout)
