@@ -18,8 +18,6 @@ Writes bench/results/peer.{json,png,md} (smoke: peer-smoke.*).
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import os
 import sys
 import tempfile
@@ -38,7 +36,7 @@ from vaultbundle.pool import CryptoPool
 from . import eso, peer_report, scale
 from .operator_proc import OperatorProcess, ServerProcess, metric_sum
 from .readiness import ReadyWatch
-from .run import RESULTS, machine_info
+from .run import RESULTS, finish, machine_info, write_json
 from .scale import ScaleCase, TestBedDown
 from .stats import LoadSampler
 
@@ -322,22 +320,12 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 result["runs"].append(run)
                 result["load"] = load.summary()
-                _write(result, name)  # partial results survive a crash of a later case
-    result["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
-    result["machine"]["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+                write_json(result, name)  # partial results survive a crash of a later case
     result["load"] = load.summary()
     result["ratios"] = peer_report.ratio_rows(result)
-    _write(result, name)
-    peer_report.plot(result, RESULTS / f"{name}.png")
-    table = peer_report.markdown(result)
-    (RESULTS / f"{name}.md").write_text(table)
-    print(table)
+    finish(result, name, peer_report.plot, peer_report.markdown)
     say(f"wrote {RESULTS / (name + '.json')}, {name}.png, {name}.md; logs in {logs}")
     return 0
-
-
-def _write(result: dict[str, Any], name: str) -> None:
-    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

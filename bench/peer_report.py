@@ -10,7 +10,7 @@ from typing import Any
 
 from .plot import require_matplotlib
 
-__all__ = ["METRICS", "markdown", "metric_value", "plot", "ratio", "ratio_rows", "require_matplotlib"]
+__all__ = ["METRICS", "machine_line", "markdown", "metric_value", "plot", "ratio", "ratio_rows", "require_matplotlib"]
 
 # (key, label, how to read it from one run); lower is better for every one of them
 METRICS: tuple[tuple[str, str], ...] = (
@@ -99,14 +99,21 @@ def _setting_text(run: dict[str, Any]) -> str:
     return str(run["setting"]) + (f" (`{' '.join(run['args'])}`)" if run.get("args") else "")
 
 
-def markdown(result: dict[str, Any]) -> str:
+def machine_line(result: dict[str, Any], what: str) -> str:
+    """The line above a results table: machine, commit, *what* ran, the load average sampled during the run."""
     m = result["machine"]
     load = (result.get("load") or {}).get("loadavg_1m") or {}
+    return (
+        f"Machine: {m['cpu_model']}, {m['cpus']} cores, {m['mem_total_mib']} MiB; commit {m['git_commit']}; {what}; "
+        f"1-min load average during the run: median {load.get('median', '—')} "
+        f"[{load.get('min', '—')}–{load.get('max', '—')}]. {m['load_note']}"
+    )
+
+
+def markdown(result: dict[str, Any]) -> str:
+    what = f"ESO {result['eso_version']}, refreshInterval {result['refresh_interval_s']:g} s for both"
     lines = [
-        f"Machine: {m['cpu_model']}, {m['cpus']} cores, {m['mem_total_mib']} MiB; ESO {result['eso_version']}; "
-        f"commit {m['git_commit']}; refreshInterval {result['refresh_interval_s']:g} s for both; 1-min load "
-        f"average during the run: median {load.get('median', '—')} [{load.get('min', '—')}–{load.get('max', '—')}]. "
-        f"{m['load_note']}",
+        machine_line(result, what),
         "",
         "| N | operator | setting | Ready (s) | RSS (MiB) | CPU until Ready: operator / apiserver (core-s) "
         "| idle window (s): API writes / requests / provider req. | idle CPU: operator / apiserver (core-s) "

@@ -16,8 +16,6 @@ Writes bench/results/peer-10k.{json,md,png}.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import os
 import sys
 import tempfile
@@ -30,8 +28,9 @@ from vaultbundle.pool import CryptoPool
 
 from . import scale
 from .operator_proc import OperatorProcess
+from .peer_report import machine_line
 from .plot import require_matplotlib
-from .run import RESULTS, machine_info
+from .run import RESULTS, finish, machine_info
 from .scale import ScaleCase, TestBedDown
 from .stats import LoadSampler
 
@@ -80,12 +79,8 @@ def evaluate(run: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def markdown(result: dict[str, Any]) -> str:
-    m = result["machine"]
-    load = (result.get("load") or {}).get("loadavg_1m") or {}
     lines = [
-        f"Machine: {m['cpu_model']}, {m['cpus']} cores, {m['mem_total_mib']} MiB; commit {m['git_commit']}; "
-        f"refreshInterval {result['refresh_interval_s']:g} s; 1-min load average during the run: median "
-        f"{load.get('median', '—')} [{load.get('min', '—')}–{load.get('max', '—')}]. {m['load_note']}",
+        machine_line(result, f"refreshInterval {result['refresh_interval_s']:g} s"),
         "",
         "| case | Ready (s) | RSS (MiB) | CPU until Ready: operator / apiserver / etcd / moto (core-s) "
         "| idle cycle (s, syncs) | idle writes / KDF / S3 req | change: refresh path / after detection (s) |",
@@ -255,21 +250,11 @@ def main(argv: list[str] | None = None) -> int:
             cleanup_timeout=900.0,  # 30,000+ objects: the namespace controller takes minutes
         )
         result["runs"].append(run)
-    result["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
-    result["machine"]["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     result["load"] = load.summary()
     result["targets"] = [row for run in result["runs"] for row in evaluate(run)]
-    _write(result, args.name)
-    plot(result, RESULTS / f"{args.name}.png")
-    table = markdown(result)
-    (RESULTS / f"{args.name}.md").write_text(table)
-    print(table)
+    finish(result, args.name, plot, markdown)
     say(f"wrote {RESULTS / (args.name + '.json')}, .png, .md; operator logs in {logs}")
     return 0
-
-
-def _write(result: dict[str, Any], name: str) -> None:
-    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":
