@@ -21,7 +21,6 @@ METRICS: tuple[tuple[str, str], ...] = (
     ("operator_cpu_idle_s", "operator CPU, idle window (core-s)"),
     ("apiserver_cpu_idle_s", "kube-apiserver CPU, idle window (core-s)"),
     ("idle_api_writes", "idle window: API writes"),
-    ("idle_api_requests", "idle window: API requests (all verbs)"),
     ("idle_provider_requests", "idle window: provider / S3 requests"),
     ("change_propagation_s", "changed secret → Secret, refresh path (s)"),
     ("change_after_detection_s", "changed secret → Secret after force-sync (s)"),
@@ -116,7 +115,7 @@ def markdown(result: dict[str, Any]) -> str:
         machine_line(result, what),
         "",
         "| N | operator | setting | Ready (s) | RSS (MiB) | CPU until Ready: operator / apiserver (core-s) "
-        "| idle window (s): API writes / requests / provider req. | idle CPU: operator / apiserver (core-s) "
+        "| idle window (s): API writes / provider req. | idle CPU: operator / apiserver (core-s) "
         "| change: refresh path / force-sync (s) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
@@ -128,7 +127,7 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(
             f"| {run['n']:,} | {run['operator']} | {_setting_text(run)} | {v('ready_s')} | {v('rss_mib')} "
             f"| {v('operator_cpu_ready_s')} / {v('apiserver_cpu_ready_s')} "
-            f"| {_num(run.get('idle_window_s'))}: {v('idle_api_writes')} / {v('idle_api_requests')} "
+            f"| {_num(run.get('idle_window_s'))}: {v('idle_api_writes')} "
             f"/ {v('idle_provider_requests')} "
             f"| {v('operator_cpu_idle_s')} / {v('apiserver_cpu_idle_s')} "
             f"| {v('change_propagation_s')} / {v('change_after_detection_s')} |"

@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -111,6 +112,17 @@ def connect(env_path: Path) -> tuple[dict[str, str], k8s.ApiClient]:
         _s3_client(env).list_buckets()
     except Exception as exc:  # noqa: BLE001
         raise TestBedDown(f"the test bed's S3 does not answer ({type(exc).__name__}): {hint}") from None
+    return env, api
+
+
+def open_bed(env_path: Path) -> tuple[dict[str, str], k8s.ApiClient]:
+    """`connect`, then install the VaultBundle CRD; prints why and exits 2 when the bed is down."""
+    try:
+        env, api = connect(env_path)
+    except TestBedDown as exc:
+        print(f"bench: test bed is down: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    install_crds(env)
     return env, api
 
 

@@ -31,7 +31,7 @@ from .operator_proc import OperatorProcess
 from .peer_report import machine_line
 from .plot import require_matplotlib
 from .run import RESULTS, finish, machine_info
-from .scale import ScaleCase, TestBedDown
+from .scale import ScaleCase
 from .stats import LoadSampler
 
 TARGETS = {"ready_s": 120.0, "rss_mib": 400.0, "change_after_detection_s": 5.0}
@@ -217,12 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[10k {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
     require_matplotlib()
-    try:
-        env, api = scale.connect(args.testbed_env)
-    except TestBedDown as exc:
-        print(f"bench: test bed is down: {exc}", file=sys.stderr)
-        return 2
-    scale.install_crds(env)
+    env, api = scale.open_bed(args.testbed_env)
     bed = scale.bed_pids(args.testbed_env)
     logs = Path(tempfile.mkdtemp(prefix=f"vaultbundle-bench-{args.name}-"))
     case = ScaleCase(args.n, "shared", operator_args=tuple(args.operator_arg))

@@ -28,7 +28,6 @@ def _run(operator: str, setting: str, n: int, **over: Any) -> dict[str, Any]:
         "cpu_s_during_idle": {"operator": 1.0, "kube-apiserver": 2.0, "bench": 0.0, "total": 3.0},
         "idle_window_s": 30.0,
         "idle_api_writes": 400,
-        "idle_api_requests": 600,
         "idle_provider_requests": 200,
         "idle_moto_requests": 210,
         "change_propagation_s": 12.0,
