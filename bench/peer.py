@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import tempfile
 import time
@@ -123,13 +124,18 @@ def moto_log(env_path: Path) -> Path:
     return env_path.parent / "logs" / "moto.log"
 
 
+# werkzeug's access line ends `"GET /b/k HTTP/1.1" 200 -`; it colours some statuses (304, 404) with ANSI codes
+ACCESS_LINE = re.compile(rb'HTTP/1\.[01](?:\x1b\[0m)?" \d{3} ')
+
+
 def moto_requests(path: Path, offset: int) -> int:
     """HTTP requests moto logged after byte *offset* (werkzeug's access lines: `"GET /... HTTP/1.1" 200`);
-    moto serves both S3 and Secrets Manager, and nothing else talks to it during an idle window."""
+    moto serves both S3 and Secrets Manager, and nothing else talks to it during an idle window (the bed's
+    health probes of `/moto-api/` are not counted)."""
     try:
         with path.open("rb") as log:
             log.seek(offset)
-            return sum(1 for line in log if b'HTTP/1.1" ' in line)
+            return sum(1 for line in log if ACCESS_LINE.search(line) and b"/moto-api/" not in line)
     except OSError:
         return -1
 

@@ -46,8 +46,8 @@ class ReadyWatch:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        # The thread notices at the watch's next event or timeout (<= 20 s) and ends; a daemon, not waited for.
         self._stop.set()
-        self._thread.join(timeout=40)
 
     def _set(self, obj: dict[str, Any], deleted: bool = False) -> None:
         meta = obj.get("metadata") or {}

@@ -172,7 +172,9 @@ def test_moto_requests_counts_access_lines_after_the_offset(tmp_path: Path) -> N
     offset = log.stat().st_size
     with log.open("ab") as out:
         out.write(
-            b'127.0.0.1 - - [x] "POST / HTTP/1.1" 200 -\nsome other line\n127.0.0.1 - - [x] "GET / HTTP/1.1" 304 -\n'
+            b'127.0.0.1 - - [x] "POST / HTTP/1.1" 200 -\nsome other line\n'
+            b'127.0.0.1 - - [x] "\x1b[36mGET /b/k HTTP/1.1\x1b[0m" 304 -\n'  # werkzeug colours a 304
+            b'127.0.0.1 - - [x] "GET /moto-api/data.json HTTP/1.1" 200 -\n'  # the bed's health probe
         )
     assert moto_requests(log, offset) == 2
     assert moto_requests(tmp_path / "missing.log", 0) == -1
