@@ -176,7 +176,7 @@ def with_unrelated(
         out["restart_ready_s"] = round(time.perf_counter() - started, 2)  # process start to /readyz
         deadline = started + max(600.0, 8 * refresh_s)
         while time.perf_counter() < deadline and scale.totals(operators)["syncs"] < n:
-            time.sleep(0.5)
+            time.sleep(scale.scrape_every(n))
         done = scale.totals(operators)["syncs"] >= n
         out["restart_all_synced_s"] = round(time.perf_counter() - started, 2) if done else None
         out["restart_cpu_s"] = scale.cpu_used(cpu_before, scale.cpu_now(operators, bed))
