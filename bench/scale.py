@@ -56,6 +56,7 @@ class ScaleCase:
     mode: Literal["shared", "distinct"]
     shards: int = 1
     operator_args: tuple[str, ...] = ()  # more `vaultbundle run` flags (tuning)
+    bundles: int | None = None  # distinct bundles in S3 (default N); VaultBundle j reads bundle j % bundles
 
 
 def read_env(path: Path) -> dict[str, str]:
@@ -266,7 +267,7 @@ class Case:
                 bucket=self.bucket,
                 access_key_id=env["AWS_ACCESS_KEY_ID"],
                 secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-                prefix=f"b{j:05d}/",
+                prefix=f"b{j % (case.bundles or case.n):05d}/",
                 env="prod",
                 salt=salt,
                 iterations=ITERATIONS,
@@ -284,7 +285,7 @@ class Case:
         self.s3.create_bucket(Bucket=self.bucket)
         if self.case.mode == "shared":  # derive the one key once, not once per pushing thread
             pool.derive("bench-shared-passphrase", SHARED_SALT, ITERATIONS)
-        parallel(lambda j: self.push(pool, j, "v1"), range(self.case.n))
+        parallel(lambda j: self.push(pool, j, "v1"), range(self.case.bundles or self.case.n))
         pushed = time.perf_counter()
         labels = {RUN_LABEL: self.run_id}
         parallel(lambda ns: self.core.create_namespace({"metadata": {"name": ns, "labels": labels}}), self.namespaces)
@@ -457,11 +458,11 @@ def run_case(
     ready_timeout: float,
     say: Callable[[str], None],
     bed: dict[str, int] | None = None,
-    then: Callable[[Case, list[OperatorProcess], CryptoPool], dict[str, Any]] | None = None,
+    then: Callable[[Case, list[OperatorProcess], CryptoPool, dict[str, Any]], dict[str, Any]] | None = None,
     cleanup_timeout: float = 180.0,
 ) -> dict[str, Any]:
     """One scale case; *then* runs more measurements on the same objects and operators before the cleanup
-    (its result goes into ``result["then"]``; it may replace an operator in the list it gets)."""
+    (it gets the result so far; its own goes into ``result["then"]``; it may replace an operator in the list)."""
     bench = Case(env, api, case, refresh_s)
     result: dict[str, Any] = {
         "n": case.n,
@@ -538,7 +539,7 @@ def run_case(
             }
             result["syncs_per_shard"] = [metric_sum(t, "vaultbundle_syncs_total", result="Synced") for t in texts]
             if then is not None:
-                result["then"] = then(bench, operators, pool)
+                result["then"] = then(bench, operators, pool, result)
             return result
         finally:
             result["operator_exit_codes"] = [op.stop() for op in operators]
