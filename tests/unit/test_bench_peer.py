@@ -204,3 +204,15 @@ def test_load_sampler_summary_shape() -> None:
     assert summary["every_s"] == 0.01 and len(summary["samples"]) >= 1
     assert set(summary["loadavg_1m"]) == {"median", "min", "max"}
     assert len(summary["samples"][0]) == 4
+
+
+def test_a_scale_case_can_spread_n_vaultbundles_over_fewer_bundles() -> None:
+    from bench.scale import Case, ScaleCase
+    from kubernetes import client as k8s
+
+    env = {"AWS_ENDPOINT_URL": "http://127.0.0.1:1", "AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"}
+    case = Case(env, k8s.ApiClient(), ScaleCase(7, "shared", bundles=3), 10.0)
+    assert [name for _, name, _, _ in case.items] == [f"b{j:05d}" for j in range(7)]  # one object each
+    assert [config.prefix for _, _, config, _ in case.items] == [f"b{j % 3:05d}/" for j in range(7)]
+    plain = Case(env, k8s.ApiClient(), ScaleCase(3, "shared"), 10.0)
+    assert [config.prefix for _, _, config, _ in plain.items] == ["b00000/", "b00001/", "b00002/"]
