@@ -8,7 +8,7 @@ LOCK   := requirements/operator.lock
 TOOLS  := .venv-tools
 TOOLS_STAMP := $(TOOLS)/.installed-pip-tools-7.6.2-pip-audit-2.10.1
 
-.PHONY: help venv lint test test-unit test-node image demo testbed-up testbed-down testbed-status fuzz bench bench-smoke lock audit clean
+.PHONY: help venv lint test test-unit test-node image demo testbed-up testbed-down testbed-status fuzz bench bench-smoke bench-peer bench-10k lock audit clean
 FUZZ_SECONDS ?= 60
 # NODE=1: `make testbed-up` also starts the kubelet node (containerd + runc) that runs real pods.
 NODE ?=
@@ -22,6 +22,8 @@ help:
 	@echo "make test-node       the chart's Deployment in real pods on the node (brings the bed up and down)"
 	@echo "make fuzz            long atheris runs of every parser (FUZZ_SECONDS each)"
 	@echo "make bench|bench-smoke  benchmarks on the test bed (bench/results/)"
+	@echo "make bench-peer      side by side with External Secrets Operator (builds it once; N=200 1000, or N=..., SMOKE=1: N=50)"
+	@echo "make bench-10k       10,000 VaultBundles, then with 10,000 unrelated Secrets (bench/results/peer-10k.*)"
 	@echo "make lock            re-resolve $(LOCK) (hashed runtime closure) after changing pyproject.toml"
 	@echo "make audit           pip-audit $(LOCK) against the PyPI/OSV vulnerability databases (needs them reachable)"
 
@@ -90,6 +92,21 @@ bench-smoke: venv
 	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) -m e2e.testbed up
 	$(PY) -m bench.run --smoke
+
+# vaultbundle and External Secrets Operator one after the other on the same bed (bench/peer.py; not in CI).
+# The first run builds ESO into the test-bed cache (~16 min on 2 cores, progress shown); N="200 1000 5000" to
+# choose sizes, SMOKE=1 for N=50 (results in bench/results/peer-smoke.*).
+N ?=
+SMOKE ?=
+bench-peer: venv
+	$(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) -m e2e.testbed up
+	$(PY) -m bench.peer $(if $(SMOKE),--smoke) $(if $(N),--n $(N))
+
+bench-10k: venv
+	$(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) -m e2e.testbed up
+	$(PY) -m bench.tenk
 
 # Long coverage-guided fuzzing of every untrusted-input parser (not in CI): FUZZ_SECONDS per target.
 fuzz: venv

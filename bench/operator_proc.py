@@ -1,4 +1,5 @@
-"""One `vaultbundle run` process under test: start, scrape /metrics, probe /healthz, read RSS, stop."""
+"""A process under test (`vaultbundle run`, or the peer operator of bench/peer.py): start, scrape /metrics,
+probe /healthz, read RSS and CPU, stop."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from .stats import percentile
@@ -125,52 +126,33 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-class OperatorProcess:
+class ServerProcess:
+    """A long-running program under test (an operator): started with its output in *log*, ready once *ready*
+    returns True; its /metrics, RSS and CPU are read the same way whatever the program."""
+
     def __init__(
         self,
-        kubeconfig: str,
+        command: Sequence[str],
         log: Path,
         *,
-        shard: str | None = None,
-        workers: int | None = None,
+        metrics_url: str,
+        ready: Callable[[], bool],
         env: Mapping[str, str] | None = None,
+        ready_timeout: float = 90.0,
     ) -> None:
-        """*env*: extra environment, e.g. PYTHONPATH to run another checkout's operator code in this venv."""
-        self.port = free_port()
         self.log = log
-        script = Path(sys.executable).parent / "vaultbundle"
-        command = [str(script)] if script.exists() else [sys.executable, "-m", "vaultbundle.cli"]
-        command += [
-            "run",
-            "--all-namespaces",
-            "--kubeconfig",
-            kubeconfig,
-            "--metrics-host",
-            "127.0.0.1",
-            "--metrics-port",
-            str(self.port),
-            "--min-refresh-interval",
-            "1s",
-            "--egress-allow-local",  # the test bed's S3 listens on loopback
-        ]
-        if shard:
-            command += ["--shard", shard]
-        if workers is not None:
-            command += ["--workers", str(workers)]
-        self.command = command
+        self.command = list(command)
+        self.metrics_url = metrics_url
         with log.open("wb") as sink:
             self.process = subprocess.Popen(
-                command,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+                self.command, stdout=sink, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
             )
-        deadline = time.monotonic() + 90
-        while http_get(f"http://127.0.0.1:{self.port}/readyz", timeout=2) != "ready\n":
+        deadline = time.monotonic() + ready_timeout
+        while not ready():
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 tail = log.read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"operator did not become ready (log {log}):\n{tail}")
+                raise RuntimeError(f"{Path(self.command[0]).name} did not become ready (log {log}):\n{tail}")
             time.sleep(0.2)
 
     @property
@@ -178,7 +160,7 @@ class OperatorProcess:
         return self.process.pid
 
     def metrics(self) -> str:
-        return http_get(f"http://127.0.0.1:{self.port}/metrics", timeout=30)
+        return http_get(self.metrics_url, timeout=30)
 
     def rss(self) -> dict[str, float]:
         children = descendants(self.pid)
@@ -205,3 +187,48 @@ class OperatorProcess:
             self.process.kill()
             self.process.wait(10)
             return None
+
+
+class OperatorProcess(ServerProcess):
+    """`vaultbundle run --all-namespaces` against the test bed; *extra_args* are more flags (tuning)."""
+
+    def __init__(
+        self,
+        kubeconfig: str,
+        log: Path,
+        *,
+        shard: str | None = None,
+        workers: int | None = None,
+        extra_args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        """*env*: extra environment, e.g. PYTHONPATH to run another checkout's operator code in this venv."""
+        self.port = free_port()
+        script = Path(sys.executable).parent / "vaultbundle"
+        command = [str(script)] if script.exists() else [sys.executable, "-m", "vaultbundle.cli"]
+        command += [
+            "run",
+            "--all-namespaces",
+            "--kubeconfig",
+            kubeconfig,
+            "--metrics-host",
+            "127.0.0.1",
+            "--metrics-port",
+            str(self.port),
+            "--min-refresh-interval",
+            "1s",
+            "--egress-allow-local",  # the test bed's S3 listens on loopback
+        ]
+        if shard:
+            command += ["--shard", shard]
+        if workers is not None:
+            command += ["--workers", str(workers)]
+        command += list(extra_args)
+        base = f"http://127.0.0.1:{self.port}"
+        super().__init__(
+            command,
+            log,
+            metrics_url=f"{base}/metrics",
+            ready=lambda: http_get(f"{base}/readyz", timeout=2) == "ready\n",
+            env={"PYTHONUNBUFFERED": "1", **(env or {})},
+        )

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -361,18 +362,12 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 )
             result["scale"].append(representative(runs))
-            _write(result, name)  # partial results survive a crash of a later case
+            write_json(result, name)  # partial results survive a crash of a later case
         ready = {str(r["shards"]): r.get("ready_s") for r in result["scale"] if r["n"] == top and r["mode"] == "shared"}
         result["shards"] = {"n": top, "1": ready.get("1"), "2": ready.get("2")}
 
-    result["machine"]["loadavg_end"] = _loadavg()
-    result["machine"]["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     result["targets"] = evaluate(result)
-    _write(result, name)
-    plot(result, RESULTS / f"{name}.png")
-    table = markdown(result)
-    (RESULTS / f"{name}.md").write_text(table)
-    print(table)
+    finish(result, name, plot, markdown)
     say(f"wrote {RESULTS / (name + '.json')}, {name}.png, {name}.md; operator logs in {logs}")
     return 0
 
@@ -389,9 +384,26 @@ def _parse_case(text: str) -> ScaleCase:
     return ScaleCase(int(n), "shared" if mode == "shared" else "distinct", int(shards))
 
 
-def _write(result: dict[str, Any], name: str) -> None:
+def write_json(result: dict[str, Any], name: str) -> None:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(result, indent=2, sort_keys=False) + "\n")
+
+
+def finish(
+    result: dict[str, Any],
+    name: str,
+    plot_to: Callable[[dict[str, Any], Path], None],
+    table_of: Callable[[dict[str, Any]], str],
+) -> None:
+    """The end of every bench entry point: load and time at the end, then bench/results/NAME.json, .png and
+    .md (also printed)."""
+    result["machine"]["loadavg_end"] = _loadavg()
+    result["machine"]["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    write_json(result, name)
+    plot_to(result, RESULTS / f"{name}.png")
+    table = table_of(result)
+    (RESULTS / f"{name}.md").write_text(table)
+    print(table)
 
 
 if __name__ == "__main__":

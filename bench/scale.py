@@ -13,9 +13,10 @@ import json
 import os
 import secrets
 import subprocess
+import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,8 @@ from vaultbundle.crypto.configblob import BootstrapConfig
 from vaultbundle.pool import CryptoPool
 from vaultbundle.remote import S3Objects
 
-from .operator_proc import HealthProbe, OperatorProcess, cpu_seconds, metric_by_label, metric_sum
+from .operator_proc import HealthProbe, OperatorProcess, ServerProcess, cpu_seconds, metric_by_label, metric_sum
+from .readiness import ReadyWatch
 
 REPO = Path(__file__).resolve().parent.parent
 GROUP, VERSION, PLURAL = "vaultbundle.io", "v1alpha1", "vaultbundles"
@@ -53,6 +55,8 @@ class ScaleCase:
     n: int
     mode: Literal["shared", "distinct"]
     shards: int = 1
+    operator_args: tuple[str, ...] = ()  # more `vaultbundle run` flags (tuning)
+    bundles: int | None = None  # distinct bundles in S3 (default N); VaultBundle j reads bundle j % bundles
 
 
 def read_env(path: Path) -> dict[str, str]:
@@ -73,7 +77,7 @@ def bed_pids(env_path: Path) -> dict[str, int]:
     return {record["name"]: int(record["pid"]) for record in records}
 
 
-def cpu_now(operators: list[OperatorProcess], bed: dict[str, int]) -> dict[str, float]:
+def cpu_now(operators: Sequence[ServerProcess], bed: dict[str, int]) -> dict[str, float]:
     """CPU seconds used so far by the operator(s) (every thread), this bench process and each test-bed server."""
     times = os.times()
     return {
@@ -112,6 +116,17 @@ def connect(env_path: Path) -> tuple[dict[str, str], k8s.ApiClient]:
     return env, api
 
 
+def open_bed(env_path: Path) -> tuple[dict[str, str], k8s.ApiClient]:
+    """`connect`, then install the VaultBundle CRD; prints why and exits 2 when the bed is down."""
+    try:
+        env, api = connect(env_path)
+    except TestBedDown as exc:
+        print(f"bench: test bed is down: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    install_crds(env)
+    return env, api
+
+
 def _s3_client(env: dict[str, str]) -> Any:
     return boto3.session.Session().client(
         "s3",
@@ -131,31 +146,100 @@ def install_crds(env: dict[str, str]) -> None:
     )
 
 
-def _parallel(fn: Callable[[Any], Any], items: Iterable[Any], threads: int = 16) -> list[Any]:
+def parallel(fn: Callable[[Any], Any], items: Iterable[Any], threads: int = 16) -> list[Any]:
     with ThreadPoolExecutor(threads) as executor:
         return list(executor.map(fn, items))
 
 
-def audit_size(env: dict[str, str]) -> int:
-    return Path(env["KUBE_AUDIT_LOG"]).stat().st_size
+def audit_mark(env: dict[str, str]) -> tuple[int, int]:
+    """Where the audit log ends now: (inode, size). The apiserver rotates the log (--audit-log-maxsize), so
+    a later read must follow the renamed file (same inode) before it reads the new one."""
+    stat = Path(env["KUBE_AUDIT_LOG"]).stat()
+    return stat.st_ino, stat.st_size
 
 
-def audit_writes(env: dict[str, str], offset: int, namespaces: set[str]) -> Counter[str]:
-    """Write requests the apiserver completed in *namespaces* since byte *offset* of its audit log."""
-    counts: Counter[str] = Counter()
-    with open(env["KUBE_AUDIT_LOG"], "rb") as log:
+def _audit_since(env: dict[str, str], mark: tuple[int, int]) -> Iterator[bytes]:
+    """The audit log's lines written after *mark*, across a rotation."""
+    path = Path(env["KUBE_AUDIT_LOG"])
+    inode, offset = mark
+    current = path.stat().st_ino
+    if current != inode:  # rotated since the mark: the rest of the old file first (renamed, same inode)
+        old = next((f for f in path.parent.glob(f"{path.stem}-*") if f.stat().st_ino == inode), None)
+        if old is None:
+            raise RuntimeError(f"the audit log rotated twice since the mark; counts from {path} are incomplete")
+        with old.open("rb") as log:
+            log.seek(offset)
+            yield from log
+        offset = 0
+    with path.open("rb") as log:
         log.seek(offset)
-        for raw in log:
-            entry = json.loads(raw)
-            ref = entry.get("objectRef") or {}
-            if (
-                entry.get("stage") == "ResponseComplete"
-                and entry.get("verb") in WRITE_VERBS
-                and ref.get("namespace") in namespaces
-            ):
-                resource = ref.get("resource", "") + (f"/{ref['subresource']}" if ref.get("subresource") else "")
-                counts[f"{entry['verb']} {resource}"] += 1
+        yield from log
+
+
+def audit_requests(
+    env: dict[str, str],
+    mark: tuple[int, int],
+    namespaces: set[str],
+    cluster_groups: frozenset[str] = frozenset(),
+    verbs: frozenset[str] | None = None,
+) -> Counter[str]:
+    """Requests the apiserver completed in *namespaces*, and on cluster-scoped objects of the API groups
+    *cluster_groups* (a ClusterSecretStore's status), since *mark* (`audit_mark`), by "verb resource"; only
+    *verbs* when given."""
+    counts: Counter[str] = Counter()
+    for raw in _audit_since(env, mark):
+        entry = json.loads(raw)
+        ref = entry.get("objectRef") or {}
+        scoped = ref.get("namespace") in namespaces or (
+            not ref.get("namespace") and ref.get("apiGroup") in cluster_groups
+        )
+        verb = entry.get("verb")
+        if entry.get("stage") == "ResponseComplete" and scoped and (verbs is None or verb in verbs):
+            resource = ref.get("resource", "") + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+            counts[f"{verb} {resource}"] += 1
     return counts
+
+
+def audit_writes(
+    env: dict[str, str], mark: tuple[int, int], namespaces: set[str], cluster_groups: frozenset[str] = frozenset()
+) -> Counter[str]:
+    """Write requests (create, update, patch, delete) as `audit_requests` counts them."""
+    return audit_requests(env, mark, namespaces, cluster_groups, WRITE_VERBS)
+
+
+def create_unrelated_secrets(core: k8s.CoreV1Api, namespace: str, labels: dict[str, str], count: int) -> None:
+    """*count* small Secrets in *namespace* that no operator manages: what a busy cluster holds besides ours."""
+    core.create_namespace({"metadata": {"name": namespace, "labels": labels}})
+    parallel(
+        lambda j: core.create_namespaced_secret(
+            namespace, {"metadata": {"name": f"unrelated-{j:05d}"}, "stringData": {"token": secrets.token_hex(16)}}
+        ),
+        range(count),
+    )
+
+
+def secret_value(core: k8s.CoreV1Api, namespace: str, name: str, key: str = "VALUE") -> str | None:
+    """The decoded value of *key* in the Secret, None while the Secret or the key does not exist."""
+    try:
+        secret = core.read_namespaced_secret(name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    raw = (secret.data or {}).get(key)
+    return base64.b64decode(raw).decode() if raw else None
+
+
+def wait_value(
+    read: Callable[[], str | None], value: str, timeout: float, started: float | None = None
+) -> float | None:
+    """Seconds from *started* (default: now) until *read* returns *value* (polled every 50 ms); None on timeout."""
+    started = time.perf_counter() if started is None else started
+    while time.perf_counter() - started < timeout:
+        if read() == value:
+            return time.perf_counter() - started
+        time.sleep(0.05)
+    return None
 
 
 class Case:
@@ -166,6 +250,9 @@ class Case:
         self.core, self.custom = k8s.CoreV1Api(api), k8s.CustomObjectsApi(api)
         self.run_id = f"{case.mode[0]}{case.n}x{case.shards}-{secrets.token_hex(3)}"
         self.namespaces = [f"vbb-{self.run_id}-{i}" for i in range(min(10, case.n))]
+        self.selector = f"{RUN_LABEL}={self.run_id}"
+        # a namespace of Secrets no VaultBundle refers to (bench.tenk), deleted with the others
+        self.unrelated_namespace: str | None = None
         self.bucket = f"vbb-{self.run_id}"
         self.s3 = _s3_client(env)
         # (namespace, name, config, passphrase) per VaultBundle
@@ -180,7 +267,7 @@ class Case:
                 bucket=self.bucket,
                 access_key_id=env["AWS_ACCESS_KEY_ID"],
                 secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-                prefix=f"b{j:05d}/",
+                prefix=f"b{j % (case.bundles or case.n):05d}/",
                 env="prod",
                 salt=salt,
                 iterations=ITERATIONS,
@@ -198,18 +285,18 @@ class Case:
         self.s3.create_bucket(Bucket=self.bucket)
         if self.case.mode == "shared":  # derive the one key once, not once per pushing thread
             pool.derive("bench-shared-passphrase", SHARED_SALT, ITERATIONS)
-        _parallel(lambda j: self.push(pool, j, "v1"), range(self.case.n))
+        parallel(lambda j: self.push(pool, j, "v1"), range(self.case.bundles or self.case.n))
         pushed = time.perf_counter()
         labels = {RUN_LABEL: self.run_id}
-        _parallel(lambda ns: self.core.create_namespace({"metadata": {"name": ns, "labels": labels}}), self.namespaces)
+        parallel(lambda ns: self.core.create_namespace({"metadata": {"name": ns, "labels": labels}}), self.namespaces)
         passphrases = {(ns, p) for ns, _, _, p in self.items}
-        _parallel(
+        parallel(
             lambda item: self.core.create_namespaced_secret(
                 item[0], {"metadata": {"name": "bench-passphrase"}, "stringData": {"passphrase": item[1]}}
             ),
             sorted(passphrases),
         )
-        _parallel(
+        parallel(
             lambda item: self.core.create_namespaced_secret(
                 item[0],
                 {"metadata": {"name": f"{item[1]}-vsync"}, "stringData": {"config": configblob.encode(item[2])}},
@@ -239,56 +326,20 @@ class Case:
             }
             self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
 
-        _parallel(create, self.items)
+        parallel(create, self.items)
         return time.perf_counter() - started
 
     # -- observation --------------------------------------------------------------------------------------
-    def ready_count(self) -> tuple[int, Counter[str]]:
-        listed = self.custom.list_cluster_custom_object(
-            GROUP, VERSION, PLURAL, label_selector=f"{RUN_LABEL}={self.run_id}", _request_timeout=60
-        )
-        reasons: Counter[str] = Counter()
-        ready = 0
-        for item in listed["items"]:
-            condition = next(
-                (c for c in (item.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"), None
-            )
-            reasons[(condition or {}).get("reason", "Pending")] += 1
-            ready += bool(condition and condition.get("status") == "True")
-        return ready, reasons
-
-    def wait_ready(self, started: float, timeout: float) -> tuple[float | None, Counter[str], list[list[float]]]:
-        poll = 0.5 if self.case.n <= 200 else 1.0
-        curve: list[list[float]] = []
-        while True:
-            ready, reasons = self.ready_count()
-            elapsed = time.perf_counter() - started
-            curve.append([round(elapsed, 2), ready])
-            if ready >= self.case.n:
-                return elapsed, reasons, curve
-            if elapsed > timeout:
-                return None, reasons, curve
-            time.sleep(poll)
+    def ready_watch(self) -> ReadyWatch:
+        return ReadyWatch(self.api, GROUP, VERSION, PLURAL, self.selector)
 
     def secret_value(self, index: int) -> str | None:
         namespace, name, _, _ = self.items[index]
-        try:
-            secret = self.core.read_namespaced_secret(f"{name}-env", namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        raw = (secret.data or {}).get("VALUE")
-        return base64.b64decode(raw).decode() if raw else None
+        return secret_value(self.core, namespace, f"{name}-env")
 
     def wait_value(self, index: int, value: str, timeout: float, started: float | None = None) -> float | None:
         """Seconds from *started* (default: now) until the target Secret holds VALUE=*value*."""
-        started = time.perf_counter() if started is None else started
-        while time.perf_counter() - started < timeout:
-            if self.secret_value(index) == value:
-                return time.perf_counter() - started
-            time.sleep(0.05)
-        return None
+        return wait_value(lambda: self.secret_value(index), value, timeout, started)
 
     def force_sync(self, index: int, token: str) -> None:
         namespace, name, _, _ = self.items[index]
@@ -297,13 +348,14 @@ class Case:
 
     def cleanup(self, timeout: float = 180.0) -> dict[str, Any]:
         started = time.perf_counter()
-        for namespace in self.namespaces:
+        doomed = [*self.namespaces, *([self.unrelated_namespace] if self.unrelated_namespace else [])]
+        for namespace in doomed:
             try:
                 self.core.delete_namespace(namespace)
             except ApiException as exc:
                 if exc.status != 404:
                     raise
-        remaining = set(self.namespaces)
+        remaining = set(doomed)
         while remaining and time.perf_counter() - started < timeout:
             listed = self.core.list_namespace(label_selector=f"{RUN_LABEL}={self.run_id}")
             remaining = {ns.metadata.name for ns in listed.items}
@@ -323,23 +375,77 @@ class Case:
         }
 
 
-def _totals(operators: list[OperatorProcess]) -> dict[str, float]:
+def totals(operators: Sequence[OperatorProcess]) -> dict[str, float]:
     texts = [op.metrics() for op in operators]
     return {
         "idle": sum(metric_sum(t, "vaultbundle_syncs_total", result="Idle") for t in texts),
         "s3": sum(metric_sum(t, "vaultbundle_s3_requests_total") for t in texts),
         "kdf": sum(metric_sum(t, "vaultbundle_kdf_derivations_total") for t in texts),
         "writes": sum(metric_sum(t, "vaultbundle_kubernetes_writes_total") for t in texts),
+        "syncs": sum(metric_sum(t, "vaultbundle_syncs_total") for t in texts),
     }
 
 
-def _wait_idle(operators: list[OperatorProcess], since: float, count: int, timeout: float) -> float | None:
+def scrape_every(n: int) -> float:
+    """How often to read /metrics while waiting: it lists one `vaultbundle_ready` sample per VaultBundle, so
+    at 10,000 a scrape every 0.25 s would cost the operator a noticeable share of a core."""
+    return 0.25 if n <= 1000 else 2.0
+
+
+def wait_idle(operators: Sequence[OperatorProcess], since: float, count: int, timeout: float) -> float | None:
     started = time.perf_counter()
     while time.perf_counter() - started < timeout:
-        if _totals(operators)["idle"] - since >= count:
+        if totals(operators)["idle"] - since >= count:
             return time.perf_counter() - started
-        time.sleep(0.25)
+        time.sleep(scrape_every(count))
     return None
+
+
+def idle_cycle(
+    env: dict[str, str],
+    bench: Case,
+    operators: Sequence[OperatorProcess],
+    *,
+    refresh_s: float,
+    bed: dict[str, int],
+    say: Callable[[str], None],
+) -> dict[str, Any]:
+    """Settle (N idle syncs: first-sync Events and status writes are over), then measure one window of N more
+    idle syncs: its length, API writes (audit log), the operator's writes, KDF and S3 requests (/metrics)."""
+    n = bench.case.n
+    cycle_timeout = max(120.0, 8 * refresh_s)
+    base = totals(operators)
+    settle_s = wait_idle(operators, base["idle"], n, cycle_timeout)
+    mark = audit_mark(env)
+    before = totals(operators)
+    probe = HealthProbe(operators[0].port)
+    window_started = time.perf_counter()
+    cpu_before = cpu_now(operators, bed)
+    with probe:
+        cycle_s = wait_idle(operators, before["idle"], n, cycle_timeout)
+    after = totals(operators)
+    cpu = cpu_used(cpu_before, cpu_now(operators, bed))
+    writes = audit_writes(env, mark, set(bench.namespaces))
+    result = {
+        "settle_s": settle_s,
+        "cpu_s_during_idle": cpu,
+        "idle_cycle_s": None if cycle_s is None else round(cycle_s, 2),  # None: no full cycle in the cap
+        "idle_window_s": round(time.perf_counter() - window_started, 2),
+        "idle_window_cap_s": cycle_timeout,
+        "idle_cycle_syncs": int(after["idle"] - before["idle"]),
+        "idle_cycle_api_writes": sum(writes.values()),
+        "idle_cycle_api_writes_by_kind": dict(writes),
+        "idle_cycle_operator_writes": int(after["writes"] - before["writes"]),
+        "idle_cycle_kdf_calls": int(after["kdf"] - before["kdf"]),
+        "idle_cycle_s3_requests": int(after["s3"] - before["s3"]),
+        "healthz_during_idle": probe.summary(),
+    }
+    say(
+        f"[{bench.run_id}] idle cycle: {result['idle_cycle_s']} s ({result['idle_cycle_syncs']} idle syncs "
+        f"in {result['idle_window_s']} s), writes={result['idle_cycle_api_writes']} "
+        f"kdf={result['idle_cycle_kdf_calls']} s3={result['idle_cycle_s3_requests']}"
+    )
+    return result
 
 
 def run_case(
@@ -352,12 +458,17 @@ def run_case(
     ready_timeout: float,
     say: Callable[[str], None],
     bed: dict[str, int] | None = None,
+    then: Callable[[Case, list[OperatorProcess], CryptoPool, dict[str, Any]], dict[str, Any]] | None = None,
+    cleanup_timeout: float = 180.0,
 ) -> dict[str, Any]:
+    """One scale case; *then* runs more measurements on the same objects and operators before the cleanup
+    (it gets the result so far; its own goes into ``result["then"]``; it may replace an operator in the list)."""
     bench = Case(env, api, case, refresh_s)
     result: dict[str, Any] = {
         "n": case.n,
         "mode": case.mode,
         "shards": case.shards,
+        "operator_args": list(case.operator_args),
         "namespaces": len(bench.namespaces),
         "refresh_interval_s": refresh_s,
     }
@@ -369,16 +480,21 @@ def run_case(
             for index in range(case.shards):
                 shard = f"{index}/{case.shards}" if case.shards > 1 else None
                 operators.append(
-                    OperatorProcess(env["KUBECONFIG"], logs / f"operator-{bench.run_id}-{index}.log", shard=shard)
+                    OperatorProcess(
+                        env["KUBECONFIG"],
+                        logs / f"operator-{bench.run_id}-{index}.log",
+                        shard=shard,
+                        extra_args=case.operator_args,
+                    )
                 )
             result["operator_pids"] = [op.pid for op in operators]
             say(f"[{bench.run_id}] creating {case.n} VaultBundles")
             probe = HealthProbe(operators[0].port)
-            with probe:
+            with probe, bench.ready_watch() as watcher:
                 cpu_before = cpu_now(operators, bed or {})
                 started = time.perf_counter()
                 result["create_s"] = round(bench.create_vaultbundles(), 2)
-                ready_s, reasons, curve = bench.wait_ready(started, ready_timeout)
+                ready_s, reasons, curve = watcher.wait(case.n, started, ready_timeout, 0.5 if case.n <= 200 else 1.0)
                 # where the machine's CPU went until all were Ready (capacity: cores x wall time)
                 result["cpu_s_during_ready"] = cpu_used(cpu_before, cpu_now(operators, bed or {}))
                 result["cpu_capacity_s"] = round((time.perf_counter() - started) * (os.cpu_count() or 1), 2)
@@ -387,7 +503,7 @@ def run_case(
             result["ready_curve"] = curve
             result["healthz_during_ready"] = probe.summary()
             # the operator's counter; the PBKDF2 work really needed is 1 per process (shared) or N (distinct)
-            result["kdf_metric_during_ready"] = _totals(operators)["kdf"]
+            result["kdf_metric_during_ready"] = totals(operators)["kdf"]
             result["kdf_needed_during_ready"] = case.shards if case.mode == "shared" else case.n
             cpu = result["cpu_s_during_ready"]
             say(f"[{bench.run_id}] ready_s={result['ready_s']} reasons={dict(reasons)} cpu_s={cpu}")
@@ -395,37 +511,7 @@ def run_case(
                 result["error"] = f"not all Ready within {ready_timeout:.0f}s"
                 return result
 
-            # settle: one idle cycle for everyone (first-sync Events and status writes are over), then measure one
-            cycle_timeout = max(120.0, 8 * refresh_s)
-            base = _totals(operators)
-            result["settle_s"] = _wait_idle(operators, base["idle"], case.n, cycle_timeout)
-            offset = audit_size(env)
-            before = _totals(operators)
-            probe = HealthProbe(operators[0].port)
-            window_started = time.perf_counter()
-            cpu_before = cpu_now(operators, bed or {})
-            with probe:
-                cycle_s = _wait_idle(operators, before["idle"], case.n, cycle_timeout)
-            after = _totals(operators)
-            result["cpu_s_during_idle"] = cpu_used(cpu_before, cpu_now(operators, bed or {}))
-            writes = audit_writes(env, offset, set(bench.namespaces))
-            result.update(
-                idle_cycle_s=None if cycle_s is None else round(cycle_s, 2),  # None: no full cycle in the cap
-                idle_window_s=round(time.perf_counter() - window_started, 2),
-                idle_window_cap_s=cycle_timeout,
-                idle_cycle_syncs=int(after["idle"] - before["idle"]),
-                idle_cycle_api_writes=sum(writes.values()),
-                idle_cycle_api_writes_by_kind=dict(writes),
-                idle_cycle_operator_writes=int(after["writes"] - before["writes"]),
-                idle_cycle_kdf_calls=int(after["kdf"] - before["kdf"]),
-                idle_cycle_s3_requests=int(after["s3"] - before["s3"]),
-                healthz_during_idle=probe.summary(),
-            )
-            say(
-                f"[{bench.run_id}] idle cycle: {result['idle_cycle_s']} s ({result['idle_cycle_syncs']} idle syncs "
-                f"in {result['idle_window_s']} s), writes={result['idle_cycle_api_writes']} "
-                f"kdf={result['idle_cycle_kdf_calls']} s3={result['idle_cycle_s3_requests']}"
-            )
+            result.update(idle_cycle(env, bench, operators, refresh_s=refresh_s, bed=bed or {}, say=say))
 
             # one changed bundle while the others idle: (a) found by its own refresh, (b) after a force-sync poke
             target = case.n // 2
@@ -452,9 +538,11 @@ def run_case(
                 for key in sorted({k for t in texts for k in metric_by_label(t, "vaultbundle_syncs_total", "result")})
             }
             result["syncs_per_shard"] = [metric_sum(t, "vaultbundle_syncs_total", result="Synced") for t in texts]
+            if then is not None:
+                result["then"] = then(bench, operators, pool, result)
             return result
         finally:
             result["operator_exit_codes"] = [op.stop() for op in operators]
             result["operator_logs"] = [str(op.log) for op in operators]
             say(f"[{bench.run_id}] cleanup")
-            result["cleanup"] = bench.cleanup()
+            result["cleanup"] = bench.cleanup(cleanup_timeout)

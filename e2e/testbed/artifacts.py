@@ -16,12 +16,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import BUILD_SCRIPTS, Binaries
+from .config import BUILD_SCRIPTS, ESO_VERSION, Binaries
 
 PROGRESS_MARK = "==> "
 HEARTBEAT_SECONDS = 15.0
@@ -51,6 +51,11 @@ def artifacts(binaries: Binaries) -> list[Artifact]:
         ),
         Artifact("openbao", "build-openbao.sh", (binaries.bao,), 480),
     ]
+
+
+def eso_artifact(binaries: Binaries) -> Artifact:
+    """The External Secrets Operator for the side-by-side bench (`make bench-peer`); not part of the bed."""
+    return Artifact("eso", "build-eso.sh", (binaries.eso,), 960)
 
 
 def minutes(seconds: float) -> str:
@@ -87,7 +92,13 @@ def _lock(path: Path) -> Iterator[None]:
 
 
 def _script_env(binaries: Binaries, logs: Path) -> dict[str, str]:
-    return dict(os.environ, PYTHON=sys.executable, VAULTBUNDLE_TESTBED_CACHE=str(binaries.cache), STEP_LOGS=str(logs))
+    return dict(
+        os.environ,
+        PYTHON=sys.executable,
+        VAULTBUNDLE_TESTBED_CACHE=str(binaries.cache),
+        STEP_LOGS=str(logs),
+        ESO_VERSION=ESO_VERSION,
+    )
 
 
 def _run_script(script: str, log: Path, env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
@@ -145,10 +156,16 @@ def _build(script: str, log: Path, env: dict[str, str], name: str, say: Callable
     return code
 
 
-def ensure_artifacts(binaries: Binaries, logs: Path, say: Callable[[str], None] = print) -> dict[str, float]:
-    """Build or fetch whatever is missing. Returns the seconds spent per artifact that had to be made."""
+def ensure_artifacts(
+    binaries: Binaries,
+    logs: Path,
+    say: Callable[[str], None] = print,
+    wanted: Sequence[Artifact] | None = None,
+) -> dict[str, float]:
+    """Build or fetch whatever is missing of *wanted* (default: the bed's artifacts). Returns the seconds spent
+    per artifact that had to be made."""
     logs.mkdir(parents=True, exist_ok=True)
-    missing = [a for a in artifacts(binaries) if not a.present()]
+    missing = [a for a in (artifacts(binaries) if wanted is None else wanted) if not a.present()]
     if not missing:
         return {}
     timings: dict[str, float] = {}

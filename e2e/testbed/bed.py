@@ -48,7 +48,8 @@ Say = Callable[[str], None]
 VAULT_KUBERNETES_AUTH_MOUNT = "kubernetes"
 
 # Writes to the objects a secrets operator touches, at Metadata level (no bodies, so no secret values): tests
-# count an operator's API writes per namespace from this log. Also Secret list/watch requests made by
+# count an operator's API writes per namespace from this log (and bench/peer.py those of External Secrets
+# Operator, whose objects are in the list too). Also Secret list/watch requests made by
 # ServiceAccounts (the chart's operator identity in tests/e2e/test_chart_rbac.py): their requestURI shows the
 # labelSelector, which proves the operator never streams every Secret.
 AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
@@ -68,6 +69,8 @@ rules:
         resources: ["secrets", "events", "configmaps"]
       - group: "vaultbundle.io"
         resources: ["vaultbundles", "vaultbundles/status"]
+      - group: "external-secrets.io"
+        resources: ["externalsecrets", "externalsecrets/status", "clustersecretstores", "clustersecretstores/status"]
       - group: "events.k8s.io"
         resources: ["events"]
   - level: None

