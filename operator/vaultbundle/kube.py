@@ -95,6 +95,7 @@ class KubeAPI(SecretsAPI, Protocol):
     async def patch_pod_template(self, namespace: str, kind: str, name: str, annotations: dict[str, str]) -> None:
         """Set *annotations* on the pod template of a Deployment, StatefulSet or DaemonSet (a strategic merge
         patch of only those keys), which rolls its pods. A missing workload is a `KubeError` with status 404."""
+
     async def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The ConfigMap's raw JSON (a dotsec source or a schema), or None when it does not exist."""
         ...
