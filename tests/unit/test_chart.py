@@ -254,6 +254,7 @@ OPERATOR_RULES = {("", "secrets", verb) for verb in ("get", "list", "watch", "cr
     ("", "configmaps", "get"),  # a dotsec source and spec.schema: read only
     ("", "configmaps", "list"),
     ("", "configmaps", "watch"),
+    ("vaultbundle.io", "vaultbundles", "get"),
     ("vaultbundle.io", "vaultbundles", "list"),
     ("vaultbundle.io", "vaultbundles", "watch"),
     ("vaultbundle.io", "vaultbundles/status", "patch"),
@@ -329,7 +330,7 @@ def test_rbac_cluster_wide(helm: str) -> None:
     # every rule carries a comment saying why
     text = (CHART / "templates" / "_helpers.tpl").read_text()
     block = text[text.index('define "vaultbundle.rules"') :]
-    assert block.count("- apiGroups:") == 5 and block.count("\n#") >= 10
+    assert block.count("- apiGroups:") == 6 and block.count("\n#") >= 12
 
 
 def test_rbac_namespaced(helm: str) -> None:

@@ -95,9 +95,10 @@ else only the release namespace (the default: nothing cluster-wide on Secrets un
   resources: [configmaps]
   verbs: [get, list, watch]
 # VaultBundles. list+watch: kopf's watch stream reads them; a list before adopting a Secret finds every source Secret.
+# get: before a drift repair recreates a deleted Secret, the owner is read to see it is not being deleted.
 - apiGroups: [vaultbundle.io]
   resources: [vaultbundles]
-  verbs: [list, watch]
+  verbs: [get, list, watch]
 # VaultBundle status: the outcome of every sync is a merge PATCH of the status subresource.
 - apiGroups: [vaultbundle.io]
   resources: [vaultbundles/status]
