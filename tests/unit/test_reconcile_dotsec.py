@@ -4,6 +4,7 @@ an S3 object, and `spec.schema` on a vsync bundle."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import pytest
 
@@ -292,3 +293,29 @@ async def test_a_kms_file_uses_the_tenants_credentials_and_the_specs_region() ->
         assert outcome.secret_refs == {"kms-creds"}
         world.kube.put_secret("ns", "kms-creds", {"accessKeyId": "tenant-id"})
         assert (await world.cycle()).reason == Reason.SECRET_KEY_NOT_FOUND
+
+
+async def test_a_hand_edited_target_of_a_dotsec_source_is_repaired(synced: DotsecWorld) -> None:
+    """Drift repair works for a dotsec source as for a vsync bundle: the watch names the target, the file is read
+    again (its value is not kept between cycles) and only the edited key is written back; status stays dotsec."""
+    before, writes = opens(), len(synced.kube.writes)
+    digest = synced.kube.status["dotsec"]["fileDigest"]
+    synced.kube.edit_secret("ns", "out", API_TOKEN="hand-edited")
+    outcome = await synced.reconciler.reconcile(replace(synced.observed(), drifted=frozenset({"app"})))
+    assert synced.secret() == {"API_TOKEN": CANARY, "DB_PASSWORD": "hunter2-xyz"}
+    assert synced.kube.writes[writes:].count("apply_secret") == 1 and opens() == before + 1
+    assert [e.reason for e in outcome.events if e.reason == Reason.DRIFT_REPAIRED] == [Reason.DRIFT_REPAIRED]
+    assert all(CANARY not in e.message and "hand-edited" not in e.message for e in outcome.events)
+    status = synced.kube.status
+    assert status["source"] == "dotsec" and status["dotsec"]["recentFiles"] == [digest]
+    # and a check that finds nothing writes nothing
+    writes = len(synced.kube.writes)
+    again = await synced.reconciler.reconcile(replace(synced.observed(), drifted=frozenset({"app"})))
+    assert again.idle and len(synced.kube.writes) == writes
+
+
+async def test_a_dotsec_file_that_empties_the_target_is_refused(synced: DotsecWorld) -> None:
+    synced.publish("# @provider=local\n")
+    outcome = await synced.cycle()
+    assert outcome.reason == Reason.BUNDLE_EMPTY and not outcome.ready
+    assert synced.secret() == {"API_TOKEN": CANARY, "DB_PASSWORD": "hunter2-xyz"}
