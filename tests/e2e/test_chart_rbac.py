@@ -424,7 +424,9 @@ def test_cluster_wide_install_syncs_with_only_the_charts_rbac(
         assert can_i(testbed, user, verb, "secrets", scenario.ns), verb
     for verb in ("update", "deletecollection"):
         assert not can_i(testbed, user, verb, "secrets", scenario.ns), verb
-    assert not can_i(testbed, user, "get", "vaultbundles.vaultbundle.io", scenario.ns)  # list+watch only
+    # get: a drift repair reads the owner before it recreates a deleted Secret; nothing else is read by name
+    assert can_i(testbed, user, "get", "vaultbundles.vaultbundle.io", scenario.ns)
+    assert not can_i(testbed, user, "update", "vaultbundles.vaultbundle.io", scenario.ns)
     kubeconfig = token_kubeconfig(testbed, system, account, tmp_path / "sa.kubeconfig")
 
     def start(log: str) -> Operator:  # as the chart's Deployment runs it: leader election in the release namespace
