@@ -263,32 +263,27 @@ class Reconciler:
         memory = self._memory.get(observed.uid)
         if memory and not memory.same_input(source_digest, observed.generation, force_token):
             memory = None
-        known = memory.pointer.etag if memory else None
+        checking: set[str] = set()
+        if memory is not None and memory.opened is None:
+            checking = drift.due(parsed.targets, memory.checked, self.clock(), observed.drifted)
+        # a drift check needs the values: then the whole file, else a read that is None when it is unchanged
+        known = memory.pointer.etag if memory and not checking else None
         sec = await dotsec_source.fetch(
             self.kube, observed.namespace, source, inputs, self.s3_factory, self.egress, known
         )
-        if sec is None and memory is not None:
+        if sec is None:  # unchanged since the last cycle (`known` was set, so there is a memory)
+            assert memory is not None
             if memory.opened is None:
-                checking = drift.due(parsed.targets, memory.checked, self.clock(), observed.drifted)
-                if not checking:
-                    return await self._idle(observed, parsed, memory)
-                # a drift check needs the values: the file again (no ETag), opened (no key derivation in dotsec)
-                sec = await dotsec_source.fetch(
-                    self.kube, observed.namespace, source, inputs, self.s3_factory, self.egress, None
-                )
-                assert sec is not None
-                opened = await dotsec_source.open_file(sec, inputs, parsed, digester, observed.status, self.egress)
-                if opened.pointer.etag == memory.pointer.etag:
-                    verified = Verified(opened.bundle, opened.pointer)
-                    report = _dotsec_report(opened, observed, applied=True)
-                    return await self._check(observed, parsed, verified, memory, checking, report)
-                new_events = list(opened.events)  # changed meanwhile: a full cycle after all
-            else:
-                opened, new_events = memory.opened, []  # a target failed last time: retry the targets
+                return await self._idle(observed, parsed, memory)
+            opened, new_events = memory.opened, []  # a target failed last time: retry the targets
         else:
-            assert sec is not None
+            # no key derivation in dotsec: opening is an age or KMS unwrap and AES-GCM per value
             opened = await dotsec_source.open_file(sec, inputs, parsed, digester, observed.status, self.egress)
             new_events = list(opened.events)
+            if checking and memory is not None and opened.pointer.etag == memory.pointer.etag:
+                verified = Verified(opened.bundle, opened.pointer)
+                report = _dotsec_report(opened, observed, applied=True)
+                return await self._check(observed, parsed, verified, memory, checking, report)
         check_not_empty(opened.bundle, allow=parsed.allow_empty)
         results = await self._fan_out(observed, parsed, opened.bundle)
         restarts = await self._rollout(observed, parsed, results)

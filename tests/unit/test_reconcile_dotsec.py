@@ -301,7 +301,9 @@ async def test_a_hand_edited_target_of_a_dotsec_source_is_repaired(synced: Dotse
     before, writes = opens(), len(synced.kube.writes)
     digest = synced.kube.status["dotsec"]["fileDigest"]
     synced.kube.edit_secret("ns", "out", API_TOKEN="hand-edited")
+    calls = len(synced.kube.calls)
     outcome = await synced.reconciler.reconcile(replace(synced.observed(), drifted=frozenset({"app"})))
+    assert synced.kube.calls[calls:].count("get_config_map") == 1  # the file is read once, in full
     assert synced.secret() == {"API_TOKEN": CANARY, "DB_PASSWORD": "hunter2-xyz"}
     assert synced.kube.writes[writes:].count("apply_secret") == 1 and opens() == before + 1
     assert [e.reason for e in outcome.events if e.reason == Reason.DRIFT_REPAIRED] == [Reason.DRIFT_REPAIRED]
