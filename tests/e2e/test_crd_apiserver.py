@@ -42,6 +42,15 @@ class Kubectl:
     def get_json(self, *args: str) -> dict[str, Any]:
         return json.loads(self.run("get", *args, "-o", "json").stdout)
 
+    def temporary_namespace(self, prefix: str) -> Iterator[str]:
+        """A new namespace `<prefix>-<random>` for the caller's tests (a fixture's body), deleted afterwards."""
+        name = f"{prefix}-{secrets.token_hex(4)}"
+        self.run("create", "namespace", name)
+        try:
+            yield name
+        finally:
+            self.run("delete", "namespace", name, "--wait=false", check=False)
+
 
 @pytest.fixture(scope="module")
 def kubectl(testbed: dict[str, str]) -> Kubectl:
@@ -53,12 +62,7 @@ def kubectl(testbed: dict[str, str]) -> Kubectl:
 
 @pytest.fixture(scope="module")
 def namespace(kubectl: Kubectl) -> Iterator[str]:
-    name = f"vb-crd-{secrets.token_hex(4)}"
-    kubectl.run("create", "namespace", name)
-    try:
-        yield name
-    finally:
-        kubectl.run("delete", "namespace", name, "--wait=false", check=False)
+    yield from kubectl.temporary_namespace("vb-crd")
 
 
 def vault_bundle(name: str = "probe", **spec: Any) -> dict[str, Any]:

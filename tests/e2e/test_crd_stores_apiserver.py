@@ -46,12 +46,7 @@ def kubectl(testbed: dict[str, str]) -> Kubectl:
 
 @pytest.fixture(scope="module")
 def namespace(kubectl: Kubectl) -> Iterator[str]:
-    name = f"vb-cts-{secrets.token_hex(4)}"
-    kubectl.run("create", "namespace", name)
-    try:
-        yield name
-    finally:
-        kubectl.run("delete", "namespace", name, "--wait=false", check=False)
+    yield from kubectl.temporary_namespace("vb-cts")
 
 
 def dry_run(kubectl: Kubectl, obj: dict[str, Any], namespace: str | None = None) -> subprocess.CompletedProcess[str]:
