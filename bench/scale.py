@@ -305,11 +305,18 @@ class Case:
         )
         return {"push_s": round(pushed - started, 2), "secrets_s": round(time.perf_counter() - pushed, 2)}
 
-    def create_vaultbundles(self) -> float:
+    def create_vaultbundles(self, targets: Callable[[int, str, str], list[dict[str, Any]]] | None = None) -> float:
+        """Create the N VaultBundles; *targets* (index, namespace, name) -> the spec's targets (default: one
+        kubernetesSecret `<name>-env`)."""
         started = time.perf_counter()
 
-        def create(item: tuple[str, str, BootstrapConfig, str]) -> None:
-            namespace, name, _, _ = item
+        def create(index: int) -> None:
+            namespace, name, _, _ = self.items[index]
+            wanted = (
+                targets(index, namespace, name)
+                if targets
+                else [{"name": "app", "kubernetesSecret": {"name": f"{name}-env"}}]
+            )
             body = {
                 "apiVersion": f"{GROUP}/{VERSION}",
                 "kind": "VaultBundle",
@@ -321,12 +328,12 @@ class Case:
                         "layout": "cli",
                     },
                     "refreshInterval": f"{self.refresh_s:g}s",
-                    "targets": [{"name": "app", "kubernetesSecret": {"name": f"{name}-env"}}],
+                    "targets": wanted,
                 },
             }
             self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
 
-        parallel(create, self.items)
+        parallel(create, range(len(self.items)))
         return time.perf_counter() - started
 
     # -- observation --------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import http.client
 import socket
 import threading
 import time
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
@@ -19,6 +20,8 @@ class FaultProxy:
         parts = urlsplit(upstream)
         self.upstream_host, self.upstream_port = parts.hostname or "127.0.0.1", parts.port or 80
         self.mode, self.delay, self.requests, self.faults = "pass", 0.0, 0, 0
+        # requests by operation: the AWS JSON protocol's X-Amz-Target action, else the HTTP method
+        self.operations: Counter[str] = Counter()
         self._lock = threading.Lock()
         proxy = self
 
@@ -31,6 +34,8 @@ class FaultProxy:
             def _handle(self) -> None:
                 with proxy._lock:
                     proxy.requests += 1
+                    target = self.headers.get("X-Amz-Target") or ""
+                    proxy.operations[target.rsplit(".", 1)[-1] or self.command] += 1
                     mode = proxy.mode
                     if mode != "pass":
                         proxy.faults += 1
@@ -66,7 +71,7 @@ class FaultProxy:
                     self.wfile.write(data)
                 upstream.close()
 
-            do_GET = do_PUT = do_HEAD = do_POST = do_DELETE = _handle
+            do_GET = do_PUT = do_HEAD = do_POST = do_DELETE = do_PATCH = _handle
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
