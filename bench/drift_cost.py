@@ -281,6 +281,7 @@ def bundles_and_operator(
     extra_args: tuple[str, ...] = (),
     op_env: dict[str, str] | None = None,
     namespace_labels: dict[str, str] | None = None,
+    prepare: Callable[[Case], None] | None = None,
 ) -> Iterator[tuple[Case, OperatorProcess, dict[str, Any]]]:
     """N VaultBundles with *targets*, a fresh operator, all Ready (first-sync figures in the dict); cleaned up."""
     case = Case(env, api, ScaleCase(n, "shared"), REFRESH_S)
@@ -292,6 +293,8 @@ def bundles_and_operator(
             for namespace in case.namespaces if namespace_labels else ():
                 case.core.patch_namespace(namespace, {"metadata": {"labels": namespace_labels}})
             credential_secrets(case, env)
+            if prepare is not None:
+                prepare(case)
             args = ("--min-drift-check-interval", "1s", *extra_args)
             op = OperatorProcess(env["KUBECONFIG"], logs / f"{label}-{case.run_id}.log", extra_args=args, env=op_env)
             with case.ready_watch() as watcher:
@@ -393,6 +396,47 @@ def measure_store_ref(
         custom.delete_cluster_custom_object(GROUP, VERSION, "clustertargetstores", name)
 
 
+VAULT_POLICY = """
+path "secret/data/bench/*" { capabilities = ["create", "read", "update"] }
+path "secret/metadata/bench/*" { capabilities = ["create", "read", "update"] }
+"""
+
+
+def measure_vault_kubernetes_auth(
+    env: dict[str, str], api: k8s.ApiClient, stores: Stores, args: argparse.Namespace, logs: Path
+) -> dict[str, Any]:
+    """hashicorpVault with Kubernetes auth (a ServiceAccount per namespace, a role bound to them): what a check
+    costs when every one logs in with a fresh TokenRequest."""
+    root = hvac.Client(url=env["VAULT_ADDR"], token=env["VAULT_TOKEN"])
+    mount, role = env["VAULT_KUBERNETES_AUTH_MOUNT"], f"bench-{uuid.uuid4().hex[:8]}"
+    root.sys.create_or_update_policy("vb-bench", VAULT_POLICY)
+
+    def prepare(case: Case) -> None:
+        annotations = {"vaultbundle.io/token-audiences": "vault"}
+        for namespace in case.namespaces:
+            body = {"metadata": {"name": "bench-vault", "annotations": annotations}}
+            case.core.create_namespaced_service_account(namespace, body)
+        root.auth.kubernetes.create_role(
+            role,
+            bound_service_account_names=["bench-vault"],
+            bound_service_account_namespaces=case.namespaces,
+            audience="vault",
+            policies=["vb-bench"],
+            ttl="10m",
+            mount_point=mount,
+        )
+
+    def targets(index: int, namespace: str, name: str) -> list[dict[str, Any]]:
+        auth = {"kubernetes": {"role": role, "mount": mount, "serviceAccountName": "bench-vault"}}
+        body = {"address": stores.url("hashicorpVault"), "mount": "secret", "path": f"bench/{namespace}/{name}"}
+        return [{"name": "t", "hashicorpVault": {**body, "auth": auth, "driftCheckInterval": f"{args.interval:g}s"}}]
+
+    try:
+        return measure_kind("hashicorpVault", env, api, stores, args, logs, targets=targets, prepare=prepare)
+    finally:
+        root.auth.kubernetes.delete_role(role, mount_point=mount)
+
+
 def measure_fairness(env: dict[str, str], api: k8s.ApiClient, n: int, repeats: int, logs: Path) -> dict[str, Any]:
     """First sync of N kubernetesSecret VaultBundles with per-namespace fairness on (default) and off,
     alternating (on, off; off, on; ...)."""
@@ -427,6 +471,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=float, default=30.0, help="idle window (s)")
     parser.add_argument("--kinds", nargs="*", default=list(KINDS), choices=KINDS)
     parser.add_argument("--skip-store-ref", action="store_true")
+    parser.add_argument("--vault-kubernetes-auth", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--fairness-n", type=int, default=100, help="0: skip the fairness comparison")
     parser.add_argument("--fairness-repeats", type=int, default=2)
     parser.add_argument("--name", default="drift_cost")
@@ -449,6 +494,8 @@ def main(argv: list[str] | None = None) -> int:
         with LoadSampler() as load:
             for kind in args.kinds:
                 result["kinds"][kind] = measure_kind(kind, env, api, stores, args, logs)
+            if args.vault_kubernetes_auth:
+                result["vault_kubernetes_auth"] = measure_vault_kubernetes_auth(env, api, stores, args, logs)
             if not args.skip_store_ref:
                 result["store_ref"] = measure_store_ref(env, api, stores, args, logs)
             if args.fairness_n:
@@ -472,6 +519,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     kinds = {k: v for k, v in result["kinds"].items() if v["per_check"]["store_requests"] is not None}
+    if "vault_kubernetes_auth" in result:
+        kinds["vault, k8s auth"] = result["vault_kubernetes_auth"]
     if "store_ref" in result:
         kinds["aws via storeRef"] = result["store_ref"]
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.6))
