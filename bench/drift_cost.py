@@ -327,6 +327,8 @@ def measure_kind(
     **options: Any,
 ) -> dict[str, Any]:
     say(f"{kind}: {args.n} VaultBundles, check every {args.interval:g} s")
+    if args.operator_root:  # another checkout's operator code, in this venv (as bench.first_sync_cpu --base)
+        options["op_env"] = {"PYTHONPATH": str(args.operator_root / "operator"), **(options.get("op_env") or {})}
     make = targets or target_for(kind, stores, args.interval, env)
     with bundles_and_operator(env, api, args.n, make, logs, kind, **options) as (case, op, first):
         time.sleep(args.interval * 1.5)  # every target checked at least once: the window is the steady state
@@ -476,6 +478,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fairness-repeats", type=int, default=2)
     parser.add_argument("--name", default="drift_cost")
     parser.add_argument("--load-note", default="")
+    parser.add_argument("--operator-root", type=Path, help="run the operator of this checkout (its operator/)")
     parser.add_argument(
         "--testbed-env", type=Path, default=Path(os.environ.get("VAULTBUNDLE_TESTBED_ENV", ".testbed/env"))
     )
@@ -489,6 +492,7 @@ def main(argv: list[str] | None = None) -> int:
     scale.install_crds(env)
     logs = Path(tempfile.mkdtemp(prefix="vaultbundle-drift-cost-"))
     result: dict[str, Any] = {"machine": machine_info(args.load_note), "logs_dir": str(logs), "kinds": {}}
+    result["operator_root"] = str(args.operator_root or scale.REPO)
     stores = Stores(env)
     try:
         with LoadSampler() as load:

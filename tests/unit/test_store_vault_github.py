@@ -179,7 +179,7 @@ def logins(monkeypatch: pytest.MonkeyPatch) -> list[tuple[HashicorpVaultTarget, 
         "vaultbundle.targets.hashicorp_vault._session", lambda ca: pinned.append(ca) or requests.Session()
     )
 
-    async def login(self: HashicorpVaultTarget, login: Login) -> None:
+    async def login(self: HashicorpVaultTarget, login: Login, server: tuple[str, ...] = ()) -> None:
         made.append((self, login, pinned[-1]))
 
     monkeypatch.setattr(HashicorpVaultTarget, "login", login)
@@ -228,7 +228,9 @@ async def test_vault_kubernetes_auth_uses_the_stores_service_account_in_the_oper
     await connect_vault(world)
     ((_, login, _),) = logins
     assert (login.method, login.mount, login.role) == ("kubernetes", "k8s", "tenants")
-    assert login.secret == f"token-for-{OPERATOR_NS}-vb-vault"  # never the tenant's namesake
+    assert login.identity == (OPERATOR_NS, "vb-vault", "vault")  # never the tenant's namesake
+    assert "create_token" not in world.kube.calls  # the JWT is requested only when the login has to be made
+    assert login.jwt is not None and await login.jwt() == f"token-for-{OPERATOR_NS}-vb-vault"
 
 
 async def test_vault_store_service_account_must_opt_in(logins: list[Any]) -> None:

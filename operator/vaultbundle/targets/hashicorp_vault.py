@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit
@@ -41,7 +41,8 @@ from .errormap import ExceptionTypes, Messages, first_match
 from .naming import NameRule, Naming, parse_naming, remote_names
 from .ownership import ADOPT_KEY, MANAGED_BY_KEY, MANAGED_BY_VALUE, Consent, adopt_token, claim_one
 from .threads import in_thread
-from .tokens import service_account_token
+from .tokens import opted_in_account, service_account_token
+from .vault_logins import LOGINS, LoginKey
 
 OWNER_KEY = "vaultbundle-owner"
 TIMEOUT_SECONDS = 15
@@ -320,7 +321,7 @@ class HashicorpVaultKind(StoreKind):
             scope=scope,
         )
         try:
-            await target.login(login)
+            await target.login(login, (spec.address, spec.namespace, ca_pem or ""))
         except BaseException:
             target._release()
             raise
@@ -338,8 +339,11 @@ class Login:
     what: str  # for messages: the method, mount, role and ServiceAccount (no secret material)
     mount: str = ""
     role: str = ""
-    secret: str = field(default="", repr=False)  # the token, the AppRole secret ID, or the JWT
+    secret: str = field(default="", repr=False)  # the token or the AppRole secret ID
     role_id: str = field(default="", repr=False)
+    # Kubernetes auth: the JWT, requested only when no token of this identity is held (`vault_logins`)
+    jwt: Callable[[], Awaitable[str]] | None = field(default=None, repr=False, compare=False)
+    identity: LoginKey = ()  # Kubernetes auth: the ServiceAccount's namespace, name and audiences
 
 
 def _kubernetes_what(mount: str, role: str, account: str) -> str:
@@ -362,9 +366,24 @@ async def _tenant_login(auth: Auth | None, context: TargetContext, credentials: 
             secret=await credentials.secret(auth.secret_id_ref),
         )
     credentials.service_account(auth.service_account_name)
-    jwt = await service_account_token(context, auth.service_account_name, auth.audiences, "log in to Vault")
-    what = _kubernetes_what(auth.mount, auth.role, auth.service_account_name)
-    return Login("kubernetes", what, mount=auth.mount, role=auth.role, secret=jwt)
+    return await _kubernetes_login(context, auth.mount, auth.role, auth.service_account_name, auth.audiences)
+
+
+async def _kubernetes_login(
+    context: TargetContext, mount: str, role: str, account: str, audiences: tuple[str, ...], namespace: str = ""
+) -> Login:
+    """The ServiceAccount is read and its opt-in checked now, on every cycle; its JWT is requested only when
+    the login has to be made (no token of this identity is held)."""
+    purpose = "log in to Vault"
+    found = await opted_in_account(context, account, audiences, purpose, namespace)
+
+    async def jwt() -> str:
+        return await service_account_token(context, account, audiences, purpose, account=found, namespace=namespace)
+
+    identity = (namespace or context.owner.namespace, account, *sorted(audiences))
+    return Login(
+        "kubernetes", _kubernetes_what(mount, role, account), mount=mount, role=role, jwt=jwt, identity=identity
+    )
 
 
 async def _from_store(
@@ -401,12 +420,9 @@ async def _from_store(
         )
         return spec, ca_pem, login
     namespace = credentials.store_service_account(auth.service_account_name)
-    audiences = auth.audiences or ("vault",)
-    jwt = await service_account_token(
-        context, auth.service_account_name, audiences, "log in to Vault", namespace=namespace
-    )
-    what = _kubernetes_what(auth.mount, auth.role, auth.service_account_name)
-    return spec, ca_pem, Login("kubernetes", what, mount=auth.mount, role=auth.role, secret=jwt)
+    audiences = tuple(auth.audiences or ("vault",))
+    login = await _kubernetes_login(context, auth.mount, auth.role, auth.service_account_name, audiences, namespace)
+    return spec, ca_pem, login
 
 
 def _refuse_redirect(response: Any, *_: Any, **__: Any) -> None:
@@ -517,9 +533,13 @@ class HashicorpVaultTarget:
 
     # authentication -------------------------------------------------------------------------------------
 
-    async def login(self, login: Login) -> None:
+    async def login(self, login: Login, server: LoginKey = ()) -> None:
+        """Log in (*server*: address, Vault namespace and CA, which with the login's identity key a held
+        Kubernetes-auth token)."""
         self._check_scope()  # nothing is sent for a target outside its store's scope, not even a login
-        if login.method == "token":
+        if login.method == "kubernetes":
+            await self._kubernetes_login(login, (*server, login.mount, login.role, *login.identity))
+        elif login.method == "token":
             self.client.token = login.secret
             # a bad token and a missing permission are both 403 later on: ask Vault about the token itself
             await self._call(login.what, self.client.auth.token.lookup_self, login=True)
@@ -533,16 +553,34 @@ class HashicorpVaultTarget:
                 mount_point=login.mount,
                 login=True,
             )
-        else:
-            await self._call(
-                login.what,
-                self.client.auth.kubernetes.login,
-                login.role,
-                login.secret,
-                use_token=True,
-                mount_point=login.mount,
-                login=True,
-            )
+
+    async def _kubernetes_login(self, login: Login, key: LoginKey) -> None:
+        """A held token of this identity after one `lookup-self`; else (none, or Vault refuses it) a TokenRequest
+        and a login, whose token is then held until shortly before its TTL ends."""
+        held = LOGINS.get(key)
+        if held:
+            self.client.token = held
+            try:
+                await self._call(login.what, self.client.auth.token.lookup_self, login=True)
+                return
+            except TargetError:  # revoked, expired early, or Vault unreachable: log in as if none were held
+                LOGINS.drop(key)
+                self.client.token = ""
+        assert login.jwt is not None  # _kubernetes_login's contract
+        jwt = await login.jwt()
+        response = await self._call(
+            login.what,
+            self.client.auth.kubernetes.login,
+            login.role,
+            jwt,
+            use_token=True,
+            mount_point=login.mount,
+            login=True,
+        )
+        auth = response.get("auth") if isinstance(response, Mapping) else None
+        ttl = auth.get("lease_duration") if isinstance(auth, Mapping) else None
+        if isinstance(ttl, int | float) and not isinstance(ttl, bool):
+            LOGINS.put(key, str(self.client.token or ""), float(ttl))
 
     # reading ---------------------------------------------------------------------------------------------
 

@@ -53,6 +53,28 @@ def annotations_of(account: Mapping[str, Any]) -> Mapping[str, str]:
     return (account.get("metadata") or {}).get("annotations") or {}
 
 
+async def opted_in_account(
+    context: TargetContext, name: str, audiences: Sequence[str], purpose: str, namespace: str = ""
+) -> Mapping[str, Any]:
+    """The ServiceAccount, read now, once its annotation allows *audiences* (else `Forbidden`): what a caller that
+    may skip the TokenRequest (a login it still holds) checks on every cycle, so an opt-out takes effect at once."""
+    namespace = namespace or context.owner.namespace
+    account = await service_account(context, name, namespace)
+    _require_audiences(account, audiences, purpose, _where(namespace, name))
+    return account
+
+
+def _require_audiences(account: Mapping[str, Any], audiences: Sequence[str], purpose: str, where: str) -> None:
+    allowed = {a.strip() for a in str(annotations_of(account).get(AUDIENCES_ANNOTATION, "")).split(",") if a.strip()}
+    refused = sorted(set(audiences) - allowed)
+    if refused:
+        raise TargetError(
+            Reason.FORBIDDEN,
+            f"{where} does not allow tokens for audience(s) {', '.join(refused)}: annotate it with "
+            f"{AUDIENCES_ANNOTATION}: {','.join(audiences)} to let vaultbundle {purpose} as it",
+        )
+
+
 async def service_account_token(
     context: TargetContext,
     name: str,
@@ -66,14 +88,7 @@ async def service_account_token(
     namespace = namespace or context.owner.namespace
     where = _where(namespace, name)
     account = account if account is not None else await service_account(context, name, namespace)
-    allowed = {a.strip() for a in str(annotations_of(account).get(AUDIENCES_ANNOTATION, "")).split(",") if a.strip()}
-    refused = sorted(set(audiences) - allowed)
-    if refused:
-        raise TargetError(
-            Reason.FORBIDDEN,
-            f"{where} does not allow tokens for audience(s) {', '.join(refused)}: annotate it with "
-            f"{AUDIENCES_ANNOTATION}: {','.join(audiences)} to let vaultbundle {purpose} as it",
-        )
+    _require_audiences(account, audiences, purpose, where)
     body = {
         "apiVersion": "authentication.k8s.io/v1",
         "kind": "TokenRequest",
