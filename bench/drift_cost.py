@@ -492,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
     scale.install_crds(env)
     logs = Path(tempfile.mkdtemp(prefix="vaultbundle-drift-cost-"))
     result: dict[str, Any] = {"machine": machine_info(args.load_note), "logs_dir": str(logs), "kinds": {}}
-    result["operator_root"] = str(args.operator_root or scale.REPO)
+    result["operator_root"], result["n"] = str(args.operator_root or scale.REPO), args.n
     stores = Stores(env)
     try:
         with LoadSampler() as load:
@@ -538,8 +538,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
         ax.tick_params(axis="x", rotation=20, labelsize=8)
     load = (result.get("load") or {}).get("loadavg_1m") or {}
     figure.suptitle(
-        f"drift check cost, N={result['kinds'] and next(iter(result['kinds'].values()))['n']} per kind; "
-        f"load avg 1m median {load.get('median')}",
+        f"drift check cost, N={result['n']} VaultBundles per kind; load avg 1m median {load.get('median')}",
         fontsize=10,
     )
     figure.tight_layout()
