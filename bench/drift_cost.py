@@ -482,7 +482,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--testbed-env", type=Path, default=Path(os.environ.get("VAULTBUNDLE_TESTBED_ENV", ".testbed/env"))
     )
+    parser.add_argument(
+        "--report",
+        nargs="+",
+        type=Path,
+        metavar="JSON",
+        help="only print the tables of a result (and of a base run's, second)",
+    )
     args = parser.parse_args(argv)
+    if args.report:
+        loaded = [json.loads(path.read_text()) for path in args.report]
+        print(markdown(loaded[0], loaded[1] if len(loaded) > 1 else None), end="")
+        return 0
     require_matplotlib()
     try:
         env, api = scale.connect(args.testbed_env)
@@ -493,6 +504,7 @@ def main(argv: list[str] | None = None) -> int:
     logs = Path(tempfile.mkdtemp(prefix="vaultbundle-drift-cost-"))
     result: dict[str, Any] = {"machine": machine_info(args.load_note), "logs_dir": str(logs), "kinds": {}}
     result["operator_root"], result["n"] = str(args.operator_root or scale.REPO), args.n
+    result["interval_s"], result["window_s"] = args.interval, args.window
     stores = Stores(env)
     try:
         with LoadSampler() as load:
@@ -512,8 +524,49 @@ def main(argv: list[str] | None = None) -> int:
     out = RESULTS / f"{args.name}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     plot(result, RESULTS / f"{args.name}.png")
+    (RESULTS / f"{args.name}.md").write_text(markdown(result))
     say(f"wrote {out} and .png")
     return 0
+
+
+def markdown(result: dict[str, Any], base: dict[str, Any] | None = None) -> str:
+    """The tables of bench/README.md from a result (and the Vault Kubernetes-auth row of a *base* run)."""
+
+    def fmt(value: Any) -> str:
+        return "–" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+    rows = [
+        "| target kind (N = {n}, check every {i:g} s) | checks in {w:g} s | store requests / check | "
+        "S3 / check | API requests / check | operator CPU / check (ms) | API writes | repair: edit → back (s), store "
+        "writes |".format(n=result["n"], i=result["interval_s"], w=result["window_s"]),
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    entries = [(kind, entry) for kind, entry in result["kinds"].items()]
+    if base and "vault_kubernetes_auth" in base:
+        entries.append(("hashicorpVault, Kubernetes auth, before (main)", base["vault_kubernetes_auth"]))
+    if "vault_kubernetes_auth" in result:
+        entries.append(("hashicorpVault, Kubernetes auth", result["vault_kubernetes_auth"]))
+    if "store_ref" in result:
+        entries.append(("awsSecretsManager via ClusterTargetStore (storeRef)", result["store_ref"]))
+    for kind, entry in entries:
+        window, each, fixed = entry["window"], entry["per_check"], entry.get("repair")
+        repaired = f"{fmt(fixed['edit_to_repaired_s'])}, {fixed['store_writes']}" if fixed else "–"
+        rows.append(
+            f"| {kind} | {window['drift_checks']} | {fmt(each['store_requests'])} | {fmt(each['s3_requests'])} | "
+            f"{fmt(each['api_requests'])} | {fmt(each['operator_cpu_ms'])} | {window['api_writes']} | {repaired} |"
+        )
+    fairness = result.get("fairness")
+    if fairness:
+        rows += [
+            "",
+            "| per-namespace fairness | Ready (s), runs | operator CPU per first sync (ms), runs |",
+            "|---|---|---|",
+        ]
+        for setting, found in fairness.items():
+            rows.append(
+                f"| {setting} {' '.join(found['flags'])} | {found['ready_s']} | {found['operator_cpu_ms_per_bundle']} |"
+            )
+    return "\n".join(rows) + "\n"
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
