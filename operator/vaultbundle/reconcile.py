@@ -385,8 +385,10 @@ class Reconciler:
         def book_for(target: str) -> drift.Book:
             return self.secret_versions.book(observed.namespace, observed.uid, target)
 
+        once = sources.SecretsOnce(self.kube)  # a credentials Secret of several keys is one GET per cycle
+
         async def read_secret(name: str, key: str) -> str:
-            return await sources.read_secret_value(self.kube, observed.namespace, SecretRef(name, key), "credentials")
+            return await sources.read_secret_value(once, observed.namespace, SecretRef(name, key), "credentials")
 
         fan_out = FanOut(
             self.kube,

@@ -9,6 +9,7 @@ bundle is opened and how: the cheap idle path compares it, never the values.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 from collections.abc import Awaitable, Callable
@@ -57,7 +58,25 @@ async def _read_object(
     return body
 
 
-async def read_secret_value(kube: SecretsAPI, namespace: str, ref: SecretRef, what: str) -> str:
+class SecretsOnce:
+    """`get_secret` for one cycle: each Secret is fetched once however many keys (and targets) of the cycle read
+    it, so the keys come from one version of it. Make one per cycle: nothing read outlives it."""
+
+    def __init__(self, kube: SecretsAPI) -> None:
+        self._kube = kube
+        self._reads: dict[tuple[str, str], asyncio.Task[dict[str, Any] | None]] = {}
+
+    def __repr__(self) -> str:
+        return f"SecretsOnce({len(self._reads)} read)"
+
+    async def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        key = (namespace, name)
+        if key not in self._reads:  # concurrent targets share the one read in flight
+            self._reads[key] = asyncio.ensure_future(self._kube.get_secret(namespace, name))
+        return await asyncio.shield(self._reads[key])
+
+
+async def read_secret_value(kube: SecretsAPI | SecretsOnce, namespace: str, ref: SecretRef, what: str) -> str:
     """One key of one Secret as UTF-8 text, trailing whitespace removed; *what* names it in messages."""
     secret = await _read_object(kube.get_secret, namespace, ref.name, f"{what} Secret", Reason.SECRET_NOT_FOUND)
     raw = (secret.get("data") or {}).get(ref.key)
