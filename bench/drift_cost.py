@@ -263,6 +263,11 @@ def repair(
         time.sleep(0.1)
     after = Snapshot(op, stores, kind, api)
     found = delta(kind, before, after)
+    if kind == "gcpSecretManager":  # the in-process fake also counted the bench's own edit and polls
+        found["store_writes"] -= 1
+        found["store_requests_by_operation"]["AddSecretVersion"] -= 1
+        found["store_requests_by_operation"]["AccessSecretVersion"] -= polls
+        found["store_requests"] -= 1 + polls
     if kind == "kubernetesSecret":  # the bench polled the Secret through the same apiserver: not the operator's
         found["api_requests"] -= polls
         found["api_requests_by_kind"]["GET secrets"] -= polls
