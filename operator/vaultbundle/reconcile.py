@@ -257,7 +257,8 @@ class Reconciler:
         assert source is not None
         digester = self.digester(observed.namespace)
         schema = await schemas.read(self.kube, observed.namespace, parsed.schema)
-        inputs = await dotsec_source.read_inputs(self.kube, observed.namespace, source, schema)
+        owner = Owner(observed.namespace, observed.name, observed.uid)
+        inputs = await dotsec_source.read_inputs(self.kube, owner, digester, source, schema, self.egress)
         source_digest = inputs.digest(digester, source)
         force_token = observed.annotations.get(FORCE_SYNC_ANNOTATION, "")
         memory = self._memory.get(observed.uid)
