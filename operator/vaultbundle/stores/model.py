@@ -602,8 +602,8 @@ def parse_store(body: Mapping[str, Any]) -> ClusterTargetStore:
     allow = _obj(spec.get("allow"), name, "spec.allow")
     if allow.get("forceDeleteWithoutRecovery") is True and kind != AWS:
         raise StoreInvalidError(f"{_where(name, 'spec.allow.forceDeleteWithoutRecovery')} only applies to {AWS}")
-    if kind == KMS and allow:
-        raise StoreInvalidError(f"{_where(name, 'spec.allow')} does not apply to {KMS}: it only decrypts")
+    if kind == KMS and allow.get("adopt") is True:
+        raise StoreInvalidError(f"{_where(name, 'spec.allow.adopt')} does not apply to {KMS}: it only decrypts")
     connection = _CONNECTIONS[kind](_obj(spec[kind], name, f"spec.{kind}", required=True), name, f"spec.{kind}")
     scope = _scope(spec.get("scope"), name, kind)
     if isinstance(connection, AwsConnection) and kind == KMS:
