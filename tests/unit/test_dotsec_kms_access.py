@@ -246,7 +246,7 @@ def test_kms_refusing_the_grants_key_is_the_grants_policy_denial() -> None:
         key_id=scope.kms_key_id,
         check_key=lambda key, client: scope.check_kms_key(key, lambda alias: ""),
     )
-    with pytest.raises(PolicyDeniedError, match="spec.scope.keys") as caught:
+    with pytest.raises(PolicyDeniedError, match=r"spec\.scope\.keys") as caught:
         unwrapper.unwrap(b"blob")
     assert "secret detail" not in str(caught.value)
 
