@@ -50,6 +50,7 @@ CONNECTION_DEFAULTS: Mapping[str, Mapping[str, Any]] = {
     GCP: {"insecure": False},
     VAULT: {"namespace": ""},
     GITHUB: {"apiURL": "https://api.github.com"},
+    KMS: {"endpoint": ""},
 }
 # Tenant-chosen URLs: only ever used together with tenant-supplied credentials (C2).
 ENDPOINT_FIELDS: Mapping[str, tuple[str, ...]] = {
