@@ -3,9 +3,10 @@ reader that does network I/O, so it lives outside the pure `vaultbundle.dotsec` 
 
 `Decrypt(CiphertextBlob=dek, EncryptionContext={"dotsec:format": "v3"})` with no KeyId, exactly as dotsec
 does (IAM can pin `kms:EncryptionContext:dotsec:format`); only an admin's grant of a single key adds that
-KeyId. The region is ours to choose, in this order: the one given (the resource spec, the CLI's --region), else
-the file's `@region`; the pod's AWS_REGION never silently overrides it (dotsec's order is the reverse). The endpoint follows the standard
-AWS_ENDPOINT_URL_KMS / AWS_ENDPOINT_URL variables. Errors carry the AWS error code, never an ARN.
+KeyId. The region is ours to choose, in this order: the one given (the resource spec, the CLI's --region),
+else the file's `@region`; the pod's AWS_REGION never silently overrides it (dotsec's order is the reverse).
+The endpoint follows the standard AWS_ENDPOINT_URL_KMS / AWS_ENDPOINT_URL variables. Errors carry the AWS
+error code, never an ARN.
 """
 
 from __future__ import annotations
