@@ -3,8 +3,9 @@
 One cycle, in order (reconcile.py drives it):
 
 1. `read_inputs`: everything but the file, read each cycle (cheap GETs, no decryption): the age identity
-   Secret or the KMS credentials Secret, the S3 config blob for an S3 object, and the schema text. Their keyed
-   digest (`Inputs.digest`) joins the cheap-path key.
+   Secret or the KMS key's access (`dotsec_kms_access.prepare`: the store policy, the credentials Secret or the
+   ServiceAccount's role), the S3 config blob for an S3 object, and the schema text. Their keyed digest
+   (`Inputs.digest`) joins the cheap-path key.
 2. `fetch`: the `.sec` text, or None when it is unchanged since the last verified cycle: the ConfigMap's
    `resourceVersion`, or an S3 conditional GET on the object's ETag (a 304 transfers nothing). Unchanged input
    costs no decryption.
@@ -19,8 +20,9 @@ applied, in order of first application (`status.dotsec.recentFiles`, newest firs
 unless `spec.source.dotsec.pin` names its digest or `rollbackPolicy: Allow`. A file never applied before (or
 forgotten past the bound) is new to us; the Git history of the file is the real record.
 
-KMS credentials come from the tenant's own Secret (never the operator's AWS identity) and the KMS endpoint is
-tenant egress, checked against the operator's egress policy like the S3 endpoint.
+KMS credentials come from the tenant's own Secret or ServiceAccount, or from an admin's ClusterTargetStore
+(`dotsec_kms_access`), never from the operator's own AWS identity; a tenant's KMS and STS endpoints are tenant
+egress, checked against the operator's egress policy like the S3 endpoint.
 """
 
 from __future__ import annotations
@@ -35,32 +37,30 @@ from .bundles import Bundle, Layout, Pointer
 from .crypto import configblob
 from .crypto.configblob import BootstrapConfig
 from .digest import Digester
-from .dotsec_kms import KmsUnwrapper
-from .dotsec_spec import DotsecSource, KmsKey
+from .dotsec_kms_access import KMS_EGRESS, KmsAccess, prepare
+from .dotsec_spec import DotsecSource
 from .egress import EgressPolicy, guarded
 from .errors import DotsecParseError, ManifestNotFoundError, Reason, RollbackRefusedError
-from .fields import SecretRef
 from .kube import KubeAPI
 from .remote import ObjectMissing, ObjectStore
 from .spec import VaultBundleSpec
 from .status import Event
+from .targets.base import Owner
 from .vault import Vault
 
 MAX_RECENT_FILES = 10
 SOURCE_EGRESS = "the S3 endpoint of the dotsec source's config blob"
-KMS_EGRESS = "the KMS endpoint of the dotsec source"
 MAX_SEC_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
 class Inputs:
-    """What opens the file (its key, the schema) and, for an S3 object, the bucket's config. Values stay out
-    of the repr; `digest_items` are only ever digested."""
+    """What opens the file (its age key, or the KMS key's access; the schema) and, for an S3 object, the
+    bucket's config. Values stay out of the repr; `digest_items` are only ever digested."""
 
-    key: dotsec.KeyUnwrapper
+    key: dotsec.KeyUnwrapper | KmsAccess
     schema: str | None = field(repr=False)
     s3_config: BootstrapConfig | None = field(repr=False)
-    kms_endpoint: str = ""
     digest_items: Mapping[str, str] = field(repr=False, default_factory=dict)
 
     def digest(self, digester: Digester, source: DotsecSource) -> str:
@@ -92,19 +92,15 @@ class Opened:
     events: tuple[Event, ...] = ()
 
 
-def _kms_unwrapper(kms: KmsKey, credentials: dict[str, str]) -> KmsUnwrapper:
-    def client(region: str) -> Any:
-        import boto3  # noqa: PLC0415 - only KMS sources need it at call time
-        from botocore.config import Config  # noqa: PLC0415
-
-        config = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=10)
-        session = boto3.session.Session(**credentials)
-        return session.client("kms", region_name=region, endpoint_url=kms.endpoint or None, config=config)
-
-    return KmsUnwrapper(region=kms.region, client_factory=client)
-
-
-async def read_inputs(kube: KubeAPI, namespace: str, source: DotsecSource, schema: str | None) -> Inputs:
+async def read_inputs(
+    kube: KubeAPI,
+    owner: Owner,
+    digester: Digester,
+    source: DotsecSource,
+    schema: str | None,
+    egress: EgressPolicy | None,
+) -> Inputs:
+    namespace = owner.namespace
     items: dict[str, str] = {}
     s3_config = None
     if source.s3 is not None:
@@ -114,20 +110,9 @@ async def read_inputs(kube: KubeAPI, namespace: str, source: DotsecSource, schem
         identity = await sources.read_secret_value(kube, namespace, source.identity, "age identity")
         items["identity"] = identity
         return Inputs(dotsec.AgeIdentity.from_key_file(identity), schema, s3_config, digest_items=items)
-    kms = source.kms
-    assert kms is not None  # dotsec_spec: exactly one key kind
-    names = {"aws_access_key_id": kms.access_key_id_key, "aws_secret_access_key": kms.secret_access_key_key}
-    if kms.session_token_key:
-        names["aws_session_token"] = kms.session_token_key
-    credentials = {
-        argument: await sources.read_secret_value(
-            kube, namespace, SecretRef(kms.credentials_secret, key), "KMS credentials"
-        )
-        for argument, key in names.items()
-    }
-    items.update({f"kms:{k}": v for k, v in credentials.items()}, kms=f"{kms.region} {kms.endpoint}")
-    endpoint = kms.endpoint or f"https://kms.{kms.region}.amazonaws.com"
-    return Inputs(_kms_unwrapper(kms, credentials), schema, s3_config, endpoint, items)
+    assert source.kms is not None  # dotsec_spec: exactly one key kind
+    access = await prepare(kube, owner, digester, source.kms, egress)
+    return Inputs(access, schema, s3_config, {**items, **access.digest_items})
 
 
 def _decode(body: bytes, origin: str) -> str:
@@ -193,10 +178,12 @@ def check_rollback(digest: str, spec: VaultBundleSpec, status: Mapping[str, Any]
     )
 
 
-def _open(sec: SecText, inputs: Inputs, source: DotsecSource) -> tuple[dotsec.Values, dotsec.Report]:
+def _open(
+    sec: SecText, key: dotsec.KeyUnwrapper, schema: str | None, source: DotsecSource
+) -> tuple[dotsec.Values, dotsec.Report]:
     # warn is ours to report (an Event), so the reader is asked to allow; refuse raises in the reader
     policy = dotsec.PlaintextPolicy.REFUSE if source.plaintext is dotsec.PlaintextPolicy.REFUSE else None
-    return dotsec.open_sec(sec.text, inputs.key, inputs.schema, plaintext=policy or dotsec.PlaintextPolicy.ALLOW)
+    return dotsec.open_sec(sec.text, key, schema, plaintext=policy or dotsec.PlaintextPolicy.ALLOW)
 
 
 def _events(report: dotsec.Report, source: DotsecSource) -> list[Event]:
@@ -218,15 +205,17 @@ async def open_file(
     status: Mapping[str, Any],
     egress: EgressPolicy | None,
 ) -> Opened:
-    """Verify and decrypt (in a worker thread; a KMS call is tenant egress), then refuse an older file."""
+    """Verify and decrypt (in a worker thread; a tenant's KMS call is tenant egress), then refuse an older file."""
     source = spec.dotsec
     assert source is not None
-    if inputs.kms_endpoint:
+    if isinstance(inputs.key, KmsAccess):
+        access, key = inputs.key, await inputs.key.unwrapper()  # credentials only now: a file is opened
+        policy = egress if access.egress_urls else None  # a ClusterTargetStore's endpoints are the admin's
         values, report = await asyncio.to_thread(
-            guarded, egress, KMS_EGRESS, [inputs.kms_endpoint], _open, sec, inputs, source
+            guarded, policy, KMS_EGRESS, access.egress_urls, _open, sec, key, inputs.schema, source
         )
     else:
-        values, report = await asyncio.to_thread(_open, sec, inputs, source)
+        values, report = await asyncio.to_thread(_open, sec, inputs.key, inputs.schema, source)
     metrics.DOTSEC_OPENS.inc()
     digest = file_digest(digester, report)
     check_rollback(digest, spec, status)

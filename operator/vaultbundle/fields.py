@@ -186,3 +186,15 @@ def parse_selection(target: Mapping[str, Any], path: str) -> Selection:
         exclude_files=strings(files.get("exclude"), f"{path}.files.exclude"),
         rename_files=string_map(files.get("rename"), f"{path}.files.rename"),
     )
+
+
+def service_account_ref(raw: Any, path: str) -> str:
+    """The name in a `serviceAccountRef: {name}` of a target's (or a dotsec KMS key's) spec (*path* names that
+    field). No namespace field: the ServiceAccount is always one of the VaultBundle's own namespace."""
+    ref = obj(raw, path)
+    if set(ref) != {"name"}:
+        raise SpecError(f"{path} must be {{name: <ServiceAccount in this namespace>}}")
+    name = string(ref["name"], f"{path}.name", required=True)
+    if len(name) > 253 or not DNS_SUBDOMAIN.fullmatch(name):
+        raise SpecError(f"{path}.name is not a valid ServiceAccount name")
+    return name

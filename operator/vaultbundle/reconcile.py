@@ -257,7 +257,8 @@ class Reconciler:
         assert source is not None
         digester = self.digester(observed.namespace)
         schema = await schemas.read(self.kube, observed.namespace, parsed.schema)
-        inputs = await dotsec_source.read_inputs(self.kube, observed.namespace, source, schema)
+        owner = Owner(observed.namespace, observed.name, observed.uid)
+        inputs = await dotsec_source.read_inputs(self.kube, owner, digester, source, schema, self.egress)
         source_digest = inputs.digest(digester, source)
         force_token = observed.annotations.get(FORCE_SYNC_ANNOTATION, "")
         memory = self._memory.get(observed.uid)
@@ -283,7 +284,7 @@ class Reconciler:
             if checking and memory is not None and opened.pointer.etag == memory.pointer.etag:
                 verified = Verified(opened.bundle, opened.pointer)
                 report = _dotsec_report(opened, observed, applied=True)
-                return await self._check(observed, parsed, verified, memory, checking, report)
+                return await self._check(observed, parsed, verified, memory, checking, report, opened)
         check_not_empty(opened.bundle, allow=parsed.allow_empty)
         results = await self._fan_out(observed, parsed, opened.bundle)
         restarts = await self._rollout(observed, parsed, results)
@@ -293,15 +294,7 @@ class Reconciler:
         outcome = await self._report_sync(observed, parsed, verified, results, restarts, **report)
         outcome.events += new_events
         checked = dict.fromkeys((t.name for t in parsed.targets), self.clock())
-        retry = outcome.failure is not None
-        self._memory[observed.uid] = _Memory(
-            source_digest,
-            observed.generation,
-            force_token,
-            opened.pointer,
-            checked=checked,
-            opened=opened if retry else None,
-        )
+        self._remember(observed, source_digest, force_token, verified, outcome, checked, opened)
         return self._scheduled(outcome, parsed, checked)
 
     async def _idle(self, observed: Observed, parsed: VaultBundleSpec, memory: _Memory) -> Outcome:
@@ -322,8 +315,11 @@ class Reconciler:
         verified: Verified,
         outcome: Outcome,
         checked: dict[str, float],
+        opened: dotsec_source.Opened | None = None,
     ) -> None:
-        retry = outcome.failure is not None  # a target or the status patch failed: keep the bundle for the retry
+        """Keep what the next cycle needs. After a failure (a target or the status patch) the bundle stays for the
+        retry; for a dotsec source the opened file does (its retry path reads `opened`, not `bundle`)."""
+        retry = outcome.failure is not None
         self._memory[observed.uid] = _Memory(
             source_digest,
             observed.generation,
@@ -331,6 +327,7 @@ class Reconciler:
             verified.pointer,
             verified.bundle if retry else None,
             checked,
+            opened if retry else None,
         )
 
     async def _check(
@@ -341,6 +338,7 @@ class Reconciler:
         memory: _Memory,
         names: set[str],
         report: dict[str, Any] | None = None,
+        opened: dotsec_source.Opened | None = None,
     ) -> Outcome:
         """Plan (and, on a difference, apply) only the targets due for a drift check; the others keep their status
         entry as it is. A check that finds nothing writes nothing."""
@@ -362,7 +360,7 @@ class Reconciler:
         ]
         restarts = await self._rollout(observed, parsed, merged)  # a repaired Secret restarts its workloads too
         outcome = await self._report_sync(observed, parsed, verified, merged, restarts, repairs=True, **(report or {}))
-        self._remember(observed, memory.source_digest, memory.force_token, verified, outcome, memory.checked)
+        self._remember(observed, memory.source_digest, memory.force_token, verified, outcome, memory.checked, opened)
         return self._scheduled(outcome, parsed, memory.checked)
 
     async def _still_wanted(self, observed: Observed) -> bool:

@@ -94,7 +94,7 @@ class VaultBundleSpec:
         if self.dotsec is not None:
             refs += [self.dotsec.identity, self.dotsec.s3.config_ref if self.dotsec.s3 else None]
         names = {ref.name for ref in refs if ref is not None}
-        if self.dotsec is not None and self.dotsec.kms is not None:
+        if self.dotsec is not None and self.dotsec.kms is not None and self.dotsec.kms.credentials_secret:
             names.add(self.dotsec.kms.credentials_secret)
         return frozenset(names)
 

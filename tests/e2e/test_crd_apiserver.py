@@ -339,7 +339,42 @@ REJECTED: dict[str, tuple[Any, str]] = {
     ),
     "dotsec kms without credentials": (
         _set(["source"], {"dotsec": {"configMapRef": {"name": "c"}, "kms": {"region": "eu-west-1"}}}),
-        "credentialsSecretRef",
+        "kms takes exactly one of credentialsSecretRef, auth.serviceAccountRef or storeRef",
+    ),
+    "dotsec kms with two ways": (
+        _set(
+            ["source"],
+            {
+                "dotsec": {
+                    "configMapRef": {"name": "c"},
+                    "kms": {"region": "eu-west-1", "credentialsSecretRef": {"name": "k"}, "storeRef": {"name": "s"}},
+                }
+            },
+        ),
+        "kms takes exactly one of credentialsSecretRef, auth.serviceAccountRef or storeRef",
+    ),
+    "dotsec kms storeRef with a region": (
+        _set(
+            ["source"],
+            {"dotsec": {"configMapRef": {"name": "c"}, "kms": {"region": "eu-west-1", "storeRef": {"name": "s"}}}},
+        ),
+        "with storeRef the region, endpoints and identity come from the ClusterTargetStore",
+    ),
+    "dotsec kms without a region": (
+        _set(["source"], {"dotsec": {"configMapRef": {"name": "c"}, "kms": {"credentialsSecretRef": {"name": "k"}}}}),
+        "kms.region is required unless storeRef is set",
+    ),
+    "dotsec kms stsEndpoint without auth": (
+        _set(
+            ["source"],
+            {
+                "dotsec": {
+                    "configMapRef": {"name": "c"},
+                    "kms": {"region": "eu-west-1", "credentialsSecretRef": {"name": "k"}, "stsEndpoint": "https://s"},
+                }
+            },
+        ),
+        "kms.stsEndpoint is only used with auth.serviceAccountRef",
     ),
     "dotsec s3 key with ..": (
         _set(
@@ -377,6 +412,19 @@ def test_federated_targets_are_accepted(kubectl: Kubectl, namespace: str) -> Non
 def test_valid_probe_is_accepted(kubectl: Kubectl, namespace: str) -> None:
     """The objects above are rejected for the one reason injected, not because the base object is wrong."""
     result = dry_run(kubectl, namespace, vault_bundle())
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    "kms",
+    [{"storeRef": {"name": "kms-shared"}}, {"region": "eu-west-1", "auth": {"serviceAccountRef": {"name": "kms"}}}],
+    ids=["storeRef", "serviceAccountRef"],
+)
+def test_a_dotsec_kms_grant_or_service_account_is_accepted(
+    kubectl: Kubectl, namespace: str, kms: dict[str, Any]
+) -> None:
+    obj = vault_bundle(source={"dotsec": {"configMapRef": {"name": "web-sec"}, "kms": kms}})
+    result = dry_run(kubectl, namespace, obj)
     assert result.returncode == 0, result.stderr
 
 

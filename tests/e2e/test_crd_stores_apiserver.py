@@ -165,20 +165,43 @@ VALID_CONNECTION_VALUES: dict[str, dict[str, Any]] = {
         "auth": {"tokenSecretRef": {"name": "t"}},
     },
     "githubActions": {"apiURL": "https://ghe.example/api/v3", "auth": {"tokenSecretRef": {"name": "t"}}},
+    "awsKms": {  # spec.source.dotsec.kms, not a target
+        "region": "eu-west-1",
+        "endpoint": "https://kms.example",
+        "stsEndpoint": "https://sts.example",
+        "credentialsSecretRef": {"name": "c"},
+        "auth": {"serviceAccountRef": {"name": "kms-reader"}},
+    },
+}
+REFUSED = {
+    stores.KMS: "with storeRef the region, endpoints and identity come from the ClusterTargetStore",
 }
 REQUIRED_REST = {"hashicorpVault": {"path": "tenants/x/app"}, "githubActions": {"repository": "acme/web"}}
 
 
 def vault_bundle(kind: str, body: dict[str, Any]) -> dict[str, Any]:
+    """A VaultBundle with *body* under a target of *kind*, or for awsKms as its dotsec source's `kms`."""
+    spec: dict[str, Any] = {
+        "source": {"configSecretRef": {"name": "cfg"}, "passphraseSecretRef": {"name": "pass"}},
+        "targets": [{"name": "ext", kind: body}],
+    }
+    if kind == stores.KMS:
+        spec = {
+            "source": {"dotsec": {"configMapRef": {"name": "sec"}, "kms": body}},
+            "targets": [{"name": "env", "kubernetesSecret": {"name": "env"}}],
+        }
     return {
         "apiVersion": "vaultbundle.io/v1alpha1",
         "kind": "VaultBundle",
         "metadata": {"name": f"ref-{kind.lower()}"},
-        "spec": {
-            "source": {"configSecretRef": {"name": "cfg"}, "passphraseSecretRef": {"name": "pass"}},
-            "targets": [{"name": "ext", kind: body}],
-        },
+        "spec": spec,
     }
+
+
+def stored_body(stored: dict[str, Any], kind: str) -> dict[str, Any]:
+    if kind == stores.KMS:
+        return dict(stored["spec"]["source"]["dotsec"]["kms"])
+    return dict(stored["spec"]["targets"][0][kind])
 
 
 def test_connection_values_cover_every_connection_field() -> None:
@@ -192,7 +215,7 @@ def test_store_ref_alone_is_accepted_and_stored_with_defaults(kubectl: Kubectl, 
     obj = vault_bundle(kind, {"storeRef": {"name": "shared"}, **REQUIRED_REST.get(kind, {})})
     kubectl.run("apply", "-n", namespace, "-f", "-", stdin=json.dumps(obj))
     stored = kubectl.get_json("vaultbundle", "-n", namespace, obj["metadata"]["name"])
-    target = stored["spec"]["targets"][0][kind]
+    target = stored_body(stored, kind)
     assert target["storeRef"] == {"name": "shared"}
     for field_name, default in stores.CONNECTION_DEFAULTS.get(kind, {}).items():
         assert target.get(field_name, default) == default  # defaulted by the apiserver, still accepted
@@ -213,7 +236,8 @@ def test_store_ref_with_a_connection_field_is_rejected(
     }
     result = dry_run(kubectl, vault_bundle(kind, body), namespace)
     assert result.returncode != 0, f"{kind}.{field_name}: accepted"
-    assert "with storeRef the connection and credentials come from the ClusterTargetStore" in flat(result.stderr)
+    expected = REFUSED.get(kind, "with storeRef the connection and credentials come from the ClusterTargetStore")
+    assert expected in flat(result.stderr)
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,7 @@
 """A TLS front for a plain-HTTP server of the test bed (OpenBao listens on http://127.0.0.1): a ClusterTargetStore's
 address must be https, so the operator talks TLS to this front, which forwards the bytes to the server and records
-the request line of every HTTP request it passes on (a recording server: "no request reached Vault" is checkable).
+the request line of every HTTP request it passes on (a recording server: "no request reached Vault" is checkable),
+and the bytes each connection sent (`streams()`: headers and bodies, e.g. which key signed a request).
 
 Serves the bed's 127.0.0.1 certificate (signed by TESTBED_CA_FILE). Test-only; one thread per connection.
 """
@@ -18,6 +19,7 @@ from types import TracebackType
 
 _REQUEST_LINE = re.compile(rb"(GET|HEAD|POST|PUT|PATCH|DELETE|LIST|OPTIONS) (\S+) HTTP/1\.[01]")
 _MAX_PENDING = 1 << 16
+_MAX_STREAM = 1 << 22  # bytes kept per connection
 
 
 class _Forward(socketserver.BaseRequestHandler):
@@ -36,10 +38,15 @@ class _Forward(socketserver.BaseRequestHandler):
 
     def _pipe(self, source: socket.socket, sink: socket.socket, record: bool) -> None:
         pending = b""
+        stream = bytearray()
+        if record:
+            with self.server.lock:
+                self.server.streams.append(stream)
         try:
             while data := source.recv(65536):
                 if record:
                     pending = self._record(pending + data)
+                    stream += data[: max(0, _MAX_STREAM - len(stream))]
                 sink.sendall(data)
         except OSError:
             pass
@@ -67,6 +74,7 @@ class _Server(socketserver.ThreadingTCPServer):
         self.upstream, self.context = upstream, context
         self.lock = threading.Lock()
         self.requests: list[tuple[str, str]] = []
+        self.streams: list[bytearray] = []
 
 
 class TlsFront:
@@ -85,6 +93,11 @@ class TlsFront:
     def requests(self) -> list[tuple[str, str]]:
         with self._server.lock:
             return list(self._server.requests)
+
+    def streams(self) -> list[bytes]:
+        """What each connection sent, in order of connection (at most 4 MiB each)."""
+        with self._server.lock:
+            return [bytes(stream) for stream in self._server.streams]
 
     def __enter__(self) -> TlsFront:
         self._thread.start()

@@ -26,8 +26,7 @@ from vaultbundle.errors import PolicyDeniedError, SpecError, TargetError
 from vaultbundle.selection import SelectionError
 from vaultbundle.spec import parse_selection
 from vaultbundle.stores import SESSION_TAG_KEYS, Grant, role_session_name
-from vaultbundle.targets import aws_secrets_manager as aws_module
-from vaultbundle.targets import grants
+from vaultbundle.targets import aws_identity, grants
 from vaultbundle.targets.aws_secrets_manager import KIND, OWNER_TAG, AwsSecretsManagerTarget
 from vaultbundle.targets.base import Owner, Plan, TargetContext
 from vaultbundle.targets.ownership import ADOPT_ANNOTATION, MANAGED_BY_KEY
@@ -431,7 +430,7 @@ def operator_identity(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "operator-secret")
     monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
     monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
-    monkeypatch.setattr(aws_module, "_SESSION", None)
+    monkeypatch.setattr(aws_identity, "_SESSION", None)
     return OPERATOR_KEY_ID
 
 
@@ -543,17 +542,17 @@ async def test_m3_external_id_only_from_a_store(endpoint: str, prefix: str) -> N
 def assume_role_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     """The parameters of every AssumeRole the store's STS clients send."""
     calls: list[dict[str, Any]] = []
-    make = aws_module._client
+    make = aws_identity.client
 
-    def recording(service: str, *args: Any) -> Any:
-        client = make(service, *args)
+    def recording(service: str, *args: Any, **kwargs: Any) -> Any:
+        client = make(service, *args, **kwargs)
         if service == "sts":
             client.meta.events.register(
                 "before-parameter-build.sts.AssumeRole", lambda params, **_: calls.append(dict(params))
             )
         return client
 
-    monkeypatch.setattr(aws_module, "_client", recording)
+    monkeypatch.setattr(aws_identity, "client", recording)
     return calls
 
 
@@ -649,7 +648,7 @@ async def test_store_identity_secret_is_read_from_the_operator_namespace(
 ) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
     monkeypatch.setenv("POD_NAMESPACE", "vaultbundle-system")
-    monkeypatch.setattr(aws_module, "_SESSION", None)
+    monkeypatch.setattr(aws_identity, "_SESSION", None)
     store = store_body(connection={"identity": {"secretRef": {"name": "aws-store-key"}}})
     kube = tenant_kube(store)
     kube.put_secret("vaultbundle-system", "aws-store-key", {"access-key-id": "AKIASTORE", "secret-access-key": "x"})
@@ -673,7 +672,7 @@ def account_kube(**annotations: str) -> MemoryKube:
 def sts_requests(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any], dict[str, str]]]:
     """(operation, params, HTTP headers as sent) of every STS request the store's clients make."""
     seen: list[tuple[str, dict[str, Any], dict[str, str]]] = []
-    make = aws_module._client
+    make = aws_identity.client
 
     def recording(service: str, *args: Any, **kwargs: Any) -> Any:
         client = make(service, *args, **kwargs)
@@ -686,7 +685,7 @@ def sts_requests(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, A
             )
         return client
 
-    monkeypatch.setattr(aws_module, "_client", recording)
+    monkeypatch.setattr(aws_identity, "client", recording)
     return seen
 
 

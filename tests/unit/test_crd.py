@@ -126,6 +126,19 @@ CEL_TWINS: dict[str, Callable[[Any], bool]] = {
     ),
     "has(self.configMapRef) != has(self.s3)": lambda s: ("configMapRef" in s) != ("s3" in s),
     "has(self.identitySecretRef) != has(self.kms)": lambda s: ("identitySecretRef" in s) != ("kms" in s),
+    "[has(self.credentialsSecretRef), has(self.auth) && has(self.auth.serviceAccountRef), has(self.storeRef)]"
+    ".filter(x, x).size() == 1": lambda s: (
+        ["credentialsSecretRef" in s, "serviceAccountRef" in s.get("auth", {}), "storeRef" in s].count(True) == 1
+    ),
+    "has(self.storeRef) || has(self.region)": lambda s: "storeRef" in s or "region" in s,
+    "!has(self.storeRef) || (!has(self.region) && (!has(self.endpoint) || self.endpoint == '') && "
+    "!has(self.stsEndpoint) && !has(self.credentialsSecretRef) && !has(self.auth))": lambda s: (
+        "storeRef" not in s
+        or not ({"region", "stsEndpoint", "credentialsSecretRef", "auth"} & set(s) or s.get("endpoint"))
+    ),
+    "!has(self.stsEndpoint) || (has(self.auth) && has(self.auth.serviceAccountRef))": lambda s: (
+        "stsEndpoint" not in s or "serviceAccountRef" in s.get("auth", {})
+    ),
     "!self.matches('(^|/)[.][.](/|$)')": _no_dotdot,
     "self.all(t, !has(t.kubernetesSecret) || self.exists_one(u, has(u.kubernetesSecret) && "
     "u.kubernetesSecret.name == t.kubernetesSecret.name))": _distinct_secret_targets,

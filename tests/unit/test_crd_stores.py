@@ -54,7 +54,11 @@ def _vault_scope(spec: dict[str, Any]) -> bool:
 
 CEL_TWINS: dict[str, Callable[[Any], bool]] = {
     "[has(self.awsSecretsManager), has(self.gcpSecretManager), has(self.azureKeyVault), has(self.hashicorpVault), "
-    "has(self.githubActions)].filter(x, x).size() == 1": lambda s: _one_of(s, KINDS),
+    "has(self.githubActions), has(self.awsKms)].filter(x, x).size() == 1": lambda s: _one_of(s, KINDS),
+    "has(self.scope.keys) == has(self.awsKms)": lambda s: ("keys" in s["scope"]) == ("awsKms" in s),
+    "!has(self.awsKms) || !has(self.allow) || !has(self.allow.adopt) || !self.allow.adopt": lambda s: (
+        "awsKms" not in s or not s.get("allow", {}).get("adopt")
+    ),
     "has(self.scope.namePrefix) == (has(self.awsSecretsManager) || has(self.gcpSecretManager) || "
     "has(self.azureKeyVault))": lambda s: (
         ("namePrefix" in s["scope"]) == any(k in s for k in ("awsSecretsManager", "gcpSecretManager", "azureKeyVault"))

@@ -321,3 +321,18 @@ async def test_a_dotsec_file_that_empties_the_target_is_refused(synced: DotsecWo
     outcome = await synced.cycle()
     assert outcome.reason == Reason.BUNDLE_EMPTY and not outcome.ready
     assert synced.secret() == {"API_TOKEN": CANARY, "DB_PASSWORD": "hunter2-xyz"}
+
+
+async def test_a_failed_drift_repair_of_a_dotsec_source_is_retried_at_once(synced: DotsecWorld) -> None:
+    """A repair whose write fails is retried on the next cycle (with the file kept in memory, as after a failed
+    full sync), not only when the target's next drift check is due."""
+    synced.kube.edit_secret("ns", "out", API_TOKEN="hand-edited")
+    synced.kube.failing["apply_secret"] = 500
+    failed = await synced.reconciler.reconcile(replace(synced.observed(), drifted=frozenset({"app"})))
+    assert not failed.ready and synced.secret()["API_TOKEN"] == "hand-edited"
+    del synced.kube.failing["apply_secret"]
+    before = opens()
+    retried = await synced.cycle()  # no drift event, and the target's check is not due again yet
+    assert retried.ready and not retried.idle, retried.message
+    assert synced.secret() == {"API_TOKEN": CANARY, "DB_PASSWORD": "hunter2-xyz"}
+    assert opens() == before  # the retry used the file opened by the failed repair

@@ -53,7 +53,14 @@ GITHUB_STORE = cts(
     {"auth": {"tokenSecretRef": {"name": "gh"}}},
     {"repositories": ["acme/{namespace}-*", "acme/shared"], "organization": "acme"},
 )
+KMS_KEY = "arn:aws:kms:eu-west-1:123456789012:key/11111111-2222-3333-4444-555555555555"
+KMS_STORE = cts(
+    "awsKms",
+    {"region": "eu-west-1", "identity": AMBIENT},
+    {"keys": [KMS_KEY, "arn:aws:kms:eu-west-1:123456789012:alias/tenants/{namespace}"]},
+)
 STORES = {
+    "awsKms": KMS_STORE,
     "awsSecretsManager": AWS_STORE,
     "gcpSecretManager": GCP_STORE,
     "azureKeyVault": AZURE_STORE,
@@ -449,6 +456,7 @@ def authorize(
 
 
 TENANT_CREDS = {
+    "awsKms": {"region": "eu-west-1", "credentialsSecretRef": {"name": "aws"}},
     "awsSecretsManager": {"credentialsSecretRef": {"name": "aws"}},
     "gcpSecretManager": {"project": "p-12345", "credentialsSecretRef": {"name": "gcp"}},
     "azureKeyVault": {"vaultURL": "https://v.vault.azure.net", "auth": {"clientSecretRef": {"name": "az"}}},
@@ -456,6 +464,7 @@ TENANT_CREDS = {
     "githubActions": {"repository": "acme/web", "auth": {"tokenSecretRef": {"name": "gh"}}},
 }
 NO_CREDS = {
+    "awsKms": {"region": "eu-west-1"},
     "awsSecretsManager": {"region": "eu-west-1"},
     "gcpSecretManager": {"project": "p-12345"},
     "azureKeyVault": {"vaultURL": "https://v.vault.azure.net"},
@@ -484,6 +493,7 @@ def test_tenant_credentials_use_the_targets_own_fields(kind: str) -> None:
     [
         ("awsSecretsManager", {"endpoint": "https://attacker.example"}, "endpoint"),
         ("awsSecretsManager", {"stsEndpoint": "https://attacker.example"}, "stsEndpoint"),
+        ("awsKms", {"region": "eu-west-1", "endpoint": "https://attacker.example"}, "endpoint"),
         ("gcpSecretManager", {"project": "p-12345", "endpoint": "attacker.example:443"}, "endpoint"),
         ("azureKeyVault", {"vaultURL": "https://attacker.example"}, "vaultURL"),
         (
@@ -521,6 +531,7 @@ def test_tenant_external_id_and_managed_identity_are_refused() -> None:
 
 REF = {"storeRef": {"name": "s"}}
 TENANT_WITH_REF = {
+    "awsKms": REF,
     "awsSecretsManager": REF,
     "gcpSecretManager": REF,
     "azureKeyVault": REF,

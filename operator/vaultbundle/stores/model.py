@@ -21,6 +21,10 @@ from vaultbundle.stores.scope import (
     GCP,
     GITHUB,
     KINDS,
+    KMS,
+    KMS_ALIAS_ARN,
+    KMS_ALIAS_NAME,
+    KMS_KEY_ARN,
     NAME_RULES,
     PLACEHOLDERS,
     VAULT,
@@ -253,6 +257,7 @@ _IDENTITY_KEYS: Mapping[str, Mapping[str, str]] = {
     GCP: {"key": "credentials.json"},
     AZURE: {"tenantIdKey": "tenant-id", "clientIdKey": "client-id", "clientSecretKey": "client-secret"},
 }
+_IDENTITY_KEYS = {**_IDENTITY_KEYS, KMS: _IDENTITY_KEYS[AWS]}
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
@@ -418,6 +423,7 @@ _CONNECTIONS: Mapping[str, Callable[[dict[str, Any], str, str], Connection]] = {
     AZURE: _azure,
     VAULT: _vault,
     GITHUB: _github,
+    KMS: _aws,  # the same connection and identity as awsSecretsManager (region, endpoints, role, externalId)
 }
 
 
@@ -484,6 +490,7 @@ _SCOPE_FIELDS: Mapping[str, tuple[str, ...]] = {
     AZURE: ("namePrefix",),
     VAULT: ("mount", "pathPrefix"),
     GITHUB: ("repositories", "organization", "environments"),
+    KMS: ("keys",),
 }
 
 
@@ -502,6 +509,7 @@ def _scope(raw: Any, store: str, kind: str) -> Scope:
         repositories=_strs(body.get("repositories"), store, "spec.scope.repositories"),
         organization=_str(body.get("organization"), store, "spec.scope.organization"),
         environments=_strs(body.get("environments"), store, "spec.scope.environments"),
+        keys=_strs(body.get("keys"), store, "spec.scope.keys"),
     )
     for path, template in _templates(scope):
         try:
@@ -538,6 +546,7 @@ def _templates(scope: Scope) -> list[tuple[str, str]]:
     found = [("namePrefix", scope.name_prefix), ("pathPrefix", scope.path_prefix), ("organization", scope.organization)]
     found += [(f"repositories[{i}]", r) for i, r in enumerate(scope.repositories)]
     found += [(f"environments[{i}]", e) for i, e in enumerate(scope.environments)]
+    found += [(f"keys[{i}]", k) for i, k in enumerate(scope.keys)]
     return [(p, t) for p, t in found if t]
 
 
@@ -549,8 +558,37 @@ def _require_scope(scope: Scope, store: str, kind: str) -> None:
         raise StoreInvalidError(f"{_where(store, 'spec.scope')}: mount and pathPrefix are required for {kind}")
     if kind == GITHUB and not (scope.repositories or scope.organization):
         raise StoreInvalidError(f"{_where(store, 'spec.scope')}: set repositories or organization for {kind}")
+    if kind == KMS and not scope.keys:
+        raise StoreInvalidError(
+            f"{_where(store, 'spec.scope.keys')} is required: the KMS key and alias ARNs tenants may decrypt with"
+        )
     if scope.environments and not scope.repositories:
         raise StoreInvalidError(f"{_where(store, 'spec.scope.environments')} needs repositories (their environments)")
+
+
+def _check_kms_keys(scope: Scope, region: str, store: str) -> None:
+    """awsKms: every entry is a key ARN (literal: key IDs are random, a placeholder there means nothing) or an alias
+    ARN (placeholders only in the alias name, never an AWS-managed `alias/aws/...`), in the store's region."""
+    for i, entry in enumerate(scope.keys):
+        path = f"spec.scope.keys[{i}]"
+        try:
+            sample = expand(entry, "ns", "name")
+        except SpecError as exc:
+            raise StoreInvalidError(f"{_where(store, path)}: {exc}") from None
+        key, alias = KMS_KEY_ARN.fullmatch(entry), KMS_ALIAS_ARN.fullmatch(sample)
+        if key is None and (
+            alias is None
+            or not KMS_ALIAS_NAME.fullmatch(alias["alias"])
+            or alias["alias"].startswith("aws/")
+            or any(p in entry.partition(":alias/")[0] for p in PLACEHOLDERS)
+        ):
+            raise StoreInvalidError(
+                f"{_where(store, path)} must be a KMS key ARN (arn:aws:kms:<region>:<account>:key/<key id>) or an "
+                "alias ARN (...:alias/<name>, placeholders allowed in the name, not alias/aws/...)"
+            )
+        found = key or alias
+        if found is not None and found["region"] != region:
+            raise StoreInvalidError(f"{_where(store, path)} is not in the store's region {region}")
 
 
 def parse_store(body: Mapping[str, Any]) -> ClusterTargetStore:
@@ -564,12 +602,18 @@ def parse_store(body: Mapping[str, Any]) -> ClusterTargetStore:
     allow = _obj(spec.get("allow"), name, "spec.allow")
     if allow.get("forceDeleteWithoutRecovery") is True and kind != AWS:
         raise StoreInvalidError(f"{_where(name, 'spec.allow.forceDeleteWithoutRecovery')} only applies to {AWS}")
+    if kind == KMS and allow.get("adopt") is True:
+        raise StoreInvalidError(f"{_where(name, 'spec.allow.adopt')} does not apply to {KMS}: it only decrypts")
+    connection = _CONNECTIONS[kind](_obj(spec[kind], name, f"spec.{kind}", required=True), name, f"spec.{kind}")
+    scope = _scope(spec.get("scope"), name, kind)
+    if isinstance(connection, AwsConnection) and kind == KMS:
+        _check_kms_keys(scope, connection.region, name)
     return ClusterTargetStore(
         name=name,
         kind=kind,
-        connection=_CONNECTIONS[kind](_obj(spec[kind], name, f"spec.{kind}", required=True), name, f"spec.{kind}"),
+        connection=connection,
         conditions=_conditions(spec.get("conditions"), name),
-        scope=_scope(spec.get("scope"), name, kind),
+        scope=scope,
         allow=Allow(
             adopt=_bool(allow.get("adopt"), name, "spec.allow.adopt", False),
             prune=_bool(allow.get("prune"), name, "spec.allow.prune", True),

@@ -22,7 +22,18 @@ from vaultbundle.stores.model import (
     VaultConnection,
     admits,
 )
-from vaultbundle.stores.scope import AWS, AZURE, DNS_SUBDOMAIN, GCP, GITHUB, KINDS, VAULT, BoundScope, check_values
+from vaultbundle.stores.scope import (
+    AWS,
+    AZURE,
+    DNS_SUBDOMAIN,
+    GCP,
+    GITHUB,
+    KINDS,
+    KMS,
+    VAULT,
+    BoundScope,
+    check_values,
+)
 
 # Fields of a VaultBundle target that choose a connection or a credential: with `storeRef` the tenant sets none of
 # them (the CRD's CEL rule lists the same fields; tests keep the two equal).
@@ -32,12 +43,14 @@ CONNECTION_FIELDS: Mapping[str, tuple[str, ...]] = {
     AZURE: ("vaultURL", "auth", "caBundleSecretRef"),
     VAULT: ("address", "namespace", "caBundleSecretRef", "auth"),
     GITHUB: ("apiURL", "auth"),
+    KMS: ("region", "endpoint", "stsEndpoint", "credentialsSecretRef", "auth"),  # spec.source.dotsec.kms
 }
 # CRD defaults of some of those fields: a field at its default counts as unset.
 CONNECTION_DEFAULTS: Mapping[str, Mapping[str, Any]] = {
     GCP: {"insecure": False},
     VAULT: {"namespace": ""},
     GITHUB: {"apiURL": "https://api.github.com"},
+    KMS: {"endpoint": ""},
 }
 # Tenant-chosen URLs: only ever used together with tenant-supplied credentials (C2).
 ENDPOINT_FIELDS: Mapping[str, tuple[str, ...]] = {
@@ -46,6 +59,7 @@ ENDPOINT_FIELDS: Mapping[str, tuple[str, ...]] = {
     AZURE: ("vaultURL", "auth.authorityHost"),
     VAULT: ("address",),
     GITHUB: ("apiURL",),
+    KMS: ("endpoint", "stsEndpoint"),
 }
 
 
@@ -118,7 +132,7 @@ def store_ref(kind: str, body: Mapping[str, Any]) -> str | None:
 
 def has_tenant_credentials(kind: str, body: Mapping[str, Any]) -> bool:
     """True when the target brings its own credentials (a Secret or ServiceAccount in its namespace)."""
-    if kind == AWS:  # a static key, or a ServiceAccount of the namespace (AssumeRoleWithWebIdentity)
+    if kind in (AWS, KMS):  # a static key, or a ServiceAccount of the namespace (AssumeRoleWithWebIdentity)
         return body.get("credentialsSecretRef") is not None or _set(body, "auth.serviceAccountRef")
     if kind == GCP:  # a service-account key, or a ServiceAccount of the namespace (workload identity federation)
         return body.get("credentialsSecretRef") is not None or _set(body, "auth.serviceAccountRef")

@@ -10,19 +10,20 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from vaultbundle.errors import PolicyDeniedError, Reason, SpecError, TargetError
 
-AWS, GCP, AZURE, VAULT, GITHUB = (
+AWS, GCP, AZURE, VAULT, GITHUB, KMS = (
     "awsSecretsManager",
     "gcpSecretManager",
     "azureKeyVault",
     "hashicorpVault",
     "githubActions",
+    "awsKms",  # not a target: the KMS key of a dotsec source (`spec.source.dotsec.kms.storeRef`)
 )
-KINDS = (AWS, GCP, AZURE, VAULT, GITHUB)
+KINDS = (AWS, GCP, AZURE, VAULT, GITHUB, KMS)
 
 DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
@@ -41,6 +42,16 @@ class Scope:
     repositories: tuple[str, ...] = ()  # GitHub `owner/repo` patterns; `*` matches within the repo name
     organization: str = ""  # GitHub
     environments: tuple[str, ...] = ()  # GitHub environment-name patterns (placeholders, `*`); none: no environments
+    keys: tuple[str, ...] = ()  # awsKms: key ARNs (literal) and alias ARNs (placeholders in the alias name)
+
+
+# --- KMS key ARNs ----------------------------------------------------------------------------------------------------
+KMS_KEY_ARN = re.compile(
+    r"arn:aws[a-z-]*:kms:(?P<region>[a-z]{2}(-[a-z0-9]+)+-[0-9]+):[0-9]{12}:key/"
+    r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32})"
+)
+KMS_ALIAS_ARN = re.compile(r"arn:aws[a-z-]*:kms:(?P<region>[a-z]{2}(-[a-z0-9]+)+-[0-9]+):[0-9]{12}:alias/(?P<alias>.+)")
+KMS_ALIAS_NAME = re.compile(r"[A-Za-z0-9/_-]{1,250}")
 
 
 # --- placeholders and scope matching ---------------------------------------------------------------------------------
@@ -292,6 +303,40 @@ class BoundScope:
                     f"the scope ClusterTargetStore {self.store} grants to this VaultBundle; use visibility: selected "
                     "with selectedRepositoryIds of repositories in that scope"
                 )
+
+    @property
+    def kms_keys(self) -> tuple[str, ...]:
+        """awsKms: the key and alias ARNs this VaultBundle may decrypt with (aliases expanded for it)."""
+        return tuple(expand(entry, self.namespace, self.name) for entry in self.templates.keys)
+
+    @property
+    def kms_key_id(self) -> str:
+        """awsKms: the one key ARN to pass as Decrypt's KeyId (so KMS itself refuses any other key) when the scope
+        is exactly one key ARN; else "" (the response's KeyId is checked, `check_kms_key`)."""
+        keys = self.templates.keys
+        return keys[0] if len(keys) == 1 and KMS_KEY_ARN.fullmatch(keys[0]) else ""
+
+    def check_kms_key(self, key_arn: str, resolve: Callable[[str], str]) -> None:
+        """awsKms: *key_arn* (the KeyId a Decrypt answered with) is a key of this VaultBundle's scope: one of its key
+        ARNs, or the key an alias of its scope points at (*resolve*: alias ARN -> key ARN, i.e. DescribeKey; asked
+        only for aliases that belong to this VaultBundle alone). Raises `PolicyDeniedError`."""
+        deny = PolicyDeniedError(
+            f"the file's KMS key is not one ClusterTargetStore {self.store} grants to this VaultBundle "
+            "(spec.scope.keys); the decrypted key was discarded and nothing was written: wrap the file's DEK "
+            "with a key in scope, or ask your cluster admin"
+        )
+        if not KMS_KEY_ARN.fullmatch(key_arn):
+            raise deny
+        for entry in self.templates.keys:
+            if KMS_KEY_ARN.fullmatch(entry):
+                if entry == key_arn:
+                    return
+                continue
+            template = Template.parse(entry)
+            alias = expand(entry, self.namespace, self.name)
+            if self._owned(template, template.owners(alias, tail=False, fold=False)) and resolve(alias) == key_arn:
+                return
+        raise deny
 
     def check_organization(self, organization: str) -> None:
         """GitHub: organization secrets only for the store's organization (case-insensitive)."""

@@ -33,21 +33,28 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import boto3
 import botocore.exceptions
-from botocore.config import Config
 
 from .. import stores
 from ..errors import Reason, SpecError, TargetError
-from ..fields import Selection, boolean, bounded_integer, checked_tags, obj, secret_key, secret_object, string
+from ..fields import (
+    Selection,
+    boolean,
+    bounded_integer,
+    checked_tags,
+    obj,
+    secret_key,
+    secret_object,
+    service_account_ref,
+    string,
+)
 from ..selection import SelectionError, select
 from ..vault import Vault
-from . import tokens
+from . import aws_identity
 from .base import Owner, Plan, StoreKind, TargetContext, WrittenNames
 from .checks import is_utf8
 from .credentials import Credentials, credentials_for
@@ -64,10 +71,9 @@ MAX_USER_TAGS = 48  # AWS allows 50 per secret; we add two
 _TAG_KEY = re.compile(r"[\w\s.:/=+\-@]{1,128}")
 _TAG_VALUE = re.compile(r"[\w\s.:/=+\-@]{0,256}")
 _REGION = re.compile(r"[a-z]{2}(-[a-z0-9]+)+-\d+")
-_ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
 _URL = re.compile(r"https?://[^\s/]+(/\S*)?")
-ROLE_ARN_ANNOTATION = "eks.amazonaws.com/role-arn"  # the IRSA convention: the role a ServiceAccount may assume
-STS_AUDIENCE = "sts.amazonaws.com"
+ROLE_ARN_ANNOTATION = aws_identity.ROLE_ARN_ANNOTATION
+_ROLE_ARN = aws_identity.ROLE_ARN
 
 NAME_RULE = NameRule(
     store="AWS Secrets Manager",
@@ -194,7 +200,7 @@ def _service_account(raw: Any, path: str) -> str:
         raise SpecError(f"{path} takes only serviceAccountRef: {{name: <ServiceAccount in this namespace>}}")
     if auth.get("serviceAccountRef") is None:
         return ""
-    return tokens.service_account_ref(auth["serviceAccountRef"], f"{path}.serviceAccountRef")
+    return service_account_ref(auth["serviceAccountRef"], f"{path}.serviceAccountRef")
 
 
 def _tag_problem(key: str, value: str) -> str | None:
@@ -343,18 +349,7 @@ async def _from_store(
         name_prefix=scope.prefix + spec.name_prefix,
         credentials=None,
     )
-    identity = connection.identity
-    if identity.secret_ref is None:
-        source.ambient()  # the store lends the operator's own identity (IRSA / default chain)
-        return spec, {}
-    ref = identity.secret_ref
-    credentials = {
-        "aws_access_key_id": await source.store_secret(ref, "accessKeyIdKey"),
-        "aws_secret_access_key": await source.store_secret(ref, "secretAccessKeyKey"),
-    }
-    if ref.key("sessionTokenKey"):
-        credentials["aws_session_token"] = await source.store_secret(ref, "sessionTokenKey")
-    return spec, credentials
+    return spec, await aws_identity.store_identity(connection, source)
 
 
 async def _web_identity(
@@ -363,18 +358,8 @@ async def _web_identity(
     """Referent identity: a TokenRequest (audience sts.amazonaws.com) for the tenant's own ServiceAccount, which
     must opt in (`vaultbundle.io/token-audiences`) and name its role (`eks.amazonaws.com/role-arn`). The role is
     assumed with AssumeRoleWithWebIdentity: AWS's trust policy decides on the token's namespace and name."""
-    source.service_account(spec.service_account)
-    account = await tokens.service_account(context, spec.service_account)
-    role_arn = str(tokens.annotations_of(account).get(ROLE_ARN_ANNOTATION, ""))
-    if not _ROLE_ARN.fullmatch(role_arn):
-        raise TargetError(
-            Reason.AUTH_FAILED,
-            f"ServiceAccount {spec.service_account!r} has no {ROLE_ARN_ANNOTATION} annotation with an IAM role ARN; "
-            "annotate it with the role this namespace may assume",
-        )
-    token = await tokens.service_account_token(
-        context, spec.service_account, [STS_AUDIENCE], "assume its AWS role", account=account
-    )
+    role_arn, account = await aws_identity.web_identity_role(context, source, spec.service_account)
+    token = await aws_identity.web_identity_token(context, spec.service_account, account)
     return dataclasses.replace(spec, role_arn=role_arn), {WEB_IDENTITY: token}
 
 
@@ -382,66 +367,21 @@ def _canonical_json(document: Mapping[str, str]) -> bytes:
     return json.dumps(document, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-# One shared boto3 session: its loader caches the service models, so a client per sync costs little.
-# Clients get explicit credentials or fall back to the session's default chain (env, IRSA web identity, ECS/EC2).
-_SESSION_LOCK = threading.Lock()
-_SESSION: boto3.session.Session | None = None
-_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 3},
-    connect_timeout=5,
-    read_timeout=20,
-    user_agent_extra="vaultbundle",
-)
-
-
-def _client(service: str, region: str, endpoint: str, credentials: Mapping[str, str], *, unsigned: bool = False) -> Any:
-    global _SESSION  # noqa: PLW0603 - one lazily created session per process
-    config = _CONFIG.merge(Config(signature_version=botocore.UNSIGNED)) if unsigned else _CONFIG
-    with _SESSION_LOCK:  # botocore sessions are not thread-safe; clients are
-        if _SESSION is None:
-            _SESSION = boto3.session.Session()
-        return _SESSION.client(
-            service, region_name=region or None, endpoint_url=endpoint or None, config=config, **credentials
-        )
-
-
 WEB_IDENTITY = "web_identity_token"  # a credentials entry: assume spec.role_arn with this JWT, unsigned
-
-
-def _assume_web_identity(spec: AwsSecretsManagerSpec, token: str, owner: Owner) -> Any:
-    """AssumeRoleWithWebIdentity needs no AWS credentials: the client is UNSIGNED, so the operator's own
-    identity is never attached to a request a tenant's ServiceAccount triggers."""
-    sts = _client("sts", spec.region, spec.sts_endpoint, {}, unsigned=True)
-    return sts.assume_role_with_web_identity(
-        RoleArn=spec.role_arn,
-        RoleSessionName=stores.role_session_name(owner.namespace, owner.name),
-        WebIdentityToken=token,
-        DurationSeconds=900,
-    )
 
 
 def _make_client(spec: AwsSecretsManagerSpec, credentials: Mapping[str, str], owner: Owner) -> Any:
     try:
         if WEB_IDENTITY in credentials:
-            issued = _assume_web_identity(spec, credentials[WEB_IDENTITY], owner)["Credentials"]
-            credentials = {
-                "aws_access_key_id": issued["AccessKeyId"],
-                "aws_secret_access_key": issued["SecretAccessKey"],
-                "aws_session_token": issued["SessionToken"],
-            }
+            token = credentials[WEB_IDENTITY]
+            response = aws_identity.assume_web_identity(spec.region, spec.sts_endpoint, spec.role_arn, token, owner)
+            credentials = aws_identity.issued(response)
         elif spec.role_arn:
-            sts = _client("sts", spec.region, spec.sts_endpoint, credentials)
-            # an injective session name and transitive session tags (namespace, name, uid) on every AssumeRole;
-            # the ExternalId only ever comes from a ClusterTargetStore (authorize refuses a tenant's)
-            identity = stores.assume_role_inputs(owner.namespace, owner.name, owner.uid, spec.external_id)
-            response = sts.assume_role(RoleArn=spec.role_arn, DurationSeconds=900, **identity)
-            issued = response["Credentials"]
-            credentials = {
-                "aws_access_key_id": issued["AccessKeyId"],
-                "aws_secret_access_key": issued["SecretAccessKey"],
-                "aws_session_token": issued["SessionToken"],
-            }
-        return _client("secretsmanager", spec.region, spec.endpoint, credentials)
+            response = aws_identity.assume_role(
+                spec.region, spec.sts_endpoint, spec.role_arn, spec.external_id, credentials, owner
+            )
+            credentials = aws_identity.issued(response)
+        return aws_identity.client("secretsmanager", spec.region, spec.endpoint, credentials)
     except botocore.exceptions.NoRegionError:
         raise TargetError(
             Reason.INVALID_SPEC, "awsSecretsManager.region is not set and the ambient AWS config names no region"

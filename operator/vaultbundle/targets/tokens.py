@@ -10,30 +10,25 @@ namespace (`namespace=`, granted by `credentials.Credentials.store_service_accou
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..errors import Reason, SpecError, TargetError
-from ..fields import obj, string
+from ..errors import Reason, TargetError
+from ..fields import service_account_ref
 from ..kube import KubeError
 from .base import TargetContext
 
+__all__ = [
+    "AUDIENCES_ANNOTATION",
+    "TOKEN_SECONDS",
+    "annotations_of",
+    "service_account",
+    "service_account_ref",
+    "service_account_token",
+]
+
 AUDIENCES_ANNOTATION = "vaultbundle.io/token-audiences"
 TOKEN_SECONDS = 600  # the TokenRequest minimum: the JWT is used once, for the login
-_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-
-
-def service_account_ref(raw: Any, path: str) -> str:
-    """The name in a `serviceAccountRef: {name}` of a target's spec (*path* names that field). No namespace field:
-    the ServiceAccount is always one of the VaultBundle's own namespace."""
-    ref = obj(raw, path)
-    if set(ref) != {"name"}:
-        raise SpecError(f"{path} must be {{name: <ServiceAccount in this namespace>}}")
-    name = string(ref["name"], f"{path}.name", required=True)
-    if len(name) > 253 or not _DNS_SUBDOMAIN.fullmatch(name):
-        raise SpecError(f"{path}.name is not a valid ServiceAccount name")
-    return name
 
 
 async def service_account(context: TargetContext, name: str, namespace: str = "") -> Mapping[str, Any]:

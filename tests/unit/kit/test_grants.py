@@ -11,7 +11,7 @@ from tests.kit.world import World
 from vaultbundle import stores
 from vaultbundle.digest import Digester
 from vaultbundle.errors import PolicyDeniedError, SpecError
-from vaultbundle.targets import KINDS, aws_secrets_manager, grants, parse_target
+from vaultbundle.targets import KINDS, aws_secrets_manager, grants, parse_spec, parse_target
 from vaultbundle.targets.base import Owner, Plan, TargetContext
 
 # one target per external kind that asks for the operator's ambient identity (no tenant credentials)
@@ -40,7 +40,8 @@ def no_store_clients(monkeypatch: pytest.MonkeyPatch) -> None:
     def forbidden(*_: Any, **__: Any) -> Any:
         raise AssertionError("a store client was built for a refused target")
 
-    for kind in ("aws_secrets_manager", "gcp_secret_manager", "azure_key_vault"):
+    monkeypatch.setattr("vaultbundle.targets.aws_identity.client", forbidden)  # every AWS client (target, KMS)
+    for kind in ("gcp_secret_manager", "azure_key_vault"):
         monkeypatch.setattr(f"vaultbundle.targets.{kind}._client", forbidden)
 
 
@@ -82,8 +83,13 @@ async def test_a_missing_store_and_an_unadmitted_namespace_read_the_same(no_stor
 
 @pytest.mark.parametrize("kind", sorted(stores.KINDS))
 def test_a_malformed_store_ref_is_a_spec_error_on_every_store_kind(kind: str) -> None:
+    ref = {"storeRef": {"name": "v", "namespace": "x"}}
     with pytest.raises(SpecError, match=r"storeRef must be \{name: <ClusterTargetStore>\}"):
-        parse_target({"name": "t", kind: {"storeRef": {"name": "v", "namespace": "x"}}}, "spec.targets[0]")
+        if kind == stores.KMS:  # not a target: the KMS key of a dotsec source
+            source = {"dotsec": {"configMapRef": {"name": "c"}, "kms": ref}}
+            parse_spec({"source": source, "targets": [{"name": "t", "kubernetesSecret": {"name": "s"}}]})
+        else:
+            parse_target({"name": "t", kind: ref}, "spec.targets[0]")
 
 
 class Recording:
