@@ -84,19 +84,17 @@ def api_requests(api: k8s.ApiClient) -> Counter[str]:
     return counts
 
 
-def audit_writes_by_agent(env: dict[str, str], offset: int) -> Counter[str]:
-    """Writes the audit log recorded since *offset*, by `user agent: verb resource`."""
+def audit_writes_by_agent(env: dict[str, str], mark: tuple[int, int]) -> Counter[str]:
+    """Writes the audit log recorded since *mark* (`scale.audit_mark`), by `user agent: verb resource`."""
     counts: Counter[str] = Counter()
-    with open(env["KUBE_AUDIT_LOG"], "rb") as log:
-        log.seek(offset)
-        for raw in log:
-            entry = json.loads(raw)
-            if entry.get("stage") != "ResponseComplete" or entry.get("verb") not in scale.WRITE_VERBS:
-                continue
-            ref = entry.get("objectRef") or {}
-            resource = ref.get("resource", "") + (f"/{ref['subresource']}" if ref.get("subresource") else "")
-            agent = str(entry.get("userAgent", "")).split(" ", 1)[0]
-            counts[f"{agent}: {entry['verb']} {resource}"] += 1
+    for raw in scale.audit_since(env, mark):
+        entry = json.loads(raw)
+        if entry.get("stage") != "ResponseComplete" or entry.get("verb") not in scale.WRITE_VERBS:
+            continue
+        ref = entry.get("objectRef") or {}
+        resource = ref.get("resource", "") + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+        agent = str(entry.get("userAgent", "")).split(" ", 1)[0]
+        counts[f"{agent}: {entry['verb']} {resource}"] += 1
     return counts
 
 
@@ -151,7 +149,7 @@ def run_once(
             servers = {"operator": operator.pid, **bed}
             before_cpu = {name: cpu_seconds(pid) for name, pid in servers.items()}
             before_requests = api_requests(api)
-            offset = scale.audit_size(env)
+            mark = scale.audit_mark(env)
             started = time.perf_counter()
             case.create_vaultbundles()
             lists = 0
@@ -186,7 +184,7 @@ def run_once(
                 api_requests=requests,
                 api_requests_per_bundle=round(sum(requests.values()) / n, 2),
                 bench_list_polls=lists,
-                audit_writes=dict(sorted(audit_writes_by_agent(env, offset).items())),
+                audit_writes=dict(sorted(audit_writes_by_agent(env, mark).items())),
                 syncs_synced=metric_sum(operator.metrics(), "vaultbundle_syncs_total", result="Synced"),
             )
             say(
