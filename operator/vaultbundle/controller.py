@@ -172,17 +172,13 @@ class Scheduler:
 
     def secret_changed(self, namespace: str, name: str, _metadata: dict[str, Any] | None = None) -> None:
         """A labelled source Secret changed: wake every VaultBundle whose last reconcile read it."""
-        self.reconciler.source_reads.forget(namespace, name)  # the woken reads must not join an older one
-        self._wake_readers(namespace, name)
+        for uid in self.secret_watchers.get((namespace, name), set()):
+            if uid in self.workers:
+                self.workers[uid].wake.set()
 
     def config_map_changed(self, namespace: str, name: str, _metadata: dict[str, Any] | None = None) -> None:
         """A labelled ConfigMap changed (a dotsec `.sec` text, a schema): wake every VaultBundle that read it."""
-        self._wake_readers(namespace, CONFIG_MAP_PREFIX + name)
-
-    def _wake_readers(self, namespace: str, key: str) -> None:
-        for uid in self.secret_watchers.get((namespace, key), set()):
-            if uid in self.workers:
-                self.workers[uid].wake.set()
+        self.secret_changed(namespace, CONFIG_MAP_PREFIX + name)
 
     def managed_secret_changed(self, namespace: str, name: str, metadata: dict[str, Any]) -> str | None:
         """A target Secret we wrote changed or was deleted (label-selected watch); returns its owner's uid.

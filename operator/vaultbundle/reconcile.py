@@ -107,7 +107,6 @@ class Reconciler:
         self._rollouts: dict[str, list[dict[str, Any]]] = {}
         self.wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # rollout windows (tests set their own)
         self._digesters: dict[str, Digester] = {}  # per namespace; HKDF is cheap, but once per namespace is enough
-        self.source_reads = sources.SharedReads(kube)  # concurrent reads of one source Secret share a GET
 
     def digester(self, namespace: str) -> Digester:
         """Digests for a VaultBundle of *namespace*: under that namespace's own key (L1)."""
@@ -204,7 +203,7 @@ class Reconciler:
         if parsed.dotsec is not None:
             return await self._sync_dotsec(observed, parsed)
         schema = await schemas.read(self.kube, observed.namespace, parsed.schema)
-        source = await sources.read(self.source_reads, observed.namespace, parsed)
+        source = await sources.read(self.kube, observed.namespace, parsed)
         self.pool.check_iterations(source.config.iterations)  # a tenant's count: refused before any download
         objects = self.s3_factory(source.config)
         source_digest = source.digest(self.digester(observed.namespace), parsed, schema)

@@ -9,59 +9,17 @@ bundle is opened and how: the cheap idle path compares it, never the values.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from .crypto import configblob
 from .digest import Digester
 from .errors import Reason, SourceError
-from .kube import KubeAPI, KubeError
+from .kube import KubeAPI, KubeError, SecretsAPI
 from .spec import SecretRef, VaultBundleSpec
-
-
-class SecretReader(Protocol):
-    async def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
-        """The Secret's raw JSON, or None when it does not exist."""
-        ...
-
-
-class SharedReads:
-    """Source Secret reads of concurrent reconciles: one GET per Secret in flight, shared by whoever asks meanwhile.
-
-    The VaultBundles of a namespace often name one passphrase Secret, and a burst of first syncs reads it many
-    times at once. Nothing is cached: a read that starts after the shared one ended makes its own GET. A joiner
-    may get what the apiserver held a few milliseconds before it asked; for a labelled source that changed,
-    `forget` (called on its watch event, before the woken workers run) makes the next read a fresh GET, and an
-    unlabelled one is re-read every refresh anyway. Only for source Secrets: a target's plan must never see an
-    older state of the Secret it is about to write.
-    """
-
-    def __init__(self, kube: SecretReader) -> None:
-        self._kube = kube
-        self._in_flight: dict[tuple[str, str], asyncio.Future[dict[str, Any] | None]] = {}
-
-    async def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
-        key = (namespace, name)
-        read = self._in_flight.get(key)
-        if read is None:
-            read = self._in_flight[key] = asyncio.ensure_future(self._kube.get_secret(namespace, name))
-            read.add_done_callback(lambda done: self._done(key, done))
-        # shielded: a joiner's cancellation (its reconcile deadline) does not cancel the others' read
-        return await asyncio.shield(read)
-
-    def _done(self, key: tuple[str, str], read: asyncio.Future[dict[str, Any] | None]) -> None:
-        if self._in_flight.get(key) is read:
-            del self._in_flight[key]
-        if not read.cancelled():
-            read.exception()  # retrieved: a failure nobody awaits any more is not "never retrieved"
-
-    def forget(self, namespace: str, name: str) -> None:
-        """The Secret changed: later reads make a new GET (the one in flight still answers its own callers)."""
-        self._in_flight.pop((namespace, name), None)
 
 
 @dataclass(frozen=True)
@@ -99,7 +57,7 @@ async def _read_object(
     return body
 
 
-async def read_secret_value(kube: SecretReader, namespace: str, ref: SecretRef, what: str) -> str:
+async def read_secret_value(kube: SecretsAPI, namespace: str, ref: SecretRef, what: str) -> str:
     """One key of one Secret as UTF-8 text, trailing whitespace removed; *what* names it in messages."""
     secret = await _read_object(kube.get_secret, namespace, ref.name, f"{what} Secret", Reason.SECRET_NOT_FOUND)
     raw = (secret.get("data") or {}).get(ref.key)
@@ -144,7 +102,7 @@ async def read_config_map_value(kube: KubeAPI, namespace: str, ref: SecretRef, w
     return ConfigMapText(text, revision)
 
 
-async def read(kube: SecretReader, namespace: str, spec: VaultBundleSpec) -> Sources:
+async def read(kube: SecretsAPI, namespace: str, spec: VaultBundleSpec) -> Sources:
     """Read both Secrets and decode the config blob (a bad blob raises its vsync error)."""
     assert spec.config_ref is not None and spec.passphrase_ref is not None  # a vsync source (spec.parse)
     blob = await read_secret_value(kube, namespace, spec.config_ref, "config")

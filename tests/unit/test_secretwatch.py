@@ -193,11 +193,8 @@ def test_scheduler_wakes_source_readers_and_resolves_managed_owners() -> None:
     scheduler.secret_watchers[("team-a", "web-passphrase")].add("uid-1")
     scheduler.secret_changed("team-a", "other", {})
     assert not scheduler.workers["uid-1"].wake.is_set()
-    in_flight = reconciler.source_reads._in_flight  # a read of the old value still under way
-    in_flight[("team-a", "web-passphrase")] = in_flight[("team-a", "other")] = None  # type: ignore[assignment]
     scheduler.secret_changed("team-a", "web-passphrase", {})
     assert scheduler.workers["uid-1"].wake.is_set()
-    assert list(in_flight) == [("team-a", "other")]  # the woken reconcile's read is a fresh GET
     owned = {"annotations": {"vaultbundle.io/owner-uid": "uid-1"}}
     assert scheduler.managed_secret_changed("team-a", "web-env", owned) == "uid-1"
     assert scheduler.managed_secret_changed("team-a", "web-env", {"annotations": {}}) is None
@@ -218,8 +215,7 @@ def test_config_maps_are_watched_under_the_same_label() -> None:
 
 
 def test_scheduler_wakes_config_map_readers_but_not_for_a_secret_of_the_same_name() -> None:
-    reconciler = Reconciler(None, None, None)  # type: ignore[arg-type] # a Secret's event drops its shared read
-    scheduler = controller.Scheduler(reconciler=reconciler, max_concurrent=1, active=False)
+    scheduler = controller.Scheduler(reconciler=None, max_concurrent=1, active=False)  # type: ignore[arg-type]
     scheduler.workers["uid-1"] = controller.Worker({"metadata": {"uid": "uid-1"}}, Retry(scheduler.backoff))
     scheduler.secret_watchers[("team-a", controller.CONFIG_MAP_PREFIX + "app-sec")].add("uid-1")
     scheduler.secret_changed("team-a", "app-sec", {})
