@@ -13,9 +13,9 @@ Per run: operator CPU (utime + stime, every thread) and the test bed's servers' 
 being created" to "all Ready" (as bench/scale.py measures it) and to "settled" (every first-sync request
 done: the apiserver's request counters stopped moving); API requests of the window by verb and resource from
 the apiserver's own `apiserver_request_total` (GETs included, which the audit log does not record), minus
-what the bench client itself sent (it creates the N VaultBundles and LISTs them while waiting); the writes
-per user agent from the audit log as a cross-check. Figures are medians with min–max over the repeats.
-Writes bench/results/<name>.json and .png.
+what the bench client itself sent (it creates the N VaultBundles, LISTs them once and watches them until
+Ready); the writes per user agent from the audit log as a cross-check. Figures are medians with min–max over
+the repeats. Writes bench/results/<name>.json and .png.
 
 `--profile DIR`: the operator runs under yappi (CPU clock, every thread; installed by hand, not a project
 dependency: `.venv/bin/pip install yappi==1.7.6`), started by a sitecustomize in DIR; profiling covers only
@@ -84,24 +84,22 @@ def api_requests(api: k8s.ApiClient) -> Counter[str]:
     return counts
 
 
-def audit_writes_by_agent(env: dict[str, str], offset: int) -> Counter[str]:
-    """Writes the audit log recorded since *offset*, by `user agent: verb resource`."""
+def audit_writes_by_agent(env: dict[str, str], mark: tuple[int, int]) -> Counter[str]:
+    """Writes the audit log recorded since *mark* (`scale.audit_mark`), by `user agent: verb resource`."""
     counts: Counter[str] = Counter()
-    with open(env["KUBE_AUDIT_LOG"], "rb") as log:
-        log.seek(offset)
-        for raw in log:
-            entry = json.loads(raw)
-            if entry.get("stage") != "ResponseComplete" or entry.get("verb") not in scale.WRITE_VERBS:
-                continue
-            ref = entry.get("objectRef") or {}
-            resource = ref.get("resource", "") + (f"/{ref['subresource']}" if ref.get("subresource") else "")
-            agent = str(entry.get("userAgent", "")).split(" ", 1)[0]
-            counts[f"{agent}: {entry['verb']} {resource}"] += 1
+    for raw in scale.audit_since(env, mark):
+        entry = json.loads(raw)
+        if entry.get("stage") != "ResponseComplete" or entry.get("verb") not in scale.WRITE_VERBS:
+            continue
+        ref = entry.get("objectRef") or {}
+        resource = ref.get("resource", "") + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+        agent = str(entry.get("userAgent", "")).split(" ", 1)[0]
+        counts[f"{agent}: {entry['verb']} {resource}"] += 1
     return counts
 
 
 def operator_requests(delta: Counter[str], n: int, bench_lists: int) -> dict[str, int]:
-    """The window's requests minus the bench client's own (N creates, its LIST polls)."""
+    """The window's requests minus the bench client's own (N creates, its LIST of the ready watch)."""
     mine = Counter({"POST vaultbundle.io/vaultbundles": n, "LIST vaultbundle.io/vaultbundles": bench_lists})
     return {key: value for key, value in sorted((delta - mine).items()) if value > 0}
 
@@ -151,19 +149,13 @@ def run_once(
             servers = {"operator": operator.pid, **bed}
             before_cpu = {name: cpu_seconds(pid) for name, pid in servers.items()}
             before_requests = api_requests(api)
-            offset = scale.audit_size(env)
-            started = time.perf_counter()
-            case.create_vaultbundles()
-            lists = 0
-
-            def count_list() -> tuple[int, Counter[str]]:
-                nonlocal lists
-                lists += 1
-                return Case.ready_count(case)
-
-            case.ready_count = count_list  # type: ignore[method-assign]
-            ready_s, reasons, _ = case.wait_ready(started, timeout=600.0)
-            ready_cpu = {name: cpu_seconds(pid) - before_cpu[name] for name, pid in servers.items()}
+            mark = scale.audit_mark(env)
+            with case.ready_watch() as watcher:  # one LIST, then a watch (the bench's own requests, subtracted)
+                started = time.perf_counter()
+                case.create_vaultbundles()
+                ready_s, reasons, _ = watcher.wait(n, started, timeout=600.0)
+                ready_cpu = {name: cpu_seconds(pid) - before_cpu[name] for name, pid in servers.items()}
+            lists = 1 + watcher.restarts  # a restarted watch may list again
             result["ready_s"] = None if ready_s is None else round(ready_s, 2)
             result["ready_reasons"] = dict(reasons)
             settled = wait_settled(api)
@@ -186,7 +178,7 @@ def run_once(
                 api_requests=requests,
                 api_requests_per_bundle=round(sum(requests.values()) / n, 2),
                 bench_list_polls=lists,
-                audit_writes=dict(sorted(audit_writes_by_agent(env, offset).items())),
+                audit_writes=dict(sorted(audit_writes_by_agent(env, mark).items())),
                 syncs_synced=metric_sum(operator.metrics(), "vaultbundle_syncs_total", result="Synced"),
             )
             say(

@@ -158,7 +158,7 @@ def audit_mark(env: dict[str, str]) -> tuple[int, int]:
     return stat.st_ino, stat.st_size
 
 
-def _audit_since(env: dict[str, str], mark: tuple[int, int]) -> Iterator[bytes]:
+def audit_since(env: dict[str, str], mark: tuple[int, int]) -> Iterator[bytes]:
     """The audit log's lines written after *mark*, across a rotation."""
     path = Path(env["KUBE_AUDIT_LOG"])
     inode, offset = mark
@@ -187,7 +187,7 @@ def audit_requests(
     *cluster_groups* (a ClusterSecretStore's status), since *mark* (`audit_mark`), by "verb resource"; only
     *verbs* when given."""
     counts: Counter[str] = Counter()
-    for raw in _audit_since(env, mark):
+    for raw in audit_since(env, mark):
         entry = json.loads(raw)
         ref = entry.get("objectRef") or {}
         scoped = ref.get("namespace") in namespaces or (

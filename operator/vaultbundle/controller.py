@@ -320,7 +320,7 @@ def build_registry(config: Settings) -> kopf.OperatorRegistry:
                 kube,
                 pool,
                 digester,
-                S3ClientCache(timeout=config.s3_timeout_seconds),
+                S3ClientCache(timeout=config.s3_timeout_seconds, connections=config.max_concurrent),
                 min_refresh=config.min_refresh_seconds,
                 egress=config.egress_policy(),
                 min_drift_check=config.min_drift_check_seconds,

@@ -248,10 +248,16 @@ def _as_text(value: str) -> str:
 
 
 def make_client(
-    config: BootstrapConfig, ca_bundle: str | None = None, *, timeout: float = DEFAULT_TIMEOUT_SECONDS
+    config: BootstrapConfig,
+    ca_bundle: str | None = None,
+    *,
+    timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    connections: int = DEFAULTS.max_concurrent,
 ) -> Any:
     """A boto3 S3 client for *config*. A fixed `User-Agent` (`USER_AGENT`) names us in the server's logs and
-    spares botocore rebuilding its structured one twice per request (~13 % of a GET's CPU)."""
+    spares botocore rebuilding its structured one twice per request (~13 % of a GET's CPU). *connections*: the
+    kept-alive pool, one per concurrent reconcile sharing the client (`--max-concurrent`); a smaller pool makes
+    the reconciles beyond it open (and, over TLS, handshake) a new connection per request."""
     return _session().client(
         "s3",
         endpoint_url=config.endpoint or None,
@@ -267,7 +273,7 @@ def make_client(
             retries={"mode": "standard", "max_attempts": 3},
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
-            max_pool_connections=16,  # one per concurrent reconcile sharing this client
+            max_pool_connections=connections,
         ),
     )
 
@@ -279,10 +285,16 @@ class S3ClientCache:
     refresh cycle, so clients are shared (they are thread-safe). Keys hold a keyed digest, not the secret key.
     """
 
-    def __init__(self, max_clients: int = 256, *, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
+    def __init__(
+        self,
+        max_clients: int = 256,
+        *,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        connections: int = DEFAULTS.max_concurrent,
+    ) -> None:
         self._clients: OrderedDict[bytes, Any] = OrderedDict()
         self._max = max_clients
-        self.timeout = timeout
+        self.timeout, self.connections = timeout, connections  # `connections`: each client's pool (make_client)
         self._lock = threading.Lock()
         self._salt = os.urandom(16)
 
@@ -294,7 +306,7 @@ class S3ClientCache:
         with self._lock:
             client = self._clients.get(key)
             if client is None:
-                client = self._clients[key] = make_client(config, timeout=self.timeout)
+                client = self._clients[key] = make_client(config, timeout=self.timeout, connections=self.connections)
                 while len(self._clients) > self._max:
                     self._clients.popitem(last=False)
             self._clients.move_to_end(key)

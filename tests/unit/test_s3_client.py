@@ -17,6 +17,7 @@ from tests.kit import CONFIG
 from vaultbundle import __version__
 from vaultbundle.crypto.configblob import BootstrapConfig
 from vaultbundle.remote import USER_AGENT, S3ClientCache, S3Objects, make_client
+from vaultbundle.settings import DEFAULTS
 
 LAST_MODIFIED = "Wed, 02 Dec 2026 10:00:00 GMT"
 
@@ -69,3 +70,11 @@ def test_clients_built_by_the_cache_are_the_same_kind(server: tuple[BootstrapCon
     objects = S3ClientCache()(config)
     assert objects.get("p/latest") is not None
     assert seen[-1]["User-Agent"].startswith(USER_AGENT)
+
+
+def test_the_connection_pool_follows_max_concurrent(server: tuple[BootstrapConfig, list[dict[str, str]]]) -> None:
+    """One kept-alive connection per concurrent reconcile sharing the client (`--max-concurrent`), not a fixed 16."""
+    config, _ = server
+    objects = S3ClientCache(connections=48)(config)
+    assert objects._client.meta.config.max_pool_connections == 48
+    assert make_client(config).meta.config.max_pool_connections == DEFAULTS.max_concurrent
