@@ -86,6 +86,8 @@ class Scheduler:
         self.workers: dict[str, Worker] = {}
         self._context: contextvars.Context | None = None
         self.secret_watchers: dict[tuple[str, str], set[str]] = defaultdict(set)  # and ConfigMaps (prefixed)
+        # the reverse: the keys each uid watches, so forgetting one costs its own keys, not a scan of all
+        self._watching: dict[str, set[tuple[str, str]]] = {}
         self.slots = FairSlots(max_concurrent, min(max_per_namespace, max_concurrent))
         self.reconcile_timeout = reconcile_timeout  # None: no deadline (tests)
 
@@ -135,11 +137,18 @@ class Scheduler:
         for uid in uids:
             await self._stop(uid)
 
+    def watch(self, uid: str, namespace: str, name: str) -> None:
+        """Wake *uid* when the Secret *name* (or a ConfigMap, `CONFIG_MAP_PREFIX` + name) changes."""
+        self.secret_watchers[(namespace, name)].add(uid)
+        self._watching.setdefault(uid, set()).add((namespace, name))
+
     def _unwatch(self, uid: str) -> None:
-        for key in [key for key, watchers in self.secret_watchers.items() if uid in watchers]:
-            self.secret_watchers[key].discard(uid)
-            if not self.secret_watchers[key]:  # no empty entries left behind by deleted objects
-                del self.secret_watchers[key]
+        for key in self._watching.pop(uid, ()):
+            watchers = self.secret_watchers.get(key)
+            if watchers is not None:
+                watchers.discard(uid)
+                if not watchers:  # no empty entries left behind by deleted objects
+                    del self.secret_watchers[key]
 
     def _cancel(self, uid: str) -> None:
         self.reconciler.forget(uid)
@@ -245,9 +254,9 @@ class Scheduler:
             if outcome is not None:
                 self._unwatch(uid)
                 for ref in outcome.secret_refs:
-                    self.secret_watchers[(observed.namespace, ref)].add(uid)
+                    self.watch(uid, observed.namespace, ref)
                 for ref in outcome.config_map_refs:
-                    self.secret_watchers[(observed.namespace, CONFIG_MAP_PREFIX + ref)].add(uid)
+                    self.watch(uid, observed.namespace, CONFIG_MAP_PREFIX + ref)
                 for event in outcome.events:
                     post = kopf.warn if event.type == "Warning" else kopf.info
                     try:

@@ -364,7 +364,7 @@ async def test_deleting_a_vaultbundle_drops_its_metrics_and_maps() -> None:
     await asyncio.sleep(0.05)
     metrics.READY.labels("tenant", "gone").set(1)
     metrics.BUNDLE_AGE.applied[("tenant", "gone")] = time.time()
-    scheduler.secret_watchers[("tenant", "cfg")].add("gone")
+    scheduler.watch("gone", "tenant", "cfg")
     assert b'name="gone"' in generate_latest(metrics.REGISTRY)
     await scheduler.remove("gone")
     assert b'name="gone"' not in generate_latest(metrics.REGISTRY)
