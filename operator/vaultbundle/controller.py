@@ -23,6 +23,7 @@ import contextlib
 import contextvars
 import logging
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
@@ -276,6 +277,15 @@ class Scheduler:
             await self.remove(uid)
 
 
+def kept_body(body: Mapping[str, Any]) -> dict[str, Any]:
+    """What a worker keeps of a VaultBundle between cycles: the body without `metadata.managedFields`.
+
+    Nothing here reads the field managers, and they are more than half of a parsed body (~14 of 24 KiB for a
+    VaultBundle with one target and our status): ~140 MiB kept for nothing at 10,000 VaultBundles."""
+    metadata = {k: v for k, v in (body.get("metadata") or {}).items() if k != "managedFields"}
+    return {**body, "metadata": metadata}
+
+
 def _log_unexpected_end(task: asyncio.Task[None]) -> None:
     """A worker only ends by cancellation; anything else (e.g. a `BaseException` from a library) is logged at
     once, by type only, so a VaultBundle that silently stopped syncing shows in the log."""
@@ -391,6 +401,6 @@ def build_registry(config: Settings) -> kopf.OperatorRegistry:
         if event.get("type") == "DELETED" or body.get("metadata", {}).get("deletionTimestamp"):
             await scheduler.remove(uid)
         else:
-            scheduler.upsert(dict(body))
+            scheduler.upsert(kept_body(body))
 
     return registry

@@ -25,7 +25,7 @@ from tests.conftest import load_vectors
 from tests.kit import MemoryKube, MemoryObjects, World, add_source_secrets
 from vaultbundle import metrics
 from vaultbundle import pool as pool_module
-from vaultbundle.controller import Scheduler
+from vaultbundle.controller import Scheduler, kept_body
 from vaultbundle.crypto import configblob
 from vaultbundle.crypto.kdf import IterationLimits, derive_key
 from vaultbundle.digest import Digester
@@ -370,3 +370,16 @@ async def test_deleting_a_vaultbundle_drops_its_metrics_and_maps() -> None:
     assert b'name="gone"' not in generate_latest(metrics.REGISTRY)
     assert ("tenant", "gone") not in metrics.BUNDLE_AGE.applied
     assert dict(scheduler.secret_watchers) == {} and scheduler.workers == {} and "gone" in reconciler.forgotten
+
+
+def test_a_worker_keeps_the_body_without_its_field_managers() -> None:
+    body = {
+        "apiVersion": "vaultbundle.io/v1alpha1",
+        "kind": "VaultBundle",
+        "metadata": {"name": "b", "namespace": "ns", "uid": "u", "managedFields": [{"manager": "kubectl"}]},
+        "spec": {"refreshInterval": "1m"},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+    }
+    kept = kept_body(body)
+    assert kept == {**body, "metadata": {"name": "b", "namespace": "ns", "uid": "u"}}
+    assert body["metadata"]["managedFields"] == [{"manager": "kubectl"}]  # the event's own body is left alone
