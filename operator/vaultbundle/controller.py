@@ -233,9 +233,11 @@ class Scheduler:
     async def _run(self, uid: str) -> None:
         while uid in self.workers and self.active:
             worker = self.workers[uid]
+            # woken by a change (not the timer, not the first cycle): queue ahead of the refreshes (fairness.py)
+            woken = worker.wake.is_set()
             worker.wake.clear()
             observed = replace(Observed.from_body(worker.body), drifted=worker.take_drift())
-            async with self.slots.slot(observed.namespace):
+            async with self.slots.slot(observed.namespace, urgent=woken):
                 try:
                     async with asyncio.timeout(self.reconcile_timeout):
                         outcome = await self.reconciler.reconcile(observed)
