@@ -103,10 +103,12 @@ bench-peer: venv
 	$(PY) -m e2e.testbed up
 	$(PY) -m bench.peer $(if $(SMOKE),--smoke) $(if $(N),--n $(N))
 
+# TENK_ARGS passes options to bench.tenk, e.g. TENK_ARGS="--n 2000 --unrelated 2000 --bundles 200" (bench/README.md)
+TENK_ARGS ?=
 bench-10k: venv
 	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) -m e2e.testbed up
-	$(PY) -m bench.tenk
+	$(PY) -m bench.tenk $(TENK_ARGS)
 
 # Long coverage-guided fuzzing of every untrusted-input parser (not in CI): FUZZ_SECONDS per target.
 fuzz: venv

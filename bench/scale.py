@@ -44,6 +44,7 @@ RUN_LABEL = "bench.vaultbundle.io/run"
 WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 SHARED_SALT = "bench-shared-salt-0001"
 ITERATIONS = 600_000
+CLIENT_THREADS = 32  # the bench's creating threads (one kube connection each)
 
 
 class TestBedDown(RuntimeError):
@@ -105,7 +106,12 @@ def connect(env_path: Path) -> tuple[dict[str, str], k8s.ApiClient]:
     if missing:
         raise TestBedDown(f"{env_path} lacks {', '.join(missing)}: {hint}")
     try:
-        api = k8s_config.new_client_from_config(config_file=env["KUBECONFIG"])
+        configuration = k8s.Configuration()
+        k8s_config.load_kube_config(config_file=env["KUBECONFIG"], client_configuration=configuration)
+        # a connection per client thread (+ the readiness watch): the default pool (5 x CPUs) is smaller, and every
+        # request over its size pays a fresh TLS handshake on both ends
+        configuration.connection_pool_maxsize = CLIENT_THREADS + 4
+        api = k8s.ApiClient(configuration)
         k8s.CoreV1Api(api).list_namespace(limit=1, _request_timeout=5)
     except Exception as exc:  # noqa: BLE001 - any failure means the same thing here
         raise TestBedDown(f"the test bed's kube-apiserver does not answer ({type(exc).__name__}): {hint}") from None
@@ -141,12 +147,16 @@ def _s3_client(env: dict[str, str]) -> Any:
 def install_crds(env: dict[str, str]) -> None:
     kubectl = [env["KUBECTL"], "--kubeconfig", env["KUBECONFIG"]]
     subprocess.run([*kubectl, "apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds")], check=True)
-    subprocess.run(
-        [*kubectl, "wait", "--for=condition=Established", f"crd/{PLURAL}.{GROUP}", "--timeout=60s"], check=True
-    )
+    wait = [*kubectl, "wait", "--for=condition=Established", f"crd/{PLURAL}.{GROUP}", "--timeout=60s"]
+    # a CRD created a moment ago has no status.conditions yet, and kubectl wait fails at once on that
+    for _ in range(10):
+        if subprocess.run(wait, check=False).returncode == 0:
+            return
+        time.sleep(1)
+    subprocess.run(wait, check=True)
 
 
-def parallel(fn: Callable[[Any], Any], items: Iterable[Any], threads: int = 16) -> list[Any]:
+def parallel(fn: Callable[[Any], Any], items: Iterable[Any], threads: int = CLIENT_THREADS) -> list[Any]:
     with ThreadPoolExecutor(threads) as executor:
         return list(executor.map(fn, items))
 

@@ -23,6 +23,7 @@ import contextlib
 import contextvars
 import logging
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
@@ -86,6 +87,8 @@ class Scheduler:
         self.workers: dict[str, Worker] = {}
         self._context: contextvars.Context | None = None
         self.secret_watchers: dict[tuple[str, str], set[str]] = defaultdict(set)  # and ConfigMaps (prefixed)
+        # the reverse: the keys each uid watches, so forgetting one costs its own keys, not a scan of all
+        self._watching: dict[str, set[tuple[str, str]]] = {}
         self.slots = FairSlots(max_concurrent, min(max_per_namespace, max_concurrent))
         self.reconcile_timeout = reconcile_timeout  # None: no deadline (tests)
 
@@ -135,11 +138,18 @@ class Scheduler:
         for uid in uids:
             await self._stop(uid)
 
+    def watch(self, uid: str, namespace: str, name: str) -> None:
+        """Wake *uid* when the Secret *name* (or a ConfigMap, `CONFIG_MAP_PREFIX` + name) changes."""
+        self.secret_watchers[(namespace, name)].add(uid)
+        self._watching.setdefault(uid, set()).add((namespace, name))
+
     def _unwatch(self, uid: str) -> None:
-        for key in [key for key, watchers in self.secret_watchers.items() if uid in watchers]:
-            self.secret_watchers[key].discard(uid)
-            if not self.secret_watchers[key]:  # no empty entries left behind by deleted objects
-                del self.secret_watchers[key]
+        for key in self._watching.pop(uid, ()):
+            watchers = self.secret_watchers.get(key)
+            if watchers is not None:
+                watchers.discard(uid)
+                if not watchers:  # no empty entries left behind by deleted objects
+                    del self.secret_watchers[key]
 
     def _cancel(self, uid: str) -> None:
         self.reconciler.forget(uid)
@@ -223,9 +233,11 @@ class Scheduler:
     async def _run(self, uid: str) -> None:
         while uid in self.workers and self.active:
             worker = self.workers[uid]
+            # woken by a change (not the timer, not the first cycle): queue ahead of the refreshes (fairness.py)
+            woken = worker.wake.is_set()
             worker.wake.clear()
             observed = replace(Observed.from_body(worker.body), drifted=worker.take_drift())
-            async with self.slots.slot(observed.namespace):
+            async with self.slots.slot(observed.namespace, urgent=woken):
                 try:
                     async with asyncio.timeout(self.reconcile_timeout):
                         outcome = await self.reconciler.reconcile(observed)
@@ -245,9 +257,9 @@ class Scheduler:
             if outcome is not None:
                 self._unwatch(uid)
                 for ref in outcome.secret_refs:
-                    self.secret_watchers[(observed.namespace, ref)].add(uid)
+                    self.watch(uid, observed.namespace, ref)
                 for ref in outcome.config_map_refs:
-                    self.secret_watchers[(observed.namespace, CONFIG_MAP_PREFIX + ref)].add(uid)
+                    self.watch(uid, observed.namespace, CONFIG_MAP_PREFIX + ref)
                 for event in outcome.events:
                     post = kopf.warn if event.type == "Warning" else kopf.info
                     try:
@@ -265,6 +277,15 @@ class Scheduler:
     async def stop(self) -> None:
         for uid in list(self.workers):
             await self.remove(uid)
+
+
+def kept_body(body: Mapping[str, Any]) -> dict[str, Any]:
+    """What a worker keeps of a VaultBundle between cycles: the body without `metadata.managedFields`.
+
+    Nothing here reads the field managers, and they are more than half of a parsed body (~14 of 24 KiB for a
+    VaultBundle with one target and our status): ~140 MiB kept for nothing at 10,000 VaultBundles."""
+    metadata = {k: v for k, v in (body.get("metadata") or {}).items() if k != "managedFields"}
+    return {**body, "metadata": metadata}
 
 
 def _log_unexpected_end(task: asyncio.Task[None]) -> None:
@@ -382,6 +403,6 @@ def build_registry(config: Settings) -> kopf.OperatorRegistry:
         if event.get("type") == "DELETED" or body.get("metadata", {}).get("deletionTimestamp"):
             await scheduler.remove(uid)
         else:
-            scheduler.upsert(dict(body))
+            scheduler.upsert(kept_body(body))
 
     return registry

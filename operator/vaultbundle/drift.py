@@ -51,10 +51,16 @@ class SecretVersions:
 
     def __init__(self) -> None:
         self._known: dict[tuple[str, str], Known] = {}
+        self._by_uid: dict[str, set[tuple[str, str]]] = {}  # so forgetting one VaultBundle scans only its own
 
     def note(self, namespace: str, name: str, uid: str, target: str, version: str, secret_uid: str = "") -> None:
         if version:
-            self._known[(namespace, name)] = Known(uid, target, version, secret_uid)
+            key = (namespace, name)
+            previous = self._known.get(key)
+            if previous is not None and previous.uid != uid:
+                self._by_uid.get(previous.uid, set()).discard(key)
+            self._known[key] = Known(uid, target, version, secret_uid)
+            self._by_uid.setdefault(uid, set()).add(key)
 
     def get(self, namespace: str, name: str) -> Known | None:
         return self._known.get((namespace, name))
@@ -65,8 +71,10 @@ class SecretVersions:
 
     def forget(self, uid: str) -> None:
         """The VaultBundle is gone: drop its Secrets, so their deletion by the garbage collector wakes nothing."""
-        for key in [key for key, known in self._known.items() if known.uid == uid]:
-            del self._known[key]
+        for key in self._by_uid.pop(uid, ()):
+            known = self._known.get(key)
+            if known is not None and known.uid == uid:
+                del self._known[key]
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ they say only "ok"/"ready" and the kubelet sends no credentials.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import resource
 import ssl
@@ -94,7 +95,9 @@ async def serve(
     async def metrics(request: web.Request) -> web.Response:
         if not _authorized(request, token):
             return web.Response(status=401, text="bearer token required\n", headers={"WWW-Authenticate": "Bearer"})
-        return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        # in a thread: one sample per VaultBundle makes a scrape ~80 ms of CPU at 10,000, too long for the loop
+        body = await asyncio.to_thread(generate_latest, REGISTRY)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app = web.Application()
     app.add_routes([web.get("/healthz", healthz), web.get("/readyz", readyz), web.get("/metrics", metrics)])

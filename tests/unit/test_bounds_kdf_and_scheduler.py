@@ -25,11 +25,12 @@ from tests.conftest import load_vectors
 from tests.kit import MemoryKube, MemoryObjects, World, add_source_secrets
 from vaultbundle import metrics
 from vaultbundle import pool as pool_module
-from vaultbundle.controller import Scheduler
+from vaultbundle.controller import Scheduler, kept_body
 from vaultbundle.crypto import configblob
 from vaultbundle.crypto.kdf import IterationLimits, derive_key
 from vaultbundle.digest import Digester
 from vaultbundle.errors import KdfLimitError, KeyDerivationFailedError, Reason
+from vaultbundle.fairness import FairSlots
 from vaultbundle.leader import LeaderElector
 from vaultbundle.pool import CryptoPool
 from vaultbundle.reconcile import Observed, Outcome, Reconciler
@@ -364,9 +365,48 @@ async def test_deleting_a_vaultbundle_drops_its_metrics_and_maps() -> None:
     await asyncio.sleep(0.05)
     metrics.READY.labels("tenant", "gone").set(1)
     metrics.BUNDLE_AGE.applied[("tenant", "gone")] = time.time()
-    scheduler.secret_watchers[("tenant", "cfg")].add("gone")
+    scheduler.watch("gone", "tenant", "cfg")
     assert b'name="gone"' in generate_latest(metrics.REGISTRY)
     await scheduler.remove("gone")
     assert b'name="gone"' not in generate_latest(metrics.REGISTRY)
     assert ("tenant", "gone") not in metrics.BUNDLE_AGE.applied
     assert dict(scheduler.secret_watchers) == {} and scheduler.workers == {} and "gone" in reconciler.forgotten
+
+
+def test_a_worker_keeps_the_body_without_its_field_managers() -> None:
+    body = {
+        "apiVersion": "vaultbundle.io/v1alpha1",
+        "kind": "VaultBundle",
+        "metadata": {"name": "b", "namespace": "ns", "uid": "u", "managedFields": [{"manager": "kubectl"}]},
+        "spec": {"refreshInterval": "1m"},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+    }
+    kept = kept_body(body)
+    assert kept == {**body, "metadata": {"name": "b", "namespace": "ns", "uid": "u"}}
+    assert body["metadata"]["managedFields"] == [{"manager": "kubectl"}]  # the event's own body is left alone
+
+
+async def test_a_change_queues_ahead_of_the_timed_refreshes() -> None:
+    """One slot, held; refreshes of two namespaces queue, then a woken reconcile of namespace a: it runs first."""
+    slots = FairSlots(1, 1)
+    order: list[str] = []
+    release = asyncio.Event()
+
+    async def run(name: str, namespace: str, urgent: bool = False) -> None:
+        async with slots.slot(namespace, urgent=urgent):
+            order.append(name)
+            if name == "holder":
+                await release.wait()
+
+    tasks = [asyncio.create_task(run("holder", "a"))]
+    await asyncio.sleep(0)
+    for name, namespace in (("refresh-a1", "a"), ("refresh-b1", "b"), ("refresh-a2", "a")):
+        tasks.append(asyncio.create_task(run(name, namespace)))
+        await asyncio.sleep(0)
+    tasks.append(asyncio.create_task(run("change-a", "a", urgent=True)))
+    await asyncio.sleep(0)
+    release.set()
+    await asyncio.gather(*tasks)
+    assert order[:2] == ["holder", "change-a"]
+    assert sorted(order[2:]) == ["refresh-a1", "refresh-a2", "refresh-b1"]
+    assert order.index("refresh-a1") < order.index("refresh-a2")  # the refreshes keep their order

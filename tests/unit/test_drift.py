@@ -18,6 +18,7 @@ import pytest
 from tests.kit import World
 from vaultbundle import metrics, targets
 from vaultbundle.controller import Scheduler
+from vaultbundle.drift import Known, SecretVersions
 from vaultbundle.errors import SpecError
 from vaultbundle.fields import Selection
 from vaultbundle.selection import select
@@ -396,3 +397,16 @@ async def test_our_own_delete_and_reapply_of_a_secret_queues_no_check() -> None:
         assert not worker.drift and not worker.wake.is_set()
     finally:
         await scheduler.stop()
+
+
+def test_forgetting_a_vaultbundle_drops_only_the_secrets_it_still_owns() -> None:
+    versions = SecretVersions()
+    versions.note("ns", "a-env", "uid-a", "app", "1")
+    versions.note("ns", "shared-env", "uid-a", "app", "2")
+    versions.note("ns", "shared-env", "uid-b", "app", "3")  # another VaultBundle wrote it since
+    versions.note("ns", "b-env", "uid-b", "app", "4")
+    versions.forget("uid-a")
+    assert versions.get("ns", "a-env") is None
+    assert versions.get("ns", "shared-env") == Known("uid-b", "app", "3", "")
+    versions.forget("uid-b")
+    assert versions.get("ns", "shared-env") is None and versions.get("ns", "b-env") is None

@@ -190,7 +190,7 @@ def test_scheduler_wakes_source_readers_and_resolves_managed_owners() -> None:
     reconciler = Reconciler(None, None, None)  # type: ignore[arg-type] # only its record of our own writes is used
     scheduler = controller.Scheduler(reconciler=reconciler, max_concurrent=1, active=False)
     scheduler.workers["uid-1"] = controller.Worker({"metadata": {"uid": "uid-1"}}, Retry(scheduler.backoff))
-    scheduler.secret_watchers[("team-a", "web-passphrase")].add("uid-1")
+    scheduler.watch("uid-1", "team-a", "web-passphrase")
     scheduler.secret_changed("team-a", "other", {})
     assert not scheduler.workers["uid-1"].wake.is_set()
     scheduler.secret_changed("team-a", "web-passphrase", {})
@@ -217,7 +217,7 @@ def test_config_maps_are_watched_under_the_same_label() -> None:
 def test_scheduler_wakes_config_map_readers_but_not_for_a_secret_of_the_same_name() -> None:
     scheduler = controller.Scheduler(reconciler=None, max_concurrent=1, active=False)  # type: ignore[arg-type]
     scheduler.workers["uid-1"] = controller.Worker({"metadata": {"uid": "uid-1"}}, Retry(scheduler.backoff))
-    scheduler.secret_watchers[("team-a", controller.CONFIG_MAP_PREFIX + "app-sec")].add("uid-1")
+    scheduler.watch("uid-1", "team-a", controller.CONFIG_MAP_PREFIX + "app-sec")
     scheduler.secret_changed("team-a", "app-sec", {})
     assert not scheduler.workers["uid-1"].wake.is_set()
     scheduler.config_map_changed("team-a", "app-sec", {})
