@@ -6,10 +6,11 @@ round-robin order that is under its limit, so 16 slow VaultBundles in one namesp
 reconcile by at most one slow cycle, not by the whole queue.
 
 A reconcile woken by a change (`urgent`: a spec edit, a force-sync, a changed source or managed Secret) queues
-ahead of the timed refreshes: at the front of its namespace's queue, and its namespace first in the round robin.
-Otherwise a change waits behind every refresh already queued, which at 10,000 VaultBundles on a busy machine
-is tens of seconds. The per-namespace limit still holds, so a tenant that keeps editing its objects gets at
-most its share of slots sooner, never more slots.
+ahead of its own namespace's timed refreshes: at the front of that namespace's queue. Otherwise a change waits
+behind every refresh already queued, which at 10,000 VaultBundles on a busy machine is tens of seconds. It does
+not move its namespace ahead in the round robin: a tenant can cause changes at will (annotate its own objects,
+edit its own Secrets), so urgency only reorders that tenant's own work and never takes a turn from another
+namespace; the per-namespace limit holds as before.
 
 A reconcile that waits for something which uses no slot-worthy resource of its own (a PBKDF2 derivation on the
 crypto threads) hands its slot back meanwhile: `released()` does that for the slot held by the current task
@@ -50,7 +51,7 @@ class FairSlots:
 
     @asynccontextmanager
     async def slot(self, namespace: str, *, urgent: bool = False) -> AsyncIterator[None]:
-        """Hold one slot for *namespace* for the duration of the block; *urgent* queues ahead of the others."""
+        """Hold one slot for *namespace* for the duration of the block; *urgent* queues ahead of its namespace's others."""
         await self._acquire(namespace, urgent=urgent)
         held = _Held(self, namespace)
         token = _HELD.set(held)
@@ -64,9 +65,8 @@ class FairSlots:
     async def _acquire(self, namespace: str, *, urgent: bool = False) -> None:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         queue = self._waiting.setdefault(namespace, deque())
-        if urgent:
+        if urgent:  # ahead of this namespace's own queue only: the round robin between namespaces is unchanged
             queue.appendleft(waiter)
-            self._waiting.move_to_end(namespace, last=False)
         else:
             queue.append(waiter)
         self._dispatch()

@@ -410,3 +410,26 @@ async def test_a_change_queues_ahead_of_the_timed_refreshes() -> None:
     assert order[:2] == ["holder", "change-a"]
     assert sorted(order[2:]) == ["refresh-a1", "refresh-a2", "refresh-b1"]
     assert order.index("refresh-a1") < order.index("refresh-a2")  # the refreshes keep their order
+
+
+async def test_a_change_does_not_take_another_namespaces_turn() -> None:
+    """Urgency reorders a namespace's own queue only: a tenant that causes changes at will (annotations, its own
+    Secrets) must not push its namespace ahead of another namespace already waiting."""
+    slots = FairSlots(1, 1)
+    order: list[str] = []
+    release = asyncio.Event()
+
+    async def run(name: str, namespace: str, urgent: bool = False) -> None:
+        async with slots.slot(namespace, urgent=urgent):
+            order.append(name)
+            if name == "holder":
+                await release.wait()
+
+    tasks = [asyncio.create_task(run("holder", "a"))]
+    await asyncio.sleep(0)
+    for name, namespace, urgent in (("refresh-b1", "b", False), ("refresh-a1", "a", False), ("change-a", "a", True)):
+        tasks.append(asyncio.create_task(run(name, namespace, urgent)))
+        await asyncio.sleep(0)
+    release.set()
+    await asyncio.gather(*tasks)
+    assert order == ["holder", "refresh-b1", "change-a", "refresh-a1"]
