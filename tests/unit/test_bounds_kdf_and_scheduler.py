@@ -386,8 +386,9 @@ def test_a_worker_keeps_the_body_without_its_field_managers() -> None:
     assert body["metadata"]["managedFields"] == [{"manager": "kubectl"}]  # the event's own body is left alone
 
 
-async def test_a_change_queues_ahead_of_the_timed_refreshes() -> None:
-    """One slot, held; refreshes of two namespaces queue, then a woken reconcile of namespace a: it runs first."""
+async def _slot_order(queued: list[tuple[str, str, bool]]) -> list[str]:
+    """One slot, held by "holder" of namespace a while *queued* (name, namespace, urgent) queue in this order;
+    then the order in which everything got the slot."""
     slots = FairSlots(1, 1)
     order: list[str] = []
     release = asyncio.Event()
@@ -400,13 +401,20 @@ async def test_a_change_queues_ahead_of_the_timed_refreshes() -> None:
 
     tasks = [asyncio.create_task(run("holder", "a"))]
     await asyncio.sleep(0)
-    for name, namespace in (("refresh-a1", "a"), ("refresh-b1", "b"), ("refresh-a2", "a")):
-        tasks.append(asyncio.create_task(run(name, namespace)))
+    for name, namespace, urgent in queued:
+        tasks.append(asyncio.create_task(run(name, namespace, urgent)))
         await asyncio.sleep(0)
-    tasks.append(asyncio.create_task(run("change-a", "a", urgent=True)))
-    await asyncio.sleep(0)
     release.set()
     await asyncio.gather(*tasks)
+    return order
+
+
+async def test_a_change_queues_ahead_of_the_timed_refreshes() -> None:
+    """Refreshes of two namespaces queue, then a woken reconcile of namespace a (first in the round robin): it
+    runs first."""
+    order = await _slot_order(
+        [("refresh-a1", "a", False), ("refresh-b1", "b", False), ("refresh-a2", "a", False), ("change-a", "a", True)]
+    )
     assert order[:2] == ["holder", "change-a"]
     assert sorted(order[2:]) == ["refresh-a1", "refresh-a2", "refresh-b1"]
     assert order.index("refresh-a1") < order.index("refresh-a2")  # the refreshes keep their order
@@ -415,21 +423,5 @@ async def test_a_change_queues_ahead_of_the_timed_refreshes() -> None:
 async def test_a_change_does_not_take_another_namespaces_turn() -> None:
     """Urgency reorders a namespace's own queue only: a tenant that causes changes at will (annotations, its own
     Secrets) must not push its namespace ahead of another namespace already waiting."""
-    slots = FairSlots(1, 1)
-    order: list[str] = []
-    release = asyncio.Event()
-
-    async def run(name: str, namespace: str, urgent: bool = False) -> None:
-        async with slots.slot(namespace, urgent=urgent):
-            order.append(name)
-            if name == "holder":
-                await release.wait()
-
-    tasks = [asyncio.create_task(run("holder", "a"))]
-    await asyncio.sleep(0)
-    for name, namespace, urgent in (("refresh-b1", "b", False), ("refresh-a1", "a", False), ("change-a", "a", True)):
-        tasks.append(asyncio.create_task(run(name, namespace, urgent)))
-        await asyncio.sleep(0)
-    release.set()
-    await asyncio.gather(*tasks)
+    order = await _slot_order([("refresh-b1", "b", False), ("refresh-a1", "a", False), ("change-a", "a", True)])
     assert order == ["holder", "refresh-b1", "change-a", "refresh-a1"]
