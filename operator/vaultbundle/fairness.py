@@ -51,7 +51,7 @@ class FairSlots:
 
     @asynccontextmanager
     async def slot(self, namespace: str, *, urgent: bool = False) -> AsyncIterator[None]:
-        """Hold one slot for *namespace* for the duration of the block; *urgent* queues ahead of its namespace's others."""
+        """Hold one slot for *namespace* for the block; *urgent*: ahead of this namespace's other waiters."""
         await self._acquire(namespace, urgent=urgent)
         held = _Held(self, namespace)
         token = _HELD.set(held)
