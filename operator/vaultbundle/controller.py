@@ -111,7 +111,13 @@ class Scheduler:
         if old_meta.get("generation") != new_meta.get("generation") or (old_meta.get("annotations") or {}).get(
             FORCE_SYNC_ANNOTATION
         ) != (new_meta.get("annotations") or {}).get(FORCE_SYNC_ANNOTATION):
-            worker.wake.set()
+            self._wake(uid)
+
+    def _wake(self, uid: str) -> None:
+        """Something changed for *uid*: run its next cycle now, and if that cycle is already queued for a slot
+        (its timed refresh, a first cycle after a restart), at the front of its namespace's queue."""
+        self.workers[uid].wake.set()
+        self.slots.hurry(uid)
 
     def _start(self, uid: str) -> None:
         # a copy per task: each worker's context variables (e.g. the reconcile slot it holds) are its own
@@ -184,7 +190,7 @@ class Scheduler:
         """A labelled source Secret changed: wake every VaultBundle whose last reconcile read it."""
         for uid in self.secret_watchers.get((namespace, name), set()):
             if uid in self.workers:
-                self.workers[uid].wake.set()
+                self._wake(uid)
 
     def config_map_changed(self, namespace: str, name: str, _metadata: dict[str, Any] | None = None) -> None:
         """A labelled ConfigMap changed (a dotsec `.sec` text, a schema): wake every VaultBundle that read it."""
@@ -228,16 +234,18 @@ class Scheduler:
             if known is not None and known.version == version:
                 del worker.drift[key]
         if worker.drift:
-            worker.wake.set()
+            self._wake(uid)
 
     async def _run(self, uid: str) -> None:
         while uid in self.workers and self.active:
             worker = self.workers[uid]
             # woken by a change (not the timer, not the first cycle): queue ahead of the refreshes (fairness.py)
-            woken = worker.wake.is_set()
-            worker.wake.clear()
-            observed = replace(Observed.from_body(worker.body), drifted=worker.take_drift())
-            async with self.slots.slot(observed.namespace, urgent=woken):
+            namespace = str(worker.body.get("metadata", {}).get("namespace", ""))
+            async with self.slots.slot(namespace, urgent=worker.wake.is_set(), key=uid):
+                # what the cycle sees is taken once it holds the slot: a change that arrived while it queued
+                # (and hurried it) is part of this cycle, not of one more behind it
+                worker.wake.clear()
+                observed = replace(Observed.from_body(worker.body), drifted=worker.take_drift())
                 try:
                     async with asyncio.timeout(self.reconcile_timeout):
                         outcome = await self.reconciler.reconcile(observed)

@@ -10,7 +10,8 @@ ahead of its own namespace's timed refreshes: at the front of that namespace's q
 behind every refresh already queued, which at 10,000 VaultBundles on a busy machine is tens of seconds. It does
 not move its namespace ahead in the round robin: a tenant can cause changes at will (annotate its own objects,
 edit its own Secrets), so urgency only reorders that tenant's own work and never takes a turn from another
-namespace; the per-namespace limit holds as before.
+namespace; the per-namespace limit holds as before. A reconcile already queued when the change arrives (its
+timed refresh, or a first cycle after a restart) is moved to the front the same way: `hurry(key)`.
 
 A reconcile that waits for something which uses no slot-worthy resource of its own (a PBKDF2 derivation on the
 crypto threads) hands its slot back meanwhile: `released()` does that for the slot held by the current task
@@ -23,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections import Counter, OrderedDict, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Hashable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -45,14 +46,16 @@ class FairSlots:
         self._free = total
         self.running: Counter[str] = Counter()
         self._waiting: OrderedDict[str, deque[asyncio.Future[None]]] = OrderedDict()  # order = round robin
+        self._keyed: dict[Hashable, tuple[str, asyncio.Future[None]]] = {}  # queued waiters `hurry` can find
 
     def __repr__(self) -> str:
         return f"<FairSlots free={self._free}/{self.total} per_namespace={self.per_namespace}>"
 
     @asynccontextmanager
-    async def slot(self, namespace: str, *, urgent: bool = False) -> AsyncIterator[None]:
-        """Hold one slot for *namespace* for the block; *urgent*: ahead of this namespace's other waiters."""
-        await self._acquire(namespace, urgent=urgent)
+    async def slot(self, namespace: str, *, urgent: bool = False, key: Hashable | None = None) -> AsyncIterator[None]:
+        """Hold one slot for *namespace* for the block; *urgent*: ahead of this namespace's other waiters.
+        *key* (e.g. the VaultBundle's uid) lets `hurry` find the waiter while it is queued."""
+        await self._acquire(namespace, urgent=urgent, key=key)
         held = _Held(self, namespace)
         token = _HELD.set(held)
         try:
@@ -62,13 +65,24 @@ class FairSlots:
             if held.holding:
                 self._release(namespace)
 
-    async def _acquire(self, namespace: str, *, urgent: bool = False) -> None:
+    def hurry(self, key: Hashable) -> None:
+        """The queued waiter of *key*, if any, moves to the front of its own namespace's queue (a change arrived
+        while it waited); the round robin between namespaces is unchanged."""
+        namespace, waiter = self._keyed.get(key, ("", None))
+        queue = self._waiting.get(namespace)
+        if waiter is not None and queue is not None and waiter in queue and queue[0] is not waiter:
+            queue.remove(waiter)
+            queue.appendleft(waiter)
+
+    async def _acquire(self, namespace: str, *, urgent: bool = False, key: Hashable | None = None) -> None:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         queue = self._waiting.setdefault(namespace, deque())
         if urgent:  # ahead of this namespace's own queue only: the round robin between namespaces is unchanged
             queue.appendleft(waiter)
         else:
             queue.append(waiter)
+        if key is not None:
+            self._keyed[key] = (namespace, waiter)
         self._dispatch()
         try:
             await waiter
@@ -78,6 +92,9 @@ class FairSlots:
             else:
                 self._forget(namespace, waiter)
             raise
+        finally:
+            if key is not None and self._keyed.get(key, ("", None))[1] is waiter:
+                del self._keyed[key]
 
     def _forget(self, namespace: str, waiter: asyncio.Future[None]) -> None:
         queue = self._waiting.get(namespace)

@@ -149,8 +149,10 @@ class FakeReconciler:
     finished: dict[str, float] = field(default_factory=dict)
     forgotten: list[str] = field(default_factory=list)
     timeouts: list[str] = field(default_factory=list)
+    cycles: list[tuple[str, int]] = field(default_factory=list)  # (uid, generation seen), in the order they started
 
     async def reconcile(self, observed: Observed) -> Outcome:
+        self.cycles.append((observed.uid, observed.generation))
         if observed.uid in self.die:
             raise PANIC
         await asyncio.sleep(self.seconds.get(observed.namespace, 0.0))
@@ -386,15 +388,15 @@ def test_a_worker_keeps_the_body_without_its_field_managers() -> None:
     assert body["metadata"]["managedFields"] == [{"manager": "kubectl"}]  # the event's own body is left alone
 
 
-async def _slot_order(queued: list[tuple[str, str, bool]]) -> list[str]:
-    """One slot, held by "holder" of namespace a while *queued* (name, namespace, urgent) queue in this order;
-    then the order in which everything got the slot."""
+async def _slot_order(queued: list[tuple[str, str, bool]], hurried: tuple[str, ...] = ()) -> list[str]:
+    """One slot, held by "holder" of namespace a while *queued* (name, namespace, urgent) queue in this order
+    (each keyed by its name) and then *hurried* are hurried; the order in which everything got the slot."""
     slots = FairSlots(1, 1)
     order: list[str] = []
     release = asyncio.Event()
 
     async def run(name: str, namespace: str, urgent: bool = False) -> None:
-        async with slots.slot(namespace, urgent=urgent):
+        async with slots.slot(namespace, urgent=urgent, key=name):
             order.append(name)
             if name == "holder":
                 await release.wait()
@@ -404,6 +406,9 @@ async def _slot_order(queued: list[tuple[str, str, bool]]) -> list[str]:
     for name, namespace, urgent in queued:
         tasks.append(asyncio.create_task(run(name, namespace, urgent)))
         await asyncio.sleep(0)
+    for name in hurried:
+        slots.hurry(name)
+    slots.hurry("holder")  # holds the slot, queues nowhere: nothing to move
     release.set()
     await asyncio.gather(*tasks)
     return order
@@ -425,3 +430,35 @@ async def test_a_change_does_not_take_another_namespaces_turn() -> None:
     Secrets) must not push its namespace ahead of another namespace already waiting."""
     order = await _slot_order([("refresh-b1", "b", False), ("refresh-a1", "a", False), ("change-a", "a", True)])
     assert order == ["holder", "refresh-b1", "change-a", "refresh-a1"]
+
+
+async def test_a_change_to_an_already_queued_reconcile_moves_it_to_its_namespaces_front() -> None:
+    """A refresh already queued when its change arrives is hurried: first of its namespace, still after the
+    namespace whose turn it is."""
+    order = await _slot_order(
+        [("refresh-b1", "b", False), ("refresh-a1", "a", False), ("queued-a2", "a", False)], hurried=("queued-a2",)
+    )
+    assert order == ["holder", "refresh-b1", "queued-a2", "refresh-a1"]
+    assert await _slot_order([("a1", "a", False), ("a2", "a", False)], hurried=("gone",)) == ["holder", "a1", "a2"]
+
+
+async def test_a_change_while_the_first_cycles_queue_runs_next_and_sees_the_change() -> None:
+    """A fresh operator queues every first cycle; a spec edit of the last one must not wait behind the others,
+    and the cycle it gets must see the edit (the body is read once the slot is held), not run the old spec
+    first and queue once more."""
+    reconciler = FakeReconciler(seconds={"ns": 0.02}, retry=None)
+    scheduler = Scheduler(reconciler, 1, max_per_namespace=1)  # type: ignore[arg-type]
+    try:
+        for index in range(20):
+            scheduler.upsert(_body(f"b{index}"))
+        await asyncio.sleep(0.03)  # b0 holds the slot; the others queue
+        edited = _body("b19")
+        edited["metadata"]["generation"] = 2
+        scheduler.upsert(edited)
+        while ("b19", 2) not in reconciler.cycles:
+            await asyncio.sleep(0.01)
+        started = [uid for uid, _ in reconciler.cycles]
+        assert started.index("b19") <= 2, started  # after at most the one or two already granted a slot
+        assert ("b19", 1) not in reconciler.cycles  # one cycle, with the edit
+    finally:
+        await scheduler.stop()
