@@ -353,6 +353,32 @@ def test_rbac_namespaced(helm: str) -> None:
     assert [r["metadata"]["name"] for r in by_kind(bare, "ClusterRole")] == ["rel-vaultbundle-operator-stores"]
 
 
+def test_rbac_store_secrets_only_where_the_release_namespace_is_not_watched(helm: str) -> None:
+    """`rbac.storeSecrets`: `get` on exactly the named Secrets of the release namespace, and only when no other
+    grant covers that namespace (namespaced, release namespace not watched)."""
+    sets = ("rbac.storeSecrets={aws-tenants,vault-approle}",)
+    objects = render(helm, "watchNamespaces={team-a}", *sets)
+    (role,) = [r for r in by_kind(objects, "Role") if r["metadata"]["name"].endswith("-store-secrets")]
+    assert role["metadata"]["namespace"] == "vb-system"
+    assert [(r["apiGroups"], r["resources"], r["verbs"], r["resourceNames"]) for r in role["rules"]] == [
+        ([""], ["secrets"], ["get"], ["aws-tenants", "vault-approle"])
+    ]
+    (binding,) = [b for b in by_kind(objects, "RoleBinding") if b["metadata"]["name"].endswith("-store-secrets")]
+    assert binding["metadata"]["namespace"] == "vb-system" and binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "rel-vaultbundle-operator", "namespace": "vb-system"}
+    ]
+    # cluster-wide, a watched release namespace (the default too): covered already; and nothing without names
+    for other in (
+        ("clusterWide=true", *sets),
+        ("watchNamespaces={team-a,vb-system}", *sets),
+        sets,
+        ("watchNamespaces={team-a}",),
+    ):
+        names = [o["metadata"]["name"] for o in render(helm, *other)]
+        assert not [n for n in names if n.endswith("-store-secrets")], other
+
+
 ROLLOUT_RULES = {("apps", kind, "patch") for kind in ("deployments", "statefulsets", "daemonsets")}
 
 

@@ -20,6 +20,7 @@ from vaultbundle import stores
 from vaultbundle.digest import Digester
 from vaultbundle.errors import PolicyDeniedError, Reason, SpecError, StoreInvalidError, TargetError
 from vaultbundle.fields import SecretRef
+from vaultbundle.kube import KubeError
 from vaultbundle.targets import KINDS, grants, parse_target
 from vaultbundle.targets.base import Owner, Plan, TargetContext
 from vaultbundle.targets.credentials import credentials_for
@@ -246,6 +247,23 @@ async def test_vault_store_secret_missing_is_store_invalid(logins: list[Any]) ->
     with pytest.raises(StoreInvalidError, match="vault-token"):
         await connect_vault(world_with(VAULT_TOKEN_STORE, {"vault-ca": {"ca.crt": "pem"}}))
     assert logins == []
+
+
+@pytest.mark.parametrize(("status", "raised"), [(403, StoreInvalidError), (500, KubeError)])
+async def test_a_store_secret_the_operator_may_not_read_names_the_chart_value(
+    logins: list[Any], status: int, raised: type[Exception]
+) -> None:
+    """A namespaced install that does not watch its own namespace cannot read the store's Secrets unless the chart
+    lists them (rbac.storeSecrets): a 403 says so; any other API failure stays a Kubernetes API error."""
+    world = world_with(VAULT_TOKEN_STORE, {"vault-token": {"token": "s.operator"}, "vault-ca": {"ca.crt": "x"}})
+    world.kube.failing["get_secret"] = status
+    with pytest.raises(raised) as caught:
+        await connect_vault(world)
+    if status == 403:
+        assert "rbac.storeSecrets" in str(
+            caught.value
+        ) and f"Secret vault-ca in its own namespace {OPERATOR_NS}" in str(caught.value)
+    assert "s.operator" not in str(caught.value) and logins == []
 
 
 async def test_vault_path_outside_the_scope_never_connects(logins: list[Any]) -> None:

@@ -43,6 +43,7 @@ from .. import stores
 from ..digest_key import operator_namespace
 from ..errors import PolicyDeniedError, StoreInvalidError
 from ..fields import SecretRef
+from ..kube import KubeError
 from .base import TargetContext
 from .threads import EgressScope, enter_scope
 
@@ -130,7 +131,16 @@ class Credentials:
         """The value under `ref.key(field)` of the store's Secret in the operator's own namespace."""
         self.admit(Source.STORE, ref.name)
         namespace = self._operator_namespace(f"Secret {ref.name}")
-        secret = await self.context.kube.get_secret(namespace, ref.name)
+        try:
+            secret = await self.context.kube.get_secret(namespace, ref.name)
+        except KubeError as exc:
+            if exc.status != 403:
+                raise
+            raise StoreInvalidError(
+                f"{self.kind}: the operator may not read the ClusterTargetStore's Secret {ref.name} in its own "
+                f"namespace {namespace} (HTTP 403); when the chart's watchNamespaces leaves that namespace out, list "
+                "the Secret in rbac.storeSecrets. Ask your cluster admin"
+            ) from None
         encoded = ((secret or {}).get("data") or {}).get(ref.key(field))
         try:
             value = base64.b64decode(encoded or "", validate=True).decode("utf-8").strip()
