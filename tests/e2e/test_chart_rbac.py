@@ -531,6 +531,8 @@ def test_namespaced_install_is_confined_to_its_namespaces(
         f"rbac.serviceAccountTokens[0].namespace={watched}",
         "--set",
         "rbac.serviceAccountTokens[0].name=vault-writer",
+        "--set",
+        "rbac.storeSecrets={vault-token}",  # a ClusterTargetStore's Secret in the (unwatched) release namespace
     )
     kinds = {doc["kind"] for doc in yaml.safe_load_all(rendered) if doc}
     assert {"Role", "RoleBinding", "ClusterRole"} <= kinds
@@ -550,6 +552,10 @@ def test_namespaced_install_is_confined_to_its_namespaces(
         assert not can_i(testbed, user, verb, "secrets", system), verb
     assert not can_i(testbed, user, "get", "secrets/web-passphrase", system)
     assert not can_i(testbed, user, "list", "secrets", "default")
+    # rbac.storeSecrets: get on exactly the named store Secret of its own namespace, no other verb
+    assert can_i(testbed, user, "get", "secrets/vault-token", system)
+    for verb in ("patch", "delete", "update"):
+        assert not can_i(testbed, user, verb, "secrets/vault-token", system), verb
 
     scenario = Scenario(testbed, admin, watched)
     outside = Scenario(testbed, admin, other)
@@ -560,8 +566,14 @@ def test_namespaced_install_is_confined_to_its_namespaces(
         as_operator.read_namespaced_secret("web-passphrase", other)
     assert refused.value.status == 403
     assert as_operator.read_namespaced_secret("web-passphrase", watched).metadata.name == "web-passphrase"
-    # token minting: only the listed ServiceAccount (resourceNames), nowhere else
     core = k8s.CoreV1Api(admin)
+    for name in ("vault-token", "not-a-store-secret"):
+        core.create_namespaced_secret(system, {"metadata": {"name": name}, "stringData": {"token": "t"}})
+    assert as_operator.read_namespaced_secret("vault-token", system).metadata.name == "vault-token"
+    with pytest.raises(ApiException) as refused:
+        as_operator.read_namespaced_secret("not-a-store-secret", system)
+    assert refused.value.status == 403
+    # token minting: only the listed ServiceAccount (resourceNames), nowhere else
     for namespace, name in ((watched, "vault-writer"), (watched, "other-sa"), (also, "vault-writer")):
         core.create_namespaced_service_account(namespace, {"metadata": {"name": name}})
     request = {"spec": {"audiences": ["vault"], "expirationSeconds": 600}}
