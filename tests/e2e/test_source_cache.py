@@ -19,7 +19,7 @@ from tests.e2e.test_operator import ROTATED, Operator, Scenario, kube, operator 
 
 pytestmark = pytest.mark.testbed
 LABEL = "vaultbundle.io/source"
-_GETS = re.compile(r'^apiserver_request_total\{([^}]*)\} (\S+)$', re.MULTILINE)
+_GETS = re.compile(r"^apiserver_request_total\{([^}]*)\} (\S+)$", re.MULTILINE)
 
 
 @pytest.fixture
@@ -33,12 +33,12 @@ def label(scenario: Scenario, name: str, value: str | None) -> None:
     scenario.core.patch_namespaced_secret(name, scenario.ns, {"metadata": {"labels": {LABEL: value}}})
 
 
-def api_reads(operator: Operator) -> float:
-    return operator.metric("vaultbundle_source_reads_total", kind="secret", origin="api")
+def api_reads(process: Operator) -> float:
+    return process.metric("vaultbundle_source_reads_total", kind="secret", origin="api")
 
 
-def cache_reads(operator: Operator) -> float:
-    return operator.metric("vaultbundle_source_reads_total", kind="secret", origin="cache")
+def cache_reads(process: Operator) -> float:
+    return process.metric("vaultbundle_source_reads_total", kind="secret", origin="cache")
 
 
 def apiserver_secret_gets(api: k8s.ApiClient) -> float:
