@@ -9,7 +9,10 @@ The managed-Secret watch asks for `PartialObjectMetadata` (the apiserver sends n
 versions, never `data`). A source watch given an `ObjectCache` (sourcecache.py) streams the labelled objects
 whole and keeps their copies current, so a refresh cycle reads labelled sources without a GET; an unlabelled
 source is still read by name on every cycle. Lists are paged (`_PAGE` objects a request), so a tenant who
-labels many large Secrets cannot make one list response the operator must hold at once.
+labels many large Secrets cannot make one list response the operator must hold at once. What streaming whole
+objects does cost: each change of a labelled object is parsed once, whatever its size, so a tenant who keeps
+rewriting a large labelled Secret spends operator CPU in proportion to its own API writes (and more of the
+apiserver's); none of it is kept beyond the cache's budget.
 
 Why not kopf's `@kopf.on.event("", "v1", "secrets", labels=...)`: kopf opens one watch stream per resource and
 namespace; handler `labels=` filters are applied to bodies already received (every Secret still streams in),
@@ -44,7 +47,7 @@ SOURCE_SELECTOR = f"{SOURCE_LABEL}=true"
 _LIST_ACCEPT = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 _WATCH_ACCEPT = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 _FULL_ACCEPT = "application/json"  # a cached source watch: the objects themselves
-_PAGE = 100  # objects per list request
+_PAGE = 50  # objects per list request: a page of whole Secrets is at most ~50 x 1.4 MiB of JSON
 _SERVER_TIMEOUT = 300  # seconds a watch request lives before it is renewed from the last resourceVersion
 _MAX_BACKOFF = 30.0
 

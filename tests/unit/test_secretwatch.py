@@ -246,7 +246,7 @@ def full(name: str, version: str, kind: str, **data: str) -> dict[str, Any]:
 async def test_a_cached_watch_streams_whole_objects_and_updates_the_cache_before_it_wakes(
     apiserver: FakeApiserver,
 ) -> None:
-    apiserver.listing = [metadata(f"s{i:03d}", "5") for i in range(150)]  # two pages
+    apiserver.listing = [metadata(f"s{i:03d}", "5") for i in range(120)]  # three pages
     apiserver.data = {"s000": {"passphrase": "djE="}, "s001": {"passphrase": "b3RoZXI="}}
     apiserver.watches = [
         [full("s000", "11", "MODIFIED", passphrase="djI="), full("s001", "12", "DELETED")],
@@ -278,11 +278,11 @@ async def test_a_cached_watch_streams_whole_objects_and_updates_the_cache_before
     assert seen[0][0] == "s000" and seen[0][1] is not None and seen[0][1]["data"] == {"passphrase": "djI="}
     assert seen[1] == ("s001", None)  # deleted (or unlabelled): gone from the cache, the next read GETs
     assert seen[2][0] == "s000" and seen[2][1] is not None and seen[2][1]["data"] == {"passphrase": "djM="}
-    assert len(cache) == 1  # the fresh list replaced everything: s001..s149 are no longer listed
+    assert len(cache) == 1  # the fresh list replaced everything: s001..s119 are no longer listed
     for _, _, headers in apiserver.requests:
         assert headers["accept"] == "application/json"  # whole objects: the values are what the cache keeps
     lists = [query for _, query, _ in apiserver.requests if "watch" not in query]
-    assert [q.get("continue") for q in lists[:2]] == [None, ["100"]] and lists[0]["limit"] == ["100"]
+    assert [q.get("continue") for q in lists[:3]] == [None, ["50"], ["100"]] and lists[0]["limit"] == ["50"]
 
 
 async def test_a_relist_reports_cached_objects_that_went_away_meanwhile(apiserver: FakeApiserver) -> None:
