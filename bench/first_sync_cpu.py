@@ -17,6 +17,11 @@ what the bench client itself sent (it creates the N VaultBundles, LISTs them onc
 Ready); the writes per user agent from the audit log as a cross-check. Figures are medians with min–max over
 the repeats. Writes bench/results/<name>.json and .png.
 
+`--idle-refresh S`: after the first sync, the same run also measures idle cycles: the VaultBundles get
+refreshInterval S (long enough for the first sync to end before the first refresh), the bench waits for N idle
+syncs (settling) and then counts one window of N more: API requests and operator CPU per idle cycle. The
+first-sync figures of such a run still end at "all Ready"; "settled" is not measured (idle cycles never settle).
+
 `--profile DIR`: the operator runs under yappi (CPU clock, every thread; installed by hand, not a project
 dependency: `.venv/bin/pip install yappi==1.7.6`), started by a sitecustomize in DIR; profiling covers only
 the first-sync window (SIGUSR1 clears the startup samples, SIGUSR2 stops and saves DIR/first_sync.pstat).
@@ -128,8 +133,9 @@ def run_once(
     logs: Path,
     bed: dict[str, int],
     profile: Path | None = None,
+    idle_refresh: float | None = None,
 ) -> dict[str, Any]:
-    case = Case(env, api, ScaleCase(n, "shared"), REFRESH_S)
+    case = Case(env, api, ScaleCase(n, "shared"), idle_refresh or REFRESH_S)
     extra_env = {"PYTHONPATH": str(root / "operator")}
     if profile is not None:
         profile.mkdir(parents=True, exist_ok=True)
@@ -158,6 +164,19 @@ def run_once(
             lists = 1 + watcher.restarts  # a restarted watch may list again
             result["ready_s"] = None if ready_s is None else round(ready_s, 2)
             result["ready_reasons"] = dict(reasons)
+            if idle_refresh is not None:
+                result.update(
+                    idle_cycles(api, operator, n, idle_refresh),
+                    cpu_s_to_ready={k: round(v, 2) for k, v in ready_cpu.items()},
+                    operator_ms_per_bundle=round(1000 * ready_cpu["operator"] / n, 2),
+                    apiserver_ms_per_bundle=round(1000 * ready_cpu.get("kube-apiserver", 0.0) / n, 2),
+                )
+                say(
+                    f"{variant}: ready {result['ready_s']} s, operator {result['operator_ms_per_bundle']} ms/bundle;"
+                    f" idle: {result.get('idle_api_requests_per_sync')} API requests/cycle,"
+                    f" {result.get('idle_operator_ms_per_sync')} operator ms/cycle"
+                )
+                return result
             settled = wait_settled(api)
             settled_s = time.perf_counter() - started
             settled_cpu = {name: cpu_seconds(pid) - before_cpu[name] for name, pid in servers.items()}
@@ -193,6 +212,28 @@ def run_once(
             result["cleanup"] = case.cleanup()
 
 
+def idle_cycles(api: k8s.ApiClient, operator: OperatorProcess, n: int, refresh: float) -> dict[str, Any]:
+    """Settle (N idle syncs), then one window of N more: API requests and operator CPU per idle sync."""
+    timeout = 3 * refresh + 60
+    since = scale.totals([operator])["idle"]
+    if scale.wait_idle([operator], since, n, timeout) is None:
+        return {"idle_error": f"fewer than {n} idle syncs in {timeout:g} s"}
+    before, cpu, requests = scale.totals([operator]), cpu_seconds(operator.pid), api_requests(api)
+    window_s = scale.wait_idle([operator], before["idle"], n, timeout)
+    after, cpu_s, delta = scale.totals([operator]), cpu_seconds(operator.pid) - cpu, api_requests(api) - requests
+    syncs = after["idle"] - before["idle"]
+    mine = {k: v for k, v in sorted(delta.items()) if v > 0}
+    return {
+        "idle_window_s": None if window_s is None else round(window_s, 2),
+        "idle_syncs": int(syncs),
+        "idle_api_requests": mine,
+        "idle_api_requests_per_sync": round(sum(mine.values()) / max(syncs, 1), 3),
+        "idle_secret_gets_per_sync": round(delta.get("GET secrets", 0) / max(syncs, 1), 3),
+        "idle_s3_requests_per_sync": round((after["s3"] - before["s3"]) / max(syncs, 1), 3),
+        "idle_operator_ms_per_sync": round(1000 * cpu_s / max(syncs, 1), 3),
+    }
+
+
 def summarize(runs: list[dict[str, Any]], variants: list[str]) -> dict[str, Any]:
     fields = (
         "operator_ms_per_bundle",
@@ -201,17 +242,24 @@ def summarize(runs: list[dict[str, Any]], variants: list[str]) -> dict[str, Any]
         "apiserver_ms_per_bundle_settled",
         "api_requests_per_bundle",
         "ready_s",
+        "idle_api_requests_per_sync",
+        "idle_secret_gets_per_sync",
+        "idle_s3_requests_per_sync",
+        "idle_operator_ms_per_sync",
     )
     summary: dict[str, Any] = {}
     for variant in variants:
         mine = [r for r in runs if r["variant"] == variant and r.get("ready_s") is not None]
         if not mine:
             continue
-        entry: dict[str, Any] = {f: spread([r[f] for r in mine], 2) for f in fields}
+        entry: dict[str, Any] = {f: spread([r[f] for r in mine], 2) for f in fields if all(f in r for r in mine)}
         n = mine[0]["n"]
-        keys = sorted({k for r in mine for k in r["api_requests"]})
-        per_kind = {k: round(sorted(r["api_requests"].get(k, 0) for r in mine)[len(mine) // 2] / n, 2) for k in keys}
-        entry["api_requests_per_bundle_by_kind"] = {k: v for k, v in per_kind.items() if v > 0}  # not others' watches
+        if all("api_requests" in r for r in mine):
+            keys = sorted({k for r in mine for k in r["api_requests"]})
+            per_kind = {
+                k: round(sorted(r["api_requests"].get(k, 0) for r in mine)[len(mine) // 2] / n, 2) for k in keys
+            }
+            entry["api_requests_per_bundle_by_kind"] = {k: v for k, v in per_kind.items() if v > 0}  # not watches
         summary[variant] = entry
     return summary
 
@@ -228,7 +276,10 @@ def plot(result: dict[str, Any], path: Path) -> None:
         ("operator_ms_per_bundle", "operator CPU to Ready (ms/bundle)", 10.0),
         ("apiserver_ms_per_bundle", "kube-apiserver CPU to Ready (ms/bundle)", None),
         ("api_requests_per_bundle", "API requests per bundle (first sync)", None),
+        ("idle_api_requests_per_sync", "API requests per idle cycle", None),
+        ("idle_operator_ms_per_sync", "operator CPU per idle cycle (ms)", None),
     ]
+    panels = [p for p in panels if all(p[0] in summary[v] for v in variants)]
     figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.4))
     for ax, (field, title, target) in zip(axes, panels, strict=True):
         medians = [summary[v][field]["median"] for v in variants]
@@ -264,6 +315,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--load-note", default="", help="what else ran on the machine (goes into the JSON)")
     parser.add_argument(
+        "--idle-refresh", type=float, help="also measure idle cycles at this refreshInterval (seconds); see above"
+    )
+    parser.add_argument(
         "--merge", type=Path, nargs="+", help="combine the runs of earlier results files into --name (no bed needed)"
     )
     args = parser.parse_args(argv)
@@ -289,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine_info(args.load_note),
         "n": args.n,
         "repeats": args.repeats,
+        "idle_refresh_s": args.idle_refresh,
         "roots": {k: str(v) for k, v in roots.items()},
         "logs_dir": str(logs),
         "runs": runs,
@@ -299,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         order = variants if repeat % 2 == 0 else variants[::-1]
         for variant in order:
             say(f"repeat {repeat + 1}/{args.repeats}: {variant} ({roots[variant]})")
-            runs.append(run_once(env, api, variant, roots[variant], args.n, logs, bed))
+            runs.append(run_once(env, api, variant, roots[variant], args.n, logs, bed, idle_refresh=args.idle_refresh))
             result["summary"] = summarize(runs, variants)
             RESULTS.mkdir(exist_ok=True)
             (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -41,6 +41,7 @@ from .readiness import ReadyWatch
 REPO = Path(__file__).resolve().parent.parent
 GROUP, VERSION, PLURAL = "vaultbundle.io", "v1alpha1", "vaultbundles"
 RUN_LABEL = "bench.vaultbundle.io/run"
+SOURCE_LABELS = {"vaultbundle.io/source": "true"}  # as users are told to label their source Secrets (README)
 WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 SHARED_SALT = "bench-shared-salt-0001"
 ITERATIONS = 600_000
@@ -302,14 +303,21 @@ class Case:
         passphrases = {(ns, p) for ns, _, _, p in self.items}
         parallel(
             lambda item: self.core.create_namespaced_secret(
-                item[0], {"metadata": {"name": "bench-passphrase"}, "stringData": {"passphrase": item[1]}}
+                item[0],
+                {
+                    "metadata": {"name": "bench-passphrase", "labels": SOURCE_LABELS},
+                    "stringData": {"passphrase": item[1]},
+                },
             ),
             sorted(passphrases),
         )
         parallel(
             lambda item: self.core.create_namespaced_secret(
                 item[0],
-                {"metadata": {"name": f"{item[1]}-vsync"}, "stringData": {"config": configblob.encode(item[2])}},
+                {
+                    "metadata": {"name": f"{item[1]}-vsync", "labels": SOURCE_LABELS},
+                    "stringData": {"config": configblob.encode(item[2])},
+                },
             ),
             self.items,
         )

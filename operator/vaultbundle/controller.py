@@ -6,8 +6,9 @@ deletions when the operator is gone). Event handlers only wake per-object worker
 write carry an ownerReference (deletionPolicy: Delete) so Kubernetes' garbage collector cleans up.
 
 Secrets are not watched through kopf: kopf would stream every Secret of the cluster (see secretwatch.py for why
-its label filters cannot help). Only our own target Secrets and source Secrets labelled `vaultbundle.io/source`
-are watched, metadata only; an unlabelled source is re-read by name on every refresh cycle.
+its label filters cannot help). Only our own target Secrets (metadata only) and source Secrets and ConfigMaps
+labelled `vaultbundle.io/source` are watched; the labelled sources are kept in memory (sourcecache.py), so a
+refresh cycle reads them without a GET, while an unlabelled source is read by name on every refresh cycle.
 
 Bounds, so that no tenant stalls the others: reconciles share `FairSlots` (a total and a per-namespace limit,
 round-robin between namespaces), each cycle has a deadline (`--reconcile-timeout`), and stopping workers (on
@@ -29,7 +30,7 @@ from typing import Any, cast
 
 import kopf
 
-from . import digest_key, kopfstate, metrics, observability, secretwatch
+from . import digest_key, kopfstate, metrics, observability, secretwatch, sourcecache
 from .backoff import Backoff, Retry
 from .crypto.kdf import IterationLimits
 from .errors import Reason
@@ -344,6 +345,7 @@ def build_registry(config: Settings) -> kopf.OperatorRegistry:
             ),
         )
         electing = config.leader_election_namespace is not None
+        reads = sourcecache.CachedReads(kube)  # labelled sources from their watch's copies, the rest by GET
         scheduler = Scheduler(
             Reconciler(
                 kube,
@@ -353,6 +355,7 @@ def build_registry(config: Settings) -> kopf.OperatorRegistry:
                 min_refresh=config.min_refresh_seconds,
                 egress=config.egress_policy(),
                 min_drift_check=config.min_drift_check_seconds,
+                source_reads=reads,
             ),
             config.max_concurrent,
             config.shard,
@@ -371,6 +374,10 @@ def build_registry(config: Settings) -> kopf.OperatorRegistry:
             },
             asyncio.get_running_loop(),
             config_map_handlers={secretwatch.SOURCE_SELECTOR: scheduler.config_map_changed},
+            caches={
+                ("secrets", secretwatch.SOURCE_SELECTOR): reads.secrets,
+                ("configmaps", secretwatch.SOURCE_SELECTOR): reads.config_maps,
+            },
         )
         state["scheduler"] = scheduler
         if config.leader_election_namespace is None:

@@ -94,6 +94,7 @@ class Opened:
 
 async def read_inputs(
     kube: KubeAPI,
+    reads: sources.SecretReader,
     owner: Owner,
     digester: Digester,
     source: DotsecSource,
@@ -104,10 +105,10 @@ async def read_inputs(
     items: dict[str, str] = {}
     s3_config = None
     if source.s3 is not None:
-        blob = await sources.read_secret_value(kube, namespace, source.s3.config_ref, "config")
+        blob = await sources.read_secret_value(reads, namespace, source.s3.config_ref, "config")
         s3_config, items["config"] = configblob.decode(blob), blob
     if source.identity is not None:
-        identity = await sources.read_secret_value(kube, namespace, source.identity, "age identity")
+        identity = await sources.read_secret_value(reads, namespace, source.identity, "age identity")
         items["identity"] = identity
         return Inputs(dotsec.AgeIdentity.from_key_file(identity), schema, s3_config, digest_items=items)
     assert source.kms is not None  # dotsec_spec: exactly one key kind
@@ -133,7 +134,7 @@ def _s3_get(objects: ObjectStore, key: str, known: str | None) -> SecText | None
 
 
 async def fetch(
-    kube: KubeAPI,
+    kube: sources.SourceReader,
     namespace: str,
     source: DotsecSource,
     inputs: Inputs,

@@ -68,6 +68,12 @@ DOTSEC_OPENS = Counter(
     registry=REGISTRY,
 )
 S3_REQUESTS = Counter("vaultbundle_s3_requests_total", "Requests sent to S3.", registry=REGISTRY)
+SOURCE_READS = Counter(
+    "vaultbundle_source_reads_total",
+    "Reads of source Secrets and ConfigMaps by kind and origin (cache: the watch's copy; api: a GET).",
+    ["kind", "origin"],
+    registry=REGISTRY,
+)
 API_WRITES = Counter(
     "vaultbundle_kubernetes_writes_total",
     "Write requests sent to the Kubernetes API.",

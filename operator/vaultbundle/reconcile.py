@@ -95,8 +95,11 @@ class Reconciler:
         egress: EgressPolicy | None = None,
         min_drift_check: float = DEFAULTS.min_drift_check_seconds,
         clock: Callable[[], float] = time.monotonic,
+        source_reads: sources.SourceReader | None = None,
     ) -> None:
         self.kube, self.pool, self._operator_digester = kube, pool, digester
+        # source Secrets and ConfigMaps: the watch's copies when labelled (sourcecache.CachedReads), else GETs
+        self.reads: sources.SourceReader = source_reads or kube
         self.egress = egress or SECURE_DEFAULT  # every tenant URL (S3 endpoint, store URLs) is checked against it
         self.s3_factory: Callable[[configblob.BootstrapConfig], ObjectStore] = s3_factory or S3ClientCache()
         self.min_refresh, self.min_drift_check, self.clock = min_refresh, min_drift_check, clock
@@ -202,8 +205,8 @@ class Reconciler:
     async def _sync(self, observed: Observed, parsed: VaultBundleSpec) -> Outcome:
         if parsed.dotsec is not None:
             return await self._sync_dotsec(observed, parsed)
-        schema = await schemas.read(self.kube, observed.namespace, parsed.schema)
-        source = await sources.read(self.kube, observed.namespace, parsed)
+        schema = await schemas.read(self.reads, observed.namespace, parsed.schema)
+        source = await sources.read(self.reads, observed.namespace, parsed)
         self.pool.check_iterations(source.config.iterations)  # a tenant's count: refused before any download
         objects = self.s3_factory(source.config)
         source_digest = source.digest(self.digester(observed.namespace), parsed, schema)
@@ -256,9 +259,9 @@ class Reconciler:
         source = parsed.dotsec
         assert source is not None
         digester = self.digester(observed.namespace)
-        schema = await schemas.read(self.kube, observed.namespace, parsed.schema)
+        schema = await schemas.read(self.reads, observed.namespace, parsed.schema)
         owner = Owner(observed.namespace, observed.name, observed.uid)
-        inputs = await dotsec_source.read_inputs(self.kube, owner, digester, source, schema, self.egress)
+        inputs = await dotsec_source.read_inputs(self.kube, self.reads, owner, digester, source, schema, self.egress)
         source_digest = inputs.digest(digester, source)
         force_token = observed.annotations.get(FORCE_SYNC_ANNOTATION, "")
         memory = self._memory.get(observed.uid)
@@ -270,7 +273,7 @@ class Reconciler:
         # a drift check needs the values: then the whole file, else a read that is None when it is unchanged
         known = memory.pointer.etag if memory and not checking else None
         sec = await dotsec_source.fetch(
-            self.kube, observed.namespace, source, inputs, self.s3_factory, self.egress, known
+            self.reads, observed.namespace, source, inputs, self.s3_factory, self.egress, known
         )
         if sec is None:  # unchanged since the last cycle (`known` was set, so there is a memory)
             assert memory is not None
@@ -383,7 +386,7 @@ class Reconciler:
         def book_for(target: str) -> drift.Book:
             return self.secret_versions.book(observed.namespace, observed.uid, target)
 
-        once = sources.SecretsOnce(self.kube)  # a credentials Secret of several keys is one GET per cycle
+        once = sources.SecretsOnce(self.reads)  # a credentials Secret of several keys is one read per cycle
 
         async def read_secret(name: str, key: str) -> str:
             return await sources.read_secret_value(once, observed.namespace, SecretRef(name, key), "credentials")

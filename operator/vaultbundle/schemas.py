@@ -15,14 +15,13 @@ import asyncio
 from . import dotsec, sources
 from .bundles import Bundle
 from .errors import Reason, SchemaViolationError
-from .kube import KubeAPI
 from .spec import SecretRef
 from .status import Event
 
 MAX_EVENT_FINDINGS = 20
 
 
-async def read(kube: KubeAPI, namespace: str, ref: SecretRef | None) -> str | None:
+async def read(kube: sources.SourceReader, namespace: str, ref: SecretRef | None) -> str | None:
     """The schema text, or None without `spec.schema`. A missing ConfigMap or key is a `SourceError`."""
     if ref is None:
         return None

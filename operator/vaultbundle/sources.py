@@ -14,13 +14,25 @@ import base64
 import binascii
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from .crypto import configblob
 from .digest import Digester
 from .errors import Reason, SourceError
-from .kube import KubeAPI, KubeError, SecretsAPI
+from .kube import KubeError
 from .spec import SecretRef, VaultBundleSpec
+
+
+class SecretReader(Protocol):
+    """Where source Secrets are read from: the API (`Kube`), or the labelled sources' cache (sourcecache.py)."""
+
+    async def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+
+class SourceReader(SecretReader, Protocol):
+    """Source Secrets and ConfigMaps (a dotsec `.sec` text, a schema)."""
+
+    async def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None: ...
 
 
 @dataclass(frozen=True)
@@ -62,7 +74,7 @@ class SecretsOnce:
     """`get_secret` for one cycle: each Secret is fetched once however many keys (and targets) of the cycle read
     it, so the keys come from one version of it. Make one per cycle: nothing read outlives it."""
 
-    def __init__(self, kube: SecretsAPI) -> None:
+    def __init__(self, kube: SecretReader) -> None:
         self._kube = kube
         self._reads: dict[tuple[str, str], asyncio.Task[dict[str, Any] | None]] = {}
 
@@ -76,7 +88,7 @@ class SecretsOnce:
         return await asyncio.shield(self._reads[key])
 
 
-async def read_secret_value(kube: SecretsAPI | SecretsOnce, namespace: str, ref: SecretRef, what: str) -> str:
+async def read_secret_value(kube: SecretReader, namespace: str, ref: SecretRef, what: str) -> str:
     """One key of one Secret as UTF-8 text, trailing whitespace removed; *what* names it in messages."""
     secret = await _read_object(kube.get_secret, namespace, ref.name, f"{what} Secret", Reason.SECRET_NOT_FOUND)
     raw = (secret.get("data") or {}).get(ref.key)
@@ -104,7 +116,7 @@ class ConfigMapText:
     revision: str
 
 
-async def read_config_map_value(kube: KubeAPI, namespace: str, ref: SecretRef, what: str) -> ConfigMapText:
+async def read_config_map_value(kube: SourceReader, namespace: str, ref: SecretRef, what: str) -> ConfigMapText:
     """One key of a ConfigMap of the VaultBundle's namespace (`data`, UTF-8 text); *what* names it."""
     config_map = await _read_object(
         kube.get_config_map, namespace, ref.name, f"{what} ConfigMap", Reason.CONFIG_MAP_NOT_FOUND
@@ -121,7 +133,7 @@ async def read_config_map_value(kube: KubeAPI, namespace: str, ref: SecretRef, w
     return ConfigMapText(text, revision)
 
 
-async def read(kube: SecretsAPI, namespace: str, spec: VaultBundleSpec) -> Sources:
+async def read(kube: SecretReader, namespace: str, spec: VaultBundleSpec) -> Sources:
     """Read both Secrets and decode the config blob (a bad blob raises its vsync error)."""
     assert spec.config_ref is not None and spec.passphrase_ref is not None  # a vsync source (spec.parse)
     blob = await read_secret_value(kube, namespace, spec.config_ref, "config")

@@ -655,13 +655,14 @@ def test_missing_discovery_rbac_shows_in_the_log(
 def test_secret_watch_streams_metadata_only(
     testbed: dict[str, str], admin: k8s.ApiClient, namespaces: Callable[[str], str]
 ) -> None:
-    """What the real apiserver sends the operator's Secret watch: PartialObjectMetadata, never `data`."""
+    """What the real apiserver sends the operator's watch of its target Secrets: PartialObjectMetadata, never
+    `data` (the labelled sources' watch asks for whole objects: their values are what its cache keeps)."""
     ns = namespaces("vbmeta")
     core = k8s.CoreV1Api(admin)
     loop = asyncio.new_event_loop()
     try:
-        watch = secretwatch.SecretWatch(admin, secretwatch.SOURCE_SELECTOR, lambda *_: None, loop, namespace=ns)
-        labels = {"vaultbundle.io/source": "true"}
+        watch = secretwatch.SecretWatch(admin, secretwatch.MANAGED_SELECTOR, lambda *_: None, loop, namespace=ns)
+        labels = {"app.kubernetes.io/managed-by": "vaultbundle"}
         core.create_namespaced_secret(
             ns, {"metadata": {"name": "before", "labels": labels}, "stringData": {"k": CANARY}}
         )

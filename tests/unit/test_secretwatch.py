@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from kubernetes import client as k8s
 
-from vaultbundle import controller, secretwatch
+from vaultbundle import controller, secretwatch, sourcecache
 from vaultbundle.backoff import Retry
 from vaultbundle.reconcile import Reconciler
 
@@ -33,6 +33,7 @@ class FakeApiserver:
     def __init__(self) -> None:
         self.requests: list[tuple[str, dict[str, list[str]], dict[str, str]]] = []
         self.listing: list[dict[str, Any]] = [metadata("old", "5")]
+        self.data: dict[str, dict[str, str]] = {}  # name -> data, sent with the listed object (a full list)
         self.list_version = "10"
         self.watches: list[list[dict[str, Any]] | str] = []  # events, or "hold" (block until released)
         self.release = threading.Event()
@@ -57,9 +58,22 @@ class FakeApiserver:
                 self.send_header("Transfer-Encoding", "chunked")
                 self.end_headers()
                 if "watch" not in query:
-                    body = {"kind": "PartialObjectMetadataList", "metadata": {"resourceVersion": fake.list_version}}
-                    # like the apiserver: an empty PartialObjectMetadataList has "items": null
-                    body["items"] = [{"kind": "PartialObjectMetadata", "metadata": m} for m in fake.listing] or None
+                    body: dict[str, Any] = {
+                        "kind": "PartialObjectMetadataList",
+                        "metadata": {"resourceVersion": fake.list_version},
+                    }
+                    listing = fake.listing
+                    if "limit" in query:  # pages, as the apiserver serves them: `continue` names the next one
+                        start, limit = int(query.get("continue", ["0"])[0]), int(query["limit"][0])
+                        listing = fake.listing[start : start + limit]
+                        if start + limit < len(fake.listing):
+                            body["metadata"]["continue"] = str(start + limit)
+                    items = [
+                        {"kind": "PartialObjectMetadata", "metadata": m}
+                        | ({"data": fake.data[m["name"]]} if m["name"] in fake.data else {})
+                        for m in listing
+                    ]
+                    body["items"] = items or None  # like the apiserver: an empty list has "items": null
                     self.chunk(json.dumps(body).encode())
                 else:
                     script = fake.watches.pop(0) if fake.watches else "hold"
@@ -222,3 +236,122 @@ def test_scheduler_wakes_config_map_readers_but_not_for_a_secret_of_the_same_nam
     assert not scheduler.workers["uid-1"].wake.is_set()
     scheduler.config_map_changed("team-a", "app-sec", {})
     assert scheduler.workers["uid-1"].wake.is_set()
+
+
+def full(name: str, version: str, kind: str, **data: str) -> dict[str, Any]:
+    """A watch event carrying the whole object (what a cached source watch asks for)."""
+    return {"type": kind, "object": {"kind": "Secret", "metadata": metadata(name, version), "data": data}}
+
+
+async def test_a_cached_watch_streams_whole_objects_and_updates_the_cache_before_it_wakes(
+    apiserver: FakeApiserver,
+) -> None:
+    apiserver.listing = [metadata(f"s{i:03d}", "5") for i in range(120)]  # three pages
+    apiserver.data = {"s000": {"passphrase": "djE="}, "s001": {"passphrase": "b3RoZXI="}}
+    apiserver.watches = [
+        [full("s000", "11", "MODIFIED", passphrase="djI="), full("s001", "12", "DELETED")],
+        [{"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired", "message": "too old"}}],
+    ]
+    cache = sourcecache.ObjectCache("secret")
+    seen: list[tuple[str, dict[str, Any] | None]] = []  # each change and what a read of the cache gave then
+
+    def on_change(namespace: str, name: str, _meta: dict[str, Any]) -> None:
+        seen.append((name, cache.get(namespace, name)))
+        if len(seen) == 2:  # the second list (after 410 Gone) lacks s001's deletion and s000's first copy
+            apiserver.listing = [metadata("s000", "20")]
+            apiserver.data = {"s000": {"passphrase": "djM="}}
+
+    watch = secretwatch.SecretWatch(
+        apiserver.api_client(),
+        secretwatch.SOURCE_SELECTOR,
+        on_change,
+        asyncio.get_running_loop(),
+        "team-a",
+        cache=cache,
+    )
+    watch.start()
+    try:
+        await until(lambda: len(seen) >= 3, "two changes, then the relisted Secret")
+    finally:
+        watch.stop()
+    # the cycle a change wakes reads the new value: the cache took it before the handler ran
+    assert seen[0][0] == "s000" and seen[0][1] is not None and seen[0][1]["data"] == {"passphrase": "djI="}
+    assert seen[1] == ("s001", None)  # deleted (or unlabelled): gone from the cache, the next read GETs
+    assert seen[2][0] == "s000" and seen[2][1] is not None and seen[2][1]["data"] == {"passphrase": "djM="}
+    assert len(cache) == 1  # the fresh list replaced everything: s001..s119 are no longer listed
+    for _, _, headers in apiserver.requests:
+        assert headers["accept"] == "application/json"  # whole objects: the values are what the cache keeps
+    lists = [query for _, query, _ in apiserver.requests if "watch" not in query]
+    assert [q.get("continue") for q in lists[:3]] == [None, ["50"], ["100"]] and lists[0]["limit"] == ["50"]
+
+
+async def test_a_relist_reports_cached_objects_that_went_away_meanwhile(apiserver: FakeApiserver) -> None:
+    apiserver.data = {"old": {"k": "dg=="}}
+    apiserver.watches = [
+        [{"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired", "message": "too old"}}]
+    ]
+    cache = sourcecache.ObjectCache("secret")
+    seen: list[str] = []
+    watch = secretwatch.SecretWatch(
+        apiserver.api_client(),
+        secretwatch.SOURCE_SELECTOR,
+        lambda _ns, name, _meta: seen.append(name),
+        asyncio.get_running_loop(),
+        "team-a",
+        cache=cache,
+    )
+    watch.start()
+    try:
+        await until(lambda: cache.get("team-a", "old") is not None, "the first list in the cache")
+        apiserver.listing, apiserver.data = [], {}  # deleted while the watch was gone
+        await until(lambda: seen, "the relist")
+    finally:
+        watch.stop()
+    assert seen == ["old"]  # its readers wake and GET it: SecretNotFound
+    assert cache.get("team-a", "old") is None
+
+
+async def test_a_failed_cached_watch_sends_reads_to_the_apiserver(apiserver: FakeApiserver) -> None:
+    cache = sourcecache.ObjectCache("secret")
+    cache.replace("team-a", [{"metadata": metadata("s", "1"), "data": {"k": "dg=="}}])
+    configuration = k8s.Configuration(host="http://127.0.0.1:1")  # nothing listens: connection refused
+    watch = secretwatch.SecretWatch(
+        k8s.ApiClient(configuration),
+        secretwatch.SOURCE_SELECTOR,
+        lambda *_: None,
+        asyncio.get_running_loop(),
+        "team-a",
+        cache=cache,
+    )
+    watch.start()
+    try:
+        await until(lambda: not cache.live("team-a"), "the cache of the failed scope taken out of service")
+    finally:
+        watch.stop()
+    assert cache.get("team-a", "s") is None
+
+
+def test_only_the_source_watches_keep_objects() -> None:
+    loop = asyncio.new_event_loop()
+    reads = sourcecache.CachedReads(None)  # type: ignore[arg-type] # no read is made
+    try:
+        client = k8s.ApiClient(k8s.Configuration(host="http://127.0.0.1:1"))
+        watches = secretwatch.start_watches(
+            client,
+            (),
+            {secretwatch.SOURCE_SELECTOR: lambda *_: None, secretwatch.MANAGED_SELECTOR: lambda *_: None},
+            loop,
+            config_map_handlers={secretwatch.SOURCE_SELECTOR: lambda *_: None},
+            caches={
+                ("secrets", secretwatch.SOURCE_SELECTOR): reads.secrets,
+                ("configmaps", secretwatch.SOURCE_SELECTOR): reads.config_maps,
+            },
+        )
+        for watch in watches:
+            watch.stop()
+    finally:
+        loop.close()
+    kept = {(w.resource, w.selector): w.cache for w in watches}
+    assert kept[("secrets", secretwatch.MANAGED_SELECTOR)] is None  # our targets: metadata only, never values
+    assert kept[("secrets", secretwatch.SOURCE_SELECTOR)] is reads.secrets
+    assert kept[("configmaps", secretwatch.SOURCE_SELECTOR)] is reads.config_maps
