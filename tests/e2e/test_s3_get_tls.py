@@ -1,8 +1,8 @@
 """The lean S3 GET (`s3get.SignedGet`) against the test bed's moto S3, plain and over TLS with a private CA.
 
-moto does not check signatures (test_s3_get.py re-computes them); the TLS front (tls_front.py) serves the bed's certificate, signed by the bed's
-CA, and forwards to moto. The CA is trusted through the `ca_bundle` argument or botocore's `AWS_CA_BUNDLE`,
-and refused without it, as the full client does.
+moto does not check signatures (test_s3_get.py re-computes them). The TLS front (tls_front.py) serves the
+bed's certificate, signed by the bed's CA, and forwards to moto. The CA is trusted through the `ca_bundle`
+argument or botocore's `AWS_CA_BUNDLE`, and refused without it, as the full client does.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-
 from tests.e2e.helpers import aws_client
 from tests.e2e.tls_front import TlsFront
+
 from vaultbundle.crypto.configblob import BootstrapConfig
 from vaultbundle.errors import S3UnreachableError
 from vaultbundle.remote import ObjectMissing, S3Objects
