@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         assert server.stdout is not None
         port = int(server.stdout.readline())
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
-        result["cases"] = {"keep-alive server": compare(config_for(f"http://127.0.0.1:{port}"), args.gets, args.repeats)}
+        local = config_for(f"http://127.0.0.1:{port}")
+        result["cases"] = {"keep-alive server": compare(local, args.gets, args.repeats)}
     finally:
         server.terminate()
         server.wait(10)
