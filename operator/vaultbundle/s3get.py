@@ -14,7 +14,9 @@ public `meta` and from botocore's modules:
 * retries: botocore's standard policy (3 attempts; transient errors, 5xx, throttling; jittered backoff and
   the retry quota), except that no retry starts past the caller's deadline;
 * errors: an answer ≥ 300 is parsed by botocore's rest-xml parser (its body read at most `MAX_ERROR_BYTES`,
-  within the deadline) and raised as the `ClientError` the client would raise, so `S3Objects` maps both alike.
+  within the deadline) and raised as the `ClientError` the client would raise, so `S3Objects` maps both alike;
+* a bucket in another region than configured (the answers botocore's S3 region redirector acts on): that GET
+  is handed to the full client, which finds the bucket's region and re-sends, as before.
 
 Only GET goes this way; PUT and LIST (the audit trail, `vsync`) keep the full client.
 """
@@ -60,6 +62,7 @@ class SignedGet:
         connections: int,
         max_attempts: int,
     ) -> None:
+        self._client = client
         self._endpoint = str(client.meta.endpoint_url).rstrip("/")
         self._auth = S3SigV4Auth(Credentials(access_key_id, secret_access_key), "s3", client.meta.region_name)
         self._user_agent = user_agent
@@ -89,7 +92,7 @@ class SignedGet:
 
     def get_object(self, *, Bucket: str, Key: str, deadline: float, IfNoneMatch: str | None = None) -> dict[str, Any]:
         url = f"{self._endpoint}/{quote(Bucket, safe='')}/{quote(Key, safe='/~')}"
-        headers = {"User-Agent": self._user_agent, **({"If-None-Match": IfNoneMatch} if IfNoneMatch else {})}
+        headers = {"User-Agent": self._user_agent, **_if_none_match(IfNoneMatch, "If-None-Match")}
         request_context: dict[str, Any] = {}
         attempt = 1
         while True:
@@ -105,6 +108,8 @@ class SignedGet:
                     self._quota.release_retry_quota(request_context, response)
                     return _answer(response)
                 parsed = self._error(response, deadline)
+                if _wrong_region(response, parsed):  # the client's S3 region redirector finds the right one
+                    return dict(self._client.get_object(Bucket=Bucket, Key=Key, **_if_none_match(IfNoneMatch)))
             context = standard.RetryContext(
                 attempt_number=attempt,
                 operation_model=self._operation,
@@ -150,6 +155,21 @@ class SignedGet:
         )
         parsed.setdefault("ResponseMetadata", {})["HTTPStatusCode"] = response.status_code
         return parsed
+
+
+def _if_none_match(etag: str | None, name: str = "IfNoneMatch") -> dict[str, str]:
+    return {name: etag} if etag else {}
+
+
+def _wrong_region(response: AWSResponse, parsed: dict[str, Any]) -> bool:
+    """The answers on which botocore's `S3RegionRedirectorv2` re-sends a GetObject to the bucket's own region."""
+    error = parsed.get("Error", {})
+    code = error.get("Code")
+    return (
+        response.status_code in (301, 302, 307)
+        or code in ("PermanentRedirect", "IllegalLocationConstraintException")
+        or (code == "AuthorizationHeaderMalformed" and "Region" in error)
+    )
 
 
 def _answer(response: AWSResponse) -> dict[str, Any]:

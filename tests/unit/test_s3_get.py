@@ -205,3 +205,18 @@ def test_an_unreachable_endpoint_is_s3_unreachable(endpoint: Callable[..., Endpo
     del bed
     with pytest.raises(S3UnreachableError, match="EndpointConnectionError"):
         S3Objects(config, timeout=2.0).get("p/latest")
+
+
+def test_a_bucket_in_another_region_is_found_as_the_full_client_finds_it(endpoint: Callable[..., Endpoint]) -> None:
+    """S3 refuses a signature for the wrong region and names the right one; botocore's region redirector (in the
+    full client, to which the lean path hands that GET) re-signs for it."""
+    refusal = (
+        b"<?xml version='1.0'?><Error><Code>AuthorizationHeaderMalformed</Code><Message>m</Message>"
+        b"<Region>eu-west-1</Region></Error>"
+    )
+    wrong = (400, {"x-amz-bucket-region": "eu-west-1"}, refusal)
+    bed = endpoint(wrong, wrong, OK)  # the lean GET, the client's first attempt, the client's redirected one
+    stored = bed.objects().get("p/latest")
+    assert stored is not None and stored.body == OK[2] and stored.etag == '"e1"'
+    regions = [headers["Authorization"].split("/")[2] for _, headers in bed.seen]
+    assert regions == [CONFIG.region, CONFIG.region, "eu-west-1"]
