@@ -10,12 +10,10 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 from tests.e2e.helpers import aws_client
-from tests.e2e.tls_front import TlsFront
+from tests.e2e.tls_front import TlsFront, bed_aws_front
 
 from vaultbundle.crypto.configblob import BootstrapConfig
 from vaultbundle.errors import S3UnreachableError
@@ -38,10 +36,7 @@ def bucket(testbed: dict[str, str]) -> BootstrapConfig:
 
 @pytest.fixture(scope="module")
 def front(testbed: dict[str, str]) -> Iterator[TlsFront]:
-    pki = Path(testbed["TESTBED_DIR"]) / "pki"
-    port = urlsplit(testbed["AWS_ENDPOINT_URL"]).port
-    assert port is not None
-    with TlsFront(port, pki / "keyvault.crt", pki / "keyvault.key") as made:
+    with bed_aws_front(testbed) as made:
         yield made
 
 

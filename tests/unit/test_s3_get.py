@@ -7,9 +7,9 @@ requests. Where it matters the full boto3 client is asked the same thing and mus
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import http.server
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -20,6 +20,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from tests.kit import CONFIG
+from tests.kit.local_http import serving
 from vaultbundle.errors import S3UnreachableError
 from vaultbundle.remote import USER_AGENT, AccessDenied, ObjectMissing, S3Objects, make_client
 from vaultbundle.s3get import MAX_ERROR_BYTES
@@ -48,7 +49,7 @@ class Endpoint:
 
 @pytest.fixture
 def endpoint() -> Iterator[Callable[..., Endpoint]]:
-    servers: list[http.server.ThreadingHTTPServer] = []
+    servers = contextlib.ExitStack()
 
     def start(*answers: Answer) -> Endpoint:
         state = Endpoint(list(answers))
@@ -71,17 +72,11 @@ def endpoint() -> Iterator[Callable[..., Endpoint]]:
             def log_message(self, *_: object) -> None:
                 pass
 
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        servers.append(server)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        state.url = f"http://127.0.0.1:{server.server_address[1]}"
+        state.url = servers.enter_context(serving(Handler))
         return state
 
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    with servers:
+        yield start
 
 
 OK: Answer = (200, {"ETag": '"e1"'}, b"20260101-000000")
