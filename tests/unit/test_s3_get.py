@@ -61,7 +61,8 @@ def endpoint() -> Iterator[Callable[..., Endpoint]]:
                 state.seen.append((self.path, dict(self.headers.items())))
                 status, headers, body = state.answers[min(len(state.seen), len(state.answers)) - 1]
                 self.send_response(status)
-                for name, value in {"Content-Length": str(len(body)), **headers}.items():
+                length = {} if status == 304 else {"Content-Length": str(len(body))}  # S3 sends none with a 304
+                for name, value in {**length, **headers}.items():
                     self.send_header(name, value)
                 self.end_headers()
                 try:
@@ -215,3 +216,15 @@ def test_a_bucket_in_another_region_is_found_as_the_full_client_finds_it(endpoin
     assert stored is not None and stored.body == OK[2] and stored.etag == '"e1"'
     regions = [headers["Authorization"].split("/")[2] for _, headers in bed.seen]
     assert regions == [CONFIG.region, CONFIG.region, "eu-west-1"]
+
+
+def test_a_not_modified_answer_keeps_the_connection(endpoint: Callable[..., Endpoint]) -> None:
+    """The idle refresh is a conditional GET answered 304: it must not cost a new connection (a TLS handshake)."""
+    bed = endpoint((304, {"ETag": '"e1"'}, b""), (304, {"ETag": '"e1"'}, b""), OK)
+    objects = bed.objects()
+    assert objects.get("p/latest", if_none_match='"e1"') is None
+    assert objects.get("p/latest", if_none_match='"e1"') is None
+    assert objects.get("p/latest") is not None
+    assert objects._getter is not None
+    pools: Any = objects._getter._http._manager.pools
+    assert pools[next(iter(pools.keys()))].num_connections == 1
