@@ -28,18 +28,19 @@ import boto3
 import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
-from urllib3.exceptions import HTTPError as Urllib3Error
 
 from . import __version__
 from .crypto.configblob import BootstrapConfig
 from .errors import BundleCorruptError, Reason, S3UnreachableError
+from .s3get import READ_ERRORS, SignedGet, read_within
 from .settings import DEFAULTS
 
 MAX_OBJECT_BYTES = 64 * 1024 * 1024
 DEFAULT_TIMEOUT_SECONDS = DEFAULTS.s3_timeout_seconds  # `--s3-timeout`; the CLI uses it as is
 USER_AGENT = f"vaultbundle/{__version__}"
 _CHUNK_BYTES = 1024 * 1024
-_READ_ERRORS = (BotoCoreError, OSError, Urllib3Error)
+_CONNECT_TIMEOUT_S, _READ_TIMEOUT_S = 5.0, 30.0  # per socket operation; a whole GET has `timeout`
+_MAX_ATTEMPTS = 3  # botocore's standard retry mode
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
 # S3 error codes shown in messages; any other text a server sends is not quoted (a tenant's endpoint, H4)
 _SHOWN_CODES = frozenset(
@@ -111,19 +112,27 @@ class S3Objects:
         client: Any = None,
         ca_bundle: str | None = None,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        getter: SignedGet | None = None,
     ) -> None:
+        """*client*: a boto3 S3 client (or a stand-in) for every request; *getter*: the lean GET path for the same
+        endpoint (s3get.py). Without a *client* both are built; a *client* alone serves GETs too."""
         self.bucket = config.bucket
         self.requests = 0
         self.timeout = timeout  # seconds for a whole GET: headers and body
-        self._client = client or make_client(config, ca_bundle, timeout=timeout)
+        if client is None:
+            client = make_client(config, ca_bundle, timeout=timeout)
+            getter = getter or make_getter(client, config, ca_bundle, timeout=timeout)
+        self._client = client
+        self._getter = getter
 
     def __repr__(self) -> str:
         return f"<S3Objects bucket={self.bucket!r}>"
 
-    def _call(self, operation: str, key: str, **kwargs: Any) -> Any:
+    def _call(self, operation: str, key: str, *, via: Any = None, **kwargs: Any) -> Any:
         self.requests += 1
         try:
-            return getattr(self._client, operation)(Bucket=self.bucket, **({"Key": key} if key else {}), **kwargs)
+            call = getattr(via or self._client, operation)
+            return call(Bucket=self.bucket, **({"Key": key} if key else {}), **kwargs)
         except ClientError as exc:
             error = exc.response.get("Error", {})
             code = str(error.get("Code", ""))
@@ -153,7 +162,9 @@ class S3Objects:
         *require_length*: refuse a response without `Content-Length` (bundle objects: the size is checked
         before reading)."""
         deadline = time.monotonic() + self.timeout
-        kwargs = {"IfNoneMatch": if_none_match} if if_none_match else {}
+        kwargs: dict[str, Any] = {"IfNoneMatch": if_none_match} if if_none_match else {}
+        if self._getter is not None:
+            kwargs.update(via=self._getter, deadline=deadline)
         try:
             response = self._call("get_object", key, **kwargs)
         except _NotModified:
@@ -180,27 +191,12 @@ class S3Objects:
     def _read(self, body: Any, key: str, limit: int, deadline: float) -> bytes:
         """Up to *limit* bytes, one socket read at a time, none of them past *deadline*."""
         raw = getattr(body, "_raw_stream", None)  # botocore's StreamingBody wraps a urllib3 response
-        read_once = getattr(raw, "read1", None) or body.read
-        parts: list[bytes] = []
-        received = 0
-        while received < limit:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise S3UnreachableError(f"reading {key!r} took longer than the {self.timeout:g}s deadline")
-            _limit_socket_wait(raw, remaining)
-            try:
-                chunk = read_once(min(_CHUNK_BYTES, limit - received))
-            except _READ_ERRORS as exc:
-                if time.monotonic() >= deadline:
-                    raise S3UnreachableError(
-                        f"reading {key!r} took longer than the {self.timeout:g}s deadline"
-                    ) from None
-                raise S3UnreachableError(f"reading {key!r} failed: {type(exc).__name__}") from None
-            if not chunk:
-                break
-            parts.append(chunk)
-            received += len(chunk)
-        return b"".join(parts)
+        try:
+            return read_within(raw if raw is not None else body, limit, deadline, _CHUNK_BYTES)
+        except TimeoutError:
+            raise S3UnreachableError(f"reading {key!r} took longer than the {self.timeout:g}s deadline") from None
+        except READ_ERRORS as exc:
+            raise S3UnreachableError(f"reading {key!r} failed: {type(exc).__name__}") from None
 
     def put(self, key: str, body: bytes, *, create_only: bool = False, if_match: str | None = None) -> str:
         """PUT an object; *create_only* refuses to replace an existing one (If-None-Match: *), *if_match*
@@ -226,13 +222,6 @@ class S3Objects:
 
 class _NotModified(Exception):
     pass
-
-
-def _limit_socket_wait(raw: Any, seconds: float) -> None:
-    """Let the next socket read of a urllib3 response wait at most *seconds* (best effort: fakes have none)."""
-    sock = getattr(getattr(raw, "connection", None), "sock", None)
-    if sock is not None:
-        sock.settimeout(max(0.01, seconds))
 
 
 def _session() -> boto3.session.Session:
@@ -268,13 +257,36 @@ def make_client(
         config=Config(
             user_agent=USER_AGENT,
             s3={"addressing_style": "path"},
-            connect_timeout=min(5.0, timeout),
-            read_timeout=min(30.0, timeout),
-            retries={"mode": "standard", "max_attempts": 3},
+            connect_timeout=min(_CONNECT_TIMEOUT_S, timeout),
+            read_timeout=min(_READ_TIMEOUT_S, timeout),
+            retries={"mode": "standard", "max_attempts": _MAX_ATTEMPTS},
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
             max_pool_connections=connections,
         ),
+    )
+
+
+def make_getter(
+    client: Any,
+    config: BootstrapConfig,
+    ca_bundle: str | None = None,
+    *,
+    timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    connections: int = DEFAULTS.max_concurrent,
+) -> SignedGet:
+    """The lean GET path (s3get.py) for *client*'s endpoint and region, configured as `make_client` configures
+    the client: same credentials, User-Agent, CA bundle, timeouts, pool size and attempts."""
+    return SignedGet(
+        client,
+        config.access_key_id,
+        config.secret_access_key,
+        user_agent=USER_AGENT,
+        ca_bundle=ca_bundle,
+        connect_timeout=min(_CONNECT_TIMEOUT_S, timeout),
+        read_timeout=min(_READ_TIMEOUT_S, timeout),
+        connections=connections,
+        max_attempts=_MAX_ATTEMPTS,
     )
 
 
@@ -292,7 +304,7 @@ class S3ClientCache:
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
         connections: int = DEFAULTS.max_concurrent,
     ) -> None:
-        self._clients: OrderedDict[bytes, Any] = OrderedDict()
+        self._clients: OrderedDict[bytes, tuple[Any, SignedGet]] = OrderedDict()
         self._max = max_clients
         self.timeout, self.connections = timeout, connections  # `connections`: each client's pool (make_client)
         self._lock = threading.Lock()
@@ -304,10 +316,12 @@ class S3ClientCache:
             identity.update(len(part).to_bytes(4, "big") + part.encode("utf-8"))
         key = identity.digest()
         with self._lock:
-            client = self._clients.get(key)
-            if client is None:
-                client = self._clients[key] = make_client(config, timeout=self.timeout, connections=self.connections)
+            pair = self._clients.get(key)
+            if pair is None:
+                client = make_client(config, timeout=self.timeout, connections=self.connections)
+                getter = make_getter(client, config, timeout=self.timeout, connections=self.connections)
+                pair = self._clients[key] = (client, getter)
                 while len(self._clients) > self._max:
                     self._clients.popitem(last=False)
             self._clients.move_to_end(key)
-        return S3Objects(config, client=client, timeout=self.timeout)
+        return S3Objects(config, client=pair[0], timeout=self.timeout, getter=pair[1])

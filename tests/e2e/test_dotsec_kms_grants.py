@@ -14,9 +14,8 @@ import os
 import re
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 import boto3
 import pytest
@@ -26,7 +25,7 @@ from tests.dotsec_writer import write_sec
 from tests.e2e.helpers import wait_for
 from tests.e2e.test_dotsec_source import CANARY, Tenant
 from tests.e2e.test_operator import kubectl, start_operator, stop_operator
-from tests.e2e.tls_front import TlsFront
+from tests.e2e.tls_front import TlsFront, bed_aws_front
 
 from vaultbundle.dotsec_kms import ENCRYPTION_CONTEXT
 
@@ -38,10 +37,7 @@ Request = tuple[str, dict[str, str], bytes]
 
 @pytest.fixture(scope="module")
 def front(testbed: dict[str, str]) -> Iterator[TlsFront]:
-    pki = Path(testbed["TESTBED_DIR"]) / "pki"
-    port = urlsplit(testbed["AWS_ENDPOINT_URL"]).port
-    assert port is not None
-    with TlsFront(port, pki / "keyvault.crt", pki / "keyvault.key") as made:
+    with bed_aws_front(testbed) as made:
         yield made
 
 

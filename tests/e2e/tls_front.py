@@ -16,6 +16,7 @@ import ssl
 import threading
 from pathlib import Path
 from types import TracebackType
+from urllib.parse import urlsplit
 
 _REQUEST_LINE = re.compile(rb"(GET|HEAD|POST|PUT|PATCH|DELETE|LIST|OPTIONS) (\S+) HTTP/1\.[01]")
 _MAX_PENDING = 1 << 16
@@ -109,3 +110,11 @@ class TlsFront:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(5)
+
+
+def bed_aws_front(testbed: dict[str, str]) -> TlsFront:
+    """A front for the bed's moto (`AWS_ENDPOINT_URL`) serving the bed's 127.0.0.1 certificate; use it with `with`."""
+    pki = Path(testbed["TESTBED_DIR"]) / "pki"
+    port = urlsplit(testbed["AWS_ENDPOINT_URL"]).port
+    assert port is not None
+    return TlsFront(port, pki / "keyvault.crt", pki / "keyvault.key")

@@ -7,15 +7,16 @@ client and `S3Objects` talk to it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import http.server
-import threading
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from tests.kit import CONFIG
+from tests.kit.local_http import serving
 from vaultbundle import bundles
 from vaultbundle.bundles import Layout, Pointer
 from vaultbundle.crypto.configblob import BootstrapConfig
@@ -60,7 +61,7 @@ def _too_large(handler: http.server.BaseHTTPRequestHandler) -> None:
 
 @pytest.fixture
 def endpoint() -> Iterator[Callable[[Behaviour], S3Objects]]:
-    servers: list[http.server.ThreadingHTTPServer] = []
+    servers = contextlib.ExitStack()
 
     def start(behaviour: Behaviour, timeout: float = 2.0) -> S3Objects:
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -73,17 +74,11 @@ def endpoint() -> Iterator[Callable[[Behaviour], S3Objects]]:
             def log_message(self, *_: object) -> None:
                 pass
 
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        servers.append(server)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        config = dataclasses.replace(CONFIG, endpoint=f"http://127.0.0.1:{server.server_address[1]}")
+        config = dataclasses.replace(CONFIG, endpoint=servers.enter_context(serving(Handler)))
         return S3Objects(config, timeout=timeout)
 
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    with servers:
+        yield start
 
 
 def test_a_server_trickling_one_byte_a_second_cannot_hold_a_get_past_the_deadline(
