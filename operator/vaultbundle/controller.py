@@ -24,7 +24,7 @@ import contextlib
 import contextvars
 import logging
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
@@ -59,6 +59,7 @@ class Worker:
     # managed Secrets edited behind our back: (namespace, name) -> (target, the event's resourceVersion)
     drift: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
     drift_timer: asyncio.TimerHandle | None = None
+    watched_generation: int | None = None  # the spec generation whose source refs are watched
 
     def take_drift(self) -> frozenset[str]:
         """The targets to check this cycle (what the watch queued since the last one)."""
@@ -150,6 +151,14 @@ class Scheduler:
         self.secret_watchers[(namespace, name)].add(uid)
         self._watching.setdefault(uid, set()).add((namespace, name))
 
+    def _watch_refs(self, uid: str, namespace: str, secrets: Iterable[str], config_maps: Iterable[str]) -> None:
+        """Wake *uid* on a change of exactly these Secrets and ConfigMaps (what it watched before is dropped)."""
+        self._unwatch(uid)
+        for ref in secrets:
+            self.watch(uid, namespace, ref)
+        for ref in config_maps:
+            self.watch(uid, namespace, CONFIG_MAP_PREFIX + ref)
+
     def _unwatch(self, uid: str) -> None:
         for key in self._watching.pop(uid, ()):
             watchers = self.secret_watchers.get(key)
@@ -162,6 +171,8 @@ class Scheduler:
         self.reconciler.forget(uid)
         self._unwatch(uid)
         worker = self.workers.get(uid)
+        if worker:
+            worker.watched_generation = None  # a restarted worker watches its refs again before its first cycle
         if worker and worker.drift_timer:
             worker.drift_timer.cancel()
             worker.drift_timer = None
@@ -247,6 +258,9 @@ class Scheduler:
                 # (and hurried it) is part of this cycle, not of one more behind it
                 worker.wake.clear()
                 observed = replace(Observed.from_body(worker.body), drifted=worker.take_drift())
+                if worker.watched_generation != observed.generation:  # a spec not seen yet: watch what it reads
+                    self._watch_refs(uid, namespace, *self.reconciler.source_refs(observed))
+                    worker.watched_generation = observed.generation
                 try:
                     async with asyncio.timeout(self.reconcile_timeout):
                         outcome = await self.reconciler.reconcile(observed)
@@ -264,11 +278,7 @@ class Scheduler:
                 if outcome.wake_seconds is not None:  # a rollout restart is due: wake for it, whatever else happens
                     delay = outcome.wake_seconds if delay is None else min(delay, outcome.wake_seconds)
             if outcome is not None:
-                self._unwatch(uid)
-                for ref in outcome.secret_refs:
-                    self.watch(uid, observed.namespace, ref)
-                for ref in outcome.config_map_refs:
-                    self.watch(uid, observed.namespace, CONFIG_MAP_PREFIX + ref)
+                self._watch_refs(uid, observed.namespace, outcome.secret_refs, outcome.config_map_refs)
                 for event in outcome.events:
                     post = kopf.warn if event.type == "Warning" else kopf.info
                     try:

@@ -157,6 +157,15 @@ class Reconciler:
         outcome.secret_refs, outcome.config_map_refs = _secret_refs(parsed), parsed.source_config_maps()
         return outcome
 
+    def source_refs(self, observed: Observed) -> tuple[frozenset[str], frozenset[str]]:
+        """The Secrets and ConfigMaps *observed*'s spec reads (no I/O; nothing for an invalid spec): the scheduler
+        watches them before a cycle whose spec it has not seen, so a change during that cycle still wakes it."""
+        try:
+            parsed = self._parse(observed)
+        except SpecError:
+            return frozenset(), frozenset()
+        return _secret_refs(parsed), parsed.source_config_maps()
+
     def _parse(self, observed: Observed) -> VaultBundleSpec:
         return targets.parse_spec(
             observed.spec,

@@ -167,6 +167,9 @@ class FakeReconciler:
     def forget(self, uid: str) -> None:
         self.forgotten.append(uid)
 
+    def source_refs(self, observed: Observed) -> tuple[frozenset[str], frozenset[str]]:
+        return frozenset(), frozenset()
+
 
 class LeaseKube:
     """The three Lease calls of `LeaderElector`, over one dict; `steal()` hands the Lease to another replica."""

@@ -89,3 +89,33 @@ async def test_a_crashing_reconcile_is_retried_with_backoff() -> None:
         assert scheduler.workers["uid-1"].retry.failures >= 2
     finally:
         await scheduler.stop()
+
+
+async def test_a_source_change_during_the_first_cycle_wakes_it_again() -> None:
+    """The first cycle of a spec reads its sources before it can report which it read: the scheduler watches
+    them from the spec before that cycle, so a fix landing while it runs is not left for the refresh (1m)."""
+    world = World()
+    world.push(b"A=1\n")
+    world.kube.put_secret("ns", "pass", {"passphrase": "wrong"})
+    read, release = asyncio.Event(), asyncio.Event()
+    get_secret = world.kube.get_secret
+
+    async def read_then_stall(namespace: str, name: str) -> dict[str, object] | None:
+        secret = await get_secret(namespace, name)
+        if name == "pass" and not release.is_set():  # the first cycle has read the wrong passphrase
+            read.set()
+            await release.wait()
+        return secret
+
+    world.kube.get_secret = read_then_stall  # type: ignore[method-assign]
+    scheduler = Scheduler(world.reconciler, 4, backoff=FAST)
+    scheduler.upsert(body(world))
+    try:
+        await until(read.is_set)
+        world.kube.put_secret("ns", "pass", {"passphrase": "correct horse battery staple"})
+        scheduler.secret_changed("ns", "pass")  # the watch event of the fix, while the first cycle still runs
+        release.set()
+        await until(lambda: ("ns", "out") in world.kube.secrets)
+        assert world.secret() == {"A": "1"}
+    finally:
+        await scheduler.stop()
