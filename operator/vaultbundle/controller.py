@@ -94,8 +94,11 @@ class Scheduler:
 
     def upsert(self, body: dict[str, Any]) -> None:
         # kopf's event poster lives in the handlers' context; workers started later (e.g. on winning an
-        # election) must run in it too, or posting an Event fails
-        self._context = contextvars.copy_context()
+        # election) must run in it too, or posting an Event fails. Taken once, not per event: a handler's
+        # context also holds the event being handled (kopf's cause: the whole raw body with its managedFields,
+        # a patch, a logger), and a copy per worker kept one such event alive per VaultBundle for good.
+        if self._context is None:
+            self._context = contextvars.copy_context()
         meta = body["metadata"]
         if self.shard and not self.shard.owns(meta.get("namespace", ""), meta.get("name", "")):
             return
@@ -117,7 +120,7 @@ class Scheduler:
         # a copy per task: each worker's context variables (e.g. the reconcile slot it holds) are its own
         context = self._context.copy() if self._context is not None else None
         task = asyncio.create_task(self._run(uid), name=f"vaultbundle:{uid}", context=context)
-        task.add_done_callback(_log_unexpected_end)
+        task.add_done_callback(_log_unexpected_end, context=context)  # not the caller's (a handler's) context
         self.workers[uid].task = task
 
     def activate(self) -> None:
