@@ -274,8 +274,11 @@ class Scheduler:
                     logger.log(
                         level, "%s/%s: %s: %s", observed.namespace, observed.name, outcome.reason, outcome.message
                     )
+            # asyncio.timeout, not wait_for: wait_for would run wake.wait() in a Task of its own, one more Task and
+            # coroutine kept per idle VaultBundle
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(worker.wake.wait(), timeout=delay)
+                async with asyncio.timeout(delay):
+                    await worker.wake.wait()
 
     async def stop(self) -> None:
         for uid in list(self.workers):
