@@ -6,11 +6,16 @@ import asyncio
 import contextvars
 import copy
 import gc
+import json
 import weakref
+from typing import Any
 
 from tests.kit import World
 from tests.unit.test_scheduler_backoff import FAST, body, until
 from vaultbundle.controller import Scheduler
+from vaultbundle.keptbody import SharedStrings, kept_body
+from vaultbundle.reconcile import FORCE_SYNC_ANNOTATION
+from vaultbundle.status import Observed
 
 
 class Cause:
@@ -62,3 +67,66 @@ async def test_an_idle_worker_is_one_task() -> None:
         await until(lambda: world.objects.requests > requests)
     finally:
         await scheduler.stop()
+
+
+def _event_body(name: str) -> dict[str, Any]:
+    """A VaultBundle as a watch event carries it: what the operator reads and what it does not."""
+    return json.loads(
+        json.dumps(
+            {
+                "apiVersion": "vaultbundle.io/v1alpha1",
+                "kind": "VaultBundle",
+                "metadata": {
+                    "name": name,
+                    "namespace": "tenant",
+                    "uid": f"uid-{name}",
+                    "generation": 3,
+                    "resourceVersion": "4242",
+                    "creationTimestamp": "2026-12-03T17:35:25Z",
+                    "labels": {"team": "a"},
+                    "annotations": {FORCE_SYNC_ANNOTATION: "t1"},
+                    "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}],
+                },
+                "spec": {"refreshInterval": "1m", "targets": [{"name": "app", "kubernetesSecret": {"name": "s"}}]},
+                "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "Synced"}]},
+            }
+        )
+    )
+
+
+def test_a_kept_body_holds_what_a_cycle_and_an_event_read() -> None:
+    body = _event_body("b")
+    kept = kept_body(body, SharedStrings())
+    assert Observed.from_body(kept) == Observed.from_body(body)
+    assert kept == {
+        "apiVersion": "vaultbundle.io/v1alpha1",
+        "kind": "VaultBundle",
+        "metadata": {
+            "name": "b",
+            "namespace": "tenant",
+            "uid": "uid-b",
+            "generation": 3,
+            "annotations": {FORCE_SYNC_ANNOTATION: "t1"},
+        },
+        "spec": body["spec"],
+        "status": body["status"],
+    }
+    kept["spec"]["targets"][0]["name"] = "changed"
+    assert body["spec"]["targets"][0]["name"] == "app"  # a copy: the event's own body is left alone
+    assert "managedFields" in body["metadata"]
+
+
+def test_kept_bodies_share_their_strings_and_the_table_is_bounded() -> None:
+    strings = SharedStrings()
+    first, second = kept_body(_event_body("b"), strings), kept_body(_event_body("b"), strings)
+    assert first == second
+    reason = [c["reason"] for c in (first["status"]["conditions"][0], second["status"]["conditions"][0])]
+    assert reason[0] is reason[1]  # one object, not one per body
+    key = [next(iter(b["status"]["conditions"][0])) for b in (first, second)]
+    assert key[0] is key[1]
+    strings = SharedStrings(limit=8)
+    long = "x" * 65
+    assert strings.share(long) is long and len(strings) <= 8  # long strings are not kept in the table
+    for index in range(100):  # churning values: the table never grows past its limit
+        strings.share(f"value-{index}")
+        assert len(strings) <= 8
