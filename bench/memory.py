@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from kubernetes import client as k8s
+
 from vaultbundle.pool import CryptoPool
 
 from . import scale
@@ -74,6 +76,20 @@ def say(message: str) -> None:
     print(f"[memory {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
+def wait_no_vaultbundles(api: Any, timeout: float = 900.0) -> None:
+    """Until the namespace controller has deleted every VaultBundle of earlier runs: a fresh operator would
+    otherwise keep those too and the per-VaultBundle figure would be wrong."""
+    custom = k8s.CustomObjectsApi(api)
+    deadline = time.monotonic() + timeout
+    while True:
+        left = custom.list_cluster_custom_object(scale.GROUP, scale.VERSION, scale.PLURAL, limit=1)
+        if not left["items"]:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError("VaultBundles of an earlier run are still being deleted")
+        time.sleep(2)
+
+
 def run_once(
     env: dict[str, str],
     api: Any,
@@ -81,13 +97,14 @@ def run_once(
     root: Path,
     case: ScaleCase,
     *,
+    process_env: dict[str, str] | None = None,
     refresh_s: float,
     logs: Path,
     profile: Path | None = None,
 ) -> dict[str, Any]:
     bench = Case(env, api, case, refresh_s)
     out: dict[str, Any] = {"variant": variant, "n": case.n, "profiled": profile is not None}
-    extra_env = {"PYTHONPATH": str(root / "operator")}
+    extra_env = {**(process_env or {}), "PYTHONPATH": str(root / "operator")}
     dump = None
     if profile is not None:
         profile.mkdir(parents=True, exist_ok=True)
@@ -98,6 +115,7 @@ def run_once(
     operator: OperatorProcess | None = None
     with CryptoPool() as pool:
         try:
+            wait_no_vaultbundles(api)
             bench.setup(pool)
             operator = OperatorProcess(
                 env["KUBECONFIG"], logs / f"operator-{variant}-{case.n}-{bench.run_id}.log", env=extra_env
@@ -200,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bundles", type=int, default=100, help="distinct bundles in S3 (VaultBundle j reads j %% B)")
     parser.add_argument("--refresh", type=float, default=30.0, help="refreshInterval, s")
     parser.add_argument("--profile", action="store_true", help="also one tracemalloc run of this checkout per N")
+    parser.add_argument("--malloc-arena-max", type=int, help="also run this checkout with MALLOC_ARENA_MAX=K")
     parser.add_argument("--skip-plain", action="store_true", help="only the profiled runs")
     parser.add_argument("--name", default="memory")
     parser.add_argument(
@@ -213,6 +232,10 @@ def main(argv: list[str] | None = None) -> int:
     env, api = scale.open_bed(args.testbed_env)
     logs = Path(tempfile.mkdtemp(prefix="vaultbundle-bench-memory-"))
     roots = {"base": args.base, "this": scale.REPO} if args.base else {"this": scale.REPO}
+    envs: dict[str, dict[str, str]] = {}
+    if args.malloc_arena_max:  # the same code with glibc's arena cap (the crypto and I/O thread pools)
+        variant = f"this, MALLOC_ARENA_MAX={args.malloc_arena_max}"
+        roots[variant], envs[variant] = scale.REPO, {"MALLOC_ARENA_MAX": str(args.malloc_arena_max)}
     result: dict[str, Any] = {
         "machine": machine_info(args.load_note),
         "refresh_interval_s": args.refresh,
@@ -229,7 +252,16 @@ def main(argv: list[str] | None = None) -> int:
             order = list(roots) if index % 2 == 0 else list(roots)[::-1]
             for variant in [] if args.skip_plain else order:
                 result["runs"].append(
-                    run_once(env, api, variant, roots[variant], case, refresh_s=args.refresh, logs=logs)
+                    run_once(
+                        env,
+                        api,
+                        variant,
+                        roots[variant],
+                        case,
+                        process_env=envs.get(variant),
+                        refresh_s=args.refresh,
+                        logs=logs,
+                    )
                 )
             if args.profile:
                 result["runs"].append(
