@@ -218,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bundles", type=int, default=100, help="distinct bundles in S3 (VaultBundle j reads j %% B)")
     parser.add_argument("--refresh", type=float, default=30.0, help="refreshInterval, s")
     parser.add_argument("--profile", action="store_true", help="also one tracemalloc run of this checkout per N")
+    parser.add_argument("--this", type=Path, help="the checkout measured as 'this' (default: this one)")
     parser.add_argument("--malloc-arena-max", type=int, help="also run this checkout with MALLOC_ARENA_MAX=K")
     parser.add_argument("--skip-plain", action="store_true", help="only the profiled runs")
     parser.add_argument("--name", default="memory")
@@ -231,11 +232,12 @@ def main(argv: list[str] | None = None) -> int:
     require_matplotlib()
     env, api = scale.open_bed(args.testbed_env)
     logs = Path(tempfile.mkdtemp(prefix="vaultbundle-bench-memory-"))
-    roots = {"base": args.base, "this": scale.REPO} if args.base else {"this": scale.REPO}
+    this = args.this or scale.REPO
+    roots = {"base": args.base, "this": this} if args.base else {"this": this}
     envs: dict[str, dict[str, str]] = {}
     if args.malloc_arena_max:  # the same code with glibc's arena cap (the crypto and I/O thread pools)
         variant = f"this, MALLOC_ARENA_MAX={args.malloc_arena_max}"
-        roots[variant], envs[variant] = scale.REPO, {"MALLOC_ARENA_MAX": str(args.malloc_arena_max)}
+        roots[variant], envs[variant] = this, {"MALLOC_ARENA_MAX": str(args.malloc_arena_max)}
     result: dict[str, Any] = {
         "machine": machine_info(args.load_note),
         "refresh_interval_s": args.refresh,
