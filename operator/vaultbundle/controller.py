@@ -236,49 +236,54 @@ class Scheduler:
     async def _run(self, uid: str) -> None:
         while uid in self.workers and self.active:
             worker = self.workers[uid]
-            # woken by a change (not the timer, not the first cycle): queue ahead of the refreshes (fairness.py)
-            woken = worker.wake.is_set()
-            worker.wake.clear()
-            observed = replace(Observed.from_body(worker.body), drifted=worker.take_drift())
-            async with self.slots.slot(observed.namespace, urgent=woken):
-                try:
-                    async with asyncio.timeout(self.reconcile_timeout):
-                        outcome = await self.reconciler.reconcile(observed)
-                except TimeoutError:
-                    outcome = await self.reconciler.report_timeout(observed, self.reconcile_timeout or 0.0)
-                except Exception:
-                    logger.exception("reconcile of %s/%s crashed", observed.namespace, observed.name)
-                    outcome = None
-            if outcome is None:  # a bug: retried with backoff like any transient failure
-                delay = worker.retry.next_delay(Reason.INTERNAL_ERROR, None)
-            else:
-                delay = worker.retry.next_delay(outcome.failure, outcome.refresh_seconds)
-                if outcome.check_in is not None:  # a target's timed drift check comes first
-                    delay = outcome.check_in if delay is None else min(delay, outcome.check_in)
-                if outcome.wake_seconds is not None:  # a rollout restart is due: wake for it, whatever else happens
-                    delay = outcome.wake_seconds if delay is None else min(delay, outcome.wake_seconds)
-            if outcome is not None:
-                self._unwatch(uid)
-                for ref in outcome.secret_refs:
-                    self.watch(uid, observed.namespace, ref)
-                for ref in outcome.config_map_refs:
-                    self.watch(uid, observed.namespace, CONFIG_MAP_PREFIX + ref)
-                for event in outcome.events:
-                    post = kopf.warn if event.type == "Warning" else kopf.info
-                    try:
-                        post(cast(kopf.Body, worker.body), reason=event.reason, message=event.message)
-                    except (LookupError, RuntimeError):  # kopf's poster is gone (shutting down)
-                        logger.debug("event %s not posted: the operator is stopping", event.reason)
-                if not outcome.idle:  # messages name keys and reasons, never values
-                    level = logging.INFO if outcome.ready else logging.WARNING
-                    logger.log(
-                        level, "%s/%s: %s: %s", observed.namespace, observed.name, outcome.reason, outcome.message
-                    )
+            delay = await self._cycle(uid, worker)
             # asyncio.timeout, not wait_for: wait_for would run wake.wait() in a Task of its own, one more Task and
             # coroutine kept per idle VaultBundle
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await worker.wake.wait()
+
+    async def _cycle(self, uid: str, worker: Worker) -> float | None:
+        """One reconcile and what follows from it (watches, Events, a log line); returns the delay until the next.
+        A method of its own so that the cycle's objects (the observed body's copies, the outcome with the status
+        it computed) are released before the worker waits, not kept per VaultBundle until its next cycle."""
+        # woken by a change (not the timer, not the first cycle): queue ahead of the refreshes (fairness.py)
+        woken = worker.wake.is_set()
+        worker.wake.clear()
+        observed = replace(Observed.from_body(worker.body), drifted=worker.take_drift())
+        async with self.slots.slot(observed.namespace, urgent=woken):
+            try:
+                async with asyncio.timeout(self.reconcile_timeout):
+                    outcome = await self.reconciler.reconcile(observed)
+            except TimeoutError:
+                outcome = await self.reconciler.report_timeout(observed, self.reconcile_timeout or 0.0)
+            except Exception:
+                logger.exception("reconcile of %s/%s crashed", observed.namespace, observed.name)
+                outcome = None
+        if outcome is None:  # a bug: retried with backoff like any transient failure
+            delay = worker.retry.next_delay(Reason.INTERNAL_ERROR, None)
+        else:
+            delay = worker.retry.next_delay(outcome.failure, outcome.refresh_seconds)
+            if outcome.check_in is not None:  # a target's timed drift check comes first
+                delay = outcome.check_in if delay is None else min(delay, outcome.check_in)
+            if outcome.wake_seconds is not None:  # a rollout restart is due: wake for it, whatever else happens
+                delay = outcome.wake_seconds if delay is None else min(delay, outcome.wake_seconds)
+        if outcome is not None:
+            self._unwatch(uid)
+            for ref in outcome.secret_refs:
+                self.watch(uid, observed.namespace, ref)
+            for ref in outcome.config_map_refs:
+                self.watch(uid, observed.namespace, CONFIG_MAP_PREFIX + ref)
+            for event in outcome.events:
+                post = kopf.warn if event.type == "Warning" else kopf.info
+                try:
+                    post(cast(kopf.Body, worker.body), reason=event.reason, message=event.message)
+                except (LookupError, RuntimeError):  # kopf's poster is gone (shutting down)
+                    logger.debug("event %s not posted: the operator is stopping", event.reason)
+            if not outcome.idle:  # messages name keys and reasons, never values
+                level = logging.INFO if outcome.ready else logging.WARNING
+                logger.log(level, "%s/%s: %s: %s", observed.namespace, observed.name, outcome.reason, outcome.message)
+        return delay
 
     async def stop(self) -> None:
         for uid in list(self.workers):

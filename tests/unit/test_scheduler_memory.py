@@ -8,14 +8,15 @@ import copy
 import gc
 import json
 import weakref
-from typing import Any
+from typing import Any, ClassVar
 
 from tests.kit import World
 from tests.unit.test_scheduler_backoff import FAST, body, until
 from vaultbundle.controller import Scheduler
+from vaultbundle.digest import Digester
 from vaultbundle.keptbody import SharedStrings, kept_body
-from vaultbundle.reconcile import FORCE_SYNC_ANNOTATION
-from vaultbundle.status import Observed
+from vaultbundle.reconcile import FORCE_SYNC_ANNOTATION, Reconciler
+from vaultbundle.status import Observed, Outcome
 
 
 class Cause:
@@ -130,3 +131,28 @@ def test_kept_bodies_share_their_strings_and_the_table_is_bounded() -> None:
     for index in range(100):  # churning values: the table never grows past its limit
         strings.share(f"value-{index}")
         assert len(strings) <= 8
+
+
+class Remembered(Reconciler):
+    """A reconciler whose every outcome (carrying the status it computed) is watched through a weak reference."""
+
+    outcomes: ClassVar[list[weakref.ref[Outcome]]] = []
+
+    async def reconcile(self, observed: Observed) -> Outcome:
+        outcome = Outcome(refresh_seconds=60.0, status={"conditions": [{"type": "Ready", "status": "True"}]})
+        self.outcomes.append(weakref.ref(outcome))
+        return outcome
+
+
+async def test_a_waiting_worker_keeps_nothing_of_its_last_cycle() -> None:
+    world = World()
+    reconciler = Remembered(world.kube, world.pool, Digester(b"k" * 32))
+    scheduler = Scheduler(reconciler, 4, backoff=FAST)
+    try:
+        scheduler.upsert(body(world))
+        await until(lambda: len(reconciler.outcomes) == 1)
+        await asyncio.sleep(0.05)  # the cycle is over: the worker waits for its refresh interval
+        gc.collect()
+        assert reconciler.outcomes[0]() is None
+    finally:
+        await scheduler.stop()
