@@ -7,11 +7,15 @@ import contextvars
 import copy
 import gc
 import json
+import time
 import weakref
 from typing import Any, ClassVar
 
+from prometheus_client import generate_latest
+
 from tests.kit import World
 from tests.unit.test_scheduler_backoff import FAST, body, until
+from vaultbundle import metrics
 from vaultbundle.controller import Scheduler
 from vaultbundle.digest import Digester
 from vaultbundle.keptbody import SharedStrings, kept_body
@@ -156,3 +160,19 @@ async def test_a_waiting_worker_keeps_nothing_of_its_last_cycle() -> None:
         assert reconciler.outcomes[0]() is None
     finally:
         await scheduler.stop()
+
+
+def test_per_bundle_gauges_render_one_sample_each_and_are_forgotten() -> None:
+    metrics.READY.values[("ns-x", "b-x")] = 1.0
+    metrics.BUNDLE_AGE.values[("ns-x", "b-x")] = time.time() - 100
+    text = generate_latest(metrics.REGISTRY).decode()
+    assert "# TYPE vaultbundle_ready gauge" in text and "# TYPE vaultbundle_bundle_age_seconds gauge" in text
+    assert 'vaultbundle_ready{name="b-x",namespace="ns-x"} 1.0' in text
+    age = next(
+        line
+        for line in text.splitlines()
+        if line.startswith('vaultbundle_bundle_age_seconds{name="b-x",namespace="ns-x"')
+    )
+    assert 100 <= float(age.rsplit(" ", 1)[1]) < 200  # computed at scrape time from the sealed timestamp
+    metrics.forget("ns-x", "b-x")
+    assert 'name="b-x"' not in generate_latest(metrics.REGISTRY).decode()
