@@ -72,6 +72,15 @@ signal.signal(signal.SIGUSR1, _dump)
 """
 
 
+# --trim: SIGUSR2 makes glibc give back the free memory of its heaps (malloc_trim), to see how much of the RSS
+# is memory the process no longer uses
+TRIM_SITECUSTOMIZE = """
+import ctypes, signal
+_libc = ctypes.CDLL("libc.so.6")
+signal.signal(signal.SIGUSR2, lambda *_: _libc.malloc_trim(0))
+"""
+
+
 def say(message: str) -> None:
     print(f"[memory {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
@@ -101,11 +110,16 @@ def run_once(
     refresh_s: float,
     logs: Path,
     profile: Path | None = None,
+    trim: Path | None = None,
 ) -> dict[str, Any]:
     bench = Case(env, api, case, refresh_s)
     out: dict[str, Any] = {"variant": variant, "n": case.n, "profiled": profile is not None}
     extra_env = {**(process_env or {}), "PYTHONPATH": str(root / "operator")}
     dump = None
+    if trim is not None and profile is None:
+        trim.mkdir(parents=True, exist_ok=True)
+        (trim / "sitecustomize.py").write_text(TRIM_SITECUSTOMIZE)
+        extra_env["PYTHONPATH"] += os.pathsep + str(trim)
     if profile is not None:
         profile.mkdir(parents=True, exist_ok=True)
         (profile / "sitecustomize.py").write_text(SITECUSTOMIZE)
@@ -135,6 +149,10 @@ def run_once(
             out["idle_cycle_s"] = None if settled is None else round(settled, 1)
             rss = operator.rss()
             out["rss_idle_mib"], out["rss_peak_mib"] = rss["main_mib"], rss["main_peak_mib"]
+            if trim is not None and profile is None:
+                os.kill(operator.pid, signal.SIGUSR2)
+                time.sleep(3)
+                out["rss_after_malloc_trim_mib"] = operator.rss()["main_mib"]
             if dump is not None:
                 os.kill(operator.pid, signal.SIGUSR1)
                 deadline = time.monotonic() + 300
@@ -165,15 +183,16 @@ def markdown(result: dict[str, Any]) -> str:
         f"load average at start {load.get('loadavg_start')}, at end {load.get('loadavg_end')}; "
         f"refreshInterval {result['refresh_interval_s']:g} s; {result['distinct_bundles']} distinct bundles in S3",
         "",
-        "| variant | N | Ready (s) | RSS empty / all Ready / after an idle cycle (MiB) |",
-        "|---|---|---|---|",
+        "| variant | N | Ready (s) | RSS empty / all Ready / after an idle cycle (MiB) | then after malloc_trim |",
+        "|---|---|---|---|---|",
     ]
     for r in result["runs"]:
         if r["profiled"]:
             continue
         lines.append(
             f"| {r['variant']} | {r['n']:,} | {r.get('ready_s')} "
-            f"| {r.get('rss_empty_mib')} / {r.get('rss_ready_mib')} / {r.get('rss_idle_mib')} |"
+            f"| {r.get('rss_empty_mib')} / {r.get('rss_ready_mib')} / {r.get('rss_idle_mib')} "
+            f"| {r.get('rss_after_malloc_trim_mib', '—')} |"
         )
     lines += [
         "",
@@ -220,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="also one tracemalloc run of this checkout per N")
     parser.add_argument("--this", type=Path, help="the checkout measured as 'this' (default: this one)")
     parser.add_argument("--malloc-arena-max", type=int, help="also run this checkout with MALLOC_ARENA_MAX=K")
+    parser.add_argument("--trim", action="store_true", help="also RSS after malloc_trim(0) (see TRIM_SITECUSTOMIZE)")
     parser.add_argument("--skip-plain", action="store_true", help="only the profiled runs")
     parser.add_argument("--name", default="memory")
     parser.add_argument(
@@ -261,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
                         roots[variant],
                         case,
                         process_env=envs.get(variant),
+                        trim=logs / "trim" if args.trim else None,
                         refresh_s=args.refresh,
                         logs=logs,
                     )
