@@ -24,7 +24,7 @@ import contextlib
 import contextvars
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
@@ -35,6 +35,7 @@ from .backoff import Backoff, Retry
 from .crypto.kdf import IterationLimits
 from .errors import Reason
 from .fairness import FairSlots
+from .keptbody import kept_body
 from .kube import GROUP, PLURAL, VERSION, Kube, load_api_client
 from .leader import LeaderElector
 from .pool import CryptoPool
@@ -42,7 +43,7 @@ from .reconcile import FORCE_SYNC_ANNOTATION, Observed, Reconciler
 from .remote import S3ClientCache
 from .settings import DEFAULTS, Settings, Shard
 
-__all__ = ["Scheduler", "Settings", "Shard", "build_registry"]
+__all__ = ["Scheduler", "Settings", "Shard", "build_registry", "kept_body"]
 
 logger = logging.getLogger("vaultbundle")
 OWNER_UID_ANNOTATION = "vaultbundle.io/owner-uid"  # written on every target Secret (targets/kubernetes_secret.py)
@@ -96,8 +97,11 @@ class Scheduler:
 
     def upsert(self, body: dict[str, Any]) -> None:
         # kopf's event poster lives in the handlers' context; workers started later (e.g. on winning an
-        # election) must run in it too, or posting an Event fails
-        self._context = contextvars.copy_context()
+        # election) must run in it too, or posting an Event fails. Taken once, not per event: a handler's
+        # context also holds the event being handled (kopf's cause: the whole raw body with its managedFields,
+        # a patch, a logger), and a copy per worker kept one such event alive per VaultBundle for good.
+        if self._context is None:
+            self._context = contextvars.copy_context()
         meta = body["metadata"]
         if self.shard and not self.shard.owns(meta.get("namespace", ""), meta.get("name", "")):
             return
@@ -125,7 +129,7 @@ class Scheduler:
         # a copy per task: each worker's context variables (e.g. the reconcile slot it holds) are its own
         context = self._context.copy() if self._context is not None else None
         task = asyncio.create_task(self._run(uid), name=f"vaultbundle:{uid}", context=context)
-        task.add_done_callback(_log_unexpected_end)
+        task.add_done_callback(_log_unexpected_end, context=context)  # not the caller's (a handler's) context
         self.workers[uid].task = task
 
     def activate(self) -> None:
@@ -251,60 +255,59 @@ class Scheduler:
     async def _run(self, uid: str) -> None:
         while uid in self.workers and self.active:
             worker = self.workers[uid]
-            # woken by a change (not the timer, not the first cycle): queue ahead of the refreshes (fairness.py)
-            namespace = str(worker.body.get("metadata", {}).get("namespace", ""))
-            async with self.slots.slot(namespace, urgent=worker.wake.is_set(), key=uid):
-                # what the cycle sees is taken once it holds the slot: a change that arrived while it queued
-                # (and hurried it) is part of this cycle, not of one more behind it
-                worker.wake.clear()
-                observed = replace(Observed.from_body(worker.body), drifted=worker.take_drift())
-                if worker.watched_generation != observed.generation:  # a spec not seen yet: watch what it reads
-                    self._watch_refs(uid, namespace, *self.reconciler.source_refs(observed))
-                    worker.watched_generation = observed.generation
-                try:
-                    async with asyncio.timeout(self.reconcile_timeout):
-                        outcome = await self.reconciler.reconcile(observed)
-                except TimeoutError:
-                    outcome = await self.reconciler.report_timeout(observed, self.reconcile_timeout or 0.0)
-                except Exception:
-                    logger.exception("reconcile of %s/%s crashed", observed.namespace, observed.name)
-                    outcome = None
-            if outcome is None:  # a bug: retried with backoff like any transient failure
-                delay = worker.retry.next_delay(Reason.INTERNAL_ERROR, None)
-            else:
-                delay = worker.retry.next_delay(outcome.failure, outcome.refresh_seconds)
-                if outcome.check_in is not None:  # a target's timed drift check comes first
-                    delay = outcome.check_in if delay is None else min(delay, outcome.check_in)
-                if outcome.wake_seconds is not None:  # a rollout restart is due: wake for it, whatever else happens
-                    delay = outcome.wake_seconds if delay is None else min(delay, outcome.wake_seconds)
-            if outcome is not None:
-                self._watch_refs(uid, observed.namespace, outcome.secret_refs, outcome.config_map_refs)
-                for event in outcome.events:
-                    post = kopf.warn if event.type == "Warning" else kopf.info
-                    try:
-                        post(cast(kopf.Body, worker.body), reason=event.reason, message=event.message)
-                    except (LookupError, RuntimeError):  # kopf's poster is gone (shutting down)
-                        logger.debug("event %s not posted: the operator is stopping", event.reason)
-                if not outcome.idle:  # messages name keys and reasons, never values
-                    level = logging.INFO if outcome.ready else logging.WARNING
-                    logger.log(
-                        level, "%s/%s: %s: %s", observed.namespace, observed.name, outcome.reason, outcome.message
-                    )
+            delay = await self._cycle(uid, worker)
+            # asyncio.timeout, not wait_for: wait_for would run wake.wait() in a Task of its own, one more Task and
+            # coroutine kept per idle VaultBundle
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(worker.wake.wait(), timeout=delay)
+                async with asyncio.timeout(delay):
+                    await worker.wake.wait()
+
+    async def _cycle(self, uid: str, worker: Worker) -> float | None:
+        """One reconcile and what follows from it (watches, Events, a log line); returns the delay until the next.
+        A method of its own so that the cycle's objects (the observed body's copies, the outcome with the status
+        it computed) are released before the worker waits, not kept per VaultBundle until its next cycle."""
+        # woken by a change (not the timer, not the first cycle): queue ahead of the refreshes (fairness.py)
+        namespace = str(worker.body.get("metadata", {}).get("namespace", ""))
+        async with self.slots.slot(namespace, urgent=worker.wake.is_set(), key=uid):
+            # what the cycle sees is taken once it holds the slot: a change that arrived while it queued (and
+            # hurried it) is part of this cycle, not of one more behind it
+            worker.wake.clear()
+            observed = replace(Observed.from_body(worker.body), drifted=worker.take_drift())
+            if worker.watched_generation != observed.generation:  # a spec not seen yet: watch what it reads
+                self._watch_refs(uid, namespace, *self.reconciler.source_refs(observed))
+                worker.watched_generation = observed.generation
+            try:
+                async with asyncio.timeout(self.reconcile_timeout):
+                    outcome = await self.reconciler.reconcile(observed)
+            except TimeoutError:
+                outcome = await self.reconciler.report_timeout(observed, self.reconcile_timeout or 0.0)
+            except Exception:
+                logger.exception("reconcile of %s/%s crashed", observed.namespace, observed.name)
+                outcome = None
+        if outcome is None:  # a bug: retried with backoff like any transient failure
+            delay = worker.retry.next_delay(Reason.INTERNAL_ERROR, None)
+        else:
+            delay = worker.retry.next_delay(outcome.failure, outcome.refresh_seconds)
+            if outcome.check_in is not None:  # a target's timed drift check comes first
+                delay = outcome.check_in if delay is None else min(delay, outcome.check_in)
+            if outcome.wake_seconds is not None:  # a rollout restart is due: wake for it, whatever else happens
+                delay = outcome.wake_seconds if delay is None else min(delay, outcome.wake_seconds)
+        if outcome is not None:
+            self._watch_refs(uid, observed.namespace, outcome.secret_refs, outcome.config_map_refs)
+            for event in outcome.events:
+                post = kopf.warn if event.type == "Warning" else kopf.info
+                try:
+                    post(cast(kopf.Body, worker.body), reason=event.reason, message=event.message)
+                except (LookupError, RuntimeError):  # kopf's poster is gone (shutting down)
+                    logger.debug("event %s not posted: the operator is stopping", event.reason)
+            if not outcome.idle:  # messages name keys and reasons, never values
+                level = logging.INFO if outcome.ready else logging.WARNING
+                logger.log(level, "%s/%s: %s: %s", observed.namespace, observed.name, outcome.reason, outcome.message)
+        return delay
 
     async def stop(self) -> None:
         for uid in list(self.workers):
             await self.remove(uid)
-
-
-def kept_body(body: Mapping[str, Any]) -> dict[str, Any]:
-    """What a worker keeps of a VaultBundle between cycles: the body without `metadata.managedFields`.
-
-    Nothing here reads the field managers, and they are more than half of a parsed body (~14 of 24 KiB for a
-    VaultBundle with one target and our status): ~140 MiB kept for nothing at 10,000 VaultBundles."""
-    metadata = {k: v for k, v in (body.get("metadata") or {}).items() if k != "managedFields"}
-    return {**body, "metadata": metadata}
 
 
 def _log_unexpected_end(task: asyncio.Task[None]) -> None:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -82,34 +81,36 @@ API_WRITES = Counter(
 )
 
 
-class _BundleAge(Collector):
-    """Age of each applied bundle, computed at scrape time from its timestamp."""
+class _PerBundle(Collector):
+    """A gauge with one sample per VaultBundle (labels namespace, name), kept in a plain dict: a labelled
+    `Gauge` keeps a child object with its own lock per VaultBundle (~800 B each; 8 MiB at 10,000). *at_scrape*
+    turns the stored number into the sample when /metrics is read."""
 
-    def __init__(self) -> None:
-        self.applied: dict[tuple[str, str], float] = {}
+    def __init__(self, name: str, documentation: str, at_scrape: Callable[[float], float] = float) -> None:
+        self.name, self.documentation, self.at_scrape = name, documentation, at_scrape
+        self.values: dict[tuple[str, str], float] = {}
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        family = GaugeMetricFamily(
-            "vaultbundle_bundle_age_seconds",
-            "Age of the applied bundle (now - its sealed timestamp).",
-            labels=["namespace", "name"],
-        )
-        now = time.time()
-        for (namespace, name), stamp in list(self.applied.items()):
-            family.add_metric([namespace, name], now - stamp)
+        family = GaugeMetricFamily(self.name, self.documentation, labels=["namespace", "name"])
+        for (namespace, name), value in list(self.values.items()):
+            family.add_metric([namespace, name], self.at_scrape(value))
         yield family
 
 
-BUNDLE_AGE = _BundleAge()
+BUNDLE_AGE = _PerBundle(
+    "vaultbundle_bundle_age_seconds",
+    "Age of the applied bundle (now - its sealed timestamp).",
+    lambda stamp: time.time() - stamp,  # stored: the sealed timestamp (epoch seconds)
+)
 REGISTRY.register(BUNDLE_AGE)
 LEADER = Gauge(
     "vaultbundle_leader", "1 while this process holds the leader Lease (or runs without election).", registry=REGISTRY
 )
-READY = Gauge("vaultbundle_ready", "1 when the VaultBundle is Ready, else 0.", ["namespace", "name"], registry=REGISTRY)
+READY = _PerBundle("vaultbundle_ready", "1 when the VaultBundle is Ready, else 0.")
+REGISTRY.register(READY)
 
 
 def forget(namespace: str, name: str) -> None:
     """A VaultBundle was deleted: drop its series, so create/delete churn does not grow memory or cardinality."""
-    BUNDLE_AGE.applied.pop((namespace, name), None)
-    with contextlib.suppress(KeyError):  # never reported (e.g. deleted before its first cycle)
-        READY.remove(namespace, name)
+    BUNDLE_AGE.values.pop((namespace, name), None)
+    READY.values.pop((namespace, name), None)

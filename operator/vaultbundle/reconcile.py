@@ -491,7 +491,7 @@ class Reconciler:
         floor = observed.status.get("lastAppliedTimestamp") or ""
         if synced_now and source_status is None:
             floor = max(floor, bundle.timestamp)
-            metrics.BUNDLE_AGE.applied[(observed.namespace, observed.name)] = timestamp_epoch(bundle.timestamp)
+            metrics.BUNDLE_AGE.values[(observed.namespace, observed.name)] = timestamp_epoch(bundle.timestamp)
         extra: dict[str, object] = {
             "bundle": {
                 "layout": bundle.layout.value,
@@ -542,7 +542,7 @@ class Reconciler:
         """Patch status only when something other than timestamps changed: idle cycles write nothing."""
         status = build(observed, extra, conditions, synced_now=synced_now)
         ready = conditions.ready
-        metrics.READY.labels(observed.namespace, observed.name).set(1 if ready.ok else 0)
+        metrics.READY.values[(observed.namespace, observed.name)] = 1.0 if ready.ok else 0.0
         outcome = Outcome(
             refresh_seconds=refresh,
             failure=failure,

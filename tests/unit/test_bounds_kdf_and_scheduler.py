@@ -368,13 +368,13 @@ async def test_deleting_a_vaultbundle_drops_its_metrics_and_maps() -> None:
     scheduler = Scheduler(reconciler, 4)  # type: ignore[arg-type]
     scheduler.upsert(_body("gone", "tenant"))
     await asyncio.sleep(0.05)
-    metrics.READY.labels("tenant", "gone").set(1)
-    metrics.BUNDLE_AGE.applied[("tenant", "gone")] = time.time()
+    metrics.READY.values[("tenant", "gone")] = 1.0
+    metrics.BUNDLE_AGE.values[("tenant", "gone")] = time.time()
     scheduler.watch("gone", "tenant", "cfg")
     assert b'name="gone"' in generate_latest(metrics.REGISTRY)
     await scheduler.remove("gone")
     assert b'name="gone"' not in generate_latest(metrics.REGISTRY)
-    assert ("tenant", "gone") not in metrics.BUNDLE_AGE.applied
+    assert ("tenant", "gone") not in metrics.BUNDLE_AGE.values and ("tenant", "gone") not in metrics.READY.values
     assert dict(scheduler.secret_watchers) == {} and scheduler.workers == {} and "gone" in reconciler.forgotten
 
 

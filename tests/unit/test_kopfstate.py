@@ -37,6 +37,7 @@ def test_configure_installs_storages_that_keep_and_compute_nothing() -> None:
     kopfstate.configure(settings)
     diffbase, progress = settings.persistence.diffbase_storage, settings.persistence.progress_storage
     assert isinstance(diffbase, kopfstate.NoDiffBase) and isinstance(progress, kopfstate.NoProgress)
+    assert settings.watching.chunk_size == kopfstate.LIST_CHUNK  # the initial LIST is paged, not one response
 
     body = kopf.Body(copy.deepcopy(BODY))
     patch = kopf.Patch()
