@@ -29,6 +29,14 @@ def scenario(testbed: dict[str, str], kube: k8s.ApiClient, operator: Operator) -
     made.core.delete_namespace(made.ns)
 
 
+def only_ours(scenario: Scenario) -> bool:
+    """True when every VaultBundle in the cluster is *scenario*'s. The operator's read counter and the apiserver's
+    GET counter are cluster-wide: another namespace's VaultBundle (an earlier module's, its namespace still
+    terminating) reads its unlabelled sources by GET and would count in the window."""
+    listed = scenario.custom.list_cluster_custom_object("vaultbundle.io", "v1alpha1", "vaultbundles")["items"]
+    return all(item["metadata"]["namespace"] == scenario.ns for item in listed)
+
+
 def label(scenario: Scenario, name: str, value: str | None) -> None:
     scenario.core.patch_namespaced_secret(name, scenario.ns, {"metadata": {"labels": {LABEL: value}}})
 
@@ -56,6 +64,7 @@ def test_labelled_sources_are_not_read_from_the_apiserver_while_idle(
     operator: Operator,  # noqa: F811
     kube: k8s.ApiClient,  # noqa: F811
 ) -> None:
+    wait_for(lambda: only_ours(scenario), "no VaultBundle left in another namespace", timeout=120)
     for name in ("web-vsync", "web-passphrase"):
         label(scenario, name, "true")
     scenario.push({".env.prod": b"API_KEY=one\n"})
@@ -68,6 +77,7 @@ def test_labelled_sources_are_not_read_from_the_apiserver_while_idle(
     time.sleep(1.5)  # the first syncs' own reads are done
     api, cached, gets = api_reads(operator), cache_reads(operator), apiserver_secret_gets(kube)
     time.sleep(4)
+    assert only_ours(scenario)  # still alone: the counters below are this test's
     assert api_reads(operator) == api
     assert cache_reads(operator) >= cached + 2 * 3  # at least 3 idle cycles, two sources each
     assert apiserver_secret_gets(kube) == gets  # the apiserver agrees: no Secret GET from anyone
