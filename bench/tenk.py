@@ -113,6 +113,25 @@ def markdown(result: dict[str, Any]) -> str:
                 "process among them: from its start to every VaultBundle synced once.",
                 "",
             ]
+            restarts = (
+                [{"variant": "this", **then}, *(then.get("restart_variants") or [])] if "restart_rss" in then else []
+            )
+            if len(restarts) > 1:
+                lines += [
+                    "Fresh operators among the same objects, one after another:",
+                    "",
+                    "| fresh operator | /readyz (s) | all synced (s) | CPU operator / apiserver (core-s) "
+                    "| RSS / peak (MiB) |",
+                    "|---|---|---|---|---|",
+                ]
+                for r in restarts:
+                    cpu, rss = r.get("restart_cpu_s") or {}, r.get("restart_rss") or {}
+                    lines.append(
+                        f"| {r['variant']} | {cell(r.get('restart_ready_s'))} | {cell(r.get('restart_all_synced_s'))} "
+                        f"| {cell(cpu.get('operator'))} / {cell(cpu.get('kube-apiserver'))} "
+                        f"| {cell(rss.get('main_mib'))} / {cell(rss.get('main_peak_mib'))} |"
+                    )
+                lines.append("")
     lines += ["", "| case | target | measured | met |", "|---|---|---|---|"]
     for row in result.get("targets") or []:
         met = {True: "yes", False: "**no**", None: "not reached"}[row["met"]]
@@ -149,6 +168,34 @@ def plot(result: dict[str, Any], path: Path) -> None:
     plt.close(figure)
 
 
+def fresh_operator(
+    bench: scale.Case,
+    operators: list[OperatorProcess],
+    env: dict[str, str],
+    log: Path,
+    bed: dict[str, int],
+    refresh_s: float,
+    checkout: Path | None = None,
+) -> dict[str, Any]:
+    """Stop operators[0], start a fresh one (*checkout*'s operator code via PYTHONPATH, else this one's) and
+    measure it until it has synced every VaultBundle once: /readyz, all synced, CPU, KDF calls, RSS."""
+    n = bench.case.n
+    operators[0].stop()
+    cpu_before, started = scale.cpu_now([], bed), time.perf_counter()
+    extra = {"PYTHONPATH": str(checkout / "operator")} if checkout else None
+    operators[0] = OperatorProcess(env["KUBECONFIG"], log, extra_args=bench.case.operator_args, env=extra)
+    out: dict[str, Any] = {"restart_ready_s": round(time.perf_counter() - started, 2)}  # process start to /readyz
+    deadline = started + max(600.0, 8 * refresh_s)
+    while time.perf_counter() < deadline and scale.totals(operators)["syncs"] < n:
+        time.sleep(scale.scrape_every(n))
+    done = scale.totals(operators)["syncs"] >= n
+    out["restart_all_synced_s"] = round(time.perf_counter() - started, 2) if done else None
+    out["restart_cpu_s"] = scale.cpu_used(cpu_before, scale.cpu_now(operators, bed))
+    out["restart_kdf_calls"] = int(scale.totals(operators)["kdf"])
+    out["restart_rss"] = operators[0].rss()
+    return out
+
+
 def with_unrelated(
     count: int,
     env: dict[str, str],
@@ -157,9 +204,11 @@ def with_unrelated(
     bed: dict[str, int],
     say: Callable[[str], None],
     save: Callable[[dict[str, Any]], None],
+    variants: tuple[tuple[str, Path | None], ...] = (),
 ) -> Callable[[scale.Case, list[OperatorProcess], CryptoPool, dict[str, Any]], dict[str, Any]]:
     """Phase 2 (see the module docstring), as a `run_case(then=...)` step; *save* keeps phase 1's figures
-    before phase 2 starts (a long run may be stopped)."""
+    before phase 2 starts (a long run may be stopped). *variants*: (label, checkout) whose fresh operators are
+    measured the same way after this one's, among the same objects, then this one's once more."""
 
     def run(
         bench: scale.Case, operators: list[OperatorProcess], pool: CryptoPool, phase1: dict[str, Any]
@@ -180,23 +229,19 @@ def with_unrelated(
         out["rss_mib"] = out["rss"]["main_mib"]
 
         say(f"[{bench.run_id}] a fresh operator among {n} VaultBundles and {count} unrelated Secrets")
-        operators[0].stop()
-        cpu_before, started = scale.cpu_now([], bed), time.perf_counter()
-        operators[0] = OperatorProcess(env["KUBECONFIG"], logs / f"operator-{bench.run_id}-restart.log")
-        out["restart_ready_s"] = round(time.perf_counter() - started, 2)  # process start to /readyz
-        deadline = started + max(600.0, 8 * refresh_s)
-        while time.perf_counter() < deadline and scale.totals(operators)["syncs"] < n:
-            time.sleep(scale.scrape_every(n))
-        done = scale.totals(operators)["syncs"] >= n
-        out["restart_all_synced_s"] = round(time.perf_counter() - started, 2) if done else None
-        out["restart_cpu_s"] = scale.cpu_used(cpu_before, scale.cpu_now(operators, bed))
-        out["restart_kdf_calls"] = int(scale.totals(operators)["kdf"])
-        out["restart_rss"] = operators[0].rss()
+        out.update(fresh_operator(bench, operators, env, logs / f"operator-{bench.run_id}-restart.log", bed, refresh_s))
         bench.push(pool, n // 3, "v4")
         started = time.perf_counter()
         bench.force_sync(n // 3, f"bench-{time.time_ns()}")
         waited = bench.wait_value(n // 3, "v4", timeout=60.0, started=started)
         out["change_after_detection_s"] = None if waited is None else round(waited, 3)
+        if variants:  # other checkouts' fresh operators among the same objects, then this one's again (noise)
+            out["restart_variants"] = []
+            for label, root in [*variants, ("this, again", None)]:
+                say(f"[{bench.run_id}] a fresh operator of {label} among them")
+                log = logs / f"operator-{bench.run_id}-restart-{len(out['restart_variants'])}.log"
+                measured = fresh_operator(bench, operators, env, log, bed, refresh_s, root)
+                out["restart_variants"].append({"variant": label, "checkout": str(root or ""), **measured})
         say(
             f"[{bench.run_id}] with unrelated Secrets: idle writes {out['idle_cycle_api_writes']}, KDF "
             f"{out['idle_cycle_kdf_calls']}, RSS {out['rss_mib']} MiB; fresh operator synced all in "
@@ -225,6 +270,14 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         default=Path(os.environ.get("VAULTBUNDLE_TESTBED_ENV") or scale.REPO / ".testbed" / "env"),
     )
+    parser.add_argument(
+        "--restart-variant",
+        action="append",
+        default=[],
+        metavar="LABEL=CHECKOUT",
+        help="phase 2: also a fresh operator of another checkout (its operator/ first on PYTHONPATH) among the same "
+        "objects, measured like this one's; then this one's again (repeatable)",
+    )
     parser.add_argument("--name", default="peer-10k")
     parser.add_argument("--load-note", default="2-core machine shared with other engineers; see the load samples")
     args = parser.parse_args(argv)
@@ -252,7 +305,14 @@ def main(argv: list[str] | None = None) -> int:
         def save(phase1: dict[str, Any]) -> None:
             write_json({**result, "runs": [phase1], "load": load.summary()}, args.name)
 
-        then = with_unrelated(args.unrelated, env, args.refresh, logs, bed, say, save) if args.unrelated else None
+        variants = tuple(
+            (label, Path(root).resolve()) for label, _, root in (v.partition("=") for v in args.restart_variant)
+        )
+        then = (
+            with_unrelated(args.unrelated, env, args.refresh, logs, bed, say, save, variants)
+            if args.unrelated
+            else None
+        )
         run = scale.run_case(
             env,
             api,

@@ -132,6 +132,19 @@ def test_ten_thousand_targets_per_phase_and_table() -> None:
     table = tenk.markdown(result)
     assert "| N=10,000 + 10,000 unrelated Secrets | fresh operator: all synced < 120 s | 180.0 | **no** |" in table
     assert "the operator used 0.3 core-s meanwhile and wrote 0 times" in table
+    assert "Fresh operators among the same objects" not in table  # one fresh operator: no comparison to show
+
+    variants = [
+        {"variant": "base", "restart_all_synced_s": 200.0, "restart_rss": {"main_mib": 430.0, "main_peak_mib": 431.0}},
+        {"variant": "this, again", "restart_all_synced_s": 181.0, "restart_cpu_s": {"operator": 90.5}},
+    ]
+    compared = tenk.markdown({**_result([{**phase1, "then": {**then, "restart_variants": variants}}]), "targets": both})
+    rows = [line for line in compared.splitlines() if line.startswith(("| this |", "| base |", "| this, again |"))]
+    assert rows == [
+        "| this | — | 180.0 | — / — | 410.0 / — |",
+        "| base | — | 200.0 | — / — | 430.0 / 431.0 |",
+        "| this, again | — | 181.0 | 90.5 / — | — / — |",
+    ]
 
 
 def _audit_line(verb: str, namespace: str | None, resource: str = "secrets", group: str = "") -> str:
