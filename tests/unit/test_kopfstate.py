@@ -38,6 +38,7 @@ def test_configure_installs_storages_that_keep_and_compute_nothing() -> None:
     diffbase, progress = settings.persistence.diffbase_storage, settings.persistence.progress_storage
     assert isinstance(diffbase, kopfstate.NoDiffBase) and isinstance(progress, kopfstate.NoProgress)
     assert settings.watching.chunk_size == kopfstate.LIST_CHUNK  # the initial LIST is paged, not one response
+    assert settings.queueing.idle_timeout == kopfstate.IDLE_TIMEOUT < kopf.OperatorSettings().queueing.idle_timeout
 
     body = kopf.Body(copy.deepcopy(BODY))
     patch = kopf.Patch()
