@@ -19,8 +19,9 @@ the repeats. Writes bench/results/<name>.json and .png.
 
 `--idle-refresh S`: after the first sync, the same run also measures idle cycles: the VaultBundles get
 refreshInterval S (long enough for the first sync to end before the first refresh), the bench waits for N idle
-syncs (settling) and then counts one window of N more: API requests and operator CPU per idle cycle. The
-first-sync figures of such a run still end at "all Ready"; "settled" is not measured (idle cycles never settle).
+syncs (settling) and then measures one window of one refresh interval, in which it sends the operator nothing
+(not even a /metrics scrape): API requests and operator CPU per idle sync in it. The first-sync figures of such
+a run still end at "all Ready"; "settled" is not measured (idle cycles never settle).
 
 `--profile DIR`: the operator runs under yappi (CPU clock, every thread; installed by hand, not a project
 dependency: `.venv/bin/pip install yappi==1.7.6`), started by a sitecustomize in DIR; profiling covers only
@@ -213,18 +214,22 @@ def run_once(
 
 
 def idle_cycles(api: k8s.ApiClient, operator: OperatorProcess, n: int, refresh: float) -> dict[str, Any]:
-    """Settle (N idle syncs), then one window of N more: API requests and operator CPU per idle sync."""
+    """Settle (N idle syncs), then one window of one refresh interval (about N more idle syncs) in which the
+    bench sends the operator nothing: API requests and operator CPU per idle sync. The counters are read just
+    outside the window's CPU readings, so not even a /metrics scrape is counted as idle work."""
     timeout = 3 * refresh + 60
     since = scale.totals([operator])["idle"]
     if scale.wait_idle([operator], since, n, timeout) is None:
         return {"idle_error": f"fewer than {n} idle syncs in {timeout:g} s"}
-    before, cpu, requests = scale.totals([operator]), cpu_seconds(operator.pid), api_requests(api)
-    window_s = scale.wait_idle([operator], before["idle"], n, timeout)
-    after, cpu_s, delta = scale.totals([operator]), cpu_seconds(operator.pid) - cpu, api_requests(api) - requests
+    before, requests = scale.totals([operator]), api_requests(api)
+    cpu, started = cpu_seconds(operator.pid), time.perf_counter()
+    time.sleep(refresh)
+    cpu_s, window_s = cpu_seconds(operator.pid) - cpu, time.perf_counter() - started
+    after, delta = scale.totals([operator]), api_requests(api) - requests
     syncs = after["idle"] - before["idle"]
     mine = {k: v for k, v in sorted(delta.items()) if v > 0}
     return {
-        "idle_window_s": None if window_s is None else round(window_s, 2),
+        "idle_window_s": round(window_s, 2),
         "idle_syncs": int(syncs),
         "idle_api_requests": mine,
         "idle_api_requests_per_sync": round(sum(mine.values()) / max(syncs, 1), 3),

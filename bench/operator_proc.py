@@ -159,8 +159,10 @@ class ServerProcess:
     def pid(self) -> int:
         return self.process.pid
 
-    def metrics(self) -> str:
-        return http_get(self.metrics_url, timeout=30)
+    def metrics(self, *names: str) -> str:
+        """/metrics; with *names* only those samples (`?name[]=`; a checkout without the filter sends them all)."""
+        query = "&".join(f"name[]={name}" for name in names)
+        return http_get(f"{self.metrics_url}?{query}" if query else self.metrics_url, timeout=30)
 
     def rss(self) -> dict[str, float]:
         children = descendants(self.pid)

@@ -90,6 +90,10 @@ class _PerBundle(Collector):
         self.name, self.documentation, self.at_scrape = name, documentation, at_scrape
         self.values: dict[tuple[str, str], float] = {}
 
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        """The family without samples: the registry learns the name without a collect (`?name[]=` filtering)."""
+        yield GaugeMetricFamily(self.name, self.documentation, labels=["namespace", "name"])
+
     def collect(self) -> Iterator[GaugeMetricFamily]:
         family = GaugeMetricFamily(self.name, self.documentation, labels=["namespace", "name"])
         for (namespace, name), value in list(self.values.items()):

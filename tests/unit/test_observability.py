@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 from e2e.testbed.pki import create_pki
 
+from vaultbundle import metrics
 from vaultbundle.cli import cli
 from vaultbundle.errors import Reason
 from vaultbundle.observability import MetricsConfigError, MetricsSecurity, serve
@@ -71,6 +72,35 @@ async def test_without_options_metrics_are_open_plain_http() -> None:
             async with session.get(f"http://127.0.0.1:{port}/readyz") as response:
                 assert response.status == 503
     finally:
+        await runner.cleanup()
+
+
+async def test_name_filter_renders_only_the_named_samples_and_still_needs_the_token(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN)
+    metrics.READY.values[("team-a", "app")] = 1.0
+    port = free_port()
+    runner = await serve("127.0.0.1", port, lambda: True, MetricsSecurity(token_file=str(token_file)))
+    url = f"http://127.0.0.1:{port}/metrics"
+    right = {"Authorization": f"Bearer {TOKEN}"}
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(url, headers=right) as response:
+                everything = await response.text()
+            assert 'vaultbundle_ready{name="app",namespace="team-a"} 1.0' in everything
+            query = "?name[]=vaultbundle_syncs_total&name[]=vaultbundle_leader"
+            async with session.get(url + query, headers=right) as response:
+                assert response.status == 200
+                some = await response.text()
+            samples = {line.split("{")[0].split(" ")[0] for line in some.splitlines() if not line.startswith("#")}
+            assert samples <= {"vaultbundle_syncs_total", "vaultbundle_leader"} and "vaultbundle_leader" in samples
+            assert "vaultbundle_ready" not in some and "process_" not in some
+            async with session.get(url + "?name[]=no_such_metric", headers=right) as response:
+                assert response.status == 200 and await response.text() == ""
+            async with session.get(url + query) as response:  # a filter is no way around the token
+                assert response.status == 401 and "vaultbundle_" not in await response.text()
+    finally:
+        metrics.READY.values.pop(("team-a", "app"), None)
         await runner.cleanup()
 
 
