@@ -2,6 +2,7 @@
 
     python -m bench.first_sync_cpu --base /work/wt-cpu-base [--n 300] [--repeats 3] [--testbed-env ...]
     python -m bench.first_sync_cpu --profile /tmp/prof [--n 300]     # one run of this checkout under yappi
+    python -m bench.first_sync_cpu --py-spy /tmp/spy [--n 1000]      # one run sampled by py-spy: shares
 
 Each repeat runs every variant once, on the same test bed with the same N (shared passphrase, one target
 Secret each, refresh interval long enough that no idle cycle starts), in alternating order (base, this; then
@@ -26,6 +27,12 @@ a run still end at "all Ready"; "settled" is not measured (idle cycles never set
 `--profile DIR`: the operator runs under yappi (CPU clock, every thread; installed by hand, not a project
 dependency: `.venv/bin/pip install yappi==1.7.6`), started by a sitecustomize in DIR; profiling covers only
 the first-sync window (SIGUSR1 clears the startup samples, SIGUSR2 stops and saves DIR/first_sync.pstat).
+
+`--py-spy DIR`: one run of this checkout with py-spy (installed by hand: `.venv/bin/pip install
+py-spy==0.4.3`) attached to the operator from "VaultBundles are being created" to "all Ready", sampling
+without pausing it (`--nonblocking`, GIL-holding threads only); the collapsed stacks go to DIR/first_sync.raw
+and `bench.profile_shares` sorts them into named shares in ms per bundle (bench/results/<name>.json, .png).
+A sampler costs the operator far less than yappi's tracing, so the run's CPU figures stay close to a plain run.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -44,7 +52,7 @@ from typing import Any
 
 from kubernetes import client as k8s
 
-from . import scale
+from . import profile_shares, scale
 from .operator_proc import OperatorProcess, cpu_seconds, metric_sum
 from .run import machine_info
 from .scale import Case, ScaleCase, TestBedDown
@@ -125,6 +133,23 @@ def wait_settled(api: k8s.ApiClient, timeout: float = 120.0, quiet_s: float = 2.
     return last
 
 
+def start_py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling *pid* into *out* (collapsed stacks) until `stop_py_spy`."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    spy = Path(sys.executable).with_name("py-spy")
+    argv = [str(spy), "record", "--pid", str(pid), "--rate", "250", "--gil", "--nonblocking"]
+    sampler = subprocess.Popen([*argv, "--format", "raw", "--output", str(out)], stdout=subprocess.DEVNULL)
+    time.sleep(1.0)  # attached before the first VaultBundle is created
+    if sampler.poll() is not None:
+        raise SystemExit(f"bench: py-spy exited at once ({sampler.returncode}); is it installed in this venv?")
+    return sampler
+
+
+def stop_py_spy(sampler: subprocess.Popen[bytes]) -> None:
+    sampler.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+    sampler.wait(timeout=120)
+
+
 def run_once(
     env: dict[str, str],
     api: k8s.ApiClient,
@@ -135,6 +160,7 @@ def run_once(
     bed: dict[str, int],
     profile: Path | None = None,
     idle_refresh: float | None = None,
+    py_spy: Path | None = None,
 ) -> dict[str, Any]:
     case = Case(env, api, ScaleCase(n, "shared"), idle_refresh or REFRESH_S)
     extra_env = {"PYTHONPATH": str(root / "operator")}
@@ -158,10 +184,13 @@ def run_once(
             before_requests = api_requests(api)
             mark = scale.audit_mark(env)
             with case.ready_watch() as watcher:  # one LIST, then a watch (the bench's own requests, subtracted)
+                sampler = None if py_spy is None else start_py_spy(operator.pid, py_spy / "first_sync.raw")
                 started = time.perf_counter()
                 case.create_vaultbundles()
                 ready_s, reasons, _ = watcher.wait(n, started, timeout=600.0)
                 ready_cpu = {name: cpu_seconds(pid) - before_cpu[name] for name, pid in servers.items()}
+                if sampler is not None:
+                    stop_py_spy(sampler)
             lists = 1 + watcher.restarts  # a restarted watch may list again
             result["ready_s"] = None if ready_s is None else round(ready_s, 2)
             result["ready_reasons"] = dict(reasons)
@@ -312,7 +341,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--profile", type=Path, help="one run of this checkout under yappi; pstat into this dir")
-    parser.add_argument("--name", default="first_sync_cpu", help="results file name in bench/results/")
+    parser.add_argument("--py-spy", type=Path, help="one run of this checkout sampled by py-spy; shares (see above)")
+    parser.add_argument(
+        "--name", help="results file name in bench/results/ (default: first_sync_cpu; with --py-spy first_sync_profile)"
+    )
     parser.add_argument(
         "--testbed-env",
         type=Path,
@@ -326,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         "--merge", type=Path, nargs="+", help="combine the runs of earlier results files into --name (no bed needed)"
     )
     args = parser.parse_args(argv)
+    args.name = args.name or ("first_sync_profile" if args.py_spy else "first_sync_cpu")
     if args.merge:
         return merge(args.merge, args.name)
     try:
@@ -340,6 +373,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile is not None:
         run = run_once(env, api, "this", scale.REPO, args.n, logs, bed, profile=args.profile)
         say(f"profile in {args.profile / 'first_sync.pstat'}; run: {json.dumps(run)[:400]}")
+        return 0
+    if args.py_spy is not None:
+        run = run_once(env, api, "this", scale.REPO, args.n, logs, bed, py_spy=args.py_spy)
+        stacks = profile_shares.parse_raw((args.py_spy / "first_sync.raw").read_text())
+        found = profile_shares.shares(stacks, run.get("operator_ms_per_bundle"))
+        found |= {"title": f"first sync of N={args.n}", "machine": machine_info(args.load_note), "run": run}
+        profile_shares.write(found, args.name)
+        say(json.dumps(found["shares"], indent=1))
         return 0
     roots = {"base": args.base, "this": scale.REPO} if args.base else {"this": scale.REPO}
     variants = list(roots)
