@@ -31,7 +31,8 @@ the first-sync window (SIGUSR1 clears the startup samples, SIGUSR2 stops and sav
 `--py-spy DIR`: one run of this checkout with py-spy (installed by hand: `.venv/bin/pip install
 py-spy==0.4.3`) attached to the operator from "VaultBundles are being created" to "all Ready", sampling
 without pausing it (`--nonblocking`, GIL-holding threads only); the collapsed stacks go to DIR/first_sync.raw
-and `bench.profile_shares` sorts them into named shares in ms per bundle (bench/results/<name>.json, .png).
+and `bench.profile_shares` sorts them into named shares in ms per bundle (bench/results/<name>.json, .png);
+with `--idle-refresh S` the idle window is sampled too (<name>_idle.json: ms per idle sync).
 A sampler costs the operator far less than yappi's tracing, so the run's CPU figures stay close to a plain run.
 """
 
@@ -196,7 +197,7 @@ def run_once(
             result["ready_reasons"] = dict(reasons)
             if idle_refresh is not None:
                 result.update(
-                    idle_cycles(api, operator, n, idle_refresh),
+                    idle_cycles(api, operator, n, idle_refresh, None if py_spy is None else py_spy / "idle.raw"),
                     cpu_s_to_ready={k: round(v, 2) for k, v in ready_cpu.items()},
                     operator_ms_per_bundle=round(1000 * ready_cpu["operator"] / n, 2),
                     apiserver_ms_per_bundle=round(1000 * ready_cpu.get("kube-apiserver", 0.0) / n, 2),
@@ -242,7 +243,9 @@ def run_once(
             result["cleanup"] = case.cleanup()
 
 
-def idle_cycles(api: k8s.ApiClient, operator: OperatorProcess, n: int, refresh: float) -> dict[str, Any]:
+def idle_cycles(
+    api: k8s.ApiClient, operator: OperatorProcess, n: int, refresh: float, py_spy: Path | None = None
+) -> dict[str, Any]:
     """Settle (N idle syncs), then one window of one refresh interval (about N more idle syncs) in which the
     bench sends the operator nothing: API requests and operator CPU per idle sync. The counters are read just
     outside the window's CPU readings, so not even a /metrics scrape is counted as idle work."""
@@ -250,10 +253,13 @@ def idle_cycles(api: k8s.ApiClient, operator: OperatorProcess, n: int, refresh: 
     since = scale.totals([operator])["idle"]
     if scale.wait_idle([operator], since, n, timeout) is None:
         return {"idle_error": f"fewer than {n} idle syncs in {timeout:g} s"}
+    sampler = None if py_spy is None else start_py_spy(operator.pid, py_spy)  # *py_spy*: the window's stacks
     before, requests = scale.totals([operator]), api_requests(api)
     cpu, started = cpu_seconds(operator.pid), time.perf_counter()
     time.sleep(refresh)
     cpu_s, window_s = cpu_seconds(operator.pid) - cpu, time.perf_counter() - started
+    if sampler is not None:
+        stop_py_spy(sampler)
     after, delta = scale.totals([operator]), api_requests(api) - requests
     syncs = after["idle"] - before["idle"]
     mine = {k: v for k, v in sorted(delta.items()) if v > 0}
@@ -375,12 +381,18 @@ def main(argv: list[str] | None = None) -> int:
         say(f"profile in {args.profile / 'first_sync.pstat'}; run: {json.dumps(run)[:400]}")
         return 0
     if args.py_spy is not None:
-        run = run_once(env, api, "this", scale.REPO, args.n, logs, bed, py_spy=args.py_spy)
-        stacks = profile_shares.parse_raw((args.py_spy / "first_sync.raw").read_text())
-        found = profile_shares.shares(stacks, run.get("operator_ms_per_bundle"))
-        found |= {"title": f"first sync of N={args.n}", "machine": machine_info(args.load_note), "run": run}
-        profile_shares.write(found, args.name)
-        say(json.dumps(found["shares"], indent=1))
+        machine = machine_info(args.load_note)
+        run = run_once(
+            env, api, "this", scale.REPO, args.n, logs, bed, idle_refresh=args.idle_refresh, py_spy=args.py_spy
+        )
+        windows = [("first_sync", "operator_ms_per_bundle", f"first sync of N={args.n}", args.name)]
+        if args.idle_refresh is not None:
+            windows.append(("idle", "idle_operator_ms_per_sync", f"idle syncs of N={args.n}", f"{args.name}_idle"))
+        for raw, per, title, name in windows:
+            stacks = profile_shares.parse_raw((args.py_spy / f"{raw}.raw").read_text())
+            found = profile_shares.shares(stacks, run.get(per)) | {"title": title, "machine": machine, "run": run}
+            profile_shares.write(found, name)
+            say(f"{title}: " + json.dumps(found["shares"], indent=1))
         return 0
     roots = {"base": args.base, "this": scale.REPO} if args.base else {"this": scale.REPO}
     variants = list(roots)

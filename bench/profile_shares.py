@@ -26,7 +26,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("kopf: Event posting", ("kopf/_core/engines/posting", "kopf/_cogs/clients/events")),
     ("S3 GET (botocore signer, urllib3; moto closes each connection)", ("vaultbundle/s3get.py", "botocore/")),
-    ("Kubernetes client (3 calls)", ("kubernetes/client/", "vaultbundle/kube.py")),
+    ("Kubernetes client calls", ("kubernetes/client/", "vaultbundle/kube.py")),
     ("our Secret/ConfigMap watches", ("vaultbundle/secretwatch.py", "vaultbundle/sourcecache.py")),
     ("kopf: watch stream and decoding", ("kopf/_cogs/clients/watching", "kopf/_cogs/clients/api")),
     ("kopf: per-event processing (incl. our event handler)", ("kopf/",)),
