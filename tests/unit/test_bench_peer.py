@@ -95,7 +95,6 @@ def test_ratio_rows_pair_the_same_n_and_setting_and_read_every_metric() -> None:
 
 
 def test_plot_writes_a_png(tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib")
     runs = [_run("eso", "default", 50), _run("vaultbundle", "default", 50, ready_s=None)]
     peer_report.plot(_result(runs), tmp_path / "peer.png")
     assert (tmp_path / "peer.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
