@@ -4,8 +4,10 @@
 
 RAW is `py-spy record --format raw` output (collapsed stacks, `frame;frame;... count`, root first), as
 `bench.first_sync_cpu --py-spy` records it over the first-sync window (GIL-holding samples only, so a thread
-waiting on a socket or a lock does not count). Each stack goes to the first rule below that one of its frames
-matches, so a kube client call made from a worker thread is "Kubernetes client", not "thread hand-offs".
+waiting on a socket or a lock does not count). Each sample goes to the component of its innermost frame that
+has one (the first rule below that the frame matches): urllib3 under botocore is "S3 GET", urllib3 under the
+kube client is "Kubernetes client", and kopf's frames at the root of every event-loop stack claim only what
+runs in kopf itself.
 With --ms-per-bundle (the same run's operator CPU per bundle) each share is also given in ms per bundle.
 Writes bench/results/<name>.json and .png; the rule table is in the JSON, so the split can be checked.
 """
@@ -20,23 +22,31 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
+HAND_OFFS = (
+    *("concurrent/futures/", "threading.py", "queue.py", "asyncio/threads.py", "run_in_executor", "_chain_future"),
+    *("call_soon_threadsafe", "_copy_future_state", "_call_set_state", "_write_to_self"),
+)
 
-# (share, substrings of a frame's "function (file:line)"): the first rule any frame matches wins. Library rules
-# come first: our code calls them, and their cost is theirs.
+# (share, substrings of a frame's "function (file:line)"); checked from the leaf up, first matching rule per frame.
+# Frames without a rule (urllib3, http.client, json, socket, ...) belong to their caller.
 RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("kopf: Event posting", ("kopf/_core/engines/posting", "kopf/_cogs/clients/events")),
-    ("S3 GET (botocore signer, urllib3; moto closes each connection)", ("vaultbundle/s3get.py", "botocore/")),
+    ("S3 GET (botocore signer, urllib3; moto closes each connection)", ("s3get.py", "botocore/", "remote.py")),
     ("Kubernetes client calls", ("kubernetes/client/", "vaultbundle/kube.py")),
     ("our Secret/ConfigMap watches", ("vaultbundle/secretwatch.py", "vaultbundle/sourcecache.py")),
-    ("kopf: watch stream and decoding", ("kopf/_cogs/clients/watching", "kopf/_cogs/clients/api")),
-    ("kopf: per-event processing (incl. our event handler)", ("kopf/",)),
+    (
+        "kopf: watch streams and JSON decoding",
+        ("kopf/_cogs/clients/watching", "stream (kopf/_cogs/clients/api", "aiokits"),
+    ),
+    ("kopf: per-event processing", ("kopf/",)),
+    ("aiohttp (kopf's API client: watch streams, Event posts)", ("aiohttp/", "multidict/", "yarl/")),
     ("AES-GCM, PBKDF2 cache, HMAC digests", ("vaultbundle/crypto/", "vaultbundle/digest", "cryptography/")),
     ("bundle parse (ZIP, vault format)", ("zipfile", "vaultbundle/bundles.py", "vaultbundle/vault.py")),
     ("logging", ("logging/__init__",)),
     ("metrics", ("prometheus_client/",)),
     ("our reconcile, targets, status, scheduling", ("vaultbundle/",)),
-    ("thread hand-offs (executor, futures)", ("concurrent/futures/", "threading.py", "asyncio/threads.py")),
-    ("event loop (asyncio, selectors, aiohttp)", ("asyncio/", "selectors.py", "aiohttp/")),
+    ("thread hand-offs (executor, futures)", HAND_OFFS),
+    ("event loop (asyncio, selectors)", ("asyncio/", "selectors.py")),
 )
 OTHER = "other"
 
@@ -52,9 +62,10 @@ def parse_raw(text: str) -> Counter[tuple[str, ...]]:
 
 
 def share_of(stack: tuple[str, ...]) -> str:
-    for name, needles in RULES:
-        if any(needle in frame for frame in stack for needle in needles):
-            return name
+    for frame in reversed(stack):
+        for name, needles in RULES:
+            if any(needle in frame for needle in needles):
+                return name
     return OTHER
 
 
