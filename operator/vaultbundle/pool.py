@@ -207,6 +207,11 @@ class CryptoPool:
             self._inflight.pop(fingerprint, None)
 
     async def aopen_envelope(self, blob: bytes, passphrase: str, salt: str, iterations: int) -> bytes:
-        rqe1.check_envelope(blob)
-        key = await self.aderive(passphrase, salt, iterations)
+        key = await self.akey_for(blob, passphrase, salt, iterations)
         return await asyncio.to_thread(rqe1.open_envelope, key, blob)
+
+    async def akey_for(self, blob: bytes, passphrase: str, salt: str, iterations: int) -> DerivedKey:
+        """The key that opens *blob* (`rqe1.open_envelope(key, blob)`, e.g. in a worker thread that has more to
+        do); a structurally broken envelope raises first, without a derivation."""
+        rqe1.check_envelope(blob)
+        return await self.aderive(passphrase, salt, iterations)
