@@ -15,8 +15,7 @@ filled up between the two plans fails on its own rather than being emptied.
 
 What a target writes into status is bounded (`statusbounds`): plan lists and failure messages are cut, so a
 bundle with 10,000 keys or a store's long error cannot grow the VaultBundle past what etcd takes. Selection and
-naming are per-key Python loops, so `desired` is computed in a thread, off the event loop (unless the bundle is small,
-`Vault.is_small`: then the thread trip would cost more than the loop).
+naming are per-key Python loops, so `desired` is computed in a thread, off the event loop.
 """
 
 from __future__ import annotations
@@ -144,10 +143,7 @@ class FanOut:
     @staticmethod
     async def _desired(spec: TargetSpec, bundle: Bundle) -> dict[str, bytes]:
         """What the store should hold (the store policy's cap changes only `prune`, never the content)."""
-        desired = targets.load(spec.kind).desired
-        if bundle.vault.is_small():
-            return desired(bundle.vault, spec.selection, spec.body)
-        return await asyncio.to_thread(desired, bundle.vault, spec.selection, spec.body)
+        return await asyncio.to_thread(targets.load(spec.kind).desired, bundle.vault, spec.selection, spec.body)
 
     async def _connect(self, spec: TargetSpec, grant: Grant | None, *, resync: bool = False) -> Target:
         """The store, confined to what the store policy granted."""

@@ -492,17 +492,15 @@ class Reconciler:
         if synced_now and source_status is None:
             floor = max(floor, bundle.timestamp)
             metrics.BUNDLE_AGE.values[(observed.namespace, observed.name)] = timestamp_epoch(bundle.timestamp)
-
-        def content_digest() -> str:
-            return self.digester(observed.namespace).digest(content_items(bundle))
-
         extra: dict[str, object] = {
             "bundle": {
                 "layout": bundle.layout.value,
                 "timestamp": bundle.timestamp,
                 "generation": bundle.generation,
                 # the items are built in the thread too: at 10,000 keys that loop is not free
-                "digest": content_digest() if bundle.vault.is_small() else await asyncio.to_thread(content_digest),
+                "digest": await asyncio.to_thread(
+                    lambda: self.digester(observed.namespace).digest(content_items(bundle))
+                ),
             },
             **(source_status or {"pointerETag": pointer.etag, "lastAppliedTimestamp": floor or None}),
             "targets": [r.to_status() for r in results],

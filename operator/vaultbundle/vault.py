@@ -41,7 +41,6 @@ MAX_TOTAL_BYTES = 64 * 1024 * 1024
 MAX_RATIO = 200  # uncompressed / compressed per entry, beyond which an entry is treated as a zip bomb
 MAX_KEYS = 10_000  # key/values and files of one vault together
 MAX_NAME_BYTES = 1024  # UTF-8 bytes of one key or file name
-SMALL_ENTRIES, SMALL_CHARS = 64, 64 * 1024  # `Vault.is_small`: worked on inline, not in a worker thread
 MAX_JSON_STRING_BYTES = 4 * 1024 * 1024  # one key or value as written in a runtime-layout JSON document
 
 
@@ -60,14 +59,6 @@ class Vault:
 
     def __repr__(self) -> str:
         return f"Vault(keys={sorted(self.kv)}, files={sorted(self.files)})"
-
-    def is_small(self) -> bool:
-        """Few and short enough entries that a per-entry loop over them (a target's selection, the content
-        digest) costs less on the event loop than a trip to a worker thread, which under load is ~0.2 ms of CPU
-        (bench/results/first_sync_profile.json). Larger bundles keep those loops off the event loop."""
-        if len(self.kv) + len(self.files) > SMALL_ENTRIES:
-            return False
-        return sum(map(len, self.kv.values())) + sum(map(len, self.files.values())) <= SMALL_CHARS
 
     def folder_files(self) -> dict[str, bytes]:
         """The vault folder as it was sealed: the env file verbatim (or a rendered `.env`) plus the files."""

@@ -181,8 +181,6 @@ def _record_thread(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str, seen:
 
 
 async def test_every_per_bundle_step_runs_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
-    """For any bundle past `Vault.is_small` (a small one's selection and digest loops run on the loop, cheaper
-    than a thread trip: tests/unit/test_small_bundles_inline.py); decryption and parsing always leave it."""
     seen: dict[str, str] = {}
     _record_thread(monkeypatch, rqe1, "open_envelope", seen)
     _record_thread(monkeypatch, vault, "from_json", seen)
@@ -190,7 +188,7 @@ async def test_every_per_bundle_step_runs_off_the_event_loop(monkeypatch: pytest
     _record_thread(monkeypatch, Digester, "digest", seen)
     kube, objects = MemoryKube(), MemoryObjects()
     add_source_secrets(kube)
-    _runtime_bundle(objects, vault.SMALL_ENTRIES + 1, 10)
+    _runtime_bundle(objects, 10, 10)
     with CryptoPool(workers=1) as pool:
         outcome = await _reconciler(kube, objects, pool).reconcile(_dry_run())
     assert outcome.reason == "DryRun", outcome.message
