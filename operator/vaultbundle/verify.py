@@ -103,7 +103,7 @@ async def open_bundle(
 
     # two worker-thread trips (each with one egress pre-flight check): the pointer and the envelope; then the
     # decryption, the generation and the parse. Each trip costs the event loop and a thread a wake-up, and under
-    # load a GIL hand-off each way (~0.2 ms per trip at 16 concurrent first syncs, bench/results/first_sync_profile)
+    # load a GIL hand-off each way (~0.2 ms per trip: the hand-off share of bench/results/first_sync_profile.json)
     pointer, envelope = await _s3(egress, config, download)
     key = await pool.akey_for(envelope, passphrase, config.salt, config.iterations)  # derived once, then cached
     return Verified(await _s3(egress, config, finish, key, envelope), pointer)
