@@ -9,7 +9,9 @@ an internal network the admin wants kept apart.
 The policy is operator-wide (flags and chart values, never a tenant field) and is checked twice:
 
 * before a tenant URL is used, `check_url` resolves its host and refuses it when any address is denied, with a
-  clear `PolicyDenied` error naming the host and the rule;
+  clear `PolicyDenied` error naming the host and the rule; a host found allowed is not resolved again for
+  `ALLOWED_TTL_S` (10,000 VaultBundles on one S3 endpoint would otherwise make one DNS lookup, in a pod up to
+  five with `ndots:5`, per refresh each), while a refusal is never remembered;
 * while tenant I/O runs, inside `tenant_egress()`, a Python audit hook (`socket.connect`) refuses every denied
   connection at connect time, so DNS answers that change between the check and the connection (rebinding) and
   redirects to another host are refused too. The hook only looks at the thread running tenant I/O: the
@@ -30,6 +32,7 @@ import ipaddress
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import ParamSpec, TypeVar
@@ -41,6 +44,9 @@ P = ParamSpec("P")
 T = TypeVar("T")
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+ALLOWED_TTL_S = 30.0  # how long `check_url` trusts an allowed answer; the connect-time hook checks every connection
+ALLOWED_MAX = 4096  # remembered hosts per policy (tenants choose host names: bounded, forgotten all at once)
+_now = time.monotonic  # tests move it
 
 METADATA = (
     ipaddress.ip_network("169.254.0.0/16"),
@@ -73,6 +79,10 @@ class EgressPolicy:
     own_addresses: frozenset[IPAddress] = frozenset()
     deny_cidrs: tuple[IPNetwork, ...] = ()
     allow_cidrs: tuple[IPNetwork, ...] = ()
+    # (host, port) -> until when its allowed answer is trusted; not part of the policy's identity
+    _allowed: dict[tuple[str, int], float] = field(
+        default_factory=dict, init=False, compare=False, hash=False, repr=False
+    )
 
     @classmethod
     def build(
@@ -110,7 +120,11 @@ class EgressPolicy:
         return None
 
     def check_url(self, url: str, *, what: str) -> None:
-        """Resolve the URL's host; refuse it when any address it resolves to is denied (or it does not resolve)."""
+        """Resolve the URL's host; refuse it when any address it resolves to is denied. A host that does not
+        resolve passes (its connection fails on its own); one found allowed passes without a lookup for
+        `ALLOWED_TTL_S`. That is safe because this check only names the refusal early: the audit hook refuses
+        every denied connection at connect time, whatever DNS answers meanwhile (for gRPC's C core, which that
+        hook cannot see, its own later lookup could differ from ours even without the cache)."""
         parts = urlsplit(url if "//" in url else f"//{url}")
         host = parts.hostname
         if not host:
@@ -119,6 +133,8 @@ class EgressPolicy:
             port = parts.port or 443
         except ValueError:
             raise EgressDenied(f"{what}: {url!r} has an invalid port") from None
+        if self._allowed.get((host, port), 0.0) > _now():
+            return
         try:
             infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
         except OSError:
@@ -126,7 +142,11 @@ class EgressPolicy:
         for info in infos:
             reason = self.refusal(str(info[4][0]))
             if reason:
+                self._allowed.pop((host, port), None)
                 raise EgressDenied(f"{what}: the egress policy refuses host {host!r} ({reason})")
+        if len(self._allowed) >= ALLOWED_MAX:
+            self._allowed.clear()
+        self._allowed[(host, port)] = _now() + ALLOWED_TTL_S
 
 
 SECURE_DEFAULT = EgressPolicy()

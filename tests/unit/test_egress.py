@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import socket
 import threading
 import urllib.error
 import urllib.request
@@ -12,6 +13,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from vaultbundle import egress
 from vaultbundle.egress import EgressDenied, EgressPolicy, tenant_egress
 from vaultbundle.errors import Reason
 
@@ -166,3 +168,64 @@ def test_an_sdk_sees_the_refusal_as_policy_not_as_unreachable(server: http.serve
     with pytest.raises(EgressDenied) as refused, tenant_egress(DEFAULT, what="S3 endpoint of the config blob"):
         s3.head_object(Bucket="b", Key="k")
     assert refused.value.reason is Reason.POLICY_DENIED
+
+
+def _resolving(monkeypatch: pytest.MonkeyPatch, answers: dict[str, str]) -> list[str]:
+    """`socket.getaddrinfo` as seen by the policy answers from *answers* (host -> IP); returns the lookups made."""
+    lookups: list[str] = []
+
+    def getaddrinfo(host: str, port: int, *_: object, **__: object) -> list[tuple[object, ...]]:
+        lookups.append(host)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (answers[host], port))]
+
+    monkeypatch.setattr(egress.socket, "getaddrinfo", getaddrinfo)
+    return lookups
+
+
+def test_an_allowed_host_is_not_resolved_again_until_its_answer_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(egress, "_now", lambda: clock[0])
+    answers = {"s3.example": "203.0.113.7"}
+    lookups = _resolving(monkeypatch, answers)
+    policy = EgressPolicy()
+    for _ in range(3):
+        policy.check_url("https://s3.example/bucket", what="S3 endpoint")
+    assert lookups == ["s3.example"]
+    EgressPolicy().check_url("https://s3.example/", what="S3 endpoint")  # another policy: its own lookups
+    policy.check_url("https://s3.example:8443/", what="S3 endpoint")  # another port: another entry
+    assert len(lookups) == 3
+    answers["s3.example"] = "169.254.169.254"  # the name now points at the metadata service
+    clock[0] += egress.ALLOWED_TTL_S + 0.1
+    for _ in range(2):  # a refusal is never remembered: each check looks again, and refuses
+        with pytest.raises(EgressDenied, match="metadata"):
+            policy.check_url("https://s3.example/bucket", what="S3 endpoint")
+    assert len(lookups) == 5
+
+
+def test_the_remembered_hosts_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(egress, "ALLOWED_MAX", 3)
+    answers = {f"h{i}.example": "203.0.113.7" for i in range(5)}
+    lookups = _resolving(monkeypatch, answers)
+    policy = EgressPolicy()
+    for host in answers:
+        policy.check_url(f"https://{host}/", what="S3 endpoint")
+    assert len(policy._allowed) <= 3
+    policy.check_url("https://h0.example/", what="S3 endpoint")  # forgotten with the rest: looked up again
+    assert lookups.count("h0.example") == 2
+
+
+def test_a_remembered_host_still_meets_the_connect_time_hook(
+    monkeypatch: pytest.MonkeyPatch, server: http.server.ThreadingHTTPServer
+) -> None:
+    """The cache only skips the early lookup: once the name points at a denied address (DNS rebinding), the
+    connection is refused at connect time although the check passed from memory."""
+    answers = {"s3.example": "203.0.113.7"}
+    lookups = _resolving(monkeypatch, answers)
+    policy = EgressPolicy()
+    policy.check_url("http://s3.example/", what="S3 endpoint")
+    answers["s3.example"] = "127.0.0.1"
+    port = server.server_address[1]
+    with pytest.raises(EgressDenied, match="loopback"), tenant_egress(policy, what="S3 endpoint"):
+        policy.check_url("http://s3.example/", what="S3 endpoint")  # from memory: no lookup
+        urllib.request.urlopen(f"http://s3.example:{port}/", timeout=5)
+    assert lookups == ["s3.example", "s3.example"]  # the check's, then urllib's own for the connection
