@@ -95,8 +95,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
     ax.barh([r["share"] for r in rows], [r[unit] for r in rows], color="#3a7")
     for y, row in enumerate(rows):
         ax.text(row[unit], y, f" {row['percent']} %", va="center", fontsize=8)
-    ax.set_xlabel("operator CPU per first sync (ms)" if unit == "ms_per_bundle" else "% of samples")
-    title = result.get("title") or "first-sync CPU by share"
+    ax.set_xlabel("operator CPU per sync (ms)" if unit == "ms_per_bundle" else "% of samples")
+    title = result.get("title") or "operator CPU by share"
     ax.set_title(f"{title} ({result['samples']} GIL-holding samples)", fontsize=10)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
